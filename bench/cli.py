@@ -1,0 +1,71 @@
+"""The ``dccsim`` command line: the composition root.
+
+Every subcommand lives in its own module (``bench/cmd_*.py``) and is imported only when it
+is invoked, so ``dccsim --help`` stays fast and importing this module compiles nothing.
+
+Errors follow one rule: a bad flag, a bad file or a bad config prints **one line** on stderr
+(``dccsim <command>: error: ...``) and exits with code 2; a failed exit criterion or
+regression exits 1; success exits 0.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+#: command name -> "module:attribute" of a click.Command, imported lazily.
+COMMANDS: dict[str, str] = {
+    "decode": "dccsim.bench.cmd_decode:decode",
+    "demo": "dccsim.bench.cmd_decode:demo",
+    "srvs": "dccsim.bench.cmd_decode:srvs",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dccsim", prog_name="dccsim")
+def cli() -> None:
+    """dccsim: a high-throughput simulator of the DCC smart-metering message core."""
+
+
+class CliError(click.ClickException):
+    """A user error: one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of the ``dccsim`` console script."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        return cli.main(args=args, prog_name="dccsim", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("dccsim: aborted", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        name = exc.ctx.command_path if exc.ctx is not None else "dccsim"
+        click.echo(f"{name}: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"dccsim: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,3 @@
+"""Alert Storm Protection: throttling policies, Numba kernels, throttle metadata, tuning."""
+
+__all__: list[str] = []

@@ -1,0 +1,393 @@
+"""DUIS XML: Service Requests in and out; Responses, Device Alerts and DCC Alerts out.
+
+Parsing uses a hardened lxml parser (no entity resolution, no network, no huge trees).
+Typed bodies (4.6.1, 4.8.1, 4.8.3, 4.1.1, 11.2, 8.11) are parsed into their Structs only when
+every child element is understood; anything else becomes a :class:`GenericBody` holding the
+body element's XML, so no request loses content on the way XML -> JSON -> XML.
+
+dccsim does not ship the DUIS schema (it is published separately, under its own licence).
+:func:`load_schema` loads it from a path the user gives (or ``DCCSIM_DUIS_XSD``) to validate
+what we emit.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import os
+from copy import deepcopy
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+from lxml import etree
+
+from .errors import MessageError
+from .messages import (
+    DCCAlert,
+    DeviceAlert,
+    GenericBody,
+    ReadActiveImportProfileData,
+    ReadExportProfileData,
+    ReadFirmwareVersion,
+    ReadInstantaneousImportRegisters,
+    ReadLogPeriod,
+    RequestId,
+    Response,
+    RetrieveImportDailyReadLog,
+    ServiceRequest,
+    UpdateHANDeviceLog,
+)
+
+__all__ = [
+    "SR_NS",
+    "DS_NS",
+    "decode_request_xml",
+    "encode_request_xml",
+    "encode_response_xml",
+    "encode_alert_xml",
+    "load_schema",
+    "schema_errors",
+    "format_datetime",
+]
+
+SR_NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
+DS_NS = "http://www.w3.org/2000/09/xmldsig#"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+_NSMAP = {"sr": SR_NS, "ds": DS_NS, "xsi": XSI_NS}
+_SR = "{%s}" % SR_NS
+SCHEMA_VERSION = "5.4"
+
+# Blank text between elements carries nothing in DUIS (element-only content); dropping it
+# makes the kept XML of generic bodies and signatures compact and stable across round trips.
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, huge_tree=False, remove_blank_text=True
+)
+
+_READ_LOG = {
+    ("4.6.1", "RetrieveImportDailyReadLog"): RetrieveImportDailyReadLog,
+    ("4.8.1", "ReadActiveImportProfileData"): ReadActiveImportProfileData,
+    ("4.8.3", "ReadExportProfileData"): ReadExportProfileData,
+}
+_DT = msgspec.json.Decoder(datetime)
+
+
+def format_datetime(dt: datetime) -> str:
+    """xs:dateTime in UTC with a ``Z``; fraction only when there is one."""
+    dt = dt.astimezone(UTC)
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if dt.microsecond:
+        text += f".{dt.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def _local(el: etree._Element) -> str:
+    return etree.QName(el).localname
+
+
+def _text(el: etree._Element | None, field: str) -> str:
+    if el is None or el.text is None or not el.text.strip():
+        raise MessageError(field, None if el is None else "", "a non-empty element")
+    return el.text.strip()
+
+
+def _parse_dt(text: str, field: str) -> datetime:
+    try:
+        dt = _DT.decode(b'"' + text.encode() + b'"')
+    except msgspec.DecodeError:
+        raise MessageError(field, text, "an xs:dateTime with a time zone, e.g. 2015-01-01T00:00:00Z") from None
+    if dt.tzinfo is None:
+        raise MessageError(field, text, "an xs:dateTime with a time zone, e.g. 2015-01-01T00:00:00Z")
+    return dt
+
+
+def _elements(el: etree._Element) -> list[etree._Element]:
+    return [c for c in el if isinstance(c.tag, str)]
+
+
+def _parse_int(text: str, field: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise MessageError(field, text, "an integer") from None
+
+
+def decode_request_xml(data: bytes | str) -> ServiceRequest:
+    """Parse a DUIS ``sr:Request`` document.
+
+    Raises
+    ------
+    MessageError
+        For XML that does not parse (``field="xml"``), a root that is not ``sr:Request``, or
+        a missing or malformed header field, naming the field and what was expected.
+    """
+    if isinstance(data, str):
+        data = data.encode()
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise MessageError("xml", exc.msg, "a well-formed DUIS XML document") from None
+    if root.tag != _SR + "Request":
+        raise MessageError("xml.root", root.tag, f"{{{SR_NS}}}Request")
+    header = root.find(_SR + "Header")
+    body_el = root.find(_SR + "Body")
+    if header is None:
+        raise MessageError("header", None, "an sr:Header element")
+    if body_el is None:
+        raise MessageError("body", None, "an sr:Body element")
+    rid = RequestId.parse(_text(header.find(_SR + "RequestID"), "header.request_id"))
+    cv_text = _text(header.find(_SR + "CommandVariant"), "header.command_variant")
+    cv = _parse_int(cv_text, "header.command_variant")
+    ref = _text(header.find(_SR + "ServiceReference"), "header.service_reference")
+    srv = _text(header.find(_SR + "ServiceReferenceVariant"), "header.srv")
+    first = header.find(_SR + "FirstInSequence")
+    first_in_sequence = None if first is None else _text(first, "header.first_in_sequence") in ("true", "1")
+    prec_el = header.find(_SR + "PrecedingServiceRequestID")
+    preceding = None if prec_el is None else RequestId.parse(_text(prec_el, "header.preceding_request_id"))
+    children = _elements(body_el)
+    if len(children) != 1:
+        raise MessageError("body", len(children), "exactly one body element")
+    body_xml = children[0]
+    execution = None
+    first_child = _elements(body_xml)[:1]
+    if first_child and first_child[0].tag == _SR + "ExecutionDateTime":
+        execution = _parse_dt(_text(first_child[0], "body.execution_datetime"), "body.execution_datetime")
+        _remove(first_child[0])
+    body = _typed_body(srv, body_xml)
+    sig = root.find("{%s}Signature" % DS_NS)
+    signature = None if sig is None else _fragment(sig)
+    return ServiceRequest(
+        request_id=rid,
+        command_variant=cv,
+        service_reference=ref,
+        srv=srv,
+        body=body,
+        execution_datetime=execution,
+        first_in_sequence=first_in_sequence,
+        preceding_request_id=preceding,
+        signature=signature,
+    )
+
+
+def _remove(el: etree._Element) -> None:
+    parent = el.getparent()
+    assert parent is not None
+    parent.remove(el)
+
+
+def _fragment(el: etree._Element) -> str:
+    """``el`` as standalone XML declaring only the namespaces it uses (stable form)."""
+    copy = deepcopy(el)
+    copy.tail = None
+    etree.cleanup_namespaces(copy)
+    return etree.tostring(copy, encoding="unicode")
+
+
+def _typed_body(srv: str, el: etree._Element):  # type: ignore[no-untyped-def]
+    name = _local(el)
+    kids = _elements(el)
+    names = [_local(k) for k in kids]
+    cls = _READ_LOG.get((srv, name))
+    if cls is not None and names == ["ReadLogPeriod"]:
+        period_kids = _elements(kids[0])
+        if [_local(k) for k in period_kids] == ["StartDateTime", "EndDateTime"]:
+            start = _parse_dt(_text(period_kids[0], "body.period.start"), "body.period.start")
+            end = _parse_dt(_text(period_kids[1], "body.period.end"), "body.period.end")
+            return cls(period=ReadLogPeriod(start=start, end=end))
+    if srv == "4.1.1" and name == "ReadInstantaneousImportRegisters" and not kids:
+        return ReadInstantaneousImportRegisters()
+    if srv == "11.2" and name == "ReadFirmwareVersion" and not kids:
+        return ReadFirmwareVersion()
+    if srv == "8.11" and name == "UpdateHANDeviceLog":
+        typed = _han_log(kids, names)
+        if typed is not None:
+            return typed
+    return GenericBody(name=name, xml=_fragment(el))
+
+
+_HAN_ADD = ("JoinTimePeriod", "InstallCode", "ImportMPxN", "SecondaryImportMPAN", "ExportMPAN")
+
+
+def _han_log(kids: list[etree._Element], names: list[str]) -> UpdateHANDeviceLog | None:
+    if names[:2] != ["DeviceID", "RequestType"] or len(names) > 3:
+        return None
+    fields: dict[str, object] = {
+        "device_id": _text(kids[0], "body.device_id"),
+        "request_type": _text(kids[1], "body.request_type"),
+    }
+    if fields["request_type"] not in ("Add", "Remove"):
+        raise MessageError("body.request_type", fields["request_type"], "'Add' or 'Remove'")
+    if len(names) == 3:
+        if names[2] != "AddDeviceToCHFWhitelist":
+            return None
+        add = _elements(kids[2])
+        add_names = [_local(a) for a in add]
+        if [n for n in _HAN_ADD if n in add_names] != add_names:
+            return None
+        for a, n in zip(add, add_names, strict=True):
+            key = {
+                "JoinTimePeriod": "join_time_period",
+                "InstallCode": "install_code",
+                "ImportMPxN": "import_mpxn",
+                "SecondaryImportMPAN": "secondary_import_mpan",
+                "ExportMPAN": "export_mpan",
+            }[n]
+            text = _text(a, f"body.{key}")
+            fields[key] = _parse_int(text, f"body.{key}") if key == "join_time_period" else text
+    return UpdateHANDeviceLog(**fields)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
+    el = etree.SubElement(parent, _SR + name)
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _body_element(req: ServiceRequest) -> etree._Element:
+    body = req.body
+    if isinstance(body, GenericBody):
+        try:
+            el = etree.fromstring(body.xml.encode(), _PARSER)
+        except etree.XMLSyntaxError as exc:
+            raise MessageError("body.xml", body.xml, f"well-formed XML ({exc.msg})") from None
+    else:
+        el = etree.Element(_SR + type(body).__struct_config__.tag, nsmap=_NSMAP)  # type: ignore[attr-defined]
+        if isinstance(body, RetrieveImportDailyReadLog | ReadActiveImportProfileData | ReadExportProfileData):
+            period = _sub(el, "ReadLogPeriod")
+            _sub(period, "StartDateTime", format_datetime(body.period.start))
+            _sub(period, "EndDateTime", format_datetime(body.period.end))
+        elif isinstance(body, UpdateHANDeviceLog):
+            _sub(el, "DeviceID", body.device_id)
+            _sub(el, "RequestType", body.request_type)
+            add_values = [
+                ("JoinTimePeriod", body.join_time_period),
+                ("InstallCode", body.install_code),
+                ("ImportMPxN", body.import_mpxn),
+                ("SecondaryImportMPAN", body.secondary_import_mpan),
+                ("ExportMPAN", body.export_mpan),
+            ]
+            if any(v is not None for _, v in add_values):
+                add = _sub(el, "AddDeviceToCHFWhitelist")
+                for name, value in add_values:
+                    if value is not None:
+                        _sub(add, name, str(value))
+    if req.execution_datetime is not None:
+        ex = etree.Element(_SR + "ExecutionDateTime")
+        ex.text = format_datetime(req.execution_datetime)
+        el.insert(0, ex)
+    return el
+
+
+def _document(root: etree._Element) -> bytes:
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def encode_request_xml(req: ServiceRequest) -> bytes:
+    """A DUIS ``sr:Request`` document for ``req`` (signature carried over if present)."""
+    root = etree.Element(_SR + "Request", nsmap=_NSMAP)
+    root.set("schemaVersion", SCHEMA_VERSION)
+    header = _sub(root, "Header")
+    _sub(header, "RequestID", str(req.request_id))
+    if req.first_in_sequence is not None:
+        _sub(header, "FirstInSequence", "true" if req.first_in_sequence else "false")
+    if req.preceding_request_id is not None:
+        _sub(header, "PrecedingServiceRequestID", str(req.preceding_request_id))
+    _sub(header, "CommandVariant", str(req.command_variant))
+    _sub(header, "ServiceReference", req.service_reference)
+    _sub(header, "ServiceReferenceVariant", req.srv)
+    body = _sub(root, "Body")
+    body.append(_body_element(req))
+    if req.signature is not None:
+        try:
+            root.append(etree.fromstring(req.signature.encode(), _PARSER))
+        except etree.XMLSyntaxError as exc:
+            raise MessageError("signature", req.signature, f"a well-formed ds:Signature ({exc.msg})") from None
+    etree.cleanup_namespaces(root, top_nsmap=_NSMAP)
+    return _document(root)
+
+
+def _response_root(
+    request_id: RequestId | None, response_id: RequestId | None, code: str, when: datetime
+) -> tuple[etree._Element, etree._Element]:
+    root = etree.Element(_SR + "Response", nsmap=_NSMAP)
+    root.set("schemaVersion", SCHEMA_VERSION)
+    header = _sub(root, "Header")
+    if request_id is not None:
+        _sub(header, "RequestID", str(request_id))
+    if response_id is not None:
+        _sub(header, "ResponseID", str(response_id))
+    _sub(header, "ResponseCode", code)
+    _sub(header, "ResponseDateTime", format_datetime(when))
+    return root, _sub(root, "Body")
+
+
+def encode_response_xml(resp: Response) -> bytes:
+    """A DUIS ``sr:Response`` carrying a ``ResponseMessage``."""
+    root, body = _response_root(resp.request_id, resp.response_id, resp.response_code, resp.response_datetime)
+    msg = _sub(body, "ResponseMessage")
+    _sub(msg, "ServiceReference", resp.service_reference)
+    _sub(msg, "ServiceReferenceVariant", resp.srv)
+    if resp.gbcs_payload is not None:
+        _sub(msg, "GBCSPayload", base64.b64encode(resp.gbcs_payload).decode())
+    return _document(root)
+
+
+def _throttle_meta(parent: etree._Element, seq: int | None, count: int | None) -> None:
+    if seq is not None:
+        _sub(parent, "ThrottledAlertSequenceId", str(seq))
+    if count is not None:
+        _sub(parent, "ThrottledAlertCount", str(count))
+
+
+def encode_alert_xml(alert: DeviceAlert | DCCAlert) -> bytes:
+    """A DUIS ``sr:Response`` carrying a Device Alert or a DCC Alert.
+
+    An alert has no RequestID; its ResponseID is ``device:recipient:counter`` (device
+    alerts) or ``recipient:recipient:counter`` (DCC alerts, raised by the DCC itself).
+    """
+    if isinstance(alert, DeviceAlert):
+        rid = RequestId(originator=alert.device, target=alert.recipient, counter=alert.counter)
+        root, body = _response_root(None, rid, "I0", alert.time)
+        msg = _sub(body, "DeviceAlertMessage")
+        if not 0 <= alert.alert_code <= 0xFFFF:
+            raise MessageError("alert_code", alert.alert_code, "a 16-bit alert code")
+        _sub(msg, "AlertCode", f"{alert.alert_code:04X}")
+        _throttle_meta(msg, alert.throttled_alert_sequence_id, alert.throttled_alert_count)
+        _sub(msg, "GBCSPayload", base64.b64encode(alert.gbcs_payload).decode())
+        return _document(root)
+    rid = RequestId(originator=alert.recipient, target=alert.recipient, counter=alert.counter)
+    root, body = _response_root(None, rid, "I0", alert.time)
+    msg = _sub(body, "DCCAlertMessage")
+    _sub(msg, "DCCAlertCode", alert.code)
+    _throttle_meta(msg, alert.throttled_alert_sequence_id, alert.throttled_alert_count)
+    holder = _sub(msg, "DCCAlert")
+    try:
+        holder.append(etree.fromstring(alert.detail.encode(), _PARSER))
+    except etree.XMLSyntaxError as exc:
+        raise MessageError("detail", alert.detail, f"well-formed XML ({exc.msg})") from None
+    etree.cleanup_namespaces(root, top_nsmap=_NSMAP)
+    return _document(root)
+
+
+@functools.cache
+def load_schema(path: str | None = None) -> etree.XMLSchema:
+    """Load the DUIS XSD from ``path`` (or ``$DCCSIM_DUIS_XSD``); its imports must sit beside it."""
+    path = path or os.environ.get("DCCSIM_DUIS_XSD")
+    if not path:
+        raise FileNotFoundError("no DUIS schema given: pass a path or set DCCSIM_DUIS_XSD")
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"DUIS schema not found: {p}")
+    return etree.XMLSchema(etree.parse(str(p)))
+
+
+def schema_errors(document: bytes, schema: etree.XMLSchema) -> list[str]:
+    """Validation errors of ``document`` against ``schema`` (empty when valid)."""
+    doc = etree.fromstring(document, _PARSER)
+    if schema.validate(doc):
+        return []
+    return [f"line {e.line}: {e.message}" for e in schema.error_log]

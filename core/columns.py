@@ -1,0 +1,221 @@
+"""A request batch as columns: a struct of NumPy arrays, the shape the hot path works on.
+
+Wire messages are turned into columns once, at the edge; from then on every stage works on
+arrays. A :class:`RequestBatch` converts to and from an Arrow ``RecordBatch`` without copying
+the numeric buffers (Arrow wraps NumPy memory of fixed-width types without nulls).
+
+Column meanings (absent values are 0):
+
+============== ======= ==========================================================
+column         dtype   meaning
+============== ======= ==========================================================
+device         uint64  target EUI-64
+originator     uint64  originator EUI-64 (the DCC User)
+counter        uint64  RequestID counter
+srv            uint8   SRV code (index in the catalogue)
+role           uint8   role code (index in ``ROLES``); 255 = unknown
+command_variant uint8  1..8
+period_start_ns int64  ReadLogPeriod start (4.6.1 / 4.8.1 / 4.8.3)
+period_end_ns  int64   ReadLogPeriod end
+t_scheduled_ns int64   when the request is due to be sent (virtual time)
+execution_ns   int64   ExecutionDateTime of a future-dated request
+============== ======= ==========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from .catalogue import catalogue
+from .errors import MessageError
+from .messages import ROLES, RequestRow, ServiceRequest, to_ns
+from .wire import decode_rows
+
+__all__ = ["RequestBatch", "ROLE_UNKNOWN", "COLUMN_DTYPES"]
+
+ROLE_UNKNOWN = 255
+
+COLUMN_DTYPES: dict[str, np.dtype[Any]] = {
+    "device": np.dtype(np.uint64),
+    "originator": np.dtype(np.uint64),
+    "counter": np.dtype(np.uint64),
+    "srv": np.dtype(np.uint8),
+    "role": np.dtype(np.uint8),
+    "command_variant": np.dtype(np.uint8),
+    "period_start_ns": np.dtype(np.int64),
+    "period_end_ns": np.dtype(np.int64),
+    "t_scheduled_ns": np.dtype(np.int64),
+    "execution_ns": np.dtype(np.int64),
+}
+
+_ROLE_CODE = {r: i for i, r in enumerate(ROLES)}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestBatch:
+    """Service Requests as columns; see the module docstring for the columns."""
+
+    device: npt.NDArray[np.uint64]
+    originator: npt.NDArray[np.uint64]
+    counter: npt.NDArray[np.uint64]
+    srv: npt.NDArray[np.uint8]
+    role: npt.NDArray[np.uint8]
+    command_variant: npt.NDArray[np.uint8]
+    period_start_ns: npt.NDArray[np.int64]
+    period_end_ns: npt.NDArray[np.int64]
+    t_scheduled_ns: npt.NDArray[np.int64]
+    execution_ns: npt.NDArray[np.int64]
+
+    def __post_init__(self) -> None:
+        n = None
+        for name, dtype in COLUMN_DTYPES.items():
+            col = getattr(self, name)
+            if not isinstance(col, np.ndarray) or col.dtype != dtype or col.ndim != 1:
+                got = f"{type(col).__name__} {getattr(col, 'dtype', '')}".strip()
+                raise TypeError(f"RequestBatch.{name}: got {got}, expected a 1-D {dtype} array")
+            if n is None:
+                n = len(col)
+            elif len(col) != n:
+                raise ValueError(f"RequestBatch.{name}: got length {len(col)}, expected {n} like the other columns")
+
+    def __len__(self) -> int:
+        return len(self.device)
+
+    @classmethod
+    def empty(cls, n: int = 0) -> RequestBatch:
+        return cls(**{k: np.zeros(n, dtype=d) for k, d in COLUMN_DTYPES.items()})
+
+    @classmethod
+    def from_columns(cls, **columns: npt.ArrayLike) -> RequestBatch:
+        """Build from array-likes, casting to the column dtypes; missing columns are 0."""
+        n = len(next(iter(columns.values()))) if columns else 0
+        unknown = set(columns) - set(COLUMN_DTYPES)
+        if unknown:
+            raise ValueError(f"RequestBatch: unknown columns {sorted(unknown)}, expected some of {list(COLUMN_DTYPES)}")
+        out = {}
+        for k, d in COLUMN_DTYPES.items():
+            out[k] = np.ascontiguousarray(columns[k], dtype=d) if k in columns else np.zeros(n, dtype=d)
+        return cls(**out)
+
+    @classmethod
+    def from_requests(
+        cls, requests: Sequence[ServiceRequest], t_scheduled_ns: npt.ArrayLike | None = None
+    ) -> RequestBatch:
+        """Columns from decoded :class:`ServiceRequest` Structs."""
+        cat = catalogue()
+        n = len(requests)
+        b = cls.empty(n)
+        for i, r in enumerate(requests):
+            rid = r.request_id
+            b.device[i] = rid.target_int
+            b.originator[i] = rid.originator_int
+            b.counter[i] = rid.counter
+            b.srv[i] = cat.code(r.srv, f"requests[{i}].srv")
+            b.role[i] = ROLE_UNKNOWN if r.role is None else _ROLE_CODE[r.role]
+            b.command_variant[i] = r.command_variant
+            period = r.period
+            if period is not None:
+                b.period_start_ns[i] = to_ns(period.start)
+                b.period_end_ns[i] = to_ns(period.end)
+            if r.execution_datetime is not None:
+                b.execution_ns[i] = to_ns(r.execution_datetime)
+        if t_scheduled_ns is not None:
+            b.t_scheduled_ns[:] = np.asarray(t_scheduled_ns, dtype=np.int64)
+        return b
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[RequestRow]) -> RequestBatch:
+        """Columns from compact :class:`RequestRow` objects (one C-level pass per column)."""
+        n = len(rows)
+        cat = catalogue()
+        srv_codes = cat.code_of
+        try:
+            srv = np.fromiter(map(srv_codes.__getitem__, map(attrgetter("srv"), rows)), np.uint8, n)
+        except KeyError as exc:
+            raise MessageError("srv", exc.args[0], "a DUIS Service Reference Variant such as 4.8.1") from None
+        try:
+            role = np.fromiter(map(_ROLE_CODE.__getitem__, map(attrgetter("role"), rows)), np.uint8, n)
+        except KeyError as exc:
+            raise MessageError("role", exc.args[0], f"one of {', '.join(ROLES)}") from None
+
+        def col(name: str, dtype: type) -> npt.NDArray[Any]:
+            try:
+                return np.fromiter(map(attrgetter(name), rows), dtype, n)
+            except OverflowError:
+                raise MessageError(name, "out of range", f"a value that fits {np.dtype(dtype)}") from None
+
+        return cls(
+            device=col("target", np.uint64),
+            originator=col("originator", np.uint64),
+            counter=col("counter", np.uint64),
+            srv=srv,
+            role=role,
+            command_variant=col("command_variant", np.uint8),
+            period_start_ns=col("period_start_ns", np.int64),
+            period_end_ns=col("period_end_ns", np.int64),
+            t_scheduled_ns=col("t_scheduled_ns", np.int64),
+            execution_ns=col("execution_ns", np.int64),
+        )
+
+    @classmethod
+    def from_msgpack(cls, data: bytes) -> RequestBatch:
+        """Decode a compact MessagePack request batch (see :func:`~dccsim.core.wire.encode_rows`)."""
+        return cls.from_rows(decode_rows(data))
+
+    def to_rows(self) -> list[RequestRow]:
+        """Back to compact rows (for writing a MessagePack batch)."""
+        srvs = catalogue().srvs
+        return [
+            RequestRow(
+                originator=int(o), target=int(d), counter=int(c), command_variant=int(v),
+                srv=srvs[s], role=ROLES[r] if r != ROLE_UNKNOWN else "", t_scheduled_ns=int(t),
+                period_start_ns=int(ps), period_end_ns=int(pe), execution_ns=int(x),
+            )
+            for o, d, c, v, s, r, t, ps, pe, x in zip(
+                self.originator, self.device, self.counter, self.command_variant, self.srv,
+                self.role, self.t_scheduled_ns, self.period_start_ns, self.period_end_ns,
+                self.execution_ns, strict=True,
+            )
+        ]
+
+    def to_arrow(self) -> pa.RecordBatch:
+        """An Arrow RecordBatch sharing these arrays' memory (no copy)."""
+        return pa.RecordBatch.from_arrays(
+            [pa.array(getattr(self, k)) for k in COLUMN_DTYPES], names=list(COLUMN_DTYPES)
+        )
+
+    @classmethod
+    def from_arrow(cls, batch: pa.RecordBatch | pa.Table) -> RequestBatch:
+        """Columns from Arrow, zero-copy where the Arrow buffers allow it."""
+        if isinstance(batch, pa.Table):
+            batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else pa.RecordBatch.from_pylist([], schema=batch.schema)
+        cols = {}
+        for k, d in COLUMN_DTYPES.items():
+            if k not in batch.schema.names:
+                raise ValueError(f"Arrow batch: missing column {k!r}; expected columns {list(COLUMN_DTYPES)}")
+            arr = batch.column(k)
+            if arr.null_count:
+                raise ValueError(f"Arrow batch: column {k!r} has {arr.null_count} nulls; expected none")
+            np_arr = arr.to_numpy(zero_copy_only=False)
+            if np_arr.dtype != d:
+                raise ValueError(f"Arrow batch: column {k!r} is {arr.type}, expected {pa.from_numpy_dtype(d)}")
+            cols[k] = np_arr
+        return cls(**cols)
+
+    def take(self, index: npt.ArrayLike) -> RequestBatch:
+        """Rows selected by an integer index or boolean mask."""
+        return RequestBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    @classmethod
+    def concat(cls, batches: Iterable[RequestBatch]) -> RequestBatch:
+        bs = list(batches)
+        if not bs:
+            return cls.empty()
+        return cls(**{k: np.concatenate([getattr(b, k) for b in bs]) for k in COLUMN_DTYPES})

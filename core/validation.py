@@ -1,0 +1,377 @@
+"""Validation and access control: each rejected request gets a DUIS code and a reason.
+
+dccsim's mapping of checks to DUIS response codes (the codes of ``DOMAIN``; where DUIS has no
+public code for a check, dccsim uses a code from the schema's enumeration and says so):
+
+==== ===================================================================================
+code check (in this order; the first failure wins)
+==== ===================================================================================
+E13  malformed content: an EUI-64 that is not 8 hex octets, a read period whose start is not
+     before its end, an 8.11 install code that is not hex of 6..16 bytes, a join time
+     outside 1..3600 (schema-level facts; dccsim's choice of code)
+E1   unknown user: the originator is not in the user registry (when one is given)
+E3   user status: the user is suspended
+E2   the user's role may not send this SRV (MDR may send 4.6.1, 4.8.1 and 4.8.3)
+E12  the Command Variant is not valid for this SRV
+E19  unknown device: the target is not in the device registry (device SRVs only)
+E5   device status: the device is not in service
+E11  the SRV does not apply to the device's kind (ESME, GSME, CHF)
+E4   the role may not address this device: a gas-only role (GS, GT) at an electricity meter,
+     or an electricity-only role (ES, ED, MDR) at a gas meter
+E17  replay: the RequestID counter is not strictly greater than the originator's previous
+     accepted counter (dccsim's choice of code)
+==== ===================================================================================
+
+A request that passes every check is accepted (``I0``; the pipeline then decides I0 / I99 /
+E20 / E21 / E30). The replay check keeps state per originator; only accepted requests advance
+the counter, so a rejected request does not burn a counter. That state is per originator, not
+per device, so in a sharded run the replay stage runs once over the merged, time-ordered
+stream (it is a cheap O(n) pass).
+
+Two entry points share the rules: :meth:`Validator.check` for one decoded
+:class:`~dccsim.core.messages.ServiceRequest`, and :func:`validate_batch` for columns (a Numba
+kernel with the plain-Python reference :func:`validate_batch_reference`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ._jit import jit
+from .catalogue import DEVICE_KINDS, Catalogue, catalogue
+from .columns import ROLE_UNKNOWN, RequestBatch
+from .errors import MessageError
+from .eui import EUI_RE
+from .messages import ROLES, ServiceRequest, UpdateHANDeviceLog, to_ns
+
+__all__ = [
+    "RESPONSE_CODES",
+    "code_index",
+    "Verdict",
+    "DeviceRegistry",
+    "UserRegistry",
+    "Validator",
+    "validate_batch",
+    "validate_batch_reference",
+]
+
+#: Response codes used in columns, by index (uint8). Index 0 is I0.
+RESPONSE_CODES: tuple[str, ...] = (
+    "I0", "I99", "E1", "E2", "E3", "E4", "E5", "E11", "E12", "E13", "E17", "E19", "E20", "E21", "E30",
+)
+_IDX = {c: i for i, c in enumerate(RESPONSE_CODES)}
+
+
+def code_index(code: str) -> int:
+    """The column index of a response code."""
+    return _IDX[code]
+
+
+_I0, _E1, _E2, _E3, _E4, _E5 = (_IDX[c] for c in ("I0", "E1", "E2", "E3", "E4", "E5"))
+_E11, _E12, _E13, _E17, _E19 = (_IDX[c] for c in ("E11", "E12", "E13", "E17", "E19"))
+
+_ESME, _GSME = DEVICE_KINDS.index("ESME"), DEVICE_KINDS.index("GSME")
+_GAS_ONLY_ROLES = np.array([r in ("GS", "GT") for r in ROLES], dtype=np.bool_)
+_ELEC_ONLY_ROLES = np.array([r in ("ES", "ED", "MDR") for r in ROLES], dtype=np.bool_)
+_HEX_RE = re.compile(r"^(?:[0-9A-Fa-f]{2})+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of validation: a DUIS code and a human-readable reason."""
+
+    code: str
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "I0"
+
+
+@dataclass(frozen=True)
+class DeviceRegistry:
+    """Known devices: sorted ``uint64`` ids with their kind code and in-service flag."""
+
+    ids: npt.NDArray[np.uint64]
+    kind: npt.NDArray[np.uint8]
+    in_service: npt.NDArray[np.bool_]
+
+    @classmethod
+    def build(cls, ids: npt.ArrayLike, kind: npt.ArrayLike, in_service: npt.ArrayLike | None = None) -> DeviceRegistry:
+        ids = np.asarray(ids, dtype=np.uint64)
+        kind = np.asarray(kind, dtype=np.uint8)
+        order = np.argsort(ids, kind="stable")
+        svc = np.ones(len(ids), np.bool_) if in_service is None else np.asarray(in_service, np.bool_)
+        sorted_ids = ids[order]
+        if len(sorted_ids) > 1 and np.any(sorted_ids[1:] == sorted_ids[:-1]):
+            raise ValueError("DeviceRegistry.ids: duplicate device ids; expected each device once")
+        return cls(ids=sorted_ids, kind=kind[order], in_service=svc[order])
+
+    def index(self, devices: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """Registry row of each device, -1 where unknown."""
+        pos = np.searchsorted(self.ids, devices)
+        pos = np.minimum(pos, max(len(self.ids) - 1, 0))
+        found = (len(self.ids) > 0) & (self.ids[pos] == devices) if len(self.ids) else np.zeros(len(devices), bool)
+        return np.where(found, pos, -1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class UserRegistry:
+    """Known DCC Users: originator EUI-64 -> role code, and whether the user is active."""
+
+    ids: npt.NDArray[np.uint64]
+    role: npt.NDArray[np.uint8]
+    active: npt.NDArray[np.bool_]
+
+    @classmethod
+    def build(cls, users: dict[int, str], suspended: set[int] | frozenset[int] = frozenset()) -> UserRegistry:
+        items = sorted(users.items())
+        bad = [r for _, r in items if r not in ROLES]
+        if bad:
+            raise ValueError(f"UserRegistry: role {bad[0]!r} is not one of {', '.join(ROLES)}")
+        return cls(
+            ids=np.array([k for k, _ in items], dtype=np.uint64),
+            role=np.array([ROLES.index(r) for _, r in items], dtype=np.uint8),
+            active=np.array([k not in suspended for k, _ in items], dtype=np.bool_),
+        )
+
+    def index(self, originators: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        if not len(self.ids):
+            return np.full(len(originators), -1, np.int64)
+        pos = np.minimum(np.searchsorted(self.ids, originators), len(self.ids) - 1)
+        return np.where(self.ids[pos] == originators, pos, -1).astype(np.int64)
+
+
+@dataclass
+class Validator:
+    """Validates decoded requests one at a time, keeping replay state per originator."""
+
+    devices: DeviceRegistry | None = None
+    users: UserRegistry | None = None
+    cat: Catalogue = field(default_factory=catalogue)
+    last_counter: dict[int, int] = field(default_factory=dict)
+
+    def check(self, req: ServiceRequest) -> Verdict:
+        """Validate ``req``; on acceptance its counter becomes the originator's last."""
+        try:
+            req.request_id.check()
+        except MessageError as err:
+            return Verdict("E13", str(err))
+        content = _content_problem(req)
+        if content:
+            return Verdict("E13", content)
+        originator = req.request_id.originator_int
+        role = req.role
+        if self.users is not None:
+            u = int(self.users.index(np.array([originator], np.uint64))[0])
+            if u < 0:
+                return Verdict("E1", f"originator {req.request_id.originator} is not a known DCC User")
+            if not self.users.active[u]:
+                return Verdict("E3", f"user {req.request_id.originator} is suspended")
+            registered = ROLES[self.users.role[u]]
+            if role is not None and role != registered:
+                return Verdict("E2", f"role {role} is not the registered role {registered} of {req.request_id.originator}")
+            role = registered
+        if req.srv not in self.cat:
+            return Verdict("E13", f"header.srv: got {req.srv!r}, expected a DUIS Service Reference Variant")
+        info = self.cat[req.srv]
+        if role is None:
+            return Verdict("E1", "the request carries no user role and no user registry names one")
+        if role not in info.roles:
+            return Verdict("E2", f"role {role} may not send SRV {req.srv}; eligible: {', '.join(info.roles)}")
+        if req.command_variant not in info.command_variants:
+            allowed = ", ".join(map(str, info.command_variants))
+            return Verdict("E12", f"Command Variant {req.command_variant} is not valid for SRV {req.srv}; expected one of {allowed}")
+        if not info.non_device and self.devices is not None:
+            d = int(self.devices.index(np.array([req.request_id.target_int], np.uint64))[0])
+            if d < 0:
+                return Verdict("E19", f"device {req.request_id.target} is not in the device registry")
+            if not self.devices.in_service[d]:
+                return Verdict("E5", f"device {req.request_id.target} is not in service")
+            kind = DEVICE_KINDS[self.devices.kind[d]]
+            if kind not in info.device_kinds:
+                return Verdict("E11", f"SRV {req.srv} does not apply to a {kind}; it applies to {', '.join(sorted(info.device_kinds))}")
+            if (kind == "ESME" and role in ("GS", "GT")) or (kind == "GSME" and role in ("ES", "ED", "MDR")):
+                return Verdict("E4", f"role {role} may not address the {kind} {req.request_id.target}")
+        last = self.last_counter.get(originator)
+        if last is not None and req.request_id.counter <= last:
+            return Verdict("E17", f"counter {req.request_id.counter} is not greater than {last}, the last from {req.request_id.originator} (replay)")
+        self.last_counter[originator] = req.request_id.counter
+        return Verdict("I0")
+
+
+def _content_problem(req: ServiceRequest) -> str:
+    period = req.period
+    if period is not None and to_ns(period.start) >= to_ns(period.end):
+        return f"body.period: start {period.start.isoformat()} is not before end {period.end.isoformat()}"
+    body = req.body
+    if isinstance(body, UpdateHANDeviceLog):
+        if not EUI_RE.match(body.device_id):
+            return f"body.device_id: got {body.device_id!r}, expected an EUI-64 like 00-DB-12-34-56-78-90-A0"
+        if body.request_type == "Add":
+            code = body.install_code
+            if code is None or not _HEX_RE.match(code) or not 6 <= len(code) // 2 <= 16:
+                n = "missing" if code is None else f"{len(code) / 2:g} bytes"
+                return f"body.install_code: got {code!r} ({n}), expected hex of 6 to 16 bytes"
+            jt = body.join_time_period
+            if jt is None or not 1 <= jt <= 3600:
+                return f"body.join_time_period: got {jt!r}, expected an integer from 1 to 3600 seconds"
+    return ""
+
+
+# ------------------------------------------------------------------ columns (vectorised)
+
+
+@jit
+def _replay_kernel(user_idx, counter, ok, last, seen, out_code, replay_code):  # type: ignore[no-untyped-def]
+    """Sequential replay check over accepted rows; ``last``/``seen`` persist across calls."""
+    for i in range(len(user_idx)):
+        if not ok[i]:
+            continue
+        u = user_idx[i]
+        c = counter[i]
+        if seen[u] and c <= last[u]:
+            out_code[i] = replay_code
+        else:
+            last[u] = c
+            seen[u] = True
+
+
+def _static_codes(batch: RequestBatch, cat: Catalogue, devices: DeviceRegistry | None, users: UserRegistry | None) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """Every check except replay, vectorised; returns codes and the originator's index."""
+    n = len(batch)
+    code = np.zeros(n, np.uint8)
+    pending = np.ones(n, np.bool_)
+
+    def fail(mask: npt.NDArray[np.bool_], c: int) -> None:
+        hit = mask & pending
+        code[hit] = c
+        pending[hit] = False
+
+    has_period = cat.cacheable[batch.srv]
+    fail(has_period & (batch.period_start_ns >= batch.period_end_ns), _E13)
+    role = batch.role.copy()
+    if users is not None:
+        u = users.index(batch.originator)
+        fail(u < 0, _E1)
+        uu = np.maximum(u, 0)
+        fail(~users.active[uu] if len(users.ids) else np.zeros(n, np.bool_), _E3)
+        reg_role = users.role[uu] if len(users.ids) else np.full(n, ROLE_UNKNOWN, np.uint8)
+        fail((role != ROLE_UNKNOWN) & (role != reg_role), _E2)
+        role = np.where(role == ROLE_UNKNOWN, reg_role, role).astype(np.uint8)
+        # replay state is per originator: map originators to dense ids
+        _, user_idx = np.unique(batch.originator, return_inverse=True)
+    else:
+        _, user_idx = np.unique(batch.originator, return_inverse=True)
+    fail(role == ROLE_UNKNOWN, _E1)
+    safe_role = np.minimum(role, len(ROLES) - 1)
+    fail(~cat.eligible[batch.srv, safe_role], _E2)
+    fail(~cat.cv_valid[batch.srv, np.minimum(batch.command_variant, 8)], _E12)
+    if devices is not None:
+        device_srv = ~cat.non_device[batch.srv]
+        d = devices.index(batch.device)
+        fail(device_srv & (d < 0), _E19)
+        dd = np.maximum(d, 0)
+        if len(devices.ids):
+            fail(device_srv & ~devices.in_service[dd], _E5)
+            kind = devices.kind[dd]
+            fail(device_srv & ~cat.kind_valid[batch.srv, kind], _E11)
+            wrong = ((kind == _ESME) & _GAS_ONLY_ROLES[safe_role]) | ((kind == _GSME) & _ELEC_ONLY_ROLES[safe_role])
+            fail(device_srv & wrong, _E4)
+    return code, user_idx.astype(np.int64)
+
+
+@dataclass
+class ReplayState:
+    """Last accepted counter per originator (by EUI-64), persisted across batches."""
+
+    last: dict[int, int] = field(default_factory=dict)
+
+
+def validate_batch(
+    batch: RequestBatch,
+    devices: DeviceRegistry | None = None,
+    users: UserRegistry | None = None,
+    replay: ReplayState | None = None,
+    cat: Catalogue | None = None,
+) -> npt.NDArray[np.uint8]:
+    """Response-code indices (into :data:`RESPONSE_CODES`) for every row; 0 = accepted.
+
+    Rows are checked in order; ``replay`` carries the per-originator counters across calls.
+    """
+    cat = cat or catalogue()
+    code, user_idx = _static_codes(batch, cat, devices, users)
+    replay = replay if replay is not None else ReplayState()
+    uniq = np.unique(batch.originator)
+    last = np.zeros(len(uniq), np.uint64)
+    seen = np.zeros(len(uniq), np.bool_)
+    for j, o in enumerate(uniq.tolist()):
+        if o in replay.last:
+            last[j] = replay.last[o]
+            seen[j] = True
+    _replay_kernel(user_idx, batch.counter, code == _I0, last, seen, code, np.uint8(_E17))
+    for j, o in enumerate(uniq.tolist()):
+        if seen[j]:
+            replay.last[o] = int(last[j])
+    return code
+
+
+def validate_batch_reference(
+    batch: RequestBatch,
+    devices: DeviceRegistry | None = None,
+    users: UserRegistry | None = None,
+    replay: ReplayState | None = None,
+    cat: Catalogue | None = None,
+) -> npt.NDArray[np.uint8]:
+    """Plain-Python reference of :func:`validate_batch`: one row at a time, obviously."""
+    cat = cat or catalogue()
+    replay = replay if replay is not None else ReplayState()
+    out = np.zeros(len(batch), np.uint8)
+    user_of = {} if users is None else {int(k): i for i, k in enumerate(users.ids)}
+    dev_of = {} if devices is None else {int(k): i for i, k in enumerate(devices.ids)}
+    for i in range(len(batch)):
+        srv = int(batch.srv[i])
+        info = cat[srv]
+        role = int(batch.role[i])
+        c = "I0"
+        if info.cacheable and batch.period_start_ns[i] >= batch.period_end_ns[i]:
+            c = "E13"
+        elif users is not None and int(batch.originator[i]) not in user_of:
+            c = "E1"
+        elif users is not None and not users.active[user_of[int(batch.originator[i])]]:
+            c = "E3"
+        elif users is not None and role != ROLE_UNKNOWN and role != users.role[user_of[int(batch.originator[i])]]:
+            c = "E2"
+        else:
+            if users is not None and role == ROLE_UNKNOWN:
+                role = int(users.role[user_of[int(batch.originator[i])]])
+            if role == ROLE_UNKNOWN:
+                c = "E1"
+            elif ROLES[role] not in info.roles:
+                c = "E2"
+            elif int(batch.command_variant[i]) not in info.command_variants:
+                c = "E12"
+            elif devices is not None and not info.non_device:
+                d = dev_of.get(int(batch.device[i]))
+                if d is None:
+                    c = "E19"
+                elif not devices.in_service[d]:
+                    c = "E5"
+                else:
+                    kind = DEVICE_KINDS[devices.kind[d]]
+                    if kind not in info.device_kinds:
+                        c = "E11"
+                    elif (kind == "ESME" and ROLES[role] in ("GS", "GT")) or (kind == "GSME" and ROLES[role] in ("ES", "ED", "MDR")):
+                        c = "E4"
+        if c == "I0":
+            o = int(batch.originator[i])
+            if o in replay.last and int(batch.counter[i]) <= replay.last[o]:
+                c = "E17"
+            else:
+                replay.last[o] = int(batch.counter[i])
+        out[i] = _IDX[c]
+    return out

@@ -1,0 +1,61 @@
+"""Request batches as columns: from Structs, from a MessagePack batch, to and from Arrow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from dccsim.core import wire
+from dccsim.core.catalogue import catalogue
+from dccsim.core.columns import COLUMN_DTYPES, RequestBatch
+from dccsim.core.errors import MessageError
+from dccsim.core.messages import RequestRow, to_ns
+from dccsim.core.duisxml import decode_request_xml
+
+
+def _rows(rng: np.random.Generator, n: int) -> list[RequestRow]:
+    srvs = ["4.6.1", "4.8.1", "4.8.3", "11.2"]
+    return [
+        RequestRow(originator=0x90B3D51F30010000 + int(rng.integers(4)), target=int(rng.integers(2**63, 2**64 - 1, dtype=np.uint64)),
+                   counter=i + 1, command_variant=1, srv=srvs[i % 4], role="MDR" if i % 4 < 3 else "IS",
+                   t_scheduled_ns=i * 1000, period_start_ns=i, period_end_ns=i + 86_400 * 10**9)
+        for i in range(n)
+    ]
+
+
+def test_msgpack_batch_to_columns(rng) -> None:
+    rows = _rows(rng, 500)
+    batch = RequestBatch.from_msgpack(wire.encode_rows(rows))
+    assert len(batch) == 500
+    assert batch.device.dtype == np.uint64 and int(batch.device[7]) == rows[7].target
+    assert [catalogue().srvs[c] for c in batch.srv[:4]] == ["4.6.1", "4.8.1", "4.8.3", "11.2"]
+    assert batch.to_rows() == rows
+
+
+def test_arrow_round_trip_shares_memory(rng) -> None:
+    batch = RequestBatch.from_rows(_rows(rng, 100))
+    rb = batch.to_arrow()
+    assert rb.schema.names == list(COLUMN_DTYPES)
+    back = RequestBatch.from_arrow(rb)
+    for k in COLUMN_DTYPES:
+        np.testing.assert_array_equal(getattr(back, k), getattr(batch, k))
+    # zero copy both ways for fixed-width columns
+    assert back.device.ctypes.data == batch.device.ctypes.data
+    assert np.shares_memory(back.period_start_ns, batch.period_start_ns)
+
+
+def test_from_requests_fills_period(templates) -> None:
+    req = decode_request_xml(next(p for p in templates if "ECS22b_4.8.1" in p.name).read_bytes())
+    b = RequestBatch.from_requests([req], t_scheduled_ns=[5])
+    assert b.period_start_ns[0] == to_ns(req.period.start) and b.t_scheduled_ns[0] == 5
+    assert b.device[0] == 0x00DB1234567890A0 and b.counter[0] == 1003
+
+
+def test_bad_columns_are_named() -> None:
+    with pytest.raises(TypeError, match=r"RequestBatch.srv: got ndarray int64"):
+        RequestBatch(**{k: np.zeros(2, dtype=d) for k, d in COLUMN_DTYPES.items()} | {"srv": np.zeros(2, np.int64)})
+    with pytest.raises(MessageError, match="srv"):
+        RequestBatch.from_rows([RequestRow(originator=1, target=2, counter=3, command_variant=1, srv="99.9", role="IS")])
+    with pytest.raises(ValueError, match="missing column 'device'"):
+        RequestBatch.from_arrow(pa.RecordBatch.from_pydict({"x": [1]}))

@@ -1,0 +1,737 @@
+"""Capacity model of the DSP for the virtual-time simulation: a FIFO multi-server queue.
+
+The DCC's Data Service Provider has a finite number of processing slots. Requests that find
+every slot busy wait in one global first-in, first-out queue. This module turns a time-ordered
+chunk of requests into start times, completion times, waits, time-outs and the backlog each
+arrival sees, in simulated time, at tens of millions of requests per second.
+
+Semantics
+---------
+Servers
+    ``c = max(1, floor(slots * uplift * operating_threshold))`` identical servers. The product
+    is taken exactly on the decimal values as written (``0.29 * 100`` is 29 servers, not 28),
+    see :attr:`CapacityConfig.servers`. All servers are free before the first request.
+Requests
+    Arrive as a chunk of arrays: ``t_arrive_ns`` (int64, non-decreasing within a chunk and
+    across chunks; requests at the same instant are taken in input order), ``cls`` (uint8
+    request class ``0..K-1``) and ``device_latency_ns`` (int64 >= 0: the WAN and device round
+    trip drawn by the caller, 0 for a request with no device leg such as a cache hit or a
+    non-device request; any value up to the int64 maximum is fine, e.g. for a device that
+    never answers).
+Service
+    FIFO in arrival order: request ``i`` starts at
+    ``start_i = max(t_arrive_i, earliest time a server is free)``, holds that server for
+    ``service_ns[cls_i]``, then waits ``device_latency_ns_i`` for the device without holding a
+    server (the WAN leg is asynchronous). ``wait_ns_i = start_i - t_arrive_i`` and
+    ``t_done_i = start_i + service_ns[cls_i] + device_latency_ns_i``.
+Time-outs
+    If ``t_done_i - t_arrive_i > timeout_ns[cls_i]`` the request times out: ``timed_out_i`` is
+    set and ``t_done_i = t_arrive_i + timeout_ns[cls_i]`` (the caller maps this to E21, or E30
+    for a future-dated request). A timed-out request still holds its server for its full
+    service time, also when its wait alone exceeded the time-out: the DSP works through its
+    queue and does not cancel a request whose caller has given up; only the answer is late.
+    This is the pessimistic choice: under overload the backlog keeps growing instead of
+    shedding the requests that are already late. ``wait_ns`` is always the true queueing
+    delay, even beyond the time-out.
+Backlog
+    ``backlog_i`` is the number of requests waiting (arrived, not started) just after request
+    ``i`` arrived, counting ``i`` itself if it has to wait: a request that starts at exactly
+    ``t_arrive_i`` is not waiting. Three requests arriving together at one free server give
+    waits ``0, s, 2s`` and backlogs ``0, 1, 2``. The backlog is exact: FIFO start times never
+    decrease, so the requests still waiting are the tail of the arrivals, tracked with a moving
+    pointer over their start times (8 bytes per waiting request, so memory is bounded by the
+    peak backlog; plus 8 bytes per server for the heap).
+Chunks
+    :class:`CapacityModel` carries its state (server free times, waiting requests, leaf
+    cursor, last arrival) from one call to the next: one chunk or any split into chunks gives
+    identical outputs and identical merged stats.
+Sharding
+    The DSP queue is one global resource shared by every device, so, unlike the throttle and
+    the cache, this stage is *not* sharded by device: run it once over the merged, time-ordered
+    request stream. :meth:`CapacityStats.merge` combines the stats of consecutive chunks or
+    of separate runs, not of device shards.
+
+Cost: ``O(log c)`` per request in the worst case (one heap update), ``O(1)`` when an idle
+server is found at the heap's leaf cursor, which is the common case below about half load.
+
+Examples
+--------
+>>> import numpy as np
+>>> config = CapacityConfig(
+...     slots=1, classes=(CapacityClass(service_ns=10, timeout_ns=25, name="read"),))
+>>> model = CapacityModel(config)
+>>> r = model.process(np.array([0, 0, 0], dtype=np.int64), np.zeros(3, dtype=np.uint8),
+...                   np.array([0, 0, 5], dtype=np.int64))
+>>> r.wait_ns.tolist(), r.backlog.tolist()
+([0, 10, 20], [0, 1, 2])
+>>> r.t_done_ns.tolist(), r.timed_out.tolist()
+([10, 20, 25], [False, False, True])
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from . import _kernels as K
+from .errors import ConfigError, DccsimError
+
+__all__ = [
+    "MAX_DURATION_NS",
+    "MAX_SERVERS",
+    "CapacityClass",
+    "CapacityConfig",
+    "CapacityConfigError",
+    "CapacityInputError",
+    "CapacityModel",
+    "CapacityResult",
+    "CapacityStats",
+    "IntervalAggregates",
+    "interval_aggregates",
+    "reference_process",
+]
+
+#: Largest accepted service time or time-out (2**53 ns, about 104 days): keeps every sum of
+#: times and durations far inside int64.
+MAX_DURATION_NS = 2**53
+#: Largest accepted number of effective servers (8 bytes of state each).
+MAX_SERVERS = 2**31 - 1
+#: Arrival times must lie in ``[-MAX_TIME_NS, MAX_TIME_NS]`` (about +-146 years).
+MAX_TIME_NS = 2**62
+_MAX_CLASSES = 256  # cls is uint8
+_MAX_PENDING = 2**30  # waiting requests (8 bytes each); backlog is reported as int32
+_MAX_CHUNK = 2**31 - 1  # keeps the in-kernel 32-bit halves of the wait sum inside int64
+_INITIAL_PENDING = 1024
+_INT64_MIN = np.iinfo(np.int64).min
+
+
+class CapacityConfigError(ConfigError):
+    """A capacity configuration value out of range; the message names field, value, rule."""
+
+
+class CapacityInputError(DccsimError, ValueError):
+    """Request arrays the capacity model cannot take; names the argument and what arrived."""
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _is_real(value: object) -> bool:
+    return _is_int(value) or isinstance(value, float | np.floating)
+
+
+class CapacityClass(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Service and time-out of one request class at the DSP.
+
+    Parameters
+    ----------
+    service_ns:
+        Time the request holds a DSP processing slot, in ns; ``0 < service_ns <= 2**53``.
+    timeout_ns:
+        Response time beyond which the request times out, counted from arrival, in ns;
+        ``0 < timeout_ns <= 2**53``.
+    name:
+        Optional label for reports, e.g. ``"4.8.1"`` or ``"on-demand"``.
+    """
+
+    service_ns: int
+    timeout_ns: int
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        for field in ("service_ns", "timeout_ns"):
+            value = getattr(self, field)
+            if not _is_int(value) or not 0 < value <= MAX_DURATION_NS:
+                raise CapacityConfigError(
+                    f"{field}: expected an integer number of ns in (0, 2**53], got {value!r}"
+                )
+        if self.name is not None and not isinstance(self.name, str):
+            raise CapacityConfigError(f"name: expected a string or None, got {self.name!r}")
+
+
+class CapacityConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Capacity of the DSP: processing slots, uplift, operating threshold, request classes.
+
+    Parameters
+    ----------
+    slots:
+        DSP processing slots before uplift; an integer >= 1.
+    classes:
+        One :class:`CapacityClass` per request class, indexed by the ``cls`` column; 1 to 256
+        of them (any sequence is accepted and stored as a tuple).
+    uplift:
+        Capacity uplift factor multiplying ``slots``; a finite number > 0. Default 1.0.
+    operating_threshold:
+        Share of the uplifted slots the DSP runs at before requests queue; in (0, 1].
+        Default 1.0.
+
+    Examples
+    --------
+    >>> c = CapacityConfig(slots=1000, uplift=1.5, operating_threshold=0.8,
+    ...                    classes=[CapacityClass(service_ns=2_000_000, timeout_ns=10**10)])
+    >>> c.servers
+    1200
+    >>> CapacityConfig(slots=0, classes=c.classes)
+    Traceback (most recent call last):
+    ...
+    dccsim.core.capacity.CapacityConfigError: slots: expected an integer >= 1, got 0
+    """
+
+    slots: int
+    classes: tuple[CapacityClass, ...]
+    uplift: float = 1.0
+    operating_threshold: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.slots) or self.slots < 1:
+            raise CapacityConfigError(f"slots: expected an integer >= 1, got {self.slots!r}")
+        if (
+            not _is_real(self.uplift)
+            or not math.isfinite(self.uplift)
+            or not self.uplift > 0
+        ):
+            raise CapacityConfigError(
+                f"uplift: expected a finite number > 0, got {self.uplift!r}"
+            )
+        if not _is_real(self.operating_threshold) or not 0 < self.operating_threshold <= 1:
+            raise CapacityConfigError(
+                "operating_threshold: expected a number in (0, 1], "
+                f"got {self.operating_threshold!r}"
+            )
+        classes = self.classes
+        if isinstance(classes, str | bytes) or not isinstance(classes, Sequence):
+            raise CapacityConfigError(
+                f"classes: expected a sequence of CapacityClass, got {classes!r}"
+            )
+        if not isinstance(classes, tuple):
+            classes = tuple(classes)
+            msgspec.structs.force_setattr(self, "classes", classes)
+        if not 1 <= len(classes) <= _MAX_CLASSES:
+            raise CapacityConfigError(
+                f"classes: expected 1 to {_MAX_CLASSES} request classes, got {len(classes)}"
+            )
+        for k, item in enumerate(classes):
+            if not isinstance(item, CapacityClass):
+                raise CapacityConfigError(
+                    f"classes[{k}]: expected a CapacityClass, got {item!r}"
+                )
+        names = [item.name for item in classes if item.name is not None]
+        if len(set(names)) != len(names):
+            raise CapacityConfigError(f"classes: expected distinct names, got {names!r}")
+        servers = self.servers
+        if servers > MAX_SERVERS:
+            raise CapacityConfigError(
+                "slots * uplift * operating_threshold: expected at most "
+                f"{MAX_SERVERS} servers, got {servers} "
+                f"(slots={self.slots!r}, uplift={self.uplift!r}, "
+                f"operating_threshold={self.operating_threshold!r})"
+            )
+
+    @property
+    def servers(self) -> int:
+        """Effective servers: ``max(1, floor(slots * uplift * operating_threshold))``.
+
+        The product is exact on the shortest decimal form of each float (what a scenario file
+        says), so ``slots=100, uplift=0.29`` is 29 servers, not the 28 that binary floating
+        point would give.
+        """
+        product = (
+            Decimal(int(self.slots))
+            * Decimal(repr(float(self.uplift)))
+            * Decimal(repr(float(self.operating_threshold)))
+        )
+        return max(1, int(product))  # int() truncates, which is floor for a positive product
+
+    @property
+    def n_classes(self) -> int:
+        """Number of request classes ``K``."""
+        return len(self.classes)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Class labels, ``"class<k>"`` where a class has no name."""
+        return tuple(
+            item.name if item.name is not None else f"class{k}"
+            for k, item in enumerate(self.classes)
+        )
+
+    def service_ns_array(self) -> npt.NDArray[np.int64]:
+        """Service time per class, int64, indexed by ``cls``."""
+        return np.array([item.service_ns for item in self.classes], dtype=np.int64)
+
+    def timeout_ns_array(self) -> npt.NDArray[np.int64]:
+        """Time-out per class, int64, indexed by ``cls``."""
+        return np.array([item.timeout_ns for item in self.classes], dtype=np.int64)
+
+
+class CapacityStats(msgspec.Struct, frozen=True, kw_only=True):
+    """Totals of the capacity model over one chunk, one run, or several merged.
+
+    All fields are Python ints (exact, no overflow). ``capacity_ns`` is the server time
+    available over the span the requests arrived in: ``servers * (last arrival - end of the
+    previous chunk)``, starting at the first arrival of a run, so consecutive chunks tile the
+    run. ``busy_ns`` is the service time the requests asked for.
+
+    :meth:`merge` is for consecutive chunks or intervals of one run, and for separate runs.
+    The DSP is one global queue, so there are no device shards to merge.
+    """
+
+    requests: int = 0
+    timed_out: int = 0
+    total_wait_ns: int = 0
+    max_wait_ns: int = 0
+    peak_backlog: int = 0
+    busy_ns: int = 0
+    capacity_ns: int = 0
+
+    def merge(self, other: CapacityStats) -> CapacityStats:
+        """Combine two stats: counts and times add, maxima take the larger.
+
+        >>> a = CapacityStats(requests=2, max_wait_ns=5, peak_backlog=1, busy_ns=4)
+        >>> a.merge(CapacityStats(requests=3, max_wait_ns=2, peak_backlog=7)).requests
+        5
+        """
+        if not isinstance(other, CapacityStats):
+            raise TypeError(f"merge: expected CapacityStats, got {type(other).__name__}")
+        return CapacityStats(
+            requests=self.requests + other.requests,
+            timed_out=self.timed_out + other.timed_out,
+            total_wait_ns=self.total_wait_ns + other.total_wait_ns,
+            max_wait_ns=max(self.max_wait_ns, other.max_wait_ns),
+            peak_backlog=max(self.peak_backlog, other.peak_backlog),
+            busy_ns=self.busy_ns + other.busy_ns,
+            capacity_ns=self.capacity_ns + other.capacity_ns,
+        )
+
+    @property
+    def mean_wait_ns(self) -> float:
+        """Mean queueing delay per request (0.0 with no requests)."""
+        return self.total_wait_ns / self.requests if self.requests else 0.0
+
+    @property
+    def timed_out_ratio(self) -> float:
+        """Share of requests that timed out (0.0 with no requests)."""
+        return self.timed_out / self.requests if self.requests else 0.0
+
+    @property
+    def utilisation(self) -> float:
+        """Offered utilisation ``busy_ns / capacity_ns``; above 1 the queue grows.
+
+        NaN when ``capacity_ns`` is 0 (no requests, or all at one instant).
+        """
+        return self.busy_ns / self.capacity_ns if self.capacity_ns else math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityResult:
+    """Per-request outputs of one chunk, aligned with the input arrays, and the chunk's stats.
+
+    ``start_ns``, ``t_done_ns``, ``wait_ns``: int64; ``timed_out``: bool; ``backlog``: int32.
+    """
+
+    start_ns: npt.NDArray[np.int64]
+    t_done_ns: npt.NDArray[np.int64]
+    timed_out: npt.NDArray[np.bool_]
+    wait_ns: npt.NDArray[np.int64]
+    backlog: npt.NDArray[np.int32]
+    stats: CapacityStats
+
+
+def _check_array(name: str, value: object, dtype: type[np.generic], n: int | None) -> None:
+    if not isinstance(value, np.ndarray):
+        raise CapacityInputError(
+            f"{name}: expected a numpy array of {np.dtype(dtype).name}, "
+            f"got {type(value).__name__}"
+        )
+    if value.dtype != dtype:
+        raise CapacityInputError(
+            f"{name}: expected dtype {np.dtype(dtype).name}, got {value.dtype.name}"
+        )
+    if value.ndim != 1:
+        raise CapacityInputError(f"{name}: expected a 1-D array, got shape {value.shape}")
+    if n is not None and value.shape[0] != n:
+        raise CapacityInputError(
+            f"{name}: expected length {n} (the length of t_arrive_ns), got {value.shape[0]}"
+        )
+    if not value.flags.c_contiguous:
+        raise CapacityInputError(f"{name}: expected a contiguous array, got a strided view")
+
+
+class CapacityModel:
+    """The DSP queue with its state; feed it time-ordered chunks of requests.
+
+    Parameters
+    ----------
+    config:
+        The DSP capacity; :attr:`CapacityConfig.servers` servers are simulated.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> model = CapacityModel(CapacityConfig(
+    ...     slots=2, classes=[CapacityClass(service_ns=100, timeout_ns=1_000)]))
+    >>> t = np.array([0, 10, 20, 30], dtype=np.int64)
+    >>> r = model.process(t, np.zeros(4, dtype=np.uint8), np.zeros(4, dtype=np.int64))
+    >>> r.start_ns.tolist(), r.backlog.tolist()
+    ([0, 10, 100, 110], [0, 0, 1, 2])
+    >>> model.stats.peak_backlog, model.backlog
+    (2, 2)
+    """
+
+    def __init__(self, config: CapacityConfig) -> None:
+        if not isinstance(config, CapacityConfig):
+            raise CapacityInputError(
+                f"config: expected a CapacityConfig, got {type(config).__name__}"
+            )
+        self._config = config
+        self._servers = config.servers
+        self._service = config.service_ns_array()
+        self._timeout = config.timeout_ns_array()
+        self._heap = np.full(self._servers, _INT64_MIN, dtype=np.int64)
+        self._pending = np.zeros(_INITIAL_PENDING, dtype=np.int64)
+        self._scal = np.zeros(K.N_SCALARS, dtype=np.int64)
+        self._scal[K.SCAL_CURSOR] = self._servers >> 1
+        self._t_last: int | None = None
+        self._stats = CapacityStats()
+
+    @property
+    def config(self) -> CapacityConfig:
+        return self._config
+
+    @property
+    def servers(self) -> int:
+        """Effective number of servers ``c``."""
+        return self._servers
+
+    @property
+    def stats(self) -> CapacityStats:
+        """Stats of every request processed so far (the merge of all chunk stats)."""
+        return self._stats
+
+    @property
+    def backlog(self) -> int:
+        """Requests waiting just after the last arrival."""
+        return int(self._scal[K.SCAL_COUNT])
+
+    @property
+    def t_last_ns(self) -> int | None:
+        """Last arrival time seen, or None before the first request."""
+        return self._t_last
+
+    @property
+    def state_bytes(self) -> int:
+        """Bytes held by the model's state arrays (heap and waiting-request ring)."""
+        return self._heap.nbytes + self._pending.nbytes + self._scal.nbytes
+
+    def process(
+        self,
+        t_arrive_ns: npt.NDArray[np.int64],
+        cls: npt.NDArray[np.uint8],
+        device_latency_ns: npt.NDArray[np.int64],
+    ) -> CapacityResult:
+        """Process one chunk and return freshly allocated per-request outputs.
+
+        Parameters
+        ----------
+        t_arrive_ns:
+            int64 arrival times, non-decreasing, not before the previous chunk's last one.
+        cls:
+            uint8 request class of each request, ``< config.n_classes``.
+        device_latency_ns:
+            int64 device leg of each request, ``>= 0``.
+
+        Raises
+        ------
+        CapacityInputError
+            Naming the argument and what it got; the model state is unchanged.
+        """
+        _check_array("t_arrive_ns", t_arrive_ns, np.int64, None)
+        n = t_arrive_ns.shape[0]
+        start_ns = np.empty(n, dtype=np.int64)
+        t_done_ns = np.empty(n, dtype=np.int64)
+        timed_out = np.empty(n, dtype=np.bool_)
+        wait_ns = np.empty(n, dtype=np.int64)
+        backlog = np.empty(n, dtype=np.int32)
+        stats = self.process_into(
+            t_arrive_ns,
+            cls,
+            device_latency_ns,
+            start_ns=start_ns,
+            t_done_ns=t_done_ns,
+            timed_out=timed_out,
+            wait_ns=wait_ns,
+            backlog=backlog,
+        )
+        return CapacityResult(start_ns, t_done_ns, timed_out, wait_ns, backlog, stats)
+
+    def process_into(
+        self,
+        t_arrive_ns: npt.NDArray[np.int64],
+        cls: npt.NDArray[np.uint8],
+        device_latency_ns: npt.NDArray[np.int64],
+        *,
+        start_ns: npt.NDArray[np.int64],
+        t_done_ns: npt.NDArray[np.int64],
+        timed_out: npt.NDArray[np.bool_],
+        wait_ns: npt.NDArray[np.int64],
+        backlog: npt.NDArray[np.int32],
+    ) -> CapacityStats:
+        """Process one chunk writing into preallocated outputs; return the chunk's stats.
+
+        Outputs must be contiguous 1-D arrays of the input length: ``start_ns``, ``t_done_ns``,
+        ``wait_ns`` int64, ``timed_out`` bool, ``backlog`` int32. Inputs as in :meth:`process`.
+        """
+        _check_array("t_arrive_ns", t_arrive_ns, np.int64, None)
+        n = t_arrive_ns.shape[0]
+        _check_array("cls", cls, np.uint8, n)
+        _check_array("device_latency_ns", device_latency_ns, np.int64, n)
+        outputs = (
+            ("start_ns", start_ns, np.int64),
+            ("t_done_ns", t_done_ns, np.int64),
+            ("timed_out", timed_out, np.bool_),
+            ("wait_ns", wait_ns, np.int64),
+            ("backlog", backlog, np.int32),
+        )
+        for name, out, dtype in outputs:
+            _check_array(name, out, dtype, n)
+            if not out.flags.writeable:
+                raise CapacityInputError(f"{name}: expected a writeable array, got read-only")
+        if n == 0:
+            return CapacityStats()
+        if n > _MAX_CHUNK:
+            raise CapacityInputError(
+                f"t_arrive_ns: expected at most {_MAX_CHUNK} requests per chunk, got {n}"
+            )
+        self._check_values(t_arrive_ns, cls, device_latency_ns)
+
+        acc = np.zeros(K.N_ACC, dtype=np.int64)
+        class_count = np.zeros(self._config.n_classes, dtype=np.int64)
+        i = 0
+        while True:
+            i = K.dsp_fifo(
+                t_arrive_ns,
+                cls,
+                device_latency_ns,
+                self._service,
+                self._timeout,
+                self._heap,
+                self._pending,
+                self._scal,
+                acc,
+                class_count,
+                start_ns,
+                t_done_ns,
+                timed_out,
+                wait_ns,
+                backlog,
+                i,
+            )
+            if i == n:
+                break
+            self._grow_pending()
+
+        t_first = int(t_arrive_ns[0])
+        t_last = int(t_arrive_ns[-1])
+        window_start = t_first if self._t_last is None else self._t_last
+        self._t_last = t_last
+        stats = CapacityStats(
+            requests=n,
+            timed_out=int(acc[K.ACC_TIMED_OUT]),
+            total_wait_ns=int(acc[K.ACC_WAIT_HI]) * 2**32 + int(acc[K.ACC_WAIT_LO]),
+            max_wait_ns=int(acc[K.ACC_MAX_WAIT]),
+            peak_backlog=int(acc[K.ACC_PEAK]),
+            busy_ns=sum(
+                int(count) * int(service)
+                for count, service in zip(class_count, self._service, strict=True)
+            ),
+            capacity_ns=self._servers * (t_last - window_start),
+        )
+        self._stats = self._stats.merge(stats)
+        return stats
+
+    def _check_values(
+        self,
+        t_arrive_ns: npt.NDArray[np.int64],
+        cls: npt.NDArray[np.uint8],
+        device_latency_ns: npt.NDArray[np.int64],
+    ) -> None:
+        t_prev = _INT64_MIN if self._t_last is None else self._t_last
+        code, index = K.check_requests(
+            t_arrive_ns, cls, device_latency_ns, self._config.n_classes, t_prev
+        )
+        if code == K.CHECK_TIME_DECREASES:
+            before = (
+                f"the previous chunk's last arrival {t_prev}"
+                if index == 0
+                else f"t_arrive_ns[{index - 1}] = {int(t_arrive_ns[index - 1])}"
+            )
+            raise CapacityInputError(
+                f"t_arrive_ns[{index}]: expected non-decreasing arrival times, got "
+                f"{int(t_arrive_ns[index])} after {before}"
+            )
+        if code == K.CHECK_BAD_CLASS:
+            raise CapacityInputError(
+                f"cls[{index}]: expected a class index below {self._config.n_classes}, "
+                f"got {int(cls[index])}"
+            )
+        if code == K.CHECK_NEGATIVE_LATENCY:
+            raise CapacityInputError(
+                f"device_latency_ns[{index}]: expected >= 0, got {int(device_latency_ns[index])}"
+            )
+        for index in (0, t_arrive_ns.shape[0] - 1):  # sorted: the ends bound the rest
+            t = int(t_arrive_ns[index])
+            if not -MAX_TIME_NS <= t <= MAX_TIME_NS:
+                raise CapacityInputError(
+                    f"t_arrive_ns[{index}]: expected a time within +-2**62 ns, got {t}"
+                )
+
+    def _grow_pending(self) -> None:
+        """Double the waiting-request ring, unrolled so the oldest entry is at index 0."""
+        old = self._pending
+        count = int(self._scal[K.SCAL_COUNT])
+        if count >= _MAX_PENDING:
+            raise CapacityInputError(
+                f"backlog: expected at most {_MAX_PENDING} waiting requests, got more; "
+                "the configured capacity is far below the offered load"
+            )
+        head = int(self._scal[K.SCAL_HEAD])
+        new = np.zeros(2 * old.shape[0], dtype=np.int64)
+        new[:count] = np.roll(old, -head)[:count]
+        self._pending = new
+        self._scal[K.SCAL_HEAD] = 0
+
+
+def reference_process(
+    config: CapacityConfig,
+    t_arrive_ns: Sequence[int] | npt.NDArray[np.int64],
+    cls: Sequence[int] | npt.NDArray[np.uint8],
+    device_latency_ns: Sequence[int] | npt.NDArray[np.int64],
+) -> CapacityResult:
+    """Plain-Python reference of the capacity model for one whole run, written to be obvious.
+
+    Same semantics and outputs as one :meth:`CapacityModel.process` call on a fresh model
+    (inputs are assumed valid). Uses ``heapq`` for the servers and for the waiting requests,
+    Python ints throughout; about a microsecond per request, for tests and benchmarks.
+    """
+    servers = config.servers
+    service = [item.service_ns for item in config.classes]
+    timeout = [item.timeout_ns for item in config.classes]
+    times = [int(t) for t in t_arrive_ns]
+    free_at: list[int] = []  # free times of the servers used so far (a min-heap)
+    waiting: list[int] = []  # start times of requests that arrived and have not started
+    starts, dones, timeouts, waits, backlogs = [], [], [], [], []
+    n_timed_out = total_wait = max_wait = peak = busy = 0
+    for t, k, latency in zip(times, cls, device_latency_ns, strict=True):
+        k, latency = int(k), int(latency)
+        if len(free_at) < servers:  # a server never used yet is free
+            start = t
+            heapq.heappush(free_at, start + service[k])
+        else:
+            start = max(t, free_at[0])
+            heapq.heapreplace(free_at, start + service[k])
+        while waiting and waiting[0] <= t:
+            heapq.heappop(waiting)
+        if start > t:
+            heapq.heappush(waiting, start)
+        done = start + service[k] + latency
+        late = done - t > timeout[k]
+        if late:
+            done = t + timeout[k]
+            n_timed_out += 1
+        wait = start - t
+        total_wait += wait
+        max_wait = max(max_wait, wait)
+        peak = max(peak, len(waiting))
+        busy += service[k]
+        starts.append(start)
+        dones.append(done)
+        timeouts.append(late)
+        waits.append(wait)
+        backlogs.append(len(waiting))
+    stats = CapacityStats(
+        requests=len(times),
+        timed_out=n_timed_out,
+        total_wait_ns=total_wait,
+        max_wait_ns=max_wait,
+        peak_backlog=peak,
+        busy_ns=busy,
+        capacity_ns=servers * (times[-1] - times[0]) if times else 0,
+    )
+    return CapacityResult(
+        np.array(starts, dtype=np.int64),
+        np.array(dones, dtype=np.int64),
+        np.array(timeouts, dtype=np.bool_),
+        np.array(waits, dtype=np.int64),
+        np.array(backlogs, dtype=np.int32),
+        stats,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalAggregates:
+    """Arrivals and peak backlog per fixed interval, over consecutive intervals.
+
+    Interval ``j`` covers ``[start_ns[j], start_ns[j] + interval_ns)``. ``first_index`` is the
+    absolute interval number of ``start_ns[0]`` counted from ``t0_ns``, so the aggregates of
+    consecutive chunks can be combined (arrivals add, maxima take the larger).
+    """
+
+    interval_ns: int
+    first_index: int
+    start_ns: npt.NDArray[np.int64]
+    arrivals: npt.NDArray[np.int64]
+    max_backlog: npt.NDArray[np.int32]
+
+
+def interval_aggregates(
+    t_arrive_ns: npt.NDArray[np.int64],
+    backlog: npt.NDArray[np.int32],
+    interval_ns: int,
+    *,
+    t0_ns: int = 0,
+) -> IntervalAggregates:
+    """Number of arrivals and largest backlog seen by an arrival, per interval.
+
+    Covers every interval from the first arrival's to the last one's, empty ones included.
+    ``max_backlog`` is the largest ``backlog`` of the interval's arrivals, 0 for an interval
+    with none (the queue may still be draining then: the backlog is observed at arrivals).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = interval_aggregates(np.array([5, 7, 31], dtype=np.int64),
+    ...                         np.array([0, 2, 1], dtype=np.int32), 10)
+    >>> a.start_ns.tolist(), a.arrivals.tolist(), a.max_backlog.tolist()
+    ([0, 10, 20, 30], [2, 0, 0, 1], [2, 0, 0, 1])
+    """
+    _check_array("t_arrive_ns", t_arrive_ns, np.int64, None)
+    n = t_arrive_ns.shape[0]
+    _check_array("backlog", backlog, np.int32, n)
+    if not _is_int(interval_ns) or interval_ns <= 0:
+        raise CapacityInputError(f"interval_ns: expected an integer > 0, got {interval_ns!r}")
+    if not _is_int(t0_ns):
+        raise CapacityInputError(f"t0_ns: expected an integer, got {t0_ns!r}")
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return IntervalAggregates(int(interval_ns), 0, empty, empty.copy(), empty.astype(np.int32))
+    if n > 1 and bool(np.any(t_arrive_ns[1:] < t_arrive_ns[:-1])):
+        raise CapacityInputError("t_arrive_ns: expected non-decreasing arrival times")
+    index = (t_arrive_ns - np.int64(t0_ns)) // np.int64(interval_ns)
+    first = int(index[0])
+    local = index - first
+    size = int(local[-1]) + 1
+    arrivals = np.bincount(local, minlength=size).astype(np.int64)
+    # index is sorted, so each interval with arrivals is one run: reduce over the run starts.
+    run_starts = np.flatnonzero(np.concatenate(([True], local[1:] != local[:-1])))
+    max_backlog = np.zeros(size, dtype=np.int32)
+    max_backlog[local[run_starts]] = np.maximum.reduceat(backlog, run_starts)
+    start_ns = np.int64(t0_ns) + (np.arange(size, dtype=np.int64) + first) * np.int64(interval_ns)
+    return IntervalAggregates(int(interval_ns), first, start_ns, arrivals, max_backlog)

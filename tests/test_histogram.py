@@ -45,13 +45,6 @@ def _warm_kernels() -> None:
     _kernels.warm_up()
 
 
-@pytest.fixture
-def rng(request: pytest.FixtureRequest) -> np.random.Generator:
-    seed = 20_240_601 + sum(map(ord, request.node.name))
-    print(f"rng seed = {seed}")  # shown with a failure's captured output
-    return np.random.default_rng(seed)
-
-
 def _hist(values: list[int] | np.ndarray) -> LatencyHistogram:
     h = LatencyHistogram()
     h.record(np.asarray(values, dtype=np.int64))

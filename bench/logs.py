@@ -1,0 +1,530 @@
+"""Arrow logs of a run: ``requests.arrow`` and ``alerts.arrow``, written batch by batch.
+
+A log is an Arrow IPC **stream** (not the IPC file format: there is no footer to write at the
+end), one record batch per write. Each batch reaches the operating system before
+:meth:`ArrowLogWriter.write_columns` returns, so a run killed midway leaves a readable prefix;
+:func:`read_log` returns the complete batches of such a file and says how it ended.
+
+Columns are NumPy arrays. Categorical columns (``srv``, ``role``, ``outcome``,
+``response_code``, ``action``) are Arrow ``dictionary<uint8, string>``: the writer takes uint8
+**codes** and a fixed tuple of **names** per column, given once when the log is opened (the
+names tuple is fixed per log, so the stream carries one dictionary per column, written once).
+Code ``i`` means ``names[i]``; code :data:`NULL_CODE` (255) means null (unknown), so a tuple
+holds at most 255 names. The core's code tables (``ROLES``, ``RESPONSE_CODES``, the SRV
+catalogue) are uint8 indices of exactly this kind and pass through without a copy.
+
+The schema metadata carries ``dccsim.version``, ``dccsim.schema_version``,
+``dccsim.scenario`` (the scenario text), ``dccsim.seed`` and any other ``str -> str`` pairs
+the caller adds (see :func:`run_metadata`), sorted by key.
+
+Determinism: the same columns, written in the same batches with the same metadata, give the
+same bytes, with or without compression (LZ4 frame and Zstandard output were checked byte
+for byte across processes and with Arrow's compression threads on or off). Bytes can change
+with the pyarrow version (it bundles the compressors), so compare files written by one
+environment.
+
+Reading the logs elsewhere (checked offline with DuckDB 2.0, Polars 2.1, pyarrow 26):
+
+- pyarrow: :func:`read_log`, or ``pyarrow.ipc.open_stream(path).read_all()`` for a complete
+  file (it raises on a truncated one).
+- Polars: ``polars.read_ipc_stream(path)`` (not ``read_ipc``, which wants the file format);
+  dictionary columns become ``Categorical``. It raises on a truncated file and does not
+  show the schema metadata (use :func:`log_metadata`).
+- DuckDB 2.0 has no built-in Arrow IPC reader: ``read_arrow`` and ``FROM 'x.arrow'`` come
+  from the ``nanoarrow`` community extension (``INSTALL nanoarrow FROM community``), which
+  needs the network. Offline, hand DuckDB the Arrow data from Python; it scans pyarrow
+  objects named in the query, a :func:`open_log` reader batch by batch without loading the
+  whole log::
+
+      reader = open_log("requests.arrow")
+      duckdb.sql("select outcome, count(*) from reader group by outcome").fetchall()
+
+- pandas (not a dependency, not checked here): ``read_log(path).to_pandas()``.
+
+>>> import numpy as np, pathlib, tempfile
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "alerts.arrow"
+>>> meta = run_metadata(scenario="name = 'demo'", seed=7)
+>>> with ArrowLogWriter(path, ALERTS_SCHEMA, meta) as log:
+...     log.write_columns(
+...         t_ns=np.array([5, 9], np.int64), device=np.array([1, 2], np.uint64),
+...         alert_code=np.array([0x8F0F, 0x8F0F], np.uint16), action=np.array([0, 1], np.uint8),
+...         throttled_count=np.array([0, 1], np.uint32), sequence_id=np.array([1, 2], np.uint32),
+...         storm=np.array([False, True]))
+>>> log.rows
+2
+>>> table = read_log(path)
+>>> table.column("action").to_pylist(), read_status(table)
+(['forwarded', 'throttled'], 'complete')
+>>> log_metadata(path)["dccsim.seed"]
+'7'
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal, Self
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from dccsim.core.errors import DccsimError
+
+__all__ = [
+    "ALERTS_SCHEMA",
+    "ALERT_ACTIONS",
+    "NULL_CODE",
+    "OUTCOMES",
+    "REQUESTS_SCHEMA",
+    "SCHEMA_VERSION",
+    "ArrowLogWriter",
+    "LogError",
+    "LogTruncatedError",
+    "log_metadata",
+    "open_log",
+    "read_log",
+    "read_status",
+    "run_metadata",
+]
+
+#: version of the log schemas below; bumped when a column changes meaning or type
+SCHEMA_VERSION = "1"
+#: the code that means null in a dictionary column
+NULL_CODE = 255
+#: ``outcome`` names, by code
+OUTCOMES: tuple[str, ...] = ("device", "cache", "rejected", "failed")
+#: ``action`` names of the alerts log, by code
+ALERT_ACTIONS: tuple[str, ...] = ("forwarded", "throttled", "excluded")
+
+Compression = Literal["lz4", "zstd"] | None
+ReadStatus = Literal["complete", "unterminated", "truncated"]
+
+_CODES = pa.uint8()
+_CATEGORY = pa.dictionary(_CODES, pa.string())
+_EOS = (b"\xff\xff\xff\xff\x00\x00\x00\x00", b"\x00\x00\x00\x00")
+_STATUS_KEY = b"dccsim.read.status"
+_RESERVED = ("dccsim.version", "dccsim.schema_version")
+_REQUIRED = ("dccsim.scenario", "dccsim.seed")
+
+
+def _field(name: str, type_: pa.DataType) -> pa.Field:
+    # only categorical columns can hold nulls (NULL_CODE); numbers are always present
+    return pa.field(name, type_, nullable=pa.types.is_dictionary(type_))
+
+
+#: one row per Service Request
+REQUESTS_SCHEMA = pa.schema(
+    [
+        _field("seq", pa.uint64()),
+        _field("t_scheduled_ns", pa.int64()),
+        _field("t_done_ns", pa.int64()),
+        _field("device", pa.uint64()),
+        _field("srv", _CATEGORY),
+        _field("role", _CATEGORY),
+        _field("command_variant", pa.uint8()),
+        _field("outcome", _CATEGORY),
+        _field("response_code", _CATEGORY),
+        _field("latency_ns", pa.int64()),
+        _field("within_target", pa.bool_()),
+        _field("period_start_ns", pa.int64()),
+        _field("period_end_ns", pa.int64()),
+    ]
+)
+
+#: one row per device alert
+ALERTS_SCHEMA = pa.schema(
+    [
+        _field("t_ns", pa.int64()),
+        _field("device", pa.uint64()),
+        _field("alert_code", pa.uint16()),
+        _field("action", _CATEGORY),
+        _field("throttled_count", pa.uint32()),
+        _field("sequence_id", pa.uint32()),
+        _field("storm", pa.bool_()),
+    ]
+)
+
+_DEFAULT_NAMES: dict[str, tuple[str, ...]] = {"outcome": OUTCOMES, "action": ALERT_ACTIONS}
+
+
+class LogError(DccsimError, ValueError):
+    """A log that cannot be written or read: names the column or file, got and expected."""
+
+
+class LogTruncatedError(LogError):
+    """A log that does not end with its end-of-stream marker (``read_log(strict=True)``)."""
+
+
+@functools.cache
+def _dccsim_version() -> str:
+    try:
+        return importlib.metadata.version("dccsim")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def run_metadata(scenario: str, seed: int, **extra: str) -> dict[str, str]:
+    """The metadata of a run's logs: scenario text, seed, and extra ``dccsim.<key>`` pairs.
+
+    >>> run_metadata("rate = 1", 42, shards="4")
+    {'dccsim.scenario': 'rate = 1', 'dccsim.seed': '42', 'dccsim.shards': '4'}
+    """
+    meta = {"dccsim.scenario": str(scenario), "dccsim.seed": str(int(seed))}
+    meta.update({f"dccsim.{k}": str(v) for k, v in extra.items()})
+    return meta
+
+
+def _numpy_dtype(field: pa.Field) -> np.dtype[Any]:
+    if pa.types.is_dictionary(field.type):
+        return np.dtype(field.type.index_type.to_pandas_dtype())
+    return np.dtype(field.type.to_pandas_dtype())
+
+
+class ArrowLogWriter:
+    """Write a log as an Arrow IPC stream, one record batch per write.
+
+    Parameters
+    ----------
+    path:
+        The file to create (replaced if it exists).
+    schema:
+        :data:`REQUESTS_SCHEMA`, :data:`ALERTS_SCHEMA` or another schema of fixed-width
+        columns, ``bool`` and ``dictionary<uint8, string>``.
+    metadata:
+        ``str -> str`` pairs for the schema metadata; must hold ``dccsim.scenario`` and
+        ``dccsim.seed`` (:func:`run_metadata` builds them). ``dccsim.version`` and
+        ``dccsim.schema_version`` are added here.
+    dictionaries:
+        The names tuple of each dictionary column, fixed for the whole log. ``outcome`` and
+        ``action`` default to :data:`OUTCOMES` and :data:`ALERT_ACTIONS`; ``srv``, ``role``
+        and ``response_code`` come from the core's tables and must be given.
+    compression:
+        ``"lz4"`` (default; LZ4 frame), ``"zstd"`` or ``None``. Every reader named in the
+        module docstring decompresses both.
+    max_batch_rows:
+        A write of more rows is split into batches of at most this many rows.
+
+    Attributes ``rows``, ``batches`` and ``bytes`` count what has been written so far.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        schema: pa.Schema,
+        metadata: Mapping[str, str],
+        *,
+        dictionaries: Mapping[str, Sequence[str]] | None = None,
+        compression: Compression = "lz4",
+        max_batch_rows: int = 1 << 18,
+    ) -> None:
+        if compression not in ("lz4", "zstd", None):
+            raise LogError(f"compression: expected 'lz4', 'zstd' or None, got {compression!r}")
+        if max_batch_rows <= 0:
+            raise LogError(f"max_batch_rows: expected a positive count, got {max_batch_rows}")
+        self._fields = list(schema)
+        self._names = [f.name for f in self._fields]
+        self._dtypes = {f.name: _numpy_dtype(f) for f in self._fields}
+        self._dicts = self._dictionaries(dictionaries or {})
+        self._schema = pa.schema(self._fields, metadata=self._metadata(metadata))
+        self.path = os.fspath(path)
+        self.compression = compression
+        self.max_batch_rows = int(max_batch_rows)
+        self.rows = 0
+        self.batches = 0
+        self.bytes = 0
+        # OSFile is unbuffered: every batch is in the OS page cache when a write returns
+        self._sink = pa.OSFile(self.path, "wb")
+        try:
+            options = ipc.IpcWriteOptions(compression=compression)
+            self._writer = ipc.new_stream(self._sink, self._schema, options=options)
+        except BaseException:
+            self._sink.close()
+            raise
+        self.bytes = self._sink.tell()
+        self._closed = False
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The schema written, with its metadata."""
+        return self._schema
+
+    def _dictionaries(self, given: Mapping[str, Sequence[str]]) -> dict[str, pa.Array]:
+        dict_fields = [f.name for f in self._fields if pa.types.is_dictionary(f.type)]
+        for f in self._fields:
+            if pa.types.is_dictionary(f.type) and f.type != _CATEGORY:
+                raise LogError(f"schema column {f.name!r}: expected {_CATEGORY}, got {f.type}")
+        extra = sorted(set(given) - set(dict_fields))
+        if extra:
+            raise LogError(
+                f"dictionaries: no dictionary column named {', '.join(map(repr, extra))}; "
+                f"the schema's dictionary columns are {dict_fields}"
+            )
+        out = {}
+        for name in dict_fields:
+            names = given.get(name, _DEFAULT_NAMES.get(name))
+            if names is None:
+                raise LogError(f"dictionaries: the names of column {name!r} are required")
+            names = tuple(names)
+            if not all(isinstance(s, str) for s in names):
+                raise LogError(f"dictionaries[{name!r}]: expected a tuple of str, got {names!r}")
+            if len(set(names)) != len(names):
+                raise LogError(f"dictionaries[{name!r}]: names must be unique, got {names!r}")
+            if len(names) > NULL_CODE:
+                raise LogError(
+                    f"dictionaries[{name!r}]: at most {NULL_CODE} names fit uint8 codes "
+                    f"(255 is null), got {len(names)}"
+                )
+            out[name] = pa.array(names, pa.string())
+        return out
+
+    def _metadata(self, metadata: Mapping[str, str]) -> dict[str, str]:
+        for key, value in metadata.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise LogError(
+                    f"metadata: expected str keys and values, got {key!r}: {type(value).__name__}"
+                )
+            if key in _RESERVED:
+                raise LogError(f"metadata[{key!r}]: set by the writer, do not pass it")
+        missing = [k for k in _REQUIRED if k not in metadata]
+        if missing:
+            raise LogError(
+                f"metadata: missing {', '.join(map(repr, missing))} (build it with run_metadata)"
+            )
+        meta = dict(metadata)
+        meta["dccsim.version"] = _dccsim_version()
+        meta["dccsim.schema_version"] = SCHEMA_VERSION
+        return dict(sorted(meta.items()))
+
+    def _check_columns(self, columns: Mapping[str, Any]) -> int:
+        missing = [n for n in self._names if n not in columns]
+        extra = sorted(set(columns) - set(self._names))
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing column(s) {', '.join(map(repr, missing))}")
+            if extra:
+                parts.append(f"unexpected column(s) {', '.join(map(repr, extra))}")
+            raise LogError(f"{'; '.join(parts)}; the log's columns are {self._names}")
+        n = -1
+        for name in self._names:
+            arr = columns[name]
+            want = self._dtypes[name]
+            if not isinstance(arr, np.ndarray):
+                raise LogError(
+                    f"column {name!r}: expected a numpy {want} array, got {type(arr).__name__}"
+                )
+            if arr.dtype != want:
+                kind = "codes " if name in self._dicts else ""
+                raise LogError(f"column {name!r}: expected {kind}dtype {want}, got {arr.dtype}")
+            if arr.ndim != 1:
+                raise LogError(f"column {name!r}: expected a 1-D array, got shape {arr.shape}")
+            if n < 0:
+                n, first = arr.shape[0], name
+            elif arr.shape[0] != n:
+                raise LogError(
+                    f"column {name!r}: expected length {n} (as {first!r}), got {arr.shape[0]}"
+                )
+        if n:
+            for name, names in self._dicts.items():
+                codes = columns[name]
+                top = int(codes.max())
+                if top >= len(names) and (top != NULL_CODE or (
+                    (codes >= len(names)) & (codes != NULL_CODE)).any()
+                ):  # fmt: skip
+                    bad = int(codes[(codes >= len(names)) & (codes != NULL_CODE)][0])
+                    raise LogError(
+                        f"column {name!r}: code {bad} has no name; expected codes below "
+                        f"{len(names)} or {NULL_CODE} (null)"
+                    )
+        return n
+
+    def _array(self, name: str, values: np.ndarray) -> pa.Array:
+        names = self._dicts.get(name)
+        if names is None:
+            return pa.array(values)
+        if values.max(initial=0) < len(names):
+            indices = pa.array(values, type=_CODES)
+        else:  # codes were checked: any code past the names is NULL_CODE
+            mask = values == NULL_CODE
+            # a null slot holds index 0, so no reader meets an index past the dictionary
+            indices = pa.array(np.where(mask, 0, values).astype(np.uint8), mask=mask)
+        return pa.DictionaryArray.from_arrays(indices, names, safe=False)
+
+    def write_columns(self, **columns: np.ndarray) -> None:
+        """Append rows given as one 1-D NumPy array per column (codes for dictionaries).
+
+        Every column of the schema must be present with its exact dtype (uint8 codes for a
+        dictionary column) and all of one length; otherwise :class:`LogError` names the
+        column, what it got and what was expected, and nothing is written.
+        """
+        self._check_open()
+        n = self._check_columns(columns)
+        step = self.max_batch_rows
+        for start in range(0, n, step):
+            arrays = [self._array(f, columns[f][start : start + step]) for f in self._names]
+            self._write(pa.RecordBatch.from_arrays(arrays, schema=self._schema))
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        """Append one record batch of the log's schema, with the log's own dictionaries."""
+        self._check_open()
+        if not isinstance(batch, pa.RecordBatch):
+            raise LogError(f"batch: expected a pyarrow.RecordBatch, got {type(batch).__name__}")
+        if batch.schema.names != self._names:
+            raise LogError(f"batch: expected columns {self._names}, got {batch.schema.names}")
+        for field, column in zip(self._fields, batch.columns, strict=True):
+            if column.type != field.type:
+                raise LogError(
+                    f"batch column {field.name!r}: expected type {field.type}, got {column.type}"
+                )
+            if not field.nullable and column.null_count:
+                raise LogError(
+                    f"batch column {field.name!r}: expected no nulls, got {column.null_count}"
+                )
+            names = self._dicts.get(field.name)
+            if names is not None and not column.dictionary.equals(names):
+                raise LogError(
+                    f"batch column {field.name!r}: expected the log's fixed dictionary "
+                    f"{names.to_pylist()}, got {column.dictionary.to_pylist()}"
+                )
+        if batch.num_rows:
+            self._write(pa.RecordBatch.from_arrays(batch.columns, schema=self._schema))
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+        self._sink.flush()
+        self.rows += batch.num_rows
+        self.batches += 1
+        self.bytes = self._sink.tell()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogError(f"{self.path}: the log is closed")
+
+    def close(self) -> None:
+        """Write the end-of-stream marker and close the file (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._writer.close()
+            self.bytes = self._sink.tell()
+        finally:
+            self._sink.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"ArrowLogWriter({self.path!r}, {state}, rows={self.rows}, bytes={self.bytes}, "
+            f"compression={self.compression!r})"
+        )
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+class _LogReading:
+    """Reads the complete batches of a log and records how the stream ended."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._source = pa.memory_map(self.path, "r")
+        self.size = self._source.size()
+        try:
+            self._reader = ipc.open_stream(self._source)
+        except (pa.ArrowInvalid, OSError) as exc:
+            self._source.close()
+            raise LogError(
+                f"{self.path}: not an Arrow IPC stream, or cut before the end of its schema "
+                f"({self.size} bytes): {exc}"
+            ) from exc
+        self.schema: pa.Schema = self._reader.schema
+        self.status: ReadStatus | None = None
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        end = self._source.tell()
+        try:
+            while True:
+                try:
+                    batch = self._reader.read_next_batch()
+                except StopIteration:
+                    self._source.seek(end)
+                    tail = self._source.read()
+                    self.status = "complete" if tail in _EOS else "unterminated"
+                    if tail and tail not in _EOS:  # bytes after the last message
+                        self.status = "truncated"
+                    return
+                except (pa.ArrowInvalid, OSError):
+                    self.status = "truncated"
+                    return
+                end = self._source.tell()
+                yield batch
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._source.close()
+
+
+def open_log(path: str | os.PathLike[str]) -> pa.RecordBatchReader:
+    """A reader of the log's complete batches, one at a time (DuckDB can scan it directly).
+
+    A truncated log ends quietly after its last complete batch; :func:`read_log` says how
+    the file ended.
+    """
+    reading = _LogReading(path)
+    return pa.RecordBatchReader.from_batches(reading.schema, reading.batches())
+
+
+def read_log(path: str | os.PathLike[str], *, strict: bool = False) -> pa.Table:
+    """Read a whole log, tolerating a truncated file.
+
+    The returned table's schema metadata is the file's plus ``dccsim.read.status``
+    (see :func:`read_status`):
+
+    - ``complete``: the stream ends with its end-of-stream marker (the writer was closed);
+    - ``unterminated``: it ends cleanly after a batch but without the marker (the writer
+      was killed between batches, or is still writing);
+    - ``truncated``: it ends inside a message (killed mid-write); that partial batch is
+      dropped and the complete batches before it are returned.
+
+    With ``strict=True`` anything but ``complete`` raises :class:`LogTruncatedError`.
+    """
+    reading = _LogReading(path)
+    batches = list(reading.batches())
+    assert reading.status is not None
+    if strict and reading.status != "complete":
+        raise LogTruncatedError(
+            f"{reading.path}: the log is {reading.status} ({len(batches)} complete batches, "
+            f"{sum(b.num_rows for b in batches)} rows, {reading.size} bytes)"
+        )
+    meta = dict(reading.schema.metadata or {})
+    meta[_STATUS_KEY] = reading.status.encode()
+    schema = reading.schema.with_metadata(meta)
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def read_status(table: pa.Table) -> ReadStatus:
+    """How the file behind a :func:`read_log` table ended: complete, unterminated, truncated."""
+    meta = table.schema.metadata or {}
+    if _STATUS_KEY not in meta:
+        raise LogError("table: expected a table returned by read_log (no dccsim.read.status)")
+    status = meta[_STATUS_KEY].decode()
+    assert status in ("complete", "unterminated", "truncated")
+    return status  # type: ignore[return-value]
+
+
+def log_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The schema metadata of a log (``dccsim.version``, ``dccsim.seed``, ...) as str -> str."""
+    reading = _LogReading(path)
+    meta = reading.schema.metadata or {}
+    reading.close()
+    return {k.decode(): v.decode() for k, v in meta.items()}

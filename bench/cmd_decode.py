@@ -1,1 +1,173 @@
-"""placeholder"""
+"""``dccsim decode``: convert DUIS XML, JSON and MessagePack messages; ``dccsim srvs``.
+
+Input formats are detected per file: DUIS XML (one ``sr:Request``), JSON (one message or an
+array of messages), JSON lines (one message a line), MessagePack (one message, an array of
+messages, or a compact request batch of ``RequestRow`` arrays).
+
+Good messages are written to stdout as soon as their file is read; every bad message gets
+one line on stderr naming the file, the field, the value and what was expected, and the
+command exits 2 at the end.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import msgspec
+
+from dccsim.core import duisxml, wire
+from dccsim.core.errors import MessageError
+from dccsim.core.messages import ROLES, DCCAlert, DeviceAlert, Message, RequestRow, Response, ServiceRequest
+from dccsim.core.validation import Validator
+
+__all__ = ["decode", "srvs", "demo", "read_messages"]
+
+_rows_dec = msgspec.msgpack.Decoder(list[RequestRow])
+
+
+def read_messages(path: Path) -> list[Message | RequestRow | MessageError]:
+    """All messages of one file, with bad ones as :class:`MessageError` in their place."""
+    data = path.read_bytes()
+    fmt = wire.detect_format(data)
+    try:
+        if fmt == "xml":
+            return [duisxml.decode_request_xml(data)]
+        if fmt == "jsonl":
+            return list(wire.decode_json_lines(data))
+        if fmt == "json":
+            if data.lstrip()[:1] == b"[":
+                return list(wire.decode_json_batch(data))
+            return [wire.decode_json(data)]
+        try:
+            return [wire.decode_msgpack(data)]
+        except MessageError as single_error:
+            try:
+                return list(wire.decode_msgpack_batch(data))
+            except MessageError:
+                try:
+                    return list(_rows_dec.decode(data))
+                except msgspec.MsgspecError:
+                    raise single_error from None
+    except MessageError as err:
+        return [err]
+
+
+def _to_xml(msg: Message) -> bytes:
+    if isinstance(msg, ServiceRequest):
+        return duisxml.encode_request_xml(msg)
+    if isinstance(msg, Response):
+        return duisxml.encode_response_xml(msg)
+    if isinstance(msg, DeviceAlert | DCCAlert):
+        return duisxml.encode_alert_xml(msg)
+    raise MessageError("message", type(msg).__name__, "a request, response or alert")
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--to", "to", type=click.Choice(["json", "msgpack", "xml"]), default="json", show_default=True,
+              help="Output format: JSON lines, one MessagePack array, or DUIS XML documents.")
+@click.option("--validate", is_flag=True, help="Also run validation and access control; rejected requests are errors.")
+@click.option("--role", type=click.Choice(ROLES), default=None,
+              help="User role to assume for requests that carry none (DUIS XML never does).")
+@click.option("--schema", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="DUIS XSD to check every XML document written (or set DCCSIM_DUIS_XSD).")
+def decode(files: tuple[Path, ...], to: str, validate: bool, role: str | None, schema: str | None) -> None:
+    """Convert Service Requests, Responses and Alerts between DUIS XML, JSON and MessagePack."""
+    out = sys.stdout.buffer
+    errors = 0
+    validator = Validator() if validate else None
+    xsd = duisxml.load_schema(schema) if schema else None
+    packed: list[object] = []
+
+    def bad(path: Path, text: str) -> None:
+        nonlocal errors
+        errors += 1
+        click.echo(f"{path}: {text}", err=True)
+
+    for path in files:
+        if not path.is_file():
+            bad(path, "file: not found, expected a readable file")
+            continue
+        for item in read_messages(path):
+            if isinstance(item, MessageError):
+                bad(path, str(item))
+                continue
+            if isinstance(item, ServiceRequest) and role is not None and item.role is None:
+                item = msgspec.structs.replace(item, role=role)  # type: ignore[arg-type]
+            if validator is not None and isinstance(item, ServiceRequest):
+                verdict = validator.check(item)
+                if not verdict.ok:
+                    bad(path, f"request {item.request_id}: {verdict.code}: {verdict.reason}")
+                    continue
+            try:
+                if to == "json":
+                    out.write(msgspec.json.encode(item) + b"\n")
+                elif to == "msgpack":
+                    packed.append(item)
+                else:
+                    if isinstance(item, RequestRow):
+                        raise MessageError("message", "RequestRow", "a full message (a compact row has no DUIS body)")
+                    doc = _to_xml(item)
+                    if xsd is not None:
+                        problems = duisxml.schema_errors(doc, xsd)
+                        if problems:
+                            raise MessageError("xml", problems[0], "a document valid against the DUIS schema")
+                    out.write(doc)
+            except MessageError as err:
+                bad(path, str(err))
+        out.flush()
+    if to == "msgpack":
+        out.write(msgspec.msgpack.encode(packed))
+        out.flush()
+    if errors:
+        click.echo(f"dccsim decode: {errors} bad message(s)", err=True)
+        raise SystemExit(2)
+
+
+@click.command()
+@click.option("--cacheable", is_flag=True, help="Only the SRVs the readings cache serves.")
+def srvs(cacheable: bool) -> None:
+    """List the Service Request Variants dccsim knows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dccsim.core.catalogue import catalogue
+
+    table = Table("SRV", "name", "critical", "CV", "future-dated", "non-device", "roles", "cache")
+    for info in catalogue():
+        if cacheable and not info.cacheable:
+            continue
+        table.add_row(info.srv, info.name, "yes" if info.critical else "", ",".join(map(str, info.command_variants)),
+                      info.future_dated, "yes" if info.non_device else "", " ".join(info.roles), "yes" if info.cacheable else "")
+    Console().print(table)
+
+
+@click.command()
+@click.option("--examples", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Folder of messages to decode (default: the examples shipped in the repository).")
+def demo(examples: Path | None) -> None:
+    """Decode and validate the example messages, and show what each gives."""
+    from rich.console import Console
+    from rich.table import Table
+
+    folder = examples or Path(__file__).resolve().parents[1] / "examples" / "requests"
+    if not folder.is_dir():
+        raise click.UsageError(f"--examples: folder {folder} not found")
+    table = Table("file", "format", "request", "SRV", "role", "verdict", title="dccsim: DUIS messages in, verdicts out")
+    validator = Validator()
+    for path in sorted(folder.iterdir()):
+        fmt = wire.detect_format(path.read_bytes())
+        for item in read_messages(path):
+            if isinstance(item, MessageError):
+                table.add_row(path.name, fmt, "", "", "", f"[red]{item.code}[/]: {item}")
+                continue
+            if not isinstance(item, ServiceRequest):
+                continue
+            if item.role is None:
+                item = msgspec.structs.replace(item, role="IS")
+            verdict = validator.check(item)
+            shown = "[green]I0 accepted[/]" if verdict.ok else f"[red]{verdict.code}[/]: {verdict.reason}"
+            table.add_row(path.name, fmt, f"{item.request_id.counter}", item.srv, item.role or "", shown)
+    Console().print(table)

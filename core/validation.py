@@ -55,6 +55,7 @@ __all__ = [
     "DeviceRegistry",
     "UserRegistry",
     "Validator",
+    "ReplayState",
     "validate_batch",
     "validate_batch_reference",
 ]

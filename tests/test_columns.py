@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dccsim.core import wire
 from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import COLUMN_DTYPES, RequestBatch
 from dccsim.core.errors import MessageError
-from dccsim.core.messages import RequestRow, to_ns
+from dccsim.core.messages import ROLES, RequestRow, to_ns
 from dccsim.core.duisxml import decode_request_xml
 
 
@@ -59,3 +62,38 @@ def test_bad_columns_are_named() -> None:
         RequestBatch.from_rows([RequestRow(originator=1, target=2, counter=3, command_variant=1, srv="99.9", role="IS")])
     with pytest.raises(ValueError, match="missing column 'device'"):
         RequestBatch.from_arrow(pa.RecordBatch.from_pydict({"x": [1]}))
+
+
+_srv_names = st.sampled_from(["4.6.1", "4.8.1", "4.8.3", "11.2", "8.11", "1.1.1", "6.15.1", "99.1", ""])
+_role_names = st.sampled_from([*ROLES, "", "XX", "ISSUER"])
+_u64 = st.one_of(st.integers(0, 300), st.integers(0, 2**64 - 1), st.integers(-5, -1))
+_i64 = st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(-200, 200), st.integers(2**63, 2**64 - 1))
+_row = st.tuples(_u64, _u64, _u64, st.one_of(st.integers(0, 8), st.integers(-3, 300)), _srv_names, _role_names,
+                 _i64, _i64, _i64, _i64)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.one_of(_row, st.tuples(st.just("not"), st.just("a row"))), max_size=25),
+       keep=st.integers(6, 10), cut=st.integers(0, 3))
+def test_numba_msgpack_parser_matches_msgspec(rows, keep, cut) -> None:
+    """The fast parser and the msgspec path accept the same batches and give the same columns."""
+    data = msgspec.msgpack.encode([list(r)[:keep] if len(r) == 10 else list(r) for r in rows])
+    if cut:
+        data = data[: max(0, len(data) - cut)]
+    try:
+        expected = RequestBatch.from_rows(wire.decode_rows(data))
+    except MessageError:
+        expected = None
+    if expected is None:
+        with pytest.raises(MessageError):
+            RequestBatch.from_msgpack(data)
+        return
+    got = RequestBatch.from_msgpack(data)
+    for k in COLUMN_DTYPES:
+        np.testing.assert_array_equal(getattr(got, k), getattr(expected, k), err_msg=k)
+
+
+def test_numba_parser_is_used_for_good_batches(rng, monkeypatch) -> None:
+    data = wire.encode_rows(_rows(rng, 50))
+    monkeypatch.setattr("dccsim.core.columns.decode_rows", lambda _: pytest.fail("fell back to msgspec"))
+    assert len(RequestBatch.from_msgpack(data)) == 50

@@ -1,0 +1,5 @@
+"""``python -m dccsim.bench`` runs the ``dccsim`` command line."""
+
+from .cli import main
+
+main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import json
 import math
+import pickle
 import subprocess
 import sys
 
@@ -238,6 +239,15 @@ def test_record_accepts_strided_views() -> None:
 def test_percentile_rejects_out_of_range_q(q: float) -> None:
     with pytest.raises(ValueError, match="expected a percentile in"):
         _hist([1]).percentile(q)
+
+
+def test_histograms_pickle_for_shards_in_other_processes(rng: np.random.Generator) -> None:
+    x = rng.lognormal(15, 2, 500).astype(np.int64)
+    h = _hist(x)
+    ih = IntervalHistograms(10**6, 4)
+    ih.record(np.sort(rng.integers(0, 4 * 10**6, 500)), x)
+    assert pickle.loads(pickle.dumps(h)) == h
+    assert pickle.loads(pickle.dumps(ih)) == ih
 
 
 def test_merge_rejects_other_types() -> None:

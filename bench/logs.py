@@ -456,11 +456,13 @@ class _LogReading:
                 try:
                     batch = self._reader.read_next_batch()
                 except StopIteration:
+                    # what follows the last batch: the end marker, nothing, or a cut-off one
                     self._source.seek(end)
                     tail = self._source.read()
-                    self.status = "complete" if tail in _EOS else "unterminated"
-                    if tail and tail not in _EOS:  # bytes after the last message
-                        self.status = "truncated"
+                    if tail in _EOS:
+                        self.status = "complete"
+                    else:
+                        self.status = "truncated" if tail else "unterminated"
                     return
                 except (pa.ArrowInvalid, OSError):
                     self.status = "truncated"

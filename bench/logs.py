@@ -49,7 +49,8 @@ Reading the logs elsewhere (checked offline with DuckDB 2.0, Polars 2.1, pyarrow
 ...         t_ns=np.array([5, 9], np.int64), device=np.array([1, 2], np.uint64),
 ...         alert_code=np.array([0x8F0F, 0x8F0F], np.uint16), action=np.array([0, 1], np.uint8),
 ...         throttled_count=np.array([0, 1], np.uint32), sequence_id=np.array([1, 2], np.uint32),
-...         storm=np.array([False, True]))
+...         storm=np.array([False, True]), instruction=np.zeros(2, np.uint16),
+...         total_instructions=np.zeros(2, np.uint16))
 >>> log.rows
 2
 >>> table = read_log(path)
@@ -95,7 +96,7 @@ SCHEMA_VERSION = "1"
 #: the code that means null in a dictionary column
 NULL_CODE = 255
 #: ``outcome`` names, by code
-OUTCOMES: tuple[str, ...] = ("device", "cache", "rejected", "failed")
+OUTCOMES: tuple[str, ...] = ("device", "cache", "rejected", "failed", "dcc")
 #: ``action`` names of the alerts log, by code
 ALERT_ACTIONS: tuple[str, ...] = ("forwarded", "throttled", "excluded")
 
@@ -131,6 +132,14 @@ REQUESTS_SCHEMA = pa.schema(
         _field("within_target", pa.bool_()),
         _field("period_start_ns", pa.int64()),
         _field("period_end_ns", pa.int64()),
+        # beyond DESIGN's minimum: who sent it, the DSP's view, and the generator's labels
+        _field("originator", pa.uint64()),
+        _field("counter", pa.uint64()),
+        _field("request_class", _CATEGORY),
+        _field("attempt", pa.uint8()),
+        _field("invalid", _CATEGORY),
+        _field("wait_ns", pa.int64()),
+        _field("backlog", pa.int64()),
     ]
 )
 
@@ -144,6 +153,9 @@ ALERTS_SCHEMA = pa.schema(
         _field("throttled_count", pa.uint32()),
         _field("sequence_id", pa.uint32()),
         _field("storm", pa.bool_()),
+        # future-dated command alerts (0x8F66 / 0x8F67): instruction i of n; 0 otherwise
+        _field("instruction", pa.uint16()),
+        _field("total_instructions", pa.uint16()),
     ]
 )
 

@@ -39,7 +39,9 @@ from dccsim.bench.logs import (
 SRVS = ("1.1.1", "4.6.1", "4.8.1", "4.8.3", "6.15.1")
 ROLES = ("IS", "ES", "GS", "ED", "GT", "OU", "RSA", "MDR")
 CODES = ("I0", "I99", "E1", "E2", "E4", "E19", "E21", "E30")
-NAMES = {"srv": SRVS, "role": ROLES, "response_code": CODES}
+NAMES = {"srv": SRVS, "role": ROLES, "response_code": CODES,
+         "request_class": ("on_demand", "mhhs_read", "future_dated", "non_device"),
+         "invalid": ("none", "wrong_role", "replay", "unknown_device", "bad_period")}
 META = run_metadata(scenario="[population]\nesme = 10\n", seed=1234, shards="1")
 COMPRESSIONS = [None, "lz4", "zstd"]
 
@@ -62,6 +64,13 @@ def request_columns(rng: np.random.Generator, n: int, seq0: int = 0) -> dict[str
         "within_target": latency < 10**9,
         "period_start_ns": period,
         "period_end_ns": period + 1800 * 10**9,
+        "originator": np.full(n, 0x90B3D51F30070001, np.uint64),
+        "counter": np.arange(1, n + 1, dtype=np.uint64),
+        "request_class": rng.integers(0, 4, n).astype(np.uint8),
+        "attempt": np.zeros(n, np.uint8),
+        "invalid": rng.integers(0, 5, n).astype(np.uint8),
+        "wait_ns": latency // 3,
+        "backlog": rng.integers(0, 100, n),
     }
 
 
@@ -74,6 +83,8 @@ def alert_columns(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         "throttled_count": rng.integers(0, 100, n).astype(np.uint32),
         "sequence_id": np.arange(n, dtype=np.uint32),
         "storm": rng.random(n) < 0.1,
+        "instruction": np.zeros(n, np.uint16),
+        "total_instructions": np.zeros(n, np.uint16),
     }
 
 
@@ -142,7 +153,7 @@ def test_large_writes_split_into_batches_with_one_dictionary_each(
         table = reader.read_all()
         stats = reader.stats
     assert stats.num_record_batches == 8
-    assert stats.num_dictionary_batches == 4  # srv, role, outcome, response_code: once each
+    assert stats.num_dictionary_batches == 6  # srv, role, outcome, response_code, class, invalid: once each
     assert stats.num_replaced_dictionaries == 0 and stats.num_dictionary_deltas == 0
     assert table.num_rows == 2000
 

@@ -1,0 +1,498 @@
+"""Scenarios: one TOML file describes a simulated day of DCC traffic.
+
+A scenario is loaded through msgspec into frozen Structs; unknown keys, wrong types and
+out-of-range values are errors that name the key, the value and what was expected. Every
+number that the DCC does not publish (volumes, capacity, latency, target response times) is a
+parameter with a documented default here: the defaults describe a plausible uplifted DCC, not
+the real one.
+
+Sections (see ``loadgen/scenarios/mhhs-day.toml`` for a commented example):
+
+``[population]``   devices, their kinds, latency profiles and failure shares (the device registry)
+``[[users]]``      DCC Users: EUI-64 and role (IS, ES, GS, ED, GT, OU, RSA, MDR)
+``[mhhs]``         the nightly MHHS reads and the same-day re-reads by supplier and network operator
+``[background]``   on-demand traffic by SRV weights over a diurnal profile
+``[future_dated]`` future-dated commands and their 0x8F66 / 0x8F67 alerts
+``[alerts]``       background device alerts by code mix
+``[[storms]]``     alert storms: devices, code, rate, duration
+``[invalid]``      a share of invalid traffic that validation must reject
+``[capacity]``     DSP slots, service times, time-outs and targets per request class
+``[cache]``        readings-cache retention and capacity
+``[throttle]``     Alert Storm Protection, in the keys of a ``dccsim throttle`` config file
+``[exit_criteria]`` checks on the summary that decide the run's exit code
+
+``scale`` multiplies the population and every volume together; 1.0 is Great Britain (about
+32 M meters). ``demand`` multiplies volumes only; ``capacity.uplift`` multiplies DSP slots.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from dccsim.core.catalogue import catalogue
+from dccsim.core.errors import ConfigError
+from dccsim.core.eui import EUI_RE
+from dccsim.core.messages import ROLES
+
+__all__ = [
+    "Scenario",
+    "Population",
+    "LatencyProfile",
+    "User",
+    "Mhhs",
+    "Background",
+    "FutureDated",
+    "Alerts",
+    "Storm",
+    "Invalid",
+    "Capacity",
+    "CacheSettings",
+    "load_scenario",
+    "builtin_scenarios",
+    "REQUEST_CLASSES",
+]
+
+#: Request classes of the capacity model, by index.
+REQUEST_CLASSES: tuple[str, ...] = ("on_demand", "mhhs_read", "future_dated", "non_device")
+_HEX16 = re.compile(r"^[0-9A-Fa-f]{1,4}$")
+
+
+def _fail(field: str, value: object, expected: str) -> ConfigError:
+    return ConfigError(f"{field}: got {value!r}, expected {expected}")
+
+
+def _check_share(field: str, value: float) -> None:
+    if not (isinstance(value, int | float) and 0 <= value <= 1):
+        raise _fail(field, value, "a share between 0 and 1")
+
+
+def _check_positive(field: str, value: float, allow_zero: bool = False) -> None:
+    ok = isinstance(value, int | float) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise _fail(field, value, "a number >= 0" if allow_zero else "a number > 0")
+
+
+def _check_hours(field: str, window: tuple[float, float]) -> None:
+    a, b = window
+    if not (0 <= a < b <= 48):
+        raise _fail(field, list(window), "[start_h, end_h] with 0 <= start < end <= 48")
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class LatencyProfile(_Section):
+    """WAN + device round trip of one device kind: lognormal by median and 95th percentile.
+
+    ``e20_share``: requests that cannot reach the device (E20); ``e21_share``: requests the
+    device does not answer (E21, answered at the class time-out).
+    """
+
+    median_s: float = 4.0
+    p95_s: float = 12.0
+    e20_share: float = 0.002
+    e21_share: float = 0.003
+
+    def __post_init__(self) -> None:
+        _check_positive("median_s", self.median_s)
+        if not (isinstance(self.p95_s, int | float) and self.p95_s >= self.median_s):
+            raise _fail("p95_s", self.p95_s, f"a number >= median_s ({self.median_s})")
+        _check_share("e20_share", self.e20_share)
+        _check_share("e21_share", self.e21_share)
+        if self.e20_share + self.e21_share > 1:
+            raise _fail("e20_share + e21_share", self.e20_share + self.e21_share, "at most 1")
+
+    @property
+    def sigma(self) -> float:
+        """Lognormal sigma from the median and p95 (z = 1.6449)."""
+        return math.log(self.p95_s / self.median_s) / 1.6448536269514722
+
+
+class Population(_Section):
+    """The device population at scale 1.0; it is also the device registry."""
+
+    meters: int = 32_000_000
+    smets1_share: float = 0.375
+    esme_share: float = 0.55
+    export_share: float = 0.08
+    regions: tuple[str, ...] = ("north", "central", "south")
+    region_shares: tuple[float, ...] = (0.3, 0.4, 0.3)
+    smets2: LatencyProfile = LatencyProfile()
+    smets1: LatencyProfile = LatencyProfile(median_s=9.0, p95_s=30.0, e20_share=0.004, e21_share=0.006)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.meters, int) or self.meters < 1:
+            raise _fail("population.meters", self.meters, "an integer >= 1")
+        for f in ("smets1_share", "esme_share", "export_share"):
+            _check_share(f"population.{f}", getattr(self, f))
+        if len(self.regions) != len(self.region_shares) or not self.regions:
+            raise _fail("population.region_shares", list(self.region_shares), f"{len(self.regions)} shares, one per region")
+        if abs(sum(self.region_shares) - 1) > 1e-9 or min(self.region_shares) < 0:
+            raise _fail("population.region_shares", list(self.region_shares), "non-negative shares summing to 1")
+
+
+class User(_Section):
+    """A DCC User: its EUI-64 and role."""
+
+    eui: str
+    role: str
+
+    def __post_init__(self) -> None:
+        if not EUI_RE.match(self.eui):
+            raise _fail("users.eui", self.eui, "an EUI-64 like 90-B3-D5-1F-30-01-00-00")
+        if self.role not in ROLES:
+            raise _fail("users.role", self.role, f"one of {', '.join(ROLES)}")
+
+
+class Mhhs(_Section):
+    """MHHS: the MDR reads every ESME's previous day in a nightly window; others re-read it.
+
+    ``daily_read_share``: share of ESMEs also asked for 4.6.1 (daily read log);
+    4.8.3 goes to every export meter. The supplier (IS) and the network operator (ED) each
+    re-read a meter's 4.8.1 for the same day with the given probability within their window:
+    the readings cache answers those when the MDR's read is still retained.
+    """
+
+    window_h: tuple[float, float] = (0.5, 6.0)
+    daily_read_share: float = 0.5
+    supplier_read_prob: float = 0.35
+    supplier_window_h: tuple[float, float] = (6.0, 12.0)
+    dno_read_prob: float = 0.2
+    dno_window_h: tuple[float, float] = (7.0, 15.0)
+    retry_delay_s: float = 1800.0
+    max_retries: int = 2
+
+    def __post_init__(self) -> None:
+        _check_hours("mhhs.window_h", self.window_h)
+        _check_hours("mhhs.supplier_window_h", self.supplier_window_h)
+        _check_hours("mhhs.dno_window_h", self.dno_window_h)
+        for f in ("daily_read_share", "supplier_read_prob", "dno_read_prob"):
+            _check_share(f"mhhs.{f}", getattr(self, f))
+        _check_positive("mhhs.retry_delay_s", self.retry_delay_s)
+        if not isinstance(self.max_retries, int) or not 0 <= self.max_retries <= 10:
+            raise _fail("mhhs.max_retries", self.max_retries, "an integer from 0 to 10")
+
+
+_FLAT = (1.0,) * 24
+_DIURNAL = (0.3, 0.2, 0.2, 0.2, 0.3, 0.5, 0.8, 1.2, 1.5, 1.6, 1.6, 1.5,
+            1.4, 1.4, 1.4, 1.5, 1.6, 1.7, 1.6, 1.4, 1.1, 0.8, 0.5, 0.4)
+
+
+class Background(_Section):
+    """On-demand traffic from suppliers and network operators over a diurnal profile."""
+
+    requests_per_meter: float = 0.5
+    diurnal: tuple[float, ...] = _DIURNAL
+    srv_weights: dict[str, float] = msgspec.field(default_factory=lambda: {
+        "4.1.1": 0.25, "4.3": 0.1, "4.4.2": 0.1, "11.2": 0.1, "6.2.1": 0.05, "4.2": 0.1,
+        "4.10": 0.05, "8.2": 0.05, "6.20.1": 0.05, "4.13": 0.05, "4.17": 0.1,
+    })
+
+    def __post_init__(self) -> None:
+        _check_positive("background.requests_per_meter", self.requests_per_meter, allow_zero=True)
+        if len(self.diurnal) != 24 or min(self.diurnal) < 0 or sum(self.diurnal) <= 0:
+            raise _fail("background.diurnal", list(self.diurnal), "24 non-negative hourly weights, not all 0")
+        cat = catalogue()
+        for srv, w in self.srv_weights.items():
+            if srv not in cat:
+                raise _fail("background.srv_weights", srv, "a DUIS Service Reference Variant such as 4.1.1")
+            if cat[srv].critical:
+                raise _fail("background.srv_weights", srv, "a non-critical SRV (critical ones need signed pre-commands)")
+            _check_positive(f"background.srv_weights.{srv}", w, allow_zero=True)
+        if not self.srv_weights or sum(self.srv_weights.values()) <= 0:
+            raise _fail("background.srv_weights", self.srv_weights, "at least one SRV with weight > 0")
+
+
+class FutureDated(_Section):
+    """Future-dated commands (4.1.1 with ExecutionDateTime) whose devices report by alerts.
+
+    Each command yields ``instructions`` alerts (0x8F66 done, or 0x8F67 not done with
+    ``not_done_share``), each carrying InstructionNumber and TotalCommandInstructions;
+    ``out_of_order_share`` of commands report their instructions out of order.
+    """
+
+    commands_per_meter: float = 0.02
+    lead_time_h: tuple[float, float] = (1.0, 6.0)
+    instructions: tuple[int, int] = (1, 4)
+    not_done_share: float = 0.05
+    out_of_order_share: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_positive("future_dated.commands_per_meter", self.commands_per_meter, allow_zero=True)
+        lo, hi = self.instructions
+        if not (1 <= lo <= hi <= 16):
+            raise _fail("future_dated.instructions", list(self.instructions), "[min, max] with 1 <= min <= max <= 16")
+        a, b = self.lead_time_h
+        if not 0 < a <= b <= 24:
+            raise _fail("future_dated.lead_time_h", list(self.lead_time_h), "[min, max] hours with 0 < min <= max <= 24")
+        _check_share("future_dated.not_done_share", self.not_done_share)
+        _check_share("future_dated.out_of_order_share", self.out_of_order_share)
+
+
+class Alerts(_Section):
+    """Background device alerts by code (hex) mix, over the diurnal profile."""
+
+    alerts_per_meter: float = 0.3
+    code_mix: dict[str, float] = msgspec.field(default_factory=lambda: {
+        "8F35": 0.2, "8F36": 0.2, "8F57": 0.25, "8F3F": 0.05, "8F84": 0.2, "8F12": 0.05, "8183": 0.05,
+    })
+
+    def __post_init__(self) -> None:
+        _check_positive("alerts.alerts_per_meter", self.alerts_per_meter, allow_zero=True)
+        for code, w in self.code_mix.items():
+            if not _HEX16.match(code):
+                raise _fail("alerts.code_mix", code, "a 16-bit alert code in hex, e.g. 8F84")
+            _check_positive(f"alerts.code_mix.{code}", w, allow_zero=True)
+        if sum(self.code_mix.values()) <= 0:
+            raise _fail("alerts.code_mix", self.code_mix, "at least one code with weight > 0")
+
+
+class Storm(_Section):
+    """An alert storm: ``devices`` (at scale 1.0) each sending ``code`` at a rate for a while."""
+
+    devices: int
+    code: str = "8F84"
+    rate_per_min: float = 6.0
+    start_h: float = 2.0
+    duration_min: float = 90.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.devices, int) or self.devices < 1:
+            raise _fail("storms.devices", self.devices, "an integer >= 1")
+        if not _HEX16.match(self.code):
+            raise _fail("storms.code", self.code, "a 16-bit alert code in hex, e.g. 8F84")
+        _check_positive("storms.rate_per_min", self.rate_per_min)
+        _check_positive("storms.duration_min", self.duration_min)
+        if not 0 <= self.start_h < 24:
+            raise _fail("storms.start_h", self.start_h, "an hour in [0, 24)")
+
+
+class Invalid(_Section):
+    """Invalid traffic injected into the MHHS and background streams."""
+
+    share: float = 0.001
+    mix: dict[str, float] = msgspec.field(default_factory=lambda: {
+        "wrong_role": 0.25, "replay": 0.25, "unknown_device": 0.25, "bad_period": 0.25,
+    })
+
+    def __post_init__(self) -> None:
+        _check_share("invalid.share", self.share)
+        kinds = {"wrong_role", "replay", "unknown_device", "bad_period"}
+        for k, w in self.mix.items():
+            if k not in kinds:
+                raise _fail("invalid.mix", k, f"one of {', '.join(sorted(kinds))}")
+            _check_positive(f"invalid.mix.{k}", w, allow_zero=True)
+        if sum(self.mix.values()) <= 0:
+            raise _fail("invalid.mix", self.mix, "at least one kind with weight > 0")
+
+
+class ClassSettings(_Section):
+    """DSP service time, time-out and target response time of one request class."""
+
+    service_ms: float
+    timeout_s: float
+    target_s: float
+
+    def __post_init__(self) -> None:
+        _check_positive("capacity.service_ms", self.service_ms)
+        _check_positive("capacity.timeout_s", self.timeout_s)
+        _check_positive("capacity.target_s", self.target_s)
+
+
+def _default_classes() -> dict[str, ClassSettings]:
+    return {
+        "on_demand": ClassSettings(service_ms=40, timeout_s=60, target_s=30),
+        "mhhs_read": ClassSettings(service_ms=30, timeout_s=120, target_s=60),
+        "future_dated": ClassSettings(service_ms=30, timeout_s=120, target_s=60),
+        "non_device": ClassSettings(service_ms=10, timeout_s=30, target_s=5),
+    }
+
+
+class Capacity(_Section):
+    """The DSP: processing slots at scale 1.0 (scaled with the scenario), uplift, classes."""
+
+    slots: int = 1500
+    uplift: float = 1.0
+    demand: float = 1.0
+    operating_threshold: float = 0.8
+    classes: dict[str, ClassSettings] = msgspec.field(default_factory=_default_classes)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.slots, int) or self.slots < 1:
+            raise _fail("capacity.slots", self.slots, "an integer >= 1")
+        _check_positive("capacity.uplift", self.uplift)
+        _check_positive("capacity.demand", self.demand)
+        if not 0 < self.operating_threshold <= 1:
+            raise _fail("capacity.operating_threshold", self.operating_threshold, "a number in (0, 1]")
+        missing = set(REQUEST_CLASSES) - set(self.classes)
+        extra = set(self.classes) - set(REQUEST_CLASSES)
+        if missing or extra:
+            raise _fail("capacity.classes", sorted(self.classes), f"exactly the classes {', '.join(REQUEST_CLASSES)}")
+
+
+class CacheSettings(_Section):
+    """Readings cache: retention 25..72 h; capacity 0 = unbounded."""
+
+    retention_h: float = 48.0
+    capacity: int = 0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.retention_h, int | float) or not 25 <= self.retention_h <= 72:
+            raise _fail("cache.retention_h", self.retention_h, "hours from 25 to 72")
+        if not isinstance(self.capacity, int) or self.capacity < 0:
+            raise _fail("cache.capacity", self.capacity, "an integer >= 0 (0 = unbounded)")
+
+
+def _default_users() -> tuple[User, ...]:
+    return (
+        User(eui="90-B3-D5-1F-30-07-00-01", role="MDR"),
+        User(eui="90-B3-D5-1F-30-01-00-00", role="IS"),
+        User(eui="90-B3-D5-1F-30-02-00-00", role="ES"),
+        User(eui="90-B3-D5-1F-30-03-00-00", role="GS"),
+        User(eui="90-B3-D5-1F-30-04-00-00", role="ED"),
+        User(eui="90-B3-D5-1F-30-05-00-00", role="GT"),
+        User(eui="90-B3-D5-1F-30-06-00-00", role="OU"),
+    )
+
+
+class Scenario(_Section):
+    """A whole simulated day; see the module docstring for the sections."""
+
+    name: str = "custom"
+    description: str = ""
+    day: str = "2026-11-23"
+    scale: float = 0.01
+    seed: int = 1
+    chunk_s: float = 300.0
+    shards: int = 1
+    population: Population = Population()
+    users: tuple[User, ...] = msgspec.field(default_factory=_default_users)
+    mhhs: Mhhs = Mhhs()
+    background: Background = Background()
+    future_dated: FutureDated = FutureDated()
+    alerts: Alerts = Alerts()
+    storms: tuple[Storm, ...] = ()
+    invalid: Invalid = Invalid()
+    capacity: Capacity = Capacity()
+    cache: CacheSettings = CacheSettings()
+    throttle: dict[str, Any] = msgspec.field(default_factory=dict)
+    exit_criteria: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:
+            datetime.strptime(self.day, "%Y-%m-%d")
+        except (TypeError, ValueError):
+            raise _fail("day", self.day, "a date YYYY-MM-DD") from None
+        if not (isinstance(self.scale, int | float) and 0 < self.scale <= 4):
+            raise _fail("scale", self.scale, "a number in (0, 4] (1.0 = Great Britain)")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise _fail("seed", self.seed, "a non-negative integer")
+        if not (isinstance(self.chunk_s, int | float) and 1 <= self.chunk_s <= 3600):
+            raise _fail("chunk_s", self.chunk_s, "seconds from 1 to 3600")
+        if self.chunk_s > self.mhhs.retry_delay_s:
+            raise _fail("chunk_s", self.chunk_s, f"at most mhhs.retry_delay_s ({self.mhhs.retry_delay_s}) so retries land in later chunks")
+        if not isinstance(self.shards, int) or not 1 <= self.shards <= 256:
+            raise _fail("shards", self.shards, "an integer from 1 to 256")
+        roles = {u.role for u in self.users}
+        for needed in ("MDR", "IS", "ED"):
+            if needed not in roles:
+                raise _fail("users", sorted(roles), f"a user with role {needed} (MHHS reads need MDR, IS and ED)")
+        euis = [u.eui.upper() for u in self.users]
+        if len(set(euis)) != len(euis):
+            raise _fail("users", euis, "distinct EUI-64s")
+
+    # ------------------------------------------------------------------ derived figures
+    @property
+    def day_start_ns(self) -> int:
+        d = datetime.strptime(self.day, "%Y-%m-%d").replace(tzinfo=UTC)
+        return int(d.timestamp()) * 1_000_000_000
+
+    @property
+    def meters(self) -> int:
+        """Devices simulated: population.meters x scale (at least 10)."""
+        return max(10, round(self.population.meters * self.scale))
+
+    @property
+    def volume(self) -> float:
+        """Multiplier on per-meter volumes: demand (scale is already in the meter count)."""
+        return self.capacity.demand
+
+    @property
+    def servers_slots(self) -> int:
+        """DSP slots scaled with the population (at least 1)."""
+        return max(1, round(self.capacity.slots * self.scale))
+
+    def with_overrides(self, **changes: Any) -> Scenario:
+        """A copy with top-level or ``capacity.*`` changes (validated again)."""
+        cap_changes = {k.split(".", 1)[1]: v for k, v in changes.items() if k.startswith("capacity.")}
+        top = {k: v for k, v in changes.items() if not k.startswith("capacity.") and v is not None}
+        data = msgspec.to_builtins(self)
+        data.update(top)
+        data["capacity"].update({k: v for k, v in cap_changes.items() if v is not None})
+        try:
+            return msgspec.convert(data, Scenario)
+        except msgspec.ValidationError as exc:
+            raise _convert_error(exc, "override") from None
+
+
+def _convert_error(exc: msgspec.ValidationError, source: str) -> ConfigError:
+    text = str(exc)
+    m = re.search(r" - at `\$\.?([^`]*)`$", text)
+    where = m.group(1) if m else ""
+    message = text[: m.start()] if m else text
+    if message.startswith("Object contains unknown field"):
+        key = message.split("`")[1]
+        path = f"{where}.{key}" if where else key
+        return ConfigError(f"{source}: unknown key {path!r}; see the scenario documentation for the keys")
+    if message.startswith("Object missing required field"):
+        key = message.split("`")[1]
+        path = f"{where}.{key}" if where else key
+        return ConfigError(f"{source}: missing key {path!r}")
+    if ": got " in message:  # one of our own checks, already naming its key
+        return ConfigError(f"{source}: {message}")
+    return ConfigError(f"{source}: {where or 'scenario'}: {message}")
+
+
+def parse_scenario(text: str, source: str = "scenario") -> Scenario:
+    """A scenario from TOML text; :class:`ConfigError` naming the key on any problem."""
+    try:
+        raw = msgspec.toml.decode(text.encode())
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return msgspec.convert(raw, Scenario)
+    except msgspec.ValidationError as exc:
+        raise _convert_error(exc, source) from None
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def builtin_scenarios() -> dict[str, str]:
+    """Built-in scenario name -> its TOML text."""
+    folder = resources.files("dccsim.loadgen").joinpath("scenarios")
+    return {p.name.removesuffix(".toml"): p.read_text() for p in folder.iterdir() if p.name.endswith(".toml")}
+
+
+def load_scenario(name_or_path: str) -> tuple[Scenario, str]:
+    """A built-in scenario by name, or a TOML file; returns the scenario and its text."""
+    builtins = builtin_scenarios()
+    if name_or_path in builtins:
+        text = builtins[name_or_path]
+        return parse_scenario(text, name_or_path), text
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ConfigError(
+            f"scenario: got {name_or_path!r}, expected a built-in scenario ({', '.join(sorted(builtins))}) or a TOML file"
+        )
+    text = path.read_text()
+    return parse_scenario(text, str(path)), text
+

@@ -1,0 +1,409 @@
+"""Workload generators: a scenario's day as time-ordered columns, chunk by chunk.
+
+Load generation comes in layers (after locust's shapes): a **shape** is a rate as a pure
+function of time (a flat window, or a 24-hour diurnal profile); a **stream** turns a shape and
+a count into sorted send times and the columns of each message; the **driver**
+(:mod:`dccsim.loadgen.driver`) merges the streams chunk by chunk and feeds the pipeline.
+
+Every stream is drawn once, up front, from its own seeded generator, as compact sorted
+schedules (time + device index + a few small columns); a chunk is a slice of each. So a
+scenario, scale and seed give the same traffic whatever the chunking or sharding.
+
+Streams of requests (``cls`` is the capacity class):
+
+- ``mhhs``: the MDR's nightly 4.8.1 for every ESME (demand > 1 reads extra past days), 4.6.1
+  for a share of ESMEs, 4.8.3 for export meters, spread evenly over the MHHS window;
+- ``supplier`` / ``dno``: the supplier (IS) and network operator (ED) re-read the same day's
+  4.8.1 with their probabilities in their windows: readings-cache hits when retained;
+- ``background``: on-demand SRVs by weight over the diurnal profile, from a role eligible for
+  the SRV and the device's kind;
+- ``future_dated``: 4.1.1 with an ExecutionDateTime; the device reports each instruction by a
+  0x8F66 (done) or 0x8F67 (not done) alert, some out of order.
+
+Streams of alerts: background codes by mix over the diurnal profile, storms (``storm`` = true)
+and the future-dated alerts. A share of requests is made invalid (wrong role, replayed
+counter, unknown device, bad period), labelled in ``invalid`` so tests can check the codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from dccsim.core.catalogue import DEVICE_KINDS, catalogue
+from dccsim.core.eui import eui_to_int
+from dccsim.core.messages import ROLES
+
+from .population import ESME, GSME, UNKNOWN_DEVICE_PREFIX, Population
+from .scenario import REQUEST_CLASSES, Scenario
+
+__all__ = [
+    "DayWorkload",
+    "RequestChunk",
+    "AlertChunk",
+    "INVALID_KINDS",
+    "flat_times",
+    "profile_times",
+]
+
+NS = 1_000_000_000
+HOUR = 3600 * NS
+DAY = 24 * HOUR
+INVALID_KINDS: tuple[str, ...] = ("none", "wrong_role", "replay", "unknown_device", "bad_period")
+CLS = {name: i for i, name in enumerate(REQUEST_CLASSES)}
+ALERT_FD_DONE = 0x8F66
+ALERT_FD_NOT_DONE = 0x8F67
+
+
+def flat_times(rng: np.random.Generator, n: int, start_ns: int, end_ns: int) -> npt.NDArray[np.int64]:
+    """``n`` sorted times spread evenly over ``[start, end)`` (one per slot, jittered in it)."""
+    if n <= 0:
+        return np.zeros(0, np.int64)
+    slot = (end_ns - start_ns) / n
+    return (start_ns + (np.arange(n) + rng.random(n)) * slot).astype(np.int64)
+
+
+def profile_times(rng: np.random.Generator, n: int, start_ns: int, weights: npt.ArrayLike, bin_ns: int) -> npt.NDArray[np.int64]:
+    """``n`` sorted times whose rate follows piecewise-constant ``weights`` (one per bin).
+
+    Drawn as sorted uniforms (normalised cumulative exponentials: O(n), no sort) mapped through
+    the inverse of the profile's cumulative distribution.
+    """
+    if n <= 0:
+        return np.zeros(0, np.int64)
+    w = np.asarray(weights, dtype=np.float64)
+    cdf = np.concatenate([[0.0], np.cumsum(w) / w.sum()])
+    gaps = rng.standard_exponential(n + 1)
+    u = np.cumsum(gaps)[:-1] / gaps.sum()
+    k = np.minimum(np.searchsorted(cdf, u, side="right") - 1, len(w) - 1)
+    within = (u - cdf[k]) / np.where(w[k] > 0, (cdf[k + 1] - cdf[k]), 1.0)
+    return (start_ns + (k + within) * bin_ns).astype(np.int64)
+
+
+@dataclass
+class RequestChunk:
+    """Requests of one chunk, sorted by ``t_scheduled_ns`` (columns as in RequestBatch, plus)."""
+
+    t_scheduled_ns: npt.NDArray[np.int64]
+    device: npt.NDArray[np.uint64]
+    originator: npt.NDArray[np.uint64]
+    srv: npt.NDArray[np.uint8]
+    role: npt.NDArray[np.uint8]
+    command_variant: npt.NDArray[np.uint8]
+    period_start_ns: npt.NDArray[np.int64]
+    period_end_ns: npt.NDArray[np.int64]
+    execution_ns: npt.NDArray[np.int64]
+    cls: npt.NDArray[np.uint8]
+    attempt: npt.NDArray[np.uint8]
+    invalid: npt.NDArray[np.uint8]
+
+    def __len__(self) -> int:
+        return len(self.t_scheduled_ns)
+
+    def take(self, index: npt.ArrayLike) -> RequestChunk:
+        return RequestChunk(**{k: v[index] for k, v in self.__dict__.items()})
+
+    @classmethod
+    def concat(cls, parts: list[RequestChunk]) -> RequestChunk:
+        return cls(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in cls.__dataclass_fields__})
+
+    @classmethod
+    def empty(cls) -> RequestChunk:
+        return cls(**{k: np.zeros(0, dt) for k, dt in _REQ_DTYPES.items()})
+
+
+_REQ_DTYPES = {
+    "t_scheduled_ns": np.int64, "device": np.uint64, "originator": np.uint64, "srv": np.uint8,
+    "role": np.uint8, "command_variant": np.uint8, "period_start_ns": np.int64,
+    "period_end_ns": np.int64, "execution_ns": np.int64, "cls": np.uint8, "attempt": np.uint8,
+    "invalid": np.uint8,
+}
+
+
+@dataclass
+class AlertChunk:
+    """Device alerts of one chunk, sorted by ``t_ns`` (ties in stream order)."""
+
+    t_ns: npt.NDArray[np.int64]
+    device: npt.NDArray[np.uint64]
+    alert_code: npt.NDArray[np.uint16]
+    storm: npt.NDArray[np.bool_]
+    instruction: npt.NDArray[np.uint16]
+    total_instructions: npt.NDArray[np.uint16]
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
+
+
+@dataclass
+class _Stream:
+    """A sorted schedule: times plus per-message columns (device as population index)."""
+
+    t: npt.NDArray[np.int64]
+    cols: dict[str, npt.NDArray[np.generic]]
+
+    def slice(self, t0: int, t1: int) -> dict[str, npt.NDArray[np.generic]]:
+        lo, hi = np.searchsorted(self.t, [t0, t1], side="left")
+        out = {k: v[lo:hi] for k, v in self.cols.items()}
+        out["t"] = self.t[lo:hi]
+        return out
+
+
+class DayWorkload:
+    """All streams of one scenario day, drawn once; :meth:`requests` and :meth:`alerts` slice."""
+
+    def __init__(self, s: Scenario, pop: Population):
+        self.s = s
+        self.pop = pop
+        self.day0 = s.day_start_ns
+        cat = catalogue()
+        self._cat = cat
+        self.user_of_role: dict[str, int] = {}
+        for u in s.users:
+            self.user_of_role.setdefault(u.role, eui_to_int(u.eui))
+        self._code = {srv: cat.code(srv) for srv in ("4.6.1", "4.8.1", "4.8.3", "4.1.1")}
+        self.request_streams: list[_Stream] = []
+        self.alert_streams: list[_Stream] = []
+        self._build_requests()
+        self._build_alerts()
+
+    # ------------------------------------------------------------------ requests
+    def _req_stream(self, t: npt.NDArray[np.int64], dev: npt.NDArray[np.int64], srv: npt.ArrayLike, role: str | npt.ArrayLike,
+                    cls: int, day_back: npt.ArrayLike = 1, execution: npt.ArrayLike | None = None) -> _Stream:
+        n = len(t)
+        role_codes = np.full(n, ROLES.index(role), np.uint8) if isinstance(role, str) else np.asarray(role, np.uint8)
+        start = self.day0 - np.asarray(day_back, np.int64) * DAY
+        cols: dict[str, npt.NDArray[np.generic]] = {
+            "dev": dev.astype(np.int64),
+            "srv": np.broadcast_to(np.asarray(srv, np.uint8), n).copy(),
+            "role": role_codes,
+            "cls": np.full(n, cls, np.uint8),
+            "period_start_ns": np.broadcast_to(start, n).astype(np.int64),
+            "execution_ns": np.zeros(n, np.int64) if execution is None else np.asarray(execution, np.int64),
+        }
+        cacheable = self._cat.cacheable[cols["srv"]]
+        cols["period_start_ns"] = np.where(cacheable, cols["period_start_ns"], 0)
+        cols["period_end_ns"] = np.where(cacheable, cols["period_start_ns"] + DAY, 0)
+        return _Stream(t=t, cols=cols)
+
+    def _hours(self, window: tuple[float, float]) -> tuple[int, int]:
+        return self.day0 + int(window[0] * HOUR), self.day0 + int(window[1] * HOUR)
+
+    def _build_requests(self) -> None:
+        s, pop = self.s, self.pop
+        m = s.mhhs
+        rng = np.random.default_rng([s.seed, 2])
+        esme = pop.esme
+        demand = s.capacity.demand
+        ws, we = self._hours(m.window_h)
+        # MDR 4.8.1 for every ESME, extra past days when demand > 1
+        n481 = int(round(len(esme) * demand))
+        order = rng.permutation(esme)
+        reads = np.arange(n481)
+        dev = order[reads % max(len(esme), 1)] if len(esme) else np.zeros(0, np.int64)
+        self.request_streams.append(self._req_stream(flat_times(rng, n481, ws, we), dev, self._code["4.8.1"], "MDR",
+                                                     CLS["mhhs_read"], day_back=1 + reads // max(len(esme), 1)))
+        # 4.6.1 for a share of ESMEs
+        pick = esme[rng.random(len(esme)) < min(1.0, m.daily_read_share * demand)]
+        self.request_streams.append(self._req_stream(flat_times(rng, len(pick), ws, we), rng.permutation(pick),
+                                                     self._code["4.6.1"], "MDR", CLS["mhhs_read"]))
+        # 4.8.3 for export meters (the MDR reads it like 4.8.1 ... but 4.8.3 is not MDR-eligible
+        # in DUIS; dccsim adds MDR for all three MHHS reads)
+        exp = np.flatnonzero(pop.export)
+        self.request_streams.append(self._req_stream(flat_times(rng, len(exp), ws, we), rng.permutation(exp),
+                                                     self._code["4.8.3"], "MDR", CLS["mhhs_read"]))
+        # supplier and network operator re-read yesterday's 4.8.1
+        for prob, window, role in ((m.supplier_read_prob, m.supplier_window_h, "IS"), (m.dno_read_prob, m.dno_window_h, "ED")):
+            chosen = esme[rng.random(len(esme)) < min(1.0, prob * demand)]
+            a, b = self._hours(window)
+            self.request_streams.append(self._req_stream(flat_times(rng, len(chosen), a, b), rng.permutation(chosen),
+                                                         self._code["4.8.1"], role, CLS["on_demand"]))
+        self._build_background(rng)
+        self._build_future_dated(rng)
+
+    def _build_background(self, rng: np.random.Generator) -> None:
+        s, pop, cat = self.s, self.pop, self._cat
+        bg = s.background
+        n = int(round(len(pop) * bg.requests_per_meter * s.capacity.demand))
+        t = profile_times(rng, n, self.day0, bg.diurnal, HOUR)
+        srvs = list(bg.srv_weights)
+        w = np.array([bg.srv_weights[x] for x in srvs], np.float64)
+        which = rng.choice(len(srvs), size=n, p=w / w.sum())
+        dev = rng.integers(0, len(pop), n)
+        kind = pop.kind[dev]
+        srv_code = np.array([cat.code(x) for x in srvs], np.uint8)[which]
+        # a role that may send the SRV and address the device's kind (from the scenario's users)
+        users = [r for r in ROLES if r in self.user_of_role]
+
+        def eligible(info, k: int) -> list[str]:  # type: ignore[no-untyped-def]
+            if info.non_device:
+                return [r for r in users if r in info.roles]
+            if DEVICE_KINDS[k] not in info.device_kinds:
+                return []
+            return [r for r in users if r in info.roles
+                    and not (k == ESME and r in ("GS", "GT")) and not (k == GSME and r in ("ES", "ED", "MDR"))]
+
+        role = np.full(n, 255, np.uint8)
+        for j, srv in enumerate(srvs):
+            info = cat[srv]
+            for k in (ESME, GSME):
+                sel = (which == j) & (kind == k)
+                if not sel.any():
+                    continue
+                ok = eligible(info, k)
+                if not ok:  # nobody may send this SRV to this kind: send it to the other fuel
+                    other = GSME if k == ESME else ESME
+                    ok = eligible(info, other)
+                    pool = np.flatnonzero(pop.kind == other)
+                    if not ok or not len(pool):
+                        ok = [r for r in users if r in info.roles] or [info.roles[0]]
+                    else:
+                        dev[sel] = rng.choice(pool, int(sel.sum()))
+                role[sel] = np.array([ROLES.index(r) for r in ok], np.uint8)[rng.integers(0, len(ok), int(sel.sum()))]
+        cls = np.where(cat.non_device[srv_code], CLS["non_device"], CLS["on_demand"]).astype(np.uint8)
+        stream = self._req_stream(t, dev, srv_code, role, 0)
+        stream.cols["cls"] = cls
+        self.request_streams.append(stream)
+
+    def _build_future_dated(self, rng: np.random.Generator) -> None:
+        s, pop = self.s, self.pop
+        fd = s.future_dated
+        esme = pop.esme
+        n = int(round(len(esme) * fd.commands_per_meter * s.capacity.demand))
+        t = profile_times(rng, n, self.day0, s.background.diurnal, HOUR)
+        dev = esme[rng.integers(0, len(esme), n)] if len(esme) else np.zeros(0, np.int64)
+        lead = rng.uniform(fd.lead_time_h[0], fd.lead_time_h[1], n) * HOUR
+        execution = (t + lead.astype(np.int64)) // NS * NS
+        self.request_streams.append(self._req_stream(t, dev, self._code["4.1.1"], "IS", CLS["future_dated"], execution=execution))
+        self._fd = (dev, execution)
+
+    # ------------------------------------------------------------------ alerts
+    def _alert_stream(self, t: npt.NDArray[np.int64], dev: npt.NDArray[np.int64], code: npt.ArrayLike, storm: bool,
+                      instruction: npt.ArrayLike = 0, total: npt.ArrayLike = 0) -> _Stream:
+        n = len(t)
+        return _Stream(t=t, cols={
+            "dev": dev.astype(np.int64),
+            "alert_code": np.broadcast_to(np.asarray(code, np.uint16), n).copy(),
+            "storm": np.full(n, storm, np.bool_),
+            "instruction": np.broadcast_to(np.asarray(instruction, np.uint16), n).copy(),
+            "total_instructions": np.broadcast_to(np.asarray(total, np.uint16), n).copy(),
+        })
+
+    def _build_alerts(self) -> None:
+        s, pop = self.s, self.pop
+        rng = np.random.default_rng([s.seed, 3])
+        a = s.alerts
+        n = int(round(len(pop) * a.alerts_per_meter * s.capacity.demand))
+        codes = [int(c, 16) for c in a.code_mix]
+        w = np.array(list(a.code_mix.values()), np.float64)
+        t = profile_times(rng, n, self.day0, s.background.diurnal, HOUR)
+        self.alert_streams.append(self._alert_stream(t, rng.integers(0, len(pop), n),
+                                                     np.array(codes, np.uint16)[rng.choice(len(codes), n, p=w / w.sum())], False))
+        for storm in s.storms:
+            k = max(1, int(round(storm.devices * s.scale)))
+            devs = rng.choice(len(pop), size=min(k, len(pop)), replace=False)
+            per = rng.poisson(storm.rate_per_min * storm.duration_min, size=len(devs))
+            start = self.day0 + int(storm.start_h * HOUR)
+            dur = int(storm.duration_min * 60 * NS)
+            tt = start + (rng.random(per.sum()) * dur).astype(np.int64)
+            dd = np.repeat(devs, per)
+            order = np.argsort(tt, kind="stable")
+            self.alert_streams.append(self._alert_stream(tt[order], dd[order], int(storm.code, 16), True))
+        # future-dated command alerts: one per instruction, at the execution time + a few seconds
+        dev, execution = self._fd
+        fd = s.future_dated
+        m = rng.integers(fd.instructions[0], fd.instructions[1] + 1, len(dev))
+        total = int(m.sum())
+        cmd = np.repeat(np.arange(len(dev)), m)
+        first = np.repeat(np.cumsum(m) - m, m)
+        instr = (np.arange(total) - first + 1).astype(np.uint16)
+        delay = np.cumsum(rng.integers(1, 5, total) * NS)  # strictly increasing in order
+        delay = delay - np.repeat(np.r_[0, delay[np.cumsum(m)[:-1] - 1]] if len(m) else np.zeros(0, np.int64), m)
+        shuffled = np.repeat(rng.random(len(dev)) < fd.out_of_order_share, m)
+        # out of order: reverse the delays within the command, so the last instruction arrives first
+        last_of = np.repeat(np.cumsum(m) - 1, m)
+        rev = delay[np.where(shuffled, first + (last_of - np.arange(total)), np.arange(total))]
+        tt = execution[cmd] + np.where(shuffled, rev, delay)
+        code = np.where(rng.random(total) < fd.not_done_share, ALERT_FD_NOT_DONE, ALERT_FD_DONE).astype(np.uint16)
+        order = np.argsort(tt, kind="stable")
+        self.alert_streams.append(self._alert_stream(tt[order], dev[cmd][order], code[order], False,
+                                                     instr[order], m[cmd].astype(np.uint16)[order]))
+
+    # ------------------------------------------------------------------ chunks
+    def requests(self, chunk: int, t0: int, t1: int) -> RequestChunk:
+        """The scheduled requests in ``[t0, t1)``, sorted by time (ties in stream order)."""
+        parts = [st.slice(t0, t1) for st in self.request_streams]
+        t = np.concatenate([p["t"] for p in parts])
+        order = np.argsort(t, kind="stable")
+
+        def cat_(k: str) -> npt.NDArray[np.generic]:
+            return np.concatenate([p[k] for p in parts])[order]
+
+        dev = cat_("dev")
+        role = cat_("role")
+        n = len(t)
+        out = RequestChunk(
+            t_scheduled_ns=t[order], device=self.pop.ids[dev], originator=np.zeros(n, np.uint64),
+            srv=cat_("srv"), role=role, command_variant=np.where(self._cat.non_device[cat_("srv")], 8, 1).astype(np.uint8),
+            period_start_ns=cat_("period_start_ns"), period_end_ns=cat_("period_end_ns"),
+            execution_ns=cat_("execution_ns"), cls=cat_("cls"), attempt=np.zeros(n, np.uint8), invalid=np.zeros(n, np.uint8),
+        )
+        self._set_originators(out)
+        self._inject_invalid(chunk, out)
+        return out
+
+    def _set_originators(self, r: RequestChunk) -> None:
+        for role_code in np.unique(r.role):
+            r.originator[r.role == role_code] = self.user_of_role[ROLES[int(role_code)]]
+
+    def _inject_invalid(self, chunk: int, r: RequestChunk) -> None:
+        inv = self.s.invalid
+        if inv.share <= 0 or not len(r):
+            return
+        rng = np.random.default_rng([self.s.seed, 4, chunk])
+        hit = np.flatnonzero(rng.random(len(r)) < inv.share)
+        if not len(hit):
+            return
+        kinds = list(inv.mix)
+        w = np.array([inv.mix[k] for k in kinds], np.float64)
+        chosen = np.array([INVALID_KINDS.index(k) for k in kinds], np.uint8)[rng.choice(len(kinds), len(hit), p=w / w.sum())]
+        cacheable = self._cat.cacheable[r.srv[hit]]
+        chosen = np.where((chosen == INVALID_KINDS.index("bad_period")) & ~cacheable, INVALID_KINDS.index("unknown_device"), chosen)
+        for i, k in zip(hit.tolist(), chosen.tolist(), strict=True):
+            name = INVALID_KINDS[k]
+            if name == "wrong_role":
+                info = self._cat[int(r.srv[i])]
+                bad = [x for x in ROLES if x not in info.roles and x in self.user_of_role]
+                if not bad:
+                    continue
+                r.role[i] = ROLES.index(bad[0])
+                r.originator[i] = self.user_of_role[bad[0]]
+            elif name == "unknown_device":
+                if self._cat.non_device[r.srv[i]]:
+                    continue
+                r.device[i] = UNKNOWN_DEVICE_PREFIX | np.uint64(i)
+            elif name == "bad_period":
+                r.period_start_ns[i], r.period_end_ns[i] = r.period_end_ns[i], r.period_start_ns[i]
+            r.invalid[i] = k
+
+    def alerts(self, t0: int, t1: int) -> AlertChunk:
+        """The device alerts in ``[t0, t1)``, sorted by time (ties in stream order)."""
+        parts = [st.slice(t0, t1) for st in self.alert_streams]
+        t = np.concatenate([p["t"] for p in parts])
+        order = np.argsort(t, kind="stable")
+
+        def cat_(k: str) -> npt.NDArray[np.generic]:
+            return np.concatenate([p[k] for p in parts])[order]
+
+        return AlertChunk(t_ns=t[order], device=self.pop.ids[cat_("dev")], alert_code=cat_("alert_code"),
+                          storm=cat_("storm"), instruction=cat_("instruction"), total_instructions=cat_("total_instructions"))
+
+    @property
+    def total_requests(self) -> int:
+        return sum(len(st.t) for st in self.request_streams)
+
+    @property
+    def total_alerts(self) -> int:
+        return sum(len(st.t) for st in self.alert_streams)

@@ -1,0 +1,586 @@
+"""Numba kernels of the readings cache: arrays and scalars in, preallocated arrays out.
+
+The state of one cache shard is three arrays (the layout and the arithmetic behind it are
+in :mod:`dccsim.cache.readings`):
+
+``arena``
+    ``uint32[A * 7]``: a ring of 28-byte records in store order, which is also expiry order.
+    Words: ``0-1`` device, ``2-3`` period key ``start_s << 30 | (end_s - start_s)``,
+    ``4`` stored time bits 0-31, ``5`` stored time bits 32-47 ``<< 16 | srv << 8 | code``,
+    ``6`` payload reference. The stored time is kept modulo 2**48 ns and rebuilt exactly
+    from the clock, because every record in the ring is younger than the retention
+    (< 72 h < 2**48 ns, about 78.2 h).
+``index``
+    ``uint64[N]``: Robin Hood linear probing table of ``hash32 << 32 | arena position``;
+    home slot ``hash32 * N >> 32``; empty is all ones. The 32-bit hash doubles as a
+    fingerprint, so a probe reads the arena only for a likely match.
+``st``
+    ``int64[N_STATE]``: clock, ring head/tail/count, resident count, capacity, retention and
+    the counters (slot names below).
+
+Records never move except in compaction and growth, so the index is the only structure a
+replacement, expiry or eviction edits. A replaced record stays in the ring, dead (no index
+entry points to it), until the head passes it or a compaction drops it.
+
+Every operation first expires what its time has made stale: while the head record's stored
+time ``s`` satisfies ``s + R <= t`` it is popped (counted as expired if it was live). That is
+why counters never depend on how a stream is split into batches, and why expiry costs only
+a compare with the head's time unless something expires.
+
+A batch goes through two kernels: :func:`prepare` validates it (nothing is applied if a row
+is bad) and computes each row's packed period and hash in a branch-free loop; :func:`run_ops`
+then applies it in order. The hot loop hints loads of operations a few steps ahead
+(``AHEAD_*``): random index and ring lines are the cost, not arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import jit, prefetch
+
+U64 = np.uint64
+I64 = np.int64
+
+EMPTY = U64(0xFFFF_FFFF_FFFF_FFFF)
+MASK32 = U64(0xFFFF_FFFF)
+MASK8 = U64(0xFF)
+S8 = U64(8)
+S30 = U64(30)
+S32 = U64(32)
+K_PERIOD = U64(0x9E37_79B9_7F4A_7C15)
+K_SRV = U64(0xC2B2_AE3D_27D4_EB4F)
+M1 = U64(0xFF51_AFD7_ED55_8CCD)
+M2 = U64(0xC4CE_B9FE_1A85_EC53)
+MASK48 = (1 << 48) - 1
+NS_PER_S = 1_000_000_000
+NS_U64 = U64(NS_PER_S)
+WORDS = 7
+
+#: largest period length that fits the 30-bit field, in seconds (about 34 years)
+MAX_PERIOD_S = (1 << 30) - 1
+#: operations must have |t| < 2**62 ns (about 146 years either side of 1970)
+T_LIMIT = 1 << 62
+
+OP_LOOKUP = 0
+OP_STORE = 1
+
+# slots of the state vector
+NOW = 0
+HEAD = 1
+TAIL = 2
+NREC = 3
+RESIDENT = 4
+CAP = 5
+BOUNDED = 6
+RETENTION = 7
+HITS = 8
+MISSES = 9
+STORES = 10
+REPLACED = 11
+EXPIRED = 12
+EVICTED = 13
+COMPACTIONS = 14
+GROWTHS = 15
+N_STATE = 16
+
+# how far ahead (in operations) the kernel hints index and arena loads
+AHEAD_INDEX = 16
+AHEAD_ARENA = 8
+AHEAD_EXPIRY = 8
+AHEAD_RING = 32
+
+# validation outcomes of prepare(), turned into messages by ReadingsCache._raise_invalid
+OK = 0
+BAD_OP = 1
+BAD_ORDER = 2
+BAD_T = 3
+BAD_START = 4
+BAD_START_ALIGN = 5
+BAD_END_ALIGN = 6
+BAD_PERIOD = 7
+
+
+@jit
+def period_key(start_ns: int, end_ns: int) -> np.uint64:
+    """Pack a validated period (whole seconds, 0 <= end - start < 2**30 s) into 64 bits."""
+    start_s = U64(start_ns) // NS_U64  # unsigned: both are validated non-negative
+    end_s = U64(end_ns) // NS_U64
+    return (start_s << S30) | (end_s - start_s)
+
+
+@jit
+def key_hash(dev: np.uint64, kw: np.uint64, srv: np.uint64) -> np.uint64:
+    """32-bit hash of a key: two multiply-xorshift rounds over a mix of the three parts."""
+    x = dev ^ (kw * K_PERIOD) ^ (srv * K_SRV)
+    x *= M1
+    x ^= x >> S32
+    x *= M2
+    return x >> S32
+
+
+@jit
+def home(h: np.uint64, n: int) -> int:
+    """Home slot of a 32-bit hash in a table of ``n < 2**32`` slots (multiply-shift)."""
+    return I64((h * U64(n)) >> S32)
+
+
+@jit
+def rec_dev(arena: np.ndarray, p: int) -> np.uint64:
+    b = p * WORDS
+    return U64(arena[b]) | (U64(arena[b + 1]) << S32)
+
+
+@jit
+def rec_kw(arena: np.ndarray, p: int) -> np.uint64:
+    b = p * WORDS
+    return U64(arena[b + 2]) | (U64(arena[b + 3]) << S32)
+
+
+@jit
+def rec_srv(arena: np.ndarray, p: int) -> np.uint64:
+    return (U64(arena[p * WORDS + 5]) >> S8) & MASK8
+
+
+@jit
+def rec_code(arena: np.ndarray, p: int) -> np.uint8:
+    return np.uint8(U64(arena[p * WORDS + 5]) & MASK8)
+
+
+@jit
+def rec_ref(arena: np.ndarray, p: int) -> np.uint32:
+    return arena[p * WORDS + 6]
+
+
+@jit
+def rec_stored(arena: np.ndarray, p: int, now: int) -> int:
+    """Stored time in ns, rebuilt from its low 48 bits: exact while ``now - s < 2**48``."""
+    b = p * WORDS
+    low = I64(arena[b + 4]) | (I64(arena[b + 5] >> 16) << 32)
+    return now - ((now - low) & MASK48)
+
+
+@jit
+def rec_hash(arena: np.ndarray, p: int) -> np.uint64:
+    return key_hash(rec_dev(arena, p), rec_kw(arena, p), rec_srv(arena, p))
+
+
+@jit
+def rec_write(
+    arena: np.ndarray, p: int, dev: np.uint64, kw: np.uint64, srv: np.uint64,
+    s: int, code: np.uint64, ref: np.uint32,
+) -> None:
+    b = p * WORDS
+    low = s & MASK48
+    arena[b] = dev & MASK32
+    arena[b + 1] = dev >> S32
+    arena[b + 2] = kw & MASK32
+    arena[b + 3] = kw >> S32
+    arena[b + 4] = low & 0xFFFF_FFFF
+    arena[b + 5] = ((low >> 32) << 16) | I64(srv << S8) | I64(code)
+    arena[b + 6] = ref
+
+
+@jit
+def rec_copy(arena: np.ndarray, src: int, dst: np.ndarray, d: int) -> None:
+    bs = src * WORDS
+    bd = d * WORDS
+    for w in range(WORDS):
+        dst[bd + w] = arena[bs + w]
+
+
+@jit
+def find_key(
+    index: np.ndarray, arena: np.ndarray, h: np.uint64, dev: np.uint64, kw: np.uint64,
+    srv: np.uint64,
+) -> int:
+    """Index slot of the live entry for a key, or -1."""
+    n = index.shape[0]
+    j = home(h, n)
+    d = 0
+    while True:
+        e = index[j]
+        if e == EMPTY:
+            return -1
+        eh = e >> S32
+        if eh == h:
+            p = I64(e & MASK32)
+            if rec_dev(arena, p) == dev and rec_kw(arena, p) == kw and rec_srv(arena, p) == srv:
+                return j
+        else:
+            ed = j - home(eh, n)
+            if ed < 0:
+                ed += n
+            if ed < d:  # Robin Hood: the key would have displaced this entry
+                return -1
+        j += 1
+        if j == n:
+            j = 0
+        d += 1
+
+
+@jit
+def find_entry(index: np.ndarray, e: np.uint64) -> int:
+    """Index slot holding exactly the entry ``e``, or -1 (the record it names is dead)."""
+    n = index.shape[0]
+    h = e >> S32
+    j = home(h, n)
+    d = 0
+    while True:
+        cur = index[j]
+        if cur == e:
+            return j
+        if cur == EMPTY:
+            return -1
+        ch = cur >> S32
+        if ch != h:
+            cd = j - home(ch, n)
+            if cd < 0:
+                cd += n
+            if cd < d:
+                return -1
+        j += 1
+        if j == n:
+            j = 0
+        d += 1
+
+
+@jit
+def index_insert(index: np.ndarray, e: np.uint64) -> None:
+    """Robin Hood insert of an entry whose key is known to be absent."""
+    n = index.shape[0]
+    j = home(e >> S32, n)
+    d = 0
+    while True:
+        cur = index[j]
+        if cur == EMPTY:
+            index[j] = e
+            return
+        cd = j - home(cur >> S32, n)
+        if cd < 0:
+            cd += n
+        if cd < d:
+            index[j] = e
+            e = cur
+            d = cd
+        j += 1
+        if j == n:
+            j = 0
+        d += 1
+
+
+@jit
+def index_delete(index: np.ndarray, j: int) -> None:
+    """Remove slot ``j`` by shifting the rest of its cluster back (no tombstones)."""
+    n = index.shape[0]
+    k = j + 1
+    if k == n:
+        k = 0
+    while True:
+        cur = index[k]
+        if cur == EMPTY or home(cur >> S32, n) == k:
+            break
+        index[j] = cur
+        j = k
+        k += 1
+        if k == n:
+            k = 0
+    index[j] = EMPTY
+
+
+@jit(inline="always")
+def drop_record(arena: np.ndarray, index: np.ndarray, p: int) -> bool:
+    """Remove the index entry of record ``p`` if it is live; True when it was."""
+    h = rec_hash(arena, p)
+    j = find_entry(index, (h << S32) | U64(p))
+    if j < 0:
+        return False
+    index_delete(index, j)
+    return True
+
+
+@jit
+def hint_head(arena: np.ndarray, index: np.ndarray, head: int, nrec: int, a: int) -> None:
+    """Prefetch for records about to expire: the ring a few lines past the head, and the
+    index line of the record AHEAD_EXPIRY past the head (whose ring line came in earlier)."""
+    if nrec > AHEAD_EXPIRY:
+        p = head + AHEAD_EXPIRY
+        if p >= a:
+            p -= a
+        prefetch(index, home(rec_hash(arena, p), index.shape[0]))
+        if nrec > AHEAD_RING:
+            p = head + AHEAD_RING
+            if p >= a:
+                p -= a
+            prefetch(arena, p * WORDS)
+
+
+@jit
+def compact(arena: np.ndarray, index: np.ndarray, head: int, nrec: int) -> tuple[int, int]:
+    """Slide the live records of the ring together; return (tail, count).
+
+    Only called when the ring is full; the ring then holds at least its slack of dead
+    records, so the work is amortised over at least that many replacements.
+    """
+    a = arena.shape[0] // WORDS
+    r = head
+    w = head
+    kept = 0
+    for _ in range(nrec):
+        h = rec_hash(arena, r)
+        j = find_entry(index, (h << S32) | U64(r))
+        if j >= 0:
+            if w != r:
+                rec_copy(arena, r, arena, w)
+                index[j] = (h << S32) | U64(w)
+            w += 1
+            if w == a:
+                w = 0
+            kept += 1
+        r += 1
+        if r == a:
+            r = 0
+    return w, kept
+
+
+@jit
+def expire(arena: np.ndarray, index: np.ndarray, st: np.ndarray, t: int) -> int:
+    """Advance the clock to ``t`` and pop every record with ``s + R <= t``; return live pops."""
+    a = arena.shape[0] // WORDS
+    now = st[NOW]
+    limit = t - st[RETENTION]
+    head = st[HEAD]
+    nrec = st[NREC]
+    popped = 0
+    while nrec > 0:
+        if rec_stored(arena, head, now) > limit:
+            break
+        hint_head(arena, index, head, nrec, a)
+        if drop_record(arena, index, head):
+            popped += 1
+        head += 1
+        if head == a:
+            head = 0
+        nrec -= 1
+    st[HEAD] = head
+    st[NREC] = nrec
+    st[RESIDENT] -= popped
+    st[EXPIRED] += popped
+    st[NOW] = t
+    return popped
+
+
+@jit
+def run_ops(
+    arena: np.ndarray, index: np.ndarray, st: np.ndarray, uniform: int, op: np.ndarray,
+    t: np.ndarray, dev: np.ndarray, srv: np.ndarray, kws: np.ndarray, hs: np.ndarray,
+    code: np.ndarray, ref: np.ndarray,
+    out_hit: np.ndarray, out_code: np.ndarray, out_ref: np.ndarray, out_stored: np.ndarray,
+    write_out: bool,
+) -> int:
+    """Apply a time-ordered stream of lookups and stores to one shard's state.
+
+    ``kws`` and ``hs`` are the period keys and hashes from :func:`prepare`. ``uniform`` is
+    the kind of every operation (``OP_LOOKUP`` or ``OP_STORE``), or -1 to read it from
+    ``op``. Lookups write their outcome to the ``out_*`` arrays when ``write_out`` (store
+    rows get ``False``/0 there).
+
+    Returns the number of operations applied: ``len(t)``, or fewer when an unbounded cache
+    must grow before the next store; the caller grows the arrays and calls again from there
+    (re-running an operation's expiry is a no-op, so that is exact).
+    """
+    n = t.shape[0]
+    a = arena.shape[0] // WORDS
+    nidx = index.shape[0]
+    retention = st[RETENTION]
+    cap = st[CAP]
+    bounded = st[BOUNDED] != 0
+    now = st[NOW]
+    head = st[HEAD]
+    tail = st[TAIL]
+    nrec = st[NREC]
+    resident = st[RESIDENT]
+    hits = I64(0)
+    misses = I64(0)
+    stores = I64(0)
+    replaced = I64(0)
+    expired = I64(0)
+    evicted = I64(0)
+    compactions = I64(0)
+    done = n
+    # stored time of the head record (the next to expire), kept while the head stays put
+    head_s = rec_stored(arena, head, now) if nrec > 0 else now
+    for k in range(min(AHEAD_INDEX, n)):
+        prefetch(index, home(hs[k], nidx))
+    for i in range(n):
+        # hint later operations' loads: the index line now, the arena record once the
+        # index line has had time to arrive (hints never change results)
+        k = i + AHEAD_INDEX
+        if k < n:
+            prefetch(index, home(hs[k], nidx))
+        k = i + AHEAD_ARENA
+        if k < n:
+            ek = index[home(hs[k], nidx)]
+            if (ek >> S32) == hs[k]:
+                bk = I64(ek & MASK32) * WORDS
+                prefetch(arena, bk)
+                prefetch(arena, bk + WORDS - 1)
+
+        ti = t[i]
+        limit = ti - retention
+        while nrec > 0 and head_s <= limit:
+            hint_head(arena, index, head, nrec, a)
+            if drop_record(arena, index, head):
+                resident -= 1
+                expired += 1
+            head += 1
+            if head == a:
+                head = 0
+            nrec -= 1
+            if nrec > 0:
+                head_s = rec_stored(arena, head, now)
+        now = ti
+
+        dv = dev[i]
+        sv = U64(srv[i])
+        kw = kws[i]
+        h = hs[i]
+        j = find_key(index, arena, h, dv, kw, sv)
+        if uniform == OP_LOOKUP or (uniform < 0 and op[i] == OP_LOOKUP):
+            if j >= 0:
+                p = I64(index[j] & MASK32)
+                hits += 1
+                if write_out:
+                    out_hit[i] = True
+                    out_code[i] = rec_code(arena, p)
+                    out_ref[i] = rec_ref(arena, p)
+                    out_stored[i] = rec_stored(arena, p, now)
+            else:
+                misses += 1
+                if write_out:
+                    out_hit[i] = False
+                    out_code[i] = 0
+                    out_ref[i] = 0
+                    out_stored[i] = 0
+            continue
+
+        if write_out:
+            out_hit[i] = False
+            out_code[i] = 0
+            out_ref[i] = 0
+            out_stored[i] = 0
+        if j < 0 and resident >= cap:
+            if not bounded:
+                done = i
+                break
+            # evict the live record closest to expiry: the oldest store, at the head
+            while True:
+                live = drop_record(arena, index, head)
+                head += 1
+                if head == a:
+                    head = 0
+                nrec -= 1
+                if live:
+                    resident -= 1
+                    evicted += 1
+                    break
+            if nrec > 0:
+                head_s = rec_stored(arena, head, now)
+        if nrec == a:
+            tail, nrec = compact(arena, index, head, nrec)
+            compactions += 1
+            head_s = rec_stored(arena, head, now)
+        if nrec == 0:
+            head_s = ti
+        pt = tail + AHEAD_RING  # bring the ring lines ahead of the tail in before writing
+        if pt >= a:
+            pt -= a
+        prefetch(arena, pt * WORDS)
+        rec_write(arena, tail, dv, kw, sv, ti, U64(code[i]), ref[i])
+        e = (h << S32) | U64(tail)
+        if j >= 0:
+            index[j] = e  # the old record is now dead
+            replaced += 1
+        else:
+            index_insert(index, e)
+            resident += 1
+        tail += 1
+        if tail == a:
+            tail = 0
+        nrec += 1
+        stores += 1
+
+    st[NOW] = now
+    st[HEAD] = head
+    st[TAIL] = tail
+    st[NREC] = nrec
+    st[RESIDENT] = resident
+    st[HITS] += hits
+    st[MISSES] += misses
+    st[STORES] += stores
+    st[REPLACED] += replaced
+    st[EXPIRED] += expired
+    st[EVICTED] += evicted
+    st[COMPACTIONS] += compactions
+    return done
+
+
+@jit
+def rebuild(
+    arena: np.ndarray, index: np.ndarray, st: np.ndarray, new_arena: np.ndarray,
+    new_index: np.ndarray,
+) -> None:
+    """Copy the live records, oldest first, into larger (empty) arrays and re-index them."""
+    a = arena.shape[0] // WORDS
+    p = st[HEAD]
+    k = 0
+    for _ in range(st[NREC]):
+        h = rec_hash(arena, p)
+        if find_entry(index, (h << S32) | U64(p)) >= 0:
+            rec_copy(arena, p, new_arena, k)
+            index_insert(new_index, (h << S32) | U64(k))
+            k += 1
+        p += 1
+        if p == a:
+            p = 0
+    st[HEAD] = 0
+    st[TAIL] = k
+    st[NREC] = k
+
+
+@jit
+def prepare(
+    uniform: int, op: np.ndarray, t: np.ndarray, dev: np.ndarray, srv: np.ndarray,
+    start: np.ndarray, end: np.ndarray, now: int, kws: np.ndarray, hs: np.ndarray,
+) -> tuple[int, int]:
+    """Validate a batch, then fill its period keys and hashes (``kws``, ``hs``).
+
+    Returns (first invalid row, reason), or (-1, OK); on an invalid row nothing is filled
+    and the caller must not run the batch.
+    """
+    n = t.shape[0]
+    prev = now
+    for i in range(n):
+        if uniform < 0 and op[i] > OP_STORE:
+            return i, BAD_OP
+        ti = t[i]
+        if ti <= -T_LIMIT or ti >= T_LIMIT:
+            return i, BAD_T
+        if ti < prev:
+            return i, BAD_ORDER
+        prev = ti
+        s = start[i]
+        e = end[i]
+        if s < 0:
+            return i, BAD_START
+        if s % NS_PER_S != 0:
+            return i, BAD_START_ALIGN
+        if e % NS_PER_S != 0:
+            return i, BAD_END_ALIGN
+        if e < s or (e - s) // NS_PER_S > MAX_PERIOD_S:
+            return i, BAD_PERIOD
+    for i in range(n):  # no branches: this loop vectorises
+        kw = period_key(start[i], end[i])
+        kws[i] = kw
+        hs[i] = key_hash(dev[i], kw, U64(srv[i]))
+    return -1, OK

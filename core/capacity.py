@@ -39,20 +39,26 @@ Backlog
     ``t_arrive_i`` is not waiting. Three requests arriving together at one free server give
     waits ``0, s, 2s`` and backlogs ``0, 1, 2``. The backlog is exact: FIFO start times never
     decrease, so the requests still waiting are the tail of the arrivals, tracked with a moving
-    pointer over their start times (8 bytes per waiting request, so memory is bounded by the
-    peak backlog; plus 8 bytes per server for the heap).
+    pointer over their start times.
 Chunks
-    :class:`CapacityModel` carries its state (server free times, waiting requests, leaf
-    cursor, last arrival) from one call to the next: one chunk or any split into chunks gives
-    identical outputs and identical merged stats.
+    :class:`CapacityModel` carries its state (server free times, waiting requests, last
+    arrival) from one call to the next: one chunk or any split into chunks gives identical
+    outputs and identical merged stats.
 Sharding
     The DSP queue is one global resource shared by every device, so, unlike the throttle and
     the cache, this stage is *not* sharded by device: run it once over the merged, time-ordered
     request stream. :meth:`CapacityStats.merge` combines the stats of consecutive chunks or
     of separate runs, not of device shards.
 
-Cost: ``O(log c)`` per request in the worst case (one heap update), ``O(1)`` when an idle
-server is found at the heap's leaf cursor, which is the common case below about half load.
+Cost and memory
+    ``O(1)`` per request when a server is free (the common case below saturation), at most
+    ``O(log K)`` for ``K`` request classes otherwise, independent of the number of servers:
+    the state is the count of servers never used plus, per class, the sorted free times of
+    the servers it last used (see :mod:`dccsim.core._kernels` for why this gives the same
+    outputs as the textbook min-heap of ``c`` server free times that
+    :func:`reference_process` uses). Memory: 8 bytes per server used so far and per waiting
+    request, up to twice that as rings grow by doubling; so it is bounded by ``c`` and the
+    peak backlog.
 
 Examples
 --------
@@ -109,7 +115,13 @@ _MAX_CLASSES = 256  # cls is uint8
 _MAX_PENDING = 2**30  # waiting requests (8 bytes each); backlog is reported as int32
 _MAX_CHUNK = 2**31 - 1  # keeps the in-kernel 32-bit halves of the wait sum inside int64
 _INITIAL_PENDING = 1024
+_INITIAL_LANE = 256
 _INT64_MIN = np.iinfo(np.int64).min
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
 
 
 class CapacityConfigError(ConfigError):
@@ -395,10 +407,24 @@ class CapacityModel:
         self._servers = config.servers
         self._service = config.service_ns_array()
         self._timeout = config.timeout_ns_array()
-        self._heap = np.full(self._servers, _INT64_MIN, dtype=np.int64)
+        # State, see dccsim.core._kernels: idle count, class lanes of busy servers' free
+        # times under a winner tree, and the ring of waiting requests' start times.
+        n_classes = config.n_classes
+        lane_cap = min(_INITIAL_LANE, _next_pow2(self._servers))
+        self._lane_meta = np.zeros((n_classes, K.N_LANE_META), dtype=np.int64)
+        self._lane_meta[:, K.LANE_OFF] = np.arange(n_classes) * lane_cap
+        self._lane_meta[:, K.LANE_MASK] = lane_cap - 1
+        self._lanes = np.zeros(n_classes * lane_cap, dtype=np.int64)
+        kp = _next_pow2(max(2, n_classes))
+        self._tree_val = np.full(2 * kp, _INT64_MAX, dtype=np.int64)
+        self._tree_idx = np.zeros(2 * kp, dtype=np.int64)
+        self._tree_idx[kp:] = np.arange(kp)
+        for node in range(kp - 1, 0, -1):  # every lane is empty: each subtree's leftmost wins
+            self._tree_idx[node] = self._tree_idx[2 * node]
         self._pending = np.zeros(_INITIAL_PENDING, dtype=np.int64)
         self._scal = np.zeros(K.N_SCALARS, dtype=np.int64)
-        self._scal[K.SCAL_CURSOR] = self._servers >> 1
+        self._scal[K.SCAL_IDLE] = self._servers
+        self._scal[K.SCAL_FULL] = K.FULL_NONE
         self._t_last: int | None = None
         self._stats = CapacityStats()
 
@@ -428,8 +454,18 @@ class CapacityModel:
 
     @property
     def state_bytes(self) -> int:
-        """Bytes held by the model's state arrays (heap and waiting-request ring)."""
-        return self._heap.nbytes + self._pending.nbytes + self._scal.nbytes
+        """Bytes held by the model's state arrays (busy-server lanes and waiting ring)."""
+        return sum(
+            a.nbytes
+            for a in (
+                self._lanes,
+                self._lane_meta,
+                self._tree_val,
+                self._tree_idx,
+                self._pending,
+                self._scal,
+            )
+        )
 
     def process(
         self,
@@ -513,30 +549,13 @@ class CapacityModel:
         self._check_values(t_arrive_ns, cls, device_latency_ns)
 
         acc = np.zeros(K.N_ACC, dtype=np.int64)
-        class_count = np.zeros(self._config.n_classes, dtype=np.int64)
-        i = 0
-        while True:
-            i = K.dsp_fifo(
-                t_arrive_ns,
-                cls,
-                device_latency_ns,
-                self._service,
-                self._timeout,
-                self._heap,
-                self._pending,
-                self._scal,
-                acc,
-                class_count,
-                start_ns,
-                t_done_ns,
-                timed_out,
-                wait_ns,
-                backlog,
-                i,
-            )
-            if i == n:
-                break
-            self._grow_pending()
+        self._run(
+            t_arrive_ns,
+            cls,
+            device_latency_ns,
+            acc,
+            (start_ns, t_done_ns, timed_out, wait_ns, backlog),
+        )
 
         t_first = int(t_arrive_ns[0])
         t_last = int(t_arrive_ns[-1])
@@ -548,14 +567,47 @@ class CapacityModel:
             total_wait_ns=int(acc[K.ACC_WAIT_HI]) * 2**32 + int(acc[K.ACC_WAIT_LO]),
             max_wait_ns=int(acc[K.ACC_MAX_WAIT]),
             peak_backlog=int(acc[K.ACC_PEAK]),
-            busy_ns=sum(
-                int(count) * int(service)
-                for count, service in zip(class_count, self._service, strict=True)
-            ),
+            busy_ns=int(acc[K.ACC_BUSY_HI]) * 2**32 + int(acc[K.ACC_BUSY_LO]),
             capacity_ns=self._servers * (t_last - window_start),
         )
         self._stats = self._stats.merge(stats)
         return stats
+
+    def _run(
+        self,
+        t_arrive_ns: npt.NDArray[np.int64],
+        cls: npt.NDArray[np.uint8],
+        device_latency_ns: npt.NDArray[np.int64],
+        acc: npt.NDArray[np.int64],
+        outputs: tuple[npt.NDArray[np.generic], ...],
+    ) -> None:
+        """The kernel over a whole, already checked chunk, growing rings when they fill."""
+        n = t_arrive_ns.shape[0]
+        i = 0
+        while True:
+            i = K.dsp_fifo(
+                t_arrive_ns,
+                cls,
+                device_latency_ns,
+                self._service,
+                self._timeout,
+                self._lanes,
+                self._lane_meta,
+                self._tree_val,
+                self._tree_idx,
+                self._pending,
+                self._scal,
+                acc,
+                *outputs,
+                i,
+            )
+            if i == n:
+                return
+            full = int(self._scal[K.SCAL_FULL])
+            if full == K.FULL_PENDING:
+                self._grow_pending()
+            else:
+                self._grow_lane(full)
 
     def _check_values(
         self,
@@ -592,6 +644,23 @@ class CapacityModel:
                 raise CapacityInputError(
                     f"t_arrive_ns[{index}]: expected a time within +-2**62 ns, got {t}"
                 )
+
+    def _grow_lane(self, k: int) -> None:
+        """Double lane ``k``; every lane is copied unrolled so its oldest entry is first."""
+        meta = self._lane_meta
+        caps = meta[:, K.LANE_MASK] + 1
+        caps[k] *= 2
+        offs = np.concatenate(([0], np.cumsum(caps)[:-1]))
+        lanes = np.zeros(int(caps.sum()), dtype=np.int64)
+        for j in range(meta.shape[0]):
+            old_off, old_cap = int(meta[j, K.LANE_OFF]), int(meta[j, K.LANE_MASK]) + 1
+            head, count = int(meta[j, K.LANE_HEAD]), int(meta[j, K.LANE_COUNT])
+            ring = self._lanes[old_off : old_off + old_cap]
+            lanes[offs[j] : offs[j] + count] = np.roll(ring, -head)[:count]
+        meta[:, K.LANE_OFF] = offs
+        meta[:, K.LANE_MASK] = caps - 1
+        meta[:, K.LANE_HEAD] = 0
+        self._lanes = lanes
 
     def _grow_pending(self) -> None:
         """Double the waiting-request ring, unrolled so the oldest entry is at index 0."""

@@ -2,7 +2,9 @@
 
 A run split by ``hash(device) % shards`` gives each shard its own cache; adding the shards'
 :class:`CacheStats` with :meth:`CacheStats.merge` gives the whole run's figures, and the
-derived ratios are computed from the merged sums, never averaged.
+derived ratios are computed from the merged sums, never averaged. A shard's clock is the
+time of its own last operation, so bring every shard to the same time first
+(``ReadingsCache.expire(t_end)``) when ``expired`` and ``resident`` must be exact.
 
 >>> a = CacheStats(hits=3, misses=1, stores=1, resident=1, capacity=10, nbytes=400)
 >>> b = CacheStats(hits=1, misses=3, stores=3, resident=3, capacity=10, nbytes=400)

@@ -21,6 +21,9 @@ COMMANDS: dict[str, str] = {
     "decode": "dccsim.bench.cmd_decode:decode",
     "demo": "dccsim.bench.cmd_decode:demo",
     "srvs": "dccsim.bench.cmd_decode:srvs",
+    "run": "dccsim.bench.cmd_run:run",
+    "scenarios": "dccsim.bench.cmd_run:scenarios",
+    "sweep": "dccsim.bench.cmd_run:sweep",
 }
 
 

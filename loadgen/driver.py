@@ -1,0 +1,212 @@
+"""The virtual-time replay driver: a scenario's day, chunk by chunk, through the pipeline.
+
+The driver only moves data: it slices the workload into time-ordered chunks, assigns
+RequestID counters, draws each request's WAN/device latency and fault from the population's
+profiles, merges in retries of failed MHHS reads, runs the pipeline, and hands every chunk's
+columns to a **sink** it is given (so ``loadgen`` never imports ``bench``).
+
+A sink has three methods::
+
+    sink.requests(cols: dict[str, np.ndarray]) -> None
+    sink.alerts(cols: dict[str, np.ndarray]) -> None
+    sink.progress(done_ns: int, end_ns: int) -> None
+
+Randomness comes from generators seeded by ``(seed, purpose, chunk)``, so a scenario, scale
+and seed give the same columns whatever the shard count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from dccsim.core.capacity import CapacityClass, CapacityConfig
+from dccsim.core.columns import RequestBatch
+from dccsim.core.eui import eui_to_int
+from dccsim.core.pipeline import FAULT_E20, FAULT_E21, O_FAILED, Pipeline
+from dccsim.core.validation import UserRegistry
+
+from .population import Population, build_population
+from .scenario import REQUEST_CLASSES, Scenario
+from .workload import CLS, INVALID_KINDS, NS, AlertChunk, DayWorkload, RequestChunk
+
+__all__ = ["Sink", "VirtualTimeDriver", "build_pipeline", "RunTotals"]
+
+_REPLAY = INVALID_KINDS.index("replay")
+
+
+class Sink(Protocol):
+    def requests(self, cols: dict[str, npt.NDArray[np.generic]]) -> None: ...
+    def alerts(self, cols: dict[str, npt.NDArray[np.generic]]) -> None: ...
+    def progress(self, done_ns: int, end_ns: int) -> None: ...
+
+
+def capacity_config(s: Scenario) -> CapacityConfig:
+    classes = tuple(
+        CapacityClass(service_ns=int(s.capacity.classes[name].service_ms * 1e6),
+                      timeout_ns=int(s.capacity.classes[name].timeout_s * NS), name=name)
+        for name in REQUEST_CLASSES
+    )
+    return CapacityConfig(slots=s.servers_slots, classes=classes, uplift=s.capacity.uplift,
+                          operating_threshold=s.capacity.operating_threshold)
+
+
+def build_pipeline(s: Scenario, pop: Population, shards: int | None = None) -> Pipeline:
+    users = UserRegistry.build({eui_to_int(u.eui): u.role for u in s.users})
+    targets = np.array([int(s.capacity.classes[name].target_s * NS) for name in REQUEST_CLASSES], np.int64)
+    return Pipeline(
+        capacity=capacity_config(s), targets_ns=targets, devices=pop.registry(), users=users,
+        future_dated_class=CLS["future_dated"], non_device_class=CLS["non_device"],
+        retention_hours=s.cache.retention_h, cache_capacity=s.cache.capacity or None,
+        cache_enabled=s.cache.enabled, shards=shards or s.shards, throttle=s.throttle,
+    )
+
+
+@dataclass
+class RunTotals:
+    requests: int = 0
+    alerts: int = 0
+    retries: int = 0
+    chunks: int = 0
+    end_ns: int = 0
+
+
+@dataclass
+class VirtualTimeDriver:
+    """Runs one scenario day through a pipeline into a sink."""
+
+    scenario: Scenario
+    shards: int | None = None
+    population: Population | None = None
+    workload: DayWorkload | None = None
+    pipeline: Pipeline | None = None
+    totals: RunTotals = field(default_factory=RunTotals)
+
+    def __post_init__(self) -> None:
+        s = self.scenario
+        self.population = self.population or build_population(s)
+        self.workload = self.workload or DayWorkload(s, self.population)
+        self.pipeline = self.pipeline or build_pipeline(s, self.population, self.shards)
+        self._last_counter: dict[int, int] = {}
+        self._pending = RequestChunk.empty()
+        self._seq = 0
+
+    def run(self, sink: Sink) -> RunTotals:
+        s = self.scenario
+        assert self.workload is not None
+        chunk_ns = int(s.chunk_s * NS)
+        day0 = s.day_start_ns
+        day_end = day0 + 24 * 3600 * NS
+        k = 0
+        t0 = day0
+        while t0 < day_end or len(self._pending):
+            t1 = t0 + chunk_ns
+            self._chunk(k, t0, t1, sink)
+            sink.progress(min(t1, day_end), day_end)
+            k += 1
+            t0 = t1
+        self.totals.chunks = k
+        self.totals.end_ns = t0
+        return self.totals
+
+    # ------------------------------------------------------------------ one chunk
+    def _chunk(self, k: int, t0: int, t1: int, sink: Sink) -> None:
+        assert self.workload is not None and self.pipeline is not None
+        req = self.workload.requests(k, t0, t1) if t0 < self.scenario.day_start_ns + 24 * 3600 * NS else RequestChunk.empty()
+        due = self._pending.t_scheduled_ns < t1
+        if due.any():
+            merged = RequestChunk.concat([req, self._pending.take(due)])
+            req = merged.take(np.argsort(merged.t_scheduled_ns, kind="stable"))
+            self._pending = self._pending.take(~due)
+        if len(req):
+            self._requests(k, req, sink)
+        alerts = self.workload.alerts(t0, t1)
+        if len(alerts):
+            self._alerts(alerts, sink)
+
+    def _counters(self, req: RequestChunk) -> npt.NDArray[np.uint64]:
+        """RequestID counters: strictly increasing per originator; a replay repeats the last.
+
+        ``counter = last + (fresh requests so far)``: a fresh request takes the next number, a
+        replay (labelled ``invalid == replay``) the number of the request before it. A replay
+        with nothing before it becomes an ordinary request.
+        """
+        counter = np.zeros(len(req), np.uint64)
+        for o in np.unique(req.originator).tolist():
+            rows = np.flatnonzero(req.originator == o)
+            base = self._last_counter.get(o, 0)
+            replay = req.invalid[rows] == _REPLAY
+            if base == 0 and replay.any():
+                lead = np.cumsum(~replay) == 0  # replays before the first fresh request
+                req.invalid[rows[lead]] = 0
+                replay &= ~lead
+            fresh = np.cumsum(~replay)
+            counter[rows] = np.uint64(base) + fresh.astype(np.uint64)
+            self._last_counter[o] = base + int(fresh[-1])
+        return counter
+
+    def _draw_device(self, k: int, req: RequestChunk) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+        assert self.population is not None
+        s = self.scenario
+        rng = np.random.default_rng([s.seed, 5, k])
+        n = len(req)
+        idx = (req.device - self.population.ids[0]).astype(np.int64)
+        known = (idx >= 0) & (idx < len(self.population))
+        s1 = np.zeros(n, np.bool_)
+        s1[known] = self.population.smets1[idx[known]]
+        p2, p1 = s.population.smets2, s.population.smets1
+        mu = np.where(s1, math.log(p1.median_s), math.log(p2.median_s))
+        sigma = np.where(s1, p1.sigma, p2.sigma)
+        latency = (np.exp(mu + sigma * rng.standard_normal(n)) * NS).astype(np.int64)
+        u = rng.random(n)
+        e20 = np.where(s1, p1.e20_share, p2.e20_share)
+        e21 = np.where(s1, p1.e21_share, p2.e21_share)
+        fault = np.where(u < e20, FAULT_E20, np.where(u < e20 + e21, FAULT_E21, 0)).astype(np.uint8)
+        return latency, fault
+
+    def _requests(self, k: int, req: RequestChunk, sink: Sink) -> None:
+        assert self.pipeline is not None
+        counter = self._counters(req)
+        batch = RequestBatch(
+            device=req.device, originator=req.originator, counter=counter, srv=req.srv, role=req.role,
+            command_variant=req.command_variant, period_start_ns=req.period_start_ns,
+            period_end_ns=req.period_end_ns, t_scheduled_ns=req.t_scheduled_ns, execution_ns=req.execution_ns,
+        )
+        latency, fault = self._draw_device(k, req)
+        res = self.pipeline.process(batch, req.cls, latency, fault)
+        n = len(req)
+        seq = np.arange(self._seq, self._seq + n, dtype=np.uint64)
+        self._seq += n
+        self.totals.requests += n
+        sink.requests({
+            "seq": seq, "t_scheduled_ns": req.t_scheduled_ns, "t_done_ns": res.t_done_ns, "device": req.device,
+            "srv": req.srv, "role": req.role, "command_variant": req.command_variant, "outcome": res.outcome,
+            "response_code": res.response_code, "latency_ns": res.latency_ns, "within_target": res.within_target,
+            "period_start_ns": req.period_start_ns, "period_end_ns": req.period_end_ns,
+            "originator": req.originator, "counter": counter, "cls": req.cls, "attempt": req.attempt,
+            "invalid": req.invalid, "wait_ns": res.wait_ns, "backlog": res.backlog,
+        })
+        # retries of failed MHHS reads
+        m = self.scenario.mhhs
+        again = (res.outcome == O_FAILED) & (req.cls == CLS["mhhs_read"]) & (req.attempt < m.max_retries) & (req.invalid == 0)
+        if again.any():
+            r = req.take(again)
+            r.t_scheduled_ns = res.t_done_ns[again] + int(m.retry_delay_s * NS)
+            r.attempt = r.attempt + np.uint8(1)
+            self.totals.retries += len(r)
+            merged = RequestChunk.concat([self._pending, r])
+            self._pending = merged.take(np.argsort(merged.t_scheduled_ns, kind="stable"))
+
+    def _alerts(self, a: AlertChunk, sink: Sink) -> None:
+        assert self.pipeline is not None
+        action, count, seq_id = self.pipeline.process_alerts(a.t_ns, a.device, a.alert_code)
+        self.totals.alerts += len(a)
+        sink.alerts({
+            "t_ns": a.t_ns, "device": a.device, "alert_code": a.alert_code, "action": action,
+            "throttled_count": count, "sequence_id": seq_id, "storm": a.storm,
+            "instruction": a.instruction, "total_instructions": a.total_instructions,
+        })

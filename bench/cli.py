@@ -24,6 +24,9 @@ COMMANDS: dict[str, str] = {
     "run": "dccsim.bench.cmd_run:run",
     "scenarios": "dccsim.bench.cmd_run:scenarios",
     "sweep": "dccsim.bench.cmd_run:sweep",
+    "report": "dccsim.bench.cmd_report:report",
+    "compare": "dccsim.bench.cmd_report:compare",
+    "check": "dccsim.bench.cmd_report:check",
 }
 
 

@@ -1,0 +1,156 @@
+"""``dccsim report``, ``dccsim compare`` and ``dccsim check``: reading results, and gating CI on them.
+
+``dccsim report RUN_DIR`` (re)builds the run folder's ``report.html``.
+
+``dccsim check RUN_DIR [--criteria FILE]`` judges the run's ``summary.json`` against exit
+criteria (by default those of the scenario the run recorded) and exits 1 when the run fails.
+
+``dccsim compare BASE NEW`` puts two runs' KPIs side by side and exits 1 when one worsened
+beyond its limit; given two pytest-benchmark JSON files (``make bench``) it compares their
+ours/reference ratios instead. See :mod:`dccsim.bench.compare` for the rules.
+
+Exit codes: 0 pass, 1 failed criteria or a regression, 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli import CliError
+
+__all__ = ["report", "compare", "check"]
+
+_RUN_DIR = click.Path(exists=False, file_okay=True, dir_okay=True, path_type=Path)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # CI logs: do not squeeze the tables into 80 columns
+        console = Console(width=140)
+    return console
+
+
+def _exit(code: int) -> None:
+    """Exit with ``code`` whichever way the command line was entered (a verdict, not an error)."""
+    if code:
+        sys.exit(code)
+
+
+def _run_dir(path: Path) -> Path:
+    if path.is_file() and path.name == "summary.json":
+        return path.parent
+    if not path.is_dir():
+        raise CliError(f"{path}: not a run folder (expected a folder written by dccsim run)")
+    return path
+
+
+@click.command()
+@click.argument("run_dir", type=_RUN_DIR)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the page (default RUN_DIR/report.html).")
+def report(run_dir: Path, out: Path | None) -> None:
+    """Build RUN_DIR/report.html: one self-contained page with the run's tables and charts."""
+    from .report import ReportError, build_report
+
+    try:
+        path = build_report(_run_dir(run_dir), out)
+    except ReportError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{out or run_dir}: cannot write the report ({exc.strerror})") from None
+    click.echo(str(path))
+
+
+@click.command()
+@click.argument("run_dir", type=_RUN_DIR)
+@click.option("--criteria", "criteria_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="TOML file with an [exit_criteria] table (or just its keys); default: the run's scenario.")
+def check(run_dir: Path, criteria_file: Path | None) -> None:
+    """Judge a run against its exit criteria; exit 1 when it fails them.
+
+    Each criterion is 'PATH OP NUMBER' = severity (1-4), e.g. "latency_s.p99 < 60" = 2; the run
+    passes when no severity has more failures than its threshold allows (default: 0 for
+    severities 1 and 2, 2 for 3, 5 for 4; override with a 'thresholds' table).
+    """
+    from .compare import CompareError, load_summary
+    from .criteria import CriteriaError, criteria_for_run, evaluate, load_criteria_file, verdict_table
+
+    folder = _run_dir(run_dir)
+    try:
+        summary = load_summary(folder)
+        if criteria_file is not None:
+            criteria, source = load_criteria_file(criteria_file), str(criteria_file)
+        else:
+            found = criteria_for_run(folder, summary)
+            if found is None:
+                raise CliError(f"{folder}: cannot tell which scenario the run used; give --criteria FILE")
+            criteria, source = found
+        if not criteria.items:
+            raise CliError(f"no exit criteria in {source}; give --criteria FILE with an [exit_criteria] table")
+        result = evaluate(summary, criteria)
+    except (CriteriaError, CompareError) as exc:
+        raise CliError(str(exc)) from None
+    console = _console()
+    console.print(verdict_table(result))
+    console.print(f"criteria from {source}")
+    _exit(0 if result.passed else 1)
+
+
+@click.command()
+@click.argument("base", type=_RUN_DIR)
+@click.argument("new", type=_RUN_DIR)
+@click.option("--max-regression", "max_regression", default="10%", show_default=True,
+              help="How much worse a simulation KPI may get: 10%, 0.1 and 10 all mean ten percent "
+                   "(a bare number below 1 is a fraction, otherwise percent).")
+@click.option("--max-slowdown", "max_slowdown", default="30%", show_default=True,
+              help="The same for timed figures: events per second of runs, ours/reference ratios of "
+                   "benchmark files. Wider because a shared machine is noisy.")
+def compare(base: Path, new: Path, max_regression: str, max_slowdown: str) -> None:
+    """Compare two runs KPI by KPI (or two pytest-benchmark JSON files); exit 1 on a regression.
+
+    BASE and NEW are run folders (or their summary.json). A KPI regressed when it got worse
+    by more than its limit: new/base for lower-is-better KPIs, base/new for higher-is-better
+    ones, the share outside target for within-target compliance.
+    """
+    from . import compare as cmp
+
+    try:
+        limit = cmp.parse_limit(max_regression, "--max-regression")
+        slow = cmp.parse_limit(max_slowdown, "--max-slowdown")
+        console = _console()
+        if cmp.is_benchmark_file(base) or cmp.is_benchmark_file(new):
+            bc = cmp.compare_benchmarks(cmp.load_benchmarks(base), cmp.load_benchmarks(new), max_slowdown=slow)
+            console.print(cmp.bench_table(bc))
+            bad_bench = bc.regressions
+            for r in bad_bench:
+                click.echo(f"REGRESSED: {r.name}: {r.factor:.2f}x slower relative to {r.reference} "
+                           f"(ratio {r.base_ratio:.4g} -> {r.new_ratio:.4g}, limit {1 + bc.limit:.2f}x)")
+            if bad_bench:
+                click.echo(f"{len(bad_bench)} benchmark(s) regressed", err=True)
+            _exit(1 if bad_bench else 0)
+        result = cmp.compare_runs(cmp.load_summary(base), cmp.load_summary(new), max_regression=limit,
+                                  max_slowdown=slow)
+    except cmp.CompareError as exc:
+        raise CliError(str(exc)) from None
+    console.print(cmp.comparison_table(result, base_label=_label(base), new_label=_label(new)))
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    bad = result.regressions
+    for r in bad:
+        click.echo(f"REGRESSED: {cmp.describe(r)}")
+    if bad:
+        click.echo(f"{len(bad)} KPI(s) regressed: {', '.join(r.kpi.path for r in bad)}", err=True)
+    else:
+        click.echo("no KPI worsened beyond its limit")
+    _exit(1 if bad else 0)
+
+
+def _label(path: Path) -> str:
+    p = path.parent if path.name == "summary.json" else path
+    return p.name or str(p)

@@ -1,4 +1,4 @@
-"""``dccsim report``, ``dccsim compare`` and ``dccsim check``: reading results, and gating CI on them.
+"""``dccsim report``, ``compare`` and ``check``: reading results, and gating CI on them.
 
 ``dccsim report RUN_DIR`` (re)builds the run folder's ``report.html``.
 
@@ -52,8 +52,12 @@ def _run_dir(path: Path) -> Path:
 
 @click.command()
 @click.argument("run_dir", type=_RUN_DIR)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the page (default RUN_DIR/report.html).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the page (default RUN_DIR/report.html).",
+)
 def report(run_dir: Path, out: Path | None) -> None:
     """Build RUN_DIR/report.html: one self-contained page with the run's tables and charts."""
     from .report import ReportError, build_report
@@ -69,8 +73,13 @@ def report(run_dir: Path, out: Path | None) -> None:
 
 @click.command()
 @click.argument("run_dir", type=_RUN_DIR)
-@click.option("--criteria", "criteria_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="TOML file with an [exit_criteria] table (or just its keys); default: the run's scenario.")
+@click.option(
+    "--criteria",
+    "criteria_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML file with an [exit_criteria] table (or just its keys); default: the run's scenario.",
+)
 def check(run_dir: Path, criteria_file: Path | None) -> None:
     """Judge a run against its exit criteria; exit 1 when it fails them.
 
@@ -79,7 +88,13 @@ def check(run_dir: Path, criteria_file: Path | None) -> None:
     severities 1 and 2, 2 for 3, 5 for 4; override with a 'thresholds' table).
     """
     from .compare import CompareError, load_summary
-    from .criteria import CriteriaError, criteria_for_run, evaluate, load_criteria_file, verdict_table
+    from .criteria import (
+        CriteriaError,
+        criteria_for_run,
+        evaluate,
+        load_criteria_file,
+        verdict_table,
+    )
 
     folder = _run_dir(run_dir)
     try:
@@ -89,10 +104,14 @@ def check(run_dir: Path, criteria_file: Path | None) -> None:
         else:
             found = criteria_for_run(folder, summary)
             if found is None:
-                raise CliError(f"{folder}: cannot tell which scenario the run used; give --criteria FILE")
+                raise CliError(
+                    f"{folder}: cannot tell which scenario the run used; give --criteria FILE"
+                )
             criteria, source = found
         if not criteria.items:
-            raise CliError(f"no exit criteria in {source}; give --criteria FILE with an [exit_criteria] table")
+            raise CliError(
+                f"no exit criteria in {source}; give --criteria FILE with an [exit_criteria] table"
+            )
         result = evaluate(summary, criteria)
     except (CriteriaError, CompareError) as exc:
         raise CliError(str(exc)) from None
@@ -105,12 +124,22 @@ def check(run_dir: Path, criteria_file: Path | None) -> None:
 @click.command()
 @click.argument("base", type=_RUN_DIR)
 @click.argument("new", type=_RUN_DIR)
-@click.option("--max-regression", "max_regression", default="10%", show_default=True,
-              help="How much worse a simulation KPI may get: 10%, 0.1 and 10 all mean ten percent "
-                   "(a bare number below 1 is a fraction, otherwise percent).")
-@click.option("--max-slowdown", "max_slowdown", default="30%", show_default=True,
-              help="The same for timed figures: events per second of runs, ours/reference ratios of "
-                   "benchmark files. Wider because a shared machine is noisy.")
+@click.option(
+    "--max-regression",
+    "max_regression",
+    default="10%",
+    show_default=True,
+    help="How much worse a simulation KPI may get: 10%, 0.1 and 10 all mean ten percent "
+    "(a bare number below 1 is a fraction, otherwise percent).",
+)
+@click.option(
+    "--max-slowdown",
+    "max_slowdown",
+    default="30%",
+    show_default=True,
+    help="The same for timed figures: events per second of runs, ours/reference ratios of "
+    "benchmark files. Wider because a shared machine is noisy.",
+)
 def compare(base: Path, new: Path, max_regression: str, max_slowdown: str) -> None:
     """Compare two runs KPI by KPI (or two pytest-benchmark JSON files); exit 1 on a regression.
 
@@ -125,17 +154,23 @@ def compare(base: Path, new: Path, max_regression: str, max_slowdown: str) -> No
         slow = cmp.parse_limit(max_slowdown, "--max-slowdown")
         console = _console()
         if cmp.is_benchmark_file(base) or cmp.is_benchmark_file(new):
-            bc = cmp.compare_benchmarks(cmp.load_benchmarks(base), cmp.load_benchmarks(new), max_slowdown=slow)
+            bc = cmp.compare_benchmarks(
+                cmp.load_benchmarks(base), cmp.load_benchmarks(new), max_slowdown=slow
+            )
             console.print(cmp.bench_table(bc))
             bad_bench = bc.regressions
             for r in bad_bench:
-                click.echo(f"REGRESSED: {r.name}: {r.factor:.2f}x slower relative to {r.reference} "
-                           f"(ratio {r.base_ratio:.4g} -> {r.new_ratio:.4g}, limit {1 + bc.limit:.2f}x)")
+                click.echo(
+                    f"REGRESSED: {r.name}: {r.factor:.2f}x slower relative to {r.reference} "
+                    f"(ratio {r.base_ratio:.4g} -> {r.new_ratio:.4g}, limit {1 + bc.limit:.2f}x)"
+                )
             if bad_bench:
                 click.echo(f"{len(bad_bench)} benchmark(s) regressed", err=True)
             _exit(1 if bad_bench else 0)
-        result = cmp.compare_runs(cmp.load_summary(base), cmp.load_summary(new), max_regression=limit,
-                                  max_slowdown=slow)
+            return
+        result = cmp.compare_runs(
+            cmp.load_summary(base), cmp.load_summary(new), max_regression=limit, max_slowdown=slow
+        )
     except cmp.CompareError as exc:
         raise CliError(str(exc)) from None
     console.print(cmp.comparison_table(result, base_label=_label(base), new_label=_label(new)))

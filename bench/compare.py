@@ -108,7 +108,15 @@ class KPI:
 KPIS: tuple[KPI, ...] = (
     KPI("requests", "requests", None, "info"),
     KPI("alerts", "alerts", None, "info"),
-    KPI("within target response time", "within_target_ratio", "higher", "simulation", "%", 1e-4, complement=True),
+    KPI(
+        "within target response time",
+        "within_target_ratio",
+        "higher",
+        "simulation",
+        "%",
+        1e-4,
+        complement=True,
+    ),
     KPI("latency p50", "latency_s.p50", "lower", "simulation", "s", 1e-3),
     KPI("latency p99", "latency_s.p99", "lower", "simulation", "s", 1e-3),
     KPI("latency max", "latency_s.max", "lower", "simulation", "s", 1e-3),
@@ -136,12 +144,14 @@ def parse_limit(text: str | float, name: str = "--max-regression") -> float:
     A bare number below 1 is a fraction, 1 or more a percentage; so ``"1"`` is 1% and
     ``"0.5"`` is 50%. Negative, empty or non-numeric values raise :class:`CompareError`.
 
-    >>> parse_limit("10%"), parse_limit("0.1"), parse_limit("10"), parse_limit("0"), parse_limit("150%")
-    (0.1, 0.1, 0.1, 0.0, 1.5)
+    >>> [parse_limit(x) for x in ("10%", "0.1", "10", "0", "150%")]
+    [0.1, 0.1, 0.1, 0.0, 1.5]
     """
     m = _LIMIT.match(str(text))
     if m is None:
-        raise CompareError(f"{name}: got {str(text)!r}, expected a limit like 10%, 0.1 or 10 (percent)")
+        raise CompareError(
+            f"{name}: got {str(text)!r}, expected a limit like 10%, 0.1 or 10 (percent)"
+        )
     value = float(m.group("num"))
     if m.group("pct") or value >= 1:
         value /= 100
@@ -160,7 +170,7 @@ def _number(summary: Mapping[str, Any], path: str) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One KPI of two runs; ``worse_by`` is ``factor - 1`` (negative when better), None when not judged."""
+    """One KPI of two runs; ``worse_by``: ``factor - 1`` (negative: better; None: not judged)."""
 
     kpi: KPI
     base: float | None
@@ -179,7 +189,11 @@ class Row:
 
     @property
     def regressed(self) -> bool:
-        return self.worse_by is not None and self.limit is not None and self.worse_by > self.limit + 1e-12
+        return (
+            self.worse_by is not None
+            and self.limit is not None
+            and self.worse_by > self.limit + 1e-12
+        )
 
 
 def _worse_by(kpi: KPI, base: float, new: float) -> float:
@@ -217,8 +231,14 @@ class Comparison:
 _RUN_KEYS = ("scenario", "scale", "seed", "uplift", "demand", "shards")
 
 
-def compare_runs(base: Mapping[str, Any], new: Mapping[str, Any], *, max_regression: float = DEFAULT_MAX_REGRESSION,
-                 max_slowdown: float = DEFAULT_MAX_SLOWDOWN, kpis: tuple[KPI, ...] = KPIS) -> Comparison:
+def compare_runs(
+    base: Mapping[str, Any],
+    new: Mapping[str, Any],
+    *,
+    max_regression: float = DEFAULT_MAX_REGRESSION,
+    max_slowdown: float = DEFAULT_MAX_SLOWDOWN,
+    kpis: tuple[KPI, ...] = KPIS,
+) -> Comparison:
     """Side-by-side KPIs of two summaries; rows missing from both are left out."""
     rows = []
     for kpi in kpis:
@@ -235,12 +255,23 @@ def compare_runs(base: Mapping[str, Any], new: Mapping[str, Any], *, max_regress
     notes = []
     rb, rn = base.get("run", {}), new.get("run", {})
     if isinstance(rb, Mapping) and isinstance(rn, Mapping):
-        differ = [f"{k} {rb.get(k)!r} vs {rn.get(k)!r}" for k in _RUN_KEYS if rb.get(k) != rn.get(k)]
+        differ = [
+            f"{k} {rb.get(k)!r} vs {rn.get(k)!r}" for k in _RUN_KEYS if rb.get(k) != rn.get(k)
+        ]
         if differ:
-            notes.append("the runs differ in " + ", ".join(differ) + ": simulation KPIs are not like for like")
+            notes.append(
+                "the runs differ in "
+                + ", ".join(differ)
+                + ": simulation KPIs are not like for like"
+            )
         if rb.get("dccsim_version") != rn.get("dccsim_version"):
             notes.append(f"dccsim {rb.get('dccsim_version')} vs {rn.get('dccsim_version')}")
-    return Comparison(rows=tuple(rows), notes=tuple(notes), max_regression=max_regression, max_slowdown=max_slowdown)
+    return Comparison(
+        rows=tuple(rows),
+        notes=tuple(notes),
+        max_regression=max_regression,
+        max_slowdown=max_slowdown,
+    )
 
 
 def load_summary(path: Path) -> dict[str, Any]:
@@ -278,7 +309,9 @@ def load_benchmarks(path: Path) -> list[dict[str, Any]]:
         benches = data["benchmarks"]
         assert isinstance(benches, list)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AssertionError):
-        raise CompareError(f"{path}: not a pytest-benchmark JSON file (make bench writes one)") from None
+        raise CompareError(
+            f"{path}: not a pytest-benchmark JSON file (make bench writes one)"
+        ) from None
     return benches
 
 
@@ -316,7 +349,7 @@ class BenchRow:
 
     @property
     def factor(self) -> float | None:
-        """How many times slower, relative to its reference, the new build is (``new / base`` ratio)."""
+        """How many times slower the new build is, relative to its reference (new / base ratio)."""
         if self.base_ratio is None or self.new_ratio is None:
             return None
         return self.new_ratio / self.base_ratio
@@ -341,17 +374,30 @@ class BenchComparison:
         return not self.regressions
 
 
-def compare_benchmarks(base: list[dict[str, Any]], new: list[dict[str, Any]], *,
-                       max_slowdown: float = DEFAULT_MAX_SLOWDOWN) -> BenchComparison:
+def compare_benchmarks(
+    base: list[dict[str, Any]],
+    new: list[dict[str, Any]],
+    *,
+    max_slowdown: float = DEFAULT_MAX_SLOWDOWN,
+) -> BenchComparison:
     """Ours/reference time ratios of two benchmark sessions side by side."""
     rb, rn = bench_ratios(base), bench_ratios(new)
     if not rb and not rn:
-        raise CompareError("no benchmark with extra_info role 'ours' beside a 'reference' in its group")
+        raise CompareError(
+            "no benchmark with extra_info role 'ours' beside a 'reference' in its group"
+        )
     rows = []
     for name in sorted(set(rb) | set(rn)):
         b, n = rb.get(name), rn.get(name)
-        rows.append(BenchRow(name=name, reference=(n or b)[2], base_ratio=b[1] if b else None,  # type: ignore[index]
-                             new_ratio=n[1] if n else None, limit=max_slowdown))
+        rows.append(
+            BenchRow(
+                name=name,
+                reference=(n or b)[2],
+                base_ratio=b[1] if b else None,  # type: ignore[index]
+                new_ratio=n[1] if n else None,
+                limit=max_slowdown,
+            )
+        )
     return BenchComparison(rows=tuple(rows), limit=max_slowdown)
 
 
@@ -388,8 +434,10 @@ def describe(row: Row) -> str:
     k = row.kpi
     w = row.worse_by if row.worse_by is not None else 0.0
     how = f"responses outside target x{w + 1:.2f}" if k.complement else f"{_pct(w)} worse"
-    return (f"{k.name} ({k.path}): {_fmt(row.base, k.unit)} -> {_fmt(row.new, k.unit)}, {how}"
-            f" (limit {_pct(row.limit or 0.0)}{', machine-dependent' if k.kind == 'machine' else ''})")
+    return (
+        f"{k.name} ({k.path}): {_fmt(row.base, k.unit)} -> {_fmt(row.new, k.unit)}, {how}"
+        f" (limit {_pct(row.limit or 0.0)}{', machine-dependent' if k.kind == 'machine' else ''})"
+    )
 
 
 def comparison_table(cmp: Comparison, base_label: str = "base", new_label: str = "new") -> Any:
@@ -398,8 +446,16 @@ def comparison_table(cmp: Comparison, base_label: str = "base", new_label: str =
     from rich.text import Text
 
     t = Table(title="dccsim compare", title_justify="left")
-    for col, just in (("KPI", "left"), (base_label, "right"), (new_label, "right"), ("new/base", "right"),
-                      ("better when", "left"), ("change", "right"), ("limit", "right"), ("verdict", "left")):
+    for col, just in (
+        ("KPI", "left"),
+        (base_label, "right"),
+        (new_label, "right"),
+        ("new/base", "right"),
+        ("better when", "left"),
+        ("change", "right"),
+        ("limit", "right"),
+        ("verdict", "left"),
+    ):
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in cmp.rows:
         k = r.kpi
@@ -414,16 +470,30 @@ def comparison_table(cmp: Comparison, base_label: str = "base", new_label: str =
             change = Text(text, style="red" if r.regressed else "yellow")
             verdict = Text("REGRESSED", style="bold red") if r.regressed else Text("ok")
         elif r.worse_by < 0:
-            text = f"misses /{1 / (r.worse_by + 1):.2f}" if k.complement and r.worse_by > -1 else f"{_pct(-r.worse_by)} better"
+            text = (
+                f"misses /{1 / (r.worse_by + 1):.2f}"
+                if k.complement and r.worse_by > -1
+                else f"{_pct(-r.worse_by)} better"
+            )
             change, verdict = Text(text, style="green"), Text("ok")
         else:
             change, verdict = Text("same"), Text("ok")
-        t.add_row(label, _fmt(r.base, k.unit), _fmt(r.new, k.unit), ratio,
-                  f"{k.better} is better" if k.better else "-", change,
-                  "-" if r.limit is None else _pct(r.limit), verdict)
-    t.caption = ("change: how much worse new is than base (lower is better: new/base - 1; higher is better: "
-                 "base/new - 1); within target is judged by its misses, the share of responses outside target "
-                 "(limit: misses may grow by the limit). (machine): depends on the machine and its load.")
+        t.add_row(
+            label,
+            _fmt(r.base, k.unit),
+            _fmt(r.new, k.unit),
+            ratio,
+            f"{k.better} is better" if k.better else "-",
+            change,
+            "-" if r.limit is None else _pct(r.limit),
+            verdict,
+        )
+    t.caption = (
+        "change: how much worse new is than base (lower is better: new/base - 1; higher is better: "
+        "base/new - 1); within target is judged by its misses, the share of responses outside "
+        "target "
+        "(limit: misses may grow by the limit). (machine): depends on the machine and its load."
+    )
     t.caption_justify = "left"
     return t
 
@@ -432,16 +502,33 @@ def bench_table(cmp: BenchComparison) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(title="benchmark ratios (ours / reference, time; lower is better)", title_justify="left")
+    t = Table(
+        title="benchmark ratios (ours / reference, time; lower is better)", title_justify="left"
+    )
     for col in ("benchmark", "reference", "base ratio", "new ratio", "new/base", "verdict"):
-        t.add_column(col, justify="left" if col in ("benchmark", "reference", "verdict") else "right")
+        t.add_column(
+            col, justify="left" if col in ("benchmark", "reference", "verdict") else "right"
+        )
     for r in cmp.rows:
         f = r.factor
-        verdict = (Text("missing", style="dim") if f is None
-                   else Text("REGRESSED", style="bold red") if r.regressed else Text("ok"))
-        t.add_row(r.name, r.reference, "-" if r.base_ratio is None else f"{r.base_ratio:.4g}",
-                  "-" if r.new_ratio is None else f"{r.new_ratio:.4g}", "-" if f is None else f"{f:.3f}", verdict)
-    t.caption = f"limit: new/base <= {1 + cmp.limit:.2f} (ratios measured on one machine each, so machines may differ)"
+        verdict = (
+            Text("missing", style="dim")
+            if f is None
+            else Text("REGRESSED", style="bold red")
+            if r.regressed
+            else Text("ok")
+        )
+        t.add_row(
+            r.name,
+            r.reference,
+            "-" if r.base_ratio is None else f"{r.base_ratio:.4g}",
+            "-" if r.new_ratio is None else f"{r.new_ratio:.4g}",
+            "-" if f is None else f"{f:.3f}",
+            verdict,
+        )
+    t.caption = (
+        f"limit: new/base <= {1 + cmp.limit:.2f} "
+        "(each ratio is measured on one machine, so the two machines may differ)"
+    )
     t.caption_justify = "left"
     return t
-

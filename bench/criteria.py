@@ -33,7 +33,8 @@ run may have. Severities not given keep the defaults :data:`DEFAULT_THRESHOLDS`:
 severities 1 and 2 (any failure fails the run), 2 for severity 3, 5 for severity 4.
 
 >>> criteria = parse_criteria({"latency_s.p99 < 60": 1, "within_target_by_srv.4.8.1 >= 0.9": 3})
->>> result = evaluate({"latency_s": {"p99": 72.5}, "within_target_by_srv": {"4.8.1": 0.95}}, criteria)
+>>> summary = {"latency_s": {"p99": 72.5}, "within_target_by_srv": {"4.8.1": 0.95}}
+>>> result = evaluate(summary, criteria)
 >>> result.passed, result.failed_count, result.verdicts[0].actual
 (False, 1, 72.5)
 >>> result.headline
@@ -76,7 +77,12 @@ SEVERITIES: tuple[int, ...] = (1, 2, 3, 4)
 DEFAULT_THRESHOLDS: Mapping[int, int] = {1: 0, 2: 0, 3: 2, 4: 5}
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 _EXPR = re.compile(
     r"^\s*(?P<path>[A-Za-z_][A-Za-z0-9_.]*?)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<num>[^\s<>=!]+)\s*$"
@@ -146,7 +152,7 @@ class CriteriaResult:
 
     @property
     def headline(self) -> str:
-        """``meets targets``, ``meets targets (N failures within thresholds)`` or ``fails N criteria``."""
+        """``meets targets`` (perhaps with failures within thresholds) or ``fails N criteria``."""
         n = self.failed_count
         if self.passed:
             if n == 0:
@@ -157,32 +163,48 @@ class CriteriaResult:
 
 def _severity(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value not in SEVERITIES:
-        raise CriteriaError(f"exit_criteria.{name!r}: got severity {value!r}, expected an integer from 1 to 4")
+        raise CriteriaError(
+            f"exit_criteria.{name!r}: got severity {value!r}, expected an integer from 1 to 4"
+        )
     return value
 
 
 def parse_expression(expression: str, severity: Any = 1) -> Criterion:
     """One criterion from its expression text and severity."""
     if not isinstance(expression, str):
-        raise CriteriaError(f"exit_criteria: got key {expression!r}, expected an expression 'PATH OP NUMBER'")
+        raise CriteriaError(
+            f"exit_criteria: got key {expression!r}, expected an expression 'PATH OP NUMBER'"
+        )
     sev = _severity(expression, severity)
     m = _EXPR.match(expression)
     if m is None:
         raise CriteriaError(
-            f"exit_criteria.{expression!r}: expected 'PATH OP NUMBER' with OP one of < <= > >= == != "
+            f"exit_criteria.{expression!r}: expected 'PATH OP NUMBER' "
+            "with OP one of < <= > >= == != "
             "(e.g. 'latency_s.p99 < 60')"
         )
     path, op, num = m.group("path"), m.group("op"), m.group("num")
     if ".." in path or path.endswith("."):
-        raise CriteriaError(f"exit_criteria.{expression!r}: got path {path!r}, expected dotted keys like 'latency_s.p99'")
+        raise CriteriaError(
+            f"exit_criteria.{expression!r}: got path {path!r}, "
+            "expected dotted keys like 'latency_s.p99'"
+        )
     if not _NUMBER.match(num):
-        raise CriteriaError(f"exit_criteria.{expression!r}: got {num!r} after {op!r}, expected a number such as 0.97 or 60")
-    return Criterion(expression=expression.strip(), path=path, op=op, threshold=float(num), severity=sev)
+        raise CriteriaError(
+            f"exit_criteria.{expression!r}: got {num!r} after {op!r}, "
+            "expected a number such as 0.97 or 60"
+        )
+    return Criterion(
+        expression=expression.strip(), path=path, op=op, threshold=float(num), severity=sev
+    )
 
 
 def _thresholds(value: Any) -> dict[int, int]:
     if not isinstance(value, Mapping):
-        raise CriteriaError(f"exit_criteria.thresholds: got {value!r}, expected a table of severity = failures allowed")
+        raise CriteriaError(
+            f"exit_criteria.thresholds: got {value!r}, "
+            "expected a table of severity = failures allowed"
+        )
     out = dict(DEFAULT_THRESHOLDS)
     for key, allowed in value.items():
         try:
@@ -190,19 +212,24 @@ def _thresholds(value: Any) -> dict[int, int]:
         except (TypeError, ValueError):
             sev = 0
         if str(key).strip() != str(sev) or sev not in SEVERITIES:
-            raise CriteriaError(f"exit_criteria.thresholds: got severity {key!r}, expected 1, 2, 3 or 4")
+            raise CriteriaError(
+                f"exit_criteria.thresholds: got severity {key!r}, expected 1, 2, 3 or 4"
+            )
         if isinstance(allowed, bool) or not isinstance(allowed, int) or allowed < 0:
             raise CriteriaError(
-                f"exit_criteria.thresholds.{sev}: got {allowed!r}, expected a whole number of failures allowed (>= 0)"
+                f"exit_criteria.thresholds.{sev}: got {allowed!r}, "
+                "expected a whole number of failures allowed (>= 0)"
             )
         out[sev] = allowed
     return out
 
 
 def parse_criteria(table: Mapping[str, Any]) -> Criteria:
-    """Criteria from a scenario's ``exit_criteria`` table (expression -> severity, plus ``thresholds``)."""
+    """Criteria from a scenario's ``exit_criteria`` table (expression = severity, thresholds)."""
     if not isinstance(table, Mapping):
-        raise CriteriaError(f"exit_criteria: got {table!r}, expected a table of 'PATH OP NUMBER' = severity")
+        raise CriteriaError(
+            f"exit_criteria: got {table!r}, expected a table of 'PATH OP NUMBER' = severity"
+        )
     items = []
     thresholds = dict(DEFAULT_THRESHOLDS)
     for key, value in table.items():
@@ -250,8 +277,10 @@ def _resolve(node: Any, parts: list[str], walked: str) -> Any:
         try:
             item = node[int(parts[0])]
         except (ValueError, IndexError):
-            raise _PathError(f"{where} is a list of {len(node)}; expected an index from 0 to {len(node) - 1}, "
-                             f"got {parts[0]!r}") from None
+            raise _PathError(
+                f"{where} is a list of {len(node)}; expected an index from 0 to {len(node) - 1}, "
+                f"got {parts[0]!r}"
+            ) from None
         return _resolve(item, parts[1:], f"{walked}.{parts[0]}")
     raise _PathError(f"{where} is a number, it has no key {parts[0]!r}", at_leaf=True)
 
@@ -272,13 +301,27 @@ def _actual(summary: Mapping[str, Any], c: Criterion) -> float:
     try:
         value = resolve_path(summary, c.path)
     except KeyError as exc:
-        raise CriteriaError(f"exit_criteria.{c.expression!r}: unknown path {c.path!r}: {exc.args[0]}") from None
+        raise CriteriaError(
+            f"exit_criteria.{c.expression!r}: unknown path {c.path!r}: {exc.args[0]}"
+        ) from None
     if value is None:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, int | float):
-        kind = "a table" if isinstance(value, Mapping) else "a list" if isinstance(value, list) else type(value).__name__
-        hint = f"; pick one of its keys: {', '.join(sorted(map(str, value)))}" if isinstance(value, Mapping) else ""
-        raise CriteriaError(f"exit_criteria.{c.expression!r}: {c.path!r} is {kind}, expected a number{hint}")
+        kind = (
+            "a table"
+            if isinstance(value, Mapping)
+            else "a list"
+            if isinstance(value, list)
+            else type(value).__name__
+        )
+        hint = (
+            f"; pick one of its keys: {', '.join(sorted(map(str, value)))}"
+            if isinstance(value, Mapping)
+            else ""
+        )
+        raise CriteriaError(
+            f"exit_criteria.{c.expression!r}: {c.path!r} is {kind}, expected a number{hint}"
+        )
     return float(value)
 
 
@@ -298,11 +341,13 @@ def evaluate(summary: Mapping[str, Any], criteria: Criteria | Mapping[str, Any])
         if not ok:
             failures[c.severity] += 1
         verdicts.append(Verdict(criterion=c, actual=actual, passed=ok))
-    return CriteriaResult(verdicts=tuple(verdicts), failures=failures, thresholds=dict(criteria.thresholds))
+    return CriteriaResult(
+        verdicts=tuple(verdicts), failures=failures, thresholds=dict(criteria.thresholds)
+    )
 
 
 def to_dict(result: CriteriaResult) -> dict[str, Any]:
-    """The result as plain JSON data (NaN as ``null``), as ``summary.json`` stores it under ``exit_criteria``."""
+    """The result as JSON data (NaN as null), as summary.json keeps it under ``exit_criteria``."""
     return {
         "passed": result.passed,
         "headline": result.headline,
@@ -311,9 +356,13 @@ def to_dict(result: CriteriaResult) -> dict[str, Any]:
         "thresholds": {str(s): result.thresholds.get(s, 0) for s in SEVERITIES},
         "criteria": [
             {
-                "expression": v.criterion.expression, "path": v.criterion.path, "op": v.criterion.op,
-                "threshold": v.criterion.threshold, "severity": v.criterion.severity,
-                "actual": None if math.isnan(v.actual) else v.actual, "passed": v.passed,
+                "expression": v.criterion.expression,
+                "path": v.criterion.path,
+                "op": v.criterion.op,
+                "threshold": v.criterion.threshold,
+                "severity": v.criterion.severity,
+                "actual": None if math.isnan(v.actual) else v.actual,
+                "passed": v.passed,
             }
             for v in result.verdicts
         ],
@@ -325,8 +374,13 @@ def from_dict(data: Mapping[str, Any]) -> CriteriaResult:
     try:
         verdicts = tuple(
             Verdict(
-                criterion=Criterion(expression=d["expression"], path=d["path"], op=d["op"],
-                                    threshold=float(d["threshold"]), severity=int(d["severity"])),
+                criterion=Criterion(
+                    expression=d["expression"],
+                    path=d["path"],
+                    op=d["op"],
+                    threshold=float(d["threshold"]),
+                    severity=int(d["severity"]),
+                ),
                 actual=math.nan if d["actual"] is None else float(d["actual"]),
                 passed=bool(d["passed"]),
             )
@@ -361,8 +415,12 @@ def verdict_table(result: CriteriaResult) -> Any:
     t.add_column("criterion")
     t.add_column("actual", justify="right")
     for v in sorted(result.verdicts, key=lambda v: (v.passed, v.criterion.severity)):
-        t.add_row(Text("PASS", style="green") if v.passed else Text("FAIL", style="bold red"),
-                  str(v.criterion.severity), v.criterion.expression, format_value(v.actual))
+        t.add_row(
+            Text("PASS", style="green") if v.passed else Text("FAIL", style="bold red"),
+            str(v.criterion.severity),
+            v.criterion.expression,
+            format_value(v.actual),
+        )
     t.caption = "failures / allowed by severity: " + ", ".join(
         f"S{s} {result.failures.get(s, 0)}/{result.thresholds.get(s, 0)}" for s in SEVERITIES
     )
@@ -370,7 +428,9 @@ def verdict_table(result: CriteriaResult) -> Any:
     return t
 
 
-def criteria_for_run(run_dir: Path, summary: Mapping[str, Any] | None = None) -> tuple[Criteria, str] | None:
+def criteria_for_run(
+    run_dir: Path, summary: Mapping[str, Any] | None = None
+) -> tuple[Criteria, str] | None:
     """The exit criteria a run was started with, and where they came from.
 
     The scenario text is taken from the schema metadata of the run's ``requests.arrow``
@@ -406,7 +466,7 @@ def criteria_for_run(run_dir: Path, summary: Mapping[str, Any] | None = None) ->
 
 
 def load_criteria_file(path: Path) -> Criteria:
-    """Criteria from a TOML file: its ``[exit_criteria]`` table, or the whole file if it has none."""
+    """Criteria from a TOML file: its ``[exit_criteria]`` table, or the whole file without one."""
     import tomllib
 
     try:

@@ -1,4 +1,4 @@
-"""Exit criteria: expressions, dotted paths with dotted keys, severities, thresholds, ``dccsim check``."""
+"""Exit criteria: expressions, paths with dotted keys, severities, thresholds, ``dccsim check``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from rich.console import Console
-
 from dccsim.bench import criteria as crit
 from dccsim.bench.cli import main
 from dccsim.bench.criteria import CriteriaError, evaluate, parse_criteria, resolve_path
 from dccsim.loadgen.scenario import builtin_scenarios
+from rich.console import Console
 
 SUMMARY = {
     "requests": 1000,
@@ -44,7 +43,8 @@ def test_module_examples_run() -> None:
 
 
 @pytest.mark.parametrize(
-    ("op", "passes_at_60"), [("<", False), ("<=", True), (">", False), (">=", True), ("==", True), ("!=", False)]
+    ("op", "passes_at_60"),
+    [("<", False), ("<=", True), (">", False), (">=", True), ("==", True), ("!=", False)],
 )
 def test_each_operator_at_its_boundary(op: str, passes_at_60: bool) -> None:
     result = evaluate(SUMMARY, {f"latency_s.p99 {op} 60": 2})
@@ -55,7 +55,12 @@ def test_each_operator_at_its_boundary(op: str, passes_at_60: bool) -> None:
 
 def test_expression_spacing_and_number_forms() -> None:
     c = crit.parse_expression("  latency_s.p99<=6e1 ", 1)
-    assert (c.path, c.op, c.threshold, c.expression) == ("latency_s.p99", "<=", 60.0, "latency_s.p99<=6e1")
+    assert (c.path, c.op, c.threshold, c.expression) == (
+        "latency_s.p99",
+        "<=",
+        60.0,
+        "latency_s.p99<=6e1",
+    )
     assert crit.parse_expression("requests >= 1_000", 4).threshold == 1000
     assert crit.parse_expression("within_target_ratio > .5", 3).threshold == 0.5
     assert crit.parse_expression("latency_s.p50 > -1", 3).threshold == -1
@@ -68,7 +73,9 @@ def test_srv_keys_with_dots_take_the_longest_match() -> None:
     assert resolve_path({"a": {"b.c": 1, "b": {"c": 2}}}, "a.b.c") == 1
     # ... unless it leads nowhere: then the shorter key is tried
     assert resolve_path({"a": {"b.c": {"x": 1}, "b": {"c": {"y": 2}}}}, "a.b.c.y") == 2
-    result = evaluate(SUMMARY, {"within_target_by_srv.4.8.1 >= 0.95": 3, "within_target_by_srv.4.6.1 >= 0.95": 3})
+    result = evaluate(
+        SUMMARY, {"within_target_by_srv.4.8.1 >= 0.95": 3, "within_target_by_srv.4.6.1 >= 0.95": 3}
+    )
     assert [v.passed for v in result.verdicts] == [True, False]
 
 
@@ -85,12 +92,16 @@ def test_unknown_path_names_the_criterion_and_what_is_there() -> None:
     assert "'latency_s.p95 < 10'" in text and "no key 'p95'" in text and "p50, p99" in text
     with pytest.raises(CriteriaError, match="no key '4.8.3'.*4.6.1, 4.8, 4.8.1"):
         evaluate(SUMMARY, {"within_target_by_srv.4.8.3 >= 0.9": 1})
-    with pytest.raises(CriteriaError, match="the summary has no key 'latncy_s'; expected one of cache"):
+    with pytest.raises(
+        CriteriaError, match="the summary has no key 'latncy_s'; expected one of cache"
+    ):
         evaluate(SUMMARY, {"latncy_s.p99 < 1": 1})
 
 
 def test_a_table_is_not_a_number() -> None:
-    with pytest.raises(CriteriaError, match=r"'latency_s' is a table, expected a number; pick one of its keys: max"):
+    with pytest.raises(
+        CriteriaError, match=r"'latency_s' is a table, expected a number; pick one of its keys: max"
+    ):
         evaluate(SUMMARY, {"latency_s < 60": 1})
     with pytest.raises(CriteriaError, match="is a number, it has no key 'x'"):
         evaluate(SUMMARY, {"requests.x < 60": 1})
@@ -98,14 +109,26 @@ def test_a_table_is_not_a_number() -> None:
 
 @pytest.mark.parametrize("severity", [0, 5, "1", True, 1.0, None])
 def test_bad_severity_names_the_criterion(severity: object) -> None:
-    with pytest.raises(CriteriaError, match=r"latency_s.p99 < 60.*severity .*expected an integer from 1 to 4"):
+    with pytest.raises(
+        CriteriaError, match=r"latency_s.p99 < 60.*severity .*expected an integer from 1 to 4"
+    ):
         parse_criteria({"latency_s.p99 < 60": severity})
 
 
 @pytest.mark.parametrize(
     "expression",
-    ["latency_s.p99 << 60", "latency_s.p99 60", "latency_s.p99 < sixty", "< 60", "latency_s..p99 < 1",
-     "latency_s.p99. < 1", "latency_s.p99 < 60 s", "latency_s.p99 < 1.2.3", "9lives > 1", "latency_s.p99 =< 60"],
+    [
+        "latency_s.p99 << 60",
+        "latency_s.p99 60",
+        "latency_s.p99 < sixty",
+        "< 60",
+        "latency_s..p99 < 1",
+        "latency_s.p99. < 1",
+        "latency_s.p99 < 60 s",
+        "latency_s.p99 < 1.2.3",
+        "9lives > 1",
+        "latency_s.p99 =< 60",
+    ],
 )
 def test_bad_expression_names_the_criterion(expression: str) -> None:
     with pytest.raises(CriteriaError) as info:
@@ -139,8 +162,14 @@ def test_thresholds_table_overrides_some_severities() -> None:
 
 @pytest.mark.parametrize(
     ("thresholds", "message"),
-    [({"5": 1}, "severity '5'"), ({"one": 1}, "severity 'one'"), ({"1": -1}, "thresholds.1: got -1"),
-     ({"2": 1.5}, "thresholds.2: got 1.5"), ({"2": True}, "thresholds.2: got True"), (3, "expected a table")],
+    [
+        ({"5": 1}, "severity '5'"),
+        ({"one": 1}, "severity 'one'"),
+        ({"1": -1}, "thresholds.1: got -1"),
+        ({"2": 1.5}, "thresholds.2: got 1.5"),
+        ({"2": True}, "thresholds.2: got True"),
+        (3, "expected a table"),
+    ],
 )
 def test_bad_thresholds(thresholds: object, message: str) -> None:
     with pytest.raises(CriteriaError, match="exit_criteria.thresholds") as info:
@@ -149,7 +178,9 @@ def test_bad_thresholds(thresholds: object, message: str) -> None:
 
 
 def test_nothing_measured_fails_and_is_stored_as_null() -> None:
-    result = evaluate(SUMMARY, {"events_per_second > 1": 4, "nan_ratio != 0": 4, "nan_ratio < 1": 4})
+    result = evaluate(
+        SUMMARY, {"events_per_second > 1": 4, "nan_ratio != 0": 4, "nan_ratio < 1": 4}
+    )
     assert [v.passed for v in result.verdicts] == [False, False, False]
     assert all(math.isnan(v.actual) for v in result.verdicts)
     data = crit.to_dict(result)
@@ -158,14 +189,23 @@ def test_nothing_measured_fails_and_is_stored_as_null() -> None:
 
 
 def test_to_dict_round_trips() -> None:
-    result = evaluate(SUMMARY, {"latency_s.p99 < 60": 2, "within_target_by_srv.4.8.1 >= 0.95": 3,
-                                "thresholds": {"2": 1}})
+    result = evaluate(
+        SUMMARY,
+        {"latency_s.p99 < 60": 2, "within_target_by_srv.4.8.1 >= 0.95": 3, "thresholds": {"2": 1}},
+    )
     data = json.loads(json.dumps(crit.to_dict(result)))
     assert data["passed"] is True and data["failed"] == 1
     assert data["failures_by_severity"] == {"1": 0, "2": 1, "3": 0, "4": 0}
     assert data["thresholds"]["2"] == 1
-    assert data["criteria"][0] == {"expression": "latency_s.p99 < 60", "path": "latency_s.p99", "op": "<",
-                                   "threshold": 60.0, "severity": 2, "actual": 60.0, "passed": False}
+    assert data["criteria"][0] == {
+        "expression": "latency_s.p99 < 60",
+        "path": "latency_s.p99",
+        "op": "<",
+        "threshold": 60.0,
+        "severity": 2,
+        "actual": 60.0,
+        "passed": False,
+    }
     back = crit.from_dict(data)
     assert back == result
     with pytest.raises(CriteriaError, match="not a stored verdict"):
@@ -194,8 +234,13 @@ def _write_run(folder: Path, summary: dict[str, object], scenario_text: str | No
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(summary))
     if scenario_text is not None:
-        schema = pa.schema([("seq", pa.uint64())], metadata={"dccsim.scenario": scenario_text, "dccsim.seed": "1"})
-        with pa.OSFile(str(folder / "requests.arrow"), "wb") as sink, pa.ipc.new_stream(sink, schema):
+        schema = pa.schema(
+            [("seq", pa.uint64())], metadata={"dccsim.scenario": scenario_text, "dccsim.seed": "1"}
+        )
+        with (
+            pa.OSFile(str(folder / "requests.arrow"), "wb") as sink,
+            pa.ipc.new_stream(sink, schema),
+        ):
             pass
     return folder
 
@@ -211,7 +256,10 @@ def test_criteria_of_a_run_come_from_its_recorded_scenario(tmp_path: Path) -> No
     # without a log, the built-in scenario by name
     bare = _write_run(tmp_path / "bare", {**SUMMARY, "run": {"scenario": "smoke"}}, None)
     criteria, source = crit.criteria_for_run(bare, {"run": {"scenario": "smoke"}})  # type: ignore[misc]
-    assert "within_target_ratio >= 0.97" in [c.expression for c in criteria.items] and "'smoke'" in source
+    assert (
+        "within_target_ratio >= 0.97" in [c.expression for c in criteria.items]
+        and "'smoke'" in source
+    )
     assert crit.criteria_for_run(bare, {"run": {"scenario": "no-such"}}) is None
 
 
@@ -224,7 +272,9 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     code, out, err = cli("check", str(failing / "summary.json"), capsys=capsys)
     assert code == 1 and "fails 1 criterion" in out and "FAIL" in out
     # --criteria: a scenario file or a bare table; it overrides the run's own
-    (tmp_path / "c.toml").write_text('"within_target_by_srv.4.6.1 >= 0.9" = 1\n[thresholds]\n1 = 0\n')
+    (tmp_path / "c.toml").write_text(
+        '"within_target_by_srv.4.6.1 >= 0.9" = 1\n[thresholds]\n1 = 0\n'
+    )
     code, out, _ = cli("check", str(failing), "--criteria", str(tmp_path / "c.toml"), capsys=capsys)
     assert code == 0 and "within_target_by_srv.4.6.1" in out
 
@@ -241,8 +291,9 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         ("unknown-scenario", "give --criteria FILE"),
     ],
 )
-def test_check_errors_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], setup: str,
-                                          message: str) -> None:
+def test_check_errors_are_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], setup: str, message: str
+) -> None:
     run = tmp_path / "run"
     args = ["check", str(run)]
     if setup == "no-summary":

@@ -36,10 +36,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-import heapq
-
 from dccsim.cache import ReadingsCache
-from dccsim.cache.reference import ReferenceCache
+from dccsim.cache.readthrough import ReadThroughCache
 
 from .capacity import CapacityConfig, CapacityModel
 from .catalogue import DEVICE_KINDS, catalogue
@@ -106,7 +104,7 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.dsp = CapacityModel(self.capacity)
-        self.caches = [_PyReadThrough(ReferenceCache(retention_ns=int(self.retention_hours * 3600 * 10**9), capacity=self.cache_capacity))
+        self.caches = [ReadThroughCache(ReadingsCache(retention_hours=self.retention_hours, capacity=self.cache_capacity))
                        for _ in range(self.shards)]
         self._timeout = self.capacity.timeout_ns_array()
         self._cat = catalogue()
@@ -215,35 +213,3 @@ class Pipeline:
             total = total.merge(s)
         return total
 
-
-class _PyReadThrough:
-    """TEMPORARY exact read-through over the reference cache (replaced by the kernel)."""
-
-    def __init__(self, cache: ReferenceCache):
-        self.cache = cache
-        self.pending: list[tuple[int, int, tuple[int, int, int, int]]] = []
-        self.n = 0
-
-    def read_through(self, t, dev, srv, start, end, store_at, code, ref):  # type: ignore[no-untyped-def]
-        hit = np.zeros(len(t), np.bool_)
-        for i in range(len(t)):
-            ti = int(t[i])
-            while self.pending and self.pending[0][0] <= ti:
-                s, _, key = heapq.heappop(self.pending)
-                self.cache.store_one(s, *key, 0, 0)
-            key = (int(dev[i]), int(srv[i]), int(start[i]), int(end[i]))
-            h = self.cache.lookup_one(ti, *key)[0]
-            hit[i] = h
-            if not h and store_at[i] >= 0:
-                self.n += 1
-                heapq.heappush(self.pending, (int(store_at[i]), self.n, key))
-
-        class R:
-            pass
-
-        r = R()
-        r.hit = hit
-        return r
-
-    def stats(self):  # type: ignore[no-untyped-def]
-        return self.cache.stats()

@@ -113,11 +113,21 @@ class DeviceRegistry:
         return cls(ids=sorted_ids, kind=kind[order], in_service=svc[order])
 
     def index(self, devices: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
-        """Registry row of each device, -1 where unknown."""
-        pos = np.searchsorted(self.ids, devices)
-        pos = np.minimum(pos, max(len(self.ids) - 1, 0))
-        found = (len(self.ids) > 0) & (self.ids[pos] == devices) if len(self.ids) else np.zeros(len(devices), bool)
-        return np.where(found, pos, -1).astype(np.int64)
+        """Registry row of each device, -1 where unknown.
+
+        A registry of consecutive ids (what a generated population is) is a subtraction and a
+        range check; any other registry is a binary search.
+        """
+        n = len(self.ids)
+        if n == 0:
+            return np.full(len(devices), -1, np.int64)
+        first = self.ids[0]
+        if int(self.ids[-1]) - int(first) == n - 1:
+            with np.errstate(over="ignore"):
+                off = (devices - first).astype(np.int64)  # wraps to negative / huge when outside
+            return np.where((off >= 0) & (off < n), off, -1)
+        pos = np.minimum(np.searchsorted(self.ids, devices), n - 1)
+        return np.where(self.ids[pos] == devices, pos, -1).astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,341 @@
+"""Read-through: lookups whose misses are stored later, when the device's answer arrives.
+
+In the simulation a lookup happens when the DSP picks a request up (time ``t``); on a miss
+the request goes to the device and, if the device answers I0 in time, the answer is stored
+at its arrival time ``s > t``. Later lookups of the same key at ``t' >= s`` must see it, even
+within one batch. :class:`ReadThroughCache` does exactly that over a :class:`ReadingsCache`:
+
+- before each lookup at ``t``, every pending store with ``s <= t`` is applied, in order of
+  ``s`` (ties in the order the misses happened);
+- the lookup runs; on a miss with ``store_at >= 0`` a store at ``store_at`` is queued
+  (``store_at`` must be later than ``t``; ``-1`` means "do not store", e.g. the device failed).
+
+Pending stores live in a binary min-heap that persists across calls, so any batch split gives
+identical results. Stores still pending at the end of a run are never applied (their answers
+arrived after the last lookup). The plain-Python :class:`ReferenceReadThrough` has the same
+semantics over :class:`~dccsim.cache.reference.ReferenceCache` (:class:`ReferenceReadThrough`).
+
+>>> import numpy as np
+>>> rt = ReadThroughCache(ReadingsCache(retention_hours=25))
+>>> day = 1_717_200_000 * 10**9
+>>> key = lambda n: dict(device=np.full(n, 7, np.uint64), srv=np.full(n, 2, np.uint8),
+...                      start_ns=np.full(n, day, np.int64), end_ns=np.full(n, day + 86_400 * 10**9, np.int64))
+>>> r = rt.read_through(np.array([10, 20, 30]), **key(3), store_at_ns=np.array([25, 28, -1]))
+>>> r.hit.tolist()   # the miss at 10 is stored at 25, so the lookup at 30 hits
+[False, False, True]
+>>> rt.pending       # the second miss's store (at 28) was applied before 30 as well
+0
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _kernels as K
+from ._jit import jit
+from .errors import CacheInputError
+from .readings import LookupResult, ReadingsCache
+from .reference import ReferenceCache
+
+__all__ = ["ReadThroughCache", "ReferenceReadThrough"]
+
+@jit
+def _heap_less(ht, hq, a, b):  # type: ignore[no-untyped-def]
+    return ht[a] < ht[b] or (ht[a] == ht[b] and hq[a] < hq[b])
+
+
+@jit
+def _heap_swap(ht, hq, hd, hk, hh, hs, a, b):  # type: ignore[no-untyped-def]
+    ht[a], ht[b] = ht[b], ht[a]
+    hq[a], hq[b] = hq[b], hq[a]
+    hd[a], hd[b] = hd[b], hd[a]
+    hk[a], hk[b] = hk[b], hk[a]
+    hh[a], hh[b] = hh[b], hh[a]
+    hs[a], hs[b] = hs[b], hs[a]
+
+
+@jit
+def _heap_pop(ht, hq, hd, hk, hh, hsm, meta):  # type: ignore[no-untyped-def]
+    m = meta[0] - 1
+    meta[0] = m
+    if m > 0:
+        _heap_swap(ht, hq, hd, hk, hh, hsm, 0, m)
+        j = 0
+        while True:
+            left = 2 * j + 1
+            if left >= m:
+                break
+            c = left
+            if left + 1 < m and _heap_less(ht, hq, left + 1, left):
+                c = left + 1
+            if _heap_less(ht, hq, c, j):
+                _heap_swap(ht, hq, hd, hk, hh, hsm, c, j)
+                j = c
+            else:
+                break
+
+
+@jit
+def _heap_push(ht, hq, hd, hk, hh, hsm, meta, when, dv, kw, h, small):  # type: ignore[no-untyped-def]
+    m = meta[0]
+    ht[m] = when
+    hq[m] = meta[1]
+    hd[m] = dv
+    hk[m] = kw
+    hh[m] = h
+    hsm[m] = small
+    meta[1] += 1
+    meta[0] = m + 1
+    j = m
+    while j > 0:
+        p = (j - 1) // 2
+        if _heap_less(ht, hq, j, p):
+            _heap_swap(ht, hq, hd, hk, hh, hsm, j, p)
+            j = p
+        else:
+            break
+
+
+@jit
+def _read_through(
+    arena, index, st, t, dev, srv, kws, hs, store_at, code, ref,
+    ht, hq, hd, hk, hh, hsm, meta, out_hit, out_code, out_ref, out_stored, start,
+):  # type: ignore[no-untyped-def]
+    """Lookups ``start..n`` interleaved with due pending stores; returns (next row, status).
+
+    The record, index and expiry steps are those of :func:`dccsim.cache._kernels.run_ops`
+    (same helpers, same order), fused with the heap so that one loop serves both sources.
+    status 0: done; 1: an unbounded cache must grow before the next store; 2: the heap is full.
+    ``meta`` holds [heap size, next sequence number].
+    """
+    n = t.shape[0]
+    hcap = ht.shape[0]
+    a = arena.shape[0] // K.WORDS
+    retention = st[K.RETENTION]
+    cap = st[K.CAP]
+    bounded = st[K.BOUNDED] != 0
+    now = st[K.NOW]
+    head = st[K.HEAD]
+    tail = st[K.TAIL]
+    nrec = st[K.NREC]
+    resident = st[K.RESIDENT]
+    hits = 0
+    misses = 0
+    stores = 0
+    replaced = 0
+    expired = 0
+    evicted = 0
+    compactions = 0
+    status = 0
+    i = start
+    while i < n:
+        store = meta[0] > 0 and ht[0] <= t[i]
+        if store:
+            ti = ht[0]
+            dv = hd[0]
+            kw = hk[0]
+            h = hh[0]
+            small = hsm[0]
+            sv = small >> np.uint64(40)
+        else:
+            ti = t[i]
+            dv = dev[i]
+            kw = kws[i]
+            h = hs[i]
+            sv = np.uint64(srv[i])
+            if store_at[i] >= 0 and meta[0] >= hcap:
+                status = 2
+                break
+        limit = ti - retention
+        while nrec > 0:
+            if K.rec_stored(arena, head, now) > limit:
+                break
+            if K.drop_record(arena, index, head):
+                resident -= 1
+                expired += 1
+            head += 1
+            if head == a:
+                head = 0
+            nrec -= 1
+        now = ti
+        j = K.find_key(index, arena, h, dv, kw, sv)
+        if not store:
+            if j >= 0:
+                p = np.int64(index[j] & K.MASK32)
+                hits += 1
+                out_hit[i] = True
+                out_code[i] = K.rec_code(arena, p)
+                out_ref[i] = K.rec_ref(arena, p)
+                out_stored[i] = K.rec_stored(arena, p, now)
+            else:
+                misses += 1
+                out_hit[i] = False
+                out_code[i] = 0
+                out_ref[i] = 0
+                out_stored[i] = 0
+                if store_at[i] >= 0:
+                    packed = (sv << np.uint64(40)) | (np.uint64(code[i]) << np.uint64(32)) | np.uint64(ref[i])
+                    _heap_push(ht, hq, hd, hk, hh, hsm, meta, store_at[i], dv, kw, h, packed)
+            i += 1
+            continue
+        if j < 0 and resident >= cap:
+            if not bounded:
+                status = 1
+                break
+            while True:  # evict the live record closest to expiry: the oldest store
+                live = K.drop_record(arena, index, head)
+                head += 1
+                if head == a:
+                    head = 0
+                nrec -= 1
+                if live:
+                    resident -= 1
+                    evicted += 1
+                    break
+        if nrec == a:
+            tail, nrec = K.compact(arena, index, head, nrec)
+            compactions += 1
+        K.rec_write(arena, tail, dv, kw, sv, ti, (small >> np.uint64(32)) & np.uint64(0xFF),
+                    np.uint32(small & np.uint64(0xFFFFFFFF)))
+        e = (h << K.S32) | np.uint64(tail)
+        if j >= 0:
+            index[j] = e
+            replaced += 1
+        else:
+            K.index_insert(index, e)
+            resident += 1
+        tail += 1
+        if tail == a:
+            tail = 0
+        nrec += 1
+        stores += 1
+        _heap_pop(ht, hq, hd, hk, hh, hsm, meta)
+    st[K.NOW] = now
+    st[K.HEAD] = head
+    st[K.TAIL] = tail
+    st[K.NREC] = nrec
+    st[K.RESIDENT] = resident
+    st[K.HITS] += hits
+    st[K.MISSES] += misses
+    st[K.STORES] += stores
+    st[K.REPLACED] += replaced
+    st[K.EXPIRED] += expired
+    st[K.EVICTED] += evicted
+    st[K.COMPACTIONS] += compactions
+    return i, status
+
+
+class ReadThroughCache:
+    """A :class:`ReadingsCache` whose misses are stored when their answers arrive."""
+
+    def __init__(self, cache: ReadingsCache, initial_pending: int = 1024) -> None:
+        self.cache = cache
+        cap = max(16, int(initial_pending))
+        self._ht = np.zeros(cap, np.int64)
+        self._hq = np.zeros(cap, np.int64)
+        self._hd = np.zeros(cap, np.uint64)
+        self._hk = np.zeros(cap, np.uint64)
+        self._hh = np.zeros(cap, np.uint64)
+        self._hs = np.zeros(cap, np.uint64)
+        self._meta = np.zeros(2, np.int64)
+
+    @property
+    def pending(self) -> int:
+        """Stores queued for a time later than the last lookup."""
+        return int(self._meta[0])
+
+    def stats(self) -> Any:
+        return self.cache.stats()
+
+    def _grow_heap(self) -> None:
+        for name in ("_ht", "_hq", "_hd", "_hk", "_hh", "_hs"):
+            old = getattr(self, name)
+            new = np.zeros(len(old) * 2, old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def read_through(
+        self,
+        t_ns: npt.NDArray[np.int64],
+        device: npt.NDArray[np.uint64],
+        srv: npt.NDArray[np.uint8],
+        start_ns: npt.NDArray[np.int64],
+        end_ns: npt.NDArray[np.int64],
+        store_at_ns: npt.NDArray[np.int64],
+        code: npt.NDArray[np.uint8] | None = None,
+        payload_ref: npt.NDArray[np.uint32] | None = None,
+    ) -> LookupResult:
+        """Lookups in time order; see the module docstring. Returns the lookup results."""
+        c = self.cache
+        cols = c._columns(t_ns=t_ns, device=device, srv=srv, start_ns=start_ns, end_ns=end_ns)
+        n = len(cols["t_ns"])
+        store_at = np.ascontiguousarray(store_at_ns, dtype=np.int64)
+        code_ = np.zeros(n, np.uint8) if code is None else np.ascontiguousarray(code, np.uint8)
+        ref_ = np.zeros(n, np.uint32) if payload_ref is None else np.ascontiguousarray(payload_ref, np.uint32)
+        for name, arr in (("store_at_ns", store_at), ("code", code_), ("payload_ref", ref_)):
+            if arr.shape != (n,):
+                raise CacheInputError(f"{name}: expected {n} values like t_ns, got shape {arr.shape}", argument=name)
+        later = (store_at >= 0) & (store_at <= cols["t_ns"])
+        if later.any():
+            i = int(np.argmax(later))
+            raise CacheInputError(
+                f"store_at_ns[{i}] = {int(store_at[i])}: expected -1 or a time after t_ns[{i}] = {int(cols['t_ns'][i])}",
+                argument="store_at_ns", row=i,
+            )
+        # pending stores come due no later than the first lookup's time: the clock check of
+        # prepare must allow lookups at or after the cache's current time only
+        kws = np.empty(n, np.uint64)
+        hs = np.empty(n, np.uint64)
+        res = LookupResult.empty(n)
+        with np.errstate(over="ignore"):
+            row, why = K.prepare(K.OP_LOOKUP, np.zeros(0, np.uint8), cols["t_ns"], cols["device"], cols["srv"],
+                                 cols["start_ns"], cols["end_ns"], c._st[K.NOW], kws, hs)
+            if row >= 0:
+                c._raise_invalid(int(row), int(why), cols)
+            i = 0
+            while True:
+                i, status = _read_through(
+                    c._arena, c._index, c._st, cols["t_ns"], cols["device"], cols["srv"], kws, hs, store_at, code_, ref_,
+                    self._ht, self._hq, self._hd, self._hk, self._hh, self._hs, self._meta,
+                    res.hit, res.code, res.payload_ref, res.stored_ns, i,
+                )
+                if status == 0:
+                    return res
+                if status == 1:
+                    c._grow()
+                else:
+                    self._grow_heap()
+
+
+class ReferenceReadThrough:
+    """Plain-Python read-through over :class:`ReferenceCache`: the same semantics, obviously."""
+
+    def __init__(self, cache: ReferenceCache) -> None:
+        self.cache = cache
+        self.heap: list[tuple[int, int, tuple[int, int, int, int], int, int]] = []
+        self.seq = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self.heap)
+
+    def read_through(self, t: Any, device: Any, srv: Any, start: Any, end: Any, store_at: Any,
+                     code: Any = None, ref: Any = None) -> list[bool]:
+        hits = []
+        for i in range(len(t)):
+            ti = int(t[i])
+            while self.heap and self.heap[0][0] <= ti:
+                s, _, key, c, r = heapq.heappop(self.heap)
+                self.cache.store_one(s, *key, c, r)
+            key = (int(device[i]), int(srv[i]), int(start[i]), int(end[i]))
+            hit = self.cache.lookup_one(ti, *key)[0]
+            hits.append(hit)
+            if not hit and int(store_at[i]) >= 0:
+                self.seq += 1
+                heapq.heappush(self.heap, (int(store_at[i]), self.seq, key, 0 if code is None else int(code[i]),
+                                           0 if ref is None else int(ref[i])))
+        return hits

@@ -17,7 +17,9 @@ Requests
     request class ``0..K-1``) and ``device_latency_ns`` (int64 >= 0: the WAN and device round
     trip drawn by the caller, 0 for a request with no device leg such as a cache hit or a
     non-device request; any value up to the int64 maximum is fine, e.g. for a device that
-    never answers).
+    never answers). Arrival times must lie within +-2**62 ns and service times and time-outs
+    within 2**53 ns, which keeps every sum inside int64 unless the queue's backlog of work
+    itself nears 2**62 ns (about 146 years).
 Service
     FIFO in arrival order: request ``i`` starts at
     ``start_i = max(t_arrive_i, earliest time a server is free)``, holds that server for
@@ -92,6 +94,7 @@ from .errors import ConfigError, DccsimError
 __all__ = [
     "MAX_DURATION_NS",
     "MAX_SERVERS",
+    "MAX_TIME_NS",
     "CapacityClass",
     "CapacityConfig",
     "CapacityConfigError",
@@ -407,8 +410,9 @@ class CapacityModel:
         self._servers = config.servers
         self._service = config.service_ns_array()
         self._timeout = config.timeout_ns_array()
-        # State, see dccsim.core._kernels: idle count, class lanes of busy servers' free
-        # times under a winner tree, and the ring of waiting requests' start times.
+        # State, see dccsim.core._kernels: the count of servers never used, per class a lane
+        # of the free times of the servers it used last, a winner tree over the lane heads,
+        # and the ring of waiting requests' start times.
         n_classes = config.n_classes
         lane_cap = min(_INITIAL_LANE, _next_pow2(self._servers))
         self._lane_meta = np.zeros((n_classes, K.N_LANE_META), dtype=np.int64)
@@ -454,7 +458,7 @@ class CapacityModel:
 
     @property
     def state_bytes(self) -> int:
-        """Bytes held by the model's state arrays (busy-server lanes and waiting ring)."""
+        """Bytes held by the model's state arrays (class lanes, tree, waiting ring)."""
         return sum(
             a.nbytes
             for a in (

@@ -65,6 +65,8 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import os
+import queue
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal, Self
 
@@ -257,6 +259,9 @@ class ArrowLogWriter:
             raise
         self.bytes = self._sink.tell()
         self._closed = False
+        self._queue: queue.Queue[pa.RecordBatch | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -405,11 +410,47 @@ class ArrowLogWriter:
             self._write(pa.RecordBatch.from_arrays(batch.columns, schema=self._schema))
 
     def _write(self, batch: pa.RecordBatch) -> None:
-        self._writer.write_batch(batch)
-        self._sink.flush()
+        if self._queue is not None:
+            self._raise_worker_error()
+            self._queue.put(batch)  # bounded: waits while the worker is that far behind
+            self.rows += batch.num_rows
+            self.batches += 1
+            return
+        self._write_now(batch)
         self.rows += batch.num_rows
         self.batches += 1
+
+    def _write_now(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+        self._sink.flush()
         self.bytes = self._sink.tell()
+
+    def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            if self._error is None:
+                try:
+                    self._write_now(batch)
+                except BaseException as exc:  # handed to the caller at its next call
+                    self._error = exc
+
+    def _raise_worker_error(self) -> None:
+        if self._error is not None:
+            raise LogError(f"{self.path}: writing failed: {self._error}") from self._error
+
+    def start_background(self, depth: int = 4) -> None:
+        """Encode and compress batches on a worker thread (Arrow releases the GIL there).
+
+        At most ``depth`` batches wait in the queue, so memory stays bounded; a write blocks
+        while the queue is full. ``close`` drains the queue before the end-of-stream marker.
+        """
+        if self._queue is None:
+            self._queue = queue.Queue(maxsize=depth)
+            self._thread = threading.Thread(target=self._work, name=f"log-writer:{os.path.basename(self.path)}", daemon=True)
+            self._thread.start()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -420,7 +461,13 @@ class ArrowLogWriter:
         if self._closed:
             return
         self._closed = True
+        if self._queue is not None:
+            self._queue.put(None)
+            assert self._thread is not None
+            self._thread.join()
+            self._queue = None
         try:
+            self._raise_worker_error()
             self._writer.close()
             self.bytes = self._sink.tell()
         finally:

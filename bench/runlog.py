@@ -55,6 +55,9 @@ class RunSink:
         )
         self.alert_log = ArrowLogWriter(self.out_dir / "alerts.arrow", ALERTS_SCHEMA, meta,
                                         compression=compression)  # type: ignore[arg-type]
+        # compression runs on worker threads, beside the simulation (2 cores: it pays)
+        self.req_log.start_background()
+        self.alert_log.start_background()
         self.day0 = day_start_ns
         self.latency = LatencyHistogram()
         self.latency_by_class = [LatencyHistogram() for _ in REQUEST_CLASSES]

@@ -96,6 +96,7 @@ class Pipeline:
     non_device_class: int
     retention_hours: float = 48.0
     cache_capacity: int | None = None
+    cache_initial_capacity: int = 4096
     cache_enabled: bool = True
     shards: int = 1
     replay: ReplayState = field(default_factory=ReplayState)
@@ -104,7 +105,9 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.dsp = CapacityModel(self.capacity)
-        self.caches = [ReadThroughCache(ReadingsCache(retention_hours=self.retention_hours, capacity=self.cache_capacity))
+        initial = max(1024, self.cache_initial_capacity // self.shards)
+        self.caches = [ReadThroughCache(ReadingsCache(retention_hours=self.retention_hours, capacity=self.cache_capacity,
+                                                      initial_capacity=initial))
                        for _ in range(self.shards)]
         self._timeout = self.capacity.timeout_ns_array()
         self._cat = catalogue()

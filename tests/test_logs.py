@@ -481,3 +481,17 @@ def test_same_bytes_in_another_process(tmp_path: Path) -> None:
 def test_docstring_examples_run() -> None:
     result = doctest.testmod(logs)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_background_writer_gives_the_same_bytes(tmp_path: Path, rng: np.random.Generator, compression) -> None:
+    chunks = [request_columns(rng, 500, seq0=500 * k) for k in range(6)]
+    fore = tmp_path / "fore.arrow"
+    back = tmp_path / "back.arrow"
+    write_requests(fore, chunks, compression=compression)
+    with ArrowLogWriter(back, REQUESTS_SCHEMA, META, dictionaries=NAMES, compression=compression) as log:
+        log.start_background(depth=2)
+        for cols in chunks:
+            log.write_columns(**cols)
+    assert back.read_bytes() == fore.read_bytes()
+    assert log.rows == 3000

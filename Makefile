@@ -14,8 +14,10 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
+# the default scenario at a laptop-sized scale (about a minute here); DCCSIM_SCALE overrides
+DCCSIM_SCALE ?= 0.05
 run: $(VENV)/.installed
-	$(BIN)/dccsim demo
+	$(BIN)/dccsim run mhhs-day --scale $(DCCSIM_SCALE)
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

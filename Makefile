@@ -19,8 +19,38 @@ DCCSIM_SCALE ?= 0.05
 run: $(VENV)/.installed
 	$(BIN)/dccsim run mhhs-day --scale $(DCCSIM_SCALE)
 
+# The report's browser test needs Debian's chromium: installed here when missing and root.
 test: $(VENV)/.installed
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium for the report's browser test"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "note: could not install chromium; the report's browser test will fail"; \
+	  else \
+	    echo "note: chromium is missing and this is not root: apt-get install chromium, or the report's browser test fails"; \
+	  fi; }
 	$(BIN)/python -m pytest
+
+# Benchmarks (bench/benchmarks, pytest-benchmark; not part of `make test`).
+# Each benchmark runs beside a reference doing the same work another way (json + dataclasses
+# for decoding; a fixed NumPy + plain-Python yardstick for a whole simulated day), in the same
+# session on the same machine. `make bench` writes $(BENCH_DIR)/latest.json and, the first
+# time, copies it to $(BENCH_DIR)/baseline.json (copy it again to move the baseline).
+# `make bench-compare` runs them and fails when an ours/reference ratio (fastest rounds) grew
+# by more than BENCH_MAX_SLOWDOWN over the baseline's. Ratios, not times: a machine that is
+# slower or faster across the board leaves them unchanged, so it does not fail the gate.
+# 50% because a 2-core machine shared with other work moves a ratio by 20-30% between runs;
+# a build made twice as slow still fails.
+BENCH_DIR := .benchmarks
+BENCH_MAX_SLOWDOWN ?= 50%
+
+bench: $(VENV)/.installed
+	mkdir -p $(BENCH_DIR)
+	$(BIN)/python -m pytest bench/benchmarks --benchmark-json=$(BENCH_DIR)/latest.json
+	test -f $(BENCH_DIR)/baseline.json || cp $(BENCH_DIR)/latest.json $(BENCH_DIR)/baseline.json
+
+bench-compare: bench
+	$(BIN)/dccsim compare $(BENCH_DIR)/baseline.json $(BENCH_DIR)/latest.json --max-slowdown $(BENCH_MAX_SLOWDOWN)
 
 lint: $(VENV)/.installed
 	$(BIN)/python -m pip install -q ruff mypy

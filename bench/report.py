@@ -126,7 +126,7 @@ _PALETTE = {
     "amber": "#d97706",
 }
 _W, _H = 960, 270
-_ML, _MR, _MT, _MB = 72, 24, 40, 46
+_ML, _MR, _MT, _MB = 72, 44, 40, 46
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,16 +165,20 @@ def _linear_ticks(lo: float, hi: float) -> tuple[float, float, list[float]]:
 
 
 def _log_ticks(lo: float, hi: float) -> tuple[float, float, list[float]]:
-    a = math.floor(math.log10(lo))
-    b = math.ceil(math.log10(hi))
-    ticks = [
+    """Axis ends on the 1-2-5 grid around [lo, hi], and ticks on it (fewer when crowded)."""
+    grid = [
         m * 10.0**e
-        for e in range(a, b + 1)
+        for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
         for m in (1, 2, 5)
-        if lo / 1.001 <= m * 10.0**e <= hi * 1.001
     ]
-    lo2 = 10.0**a if not ticks or ticks[0] > lo else lo
-    return min(lo2, lo), 10.0**b if b > a else hi, ticks or [lo, hi]
+    ylo = max(v for v in grid if v <= lo * 1.0001)
+    yhi = min(v for v in grid if v >= hi / 1.0001)
+    if yhi <= ylo:
+        yhi = ylo * 2
+    ticks = [v for v in grid if ylo / 1.0001 <= v <= yhi * 1.0001]
+    if len(ticks) > 7:
+        ticks = [v for v in ticks if f"{v:.0e}"[0] in "15"]
+    return ylo, yhi, ticks
 
 
 def time_chart(
@@ -199,8 +203,9 @@ def time_chart(
     n = max((len(s.values) for s in series), default=0)
     if n == 0 or all(v is None for s in series for v in s.values):
         return (
-            f'<svg class="chart" viewBox="0 0 {_W} 80" role="img" aria-label="{_esc(aria)}: no data">'
-            f'<text x="{_W / 2}" y="45" text-anchor="middle" class="nodata">no data in this run</text></svg>'
+            f'<svg class="chart" viewBox="0 0 {_W} 80" role="img" '
+            f'aria-label="{_esc(aria)}: no data"><text x="{_W / 2}" y="45" text-anchor="middle" '
+            'class="nodata">no data in this run</text></svg>'
         )
     pw, ph = _W - _ML - _MR, _H - _MT - _MB
     t0, t1 = start_s, start_s + n * interval_s
@@ -255,10 +260,12 @@ def time_chart(
         yy = y(t)
         out.append(f'<line class="grid" x1="{_ML}" x2="{_W - _MR}" y1="{yy:.1f}" y2="{yy:.1f}"/>')
         out.append(
-            f'<text class="tick" x="{_ML - 8}" y="{yy + 4:.1f}" text-anchor="end">{_esc(fmt(t))}</text>'
+            f'<text class="tick" x="{_ML - 8}" y="{yy + 4:.1f}" '
+            f'text-anchor="end">{_esc(fmt(t))}</text>'
         )
     out.append(
-        f'<text class="axis" transform="translate(16 {_MT + ph / 2:.0f}) rotate(-90)" text-anchor="middle">'
+        f'<text class="axis" transform="translate(16 {_MT + ph / 2:.0f}) rotate(-90)" '
+        'text-anchor="middle">'
         f"{_esc(y_label)}{' (log scale)' if log else ''}</text>"
     )
     # x axis: ticks every 3 h (every hour on short spans)
@@ -271,7 +278,8 @@ def time_chart(
             f'<line class="xtick" x1="{xx:.1f}" x2="{xx:.1f}" y1="{_MT + ph}" y2="{_MT + ph + 5}"/>'
         )
         out.append(
-            f'<text class="tick" x="{xx:.1f}" y="{_MT + ph + 19}" text-anchor="middle">{_hhmm(h * 3600)}</text>'
+            f'<text class="tick" x="{xx:.1f}" y="{_MT + ph + 19}" '
+            f'text-anchor="middle">{_hhmm(h * 3600)}</text>'
         )
         h += step_h
     out.append(
@@ -312,7 +320,8 @@ def time_chart(
                     x0, x1 = seg[0].split(",")[0], seg[-1].split(",")[0]
                     yb = f"{y(max(ylo, 0.0) if not log else ylo):.1f}"
                     out.append(
-                        f'<polygon class="area" points="{x0},{yb} {" ".join(seg)} {x1},{yb}" fill="{s.color}"/>'
+                        f'<polygon class="area" points="{x0},{yb} {" ".join(seg)} {x1},{yb}" '
+                        f'fill="{s.color}"/>'
                     )
                 if len(seg) == 1:
                     cx, cy = seg[0].split(",")
@@ -320,7 +329,8 @@ def time_chart(
                 elif seg:
                     dash = ' stroke-dasharray="6 4"' if s.dash else ""
                     out.append(
-                        f'<polyline class="line" points="{" ".join(seg)}" stroke="{s.color}"{dash}/>'
+                        f'<polyline class="line" points="{" ".join(seg)}" '
+                        f'stroke="{s.color}"{dash}/>'
                     )
     # reference lines
     for value, label in refs:
@@ -330,7 +340,8 @@ def time_chart(
                 f'<line class="ref" x1="{_ML}" x2="{_W - _MR}" y1="{yy:.1f}" y2="{yy:.1f}"/>'
             )
             out.append(
-                f'<text class="reflabel" x="{_W - _MR - 4}" y="{yy - 5:.1f}" text-anchor="end">{_esc(label)}</text>'
+                f'<text class="reflabel" x="{_W - _MR - 4}" y="{yy - 5:.1f}" '
+                f'text-anchor="end">{_esc(label)}</text>'
             )
     # legend
     lx = _ML
@@ -339,7 +350,10 @@ def time_chart(
         if stacked:
             sw = f'<rect x="{lx}" y="10" width="14" height="12" fill="{s.color}"/>'
         else:
-            sw = f'<line x1="{lx}" x2="{lx + 18}" y1="16" y2="16" stroke="{s.color}" stroke-width="3"{dash}/>'
+            sw = (
+                f'<line x1="{lx}" x2="{lx + 18}" y1="16" y2="16" stroke="{s.color}" '
+                f'stroke-width="3"{dash}/>'
+            )
         out.append(sw + f'<text class="legend" x="{lx + 24}" y="21">{_esc(s.label)}</text>')
         lx += 40 + 6.9 * len(s.label)
     # tooltips: one transparent column per interval
@@ -349,7 +363,8 @@ def time_chart(
         for s in series:
             v = s.values[i] if i < len(s.values) else None
             parts.append(
-                f"{s.label}: {'-' if v is None else fmt(v, True) if y_fmt != 'count' else f'{v:,.0f}'}"
+                f"{s.label}: "
+                + ("-" if v is None else fmt(v, True) if y_fmt != "count" else f"{v:,.0f}")
             )
         tips.append(
             f'<rect x="{x(t0 + i * interval_s):.1f}" y="{_MT}" width="{bw:.2f}" height="{ph}">'
@@ -363,7 +378,8 @@ def time_chart(
 # ------------------------------------------------------------------------------ page parts
 def _tile(label: str, value: str, note: str = "", tone: str = "") -> str:
     return (
-        f'<div class="tile {tone}"><div class="tlabel">{_esc(label)}</div><div class="tvalue">{_esc(value)}</div>'
+        f'<div class="tile {tone}"><div class="tlabel">{_esc(label)}</div>'
+        f'<div class="tvalue">{_esc(value)}</div>'
         f'<div class="tnote">{_esc(note)}</div></div>'
     )
 
@@ -498,7 +514,8 @@ def _banner(result: crit.CriteriaResult | None, source: str, problem: str) -> st
         + "."
     )
     return (
-        f'<div class="banner {tone}"><div class="bmain"><span class="mark">{mark}</span> {_esc(head[0].upper() + head[1:])}'
+        f'<div class="banner {tone}"><div class="bmain"><span class="mark">{mark}</span> '
+        f"{_esc(head[0].upper() + head[1:])}"
         f'</div><div class="bsub">{sub}</div><div class="bcounts">{counts} <span class="src">'
         f"(criteria from {_esc(source)})</span></div></div>"
     )
@@ -576,7 +593,8 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
             _tile(
                 "cache hit ratio",
                 _pct(cache.get("hit_ratio"), 1),
-                f"{_int(cache.get('device_requests_saved', cache.get('hits')))} device requests saved",
+                f"{_int(cache.get('device_requests_saved', cache.get('hits')))} "
+                "device requests saved",
                 tone("cache.hit_ratio"),
             ),
             _tile(
@@ -597,7 +615,8 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
     if result is not None:
         rows = [
             [
-                f'<span class="pill {"pass" if v.passed else "fail"}">{"PASS" if v.passed else "FAIL"}</span>',
+                f'<span class="pill {"pass" if v.passed else "fail"}">'
+                f"{'PASS' if v.passed else 'FAIL'}</span>",
                 f"S{v.criterion.severity}",
                 f"<code>{_esc(v.criterion.expression)}</code>",
                 _esc(crit.format_value(v.actual)),
@@ -607,7 +626,8 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
         crit_html = _table(
             ["verdict", "severity", "criterion", "actual"], rows, numeric=[3], cls="criteria"
         ) + (
-            '<p class="note">A failed criterion is a defect of its severity (S1 most severe). The run passes when no '
+            '<p class="note">A failed criterion is a defect of its severity (S1 most severe). '
+            "The run passes when no "
             "severity has more failures than it allows: "
             + ", ".join(f"S{s} {result.thresholds.get(s, 0)}" for s in crit.SEVERITIES)
             + f". Criteria from {_esc(source)}.</p>"
@@ -669,7 +689,8 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
             refs=_criterion_refs(result, "latency_s.p99", "whole-day p99"),
             aria="latency percentiles over the day",
         ),
-        f"whole day: p50 {_secs(lat.get('p50'))}, p90 {_secs(lat.get('p90'))}, p99 {_secs(lat.get('p99'))}, "
+        f"whole day: p50 {_secs(lat.get('p50'))}, p90 {_secs(lat.get('p90'))}, "
+        f"p99 {_secs(lat.get('p99'))}, "
         f"p99.9 {_secs(lat.get('p999'))}, max {_secs(lat.get('max'))}",
     )
     within = _ratio(series.get("within_target") or [], req)
@@ -755,13 +776,15 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
         )
         bar = (
             f'<div class="bar" title="{_esc(_pct(miss))} outside target">'
-            f'<div class="fill {"bad" if bad else "ok"}" style="width:{miss / scale * 100:.2f}%"></div>{mark}</div>'
+            f'<div class="fill {"bad" if bad else "ok"}" '
+            f'style="width:{miss / scale * 100:.2f}%"></div>{mark}</div>'
         )
         verdict = (
             "-"
             if target is None
             else (
-                f'<span class="{"bad" if bad else "ok"}">{"below" if bad else "meets"} {_pct(target, 1)}</span>'
+                f'<span class="{"bad" if bad else "ok"}">'
+                f"{'below' if bad else 'meets'} {_pct(target, 1)}</span>"
             )
         )
         srv_rows.append(
@@ -783,7 +806,8 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
                 cls="srv",
             )
             + (
-                '<p class="note">Bars: share of responses outside their target time; the tick marks what the '
+                '<p class="note">Bars: share of responses outside their target time; '
+                "the tick marks what the "
                 "target allows.</p>"
                 if default_target is not None or srv_target
                 else ""
@@ -813,7 +837,7 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
 
     # ---- cache
     cache_chart = _figure(
-        "MHHS reads answered from the cache vs sent to a device, per 15 minutes",
+        "Requests answered from the readings cache vs sent to a device, per 15 minutes",
         time_chart(
             [
                 Series("sent to a device", series.get("device_requests") or [], _PALETTE["grey"]),
@@ -849,7 +873,8 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
                 f"{_num(cache.get('retention_hours')) or 0:g} h"
                 if _num(cache.get("retention_hours"))
                 else "n/a",
-                f"{_int(cache.get('stores'))} stored, {_int(cache.get('expired'))} expired, {_int(cache.get('evicted'))} evicted",
+                f"{_int(cache.get('stores'))} stored, {_int(cache.get('expired'))} expired, "
+                f"{_int(cache.get('evicted'))} evicted",
             ),
         ]
     )
@@ -956,33 +981,38 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
             _section(
                 "traffic",
                 "Traffic and DSP backlog over the day",
-                "Service Requests by the 15 minutes they were scheduled in, responses by the 15 minutes they were "
+                "Service Requests by the 15 minutes they were scheduled in, "
+                "responses by the 15 minutes they were "
                 "answered in, and the longest DSP queue seen in each interval.",
                 traffic + backlog,
             ),
             _section(
                 "latency",
                 "Latency and target response time over the day",
-                "Latency runs from the scheduled time to the response, so a stalled DSP cannot hide its queue.",
+                "Latency runs from the scheduled time to the response, "
+                "so a stalled DSP cannot hide its queue.",
                 latency + compliance + class_html,
             ),
             _section(
                 "srv",
                 "Target response compliance by SRV",
-                "Share of each Service Reference Variant's responses inside their target response time, worst first.",
+                "Share of each Service Reference Variant's responses inside their target "
+                "response time, worst first.",
                 srv_html + codes_html,
             ),
             _section(
                 "cache",
                 "Readings cache (SRVs 4.6.1, 4.8.1, 4.8.3)",
-                "A read of the same device, SRV and period within the retention window is answered from the cache "
+                "A read of the same device, SRV and period within the retention window "
+                "is answered from the cache "
                 "without a device round trip.",
                 f'<div class="tiles small">{cache_tiles}</div>' + cache_chart,
             ),
             _section(
                 "throttle",
                 "Alert Storm Protection",
-                "Alerts per device and alert code over the threshold in a window are discarded; one per designated "
+                "Alerts per device and alert code over the threshold in a window are "
+                "discarded; one per designated "
                 "period is forwarded with the throttled count.",
                 f'<div class="tiles small">{storm_tiles}</div>'
                 + throttle_chart
@@ -991,8 +1021,9 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
                 + cfg_html,
             ),
             _section("details", "Run details", "", details),
-            f"<footer>Generated {generated} from {_esc(run_dir.name or 'summary.json')}/summary.json by dccsim "
-            f"{_esc(run.get('dccsim_version', ''))}. Times of day are UTC from the start of the simulated day; "
+            f"<footer>Generated {generated} from {_esc(run_dir.name or 'summary.json')}"
+            f"/summary.json by dccsim {_esc(run.get('dccsim_version', ''))}. "
+            "Times of day are UTC from the start of the simulated day; "
             "hover a chart for the values of an interval.</footer>",
         ]
     )
@@ -1030,20 +1061,25 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
 
 
 _CSS = """
-:root{--ink:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--card:#fff;--good:#15803d;--bad:#b91c1c}
+:root{--ink:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--card:#fff;--good:#15803d;
+--bad:#b91c1c}
 *{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--ink);font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,
+body{margin:0;background:var(--bg);color:var(--ink);
+font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,
 "Helvetica Neue",Arial,sans-serif}
 main{max-width:1120px;margin:0 auto;padding:28px 28px 40px}
 header h1{margin:2px 0 4px;font-size:28px;letter-spacing:-.01em}
 header .day{color:var(--muted);font-weight:500}
-.kicker{text-transform:uppercase;letter-spacing:.08em;font-size:12px;color:var(--muted);font-weight:600}
+.kicker{text-transform:uppercase;letter-spacing:.08em;font-size:12px;color:var(--muted);
+font-weight:600}
 .desc{margin:0 0 10px;color:#334155}
 .facts{display:flex;flex-wrap:wrap;gap:6px 22px;margin:10px 0 18px}
 .facts div{display:flex;gap:6px;align-items:baseline}
-.facts dt{color:var(--muted);font-size:13px}.facts dd{margin:0;font-weight:600;font-variant-numeric:tabular-nums}
+.facts dt{color:var(--muted);font-size:13px}
+.facts dd{margin:0;font-weight:600;font-variant-numeric:tabular-nums}
 .banner{border-radius:10px;padding:16px 20px;margin:0 0 18px;border:1px solid}
-.banner.pass{background:#f0fdf4;border-color:#86efac}.banner.fail{background:#fef2f2;border-color:#fca5a5}
+.banner.pass{background:#f0fdf4;border-color:#86efac}
+.banner.fail{background:#fef2f2;border-color:#fca5a5}
 .banner.unknown{background:#f1f5f9;border-color:#cbd5e1}
 .bmain{font-size:24px;font-weight:700}.pass .bmain{color:var(--good)}.fail .bmain{color:var(--bad)}
 .bsub{margin-top:2px}.bcounts{margin-top:6px;font-size:13px;color:#475569}.src{color:var(--muted)}
@@ -1051,11 +1087,14 @@ header .day{color:var(--muted);font-weight:500}
 @media (max-width:720px){.tiles{grid-template-columns:repeat(2,1fr)}}
 .tiles.small{grid-template-columns:repeat(auto-fit,minmax(200px,1fr));margin:6px 0 14px}
 .tile{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:10px 12px}
-.tile.good{border-color:#86efac;background:#f0fdf4}.tile.bad{border-color:#fca5a5;background:#fef2f2}
-.tlabel{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.04em;font-weight:600}
+.tile.good{border-color:#86efac;background:#f0fdf4}
+.tile.bad{border-color:#fca5a5;background:#fef2f2}
+.tlabel{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.04em;
+font-weight:600}
 .tvalue{font-size:22px;font-weight:700;font-variant-numeric:tabular-nums;white-space:nowrap}
 .tnote{font-size:12px;color:var(--muted)}
-section{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:18px 22px;margin:16px 0}
+section{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:18px 22px;
+margin:16px 0}
 h2{font-size:19px;margin:0 0 4px}h3{font-size:15px;margin:16px 0 6px}
 .intro{margin:0 0 12px;color:#475569;font-size:14px}
 figure{margin:12px 0 6px}figcaption{margin-bottom:2px}
@@ -1064,8 +1103,11 @@ svg.chart{width:100%;height:auto;display:block}
 svg .grid{stroke:#eef2f7}svg .baseline{stroke:#94a3b8}svg .xtick{stroke:#94a3b8}
 svg .tick{font-size:12px;fill:#64748b;font-variant-numeric:tabular-nums}
 svg .axis{font-size:12.5px;fill:#334155}svg .legend{font-size:13px;fill:#1e293b}
-svg .area{fill-opacity:.12;stroke:none}svg .line{fill:none;stroke-width:2.2;stroke-linejoin:round;stroke-linecap:round}
-svg .ref{stroke:#b91c1c;stroke-dasharray:5 4;stroke-width:1.3}svg .reflabel{font-size:12px;fill:#b91c1c;paint-order:stroke;stroke:#fff;stroke-width:4px;stroke-linejoin:round}
+svg .area{fill-opacity:.12;stroke:none}
+svg .line{fill:none;stroke-width:2.2;stroke-linejoin:round;stroke-linecap:round}
+svg .ref{stroke:#b91c1c;stroke-dasharray:5 4;stroke-width:1.3}
+svg .reflabel{font-size:12px;fill:#b91c1c;paint-order:stroke;stroke:#fff;stroke-width:4px;
+stroke-linejoin:round}
 svg .nodata{font-size:14px;fill:#94a3b8}
 svg .tips rect{fill:transparent}svg .tips rect:hover{fill:rgba(15,23,42,.06)}
 table{border-collapse:collapse;width:100%;margin:8px 0;font-size:14px}
@@ -1074,7 +1116,8 @@ border-bottom:2px solid var(--line);padding:6px 8px}
 td{border-bottom:1px solid var(--line);padding:5px 8px;vertical-align:middle}
 .num{text-align:right;font-variant-numeric:tabular-nums}
 table.narrow{width:auto;min-width:420px}table.kv td:first-child{color:#475569}
-.cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:0 28px;align-items:start}
+.cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:0 28px;
+align-items:start}
 table.srv td:nth-child(5){width:28%}table.srv td:nth-child(6){white-space:nowrap}
 .bar{position:relative}.allow{position:absolute;top:-3px;width:2px;height:16px;background:#0f172a}
 .bar{background:#f1f5f9;border-radius:4px;height:10px}

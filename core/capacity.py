@@ -431,6 +431,7 @@ class CapacityModel:
         self._scal[K.SCAL_FULL] = K.FULL_NONE
         self._t_last: int | None = None
         self._stats = CapacityStats()
+        self._broken: str | None = None
 
     @property
     def config(self) -> CapacityConfig:
@@ -529,6 +530,8 @@ class CapacityModel:
         Outputs must be contiguous 1-D arrays of the input length: ``start_ns``, ``t_done_ns``,
         ``wait_ns`` int64, ``timed_out`` bool, ``backlog`` int32. Inputs as in :meth:`process`.
         """
+        if self._broken is not None:
+            raise CapacityInputError(f"model: unusable after an earlier error: {self._broken}")
         _check_array("t_arrive_ns", t_arrive_ns, np.int64, None)
         n = t_arrive_ns.shape[0]
         _check_array("cls", cls, np.uint8, n)
@@ -608,10 +611,15 @@ class CapacityModel:
             if i == n:
                 return
             full = int(self._scal[K.SCAL_FULL])
-            if full == K.FULL_PENDING:
-                self._grow_pending()
-            else:
-                self._grow_lane(full)
+            try:
+                if full == K.FULL_PENDING:
+                    self._grow_pending()
+                else:
+                    self._grow_lane(full)
+            except (CapacityInputError, MemoryError) as exc:
+                # Part of the chunk is in the state already: refuse to go on from there.
+                self._broken = str(exc)
+                raise
 
     def _check_values(
         self,

@@ -410,6 +410,8 @@ def test_interval_aggregates_edges():
         interval_aggregates(np.array([2, 1], np.int64), np.array([0, 0], np.int32), 10)
     with pytest.raises(CapacityInputError, match="backlog: expected dtype int32, got int64"):
         interval_aggregates(np.array([1], np.int64), np.array([0], np.int64), 10)
+    with pytest.raises(CapacityInputError, match="t0_ns: expected an integer, got 1.5"):
+        interval_aggregates(np.array([1], np.int64), np.array([0], np.int32), 10, t0_ns=1.5)
 
 
 # --- configuration errors --------------------------------------------------------------------
@@ -589,6 +591,24 @@ def test_order_is_checked_across_chunks():
     assert model.t_last_ns == 10
     model.process(*arrays([10, 20]))  # equal to the last arrival is fine
     assert model.t_last_ns == 20
+
+
+def test_backlog_limit_breaks_the_model_for_good(monkeypatch):
+    monkeypatch.setattr(capacity, "_MAX_PENDING", 2_048)
+    model = CapacityModel(config())
+    with pytest.raises(CapacityInputError, match="backlog: expected at most 2048 waiting"):
+        model.process(*arrays([0] * 5_000))
+    with pytest.raises(CapacityInputError, match="model: unusable after an earlier error"):
+        model.process(*arrays([1]))
+
+
+def test_state_bytes_grow_with_servers_used_and_backlog():
+    model = CapacityModel(config(3_000, (10, 100), (20, 100)))
+    before = model.state_bytes
+    model.process(*arrays([0] * 10_000, [0, 1] * 5_000))
+    assert model.backlog == 7_000
+    # 3,000 server free times and 7,000 waiting start times, in power-of-two rings
+    assert 8 * (3_000 + 7_000) < model.state_bytes - before < 2 * 8 * (4_096 + 8_192)
 
 
 def test_output_errors():

@@ -1,0 +1,363 @@
+"""Numba kernels of Alert Storm Protection: arrays and scalars in, preallocated arrays out.
+
+The semantics are specified in :mod:`dccsim.throttle.engine` and spelled out, one rule per
+line, in :mod:`dccsim.throttle.reference`; this module is the fast version of the same.
+
+State of one shard: ``table``, an ``int64[slots, 5]`` open-addressing (linear probing)
+table of 40-byte records keyed by ``(device, alert code)``; ``slots`` is a power of two.
+Words of a record:
+
+``0`` device
+    The EUI-64, its 64 bits as an ``int64``.
+``1`` meta
+    Bits 0-15 alert code, bit 16 occupied (a record with meta 0 is an empty slot), bit 17
+    "in an excess episode" and bit 18 "near limit reported" (GCRA only), bits 32-63 the
+    key's sequence number (windows, or GCRA episodes, that had excess alerts).
+``2`` time A
+    Fixed window: start of the current window. GCRA: the theoretical arrival time (TAT).
+``3`` last forwarded
+    Time of the key's last forwarded alert.
+``4`` counts
+    Bits 0-31 alerts in the current window (fixed window; kept at most ``N + 2``, enough to
+    tell "within N", "first excess" and "later excess" apart), bits 32-63 alerts discarded
+    since the key's last forwarded alert.
+
+Per alert code, ``code_class[code]`` (``uint8[65536]``) picks a row of ``params``
+(``int64[classes, 4]``). Class 0 means excluded. Fixed window rows are
+``(N, W, P, ceil(0.8 N))``, GCRA rows ``(T, tau, P, ceil(0.8 N) * T)``, times in ns.
+
+``counters`` (``int64[N_COUNTERS]``) holds the key count and the running totals; a kernel
+adds to it when it returns.
+
+A kernel returns the index it stopped at: ``n`` when the batch is done, or the index of the
+alert whose new key would take the table past ``limit`` keys. Alerts before that index are
+applied; the caller makes room (:func:`rebuild`) and calls again from there. Because
+eviction only drops records that are indistinguishable from a fresh key at that time, where
+the stops fall never changes an output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import jit, prefetch
+
+U64 = np.uint64
+I64 = np.int64
+
+# record words
+DEV = 0
+META = 1
+TA = 2
+LAST = 3
+COUNTS = 4
+WORDS = 5
+
+CODE_MASK = I64(0xFFFF)
+OCCUPIED = I64(1 << 16)
+EPISODE = I64(1 << 17)
+NEAR = I64(1 << 18)
+FLAGS = OCCUPIED | EPISODE | NEAR
+KEY_MASK = CODE_MASK | OCCUPIED
+LOW32 = I64(0xFFFF_FFFF)
+S32 = I64(32)
+
+# counters
+USED = 0
+FORWARDED = 1
+THROTTLED = 2
+EXCLUDED = 3
+WOULD_THROTTLE = 4
+NEAR_LIMIT = 5
+EVICTED = 6
+N_COUNTERS = 8
+
+# action codes (engine.ACTIONS names them)
+A_FORWARDED = np.uint8(0)
+A_THROTTLED = np.uint8(1)
+A_EXCLUDED = np.uint8(2)
+
+# policy kinds
+FIXED_WINDOW = 0
+GCRA = 1
+
+#: records hinted ahead of the one being processed (prefetch distance, in alerts)
+AHEAD = 16
+
+_U1 = U64(1)
+_S33 = U64(33)
+_S48 = U64(48)
+_M1 = U64(0xFF51_AFD7_ED55_8CCD)
+_M2 = U64(0xC4CE_B9FE_1A85_EC53)
+_K_CODE = U64(0x9E37_79B9_7F4A_7C15)
+
+
+@jit(inline="always")
+def home_slot(device: U64, code: np.uint16, mask: U64) -> U64:
+    """Home slot of a key: MurmurHash3's 64-bit finalizer of device ^ code * phi, masked."""
+    k = device ^ (U64(code) * _K_CODE)
+    k ^= k >> _S33
+    k *= _M1
+    k ^= k >> _S33
+    k *= _M2
+    k ^= k >> _S33
+    return k & mask
+
+
+@jit(inline="always")
+def _find(table, device, code, mask):  # type: ignore[no-untyped-def]
+    """Slot of key (device, code), or of the empty slot where it would be inserted."""
+    s = home_slot(device, code, mask)
+    want = I64(code) | OCCUPIED
+    dev = I64(device)
+    while True:
+        meta = table[s, META]
+        if meta == 0 or ((meta & KEY_MASK) == want and table[s, DEV] == dev):
+            return s
+        s = (s + _U1) & mask
+
+
+@jit(inline="always")
+def _hint(table, device, alert_code, i, n, mask):  # type: ignore[no-untyped-def]
+    j = i + AHEAD
+    if j < n:
+        prefetch(table, home_slot(device[j], alert_code[j], mask))
+
+
+@jit(inline="always")
+def _flush(counters, used, forwarded, would, excluded, near, dry_run):  # type: ignore[no-untyped-def]
+    counters[USED] = used
+    counters[FORWARDED] += forwarded + (would if dry_run else 0)
+    counters[THROTTLED] += 0 if dry_run else would
+    counters[EXCLUDED] += excluded
+    counters[WOULD_THROTTLE] += would
+    counters[NEAR_LIMIT] += near
+
+
+@jit
+def fixed_window(t_ns, device, alert_code, start, code_class, params, dry_run, table, limit,
+                 counters, action, throttled_count, sequence_id, would_throttle):  # type: ignore[no-untyped-def]
+    """Fixed-window policy over alerts ``start..n-1``; returns where it stopped."""
+    n = t_ns.shape[0]
+    mask = U64(table.shape[0] - 1)
+    used = counters[USED]
+    forwarded = 0
+    would = 0
+    excluded = 0
+    near = 0
+    for i in range(start, n):
+        _hint(table, device, alert_code, i, n, mask)
+        code = alert_code[i]
+        cls = code_class[code]
+        if cls == 0:
+            action[i] = A_EXCLUDED
+            throttled_count[i] = 0
+            sequence_id[i] = 0
+            would_throttle[i] = False
+            excluded += 1
+            continue
+        t = t_ns[i]
+        s = _find(table, device[i], code, mask)
+        meta = table[s, META]
+        if meta == 0:
+            if used >= limit:
+                _flush(counters, used, forwarded, would, excluded, near, dry_run)
+                return i
+            used += 1
+            meta = I64(code) | OCCUPIED
+            table[s, DEV] = I64(device[i])
+            table[s, META] = meta
+            table[s, TA] = t  # the window opens here: t - start = 0 < W below
+            table[s, COUNTS] = 0
+        threshold = params[cls, 0]
+        counts = table[s, COUNTS]
+        count = counts & LOW32
+        if t - table[s, TA] >= params[cls, 1]:
+            table[s, TA] = t
+            count = 0
+        count += 1
+        pending = (counts >> S32) & LOW32
+        seq = (meta >> S32) & LOW32
+        if count == threshold + 1:  # first excess alert of this window
+            seq = min(seq + 1, LOW32)
+            table[s, META] = (seq << S32) | (meta & FLAGS) | (meta & CODE_MASK)
+        if count == params[cls, 3]:
+            near += 1
+        if count <= threshold or t - table[s, LAST] >= params[cls, 2]:
+            action[i] = A_FORWARDED
+            throttled_count[i] = pending
+            sequence_id[i] = seq if pending > 0 else 0
+            would_throttle[i] = False
+            table[s, LAST] = t
+            forwarded += 1
+            pending = 0
+        else:
+            action[i] = A_FORWARDED if dry_run else A_THROTTLED
+            throttled_count[i] = 0
+            sequence_id[i] = 0
+            would_throttle[i] = True
+            would += 1
+            pending = min(pending + 1, LOW32)
+        table[s, COUNTS] = (pending << S32) | min(count, threshold + 2)
+    _flush(counters, used, forwarded, would, excluded, near, dry_run)
+    return n
+
+
+@jit
+def gcra(t_ns, device, alert_code, start, code_class, params, dry_run, table, limit,
+         counters, action, throttled_count, sequence_id, would_throttle):  # type: ignore[no-untyped-def]
+    """GCRA (token bucket) policy over alerts ``start..n-1``; returns where it stopped."""
+    n = t_ns.shape[0]
+    mask = U64(table.shape[0] - 1)
+    used = counters[USED]
+    forwarded = 0
+    would = 0
+    excluded = 0
+    near = 0
+    for i in range(start, n):
+        _hint(table, device, alert_code, i, n, mask)
+        code = alert_code[i]
+        cls = code_class[code]
+        if cls == 0:
+            action[i] = A_EXCLUDED
+            throttled_count[i] = 0
+            sequence_id[i] = 0
+            would_throttle[i] = False
+            excluded += 1
+            continue
+        t = t_ns[i]
+        s = _find(table, device[i], code, mask)
+        meta = table[s, META]
+        if meta == 0:
+            if used >= limit:
+                _flush(counters, used, forwarded, would, excluded, near, dry_run)
+                return i
+            used += 1
+            meta = I64(code) | OCCUPIED
+            table[s, DEV] = I64(device[i])
+            table[s, TA] = t  # an empty bucket
+            table[s, COUNTS] = 0
+        tat = table[s, TA]
+        if t >= tat:  # the bucket has drained: episode and near-limit mark end
+            meta &= ~(EPISODE | NEAR)
+        seq = (meta >> S32) & LOW32
+        if tat - t <= params[cls, 1]:  # conforming
+            tat = max(tat, t) + params[cls, 0]
+            table[s, TA] = tat
+            if tat - t >= params[cls, 3] and (meta & NEAR) == 0:
+                near += 1
+                meta |= NEAR
+            fwd = True
+        else:
+            if (meta & EPISODE) == 0:
+                seq = min(seq + 1, LOW32)
+                meta |= EPISODE
+            fwd = t - table[s, LAST] >= params[cls, 2]
+        table[s, META] = (seq << S32) | (meta & FLAGS) | (meta & CODE_MASK)
+        counts = table[s, COUNTS]
+        pending = (counts >> S32) & LOW32
+        if fwd:
+            action[i] = A_FORWARDED
+            throttled_count[i] = pending
+            sequence_id[i] = seq if pending > 0 else 0
+            would_throttle[i] = False
+            table[s, LAST] = t
+            forwarded += 1
+            pending = 0
+        else:
+            action[i] = A_FORWARDED if dry_run else A_THROTTLED
+            throttled_count[i] = 0
+            sequence_id[i] = 0
+            would_throttle[i] = True
+            would += 1
+            pending = min(pending + 1, LOW32)
+        table[s, COUNTS] = pending << S32
+    _flush(counters, used, forwarded, would, excluded, near, dry_run)
+    return n
+
+
+@jit(inline="always")
+def _stale(table, s, kind, code_class, params, now):  # type: ignore[no-untyped-def]
+    """True when record ``s`` behaves exactly like a fresh key for every alert at >= now.
+
+    It must have no sequence number (so no pending discards either) and nothing left of
+    its limit: the window has ended (fixed window) or the bucket has drained (GCRA).
+    """
+    meta = table[s, META]
+    if (meta >> S32) != 0 or (table[s, COUNTS] >> S32) != 0:
+        return False
+    cls = code_class[meta & CODE_MASK]
+    if kind == FIXED_WINDOW:
+        return now - table[s, TA] >= params[cls, 1]
+    return now >= table[s, TA]
+
+
+@jit
+def count_live(table, kind, code_class, params, now):  # type: ignore[no-untyped-def]
+    """Keys that :func:`rebuild` with the same ``now`` would keep."""
+    live = 0
+    for s in range(table.shape[0]):
+        if table[s, META] != 0 and not _stale(table, s, kind, code_class, params, now):
+            live += 1
+    return live
+
+
+@jit
+def rebuild(old, new, kind, code_class, params, now, evict):  # type: ignore[no-untyped-def]
+    """Reinsert the records of ``old`` into the empty table ``new``; returns the count kept.
+
+    With ``evict``, records that are :func:`_stale` at ``now`` are dropped instead.
+    """
+    mask = U64(new.shape[0] - 1)
+    kept = 0
+    for s in range(old.shape[0]):
+        meta = old[s, META]
+        if meta == 0 or (evict and _stale(old, s, kind, code_class, params, now)):
+            continue
+        r = home_slot(U64(old[s, DEV]), np.uint16(meta & CODE_MASK), mask)
+        while new[r, META] != 0:
+            r = (r + _U1) & mask
+        for w in range(WORDS):
+            new[r, w] = old[s, w]
+        kept += 1
+    return kept
+
+
+@jit
+def first_decrease(t_ns, previous):  # type: ignore[no-untyped-def]
+    """Index of the first time below its predecessor (``previous`` before row 0), or -1."""
+    for i in range(t_ns.shape[0]):
+        if t_ns[i] < previous:
+            return i
+        previous = t_ns[i]
+    return -1
+
+
+@jit
+def score_storms(would_throttle, t_ns, storm_id, first_catch, counts):  # type: ignore[no-untyped-def]
+    """Per-storm first discard time and storm/collateral totals of one tuning setting.
+
+    ``storm_id[i]`` is the storm of alert ``i`` (``-1``: not a storm alert). Writes
+    ``first_catch[k]``, the time of storm ``k``'s first discarded alert (``-1`` if none),
+    and ``counts = (storm alerts forwarded, storm alerts discarded, non-storm alerts
+    discarded)``. "Discarded" is ``would_throttle`` so dry-run settings score the same.
+    """
+    for k in range(first_catch.shape[0]):
+        first_catch[k] = -1
+    storm_fwd = 0
+    storm_disc = 0
+    collateral = 0
+    for i in range(t_ns.shape[0]):
+        k = storm_id[i]
+        if k < 0:
+            if would_throttle[i]:
+                collateral += 1
+        elif would_throttle[i]:
+            storm_disc += 1
+            if first_catch[k] < 0:
+                first_catch[k] = t_ns[i]
+        else:
+            storm_fwd += 1
+    counts[0] = storm_fwd
+    counts[1] = storm_disc
+    counts[2] = collateral

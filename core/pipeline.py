@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from dccsim.cache import ReadingsCache
+from dccsim.cache import CacheStats, ReadingsCache
 from dccsim.cache.readthrough import ReadThroughCache
+from dccsim.throttle import Throttle, ThrottlePolicy, ThrottleStats, policy_from_dict
 
 from .capacity import CapacityConfig, CapacityModel
 from .catalogue import DEVICE_KINDS, catalogue
@@ -101,7 +102,7 @@ class Pipeline:
     shards: int = 1
     replay: ReplayState = field(default_factory=ReplayState)
 
-    throttle: dict | None = None
+    throttle: dict[str, object] | None = None
 
     def __post_init__(self) -> None:
         self.dsp = CapacityModel(self.capacity)
@@ -111,6 +112,8 @@ class Pipeline:
                        for _ in range(self.shards)]
         self._timeout = self.capacity.timeout_ns_array()
         self._cat = catalogue()
+        self.throttle_policy: ThrottlePolicy = policy_from_dict(self.throttle or {}, source="scenario [throttle]")
+        self.throttles = [Throttle(self.throttle_policy) for _ in range(self.shards)]
 
     def process(
         self,
@@ -202,17 +205,34 @@ class Pipeline:
                 hit[sel] = r.hit
         return hit
 
-    def process_alerts(self, t, device, code):  # type: ignore[no-untyped-def]
+    def process_alerts(
+        self, t: npt.NDArray[np.int64], device: npt.NDArray[np.uint64], code: npt.NDArray[np.uint16]
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
+        """Alert Storm Protection for a time-ordered chunk: action, throttled count, sequence id."""
+        if self.shards == 1:
+            out = self.throttles[0].process(t, device, code)
+            return out.action, out.throttled_count, out.sequence_id
         n = len(t)
-        return np.zeros(n, np.uint8), np.zeros(n, np.uint32), np.zeros(n, np.uint32)
+        action = np.zeros(n, np.uint8)
+        count = np.zeros(n, np.uint32)
+        seq = np.zeros(n, np.uint32)
+        sh = shard_of(device, self.shards)
+        for k in range(self.shards):
+            sel = np.flatnonzero(sh == k)
+            if len(sel):
+                out = self.throttles[k].process(t[sel], device[sel], code[sel])
+                action[sel] = out.action
+                count[sel] = out.throttled_count
+                seq[sel] = out.sequence_id
+        return action, count, seq
 
-    def throttle_summary(self):  # type: ignore[no-untyped-def]
-        return {"forwarded": 0, "throttled": 0, "excluded": 0, "config": self.throttle}
+    def throttle_stats(self) -> ThrottleStats:
+        return ThrottleStats.merge_all(th.stats() for th in self.throttles)
 
-    def cache_stats(self):  # type: ignore[no-untyped-def]
-        stats = [c.stats() for c in self.caches]
-        total = stats[0]
-        for s in stats[1:]:
-            total = total.merge(s)
-        return total
+    def throttle_summary(self) -> dict[str, object]:
+        st = self.throttle_stats().to_dict()
+        return {**st, "config": self.throttle_policy.to_dict()}
+
+    def cache_stats(self) -> CacheStats:
+        return CacheStats.merge_all(c.stats() for c in self.caches)
 

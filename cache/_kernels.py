@@ -59,6 +59,7 @@ WORDS = 7
 
 #: largest period length that fits the 30-bit field, in seconds (about 34 years)
 MAX_PERIOD_S = (1 << 30) - 1
+MAX_PERIOD_U64 = U64(MAX_PERIOD_S)
 #: operations must have |t| < 2**62 ns (about 146 years either side of 1970)
 T_LIMIT = 1 << 62
 
@@ -87,6 +88,7 @@ N_STATE = 16
 # how far ahead (in operations) the kernel hints index and arena loads
 AHEAD_INDEX = 16
 AHEAD_ARENA = 8
+HINT_PROBES = 4
 AHEAD_EXPIRY = 8
 AHEAD_RING = 32
 
@@ -417,14 +419,25 @@ def run_ops(
         # index line has had time to arrive (hints never change results)
         k = i + AHEAD_INDEX
         if k < n:
-            prefetch(index, home(hs[k], nidx))
+            jk = home(hs[k], nidx)
+            prefetch(index, jk)
+            prefetch(index, jk + 3 if jk + 3 < nidx else jk)  # the next line, if probes cross
         k = i + AHEAD_ARENA
         if k < n:
-            ek = index[home(hs[k], nidx)]
-            if (ek >> S32) == hs[k]:
-                bk = I64(ek & MASK32) * WORDS
-                prefetch(arena, bk)
-                prefetch(arena, bk + WORDS - 1)
+            hk = hs[k]
+            jk = home(hk, nidx)
+            for _ in range(HINT_PROBES):
+                ek = index[jk]
+                if ek == EMPTY:
+                    break
+                if (ek >> S32) == hk:
+                    bk = I64(ek & MASK32) * WORDS
+                    prefetch(arena, bk)
+                    prefetch(arena, bk + WORDS - 1)
+                    break
+                jk += 1
+                if jk == nidx:
+                    jk = 0
 
         ti = t[i]
         limit = ti - retention
@@ -553,14 +566,13 @@ def prepare(
     uniform: int, op: np.ndarray, t: np.ndarray, dev: np.ndarray, srv: np.ndarray,
     start: np.ndarray, end: np.ndarray, now: int, kws: np.ndarray, hs: np.ndarray,
 ) -> tuple[int, int]:
-    """Validate a batch, then fill its period keys and hashes (``kws``, ``hs``).
+    """Validate a batch and fill its packed periods and hashes (``kws``, ``hs``).
 
-    Returns (first invalid row, reason), or (-1, OK); on an invalid row nothing is filled
-    and the caller must not run the batch.
+    Returns (first invalid row, reason), or (-1, OK). On an invalid row the caller must not
+    run the batch (``kws``/``hs`` are then partly filled scratch).
     """
-    n = t.shape[0]
     prev = now
-    for i in range(n):
+    for i in range(t.shape[0]):
         if uniform < 0 and op[i] > OP_STORE:
             return i, BAD_OP
         ti = t[i]
@@ -573,14 +585,18 @@ def prepare(
         e = end[i]
         if s < 0:
             return i, BAD_START
-        if s % NS_PER_S != 0:
+        start_s = U64(s) // NS_U64
+        if start_s * NS_U64 != U64(s):
             return i, BAD_START_ALIGN
-        if e % NS_PER_S != 0:
-            return i, BAD_END_ALIGN
-        if e < s or (e - s) // NS_PER_S > MAX_PERIOD_S:
+        if e < s:
             return i, BAD_PERIOD
-    for i in range(n):  # no branches: this loop vectorises
-        kw = period_key(start[i], end[i])
+        end_s = U64(e) // NS_U64
+        if end_s * NS_U64 != U64(e):
+            return i, BAD_END_ALIGN
+        length = end_s - start_s
+        if length > MAX_PERIOD_U64:
+            return i, BAD_PERIOD
+        kw = (start_s << S30) | length
         kws[i] = kw
         hs[i] = key_hash(dev[i], kw, U64(srv[i]))
     return -1, OK

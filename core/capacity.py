@@ -51,10 +51,10 @@ Sharding
     the cache, this stage is *not* sharded by device: run it once over the merged, time-ordered
     request stream. :meth:`CapacityStats.merge` combines the stats of consecutive chunks or
     of separate runs, not of device shards.
-
 Cost and memory
-    ``O(1)`` per request when a server is free (the common case below saturation), at most
-    ``O(log K)`` for ``K`` request classes otherwise, independent of the number of servers:
+    ``O(1)`` per request in the common case below saturation (a server of the request's own
+    class is free), amortised ``O(log K)`` for ``K`` request classes otherwise, independent
+    of the number of servers:
     the state is the count of servers never used plus, per class, the sorted free times of
     the servers it last used (see :mod:`dccsim.core._kernels` for why this gives the same
     outputs as the textbook min-heap of ``c`` server free times that

@@ -39,10 +39,11 @@ test: $(VENV)/.installed
 # `make bench-compare` runs them and fails when an ours/reference ratio (fastest rounds) grew
 # by more than BENCH_MAX_SLOWDOWN over the baseline's. Ratios, not times: a machine that is
 # slower or faster across the board leaves them unchanged, so it does not fail the gate.
-# 50% because a 2-core machine shared with other work moves a ratio by 20-30% between runs;
-# a build made twice as slow still fails.
+# 60% because on a 2-core machine shared with other work (load about 4) the whole-day ratio
+# of an unchanged build was seen between 4.1 and 5.8 (x1.43) and the decode ratios within
+# x1.25; a build made twice as slow still fails.
 BENCH_DIR := .benchmarks
-BENCH_MAX_SLOWDOWN ?= 50%
+BENCH_MAX_SLOWDOWN ?= 60%
 
 bench: $(VENV)/.installed
 	mkdir -p $(BENCH_DIR)

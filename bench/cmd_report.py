@@ -135,7 +135,7 @@ def check(run_dir: Path, criteria_file: Path | None) -> None:
 @click.option(
     "--max-slowdown",
     "max_slowdown",
-    default="30%",
+    default="50%",
     show_default=True,
     help="The same for timed figures: events per second of runs, ours/reference ratios of "
     "benchmark files. Wider because a shared machine is noisy.",

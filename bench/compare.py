@@ -9,9 +9,13 @@ Each KPI has a direction (higher or lower is better) and a kind:
   They are gated by ``max_regression`` (default 10%).
 - *machine* KPIs (``events_per_second``, wall time, peak memory) depend on the machine and
   its load as well. ``events_per_second`` is gated, by the separate, wider ``max_slowdown``
-  (default 30%), so that a deliberately slowed build fails while the noise of a shared
-  machine does not; wall time and memory are shown for information (wall time also grows
-  when a build simply simulates more events, which events per second already accounts for).
+  (default 50%), so that a deliberately slowed build (twice as slow, say) fails while most
+  of a shared machine's noise does not; wall time and memory are shown for information (wall
+  time also grows when a build simply simulates more events, which events per second
+  already accounts for). Measured here: the one-second smoke day of an unchanged build ran
+  0.8 to 1.4 s on a 2-core machine under a load of 4, so compare runs made on the same,
+  quiet machine, prefer longer scenarios, and use ``make bench-compare`` (ratios to a
+  reference timed alongside) to gate speed in CI.
 - *information* rows (volumes, throttle action counts) are shown without a verdict.
 
 How much worse: for a lower-is-better KPI the factor is ``new / base``; for a
@@ -77,7 +81,7 @@ __all__ = [
 #: simulation KPIs: deterministic for a scenario and seed
 DEFAULT_MAX_REGRESSION = 0.10
 #: machine KPIs and benchmark ratios: timed, so noisy on a shared machine
-DEFAULT_MAX_SLOWDOWN = 0.30
+DEFAULT_MAX_SLOWDOWN = 0.50
 
 Better = Literal["higher", "lower"] | None
 Kind = Literal["simulation", "machine", "info"]
@@ -326,7 +330,9 @@ def bench_ratios(
     code's own cost, and the one least moved by a neighbour's load.
 
     A group holds one ``reference`` and any number of ``ours`` benchmarks (their
-    ``extra_info["role"]``); a group without a reference gives no ratios.
+    ``extra_info["role"]``); a group without a reference gives no ratios. A benchmark that
+    timed its reference itself, round by round, gives ``extra_info["paired_ratio"]``, which
+    is used as it is (load that changes between two benchmarks cannot skew it).
     """
     by_group: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for b in benchmarks:
@@ -342,7 +348,11 @@ def bench_ratios(
         ref_time = float(ref["stats"][stat])
         for b in roles.get("ours", []):
             t = float(b["stats"][stat])
-            out[str(b["name"])] = (t, t / ref_time, str(ref["name"]))
+            paired = (b.get("extra_info") or {}).get("paired_ratio")
+            ratio = (
+                float(paired) if isinstance(paired, int | float) and paired > 0 else t / ref_time
+            )
+            out[str(b["name"])] = (t, ratio, str(ref["name"]))
     return out
 
 

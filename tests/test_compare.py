@@ -370,3 +370,21 @@ def test_benchmark_ratios_use_the_fastest_round(tmp_path: Path) -> None:
     noisy[0]["stats"]["median"] = 3.0  # ours ran while the machine was busy
     assert cmp.compare_benchmarks(base, noisy).passed
     assert cmp.bench_ratios(noisy, stat="median")["a"][1] == pytest.approx(3.0 / 2.2)
+
+
+def test_a_paired_ratio_is_used_as_it_is() -> None:
+    benches = [
+        {
+            "name": "day",
+            "group": "e2e",
+            "extra_info": {"role": "ours", "paired_ratio": 2.5},
+            "stats": {"min": 9.0},
+        },
+        {
+            "name": "yard",
+            "group": "e2e",
+            "extra_info": {"role": "reference"},
+            "stats": {"min": 1.0},
+        },
+    ]
+    assert cmp.bench_ratios(benches)["day"] == (9.0, 2.5, "yard")

@@ -67,7 +67,7 @@ def _string_tables() -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], npt
         return np.array([k for k, _ in items], np.uint64), np.array([v for _, v in items], np.int64)
 
     srv_keys, srv_codes = table(catalogue().code_of)
-    role_keys, role_codes = table(_ROLE_CODE | {"": ROLE_UNKNOWN})
+    role_keys, role_codes = table(_ROLE_OR_UNKNOWN)
     return srv_keys, srv_codes, role_keys, role_codes
 
 ROLE_UNKNOWN = 255
@@ -86,6 +86,8 @@ COLUMN_DTYPES: dict[str, np.dtype[Any]] = {
 }
 
 _ROLE_CODE = {r: i for i, r in enumerate(ROLES)}
+#: in a compact row, "" is an unknown role (what ``to_rows`` writes for ROLE_UNKNOWN)
+_ROLE_OR_UNKNOWN = _ROLE_CODE | {"": ROLE_UNKNOWN}
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +173,7 @@ class RequestBatch:
         except KeyError as exc:
             raise MessageError("srv", exc.args[0], "a DUIS Service Reference Variant such as 4.8.1") from None
         try:
-            role = np.fromiter(map(_ROLE_CODE.__getitem__, map(attrgetter("role"), rows)), np.uint8, n)
+            role = np.fromiter(map(_ROLE_OR_UNKNOWN.__getitem__, map(attrgetter("role"), rows)), np.uint8, n)
         except KeyError as exc:
             raise MessageError("role", exc.args[0], f"one of {', '.join(ROLES)}") from None
 

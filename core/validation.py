@@ -238,6 +238,39 @@ def _content_problem(req: ServiceRequest) -> str:
 
 
 @jit
+def _dense_ids(values, table, out):  # type: ignore[no-untyped-def]
+    """Map each value to its index in ``table`` (first-seen order), adding new ones.
+
+    Linear search: DCC Users are few (a handful of originators per batch). Returns the number
+    of distinct values, or -1 if they do not fit ``table``.
+    """
+    m = 0
+    for i in range(len(values)):
+        v = values[i]
+        j = 0
+        while j < m and table[j] != v:
+            j += 1
+        if j == m:
+            if m == len(table):
+                return -1
+            table[m] = v
+            m += 1
+        out[i] = j
+    return m
+
+
+def dense_originators(originator: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+    """Distinct originators (first-seen order) and each row's index among them."""
+    table = np.zeros(64, np.uint64)
+    idx = np.empty(len(originator), np.int64)
+    m = _dense_ids(originator, table, idx)
+    if m < 0:  # many originators: fall back to sorting
+        uniq, inv = np.unique(originator, return_inverse=True)
+        return uniq, inv.astype(np.int64)
+    return table[:m].copy(), idx
+
+
+@jit
 def _replay_kernel(user_idx, counter, ok, last, seen, out_code, replay_code):  # type: ignore[no-untyped-def]
     """Sequential replay check over accepted rows; ``last``/``seen`` persist across calls."""
     for i in range(len(user_idx)):
@@ -252,8 +285,8 @@ def _replay_kernel(user_idx, counter, ok, last, seen, out_code, replay_code):  #
             seen[u] = True
 
 
-def _static_codes(batch: RequestBatch, cat: Catalogue, devices: DeviceRegistry | None, users: UserRegistry | None) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
-    """Every check except replay, vectorised; returns codes and the originator's index."""
+def _static_codes(batch: RequestBatch, cat: Catalogue, devices: DeviceRegistry | None, users: UserRegistry | None) -> npt.NDArray[np.uint8]:
+    """Every check except replay, vectorised."""
     n = len(batch)
     code = np.zeros(n, np.uint8)
     pending = np.ones(n, np.bool_)
@@ -274,10 +307,6 @@ def _static_codes(batch: RequestBatch, cat: Catalogue, devices: DeviceRegistry |
         reg_role = users.role[uu] if len(users.ids) else np.full(n, ROLE_UNKNOWN, np.uint8)
         fail((role != ROLE_UNKNOWN) & (role != reg_role), _E2)
         role = np.where(role == ROLE_UNKNOWN, reg_role, role).astype(np.uint8)
-        # replay state is per originator: map originators to dense ids
-        _, user_idx = np.unique(batch.originator, return_inverse=True)
-    else:
-        _, user_idx = np.unique(batch.originator, return_inverse=True)
     fail(role == ROLE_UNKNOWN, _E1)
     safe_role = np.minimum(role, len(ROLES) - 1)
     fail(~cat.eligible[batch.srv, safe_role], _E2)
@@ -293,7 +322,7 @@ def _static_codes(batch: RequestBatch, cat: Catalogue, devices: DeviceRegistry |
             fail(device_srv & ~cat.kind_valid[batch.srv, kind], _E11)
             wrong = ((kind == _ESME) & _GAS_ONLY_ROLES[safe_role]) | ((kind == _GSME) & _ELEC_ONLY_ROLES[safe_role])
             fail(device_srv & wrong, _E4)
-    return code, user_idx.astype(np.int64)
+    return code
 
 
 @dataclass
@@ -315,9 +344,9 @@ def validate_batch(
     Rows are checked in order; ``replay`` carries the per-originator counters across calls.
     """
     cat = cat or catalogue()
-    code, user_idx = _static_codes(batch, cat, devices, users)
+    code = _static_codes(batch, cat, devices, users)
     replay = replay if replay is not None else ReplayState()
-    uniq = np.unique(batch.originator)
+    uniq, user_idx = dense_originators(batch.originator)
     last = np.zeros(len(uniq), np.uint64)
     seen = np.zeros(len(uniq), np.bool_)
     for j, o in enumerate(uniq.tolist()):

@@ -27,6 +27,9 @@ COMMANDS: dict[str, str] = {
     "report": "dccsim.bench.cmd_report:report",
     "compare": "dccsim.bench.cmd_report:compare",
     "check": "dccsim.bench.cmd_report:check",
+    "throttle": "dccsim.bench.cmd_throttle:throttle",
+    "tune-throttle": "dccsim.bench.cmd_throttle:tune_throttle",
+    "make-alert-trace": "dccsim.bench.cmd_throttle:make_alert_trace",
 }
 
 

@@ -395,13 +395,21 @@ class Throttle:
 
     @classmethod
     def warm_up(cls) -> None:
-        """Compile (or load from the cache) every kernel, outside any timed region."""
-        z = np.zeros(3, np.int64)
+        """Compile (or load from the cache) every kernel, outside any timed region.
+
+        Covers writeable and read-only inputs (Arrow columns come as read-only arrays, a
+        separate specialization for Numba).
+        """
+        t = np.zeros(3, np.int64)
         d = np.array([1, 2, 1], np.uint64)
         a = np.array([0x8F84, 0x8F75, 0x8F84], np.uint16)
-        for policy in ("fixed-window", "gcra"):
-            th = cls(ThrottlePolicy(policy=policy, exclude=("8F75",)), initial_keys=1)
-            th.process(z, d, a)
-            th._make_room(0, processed=0)
-        out = np.empty(1, np.int64)
-        k.score_storms(np.zeros(3, np.bool_), z, np.zeros(3, np.int64), out, np.zeros(3, np.int64))
+        for readonly in (False, True):
+            cols = [x.copy() for x in (t, d, a)]
+            for x in cols:
+                x.flags.writeable = not readonly
+            for policy in ("fixed-window", "gcra"):
+                th = cls(ThrottlePolicy(policy=policy, exclude=("8F75",)), initial_keys=1)
+                th.process(*cols)
+                th._make_room(0, processed=0)
+            k.score_storms(np.zeros(3, np.bool_), cols[0], np.zeros(3, np.int64),
+                           np.empty(1, np.int64), np.zeros(3, np.int64))

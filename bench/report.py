@@ -940,7 +940,10 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
     cfg_html = (
         (
             '<p class="note">Throttle settings: '
-            + ", ".join(f"{_esc(k)} = {_esc(v)}" for k, v in cfg.items())
+            + ", ".join(
+                f"{_esc(k)} = {_esc(', '.join(map(str, v)) if isinstance(v, list | tuple) else v)}"
+                for k, v in cfg.items()
+            )
             + "</p>"
         )
         if cfg

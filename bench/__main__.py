@@ -1,5 +1,7 @@
 """``python -m dccsim.bench`` runs the ``dccsim`` command line."""
 
+import sys
+
 from .cli import main
 
-main()
+sys.exit(main())

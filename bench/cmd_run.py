@@ -49,8 +49,12 @@ def simulate(scenario_ref: str, *, scale: float | None = None, seed: int | None 
 
     from .runlog import RunSink
 
+    from .criteria import evaluate, parse_criteria, to_dict
+    from .report import build_report
+
     scenario, text = load_scenario(scenario_ref)
     scenario = scenario.with_overrides(scale=scale, seed=seed, shards=shards, **{"capacity.uplift": uplift, "capacity.demand": demand})
+    criteria = parse_criteria(scenario.exit_criteria)  # a bad criterion fails before the run
     out = Path(out) if out is not None else Path("runs") / f"{scenario.name}-s{scenario.scale:g}-seed{scenario.seed}"
     t_start = time.perf_counter()
     driver = VirtualTimeDriver(scenario)
@@ -97,8 +101,12 @@ def simulate(scenario_ref: str, *, scale: float | None = None, seed: int | None 
         "uplift": scenario.capacity.uplift, "demand": scenario.capacity.demand, "shards": scenario.shards,
         "day": scenario.day, "meters": scenario.meters, "dsp_servers": pipeline.dsp.servers, "chunks": totals.chunks,
     }
+    result = evaluate(summary, criteria)
+    summary["exit_criteria"] = to_dict(result)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    build_report(out)
     summary["out_dir"] = str(out)
+    summary["_criteria"] = result
     return summary
 
 
@@ -128,7 +136,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for k, v in rows:
         t.add_row(k, v)
     Console().print(t)
-    click.echo(f"results: {summary['out_dir']}/ (requests.arrow, alerts.arrow, summary.json)")
+    from .criteria import verdict_table
+
+    if summary["_criteria"].verdicts:
+        Console().print(verdict_table(summary["_criteria"]))
+    click.echo(f"results: {summary['out_dir']}/ (requests.arrow, alerts.arrow, summary.json, report.html)")
 
 
 _SCENARIO_ARG = click.argument("scenario", required=False, default=DEFAULT_SCENARIO)
@@ -156,6 +168,10 @@ def run(scenario: str, scale: float | None, seed: int | None, uplift: float | No
         click.echo(summary["out_dir"])
     else:
         _print_summary(summary)
+    result = summary["_criteria"]
+    if not result.passed:
+        click.echo(f"dccsim run: exit criteria not met: {result.headline}", err=True)
+        sys.exit(1)
 
 
 @click.command()

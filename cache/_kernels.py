@@ -5,7 +5,8 @@ in :mod:`dccsim.cache.readings`):
 
 ``arena``
     ``uint32[A * 7]``: a ring of 28-byte records in store order, which is also expiry order.
-    Words: ``0-1`` device, ``2-3`` period key ``start_s << 30 | (end_s - start_s)``,
+    Words: ``0-1`` device, ``2-3`` period key ``start_s << 30 | (end_s - start_s)`` (bit 29,
+    free because a period is shorter than 2**29 s, marks a record dead),
     ``4`` stored time bits 0-31, ``5`` stored time bits 32-47 ``<< 16 | srv << 8 | code``,
     ``6`` payload reference. The stored time is kept modulo 2**48 ns and rebuilt exactly
     from the clock, because every record in the ring is younger than the retention
@@ -57,8 +58,10 @@ NS_PER_S = 1_000_000_000
 NS_U64 = U64(NS_PER_S)
 WORDS = 7
 
-#: largest period length that fits the 30-bit field, in seconds (about 34 years)
-MAX_PERIOD_S = (1 << 30) - 1
+#: largest period length, in seconds (about 17 years): 29 bits, bit 29 is the dead flag
+MAX_PERIOD_S = (1 << 29) - 1
+#: bit of record word 2 set when a replacement has left the record dead
+DEAD_BIT = 1 << 29
 MAX_PERIOD_U64 = U64(MAX_PERIOD_S)
 #: operations must have |t| < 2**62 ns (about 146 years either side of 1970)
 T_LIMIT = 1 << 62
@@ -83,7 +86,13 @@ EXPIRED = 12
 EVICTED = 13
 COMPACTIONS = 14
 GROWTHS = 15
-N_STATE = 16
+RING_MAX = 16  # most ring records this capacity may use (see run_ops: ring full)
+NEED = 17  # why run_ops stopped early: NEED_CAPACITY or NEED_RING, 0 when it did not
+RING_GROWTHS = 18
+N_STATE = 19
+
+NEED_CAPACITY = 1
+NEED_RING = 2
 
 # how far ahead (in operations) the kernel hints index and arena loads
 AHEAD_INDEX = 16
@@ -91,6 +100,7 @@ AHEAD_ARENA = 8
 HINT_PROBES = 4
 AHEAD_EXPIRY = 8
 AHEAD_RING = 32
+AHEAD_COMPACT = 16
 
 # validation outcomes of prepare(), turned into messages by ReadingsCache._raise_invalid
 OK = 0
@@ -105,7 +115,7 @@ BAD_PERIOD = 7
 
 @jit
 def period_key(start_ns: int, end_ns: int) -> np.uint64:
-    """Pack a validated period (whole seconds, 0 <= end - start < 2**30 s) into 64 bits."""
+    """Pack a validated period (whole seconds, 0 <= end - start < 2**29 s) into 64 bits."""
     start_s = U64(start_ns) // NS_U64  # unsigned: both are validated non-negative
     end_s = U64(end_ns) // NS_U64
     return (start_s << S30) | (end_s - start_s)
@@ -160,6 +170,20 @@ def rec_stored(arena: np.ndarray, p: int, now: int) -> int:
     b = p * WORDS
     low = I64(arena[b + 4]) | (I64(arena[b + 5] >> 16) << 32)
     return now - ((now - low) & MASK48)
+
+
+@jit
+def rec_dead(arena: np.ndarray, p: int) -> bool:
+    """True when a replacement marked record ``p`` dead (no index entry points to it).
+
+    A record without the mark is not necessarily live: liveness is decided by the index.
+    """
+    return (arena[p * WORDS + 2] & DEAD_BIT) != 0
+
+
+@jit
+def mark_dead(arena: np.ndarray, p: int) -> None:
+    arena[p * WORDS + 2] |= DEAD_BIT
 
 
 @jit
@@ -293,6 +317,8 @@ def index_delete(index: np.ndarray, j: int) -> None:
 @jit(inline="always")
 def drop_record(arena: np.ndarray, index: np.ndarray, p: int) -> bool:
     """Remove the index entry of record ``p`` if it is live; True when it was."""
+    if rec_dead(arena, p):
+        return False
     h = rec_hash(arena, p)
     j = find_entry(index, (h << S32) | U64(p))
     if j < 0:
@@ -322,23 +348,33 @@ def compact(arena: np.ndarray, index: np.ndarray, head: int, nrec: int) -> tuple
     """Slide the live records of the ring together; return (tail, count).
 
     Only called when the ring is full; the ring then holds at least its slack of dead
-    records, so the work is amortised over at least that many replacements.
+    records, so the work is amortised over at least that many replacements. Records marked
+    dead are dropped without an index probe; the others are probed (a record can be dead
+    without the mark) and, when they move, their index entry follows them.
     """
     a = arena.shape[0] // WORDS
+    nidx = index.shape[0]
     r = head
     w = head
     kept = 0
-    for _ in range(nrec):
-        h = rec_hash(arena, r)
-        j = find_entry(index, (h << S32) | U64(r))
-        if j >= 0:
-            if w != r:
-                rec_copy(arena, r, arena, w)
-                index[j] = (h << S32) | U64(w)
-            w += 1
-            if w == a:
-                w = 0
-            kept += 1
+    for k in range(nrec):
+        if k + AHEAD_COMPACT < nrec:
+            q = r + AHEAD_COMPACT
+            if q >= a:
+                q -= a
+            if not rec_dead(arena, q):
+                prefetch(index, home(rec_hash(arena, q), nidx))
+        if not rec_dead(arena, r):
+            h = rec_hash(arena, r)
+            j = find_entry(index, (h << S32) | U64(r))
+            if j >= 0:
+                if w != r:
+                    rec_copy(arena, r, arena, w)
+                    index[j] = (h << S32) | U64(w)
+                w += 1
+                if w == a:
+                    w = 0
+                kept += 1
         r += 1
         if r == a:
             r = 0
@@ -387,9 +423,9 @@ def run_ops(
     ``op``. Lookups write their outcome to the ``out_*`` arrays when ``write_out`` (store
     rows get ``False``/0 there).
 
-    Returns the number of operations applied: ``len(t)``, or fewer when an unbounded cache
-    must grow before the next store; the caller grows the arrays and calls again from there
-    (re-running an operation's expiry is a no-op, so that is exact).
+    Returns the number of operations applied: ``len(t)``, or fewer when the arrays must grow
+    before the next store (``st[NEED]`` says which); the caller grows them and calls again
+    from there (re-running an operation's expiry, or an eviction already done, is exact).
     """
     n = t.shape[0]
     a = arena.shape[0] // WORDS
@@ -484,6 +520,7 @@ def run_ops(
             out_stored[i] = 0
         if j < 0 and resident >= cap:
             if not bounded:
+                st[NEED] = NEED_CAPACITY
                 done = i
                 break
             # evict the live record closest to expiry: the oldest store, at the head
@@ -500,9 +537,18 @@ def run_ops(
             if nrec > 0:
                 head_s = rec_stored(arena, head, now)
         if nrec == a:
-            tail, nrec = compact(arena, index, head, nrec)
-            compactions += 1
-            head_s = rec_stored(arena, head, now)
+            # The ring is full of live and dead (replaced) records. Compact when at least
+            # 1/16 of it is dead (amortised: at most 16 records looked at per record freed);
+            # otherwise let the caller grow the ring, once, to RING_MAX records (about
+            # C + C/15, where a full ring is always at least 1/16 dead).
+            if (nrec - resident) * 16 >= a or a >= st[RING_MAX]:
+                tail, nrec = compact(arena, index, head, nrec)
+                compactions += 1
+                head_s = rec_stored(arena, head, now)
+            else:
+                st[NEED] = NEED_RING
+                done = i
+                break
         if nrec == 0:
             head_s = ti
         pt = tail + AHEAD_RING  # bring the ring lines ahead of the tail in before writing
@@ -512,7 +558,8 @@ def run_ops(
         rec_write(arena, tail, dv, kw, sv, ti, U64(code[i]), ref[i])
         e = (h << S32) | U64(tail)
         if j >= 0:
-            index[j] = e  # the old record is now dead
+            mark_dead(arena, I64(index[j] & MASK32))
+            index[j] = e
             replaced += 1
         else:
             index_insert(index, e)
@@ -549,7 +596,7 @@ def rebuild(
     k = 0
     for _ in range(st[NREC]):
         h = rec_hash(arena, p)
-        if find_entry(index, (h << S32) | U64(p)) >= 0:
+        if not rec_dead(arena, p) and find_entry(index, (h << S32) | U64(p)) >= 0:
             rec_copy(arena, p, new_arena, k)
             index_insert(new_index, (h << S32) | U64(k))
             k += 1

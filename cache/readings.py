@@ -36,7 +36,7 @@ t_ns       int64   time of the operation, ns (|t| < 2**62), non-decreasing
 device     uint64  EUI-64
 srv        uint8   caller's SRV code (0-255)
 start_ns   int64   read period start, ns since 1970, whole seconds, >= 0
-end_ns     int64   read period end, whole seconds, 0 <= end - start < 2**30 s (34 years)
+end_ns     int64   read period end, whole seconds, 0 <= end - start < 2**29 s (17 years)
 code       uint8   response code to keep (stores)
 payload_ref uint32 caller's payload reference (stores)
 ========== ======= ===========================================================
@@ -50,8 +50,8 @@ State is two flat arrays plus a counter vector (see :mod:`dccsim.cache._kernels`
 
 - a **ring of 28-byte records** in store order (= expiry order), ``A = C + C/32`` records
   for capacity ``C``: device (8 B), period (8 B: ``start_s << 30 | length_s``; start needs
-  34 bits for any non-negative int64 ns), stored time modulo 2**48 ns (6 B), srv (1 B),
-  code (1 B), payload reference (4 B). The stored time is exact in ns: every record in the
+  34 bits for any non-negative int64 ns, the length 29, and bit 29 marks a replaced record
+  dead), stored time modulo 2**48 ns (6 B), srv (1 B), code (1 B), payload reference (4 B). The stored time is exact in ns: every record in the
   ring is younger than ``R <= 72 h``, and ``2**48 ns`` is about 78.2 h, so it is rebuilt from
   the clock without ambiguity. The ``C/32`` slack holds replaced (dead) records until the
   head passes them or a compaction drops them.
@@ -60,13 +60,20 @@ State is two flat arrays plus a counter vector (see :mod:`dccsim.cache._kernels`
   for a likely match, and deletion shifts the cluster back (no tombstones).
 
 Bytes per entry at capacity: ``28 * (1 + 1/32) + 8 * 1.25 = 28.875 + 10 = 38.875`` (plus
-128 bytes of counters). A GB population of about 300 M entries (32 M electricity meters,
-three SRVs, 72 h of daily reads) needs ``300e6 * 38.875 B = 11.66e9 B = 10.86 GiB``.
+152 bytes of counters). A GB population of about 300 M entries (32 M electricity meters,
+three SRVs, 72 h of daily reads) needs ``300e6 * 38.875 B = 11.66e9 B = 10.86 GiB``. If
+replaced records ever fill the ring's slack while it is less than 1/16 dead, the ring grows
+once, to ``C + C/15`` records: at most ``28 * 16/15 + 10 = 39.87`` bytes per entry.
 
-Expiry is bulk and cheap: the ring head is the oldest record, so each operation looks at
-the head and pops only what has expired; an eviction pops the head too. An unbounded cache
-(``capacity=None``) doubles its arrays when it is full (briefly holding old and new); size
-a long run with a bound to keep memory flat.
+Expiry is bulk and cheap: the ring head is the oldest record, so each operation compares
+its time with the head's and pops only what has expired (one index deletion each); an
+eviction pops the head too. A store that replaces a live entry marks the old record dead
+and appends the new one; the head drops dead records as it passes them. When the ring is
+full and at least 1/16 of it is dead, one pass over the ring drops them (a compaction), so
+a replacement costs at most about 16 records looked at, amortised (replacements happen when
+two misses of one key are in flight at once).
+An unbounded cache (``capacity=None``) doubles its arrays when it is full (briefly holding
+old and new); size a long run with a bound to keep memory flat.
 
 Examples
 --------
@@ -137,6 +144,10 @@ BYTES_PER_ENTRY: float = _RECORD_BYTES * (1 + 1 / 32) + _INDEX_SLOT_BYTES * 1.25
 
 def _ring_records(capacity: int) -> int:
     return capacity + max(capacity >> 5, 1)
+
+
+def _ring_records_max(capacity: int) -> int:
+    return capacity + max(capacity // 15, 2)
 
 
 def _index_slots(capacity: int) -> int:
@@ -283,6 +294,7 @@ class ReadingsCache:
         self._st = np.zeros(K.N_STATE, np.int64)
         self._st[K.NOW] = np.iinfo(np.int64).min
         self._st[K.CAP] = cap
+        self._st[K.RING_MAX] = _ring_records_max(cap)
         self._st[K.BOUNDED] = int(self._bounded)
         self._st[K.RETENTION] = self._retention_ns
         # per-batch period keys and hashes, reused between calls (not counted in nbytes)
@@ -496,7 +508,16 @@ class ReadingsCache:
                 self._grow()
 
     def _grow(self) -> None:
+        need = int(self._st[K.NEED])
+        self._st[K.NEED] = 0
         cap = int(self._st[K.CAP])
+        if need == K.NEED_RING:  # more ring for dead records; same capacity and index size
+            arena = np.zeros(int(self._st[K.RING_MAX]) * K.WORDS, np.uint32)
+            index = np.full(self._index.shape[0], K.EMPTY, np.uint64)
+            K.rebuild(self._arena, self._index, self._st, arena, index)
+            self._arena, self._index = arena, index
+            self._st[K.RING_GROWTHS] += 1
+            return
         new_cap = min(cap * 2, MAX_CAPACITY)
         if new_cap == cap:
             raise CacheConfigError(
@@ -506,6 +527,7 @@ class ReadingsCache:
         K.rebuild(self._arena, self._index, self._st, arena, index)
         self._arena, self._index = arena, index
         self._st[K.CAP] = new_cap
+        self._st[K.RING_MAX] = _ring_records_max(new_cap)
         self._st[K.GROWTHS] += 1
 
     def _raise_invalid(self, row: int, why: int, cols: dict[str, npt.NDArray[Any]]) -> None:
@@ -537,7 +559,7 @@ class ReadingsCache:
         else:
             name = "end_ns"
             msg = (
-                f"end_ns[{row}] = {end}: expected start_ns <= end_ns < start_ns + 2**30 s, "
+                f"end_ns[{row}] = {end}: expected start_ns <= end_ns < start_ns + 2**29 s, "
                 f"start_ns is {start}"
             )
         raise CacheInputError(msg + "; nothing in this batch was applied", argument=name, row=row)

@@ -170,7 +170,9 @@ def run(scenario: str, scale: float | None, seed: int | None, uplift: float | No
         _print_summary(summary)
     result = summary["_criteria"]
     if not result.passed:
-        click.echo(f"dccsim run: exit criteria not met: {result.headline}", err=True)
+        failed = "; ".join(f"{v.criterion.expression} (S{v.criterion.severity}, actual {v.actual:g})"
+                           for v in result.verdicts if not v.passed)
+        click.echo(f"dccsim run: exit criteria not met: {result.headline}: {failed}", err=True)
         sys.exit(1)
 
 

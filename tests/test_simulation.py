@@ -143,3 +143,27 @@ def test_throttle_actions_follow_the_semantics(smoke_run: Path) -> None:
     # storms are what gets throttled
     throttled_storm = sum(1 for a, s in zip(actions, storm, strict=True) if a == "throttled" and s)
     assert throttled_storm > 0.5 * actions.count("throttled")
+
+
+def test_run_exits_1_naming_a_failed_criterion_and_2_on_bad_flags(tmp_path: Path, capsys) -> None:
+    from dccsim.bench.cli import main
+
+    text = load_scenario("smoke")[1]
+    head, _, _ = text.partition("[exit_criteria]")
+    scenario = tmp_path / "strict.toml"
+    scenario.write_text(head + '[exit_criteria]\n"within_target_ratio >= 0.9999" = 1\n"latency_s.max < 1e9" = 2\n')
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(scenario), "--scale", "0.0002", "--out", str(tmp_path / "out"), "--quiet"])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "exit criteria not met" in err and "within_target_ratio" in err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["exit_criteria"]["passed"] is False
+    assert (tmp_path / "out" / "report.html").is_file()
+    for args, words in ((["run", "smoke", "--scale", "-1"], "scale: got -1.0"), (["run", "nosuch"], "expected a built-in scenario"),
+                        (["run", "smoke", "--seed", "x"], "Invalid value for '--seed'")):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "--out", str(tmp_path / "bad")])
+        assert exc.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], lines

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _kernels as K
-from ._jit import jit
+from ._jit import jit, prefetch
 from .errors import CacheInputError
 from .readings import LookupResult, ReadingsCache
 from .reference import ReferenceCache
@@ -131,8 +131,20 @@ def _read_through(
     evicted = 0
     compactions = 0
     status = 0
+    nidx = index.shape[0]
     i = start
+    ahead = start  # lookups up to here have had their index line and record hinted
     while i < n:
+        # hint later lookups' loads, as run_ops does: the index line, then the record
+        while ahead < n and ahead < i + K.AHEAD_INDEX:
+            prefetch(index, K.home(hs[ahead], nidx))
+            ahead += 1
+        k = i + K.AHEAD_ARENA
+        if k < n:
+            jk = K.home(hs[k], nidx)
+            ek = index[jk]
+            if ek != K.EMPTY and (ek >> K.S32) == hs[k]:
+                prefetch(arena, np.int64(ek & K.MASK32) * K.WORDS)
         store = meta[0] > 0 and ht[0] <= t[i]
         if store:
             ti = ht[0]

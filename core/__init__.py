@@ -4,6 +4,17 @@ The public names are re-exported here; the work lives in the modules beside this
 Importing compiles nothing and reads no file.
 """
 
+from .capacity import (
+    CapacityClass,
+    CapacityConfig,
+    CapacityConfigError,
+    CapacityInputError,
+    CapacityModel,
+    CapacityResult,
+    CapacityStats,
+    interval_aggregates,
+    reference_process,
+)
 from .catalogue import CACHEABLE_SRVS, DEVICE_KINDS, Catalogue, SrvInfo, catalogue
 from .columns import COLUMN_DTYPES, ROLE_UNKNOWN, RequestBatch
 from .errors import ConfigError, DccsimError, MessageError
@@ -39,6 +50,8 @@ from .validation import (
 )
 
 __all__ = [
+    "CapacityClass", "CapacityConfig", "CapacityConfigError", "CapacityInputError", "CapacityModel",
+    "CapacityResult", "CapacityStats", "interval_aggregates", "reference_process",
     "CACHEABLE_SRVS", "COLUMN_DTYPES", "DEVICE_KINDS", "RESPONSE_CODES", "ROLES", "ROLE_UNKNOWN",
     "Catalogue", "ConfigError", "DCCAlert", "DccsimError", "DeviceAlert", "DeviceRegistry",
     "GenericBody", "Message", "MessageError", "ReadActiveImportProfileData", "ReadExportProfileData",

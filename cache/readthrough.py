@@ -49,21 +49,19 @@ def _heap_less(ht, hq, a, b):  # type: ignore[no-untyped-def]
 
 
 @jit
-def _heap_swap(ht, hq, hd, hk, hh, hs, a, b):  # type: ignore[no-untyped-def]
+def _heap_swap(ht, hq, hslot, a, b):  # type: ignore[no-untyped-def]
     ht[a], ht[b] = ht[b], ht[a]
     hq[a], hq[b] = hq[b], hq[a]
-    hd[a], hd[b] = hd[b], hd[a]
-    hk[a], hk[b] = hk[b], hk[a]
-    hh[a], hh[b] = hh[b], hh[a]
-    hs[a], hs[b] = hs[b], hs[a]
+    hslot[a], hslot[b] = hslot[b], hslot[a]
 
 
 @jit
-def _heap_pop(ht, hq, hd, hk, hh, hsm, meta):  # type: ignore[no-untyped-def]
+def _heap_pop(ht, hq, hslot, meta):  # type: ignore[no-untyped-def]
+    """Remove the root; its pool slot goes back on the free stack (``hslot`` past the end)."""
     m = meta[0] - 1
     meta[0] = m
     if m > 0:
-        _heap_swap(ht, hq, hd, hk, hh, hsm, 0, m)
+        _heap_swap(ht, hq, hslot, 0, m)
         j = 0
         while True:
             left = 2 * j + 1
@@ -73,37 +71,37 @@ def _heap_pop(ht, hq, hd, hk, hh, hsm, meta):  # type: ignore[no-untyped-def]
             if left + 1 < m and _heap_less(ht, hq, left + 1, left):
                 c = left + 1
             if _heap_less(ht, hq, c, j):
-                _heap_swap(ht, hq, hd, hk, hh, hsm, c, j)
+                _heap_swap(ht, hq, hslot, c, j)
                 j = c
             else:
                 break
 
 
 @jit
-def _heap_push(ht, hq, hd, hk, hh, hsm, meta, when, dv, kw, h, small):  # type: ignore[no-untyped-def]
+def _heap_push(ht, hq, hslot, meta, when):  # type: ignore[no-untyped-def]
+    """Add an entry at ``when``; returns its pool slot (slots are recycled with the heap)."""
     m = meta[0]
     ht[m] = when
     hq[m] = meta[1]
-    hd[m] = dv
-    hk[m] = kw
-    hh[m] = h
-    hsm[m] = small
+    # the slot array holds a permutation of 0..cap-1: positions >= m are the free slots
+    slot = hslot[m]
     meta[1] += 1
     meta[0] = m + 1
     j = m
     while j > 0:
         p = (j - 1) // 2
         if _heap_less(ht, hq, j, p):
-            _heap_swap(ht, hq, hd, hk, hh, hsm, j, p)
+            _heap_swap(ht, hq, hslot, j, p)
             j = p
         else:
             break
+    return slot
 
 
 @jit
 def _read_through(
     arena, index, st, t, dev, srv, kws, hs, store_at, code, ref,
-    ht, hq, hd, hk, hh, hsm, meta, out_hit, out_code, out_ref, out_stored, start,
+    ht, hq, hslot, pd, pk, ph, psm, meta, out_hit, out_code, out_ref, out_stored, start,
 ):  # type: ignore[no-untyped-def]
     """Lookups ``start..n`` interleaved with due pending stores; returns (next row, status).
 
@@ -148,10 +146,11 @@ def _read_through(
         store = meta[0] > 0 and ht[0] <= t[i]
         if store:
             ti = ht[0]
-            dv = hd[0]
-            kw = hk[0]
-            h = hh[0]
-            small = hsm[0]
+            slot = hslot[0]
+            dv = pd[slot]
+            kw = pk[slot]
+            h = ph[slot]
+            small = psm[slot]
             sv = small >> np.uint64(40)
         else:
             ti = t[i]
@@ -191,7 +190,11 @@ def _read_through(
                 out_stored[i] = 0
                 if store_at[i] >= 0:
                     packed = (sv << np.uint64(40)) | (np.uint64(code[i]) << np.uint64(32)) | np.uint64(ref[i])
-                    _heap_push(ht, hq, hd, hk, hh, hsm, meta, store_at[i], dv, kw, h, packed)
+                    slot = _heap_push(ht, hq, hslot, meta, store_at[i])
+                    pd[slot] = dv
+                    pk[slot] = kw
+                    ph[slot] = h
+                    psm[slot] = packed
             i += 1
             continue
         if j < 0 and resident >= cap:
@@ -225,7 +228,7 @@ def _read_through(
             tail = 0
         nrec += 1
         stores += 1
-        _heap_pop(ht, hq, hd, hk, hh, hsm, meta)
+        _heap_pop(ht, hq, hslot, meta)
     st[K.NOW] = now
     st[K.HEAD] = head
     st[K.TAIL] = tail
@@ -249,10 +252,11 @@ class ReadThroughCache:
         cap = max(16, int(initial_pending))
         self._ht = np.zeros(cap, np.int64)
         self._hq = np.zeros(cap, np.int64)
-        self._hd = np.zeros(cap, np.uint64)
-        self._hk = np.zeros(cap, np.uint64)
-        self._hh = np.zeros(cap, np.uint64)
-        self._hs = np.zeros(cap, np.uint64)
+        self._hslot = np.arange(cap, dtype=np.int64)
+        self._pd = np.zeros(cap, np.uint64)
+        self._pk = np.zeros(cap, np.uint64)
+        self._ph = np.zeros(cap, np.uint64)
+        self._psm = np.zeros(cap, np.uint64)
         self._meta = np.zeros(2, np.int64)
 
     @property
@@ -264,11 +268,14 @@ class ReadThroughCache:
         return self.cache.stats()
 
     def _grow_heap(self) -> None:
-        for name in ("_ht", "_hq", "_hd", "_hk", "_hh", "_hs"):
+        cap = len(self._ht)
+        for name in ("_ht", "_hq", "_pd", "_pk", "_ph", "_psm"):
             old = getattr(self, name)
-            new = np.zeros(len(old) * 2, old.dtype)
-            new[: len(old)] = old
+            new = np.zeros(cap * 2, old.dtype)
+            new[:cap] = old
             setattr(self, name, new)
+        # the heap is full, so the slot array is the heap's slots; the new slots are free
+        self._hslot = np.concatenate([self._hslot, np.arange(cap, 2 * cap, dtype=np.int64)])
 
     def read_through(
         self,
@@ -312,7 +319,7 @@ class ReadThroughCache:
             while True:
                 i, status = _read_through(
                     c._arena, c._index, c._st, cols["t_ns"], cols["device"], cols["srv"], kws, hs, store_at, code_, ref_,
-                    self._ht, self._hq, self._hd, self._hk, self._hh, self._hs, self._meta,
+                    self._ht, self._hq, self._hslot, self._pd, self._pk, self._ph, self._psm, self._meta,
                     res.hit, res.code, res.payload_ref, res.stored_ns, i,
                 )
                 if status == 0:

@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import jit, prefetch
+from ._jit import jit_noalloc as jit
+from ._jit import prefetch
 
 U64 = np.uint64
 I64 = np.int64

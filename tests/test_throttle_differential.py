@@ -95,7 +95,8 @@ def test_kernel_equals_reference_in_any_batches(policy, trace, data, tiny) -> No
     t, d, c = trace
     ref = ReferenceThrottle(policy)
     expected = ref.process(t, d, c)
-    th = Throttle(policy, initial_keys=1 if tiny else 1 << 10)
+    load = data.draw(st.sampled_from([0.5, 0.9]))  # 0.9: long probe clusters to compact
+    th = Throttle(policy, initial_keys=1 if tiny else 1 << 10, max_load=load)
     out = run_batches(th, t, d, c, split_points(data.draw, len(t)))
     assert_same(out, expected, "kernel vs reference")
     assert counters(th.stats()) == counters(ref.stats())

@@ -12,7 +12,7 @@ Every kernel in this package is compiled with the same options:
 shard's state, where neither helps. Decorating a function compiles nothing; compilation
 happens on the first call (or in :meth:`dccsim.throttle.Throttle.warm_up`).
 
-:func:`prefetch` asks the CPU to start loading one array row into cache. State records are
+:func:`prefetch` asks the CPU to start loading one array element into cache. State records are
 read at random (one per alert) and the branches that follow the read depend on it; hinting
 the record of an alert a few positions ahead keeps several memory reads in flight.
 With ``NUMBA_DISABLE_JIT=1`` it is a no-op Python function, so kernel bodies still run (and
@@ -40,20 +40,19 @@ if JIT_ENABLED:
     from numba.extending import intrinsic
 
     @intrinsic
-    def prefetch(typingctx: Any, arr: Any, row: Any) -> Any:
-        """Hint a write of row ``row`` of a C-contiguous 2-D array; no effect on results."""
+    def prefetch(typingctx: Any, arr: Any, row: Any, col: Any) -> Any:
+        """Hint a write of ``arr[row, col]`` (C-contiguous 2-D array); no effect on results."""
         if not isinstance(arr, types.Array) or arr.ndim != 2 or arr.layout != "C":
             return None
-        if not isinstance(row, types.Integer):
+        if not isinstance(row, types.Integer) or not isinstance(col, types.Integer):
             return None
-        sig = types.void(arr, row)
+        sig = types.void(arr, row, col)
 
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
             aryty = signature.args[0]
             ary = context.make_array(aryty)(context, builder, args[0])
-            zero = context.get_constant(types.intp, 0)
             ptr = cgutils.get_item_pointer(
-                context, builder, aryty, ary, [args[1], zero], wraparound=False,
+                context, builder, aryty, ary, [args[1], args[2]], wraparound=False,
                 boundscheck=False,
             )
             i8p = ir.IntType(8).as_pointer()
@@ -72,5 +71,5 @@ if JIT_ENABLED:
 
 else:
 
-    def prefetch(arr: Any, row: Any) -> None:  # type: ignore[misc]
+    def prefetch(arr: Any, row: Any, col: Any) -> None:  # type: ignore[misc]
         """No-op stand-in used when the JIT is disabled."""

@@ -31,9 +31,10 @@ adds to it when it returns.
 
 A kernel returns the index it stopped at: ``n`` when the batch is done, or the index of the
 alert whose new key would take the table past ``limit`` keys. Alerts before that index are
-applied; the caller makes room (:func:`rebuild`) and calls again from there. Because
-eviction only drops records that are indistinguishable from a fresh key at that time, where
-the stops fall never changes an output.
+applied; the caller makes room (:func:`compact`, then :func:`rebuild` into a larger table
+if still crowded) and calls again from there. Because eviction only drops records that are
+indistinguishable from a fresh key at that time, where the stops fall never changes an
+output.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def home_slot(device: U64, code: np.uint16, mask: U64) -> U64:
     return k & mask
 
 
-@jit(inline="always")
+@jit
 def _find(table, device, code, mask):  # type: ignore[no-untyped-def]
     """Slot of key (device, code), or of the empty slot where it would be inserted."""
     s = home_slot(device, code, mask)
@@ -117,14 +118,7 @@ def _find(table, device, code, mask):  # type: ignore[no-untyped-def]
         s = (s + _U1) & mask
 
 
-@jit(inline="always")
-def _hint(table, device, alert_code, i, n, mask):  # type: ignore[no-untyped-def]
-    j = i + AHEAD
-    if j < n:
-        prefetch(table, home_slot(device[j], alert_code[j], mask))
-
-
-@jit(inline="always")
+@jit
 def _flush(counters, used, forwarded, would, excluded, near, dry_run):  # type: ignore[no-untyped-def]
     counters[USED] = used
     counters[FORWARDED] += forwarded + (would if dry_run else 0)
@@ -146,7 +140,11 @@ def fixed_window(t_ns, device, alert_code, start, code_class, params, dry_run, t
     excluded = 0
     near = 0
     for i in range(start, n):
-        _hint(table, device, alert_code, i, n, mask)
+        j = i + AHEAD  # written out here: a helper taking arrays costs refcounts per call
+        if j < n:  # both ends: a 40-byte record may straddle two cache lines
+            h = home_slot(device[j], alert_code[j], mask)
+            prefetch(table, h, DEV)
+            prefetch(table, h, COUNTS)
         code = alert_code[i]
         cls = code_class[code]
         if cls == 0:
@@ -215,7 +213,11 @@ def gcra(t_ns, device, alert_code, start, code_class, params, dry_run, table, li
     excluded = 0
     near = 0
     for i in range(start, n):
-        _hint(table, device, alert_code, i, n, mask)
+        j = i + AHEAD  # written out here: a helper taking arrays costs refcounts per call
+        if j < n:  # both ends: a 40-byte record may straddle two cache lines
+            h = home_slot(device[j], alert_code[j], mask)
+            prefetch(table, h, DEV)
+            prefetch(table, h, COUNTS)
         code = alert_code[i]
         cls = code_class[code]
         if cls == 0:
@@ -277,50 +279,72 @@ def gcra(t_ns, device, alert_code, start, code_class, params, dry_run, table, li
 
 
 @jit(inline="always")
-def _stale(table, s, kind, code_class, params, now):  # type: ignore[no-untyped-def]
-    """True when record ``s`` behaves exactly like a fresh key for every alert at >= now.
+def _stale(meta, counts, time_a, window, kind, now):  # type: ignore[no-untyped-def]
+    """True when a record behaves exactly like a fresh key for every alert at >= now.
 
     It must have no sequence number (so no pending discards either) and nothing left of
     its limit: the window has ended (fixed window) or the bucket has drained (GCRA).
+    Scalars only: a helper taking arrays would cost reference counting per call.
     """
-    meta = table[s, META]
-    if (meta >> S32) != 0 or (table[s, COUNTS] >> S32) != 0:
+    if (meta >> S32) != 0 or (counts >> S32) != 0:
         return False
-    cls = code_class[meta & CODE_MASK]
     if kind == FIXED_WINDOW:
-        return now - table[s, TA] >= params[cls, 1]
-    return now >= table[s, TA]
+        return now - time_a >= window
+    return now >= time_a
 
 
 @jit
-def count_live(table, kind, code_class, params, now):  # type: ignore[no-untyped-def]
-    """Keys that :func:`rebuild` with the same ``now`` would keep."""
-    live = 0
-    for s in range(table.shape[0]):
-        if table[s, META] != 0 and not _stale(table, s, kind, code_class, params, now):
-            live += 1
-    return live
+def compact(table, kind, code_class, params, now):  # type: ignore[no-untyped-def]
+    """Drop the records that are :func:`_stale` at ``now``, in place; returns the count kept.
 
-
-@jit
-def rebuild(old, new, kind, code_class, params, now, evict):  # type: ignore[no-untyped-def]
-    """Reinsert the records of ``old`` into the empty table ``new``; returns the count kept.
-
-    With ``evict``, records that are :func:`_stale` at ``now`` are dropped instead.
+    Emptying slots can break probe chains, so every remaining record is then moved to the
+    first empty slot on its probe path, walking the table in probe order (the classic
+    in-place rehash for linear probing): one pass, no allocation. The walk starts after a
+    slot that was empty *before* the drop, so no probe path crosses its start and each
+    record's path lies in the part already walked.
     """
-    mask = U64(new.shape[0] - 1)
+    slots = table.shape[0]
+    mask = U64(slots - 1)
+    start = -1  # a slot empty before the drop; there is one, the load is below 1
+    for s in range(slots):
+        meta = table[s, META]
+        if meta == 0:
+            if start < 0:
+                start = s
+        elif _stale(meta, table[s, COUNTS], table[s, TA],
+                    params[code_class[meta & CODE_MASK], 1], kind, now):
+            for w in range(WORDS):
+                table[s, w] = 0
     kept = 0
+    for k in range(1, slots + 1):
+        s = U64((start + k) & (slots - 1))
+        meta = table[s, META]
+        if meta == 0:
+            continue
+        kept += 1
+        p = home_slot(U64(table[s, DEV]), np.uint16(meta & CODE_MASK), mask)
+        while p != s and table[p, META] != 0:
+            p = (p + _U1) & mask
+        if p != s:
+            for w in range(WORDS):
+                table[p, w] = table[s, w]
+                table[s, w] = 0
+    return kept
+
+
+@jit
+def rebuild(old, new):  # type: ignore[no-untyped-def]
+    """Insert every record of ``old`` into the empty (larger) table ``new``."""
+    mask = U64(new.shape[0] - 1)
     for s in range(old.shape[0]):
         meta = old[s, META]
-        if meta == 0 or (evict and _stale(old, s, kind, code_class, params, now)):
+        if meta == 0:
             continue
         r = home_slot(U64(old[s, DEV]), np.uint16(meta & CODE_MASK), mask)
         while new[r, META] != 0:
             r = (r + _U1) & mask
         for w in range(WORDS):
             new[r, w] = old[s, w]
-        kept += 1
-    return kept
 
 
 @jit

@@ -374,10 +374,17 @@ class Throttle:
         """Evict stale keys and, if still crowded, grow; or raise when at the bound."""
         c = self._compiled
         used = int(self._counters[k.USED])
-        live = int(k.count_live(self._table, c.kind, c.code_class, c.params, now))
-        slots = self._table.shape[0]
-        while live > self._limit(slots) // 2 and slots < self._max_slots:
-            slots *= 2
+        with np.errstate(over="ignore"):
+            live = int(k.compact(self._table, c.kind, c.code_class, c.params, now))
+            self._counters[k.USED] = live
+            self._counters[k.EVICTED] += used - live
+            slots = self._table.shape[0]
+            while live > self._limit(slots) // 2 and slots < self._max_slots:
+                slots *= 2
+            if slots != self._table.shape[0]:
+                new = np.zeros((slots, k.WORDS), np.int64)
+                k.rebuild(self._table, new)
+                self._table = new
         if self._limit(slots) - live < max(1, self._limit(slots) // 8):
             raise ThrottleTableFullError(
                 f"throttle state full: {live} keys hold live state, the bound is "
@@ -386,12 +393,6 @@ class Throttle:
                 "applied. Raise max_keys or shard by device.",
                 processed=processed,
             )
-        new = np.zeros((slots, k.WORDS), np.int64)
-        with np.errstate(over="ignore"):
-            kept = int(k.rebuild(self._table, new, c.kind, c.code_class, c.params, now, True))
-        self._table = new
-        self._counters[k.USED] = kept
-        self._counters[k.EVICTED] += used - kept
 
     @classmethod
     def warm_up(cls) -> None:

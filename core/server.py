@@ -1,0 +1,881 @@
+"""The wall-clock DCC core: an asyncio (uvloop) server in front of the same pipeline.
+
+One TCP port speaks two protocols, told apart by the first bytes of a connection: DUIS XML
+over HTTP/1.1 (a connection that starts with ``POST``/``GET``) and length-prefixed frames
+(anything else). Requests from all connections are collected into **micro-batches** (whatever
+arrived while the loop was busy, at most ``max_batch`` rows), turned into columns and run
+through :meth:`~dccsim.core.pipeline.Pipeline.process`, exactly like a virtual-time chunk.
+
+Frames
+------
+Every frame, both ways, is::
+
+    length: uint32 big-endian (bytes that follow: tag + payload, 1 .. max_frame_bytes)
+    tag:    1 byte
+    payload
+
+Client -> server tags:
+
+``R`` compact request batch (the fast path)
+    ``batch_id`` (uint64 big-endian) + a MessagePack array of
+    :class:`~dccsim.core.messages.RequestRow` arrays. Row ``k`` of the batch is known by
+    ``batch_id + k`` in the answers, so a client that numbers its requests ``0, 1, 2 ...`` and
+    uses the first number of a batch as its id gets its own numbers back.
+``M`` / ``J`` one message or an array of messages, MessagePack / JSON
+    :class:`~dccsim.core.messages.ServiceRequest` (kind ``request``),
+    :class:`~dccsim.core.messages.DeviceAlert` (``device_alert``, a device emulator feeding
+    Alert Storm Protection), :class:`Subscribe` (``subscribe``: forward the alerts that pass
+    the throttle to this connection, in this format) or :class:`StatsRequest` (``stats``).
+    Answers come in the same format.
+
+Server -> client tags:
+
+``A`` :class:`RowAck` ``[batch_id, count]``: every row of the batch accepted, ``I99``.
+``F`` :class:`RowFinals`: final answers of rows, as columns (little-endian raw arrays):
+    ``ids`` uint64, ``code`` uint8 (index in ``RESPONSE_CODES``), ``outcome`` uint8 (index in
+    ``OUTCOMES``), ``wait_ns`` int64 (DSP queue, virtual ns), ``backlog`` int64.
+``B`` :class:`BusyReply` (MessagePack map): the whole batch was refused, nothing of it was
+    processed; the client may send it again later.
+``E`` :class:`ErrorReply` (MessagePack map): the frame was malformed (names the field, the
+    value and what was expected); nothing of it was processed; the connection goes on.
+``M`` / ``J`` for the full-message path: a ``Response`` ``I99`` for each request at receipt,
+    then its final ``Response``; ``BusyReply`` / ``ErrorReply`` (kinds ``busy`` / ``error``,
+    with ``request_ids``); ``DeviceAlert`` to subscribers; ``StatsReply``.
+``X`` close: a UTF-8 reason, then the server closes the connection. Sent when the framing
+    itself is broken (a zero length) or the connection limit is reached.
+
+A frame longer than ``max_frame_bytes`` is skipped as it streams in and answered with an
+``E`` frame; the connection goes on. "Busy" is a server-level reply, not a DUIS code: DUIS
+has none, and a refused request never reached the DSP.
+
+HTTP (DUIS XML, like the DCC's test tools)
+------------------------------------------
+``POST /api/v1/serviceS``, ``/api/v1/serviceT`` and ``/api/v1/serviceD`` take one DUIS XML
+Service Request (``Content-Length`` required; keep-alive). The answer is synchronous: a DUIS
+``Response`` with ``I99`` (200), ``400`` with the :class:`~dccsim.core.errors.MessageError`
+text for a bad request, ``413`` for a body over ``max_frame_bytes`` (then close), ``503`` when
+busy. The final response is kept (bounded, oldest dropped first) and polled with
+``GET /api/v1/response/<RequestID>``: 200 with the DUIS XML, 404 while pending or unknown.
+The three paths are treated alike (dccsim does not check signatures).
+
+Time
+----
+The server never reads the wall clock itself: it is given ``clock`` (int64 ns, monotonic).
+Virtual time, the pipeline's, is ``origin_ns + (clock() - start) * speed``: with ``speed``
+1000 a 4 s device round trip of the scenario takes 4 ms of wall time, and DSP service times
+and time-outs shrink alike (so the DSP's capacity grows by the same factor). A request's
+virtual arrival time is when its frame was read. Final answers wait in a heap of
+per-micro-batch runs sorted by due time, drained by a single loop timer (no task per request).
+
+Limits
+------
+``max_connections``; ``max_frame_bytes``; ``max_inbound`` (received, not yet processed) and
+``max_pending`` (processed, final answer not yet due): a batch that does not fit is refused
+whole with a busy reply. A client that does not read its answers stops being read from
+(transport flow control at ``write_high_water`` bytes), so its buffer stays bounded. A client
+that disconnects, even mid-frame, loses only its own answers (counted as ``orphaned``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+from dccsim.throttle import THROTTLED
+
+from .columns import RequestBatch
+from .duisxml import decode_request_xml, encode_response_xml
+from .errors import MessageError
+from .messages import DeviceAlert, Response, ServiceRequest, from_ns
+from .pipeline import Pipeline
+from .validation import RESPONSE_CODES
+
+__all__ = [
+    "ServerConfig",
+    "DccServer",
+    "Subscribe",
+    "StatsRequest",
+    "StatsReply",
+    "RowAck",
+    "RowFinals",
+    "BusyReply",
+    "ErrorReply",
+    "TAG_ROWS",
+    "TAG_MSGPACK",
+    "TAG_JSON",
+    "TAG_ACK",
+    "TAG_FINALS",
+    "TAG_BUSY",
+    "TAG_ERROR",
+    "TAG_CLOSE",
+    "frame",
+    "SERVICE_PATHS",
+]
+
+TAG_ROWS, TAG_MSGPACK, TAG_JSON = b"R"[0], b"M"[0], b"J"[0]
+TAG_ACK, TAG_FINALS, TAG_BUSY, TAG_ERROR, TAG_CLOSE = b"A"[0], b"F"[0], b"B"[0], b"E"[0], b"X"[0]
+SERVICE_PATHS = (b"/api/v1/serviceS", b"/api/v1/serviceT", b"/api/v1/serviceD")
+_RESULT_PATH = b"/api/v1/response/"
+_HTTP_STARTS = (b"POST", b"GET ", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC")
+_I99 = RESPONSE_CODES.index("I99")
+
+# kinds of a pending row: who gets the final answer and how
+K_ROW, K_MSGPACK, K_JSON, K_HTTP = 0, 1, 2, 3
+
+
+# ---------------------------------------------------------------------------- control messages
+class Subscribe(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="subscribe"):
+    """Ask for the device alerts that pass Alert Storm Protection on this connection."""
+
+    alerts: bool = True
+
+
+class StatsRequest(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="stats"):
+    """Ask for the server's counters, cache and throttle statistics."""
+
+
+class StatsReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="stats_reply"):
+    server: dict[str, int]
+    cache: dict[str, Any]
+    throttle: dict[str, Any]
+
+
+class BusyReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="kind", tag="busy"):
+    """A batch (``batch_id``, ``count`` rows) or messages (``request_ids``) refused unprocessed."""
+
+    reason: str
+    batch_id: int | None = None
+    count: int = 0
+    request_ids: list[str] = []
+
+
+class ErrorReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="kind", tag="error"):
+    """A malformed frame or message: nothing of it was processed."""
+
+    message: str
+    field: str = ""
+    value: str = ""
+    expected: str = ""
+    code: str = "malformed"
+    batch_id: int | None = None
+    count: int = 0
+    request_ids: list[str] = []
+
+
+class RowAck(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    batch_id: int
+    count: int
+
+
+class RowFinals(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """Final answers as little-endian columns (see the module docstring)."""
+
+    ids: bytes
+    code: bytes
+    outcome: bytes
+    wait_ns: bytes
+    backlog: bytes
+
+
+Inbound = ServiceRequest | DeviceAlert | Subscribe | StatsRequest
+_mp_in = msgspec.msgpack.Decoder(Inbound | list[Inbound])
+_js_in = msgspec.json.Decoder(Inbound | list[Inbound])
+_mp_enc = msgspec.msgpack.Encoder()
+_js_enc = msgspec.json.Encoder()
+_HDR = 5
+
+
+def frame(tag: int, payload: bytes) -> bytes:
+    """One frame: 4-byte big-endian length of tag + payload, the tag byte, the payload."""
+    return (len(payload) + 1).to_bytes(4, "big") + bytes((tag,)) + payload
+
+
+def _error_reply(exc: MessageError, **extra: Any) -> ErrorReply:
+    value = exc.value if isinstance(exc.value, str) else repr(exc.value)
+    return ErrorReply(message=str(exc), field=exc.field, value=value[:200], expected=exc.expected, code=exc.code, **extra)
+
+
+def _decode_problem(exc: Exception, payload: bytes, fmt: int) -> MessageError:
+    """A MessageError for a frame the decoder refused, naming the field where possible."""
+    from . import wire
+
+    try:
+        if fmt == TAG_JSON:
+            (wire.decode_json_batch if payload.lstrip()[:1] == b"[" else wire.decode_json)(payload)
+        else:
+            (wire.decode_msgpack_batch if payload[:1] and (payload[0] in (0xDC, 0xDD) or 0x90 <= payload[0] <= 0x9F)
+             else wire.decode_msgpack)(payload)
+    except MessageError as better:
+        return better
+    except Exception:  # noqa: BLE001 - fall back to the decoder's own words
+        pass
+    return MessageError("kind", str(exc)[:120], "a request, device_alert, subscribe or stats message")
+
+
+# ---------------------------------------------------------------------------- configuration
+class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Limits and time mapping of the server (see the module docstring)."""
+
+    max_frame_bytes: int = 1 << 20
+    max_connections: int = 256
+    max_inbound: int = 200_000
+    max_pending: int = 2_000_000
+    max_batch: int = 16_384
+    speed: float = 1000.0
+    origin_ns: int = 0
+    write_high_water: int = 8 << 20
+    http_results: int = 100_000
+    log_batch: int = 65_536
+
+    def __post_init__(self) -> None:
+        for name in ("max_frame_bytes", "max_connections", "max_inbound", "max_pending", "max_batch",
+                     "write_high_water", "http_results", "log_batch"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise MessageError(f"server.{name}", v, "an integer >= 1", code="config")
+        if not (self.speed > 0):
+            raise MessageError("server.speed", self.speed, "a number > 0 (virtual ns per wall ns)", code="config")
+
+
+class DeviceLeg(Protocol):
+    def __call__(self, batch: RequestBatch, cls: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]: ...
+
+
+class LogSink(Protocol):
+    def requests(self, cols: dict[str, npt.NDArray[Any]]) -> None: ...
+    def alerts(self, cols: dict[str, npt.NDArray[Any]]) -> None: ...
+
+
+# ---------------------------------------------------------------------------- pending finals
+@dataclass
+class _Run:
+    """Final answers of one micro-batch, sorted by due time; ``pos`` = next not yet sent."""
+
+    due: npt.NDArray[np.int64]
+    conn: npt.NDArray[np.int64]
+    kind: npt.NDArray[np.uint8]
+    cid: npt.NDArray[np.uint64]
+    code: npt.NDArray[np.uint8]
+    outcome: npt.NDArray[np.uint8]
+    wait: npt.NDArray[np.int64]
+    backlog: npt.NDArray[np.int64]
+    t_done: npt.NDArray[np.int64]
+    pos: int = 0
+
+
+@dataclass
+class _Counters:
+    connections: int = 0
+    connections_refused: int = 0
+    frames: int = 0
+    requests: int = 0
+    acked: int = 0
+    finals: int = 0
+    refused_busy: int = 0
+    malformed: int = 0
+    oversized: int = 0
+    orphaned: int = 0
+    batches: int = 0
+    alerts_in: int = 0
+    alerts_forwarded: int = 0
+    http_requests: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+# ---------------------------------------------------------------------------- the server
+@dataclass
+class DccServer:
+    """The pipeline behind a TCP port. Create, then ``await start(host, port)``.
+
+    Parameters
+    ----------
+    pipeline:
+        The stage state (from ``build_pipeline``); this server is its only user.
+    classify:
+        Request class of each row of a batch (the capacity model's classes).
+    device_leg:
+        WAN/device latency (virtual ns) and fault of each row.
+    clock:
+        Monotonic int64 nanoseconds (``time.monotonic_ns``; a test may pass another).
+    sink:
+        Optional server-side log (``requests``/``alerts`` columns, virtual time), written in
+        batches of ``config.log_batch`` rows and flushed by :meth:`close`.
+    """
+
+    pipeline: Pipeline
+    classify: Callable[[RequestBatch], npt.NDArray[np.uint8]]
+    device_leg: DeviceLeg
+    clock: Callable[[], int]
+    config: ServerConfig = field(default_factory=ServerConfig)
+    sink: LogSink | None = None
+
+    def __post_init__(self) -> None:
+        self.counters = _Counters()
+        self._start = self.clock()
+        self._conns: dict[int, _Conn] = {}
+        self._conn_ids = itertools.count(1)
+        self._in: list[tuple[RequestBatch, int, int, npt.NDArray[np.uint64], int]] = []
+        self._in_rows = 0
+        self._alerts_in: list[tuple[int, int, int, DeviceAlert]] = []
+        self._objects: dict[int, tuple[ServiceRequest, int]] = {}
+        self._obj_ids = itertools.count(1)
+        self._heap: list[tuple[int, int, _Run]] = []
+        self._heap_seq = itertools.count()
+        self._pending_rows = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0
+        self._tick_scheduled = False
+        self._last_t = self.config.origin_ns
+        self._http_results: OrderedDict[str, bytes] = OrderedDict()
+        self._subscribers: set[int] = set()
+        self._log: list[dict[str, npt.NDArray[Any]]] = []
+        self._log_rows = 0
+        self._seq = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._alert_counter = itertools.count(1)
+
+    # -------------------------------------------------------------- lifecycle
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen; returns the port (useful with ``port=0``)."""
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(lambda: _Conn(self), host, port, backlog=1024)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        """Stop listening, answer what is due, close connections, flush the log."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        if self._in:
+            self._process()
+        self._flush_due(final=False)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for c in list(self._conns.values()):
+            c.transport.close()
+        self._flush_log()
+
+    # -------------------------------------------------------------- time
+    def virtual_now(self) -> int:
+        t = self.config.origin_ns + int((self.clock() - self._start) * self.config.speed)
+        self._last_t = max(self._last_t, t)
+        return self._last_t
+
+    def _wall_of(self, t_virtual: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        return self._start + ((t_virtual - self.config.origin_ns) / self.config.speed).astype(np.int64)
+
+    # -------------------------------------------------------------- intake
+    def room(self, n: int) -> str | None:
+        """Why ``n`` more rows cannot be taken now, or ``None``."""
+        cfg = self.config
+        if self._in_rows + n > cfg.max_inbound:
+            return f"inbound queue full ({self._in_rows} of {cfg.max_inbound} requests waiting)"
+        if self._pending_rows + self._in_rows + n > cfg.max_pending:
+            return f"pending answers full ({self._pending_rows} of {cfg.max_pending})"
+        return None
+
+    def enqueue(self, batch: RequestBatch, conn: int, kind: int, cid: npt.NDArray[np.uint64]) -> None:
+        t = self.virtual_now()
+        self._in.append((batch, conn, kind, cid, t))
+        self._in_rows += len(batch)
+        self.counters.requests += len(batch)
+        if self._in_rows >= self.config.max_batch:
+            self._process()
+        elif not self._tick_scheduled:
+            self._tick_scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._tick)
+
+    def enqueue_object(self, req: ServiceRequest, conn: int, kind: int) -> None:
+        """A full-format request (already converted to one row by the caller's check)."""
+        key = next(self._obj_ids)
+        self._objects[key] = (req, conn)
+        self.enqueue(RequestBatch.from_requests([req]), conn, kind, np.array([key], np.uint64))
+
+    def enqueue_alert(self, alert: DeviceAlert, conn: int, fmt: int) -> None:
+        self._alerts_in.append((self.virtual_now(), conn, fmt, alert))
+        self.counters.alerts_in += 1
+        if not self._tick_scheduled:
+            self._tick_scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self._tick_scheduled = False
+        self._process()
+
+    # -------------------------------------------------------------- a micro-batch
+    def _process(self) -> None:
+        if self._alerts_in:
+            self._process_alerts()
+        if not self._in:
+            return
+        parts, self._in, self._in_rows = self._in, [], 0
+        batch = parts[0][0] if len(parts) == 1 else RequestBatch.concat(p[0] for p in parts)
+        n = len(batch)
+        t = batch.t_scheduled_ns if len(parts) == 1 else batch.t_scheduled_ns
+        t[:] = np.repeat(np.array([p[4] for p in parts], np.int64), [len(p[0]) for p in parts])
+        conn = np.repeat(np.array([p[1] for p in parts], np.int64), [len(p[0]) for p in parts])
+        kind = np.repeat(np.array([p[2] for p in parts], np.uint8), [len(p[0]) for p in parts])
+        cid = parts[0][3] if len(parts) == 1 else np.concatenate([p[3] for p in parts])
+        cls = self.classify(batch)
+        lat, fault = self.device_leg(batch, cls)
+        res = self.pipeline.process(batch, cls, lat, fault)
+        self.counters.batches += 1
+        due = self._wall_of(res.t_done_ns)
+        order = np.argsort(due, kind="stable")
+        run = _Run(due=due[order], conn=conn[order], kind=kind[order], cid=cid[order],
+                   code=res.response_code[order], outcome=res.outcome[order], wait=res.wait_ns[order],
+                   backlog=res.backlog[order], t_done=res.t_done_ns[order])
+        heapq.heappush(self._heap, (int(run.due[0]), next(self._heap_seq), run))
+        self._pending_rows += n
+        if self.sink is not None:
+            self._log_requests(batch, cls, res)
+        self._flush_due()
+
+    def _log_requests(self, batch: RequestBatch, cls: npt.NDArray[np.uint8], res: Any) -> None:
+        n = len(batch)
+        seq = np.arange(self._seq, self._seq + n, dtype=np.uint64)
+        self._seq += n
+        zeros8 = np.zeros(n, np.uint8)
+        self._log.append({
+            "seq": seq, "t_scheduled_ns": batch.t_scheduled_ns.copy(), "t_done_ns": res.t_done_ns, "device": batch.device,
+            "srv": batch.srv, "role": batch.role, "command_variant": batch.command_variant, "outcome": res.outcome,
+            "response_code": res.response_code, "latency_ns": res.latency_ns, "within_target": res.within_target,
+            "period_start_ns": batch.period_start_ns, "period_end_ns": batch.period_end_ns,
+            "originator": batch.originator, "counter": batch.counter, "cls": cls, "attempt": zeros8,
+            "invalid": zeros8, "wait_ns": res.wait_ns, "backlog": res.backlog,
+        })
+        self._log_rows += n
+        if self._log_rows >= self.config.log_batch:
+            self._flush_log()
+
+    def _flush_log(self) -> None:
+        if self.sink is None or not self._log:
+            return
+        parts, self._log, self._log_rows = self._log, [], 0
+        self.sink.requests({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+
+    def _process_alerts(self) -> None:
+        items, self._alerts_in = self._alerts_in, []
+        t = np.array([x[0] for x in items], np.int64)
+        dev = np.array([int.from_bytes(bytes.fromhex(x[3].device.replace("-", "")), "big") for x in items], np.uint64)
+        code = np.array([x[3].alert_code for x in items], np.uint16)
+        action, count, seq = self.pipeline.process_alerts(t, dev, code)
+        if self.sink is not None:
+            z16 = np.zeros(len(items), np.uint16)
+            self.sink.alerts({"t_ns": t, "device": dev, "alert_code": code, "action": action, "throttled_count": count,
+                              "sequence_id": seq, "storm": np.zeros(len(items), np.bool_), "instruction": z16,
+                              "total_instructions": z16})
+        for i in np.flatnonzero(action != THROTTLED).tolist():
+            a = items[i][3]
+            c, s = int(count[i]), int(seq[i])
+            out = msgspec.structs.replace(a, throttled_alert_count=c or None, throttled_alert_sequence_id=s or None)
+            for sub in list(self._subscribers):
+                conn = self._conns.get(sub)
+                if conn is None:
+                    self._subscribers.discard(sub)
+                    continue
+                conn.send_message(out)
+                self.counters.alerts_forwarded += 1
+
+    # -------------------------------------------------------------- finals
+    def _flush_due(self, final: bool = False) -> None:
+        now = self.clock()
+        taken: list[tuple[_Run, int, int]] = []
+        while self._heap and self._heap[0][0] <= now:
+            _, _, run = heapq.heappop(self._heap)
+            j = int(np.searchsorted(run.due, now, side="right"))
+            taken.append((run, run.pos, j))
+            run.pos = j
+            if j < len(run.due):
+                heapq.heappush(self._heap, (int(run.due[j]), next(self._heap_seq), run))
+        if taken:
+            self._emit(taken)
+        self._arm()
+
+    def _arm(self) -> None:
+        if not self._heap or self._loop is None:
+            return
+        due = self._heap[0][0]
+        if self._timer is not None:
+            if self._timer_due <= due:
+                return
+            self._timer.cancel()
+        self._timer_due = due
+        delay = max(0.0, (due - self.clock()) / 1e9)
+        self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._flush_due()
+
+    def _emit(self, taken: list[tuple[_Run, int, int]]) -> None:
+        def cat(name: str) -> npt.NDArray[Any]:
+            return np.concatenate([getattr(r, name)[a:b] for r, a, b in taken])
+
+        conn, kind = cat("conn"), cat("kind")
+        n = len(conn)
+        self._pending_rows -= n
+        code, cid = cat("code"), cat("cid")
+        fast = kind == K_ROW
+        if fast.all():
+            rows = slice(None)
+            self._emit_rows(conn, cid, code, cat("outcome"), cat("wait"), cat("backlog"), rows)
+            return
+        idx = np.flatnonzero(fast)
+        if len(idx):
+            self._emit_rows(conn, cid, code, cat("outcome"), cat("wait"), cat("backlog"), idx)
+        t_done = cat("t_done")
+        for i in np.flatnonzero(~fast).tolist():
+            req, c = self._objects.pop(int(cid[i]))
+            resp = Response.for_request(req, RESPONSE_CODES[int(code[i])], from_ns(int(t_done[i])))
+            self.counters.finals += 1
+            if kind[i] == K_HTTP:
+                self._http_results[str(req.request_id)] = encode_response_xml(resp)
+                while len(self._http_results) > self.config.http_results:
+                    self._http_results.popitem(last=False)
+                continue
+            target = self._conns.get(c)
+            if target is None:
+                self.counters.orphaned += 1
+            else:
+                target.send_message(resp)
+
+    def _emit_rows(self, conn: npt.NDArray[np.int64], cid: npt.NDArray[np.uint64], code: npt.NDArray[np.uint8],
+                   outcome: npt.NDArray[np.uint8], wait: npt.NDArray[np.int64], backlog: npt.NDArray[np.int64],
+                   sel: Any) -> None:
+        conn, cid, code, outcome, wait, backlog = conn[sel], cid[sel], code[sel], outcome[sel], wait[sel], backlog[sel]
+        first = int(conn[0])
+        groups = [(first, slice(None))] if (conn == first).all() else [(int(c), conn == c) for c in np.unique(conn)]
+        for c, s in groups:
+            target = self._conns.get(c)
+            k = len(conn) if isinstance(s, slice) else int(s.sum())
+            if target is None:
+                self.counters.orphaned += k
+                continue
+            self.counters.finals += k
+            payload = _mp_enc.encode(RowFinals(
+                ids=cid[s].astype("<u8").tobytes(), code=code[s].tobytes(), outcome=outcome[s].tobytes(),
+                wait_ns=wait[s].astype("<i8").tobytes(), backlog=backlog[s].astype("<i8").tobytes()))
+            target.send(frame(TAG_FINALS, payload))
+
+    # -------------------------------------------------------------- connections
+    def _register(self, conn: _Conn) -> int | None:
+        if len(self._conns) >= self.config.max_connections:
+            self.counters.connections_refused += 1
+            return None
+        cid = next(self._conn_ids)
+        self._conns[cid] = conn
+        self.counters.connections += 1
+        return cid
+
+    def _unregister(self, cid: int) -> None:
+        self._conns.pop(cid, None)
+        self._subscribers.discard(cid)
+
+    def subscribe(self, cid: int) -> None:
+        self._subscribers.add(cid)
+
+    def stats(self) -> StatsReply:
+        cache = self.pipeline.cache_stats().to_dict()
+        return StatsReply(server=self.counters.to_dict() | {"pending": self._pending_rows, "inbound": self._in_rows},
+                          cache=cache, throttle=self.pipeline.throttle_summary())
+
+    def http_result(self, request_id: str) -> bytes | None:
+        return self._http_results.get(request_id)
+
+    def now_datetime(self) -> datetime:
+        return from_ns(self.virtual_now())
+
+
+# ---------------------------------------------------------------------------- one connection
+class _Conn(asyncio.Protocol):
+    """Frame (or HTTP) parsing for one connection; all work is handed to the server."""
+
+    def __init__(self, server: DccServer):
+        self.server = server
+        self.cfg = server.config
+        self.buf = bytearray()
+        self.skip = 0
+        self.mode: Literal["?", "frames", "http", "closed"] = "?"
+        self.id = 0
+        self.fmt = TAG_MSGPACK
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=self.cfg.write_high_water)
+        cid = self.server._register(self)
+        if cid is None:
+            self.mode = "closed"
+            transport.write(frame(TAG_CLOSE, f"too many connections (max {self.cfg.max_connections})".encode()))
+            transport.close()
+            return
+        self.id = cid
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.mode = "closed"
+        self.buf = bytearray()
+        self.server._unregister(self.id)
+
+    def pause_writing(self) -> None:  # the client is not reading its answers: stop reading it
+        if self.mode != "closed":
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.mode != "closed":
+            self.transport.resume_reading()
+
+    def send(self, data: bytes) -> None:
+        if self.mode != "closed":
+            self.transport.write(data)
+
+    def send_message(self, msg: Any) -> None:
+        if self.mode == "http":
+            if isinstance(msg, DeviceAlert):
+                return
+        enc = _js_enc if self.fmt == TAG_JSON else _mp_enc
+        self.send(frame(self.fmt, enc.encode(msg)))
+
+    def close_with(self, reason: str) -> None:
+        self.send(frame(TAG_CLOSE, reason.encode()))
+        self.mode = "closed"
+        self.transport.close()
+
+    # -------------------------------------------------------------- bytes in
+    def data_received(self, data: bytes) -> None:
+        if self.mode == "closed":
+            return
+        buf = self.buf
+        buf += data
+        if self.mode == "?":
+            if len(buf) < 4:
+                return
+            self.mode = "http" if bytes(buf[:4]) in _HTTP_STARTS else "frames"
+        if self.mode == "http":
+            self._http()
+            return
+        off = 0
+        end = len(buf)
+        max_frame = self.cfg.max_frame_bytes
+        while self.mode == "frames":
+            if self.skip:
+                k = min(self.skip, end - off)
+                self.skip -= k
+                off += k
+                if self.skip:
+                    break
+            if end - off < 4:
+                break
+            length = int.from_bytes(buf[off:off + 4], "big")
+            if length == 0:
+                self.server.counters.malformed += 1
+                self.close_with("framing broken: a frame length of 0 (a frame holds at least its tag byte)")
+                return
+            if length > max_frame:
+                self.server.counters.oversized += 1
+                self.send(frame(TAG_ERROR, _mp_enc.encode(ErrorReply(
+                    message=f"frame of {length} bytes exceeds the maximum of {max_frame}; skipped",
+                    field="frame.length", value=str(length), expected=f"at most {max_frame} bytes"))))
+                self.skip = length
+                off += 4
+                continue
+            if end - off < 4 + length:
+                break
+            tag = buf[off + 4]
+            payload = bytes(buf[off + _HDR: off + 4 + length])
+            off += 4 + length
+            self.server.counters.frames += 1
+            self._frame(tag, payload)
+        if self.mode != "closed":
+            del buf[:off]
+
+    def _frame(self, tag: int, payload: bytes) -> None:
+        if tag == TAG_ROWS:
+            self._rows(payload)
+        elif tag == TAG_MSGPACK or tag == TAG_JSON:
+            self._messages(tag, payload)
+        else:
+            self.server.counters.malformed += 1
+            self.send(frame(TAG_ERROR, _mp_enc.encode(ErrorReply(
+                message=f"unknown frame tag {tag:#04x}; frame skipped", field="frame.tag", value=f"{tag:#04x}",
+                expected="R (compact rows), M (MessagePack) or J (JSON)"))))
+
+    def _rows(self, payload: bytes) -> None:
+        srv = self.server
+        if len(payload) < 9:
+            srv.counters.malformed += 1
+            self.send(frame(TAG_ERROR, _mp_enc.encode(ErrorReply(
+                message="R frame too short", field="frame.payload", value=f"{len(payload)} bytes",
+                expected="an 8-byte batch id followed by a MessagePack array of request rows"))))
+            return
+        batch_id = int.from_bytes(payload[:8], "big")
+        try:
+            batch = RequestBatch.from_msgpack(payload[8:])
+        except MessageError as exc:
+            srv.counters.malformed += 1
+            self.send(frame(TAG_ERROR, _mp_enc.encode(_error_reply(exc, batch_id=batch_id))))
+            return
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is the sender's malformed frame
+            srv.counters.malformed += 1
+            self.send(frame(TAG_ERROR, _mp_enc.encode(ErrorReply(
+                message=f"rows: {exc}", field="rows", value="", expected="a MessagePack array of RequestRow arrays",
+                batch_id=batch_id))))
+            return
+        n = len(batch)
+        if n == 0:
+            self.send(frame(TAG_ACK, _mp_enc.encode(RowAck(batch_id, 0))))
+            return
+        why = srv.room(n)
+        if why is not None:
+            srv.counters.refused_busy += n
+            self.send(frame(TAG_BUSY, _mp_enc.encode(BusyReply(reason=why, batch_id=batch_id, count=n))))
+            return
+        srv.counters.acked += n
+        self.send(frame(TAG_ACK, _mp_enc.encode(RowAck(batch_id, n))))
+        srv.enqueue(batch, self.id, K_ROW, np.arange(batch_id, batch_id + n, dtype=np.uint64))
+
+    def _messages(self, fmt: int, payload: bytes) -> None:
+        srv = self.server
+        self.fmt = fmt
+        try:
+            decoded = (_js_in if fmt == TAG_JSON else _mp_in).decode(payload)
+        except msgspec.MsgspecError as exc:
+            srv.counters.malformed += 1
+            self.send_message(_error_reply(_decode_problem(exc, payload, fmt)))
+            return
+        items = decoded if isinstance(decoded, list) else [decoded]
+        reqs: list[ServiceRequest] = []
+        for item in items:
+            match item:
+                case ServiceRequest():
+                    try:
+                        item.request_id.check()
+                        RequestBatch.from_requests([item])  # SRV, EUI-64s: refuse here, naming the field
+                    except MessageError as exc:
+                        srv.counters.malformed += 1
+                        self.send_message(_error_reply(exc, request_ids=[str(item.request_id)]))
+                        continue
+                    reqs.append(item)
+                case DeviceAlert():
+                    srv.enqueue_alert(item, self.id, fmt)
+                case Subscribe():
+                    if item.alerts:
+                        srv.subscribe(self.id)
+                case StatsRequest():
+                    self.send_message(srv.stats())
+        if not reqs:
+            return
+        why = srv.room(len(reqs))
+        if why is not None:
+            srv.counters.refused_busy += len(reqs)
+            self.send_message(BusyReply(reason=why, count=len(reqs), request_ids=[str(r.request_id) for r in reqs]))
+            return
+        now = srv.now_datetime()
+        kind = K_JSON if fmt == TAG_JSON else K_MSGPACK
+        acks = [Response.for_request(r, "I99", now) for r in reqs]
+        srv.counters.acked += len(reqs)
+        self.send(frame(fmt, (_js_enc if fmt == TAG_JSON else _mp_enc).encode(acks if isinstance(decoded, list) else acks[0])))
+        for r in reqs:
+            srv.enqueue_object(r, self.id, kind)
+
+    # -------------------------------------------------------------- HTTP
+    def _http(self) -> None:
+        buf = self.buf
+        while self.mode == "http":
+            head_end = buf.find(b"\r\n\r\n")
+            if head_end < 0:
+                if len(buf) > 16384:
+                    self._http_reply(431, b"text/plain", b"request header fields too large\n", close=True)
+                return
+            head = bytes(buf[:head_end]).decode("latin-1")
+            lines = head.split("\r\n")
+            parts = lines[0].split(" ")
+            if len(parts) != 3:
+                self._http_reply(400, b"text/plain", b"malformed request line\n", close=True)
+                return
+            method, path, _version = parts
+            headers = {}
+            for line in lines[1:]:
+                k, _, v = line.partition(":")
+                headers[k.strip().lower()] = v.strip()
+            try:
+                length = int(headers.get("content-length", "0"))
+                if length < 0:
+                    raise ValueError
+            except ValueError:
+                self._http_reply(400, b"text/plain", b"Content-Length: expected a non-negative integer\n", close=True)
+                return
+            if length > self.cfg.max_frame_bytes:
+                self.server.counters.oversized += 1
+                self._http_reply(413, b"text/plain",
+                                 f"body of {length} bytes exceeds the maximum of {self.cfg.max_frame_bytes}\n".encode(),
+                                 close=True)
+                return
+            if len(buf) < head_end + 4 + length:
+                return
+            body = bytes(buf[head_end + 4: head_end + 4 + length])
+            del buf[: head_end + 4 + length]
+            close = headers.get("connection", "").lower() == "close"
+            self._http_request(method, path.encode(), body, close)
+
+    def _http_request(self, method: str, path: bytes, body: bytes, close: bool) -> None:
+        srv = self.server
+        srv.counters.http_requests += 1
+        if method == "GET" and path.startswith(_RESULT_PATH):
+            from urllib.parse import unquote
+
+            rid = unquote(path[len(_RESULT_PATH):].decode("latin-1"))
+            xml = srv.http_result(rid)
+            if xml is None:
+                self._http_reply(404, b"text/plain", f"no final response for {rid} (pending or unknown)\n".encode(), close)
+            else:
+                self._http_reply(200, b"application/xml", xml, close)
+            return
+        if path not in SERVICE_PATHS:
+            self._http_reply(404, b"text/plain", b"not found: POST to /api/v1/serviceS, serviceT or serviceD\n", close)
+            return
+        if method != "POST":
+            self._http_reply(405, b"text/plain", b"method not allowed: use POST\n", close)
+            return
+        try:
+            req = decode_request_xml(body)
+            RequestBatch.from_requests([req])
+        except MessageError as exc:
+            srv.counters.malformed += 1
+            self._http_reply(400, b"text/plain", (str(exc) + "\n").encode(), close)
+            return
+        why = srv.room(1)
+        if why is not None:
+            srv.counters.refused_busy += 1
+            self._http_reply(503, b"text/plain", f"busy: {why}\n".encode(), close)
+            return
+        srv.counters.acked += 1
+        ack = Response.for_request(req, "I99", srv.now_datetime())
+        self._http_reply(200, b"application/xml", encode_response_xml(ack), close)
+        srv.enqueue_object(req, self.id, K_HTTP)
+
+    def _http_reply(self, status: int, ctype: bytes, body: bytes, close: bool) -> None:
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large",
+                  431: "Request Header Fields Too Large", 503: "Service Unavailable"}[status]
+        head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: ".encode() + ctype
+                + f"\r\nContent-Length: {len(body)}\r\n".encode()
+                + (b"Connection: close\r\n" if close else b"") + b"\r\n")
+        self.send(head + body)
+        if close:
+            self.mode = "closed"
+            self.transport.close()

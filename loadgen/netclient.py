@@ -1,0 +1,413 @@
+"""The open-loop network load generator for the wall-clock server (``dccsim load``).
+
+Every request has an **intended send time** from the load shape (a constant rate: request
+``k`` is due ``k / rate`` seconds after the start). The sender wakes, sends every request that
+is due as one compact ``R`` frame (see :mod:`dccsim.core.server`), and never waits for answers,
+so a slow server cannot slow the offered load (no coordinated omission): latency is measured
+from the intended time, and the lag between intended and actual send is recorded. When the
+socket's buffer is full the sender waits for it to drain; the lag shows it.
+
+Requests are the scenario day's requests in time order, sent again and again; each gets a fresh
+RequestID counter (``counter_base + k``, strictly increasing per originator). Rows are encoded
+once, up front; a frame is a slice of that buffer with the counters written in.
+
+Answers are counted per request: exactly one final answer (``F``), or refused (``B`` busy or
+``E`` error for its whole batch); whatever is neither when the drain time-out ends is ``lost``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from dccsim.core.catalogue import catalogue
+from dccsim.core.columns import ROLE_UNKNOWN
+from dccsim.core.messages import ROLES, RequestRow
+from dccsim.core.server import (
+    TAG_ACK,
+    TAG_BUSY,
+    TAG_CLOSE,
+    TAG_ERROR,
+    TAG_FINALS,
+    TAG_JSON,
+    TAG_MSGPACK,
+    TAG_ROWS,
+    BusyReply,
+    ErrorReply,
+    RowAck,
+    RowFinals,
+    StatsReply,
+    StatsRequest,
+    frame,
+)
+
+from .workload import INVALID_KINDS, DayWorkload
+
+__all__ = ["Traffic", "LoadResult", "OpenLoopClient", "run_open_loop", "traffic_from_workload"]
+
+_REPLAY = INVALID_KINDS.index("replay")
+_COUNTER_OFFSET = 20  # fixarray byte + 0xcf/8 originator + 0xcf/8 target + 0xcf marker of the counter
+_ack_dec = msgspec.msgpack.Decoder(RowAck)
+_fin_dec = msgspec.msgpack.Decoder(RowFinals)
+_busy_dec = msgspec.msgpack.Decoder(BusyReply)
+_err_dec = msgspec.msgpack.Decoder(ErrorReply)
+_stats_dec = msgspec.msgpack.Decoder(StatsReply | BusyReply | ErrorReply)
+_enc = msgspec.msgpack.Encoder()
+
+
+class Sink(Protocol):
+    def requests(self, cols: dict[str, npt.NDArray[Any]]) -> None: ...
+
+
+@dataclass
+class Traffic:
+    """The request mix to cycle through, as columns (one day of a scenario, in time order)."""
+
+    device: npt.NDArray[np.uint64]
+    originator: npt.NDArray[np.uint64]
+    srv: npt.NDArray[np.uint8]
+    role: npt.NDArray[np.uint8]
+    command_variant: npt.NDArray[np.uint8]
+    period_start_ns: npt.NDArray[np.int64]
+    period_end_ns: npt.NDArray[np.int64]
+    execution_ns: npt.NDArray[np.int64]
+    cls: npt.NDArray[np.uint8]
+    invalid: npt.NDArray[np.uint8]
+
+    def __len__(self) -> int:
+        return len(self.device)
+
+    def encode(self) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+        """Every row as a RequestRow MessagePack array, counters as 8-byte placeholders.
+
+        Returns the bytes of all rows back to back and the offset of each row (plus the end).
+        """
+        srvs = catalogue().srvs
+        parts = []
+        for o, d, v, s, r, ps, pe, x in zip(self.originator.tolist(), self.device.tolist(), self.command_variant.tolist(),
+                                            self.srv.tolist(), self.role.tolist(), self.period_start_ns.tolist(),
+                                            self.period_end_ns.tolist(), self.execution_ns.tolist(), strict=True):
+            row = _enc.encode(RequestRow(originator=o, target=d, counter=1 << 63, command_variant=v, srv=srvs[s],
+                                         role=ROLES[r] if r != ROLE_UNKNOWN else "", period_start_ns=ps,
+                                         period_end_ns=pe, execution_ns=x))
+            # EUI-64s of real devices and users are > 2**32, so the counter sits at a fixed offset
+            if row[_COUNTER_OFFSET - 1] != 0xCF or row[1] != 0xCF or row[10] != 0xCF:
+                raise ValueError(f"traffic row: originator {o:#x} / device {d:#x}: expected EUI-64s >= 2**32")
+            parts.append(row)
+        off = np.zeros(len(parts) + 1, np.int64)
+        off[1:] = np.cumsum([len(p) for p in parts])
+        return np.frombuffer(b"".join(parts), np.uint8), off
+
+
+def traffic_from_workload(wl: DayWorkload) -> Traffic:
+    """A scenario day's requests in time order (replayed counters become ordinary requests)."""
+    day0 = wl.day0
+    r = wl.requests(0, day0, day0 + 24 * 3600 * 1_000_000_000)
+    invalid = np.where(r.invalid == _REPLAY, 0, r.invalid).astype(np.uint8)
+    return Traffic(device=r.device, originator=r.originator, srv=r.srv, role=r.role, command_variant=r.command_variant,
+                   period_start_ns=r.period_start_ns, period_end_ns=r.period_end_ns, execution_ns=r.execution_ns,
+                   cls=r.cls, invalid=invalid)
+
+
+@dataclass
+class LoadResult:
+    """Per-request results of one open-loop run (index = request number)."""
+
+    n: int
+    start_ns: int
+    intended_ns: npt.NDArray[np.int64]  # offsets from start
+    sent_ns: npt.NDArray[np.int64]  # absolute clock, 0 = never sent
+    ack_ns: npt.NDArray[np.int64]
+    done_ns: npt.NDArray[np.int64]
+    code: npt.NDArray[np.uint8]
+    outcome: npt.NDArray[np.uint8]
+    wait_ns: npt.NDArray[np.int64]
+    backlog: npt.NDArray[np.int64]
+    finals: npt.NDArray[np.uint8]
+    refused: npt.NDArray[np.uint8]  # 0 no, 1 busy, 2 error
+    errors: list[str] = field(default_factory=list)
+    close_reason: str | None = None
+    stats: StatsReply | None = None
+    end_ns: int = 0
+
+    @property
+    def sent(self) -> int:
+        return int((self.sent_ns != 0).sum())
+
+    @property
+    def answered(self) -> int:
+        return int((self.finals > 0).sum())
+
+    @property
+    def duplicates(self) -> int:
+        return int((self.finals > 1).sum())
+
+    @property
+    def refused_count(self) -> int:
+        return int((self.refused > 0).sum())
+
+    @property
+    def lost(self) -> int:
+        return int(((self.sent_ns != 0) & (self.finals == 0) & (self.refused == 0)).sum())
+
+
+def _pct(x: npt.NDArray[np.int64]) -> dict[str, float]:
+    if not len(x):
+        return {}
+    p = np.percentile(x, [50, 90, 99, 99.9])
+    return {"p50": p[0] / 1e9, "p90": p[1] / 1e9, "p99": p[2] / 1e9, "p999": p[3] / 1e9, "max": float(x.max()) / 1e9}
+
+
+class OpenLoopClient(asyncio.Protocol):
+    """Sends ``n`` requests at their intended times over one connection and records the answers."""
+
+    def __init__(self, traffic: Traffic, n: int, intended_ns: npt.NDArray[np.int64], clock: Callable[[], int],
+                 counter_base: int = 1, max_rows: int = 4096):
+        self.traffic = traffic
+        self.blob, self.off = traffic.encode()
+        self.n = n
+        self.clock = clock
+        self.counter_base = counter_base
+        self.max_rows = max_rows
+        self.res = LoadResult(
+            n=n, start_ns=0, intended_ns=intended_ns, sent_ns=np.zeros(n, np.int64), ack_ns=np.zeros(n, np.int64),
+            done_ns=np.zeros(n, np.int64), code=np.zeros(n, np.uint8), outcome=np.zeros(n, np.uint8),
+            wait_ns=np.zeros(n, np.int64), backlog=np.zeros(n, np.int64), finals=np.zeros(n, np.uint8),
+            refused=np.zeros(n, np.uint8))
+        self.buf = bytearray()
+        self.settled = 0
+        self.sent_rows = 0
+        self.done = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.stats_reply: asyncio.Future[StatsReply] | None = None
+        self.transport: asyncio.Transport | None = None
+
+    # -------------------------------------------------------------- frames out
+    def rows_frame(self, a: int, b: int) -> bytes:
+        """Requests ``a .. b-1`` as one R frame (batch id = ``a``)."""
+        D = len(self.traffic)
+        k = np.arange(a, b, dtype=np.int64)
+        day = k % D
+        i0, i1 = int(day[0]), int(day[-1])
+        if i1 >= i0 and b - a == i1 - i0 + 1:
+            body = self.blob[self.off[i0]:self.off[i1 + 1]].copy()
+            pos = self.off[day] - self.off[i0]
+        else:
+            lens = self.off[day + 1] - self.off[day]
+            starts = np.repeat(self.off[day] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+            body = self.blob[np.arange(int(lens.sum())) + starts]
+            pos = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        counters = (np.uint64(self.counter_base) + k.astype(np.uint64)).astype(">u8").view(np.uint8).reshape(-1, 8)
+        body[(pos + _COUNTER_OFFSET)[:, None] + np.arange(8)] = counters
+        n = b - a
+        head = (b"\xdc" + n.to_bytes(2, "big")) if n < 65536 else (b"\xdd" + n.to_bytes(4, "big"))
+        return frame(TAG_ROWS, a.to_bytes(8, "big") + head + body.tobytes())
+
+    async def send_all(self, lead_ns: int = 20_000_000) -> None:
+        """The open-loop sender: wake, send what is due, sleep until the next intended time."""
+        res = self.res
+        intended = res.intended_ns
+        res.start_ns = start = self.clock() + lead_ns
+        i = 0
+        n = self.n
+        while i < n and not self.closed.is_set():
+            if not self.writable.is_set():
+                await self.writable.wait()
+            now = self.clock()
+            el = now - start
+            j = int(np.searchsorted(intended, el, side="right"))
+            if j <= i:
+                await asyncio.sleep((int(intended[i]) - el) / 1e9)
+                continue
+            j = min(j, i + self.max_rows)
+            data = self.rows_frame(i, j)
+            res.sent_ns[i:j] = now
+            assert self.transport is not None
+            self.transport.write(data)
+            self.sent_rows = j
+            i = j
+            await asyncio.sleep(0)
+        self._check_done()
+
+    async def request_stats(self, timeout: float = 5.0) -> StatsReply | None:
+        if self.transport is None or self.closed.is_set():
+            return None
+        self.stats_reply = asyncio.get_running_loop().create_future()
+        self.transport.write(frame(TAG_MSGPACK, _enc.encode(StatsRequest())))
+        try:
+            return await asyncio.wait_for(self.stats_reply, timeout)
+        except TimeoutError:
+            return None
+
+    # -------------------------------------------------------------- frames in
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
+        self.writable.set()
+        self.done.set()
+        if self.stats_reply is not None and not self.stats_reply.done():
+            self.stats_reply.cancel()
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        off, end = 0, len(buf)
+        while end - off >= 5:
+            length = int.from_bytes(buf[off:off + 4], "big")
+            if end - off < 4 + length:
+                break
+            tag = buf[off + 4]
+            payload = bytes(buf[off + 5:off + 4 + length])
+            off += 4 + length
+            self._frame(tag, payload)
+        del buf[:off]
+        self._check_done()
+
+    def _frame(self, tag: int, payload: bytes) -> None:
+        res = self.res
+        now = self.clock()
+        if tag == TAG_FINALS:
+            f = _fin_dec.decode(payload)
+            ids = np.frombuffer(f.ids, "<u8").astype(np.int64)
+            res.done_ns[ids] = now
+            res.code[ids] = np.frombuffer(f.code, np.uint8)
+            res.outcome[ids] = np.frombuffer(f.outcome, np.uint8)
+            res.wait_ns[ids] = np.frombuffer(f.wait_ns, "<i8")
+            res.backlog[ids] = np.frombuffer(f.backlog, "<i8")
+            np.add.at(res.finals, ids, 1)
+            self.settled += len(ids)
+        elif tag == TAG_ACK:
+            a = _ack_dec.decode(payload)
+            res.ack_ns[a.batch_id:a.batch_id + a.count] = now
+        elif tag == TAG_BUSY:
+            b = _busy_dec.decode(payload)
+            if b.batch_id is not None:
+                res.refused[b.batch_id:b.batch_id + b.count] = 1
+                self.settled += b.count
+        elif tag == TAG_ERROR:
+            e = _err_dec.decode(payload)
+            res.errors.append(e.message)
+            if e.batch_id is not None:
+                count = self._batch_len(e.batch_id)
+                res.refused[e.batch_id:e.batch_id + count] = 2
+                self.settled += count
+        elif tag == TAG_CLOSE:
+            res.close_reason = payload.decode("utf-8", "replace")
+        elif tag in (TAG_MSGPACK, TAG_JSON) and self.stats_reply is not None:
+            msg = _stats_dec.decode(payload)
+            if isinstance(msg, StatsReply) and not self.stats_reply.done():
+                self.stats_reply.set_result(msg)
+
+    def _batch_len(self, batch_id: int) -> int:
+        """Rows of the batch that started at ``batch_id`` (sent together at one time)."""
+        sent = self.res.sent_ns
+        t = sent[batch_id]
+        j = batch_id
+        while j < self.sent_rows and sent[j] == t:
+            j += 1
+        return j - batch_id
+
+    def _check_done(self) -> None:
+        if self.sent_rows == self.n and self.settled >= self.n:
+            self.done.set()
+
+    # -------------------------------------------------------------- results
+    def summary(self) -> dict[str, Any]:
+        """The wall-clock figures: rates, refusals, losses, send lag and latencies (seconds)."""
+        res = self.res
+        sent = res.sent_ns != 0
+        ok = res.finals > 0
+        intended_abs = res.start_ns + res.intended_ns
+        span = max(int(res.sent_ns[sent].max() - res.start_ns) if sent.any() else 0, 1)
+        done_span = max(int(res.done_ns[ok].max() - res.start_ns) if ok.any() else 0, 1)
+        acked = res.ack_ns != 0
+        return {
+            "offered": res.n, "sent": int(sent.sum()), "answered": int(ok.sum()), "duplicates": res.duplicates,
+            "refused_busy": int((res.refused == 1).sum()), "refused_error": int((res.refused == 2).sum()),
+            "lost": res.lost, "errors": res.errors[:10], "close_reason": res.close_reason,
+            "send_rate_per_s": round(int(sent.sum()) / (span / 1e9), 1),
+            "answer_rate_per_s": round(int(ok.sum()) / (done_span / 1e9), 1),
+            "send_lag_s": _pct(res.sent_ns[sent] - intended_abs[sent]),
+            "ack_latency_s": _pct(res.ack_ns[acked] - intended_abs[acked]),
+            "final_latency_s": _pct(res.done_ns[ok] - intended_abs[ok]),
+        }
+
+    def write_to(self, sink: Sink, day0: int, targets_ns: npt.NDArray[np.int64], speed: float,
+                 chunk: int = 262_144) -> None:
+        """Answered requests as run-log columns (wall-clock ns, offset to ``day0``)."""
+        res = self.res
+        ok = np.flatnonzero(res.finals > 0)
+        tr = self.traffic
+        for a in range(0, len(ok), chunk):
+            k = ok[a:a + chunk]
+            day = k % len(tr)
+            intended = res.start_ns + res.intended_ns[k]
+            latency = res.done_ns[k] - intended
+            cls = tr.cls[day]
+            sink.requests({
+                "seq": k.astype(np.uint64), "t_scheduled_ns": day0 + res.intended_ns[k],
+                "t_done_ns": day0 + (res.done_ns[k] - res.start_ns), "device": tr.device[day], "srv": tr.srv[day],
+                "role": tr.role[day], "command_variant": tr.command_variant[day], "outcome": res.outcome[k],
+                "response_code": res.code[k], "latency_ns": latency,
+                "within_target": latency * speed <= targets_ns[cls], "period_start_ns": tr.period_start_ns[day],
+                "period_end_ns": tr.period_end_ns[day], "originator": tr.originator[day],
+                "counter": np.uint64(self.counter_base) + k.astype(np.uint64), "cls": cls,
+                "attempt": np.zeros(len(k), np.uint8), "invalid": tr.invalid[day], "wait_ns": res.wait_ns[k],
+                "backlog": res.backlog[k],
+            })
+
+
+async def run_open_loop(host: str, port: int, traffic: Traffic, rate: float, duration_s: float,
+                        clock: Callable[[], int], counter_base: int = 1, drain_timeout_s: float = 10.0,
+                        stats: bool = True, stop: asyncio.Event | None = None) -> OpenLoopClient:
+    """Offer ``rate`` requests/s for ``duration_s`` seconds; wait for the answers; return the client.
+
+    ``stop`` (e.g. set on SIGINT) ends sending early; the answers to what was sent are still
+    awaited for up to ``drain_timeout_s``.
+    """
+    n = max(1, int(rate * duration_s))
+    intended = (np.arange(n, dtype=np.float64) * (1e9 / rate)).astype(np.int64)
+    loop = asyncio.get_running_loop()
+    client = OpenLoopClient(traffic, n, intended, clock, counter_base=counter_base)
+    transport, _ = await asyncio.wait_for(loop.create_connection(lambda: client, host, port), 10.0)
+    try:
+        sender = asyncio.ensure_future(client.send_all())
+        if stop is not None:
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({sender, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not sender.done():
+                sender.cancel()
+                client.n = client.sent_rows
+            stopper.cancel()
+        try:
+            await sender
+        except asyncio.CancelledError:
+            if stop is None or not stop.is_set():
+                raise
+        client._check_done()
+        try:
+            await asyncio.wait_for(client.done.wait(), drain_timeout_s)
+        except TimeoutError:
+            pass
+        client.res.end_ns = clock()
+        if stats:
+            client.res.stats = await client.request_stats()
+    finally:
+        transport.close()
+    return client

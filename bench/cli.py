@@ -30,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "throttle": "dccsim.bench.cmd_throttle:throttle",
     "tune-throttle": "dccsim.bench.cmd_throttle:tune_throttle",
     "make-alert-trace": "dccsim.bench.cmd_throttle:make_alert_trace",
+    "serve": "dccsim.bench.cmd_serve:serve",
+    "load": "dccsim.bench.cmd_serve:load",
 }
 
 

@@ -1,4 +1,4 @@
-"""Throughput and memory of the readings cache: the Numba kernels against the plain-Python reference.
+"""Throughput and memory of the readings cache: Numba kernels against a plain-Python reference.
 
 Run with ``python -m dccsim.bench.bench_cache`` (``--help`` for sizes); add ``--load 50000000``
 to fill a cache with that many entries and measure its memory.

@@ -51,10 +51,11 @@ State is two flat arrays plus a counter vector (see :mod:`dccsim.cache._kernels`
 - a **ring of 28-byte records** in store order (= expiry order), ``A = C + C/32`` records
   for capacity ``C``: device (8 B), period (8 B: ``start_s << 30 | length_s``; start needs
   34 bits for any non-negative int64 ns, the length 29, and bit 29 marks a replaced record
-  dead), stored time modulo 2**48 ns (6 B), srv (1 B), code (1 B), payload reference (4 B). The stored time is exact in ns: every record in the
-  ring is younger than ``R <= 72 h``, and ``2**48 ns`` is about 78.2 h, so it is rebuilt from
-  the clock without ambiguity. The ``C/32`` slack holds replaced (dead) records until the
-  head passes them or a compaction drops them.
+  dead), stored time modulo 2**48 ns (6 B), srv (1 B), code (1 B), payload reference
+  (4 B). The stored time is exact in ns: every record in the ring is younger than
+  ``R <= 72 h``, and ``2**48 ns`` is about 78.2 h, so it is rebuilt from the clock without
+  ambiguity. The ``C/32`` slack holds replaced (dead) records until the head passes them or
+  a compaction drops them.
 - a **Robin Hood index** of ``N = 1.25 C`` 8-byte slots (``hash32 << 32 | position``; load
   at most 0.8). The 32-bit hash is also the fingerprint, so a probe touches the ring only
   for a likely match, and deletion shifts the cluster back (no tombstones).
@@ -65,15 +66,15 @@ three SRVs, 72 h of daily reads) needs ``300e6 * 38.875 B = 11.66e9 B = 10.86 Gi
 replaced records ever fill the ring's slack while it is less than 1/16 dead, the ring grows
 once, to ``C + C/15`` records: at most ``28 * 16/15 + 10 = 39.87`` bytes per entry.
 
-Expiry is bulk and cheap: the ring head is the oldest record, so each operation compares
-its time with the head's and pops only what has expired (one index deletion each); an
-eviction pops the head too. A store that replaces a live entry marks the old record dead
-and appends the new one; the head drops dead records as it passes them. When the ring is
-full and at least 1/16 of it is dead, one pass over the ring drops them (a compaction), so
-a replacement costs at most about 16 records looked at, amortised (replacements happen when
-two misses of one key are in flight at once).
-An unbounded cache (``capacity=None``) doubles its arrays when it is full (briefly holding
-old and new); size a long run with a bound to keep memory flat.
+Expiry is bulk and cheap: the ring head is the oldest record, so each operation compares its
+time with the head's and pops only what has expired (one index deletion each); an eviction
+pops the head too. A store that replaces a live entry marks the old record dead and appends
+the new one; the head drops dead records as it passes them. When the ring is full and at
+least 1/16 of it is dead, one pass over the ring drops them (a compaction), so a replacement
+costs at most about 16 records looked at, amortised (replacements happen when two misses of
+one key are in flight at once). An unbounded cache (``capacity=None``) doubles its arrays
+when it is full (briefly holding old and new); size a long run with a bound to keep memory
+flat.
 
 Examples
 --------
@@ -110,7 +111,6 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _kernels as K
-from ._jit import JIT_ENABLED
 from .errors import CacheConfigError, CacheInputError
 from .stats import CacheStats
 
@@ -138,7 +138,7 @@ MAX_CAPACITY = 3_000_000_000
 _RECORD_BYTES = K.WORDS * 4
 _INDEX_SLOT_BYTES = 8
 
-#: bytes per entry of a full cache, without the fixed 128 bytes of counters
+#: bytes per entry of a full cache (before any ring growth), without the 152 bytes of counters
 BYTES_PER_ENTRY: float = _RECORD_BYTES * (1 + 1 / 32) + _INDEX_SLOT_BYTES * 1.25
 
 
@@ -229,7 +229,9 @@ def _column(name: str, value: object, n: int | None) -> npt.NDArray[Any]:
             argument=name,
         )
     if value.ndim != 1:
-        raise CacheInputError(f"{name}: expected a 1-D array, got shape {value.shape}", argument=name)
+        raise CacheInputError(
+            f"{name}: expected a 1-D array, got shape {value.shape}", argument=name
+        )
     if n is not None and value.shape[0] != n:
         raise CacheInputError(
             f"{name}: expected {n} rows (as t_ns), got {value.shape[0]}", argument=name

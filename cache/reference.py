@@ -68,7 +68,9 @@ class ReferenceCache:
         self.expired += dropped
         return dropped
 
-    def lookup_one(self, t: int, device: int, srv: int, start: int, end: int) -> tuple[bool, int, int, int]:
+    def lookup_one(
+        self, t: int, device: int, srv: int, start: int, end: int
+    ) -> tuple[bool, int, int, int]:
         """(hit, code, payload_ref, stored_ns) for one key at time ``t``; zeros on a miss."""
         self.expire(t)
         value = self._entries.get((device, srv, start, end))

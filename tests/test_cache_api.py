@@ -42,6 +42,10 @@ def batch(n: int = 3, **override: np.ndarray) -> dict[str, np.ndarray]:
     return cols
 
 
+def arr(values: list[int], dtype: type = np.int64) -> np.ndarray:
+    return np.array(values, dtype=dtype)
+
+
 def lookup_args(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: cols[k] for k in ("t_ns", "device", "srv", "start_ns", "end_ns")}
 
@@ -59,7 +63,9 @@ def test_retention_that_is_not_a_number_is_a_clear_error(hours: object) -> None:
         ReadingsCache(retention_hours=hours)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("hours", "ns"), [(25, 25 * HOUR), (72, 72 * HOUR), (36.5, 36 * HOUR + HOUR // 2)])
+@pytest.mark.parametrize(
+    ("hours", "ns"), [(25, 25 * HOUR), (72, 72 * HOUR), (36.5, 36 * HOUR + HOUR // 2)]
+)
 def test_retention_is_kept_exactly_in_ns(hours: float, ns: int) -> None:
     assert ReadingsCache(retention_hours=hours).retention_ns == ns
 
@@ -122,8 +128,9 @@ def test_wrong_shape_length_or_type_names_the_argument() -> None:
         cache.apply(**batch(srv=np.ones(2, np.uint8)))
     with pytest.raises(CacheInputError, match=r"^device: expected a 1-D array"):
         cache.apply(**batch(device=np.zeros((3, 1), np.uint64)))
-    with pytest.raises(CacheInputError, match="^t_ns: expected a 1-D numpy array of int64, got list"):
-        cache.lookup([1, 2, 3], **{k: v for k, v in lookup_args(batch()).items() if k != "t_ns"})  # type: ignore[arg-type]
+    rest = {k: v for k, v in lookup_args(batch()).items() if k != "t_ns"}
+    with pytest.raises(CacheInputError, match="^t_ns: expected a 1-D numpy array of int64"):
+        cache.lookup([1, 2, 3], **rest)  # type: ignore[arg-type]
     with pytest.raises(CacheInputError, match="^out.stored_ns"):
         bad = LookupResult.empty(3)._replace(stored_ns=np.zeros(3, np.int32))
         cache.lookup(**lookup_args(batch()), out=bad)
@@ -141,14 +148,23 @@ def test_strided_inputs_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("override", "argument", "row", "message"),
     [
-        ({"op": np.array([0, 2, 0], np.uint8)}, "op", 1, r"op\[1\] = 2: expected 0 \(lookup\) or 1"),
-        ({"t_ns": np.array([5, 4, 6], np.int64)}, "t_ns", 1, r"t_ns\[1\] = 4 is earlier than the operation before it \(5\)"),
-        ({"t_ns": np.array([0, 1, 2**62], np.int64)}, "t_ns", 2, r"t_ns\[2\] = \d+: expected \|t\| < 2\*\*62"),
-        ({"start_ns": np.array([DAY0, -SEC, DAY0], np.int64)}, "start_ns", 1, r"at or after 1970"),
-        ({"start_ns": np.array([DAY0, DAY0 + 1, DAY0], np.int64)}, "start_ns", 1, r"expected whole seconds"),
-        ({"end_ns": np.array([DAY0, DAY0, DAY0 + 500], np.int64)}, "end_ns", 2, r"end_ns\[2\] = \d+: expected whole seconds"),
-        ({"end_ns": np.array([DAY0 - SEC, DAY0, DAY0], np.int64)}, "end_ns", 0, r"expected start_ns <= end_ns < start_ns \+ 2\*\*29 s"),
-        ({"end_ns": np.array([DAY0, DAY0 + 2**29 * SEC, DAY0], np.int64)}, "end_ns", 1, r"2\*\*29 s"),
+        ({"op": arr([0, 2, 0], np.uint8)}, "op", 1, r"op\[1\] = 2: expected 0 \(lookup\) or 1"),
+        (
+            {"t_ns": arr([5, 4, 6])}, "t_ns", 1,
+            r"t_ns\[1\] = 4 is earlier than the operation before it \(5\)",
+        ),
+        ({"t_ns": arr([0, 1, 2**62])}, "t_ns", 2, r"t_ns\[2\] = \d+: expected \|t\| < 2\*\*62"),
+        ({"start_ns": arr([DAY0, -SEC, DAY0])}, "start_ns", 1, r"at or after 1970"),
+        ({"start_ns": arr([DAY0, DAY0 + 1, DAY0])}, "start_ns", 1, r"expected whole seconds"),
+        (
+            {"end_ns": arr([DAY0, DAY0, DAY0 + 500])}, "end_ns", 2,
+            r"end_ns\[2\] = \d+: expected whole seconds",
+        ),
+        (
+            {"end_ns": arr([DAY0 - SEC, DAY0, DAY0])}, "end_ns", 0,
+            r"expected start_ns <= end_ns < start_ns \+ 2\*\*29 s",
+        ),
+        ({"end_ns": arr([DAY0, DAY0 + 2**29 * SEC, DAY0])}, "end_ns", 1, r"2\*\*29 s"),
     ],
 )
 def test_bad_values_name_argument_and_row_and_apply_nothing(
@@ -167,7 +183,8 @@ def test_bad_values_name_argument_and_row_and_apply_nothing(
 def test_time_may_not_go_back_across_batches() -> None:
     cache = ReadingsCache(retention_hours=48)
     cache.lookup(**lookup_args(batch(t_ns=np.array([10, 20, 30], np.int64))))
-    with pytest.raises(CacheInputError, match=r"t_ns\[0\] = 29 is earlier than the operation before it \(30\)"):
+    message = r"t_ns\[0\] = 29 is earlier than the operation before it \(30\)"
+    with pytest.raises(CacheInputError, match=message):
         cache.lookup(**lookup_args(batch(t_ns=np.array([29, 40, 50], np.int64))))
     with pytest.raises(CacheInputError, match="earlier than the cache clock 30"):
         cache.expire(29)
@@ -191,7 +208,8 @@ def test_preallocated_outputs_are_filled_in_place() -> None:
 # -- docs and packaging ----------------------------------------------------------------------
 @pytest.mark.parametrize("module", [readings, stats, reference])
 def test_docstring_examples_run(module: object) -> None:
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)  # type: ignore[arg-type]
+    flags = doctest.NORMALIZE_WHITESPACE
+    result = doctest.testmod(module, optionflags=flags)  # type: ignore[arg-type]
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -203,7 +221,8 @@ def test_public_surface() -> None:
 def test_import_compiles_nothing() -> None:
     code = (
         "import dccsim.cache, dccsim.cache._kernels as K; "
-        "print(sum(len(getattr(f, 'signatures', ())) for f in (K.run_ops, K.prepare, K.expire, K.rebuild)))"
+        "kernels = (K.run_ops, K.prepare, K.expire, K.rebuild); "
+        "print(sum(len(getattr(f, 'signatures', ())) for f in kernels))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"

@@ -112,14 +112,14 @@ class Stream:
         return len(self.t)
 
     def rows(self, lo: int, hi: int) -> list[np.ndarray]:
-        return [
-            x[lo:hi]
-            for x in (self.op, self.t, self.device, self.srv, self.start, self.end, self.code, self.ref)
-        ]
+        cols = (self.op, self.t, self.device, self.srv, self.start, self.end, self.code, self.ref)
+        return [x[lo:hi] for x in cols]
 
 
 @st.composite
-def streams(draw: st.DrawFn, max_ops: int = 60, capacities: list[int | None] | None = None) -> Stream:
+def streams(
+    draw: st.DrawFn, max_ops: int = 60, capacities: list[int | None] | None = None
+) -> Stream:
     hours = draw(st.one_of(st.sampled_from([25, 72, 48]), st.floats(25, 72)))
     retention = ReadingsCache(retention_hours=hours, capacity=1).retention_ns
     caps = capacities if capacities is not None else [None, 1, 2, 3, 5, 50]
@@ -144,15 +144,21 @@ def streams(draw: st.DrawFn, max_ops: int = 60, capacities: list[int | None] | N
     start = np.array([STARTS[(k // 3) % nkeys % len(STARTS)] for k in keys], np.int64)
     lengths = np.array([LENGTHS_S[(k // 5) % nkeys % len(LENGTHS_S)] for k in keys], np.int64)
     end = start + lengths * SEC
-    op = np.array(draw(st.lists(st.sampled_from([OP_LOOKUP, OP_STORE]), min_size=n, max_size=n)), np.uint8)
+    kinds = st.lists(st.sampled_from([OP_LOOKUP, OP_STORE]), min_size=n, max_size=n)
+    op = np.array(draw(kinds), np.uint8)
     code = np.array(draw(st.lists(st.integers(0, 255), min_size=n, max_size=n)), np.uint8)
     ref = np.array(draw(st.lists(st.integers(0, 2**32 - 1), min_size=n, max_size=n)), np.uint32)
     cuts = sorted(set(draw(st.lists(st.integers(0, n), max_size=6))))
     expire_after = draw(st.lists(st.booleans(), min_size=len(cuts) + 1, max_size=len(cuts) + 1))
-    return Stream(hours, capacity, initial, op, t, dev, srv, start, end, code, ref, cuts, expire_after)
+    return Stream(
+        hours, capacity, initial, op, t, dev, srv, start, end, code, ref, cuts, expire_after
+    )
 
 
-def run_reference(s: Stream, cache: ReadingsCache) -> tuple[list[tuple[bool, int, int, int]], ReferenceCache, Naive]:
+Row = tuple[bool, int, int, int]
+
+
+def run_reference(s: Stream, cache: ReadingsCache) -> tuple[list[Row], ReferenceCache, Naive]:
     ref = ReferenceCache(retention_ns=cache.retention_ns, capacity=s.capacity)
     naive = Naive(cache.retention_ns, s.capacity)
     out = []
@@ -177,7 +183,7 @@ def make_cache(s: Stream) -> ReadingsCache:
     )
 
 
-def run_split(s: Stream, cache: ReadingsCache, *, mixed_entry_points: bool) -> list[tuple[bool, int, int, int]]:
+def run_split(s: Stream, cache: ReadingsCache, *, mixed_entry_points: bool) -> list[Row]:
     """Apply the stream cut at ``s.cuts``; optionally through lookup/store where a piece allows."""
     out: list[tuple[bool, int, int, int]] = []
     bounds = [0, *s.cuts, len(s)]
@@ -253,7 +259,8 @@ def test_explicit_expire_matches_reference(data: st.DataObject) -> None:
         key = (int(s.device[i]), int(s.srv[i]), int(s.start[i]), int(s.end[i]))
         if s.op[i] == OP_LOOKUP:
             want = ref.lookup_one(int(s.t[i]), *key)
-            assert (bool(r.hit[0]), int(r.code[0]), int(r.payload_ref[0]), int(r.stored_ns[0])) == want
+            got = (bool(r.hit[0]), int(r.code[0]), int(r.payload_ref[0]), int(r.stored_ns[0]))
+            assert got == want
         else:
             ref.store_one(int(s.t[i]), *key, int(s.code[i]), int(s.ref[i]))
     assert counters(cache.stats()) == counters(ref.stats())
@@ -274,7 +281,9 @@ def keys(devices: list[int]) -> dict[str, np.ndarray]:
     }
 
 
-def store(cache: ReadingsCache, t: list[int], devices: list[int], refs: list[int] | None = None) -> None:
+def store(
+    cache: ReadingsCache, t: list[int], devices: list[int], refs: list[int] | None = None
+) -> None:
     n = len(t)
     cache.store(
         col(t, np.int64), **keys(devices), code=col([0] * n, np.uint8),
@@ -379,7 +388,11 @@ def test_replacement_churn_compacts_and_stays_exact(rng: np.random.Generator) ->
     start = np.full(n, DAY0, np.int64)
     refs = np.arange(n, dtype=np.uint32)
     got = cache.apply(op, t, dev, zeros8, start, start, zeros8, refs)
-    want = ref.apply(op.tolist(), t.tolist(), dev.tolist(), [0] * n, start.tolist(), start.tolist(), [0] * n, refs.tolist())
+    zeros = [0] * n
+    want = ref.apply(
+        op.tolist(), t.tolist(), dev.tolist(), zeros, start.tolist(), start.tolist(), zeros,
+        refs.tolist(),
+    )
     assert got.hit.tolist() == want[0] and got.payload_ref.tolist() == want[2]
     assert counters(cache.stats()) == counters(ref.stats())
     assert cache._st[K.COMPACTIONS] > 0 and cache._st[K.RING_GROWTHS] == 1
@@ -397,7 +410,10 @@ def test_unbounded_cache_grows_and_stays_exact(rng: np.random.Generator) -> None
     z = np.zeros(n, np.int64)
     refs = np.arange(n, dtype=np.uint32)
     got = cache.apply(op, t, dev, z8, z, z, z8, refs)
-    want = ref.apply(op.tolist(), t.tolist(), dev.tolist(), [0] * n, [0] * n, [0] * n, [0] * n, refs.tolist())
+    zeros = [0] * n
+    want = ref.apply(
+        op.tolist(), t.tolist(), dev.tolist(), zeros, zeros, zeros, zeros, refs.tolist()
+    )
     assert got.hit.tolist() == want[0] and got.stored_ns.tolist() == want[3]
     assert counters(cache.stats()) == counters(ref.stats())
     assert cache._st[K.GROWTHS] > 0 and cache.stats().evicted == 0

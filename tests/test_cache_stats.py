@@ -20,7 +20,9 @@ stats_objects = st.builds(CacheStats, **{f: counts for f in FIELDS if f != "shar
 
 @settings(max_examples=60, deadline=None)
 @given(stats_objects, stats_objects, stats_objects)
-def test_merge_is_an_associative_commutative_sum(a: CacheStats, b: CacheStats, c: CacheStats) -> None:
+def test_merge_is_an_associative_commutative_sum(
+    a: CacheStats, b: CacheStats, c: CacheStats
+) -> None:
     assert a.merge(b).merge(c) == a.merge(b.merge(c)) == c.merge(a, b)
     m = a.merge(b)
     for f in FIELDS:
@@ -46,7 +48,10 @@ def test_empty_and_zero_cases() -> None:
 
 
 def test_round_trips_through_dict_and_json() -> None:
-    s = CacheStats(hits=3, misses=2, stores=2, replaced=1, expired=1, evicted=0, resident=1, capacity=8, nbytes=320)
+    s = CacheStats(
+        hits=3, misses=2, stores=2, replaced=1, expired=1, evicted=0, resident=1, capacity=8,
+        nbytes=320,
+    )
     d = s.to_dict()
     assert d["lookups"] == 5 and d["hit_ratio"] == 0.6 and d["bytes_per_entry"] == 40.0
     assert CacheStats.from_dict(d) == s

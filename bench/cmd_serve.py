@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 import click
-
 from dccsim.core.errors import ConfigError, MessageError
 
 from .cli import CliError
@@ -51,7 +50,6 @@ def _scenario(ref: str, scale: float | None, seed: int | None) -> tuple[Any, str
 def build_server(scenario: Any, clock: Any, config: Any, sink: Any = None) -> Any:
     """A DccServer for a scenario: its population, pipeline, classes and device leg (JIT warmed)."""
     import numpy as np
-
     from dccsim.core.columns import RequestBatch
     from dccsim.core.server import DccServer
     from dccsim.loadgen.driver import build_pipeline
@@ -201,7 +199,6 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
     import gc
 
     import numpy as np
-
     from dccsim.loadgen.netclient import run_open_loop, traffic_from_workload
     from dccsim.loadgen.population import build_population
     from dccsim.loadgen.scenario import REQUEST_CLASSES

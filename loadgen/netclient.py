@@ -25,7 +25,6 @@ from typing import Any, Protocol
 import msgspec
 import numpy as np
 import numpy.typing as npt
-
 from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import ROLE_UNKNOWN
 from dccsim.core.messages import ROLES, RequestRow

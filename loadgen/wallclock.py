@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
-
 from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import RequestBatch
 from dccsim.core.pipeline import FAULT_E20, FAULT_E21

@@ -1,0 +1,378 @@
+"""The wall-clock server on 127.0.0.1, driven by the real open-loop client and by raw sockets.
+
+Every test starts its own server on an ephemeral port inside one event loop; every wait has a
+time-out; the invariant checked throughout: each request sent gets exactly one final answer,
+or is counted as refused (busy or error), none lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from dccsim.core.messages import (
+    DeviceAlert,
+    ReadActiveImportProfileData,
+    ReadLogPeriod,
+    RequestId,
+    RequestRow,
+    ServiceRequest,
+)
+from dccsim.core.server import (
+    TAG_ACK,
+    TAG_CLOSE,
+    TAG_ERROR,
+    TAG_FINALS,
+    TAG_JSON,
+    TAG_ROWS,
+    DccServer,
+    ServerConfig,
+    frame,
+)
+from dccsim.core.wire import encode_rows
+from dccsim.loadgen.driver import build_pipeline
+from dccsim.loadgen.netclient import Traffic, run_open_loop, traffic_from_workload
+from dccsim.loadgen.population import Population, build_population
+from dccsim.loadgen.scenario import Scenario, load_scenario
+from dccsim.loadgen.wallclock import DeviceLegModel, classifier
+from dccsim.loadgen.workload import DayWorkload
+
+T = 10.0  # seconds: the bound on any single wait
+
+
+@pytest.fixture(scope="module")
+def world() -> tuple[Scenario, Population, Traffic]:
+    s, _ = load_scenario("smoke")
+    pop = build_population(s)
+    return s, pop, traffic_from_workload(DayWorkload(s, pop))
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    import uvloop
+
+    return uvloop.run(asyncio.wait_for(coro, 30))  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def server(world: tuple[Scenario, Population, Traffic], **cfg: Any) -> AsyncIterator[tuple[DccServer, int]]:
+    s, pop, _ = world
+    config = ServerConfig(origin_ns=s.day_start_ns, **({"speed": 1000.0} | cfg))
+    srv = DccServer(build_pipeline(s, pop), classifier(), DeviceLegModel(s, pop), time.monotonic_ns, config)
+    port = await srv.start("127.0.0.1", 0)
+    try:
+        yield srv, port
+    finally:
+        await srv.close()
+
+
+class Raw:
+    """A raw frame client: send bytes, read whole frames with a time-out."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Raw:
+        r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), T)
+        return cls(r, w)
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await asyncio.wait_for(self.writer.drain(), T)
+
+    async def frame(self) -> tuple[int, bytes]:
+        head = await asyncio.wait_for(self.reader.readexactly(4), T)
+        body = await asyncio.wait_for(self.reader.readexactly(int.from_bytes(head, "big")), T)
+        return body[0], body[1:]
+
+    async def frames_until(self, done: Callable[[list[tuple[int, bytes]]], bool]) -> list[tuple[int, bytes]]:
+        got: list[tuple[int, bytes]] = []
+        while not done(got):
+            got.append(await self.frame())
+        return got
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await asyncio.wait_for(self.writer.wait_closed(), T)
+        except (ConnectionError, OSError):
+            pass
+
+
+def rows(pop: Population, s: Scenario, n: int, counter0: int) -> bytes:
+    users = {u.role: int(u.eui.replace("-", ""), 16) for u in s.users}
+    return encode_rows([
+        RequestRow(originator=users["IS"], target=int(pop.ids[i]), counter=counter0 + i, command_variant=1,
+                   srv="11.2", role="IS") for i in range(n)])
+
+
+def finals_count(frames: list[tuple[int, bytes]]) -> int:
+    dec = msgspec.msgpack.Decoder()
+    return sum(len(dec.decode(p)[0]) // 8 for t, p in frames if t == TAG_FINALS)
+
+
+# ---------------------------------------------------------------------------- open loop
+def test_open_loop_every_request_answered_once(world: Any) -> None:
+    s, pop, traffic = world
+
+    async def main() -> Any:
+        async with server(world) as (srv, port):
+            c = await run_open_loop("127.0.0.1", port, traffic, 4000, 0.5, time.monotonic_ns, drain_timeout_s=T)
+            return c, srv.counters
+
+    c, counters = run(main())
+    res = c.res
+    assert res.sent == res.n == 2000
+    assert res.answered == res.n and res.duplicates == 0 and res.lost == 0 and res.refused_count == 0
+    assert (res.ack_ns > 0).all() and (res.done_ns >= res.ack_ns).all()
+    assert counters.finals == counters.requests == 2000
+    sm = c.summary()
+    assert sm["final_latency_s"]["p50"] > 0 and sm["send_lag_s"]["max"] >= 0
+    assert res.stats is not None and res.stats.server["requests"] == 2000
+
+
+def test_overload_is_refused_busy_not_lost(world: Any) -> None:
+    s, pop, traffic = world
+
+    async def main() -> Any:
+        async with server(world, max_inbound=64, max_pending=300) as (srv, port):
+            c = await run_open_loop("127.0.0.1", port, traffic, 40_000, 0.4, time.monotonic_ns, drain_timeout_s=T)
+            return c, srv.counters
+
+    c, counters = run(main())
+    res = c.res
+    busy = int((res.refused == 1).sum())
+    assert busy > 0 and counters.refused_busy == busy
+    assert res.answered + res.refused_count == res.sent == res.n
+    assert res.lost == 0 and res.duplicates == 0
+
+
+# ---------------------------------------------------------------------------- bad frames
+def test_bad_frames_get_errors_and_the_connection_goes_on(world: Any) -> None:
+    s, pop, _ = world
+
+    async def main() -> None:
+        async with server(world, max_frame_bytes=4096) as (srv, port):
+            c = await Raw.open(port)
+            # unknown tag
+            await c.send(frame(ord("Q"), b"hello"))
+            tag, p = await c.frame()
+            err = msgspec.msgpack.decode(p)
+            assert tag == TAG_ERROR and err["field"] == "frame.tag" and "0x51" in err["message"]
+            # rows that are not rows: names the field, refuses the batch by id
+            await c.send(frame(TAG_ROWS, (7).to_bytes(8, "big") + msgspec.msgpack.encode([[1, 2, "x"]])))
+            tag, p = await c.frame()
+            err = msgspec.msgpack.decode(p)
+            assert tag == TAG_ERROR and err["batch_id"] == 7 and err["field"] and err["expected"]
+            # an unknown SRV: the field and the value
+            bad = encode_rows([RequestRow(originator=1 << 60, target=int(pop.ids[0]), counter=1, command_variant=1,
+                                          srv="99.9", role="IS")])
+            await c.send(frame(TAG_ROWS, (8).to_bytes(8, "big") + bad))
+            tag, p = await c.frame()
+            err = msgspec.msgpack.decode(p)
+            assert tag == TAG_ERROR and err["batch_id"] == 8 and err["field"] == "srv" and err["value"] == "99.9"
+            # oversized: skipped as it streams in, answered, connection goes on
+            await c.send(frame(TAG_ROWS, b"\0" * 10_000))
+            tag, p = await c.frame()
+            assert tag == TAG_ERROR and "exceeds" in msgspec.msgpack.decode(p)["message"]
+            # a good batch still works: one ack, then its finals
+            await c.send(frame(TAG_ROWS, (100).to_bytes(8, "big") + rows(pop, s, 20, 1)))
+            got = await c.frames_until(lambda fs: finals_count(fs) >= 20)
+            assert got[0][0] == TAG_ACK and msgspec.msgpack.decode(got[0][1]) == [100, 20]
+            assert finals_count(got) == 20
+            # broken framing (length 0): closed with the reason
+            await c.send(b"\0\0\0\0")
+            tag, p = await c.frame()
+            assert tag == TAG_CLOSE and b"framing broken" in p
+            assert await asyncio.wait_for(c.reader.read(), T) == b""
+            await c.close()
+            assert srv.counters.oversized == 1 and srv.counters.malformed >= 4
+
+    run(main())
+
+
+def test_disconnect_mid_frame_harms_nobody_else(world: Any) -> None:
+    s, pop, traffic = world
+
+    async def main() -> Any:
+        async with server(world) as (srv, port):
+            rude = await Raw.open(port)
+            whole = frame(TAG_ROWS, (0).to_bytes(8, "big") + rows(pop, s, 50, 10**12))
+            # a complete batch, then half of the next one, then gone before its answers are due
+            await rude.send(whole + whole[: len(whole) // 2])
+            await rude.frame()  # the ack of the complete batch
+            rude.writer.transport.abort()
+            c = await run_open_loop("127.0.0.1", port, traffic, 3000, 0.3, time.monotonic_ns, drain_timeout_s=T,
+                                    counter_base=10**13)
+            return c, srv.counters
+
+    c, counters = run(main())
+    assert c.res.answered == c.res.n and c.res.lost == 0
+    assert counters.orphaned + counters.finals == counters.requests == c.res.n + 50
+
+
+def test_connection_limit(world: Any) -> None:
+    async def main() -> None:
+        async with server(world, max_connections=1) as (srv, port):
+            a = await Raw.open(port)
+            b = await Raw.open(port)
+            tag, p = await b.frame()
+            assert tag == TAG_CLOSE and b"too many connections" in p
+            await a.close()
+            await b.close()
+            assert srv.counters.connections_refused == 1
+
+    run(main())
+
+
+# ---------------------------------------------------------------------------- full messages
+def _request(pop: Population, s: Scenario, counter: int, srv: str = "4.8.1") -> ServiceRequest:
+    mdr = next(u.eui for u in s.users if u.role == "MDR")
+    dev = int(pop.ids[pop.esme[0]])
+    target = "-".join(f"{dev:016X}"[i:i + 2] for i in range(0, 16, 2))
+    rid = RequestId.parse(f"{mdr}:{target}:{counter}")
+    period = ReadLogPeriod(start=datetime(2026, 11, 22, tzinfo=UTC), end=datetime(2026, 11, 23, tzinfo=UTC))
+    return ServiceRequest(request_id=rid, command_variant=1, service_reference="4.8", srv=srv,
+                          body=ReadActiveImportProfileData(period=period), role="MDR")
+
+
+def test_json_requests_get_i99_then_a_final_response(world: Any) -> None:
+    s, pop, _ = world
+
+    async def main() -> None:
+        async with server(world) as (srv, port):
+            c = await Raw.open(port)
+            reqs = [_request(pop, s, 5), _request(pop, s, 6)]
+            await c.send(frame(TAG_JSON, msgspec.json.encode(reqs)))
+            tag, p = await c.frame()
+            acks = json.loads(p)
+            assert tag == TAG_JSON and [a["response_code"] for a in acks] == ["I99", "I99"]
+            finals = []
+            while len(finals) < 2:
+                tag, p = await c.frame()
+                finals.append(json.loads(p))
+            assert {f["kind"] for f in finals} == {"response"}
+            assert sorted(f["request_id"]["counter"] for f in finals) == [5, 6]
+            assert all(f["response_code"] in ("I0", "E20", "E21") for f in finals)
+            # malformed JSON message: an error naming the field; the connection goes on
+            await c.send(frame(TAG_JSON, b'{"kind": "request", "request_id": 3}'))
+            tag, p = await c.frame()
+            err = json.loads(p)
+            assert err["kind"] == "error" and "request_id" in err["field"]
+            await c.send(frame(TAG_JSON, msgspec.json.encode(_request(pop, s, 7))))
+            tag, p = await c.frame()
+            assert json.loads(p)["response_code"] == "I99"
+            await c.frame()
+            await c.close()
+
+    run(main())
+
+
+def test_alerts_are_throttled_then_streamed_to_subscribers(world: Any) -> None:
+    s, pop, _ = world
+
+    async def main() -> None:
+        async with server(world) as (srv, port):
+            sub = await Raw.open(port)
+            await sub.send(frame(TAG_JSON, b'{"kind": "subscribe"}'))
+            await sub.send(frame(TAG_JSON, b'{"kind": "stats"}'))  # a reply proves the subscribe was read first
+            tag, p = await sub.frame()
+            assert json.loads(p)["kind"] == "stats_reply"
+            dev = int(pop.ids[0])
+            eui = "-".join(f"{dev:016X}"[i:i + 2] for i in range(0, 16, 2))
+            storm = [DeviceAlert(device=eui, recipient=s.users[0].eui, counter=i, alert_code=0x8F84,
+                                 time=datetime(2026, 11, 23, tzinfo=UTC)) for i in range(200)]
+            emu = await Raw.open(port)
+            await emu.send(frame(TAG_JSON, msgspec.json.encode(storm)))
+            first = json.loads((await sub.frame())[1])
+            assert first["kind"] == "device_alert" and first["alert_code"] == 0x8F84
+            stats = srv.stats()
+            assert srv.counters.alerts_in == 200
+            assert stats.throttle["throttled"] > 0  # a storm is cut down
+            assert srv.counters.alerts_forwarded == 200 - stats.throttle["throttled"]
+            await sub.close()
+            await emu.close()
+
+    run(main())
+
+
+# ---------------------------------------------------------------------------- HTTP
+async def _http(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), T)
+    w.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+    data = await asyncio.wait_for(r.read(), T)
+    w.close()
+    await w.wait_closed()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), rest
+
+
+def test_duis_xml_over_http(world: Any) -> None:
+    from dccsim.core.duisxml import encode_request_xml
+
+    s, pop, _ = world
+
+    async def main() -> None:
+        async with server(world, max_frame_bytes=64 * 1024) as (srv, port):
+            req = _request(pop, s, 11)
+            status, body = await _http(port, "POST", "/api/v1/serviceS", encode_request_xml(req))
+            assert status == 200 and b"<sr:ResponseCode>I99</sr:ResponseCode>" in body
+            status, body = await _http(port, "POST", "/api/v1/serviceD", b"<sr:Request")
+            assert status == 400 and b"expected" in body
+            status, body = await _http(port, "POST", "/api/v1/serviceT", b"x" * 70_000)
+            assert status == 413
+            status, _ = await _http(port, "POST", "/api/v1/elsewhere", b"")
+            assert status == 404
+            # the final answer is polled (bounded: the device leg is milliseconds at speed 1000)
+            deadline = time.monotonic() + T
+            while True:
+                status, body = await _http(port, "GET", f"/api/v1/response/{req.request_id}")
+                if status == 200 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.02)
+            assert status == 200 and b"<sr:ResponseCode>" in body and b"I99" not in body
+
+    run(main())
+
+
+# ---------------------------------------------------------------------------- SIGTERM
+def test_sigterm_flushes_the_server_log(world: Any, tmp_path: Path) -> None:
+    s, pop, traffic = world
+    out = tmp_path / "srv"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "dccsim.bench", "serve", "--port", "0", "--out", str(out)],
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline().decode()
+        assert "127.0.0.1:" in line, line
+        port = int(line.split("127.0.0.1:")[1].split(";")[0])
+        c = run(run_open_loop("127.0.0.1", port, traffic, 2000, 0.5, time.monotonic_ns, drain_timeout_s=T))
+        assert c.res.answered == c.res.n
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    import pyarrow as pa
+
+    with pa.ipc.open_stream(out / "requests.arrow") as reader:
+        table = reader.read_all()
+    assert table.num_rows == c.res.n
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["server"]["finals"] == c.res.n and (out / "report.html").is_file()

@@ -1,0 +1,172 @@
+"""Benchmark: the wall-clock server against a bare msgspec + uvloop echo server, same client.
+
+Two processes on this machine's two cores: the server (a subprocess) and the open-loop
+generator (this process), over loopback. In one run:
+
+1. **echo**: a bare uvloop Protocol that decodes each ``R`` frame with msgspec
+   (``list[RequestRow]``) and answers it at once with the same ``A`` and ``F`` frames our
+   server sends: the ceiling of the transport + framing + decode, with no pipeline.
+2. **dccsim serve** (smoke scenario, no server log, ``--speed 100000`` so the simulated
+   device and DSP legs take microseconds of wall time and the server's own work is measured).
+
+Each is offered more than it can take (open loop, ``--offered`` requests/s for ``--seconds``);
+sustained throughput = final answers / time from the first intended send to the last answer.
+Then our server is offered **half** its measured rate and the p99 of the final-answer latency,
+measured from each request's intended send time, is reported.
+
+Run: ``python -m dccsim.bench.bench_server [--offered 400000] [--seconds 4]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import msgspec
+import numpy as np
+from dccsim.core.messages import RequestRow
+from dccsim.core.server import TAG_ACK, TAG_FINALS, TAG_ROWS, RowAck, RowFinals, frame
+
+_rows = msgspec.msgpack.Decoder(list[RequestRow])
+_enc = msgspec.msgpack.Encoder()
+
+
+class _Echo(asyncio.Protocol):
+    """Decode each R frame with msgspec; answer I99 (ack) and I0 (finals) at once."""
+
+    def connection_made(self, transport: Any) -> None:
+        self.t = transport
+        self.buf = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        off, end = 0, len(buf)
+        out = []
+        while end - off >= 5:
+            n = int.from_bytes(buf[off:off + 4], "big")
+            if end - off < 4 + n:
+                break
+            if buf[off + 4] == TAG_ROWS:
+                bid = int.from_bytes(buf[off + 5:off + 13], "big")
+                k = len(_rows.decode(buf[off + 13:off + 4 + n]))
+                ids = np.arange(bid, bid + k, dtype="<u8")
+                z8 = bytes(k)
+                out.append(frame(TAG_ACK, _enc.encode(RowAck(bid, k))))
+                out.append(frame(TAG_FINALS, _enc.encode(RowFinals(ids=ids.tobytes(), code=z8, outcome=z8,
+                                                                   wait_ns=bytes(8 * k), backlog=bytes(8 * k)))))
+            off += 4 + n
+        del buf[:off]
+        if out:
+            self.t.write(b"".join(out))
+
+
+async def _echo_main() -> None:
+    loop = asyncio.get_running_loop()
+    srv = await loop.create_server(_Echo, "127.0.0.1", 0)
+    print(f"echo on 127.0.0.1:{srv.sockets[0].getsockname()[1]};", file=sys.stderr, flush=True)
+    await asyncio.Event().wait()
+
+
+def _start(cmd: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert proc.stderr is not None
+    line = proc.stderr.readline().decode()
+    if "127.0.0.1:" not in line:
+        proc.kill()
+        raise RuntimeError(f"server did not start: {line!r}")
+    return proc, int(line.split("127.0.0.1:")[1].split(";")[0])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
+def _drive(port: int, traffic: Any, rate: float, seconds: float) -> dict[str, Any]:
+    import uvloop
+    from dccsim.loadgen.netclient import run_open_loop
+
+    async def main() -> Any:
+        return await run_open_loop("127.0.0.1", port, traffic, rate, seconds, time.monotonic_ns,
+                                   counter_base=time.time_ns() // 1000, drain_timeout_s=30.0, stats=False)
+
+    c = uvloop.run(main())
+    res = c.res
+    ok = res.finals > 0
+    last = int(res.done_ns[ok].max()) if ok.any() else res.start_ns + 1
+    sm = c.summary()
+    sm["throughput_per_s"] = round(int(ok.sum()) / ((last - res.start_ns) / 1e9), 0)
+    return sm
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--offered", type=float, default=400_000.0, help="offered rate for the throughput runs")
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--speed", type=float, default=100_000.0)
+    ap.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.echo_server:
+        import uvloop
+
+        uvloop.run(_echo_main())
+        return
+
+    import gc
+
+    from dccsim.loadgen.netclient import traffic_from_workload
+    from dccsim.loadgen.population import build_population
+    from dccsim.loadgen.scenario import load_scenario
+    from dccsim.loadgen.workload import DayWorkload
+
+    s, _ = load_scenario("smoke")
+    traffic = traffic_from_workload(DayWorkload(s, build_population(s)))
+    gc.freeze()
+    print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}; offered {a.offered:,.0f}/s "
+          f"for {a.seconds:g} s; server and generator in two processes over loopback")
+
+    proc, port = _start([sys.executable, "-m", "dccsim.bench.bench_server", "--echo-server"])
+    try:
+        _drive(port, traffic, 20_000, 0.5)  # warm the path
+        echo = _drive(port, traffic, a.offered, a.seconds)
+    finally:
+        _stop(proc)
+    proc, port = _start([sys.executable, "-m", "dccsim.bench", "serve", "--port", "0", "--no-log",
+                         "--speed", f"{a.speed:g}", "--max-inbound", "1000000", "--max-pending", "4000000"])
+    try:
+        _drive(port, traffic, 20_000, 0.5)
+        ours = _drive(port, traffic, a.offered, a.seconds)
+        half = ours["throughput_per_s"] / 2
+        at_half = _drive(port, traffic, half, max(a.seconds, 5.0))
+    finally:
+        _stop(proc)
+
+    def line(name: str, r: dict[str, Any]) -> str:
+        fl, lag = r["final_latency_s"], r["send_lag_s"]
+        return (f"{name:<28} {r['throughput_per_s']:>12,.0f} req/s  answered {r['answered']:>9,} of {r['sent']:>9,}"
+                f"  busy {r['refused_busy']:>7,}  lost {r['lost']}  p50 {fl['p50'] * 1e3:8.2f} ms"
+                f"  p99 {fl['p99'] * 1e3:8.2f} ms  send lag p99 {lag['p99'] * 1e3:7.2f} ms")
+
+    print(line("echo (msgspec + uvloop)", echo))
+    print(line("dccsim serve", ours))
+    print(line(f"dccsim serve at {half:,.0f}/s", at_half))
+    ratio = ours["throughput_per_s"] / echo["throughput_per_s"]
+    p99 = at_half["final_latency_s"]["p99"] * 1e3
+    print(f"ratio dccsim / echo: {ratio:.2f} (goal >= 0.5); sustained {ours['throughput_per_s']:,.0f} req/s "
+          f"(goal >= 100,000); p99 at half rate {p99:.2f} ms (goal <= 5 ms)")
+
+
+if __name__ == "__main__":
+    main()

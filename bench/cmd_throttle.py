@@ -165,13 +165,14 @@ def make_alert_trace(out: Path, alerts: int, devices: int, storms: int, seed: in
 # ------------------------------------------------------------------------------ throttle
 def _top_keys(device: npt.NDArray[np.uint64], code: npt.NDArray[np.uint16], k: int) -> list[tuple[int, int, int]]:
     """The ``k`` (device, alert code) keys with most rows, most first."""
+    from dccsim.throttle import group_keys
+
     if not device.size:
         return []
-    keys = np.empty(device.shape[0], dtype=[("device", np.uint64), ("code", np.uint16)])
-    keys["device"], keys["code"] = device, code
-    uniq, counts = np.unique(keys, return_counts=True)
+    key, first = group_keys(device, code)
+    counts = np.bincount(key)
     top = np.argsort(-counts, kind="stable")[:k]
-    return [(int(uniq["device"][i]), int(uniq["code"][i]), int(counts[i])) for i in top]
+    return [(int(device[first[i]]), int(code[first[i]]), int(counts[i])) for i in top]
 
 
 @click.command("throttle")

@@ -29,7 +29,7 @@ from .policy import (
 )
 from .reference import ReferenceThrottle
 from .stats import ThrottleStats
-from .tuning import TuningGrid, TuningResult, load_grid, parse_grid, storm_ids, sweep
+from .tuning import TuningGrid, TuningResult, group_keys, load_grid, parse_grid, storm_ids, sweep
 
 __all__ = [
     "Throttle",
@@ -56,6 +56,7 @@ __all__ = [
     "load_grid",
     "parse_grid",
     "storm_ids",
+    "group_keys",
     "sweep",
     "ThrottleError",
     "ThrottleConfigError",

@@ -119,6 +119,16 @@ def _find(table, device, code, mask):  # type: ignore[no-untyped-def]
 
 
 @jit
+def _hint(table, device, alert_code, j, n, mask):  # type: ignore[no-untyped-def]
+    """Prefetch the home record of alert ``j`` (if any), both ends: a 40-byte record may
+    straddle two cache lines."""
+    if j < n:
+        h = home_slot(device[j], alert_code[j], mask)
+        prefetch(table, h, DEV)
+        prefetch(table, h, COUNTS)
+
+
+@jit
 def _flush(counters, used, forwarded, would, excluded, near, dry_run):  # type: ignore[no-untyped-def]
     counters[USED] = used
     counters[FORWARDED] += forwarded + (would if dry_run else 0)
@@ -128,83 +138,79 @@ def _flush(counters, used, forwarded, would, excluded, near, dry_run):  # type: 
     counters[NEAR_LIMIT] += near
 
 
+# The policy of one key, as a step over four state words ``st[r, c:c + 4]`` = (meta, time A,
+# last forwarded, counts), laid out as words 1-4 of a table record (so the table kernel
+# passes ``c = META``) and used as they are by the tuning sweep. A step returns
+# ``(forward, pending, sequence, near)``: whether the alert is forwarded, the key's
+# discards since its last forward before this alert, its sequence number and whether this
+# alert was a near-limit event. ``new`` marks a key's first alert; the low 32 bits of meta
+# (code, occupied) are the caller's and are kept.
+
 @jit
-def fixed_window(t_ns, device, alert_code, start, code_class, params, dry_run, table, limit,
-                 counters, action, throttled_count, sequence_id, would_throttle):  # type: ignore[no-untyped-def]
-    """Fixed-window policy over alerts ``start..n-1``; returns where it stopped."""
-    n = t_ns.shape[0]
-    mask = U64(table.shape[0] - 1)
-    used = counters[USED]
-    forwarded = 0
-    would = 0
-    excluded = 0
-    near = 0
-    for i in range(start, n):
-        j = i + AHEAD  # written out here: a helper taking arrays costs refcounts per call
-        if j < n:  # both ends: a 40-byte record may straddle two cache lines
-            h = home_slot(device[j], alert_code[j], mask)
-            prefetch(table, h, DEV)
-            prefetch(table, h, COUNTS)
-        code = alert_code[i]
-        cls = code_class[code]
-        if cls == 0:
-            action[i] = A_EXCLUDED
-            throttled_count[i] = 0
-            sequence_id[i] = 0
-            would_throttle[i] = False
-            excluded += 1
-            continue
-        t = t_ns[i]
-        s = _find(table, device[i], code, mask)
-        meta = table[s, META]
-        if meta == 0:
-            if used >= limit:
-                _flush(counters, used, forwarded, would, excluded, near, dry_run)
-                return i
-            used += 1
-            meta = I64(code) | OCCUPIED
-            table[s, DEV] = I64(device[i])
-            table[s, META] = meta
-            table[s, TA] = t  # the window opens here: t - start = 0 < W below
-            table[s, COUNTS] = 0
-        threshold = params[cls, 0]
-        counts = table[s, COUNTS]
-        count = counts & LOW32
-        if t - table[s, TA] >= params[cls, 1]:
-            table[s, TA] = t
-            count = 0
-        count += 1
-        pending = (counts >> S32) & LOW32
-        seq = (meta >> S32) & LOW32
-        if count == threshold + 1:  # first excess alert of this window
+def fixed_window_step(st, r, c, new, t, threshold, window, period, near_mark):  # type: ignore[no-untyped-def]
+    """One alert at ``t`` under the fixed-window policy (N, W, P, ceil(0.8 N))."""
+    if new:
+        st[r, c + 1] = t  # the window opens here: t - start = 0 < W below
+        st[r, c + 3] = 0
+    meta = st[r, c]
+    counts = st[r, c + 3]
+    count = counts & LOW32
+    if t - st[r, c + 1] >= window:
+        st[r, c + 1] = t
+        count = 0
+    count += 1
+    pending = (counts >> S32) & LOW32
+    seq = (meta >> S32) & LOW32
+    if count == threshold + 1:  # first excess alert of this window
+        seq = min(seq + 1, LOW32)
+        st[r, c] = (seq << S32) | (meta & LOW32)
+    forward = count <= threshold or t - st[r, c + 2] >= period
+    if forward:
+        st[r, c + 2] = t
+        st[r, c + 3] = min(count, threshold + 2)
+    else:
+        st[r, c + 3] = (min(pending + 1, LOW32) << S32) | min(count, threshold + 2)
+    return forward, pending, seq, count == near_mark
+
+
+@jit
+def gcra_step(st, r, c, new, t, emission, tolerance, period, near_fill):  # type: ignore[no-untyped-def]
+    """One alert at ``t`` under GCRA (T, tau, P, ceil(0.8 N) * T)."""
+    if new:
+        st[r, c + 1] = t  # an empty bucket
+        st[r, c + 3] = 0
+    meta = st[r, c]
+    tat = st[r, c + 1]
+    if t >= tat:  # the bucket has drained: episode and near-limit mark end
+        meta &= ~(EPISODE | NEAR)
+    seq = (meta >> S32) & LOW32
+    near = False
+    if tat - t <= tolerance:  # conforming
+        tat = max(tat, t) + emission
+        st[r, c + 1] = tat
+        if tat - t >= near_fill and (meta & NEAR) == 0:
+            near = True
+            meta |= NEAR
+        forward = True
+    else:
+        if (meta & EPISODE) == 0:
             seq = min(seq + 1, LOW32)
-            table[s, META] = (seq << S32) | (meta & FLAGS) | (meta & CODE_MASK)
-        if count == params[cls, 3]:
-            near += 1
-        if count <= threshold or t - table[s, LAST] >= params[cls, 2]:
-            action[i] = A_FORWARDED
-            throttled_count[i] = pending
-            sequence_id[i] = seq if pending > 0 else 0
-            would_throttle[i] = False
-            table[s, LAST] = t
-            forwarded += 1
-            pending = 0
-        else:
-            action[i] = A_FORWARDED if dry_run else A_THROTTLED
-            throttled_count[i] = 0
-            sequence_id[i] = 0
-            would_throttle[i] = True
-            would += 1
-            pending = min(pending + 1, LOW32)
-        table[s, COUNTS] = (pending << S32) | min(count, threshold + 2)
-    _flush(counters, used, forwarded, would, excluded, near, dry_run)
-    return n
+            meta |= EPISODE
+        forward = t - st[r, c + 2] >= period
+    st[r, c] = (seq << S32) | (meta & LOW32)
+    pending = (st[r, c + 3] >> S32) & LOW32
+    if forward:
+        st[r, c + 2] = t
+        st[r, c + 3] = 0
+    else:
+        st[r, c + 3] = min(pending + 1, LOW32) << S32
+    return forward, pending, seq, near
 
 
 @jit
-def gcra(t_ns, device, alert_code, start, code_class, params, dry_run, table, limit,
-         counters, action, throttled_count, sequence_id, would_throttle):  # type: ignore[no-untyped-def]
-    """GCRA (token bucket) policy over alerts ``start..n-1``; returns where it stopped."""
+def process(t_ns, device, alert_code, start, kind, code_class, params, dry_run, table, limit,
+            counters, action, throttled_count, sequence_id, would_throttle):  # type: ignore[no-untyped-def]
+    """The policy ``kind`` over alerts ``start..n-1``; returns where it stopped."""
     n = t_ns.shape[0]
     mask = U64(table.shape[0] - 1)
     used = counters[USED]
@@ -213,11 +219,7 @@ def gcra(t_ns, device, alert_code, start, code_class, params, dry_run, table, li
     excluded = 0
     near = 0
     for i in range(start, n):
-        j = i + AHEAD  # written out here: a helper taking arrays costs refcounts per call
-        if j < n:  # both ends: a 40-byte record may straddle two cache lines
-            h = home_slot(device[j], alert_code[j], mask)
-            prefetch(table, h, DEV)
-            prefetch(table, h, COUNTS)
+        _hint(table, device, alert_code, i + AHEAD, n, mask)
         code = alert_code[i]
         cls = code_class[code]
         if cls == 0:
@@ -227,53 +229,36 @@ def gcra(t_ns, device, alert_code, start, code_class, params, dry_run, table, li
             would_throttle[i] = False
             excluded += 1
             continue
-        t = t_ns[i]
         s = _find(table, device[i], code, mask)
-        meta = table[s, META]
-        if meta == 0:
+        new = table[s, META] == 0
+        if new:
             if used >= limit:
                 _flush(counters, used, forwarded, would, excluded, near, dry_run)
                 return i
             used += 1
-            meta = I64(code) | OCCUPIED
             table[s, DEV] = I64(device[i])
-            table[s, TA] = t  # an empty bucket
-            table[s, COUNTS] = 0
-        tat = table[s, TA]
-        if t >= tat:  # the bucket has drained: episode and near-limit mark end
-            meta &= ~(EPISODE | NEAR)
-        seq = (meta >> S32) & LOW32
-        if tat - t <= params[cls, 1]:  # conforming
-            tat = max(tat, t) + params[cls, 0]
-            table[s, TA] = tat
-            if tat - t >= params[cls, 3] and (meta & NEAR) == 0:
-                near += 1
-                meta |= NEAR
-            fwd = True
+            table[s, META] = I64(code) | OCCUPIED
+        if kind == FIXED_WINDOW:
+            forward, pending, seq, is_near = fixed_window_step(
+                table, s, META, new, t_ns[i], params[cls, 0], params[cls, 1], params[cls, 2],
+                params[cls, 3])
         else:
-            if (meta & EPISODE) == 0:
-                seq = min(seq + 1, LOW32)
-                meta |= EPISODE
-            fwd = t - table[s, LAST] >= params[cls, 2]
-        table[s, META] = (seq << S32) | (meta & FLAGS) | (meta & CODE_MASK)
-        counts = table[s, COUNTS]
-        pending = (counts >> S32) & LOW32
-        if fwd:
+            forward, pending, seq, is_near = gcra_step(
+                table, s, META, new, t_ns[i], params[cls, 0], params[cls, 1], params[cls, 2],
+                params[cls, 3])
+        near += is_near
+        if forward:
             action[i] = A_FORWARDED
             throttled_count[i] = pending
             sequence_id[i] = seq if pending > 0 else 0
             would_throttle[i] = False
-            table[s, LAST] = t
             forwarded += 1
-            pending = 0
         else:
             action[i] = A_FORWARDED if dry_run else A_THROTTLED
             throttled_count[i] = 0
             sequence_id[i] = 0
             would_throttle[i] = True
             would += 1
-            pending = min(pending + 1, LOW32)
-        table[s, COUNTS] = pending << S32
     _flush(counters, used, forwarded, would, excluded, near, dry_run)
     return n
 

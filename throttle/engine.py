@@ -242,7 +242,6 @@ class Throttle:
             raise ThrottleConfigError(f"max_load = {max_load!r}: expected a number in (0, 0.9]")
         self._policy = policy
         self._compiled = compile_policy(policy)
-        self._kernel = k.gcra if self._compiled.kind == k.GCRA else k.fixed_window
         self._max_load = float(max_load)
         self._max_keys = int(max_keys)
         self._max_slots = _slots(self._max_keys, self._max_load)
@@ -359,8 +358,8 @@ class Throttle:
         # the hash multiplies wrap by design; only plain-Python runs (JIT off) would warn
         with np.errstate(over="ignore"):
             while True:
-                stop = int(self._kernel(
-                    t_ns, device, alert_code, start, c.code_class, c.params, c.dry_run,
+                stop = int(k.process(
+                    t_ns, device, alert_code, start, c.kind, c.code_class, c.params, c.dry_run,
                     self._table, self.capacity, self._counters, *out,
                 ))
                 if stop > start:

@@ -44,10 +44,12 @@ import numpy.typing as npt
 
 from . import _kernels as k
 from .engine import Throttle, ThrottleOutput
-from .errors import ThrottleConfigError, ThrottleInputError
-from .policy import ThrottlePolicy, policy_from_dict
+from .errors import ThrottleConfigError, ThrottleInputError, ThrottleTableFullError
+from .policy import MAX_SECONDS, ThrottlePolicy, policy_from_dict
 
-__all__ = ["TuningGrid", "TuningResult", "load_grid", "parse_grid", "storm_ids", "sweep"]
+__all__ = [
+    "TuningGrid", "TuningResult", "group_keys", "load_grid", "parse_grid", "storm_ids", "sweep",
+]
 
 #: the swept keys, slowest first
 AXES: tuple[str, ...] = ("threshold", "window_s", "designated_period_s")
@@ -146,6 +148,25 @@ def load_grid(path: str | os.PathLike[str]) -> TuningGrid:
     return parse_grid(data, source=os.fspath(path))
 
 
+def group_keys(
+    device: npt.NDArray[np.uint64], alert_code: npt.NDArray[np.uint16]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Number the (device, alert code) keys of some rows: ``(key of each row, first row of each key)``.
+
+    Keys are numbered in (device, alert code) order.
+
+    >>> group_keys(np.array([7, 7, 3, 7], np.uint64), np.array([1, 2, 1, 1], np.uint16))
+    (array([1, 2, 0, 1]), array([2, 0, 1]))
+    """
+    order = np.lexsort((alert_code, device))  # stable: rows of a key stay in input order
+    d, c = device[order], alert_code[order]
+    new = np.ones(order.shape[0], np.bool_)
+    new[1:] = (d[1:] != d[:-1]) | (c[1:] != c[:-1])
+    key = np.empty(order.shape[0], np.int64)
+    key[order] = np.cumsum(new) - 1
+    return key, order[new]
+
+
 def storm_ids(
     t_ns: npt.NDArray[np.int64],
     device: npt.NDArray[np.uint64],
@@ -165,12 +186,9 @@ def storm_ids(
     ([1, 1, -1, 1, 0], [4, 0])
     """
     rows = np.flatnonzero(storm)
-    keys = np.empty(rows.shape[0], dtype=[("device", np.uint64), ("code", np.uint16)])
-    keys["device"] = device[rows]
-    keys["code"] = alert_code[rows]
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    key, first = group_keys(device[rows], alert_code[rows])
     ids = np.full(t_ns.shape[0], -1, np.int64)
-    ids[rows] = inverse.reshape(-1)
+    ids[rows] = key
     return ids, t_ns[rows[first]]
 
 
@@ -190,6 +208,34 @@ class TuningResult(NamedTuple):
         ]
 
 
+def _distinct_keys(
+    t_ns: npt.NDArray[np.int64],
+    device: npt.NDArray[np.uint64],
+    alert_code: npt.NDArray[np.uint16],
+    base: ThrottlePolicy,
+    max_keys: int,
+) -> int:
+    """Keys (of codes not excluded) in the trace, capped at ``max_keys``.
+
+    Counted by a throttle whose window outlasts the trace, so no key ever goes stale and
+    none is evicted. Sizing every setting's table for them up front spares each setting
+    the compactions of a table that starts small (measured: 0.5 s instead of 1 s per
+    setting on 10 M alerts with 2.3 M keys).
+    """
+    if t_ns.shape[0] == 0:
+        return 1
+    span_s = (int(t_ns[-1]) - int(t_ns[0])) / 1e9 + 1.0
+    counter = Throttle(
+        msgspec.structs.replace(base, window_s=min(span_s, MAX_SECONDS), overrides={}),
+        max_keys=max_keys,
+    )
+    try:
+        counter.process(t_ns, device, alert_code)
+    except ThrottleTableFullError:
+        return max_keys
+    return max(1, len(counter))
+
+
 def sweep(
     t_ns: npt.NDArray[np.int64],
     device: npt.NDArray[np.uint64],
@@ -205,6 +251,7 @@ def sweep(
 
     ``workers`` threads (default: the CPUs this process may use) run settings side by
     side; ``progress(done, total)`` is called after each setting, from a worker thread.
+    Every setting's table is sized for the trace's keys first (at most ``max_keys``).
     """
     n = t_ns.shape[0] if isinstance(t_ns, np.ndarray) else -1
     if storm is not None and (
@@ -222,9 +269,9 @@ def sweep(
     total = len(settings)
     if storm is not None:
         ids, start = storm_ids(t_ns, device, alert_code, storm)
+    initial_keys = _distinct_keys(t_ns, device, alert_code, grid.base, max_keys)
     rows: list[dict[str, Any]] = [{} for _ in settings]
     local = threading.local()
-    hint = [1 << 16]
     done = [0]
     lock = threading.Lock()
 
@@ -232,7 +279,7 @@ def sweep(
         out = getattr(local, "out", None)
         if out is None:
             out = local.out = ThrottleOutput.empty(n)
-        th = Throttle(settings[i], initial_keys=min(hint[0], max_keys), max_keys=max_keys)
+        th = Throttle(settings[i], initial_keys=initial_keys, max_keys=max_keys)
         th.process(t_ns, device, alert_code, out=out)
         st = th.stats()
         row = rows[i]
@@ -251,18 +298,16 @@ def sweep(
                 if caught.any() else float("nan"),
             )
         with lock:
-            hint[0] = max(hint[0], st.keys)
             done[0] += 1
             if progress is not None:
                 progress(done[0], total)
 
-    run(0)  # alone: its key count sizes the other settings' tables
-    if workers == 1 or total <= 2:
-        for i in range(1, total):
+    if workers == 1 or total == 1:
+        for i in range(total):
             run(i)
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for f in [pool.submit(run, i) for i in range(1, total)]:
+            for f in [pool.submit(run, i) for i in range(total)]:
                 f.result()
     columns: dict[str, npt.NDArray[Any]] = {
         "threshold": np.array([s.threshold for s in settings], np.int64),

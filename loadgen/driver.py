@@ -97,6 +97,7 @@ class VirtualTimeDriver:
         self._last_counter: dict[int, int] = {}
         self._pending = RequestChunk.empty()
         self._seq = 0
+        self._day_end = s.day_start_ns + 24 * 3600 * NS
 
     def run(self, sink: Sink) -> RunTotals:
         s = self.scenario
@@ -107,13 +108,18 @@ class VirtualTimeDriver:
         k = 0
         t0 = day0
         # Alerts never depend on requests: each chunk's alerts run on one worker thread while
-        # the main thread does the chunk's requests (the kernels release the GIL). One chunk
-        # in flight at a time keeps the alerts log in order and memory bounded.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="alerts") as pool:
+        # the main thread does the chunk's requests (the kernels release the GIL); a second
+        # worker generates the next chunk's scheduled requests. One chunk in flight per worker
+        # keeps the logs in order and memory bounded.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="alerts") as pool, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate") as gen:
+            upcoming = gen.submit(self._scheduled, k, t0, t0 + chunk_ns)
             while t0 < day_end or len(self._pending):
                 t1 = t0 + chunk_ns
                 alerts = pool.submit(self._alert_chunk, t0, t1, sink)
-                self._chunk(k, t0, t1, sink)
+                req = upcoming.result()
+                upcoming = gen.submit(self._scheduled, k + 1, t1, t1 + chunk_ns)
+                self._chunk(k, req, t1, sink)
                 alerts.result()
                 sink.progress(min(t1, day_end), day_end)
                 k += 1
@@ -123,9 +129,13 @@ class VirtualTimeDriver:
         return self.totals
 
     # ------------------------------------------------------------------ one chunk
-    def _chunk(self, k: int, t0: int, t1: int, sink: Sink) -> None:
-        assert self.workload is not None and self.pipeline is not None
-        req = self.workload.requests(k, t0, t1) if t0 < self.scenario.day_start_ns + 24 * 3600 * NS else RequestChunk.empty()
+    def _scheduled(self, k: int, t0: int, t1: int) -> RequestChunk:
+        """The workload's requests of chunk ``k`` (none after the day)."""
+        assert self.workload is not None
+        return self.workload.requests(k, t0, t1) if t0 < self._day_end else RequestChunk.empty()
+
+    def _chunk(self, k: int, req: RequestChunk, t1: int, sink: Sink) -> None:
+        assert self.pipeline is not None
         due = self._pending.t_scheduled_ns < t1
         if due.any():
             merged = RequestChunk.concat([req, self._pending.take(due)])

@@ -308,7 +308,8 @@ def tune_throttle(trace: Path, grid_path: Path, out: Path, workers: int | None, 
     """Run a grid of (N, W, P) over TRACE and report what each setting discards."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from dccsim.throttle import Throttle, ThrottleError, load_grid, sweep
+    from dccsim.throttle import ThrottleError, load_grid, sweep
+    from dccsim.throttle.tuning import warm_up
 
     from .logs import ArrowLogWriter, LogError
 
@@ -321,7 +322,7 @@ def tune_throttle(trace: Path, grid_path: Path, out: Path, workers: int | None, 
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CliError(f"{out}: cannot create the folder ({exc.strerror})") from None
-    Throttle.warm_up()
+    warm_up()
     t0 = time.perf_counter()
     with Progress(TextColumn("[bold]tuning"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("settings"), TimeElapsedColumn(), transient=True) as bar:

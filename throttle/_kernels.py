@@ -342,31 +342,102 @@ def first_decrease(t_ns, previous):  # type: ignore[no-untyped-def]
     return -1
 
 
-@jit
-def score_storms(would_throttle, t_ns, storm_id, first_catch, counts):  # type: ignore[no-untyped-def]
-    """Per-storm first discard time and storm/collateral totals of one tuning setting.
+# tuning sweep: dense key numbers, then several settings side by side per key
 
-    ``storm_id[i]`` is the storm of alert ``i`` (``-1``: not a storm alert). Writes
-    ``first_catch[k]``, the time of storm ``k``'s first discarded alert (``-1`` if none),
-    and ``counts = (storm alerts forwarded, storm alerts discarded, non-storm alerts
-    discarded)``. "Discarded" is ``would_throttle`` so dry-run settings score the same.
+# sweep counters, per setting
+SW_FORWARDED = 0
+SW_NEAR = 1
+SW_STORM_FORWARDED = 2
+SW_STORM_DISCARDED = 3
+SW_COLLATERAL = 4
+SW_COUNTERS = 5
+
+
+@jit
+def dense_keys(device, alert_code, code_class, index, key):  # type: ignore[no-untyped-def]
+    """Number the keys of the alerts in order of first appearance: ``key[i]``, or -1 for an
+    excluded code; returns how many keys, or -1 if ``index`` (zeroed ``int64[slots, 2]``,
+    records ``device, code | occupied | number << 32``) got half full (retry larger)."""
+    n = device.shape[0]
+    mask = U64(index.shape[0] - 1)
+    limit = index.shape[0] // 2
+    keys = 0
+    for i in range(n):
+        j = i + AHEAD
+        if j < n:
+            prefetch(index, home_slot(device[j], alert_code[j], mask), 0)
+        code = alert_code[i]
+        if code_class[code] == 0:
+            key[i] = -1
+            continue
+        s = home_slot(device[i], code, mask)
+        want = I64(code) | OCCUPIED
+        dev = I64(device[i])
+        while True:
+            w = index[s, 1]
+            if w == 0:
+                if keys >= limit:
+                    return -1
+                index[s, 0] = dev
+                index[s, 1] = want | (I64(keys) << S32)
+                key[i] = keys
+                keys += 1
+                break
+            if (w & KEY_MASK) == want and index[s, 0] == dev:
+                key[i] = w >> S32
+                break
+            s = (s + _U1) & mask
+    return keys
+
+
+@jit
+def sweep_pass(t_ns, alert_code, key, storm_id, kind, code_class, params, state, counts,
+               first_catch):  # type: ignore[no-untyped-def]
+    """Settings ``0..S-1`` over the same alerts, each key's states side by side.
+
+    ``params`` is ``int64[S, classes, 4]`` (rows as for the table kernel), ``state``
+    zeroed ``int64[keys, 4 S]`` (setting ``s`` in columns ``4s..4s+3``, the step layout),
+    ``key`` from :func:`dense_keys`, ``storm_id`` as for :func:`score_storms`. Adds to
+    ``counts[s, SW_*]`` and sets ``first_catch[s, storm]`` (start it at -1) to the time of
+    the storm's first discarded alert. One random access per alert serves all S settings.
     """
-    for k in range(first_catch.shape[0]):
-        first_catch[k] = -1
-    storm_fwd = 0
-    storm_disc = 0
-    collateral = 0
-    for i in range(t_ns.shape[0]):
-        k = storm_id[i]
-        if k < 0:
-            if would_throttle[i]:
-                collateral += 1
-        elif would_throttle[i]:
-            storm_disc += 1
-            if first_catch[k] < 0:
-                first_catch[k] = t_ns[i]
-        else:
-            storm_fwd += 1
-    counts[0] = storm_fwd
-    counts[1] = storm_disc
-    counts[2] = collateral
+    n = t_ns.shape[0]
+    width = state.shape[1]
+    settings = params.shape[0]
+    for i in range(n):
+        j = i + AHEAD
+        if j < n and key[j] >= 0:
+            for w in range(0, width, 8):  # every cache line of the key's states
+                prefetch(state, key[j], w)
+        r = key[i]
+        if r < 0:
+            continue
+        cls = code_class[alert_code[i]]
+        t = t_ns[i]
+        sid = storm_id[i]
+        new = state[r, 0] == 0
+        for s in range(settings):
+            c = 4 * s
+            if new:
+                state[r, c] = OCCUPIED
+            if kind == FIXED_WINDOW:
+                forward, _, _, near = fixed_window_step(
+                    state, r, c, new, t, params[s, cls, 0], params[s, cls, 1],
+                    params[s, cls, 2], params[s, cls, 3])
+            else:
+                forward, _, _, near = gcra_step(
+                    state, r, c, new, t, params[s, cls, 0], params[s, cls, 1],
+                    params[s, cls, 2], params[s, cls, 3])
+            counts[s, SW_NEAR] += near
+            if forward:
+                counts[s, SW_FORWARDED] += 1
+                if sid >= 0:
+                    counts[s, SW_STORM_FORWARDED] += 1
+            elif sid >= 0:
+                counts[s, SW_STORM_DISCARDED] += 1
+                if first_catch[s, sid] < 0:
+                    first_catch[s, sid] = t
+            else:
+                counts[s, SW_COLLATERAL] += 1
+
+

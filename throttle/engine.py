@@ -411,5 +411,3 @@ class Throttle:
                 th = cls(ThrottlePolicy(policy=policy, exclude=("8F75",)), initial_keys=1)
                 th.process(*cols)
                 th._make_room(0, processed=0)
-            k.score_storms(np.zeros(3, np.bool_), cols[0], np.zeros(3, np.int64),
-                           np.empty(1, np.int64), np.zeros(3, np.int64))

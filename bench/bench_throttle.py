@@ -37,7 +37,6 @@ from collections.abc import Callable
 
 import numba
 import numpy as np
-
 from dccsim.loadgen.alert_trace import make_alert_trace
 from dccsim.throttle import (
     RECORD_BYTES,
@@ -53,7 +52,10 @@ from dccsim.throttle.policy import compile_policy
 from dccsim.throttle.tuning import dense_keys
 
 POLICY = ThrottlePolicy(
-    threshold=10, window_s=3600, designated_period_s=900, exclude=("8F75", "8F3F"),
+    threshold=10,
+    window_s=3600,
+    designated_period_s=900,
+    exclude=("8F75", "8F3F"),
     overrides={"8F84": CodeOverride(threshold=3)},
 )
 
@@ -76,8 +78,9 @@ def _timer(kind: str) -> Callable[[], float]:
     return time.thread_time if kind == "cpu" else time.perf_counter
 
 
-def _median_time(fn: Callable[[], object], setup: Callable[[], object], repeats: int,
-                 clock: Callable[[], float]) -> float:
+def _median_time(
+    fn: Callable[[], object], setup: Callable[[], object], repeats: int, clock: Callable[[], float]
+) -> float:
     times = []
     for _ in range(repeats):
         setup()
@@ -88,7 +91,9 @@ def _median_time(fn: Callable[[], object], setup: Callable[[], object], repeats:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m dccsim.bench.bench_throttle", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m dccsim.bench.bench_throttle", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("--alerts", type=int, default=10_000_000)
     ap.add_argument("--devices", type=int, default=1_000_000)
     ap.add_argument("--storms", type=int, default=200)
@@ -99,21 +104,27 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     clock = _timer(args.clock)
 
-    print(f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
-          f"{platform.processor() or platform.machine()}; clock: {args.clock}")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
+        f"{platform.processor() or platform.machine()}; clock: {args.clock}"
+    )
     t0 = time.perf_counter()
     tr = make_alert_trace(args.alerts, args.devices, args.storms, seed=args.seed)
     t, d, c = tr.t_ns, tr.device, tr.alert_code
     n = len(tr)
-    print(f"trace: {n:,} alerts, {args.devices:,} devices, {args.storms} storms "
-          f"({time.perf_counter() - t0:.1f} s to draw)")
+    print(
+        f"trace: {n:,} alerts, {args.devices:,} devices, {args.storms} storms "
+        f"({time.perf_counter() - t0:.1f} s to draw)"
+    )
 
     Throttle.warm_up()
     _, keys = dense_keys(d, c, compile_policy(POLICY).code_class)
     out = ThrottleOutput.empty(n)
     rows = []
 
-    def kernel_run(policy: ThrottlePolicy, initial_keys: int | None = None) -> tuple[float, Throttle]:
+    def kernel_run(
+        policy: ThrottlePolicy, initial_keys: int | None = None
+    ) -> tuple[float, Throttle]:
         box: list[Throttle] = []
 
         def setup() -> None:
@@ -127,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     st = th.stats()
     expected = ThrottleOutput(*(a.copy() for a in out))
     rows.append(("kernel (fixed window)", sec))
-    sec_gcra, _ = kernel_run(ThrottlePolicy(**{**POLICY.to_dict(), "policy": "gcra", "overrides": {}}))
+    sec_gcra, _ = kernel_run(
+        ThrottlePolicy(**{**POLICY.to_dict(), "policy": "gcra", "overrides": {}})
+    )
     rows.append(("kernel (gcra)", sec_gcra))
     sec_small, small_th = kernel_run(POLICY, initial_keys=1 << 16)
     assert np.array_equal(out.action, expected.action)
@@ -135,8 +148,9 @@ def main(argv: list[str] | None = None) -> None:
 
     table = np.zeros_like(th._table)
     gather_scatter(t[:10], d[:10], c[:10], table, *out)
-    sec_base = _median_time(lambda: gather_scatter(t, d, c, table, *out), lambda: table.fill(0),
-                            args.repeats, clock)
+    sec_base = _median_time(
+        lambda: gather_scatter(t, d, c, table, *out), lambda: table.fill(0), args.repeats, clock
+    )
     rows.append(("baseline gather/scatter", sec_base))
 
     m = min(args.ref_alerts, n)
@@ -150,17 +164,22 @@ def main(argv: list[str] | None = None) -> None:
     assert np.array_equal(small.action, expected.action[:m])
     rows.append((f"reference (Python, {m:,} alerts, scaled)", sec_ref))
 
-    print(f"state: {st.keys:,} keys, table {th.state_bytes / 2**20:.0f} MiB "
-          f"({RECORD_BYTES} B records, {st.bytes_per_key:.0f} B per key of capacity, "
-          f"{th.state_bytes / st.keys:.0f} B per key held); from the default size: "
-          f"{small_th.stats().keys:,} keys held at the end in {small_th.state_bytes / 2**20:.0f} MiB; "
-          f"{st.throttled:,} throttled, {st.excluded:,} excluded, {st.near_limit:,} near-limit")
+    print(
+        f"state: {st.keys:,} keys, table {th.state_bytes / 2**20:.0f} MiB "
+        f"({RECORD_BYTES} B records, {st.bytes_per_key:.0f} B per key of capacity, "
+        f"{th.state_bytes / st.keys:.0f} B per key held); from the default size: "
+        f"{small_th.stats().keys:,} keys held at the end in "
+        f"{small_th.state_bytes / 2**20:.0f} MiB; "
+        f"{st.throttled:,} throttled, {st.excluded:,} excluded, {st.near_limit:,} near-limit"
+    )
     print(f"{'':42s} {'alerts/s':>14s} {'ns/alert':>9s}")
     for name, s in rows:
         print(f"{name:42s} {n / s:14,.0f} {s / n * 1e9:9.1f}")
-    print(f"kernel / baseline time: {sec / sec_base:.2f}x (target <= 3x); "
-          f"reference / kernel time: {sec_ref / sec:.0f}x (target >= 50x); "
-          f"kernel {n / sec / 1e6:.1f} M alerts/s (target >= 50 M)")
+    print(
+        f"kernel / baseline time: {sec / sec_base:.2f}x (target <= 3x); "
+        f"reference / kernel time: {sec_ref / sec:.0f}x (target >= 50x); "
+        f"kernel {n / sec / 1e6:.1f} M alerts/s (target >= 50 M)"
+    )
 
 
 if __name__ == "__main__":

@@ -78,8 +78,7 @@ def read_trace(path: Path) -> tuple[dict[str, npt.NDArray[Any]], dict[str, str]]
         if column.null_count:
             raise CliError(f"{path}: column {name!r} has {column.null_count} nulls, expected none")
     columns = {
-        name: table.column(name).to_numpy()
-        for name in [*TRACE_COLUMNS, "storm"] if name in names
+        name: table.column(name).to_numpy() for name in [*TRACE_COLUMNS, "storm"] if name in names
     }
     t = columns["t_ns"]
     bad = np.flatnonzero(t[1:] < t[:-1])
@@ -107,7 +106,9 @@ def _log_schema(columns: Sequence[str], dry_run: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _metadata(config_text: str, trace: Path, trace_meta: dict[str, str], **extra: str) -> dict[str, str]:
+def _metadata(
+    config_text: str, trace: Path, trace_meta: dict[str, str], **extra: str
+) -> dict[str, str]:
     meta = {
         "dccsim.scenario": config_text,
         "dccsim.seed": trace_meta.get("dccsim.seed", ""),
@@ -128,23 +129,48 @@ def _config_text(path: Path) -> str:
 @click.command("make-alert-trace")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--alerts", type=int, default=100_000, show_default=True, help="Alerts in the trace.")
-@click.option("--devices", type=int, default=10_000, show_default=True, help="Devices that may alert.")
-@click.option("--storms", type=int, default=10, show_default=True, help="Storms, each on its own device.")
+@click.option(
+    "--devices", type=int, default=10_000, show_default=True, help="Devices that may alert."
+)
+@click.option(
+    "--storms", type=int, default=10, show_default=True, help="Storms, each on its own device."
+)
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the generator.")
-@click.option("--duration-s", type=float, default=86_400.0, show_default=True, help="Span of the trace.")
-@click.option("--storm-share", type=float, default=0.2, show_default=True,
-              help="Share of the alerts that belong to storms.")
-def make_alert_trace(out: Path, alerts: int, devices: int, storms: int, seed: int,
-                     duration_s: float, storm_share: float) -> None:
+@click.option(
+    "--duration-s", type=float, default=86_400.0, show_default=True, help="Span of the trace."
+)
+@click.option(
+    "--storm-share",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Share of the alerts that belong to storms.",
+)
+def make_alert_trace(
+    out: Path,
+    alerts: int,
+    devices: int,
+    storms: int,
+    seed: int,
+    duration_s: float,
+    storm_share: float,
+) -> None:
     """Draw an alert trace with labelled storms and write it to OUT (Arrow IPC file)."""
     from dccsim.loadgen.alert_trace import make_alert_trace as draw
 
     try:
-        trace = draw(alerts, devices, storms, seed=seed, duration_s=duration_s, storm_share=storm_share)
+        trace = draw(
+            alerts, devices, storms, seed=seed, duration_s=duration_s, storm_share=storm_share
+        )
     except ValueError as exc:
         raise CliError(f"make-alert-trace: --{str(exc).replace('_', '-')}") from None
-    params = {"alerts": alerts, "devices": devices, "storms": storms, "duration_s": duration_s,
-              "storm_share": storm_share}
+    params = {
+        "alerts": alerts,
+        "devices": devices,
+        "storms": storms,
+        "duration_s": duration_s,
+        "storm_share": storm_share,
+    }
     meta = {
         "dccsim.scenario": "\n".join(f"{k} = {v!r}" for k, v in params.items()),
         "dccsim.seed": str(seed),
@@ -163,7 +189,9 @@ def make_alert_trace(out: Path, alerts: int, devices: int, storms: int, seed: in
 
 
 # ------------------------------------------------------------------------------ throttle
-def _top_keys(device: npt.NDArray[np.uint64], code: npt.NDArray[np.uint16], k: int) -> list[tuple[int, int, int]]:
+def _top_keys(
+    device: npt.NDArray[np.uint64], code: npt.NDArray[np.uint16], k: int
+) -> list[tuple[int, int, int]]:
     """The ``k`` (device, alert code) keys with most rows, most first."""
     from dccsim.throttle import group_keys
 
@@ -177,16 +205,34 @@ def _top_keys(device: npt.NDArray[np.uint64], code: npt.NDArray[np.uint16], k: i
 
 @click.command("throttle")
 @click.argument("trace", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--config", "config_path", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Policy file (TOML): policy, threshold, window_s, designated_period_s, exclude, "
-                   "dry_run, [overrides.<code>].")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Alerts log to write (Arrow IPC stream).")
-@click.option("--batch", type=click.IntRange(min=1), default=1 << 20, show_default=True,
-              help="Alerts per batch through the throttle.")
-@click.option("--max-keys", type=click.IntRange(min=1), default=1 << 24, show_default=True,
-              help="Bound on keys holding state (memory: about 80 bytes per key).")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Policy file (TOML): policy, threshold, window_s, designated_period_s, exclude, "
+    "dry_run, [overrides.<code>].",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Alerts log to write (Arrow IPC stream).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=1 << 20,
+    show_default=True,
+    help="Alerts per batch through the throttle.",
+)
+@click.option(
+    "--max-keys",
+    type=click.IntRange(min=1),
+    default=1 << 24,
+    show_default=True,
+    help="Bound on keys holding state (memory: about 80 bytes per key).",
+)
 def throttle(trace: Path, config_path: Path, out: Path, batch: int, max_keys: int) -> None:
     """Apply an Alert Storm Protection policy to TRACE and write the alerts log OUT."""
     from dccsim.throttle import ACTIONS, Throttle, ThrottleError, load_policy
@@ -204,8 +250,12 @@ def throttle(trace: Path, config_path: Path, out: Path, batch: int, max_keys: in
     Throttle.warm_up()
     th = Throttle(policy, max_keys=max_keys)
     schema = _log_schema(list(columns), policy.dry_run)
-    meta = _metadata(_config_text(config_path), trace, trace_meta,
-                     policy=json.dumps(policy.to_dict(), sort_keys=True))
+    meta = _metadata(
+        _config_text(config_path),
+        trace,
+        trace_meta,
+        policy=json.dumps(policy.to_dict(), sort_keys=True),
+    )
     discarded: list[tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint16]]] = []
     storm_discarded = 0
     busy = 0.0
@@ -219,9 +269,14 @@ def throttle(trace: Path, config_path: Path, out: Path, batch: int, max_keys: in
                 except ThrottleError as exc:
                     raise CliError(f"{trace}: rows from {a}: {exc}") from None
                 busy += time.perf_counter() - t0
-                cols = {"t_ns": t[a:b], "device": dev[a:b], "alert_code": code[a:b],
-                        "action": res.action, "throttled_count": res.throttled_count,
-                        "sequence_id": res.sequence_id}
+                cols = {
+                    "t_ns": t[a:b],
+                    "device": dev[a:b],
+                    "alert_code": code[a:b],
+                    "action": res.action,
+                    "throttled_count": res.throttled_count,
+                    "sequence_id": res.sequence_id,
+                }
                 if storm is not None:
                     cols["storm"] = storm[a:b]
                     storm_discarded += int(np.count_nonzero(res.would_throttle & storm[a:b]))
@@ -239,13 +294,20 @@ def throttle(trace: Path, config_path: Path, out: Path, batch: int, max_keys: in
     _print_summary(th.stats(), policy, trace, out, n, busy, storm, storm_discarded, top)
 
 
-def _print_summary(st: Any, policy: Any, trace: Path, out: Path, n: int, busy: float,
-                   storm: npt.NDArray[np.bool_] | None, storm_discarded: int,
-                   top: list[tuple[int, int, int]]) -> None:
+def _print_summary(
+    st: Any,
+    policy: Any,
+    trace: Path,
+    out: Path,
+    n: int,
+    busy: float,
+    storm: npt.NDArray[np.bool_] | None,
+    storm_discarded: int,
+    top: list[tuple[int, int, int]],
+) -> None:
+    from dccsim.throttle import format_alert_code
     from rich.console import Console
     from rich.table import Table
-
-    from dccsim.throttle import format_alert_code
 
     from .report import _bytes, _eui
 
@@ -266,11 +328,17 @@ def _print_summary(st: Any, policy: Any, trace: Path, out: Path, n: int, busy: f
     table.add_row("near-limit events", f"{st.near_limit:,}", "")
     if storm is not None:
         storm_n = int(storm.sum())
-        table.add_row("storm alerts discarded", f"{storm_discarded:,}",
-                      f"{storm_discarded / storm_n:.2%} of storm" if storm_n else "-")
+        table.add_row(
+            "storm alerts discarded",
+            f"{storm_discarded:,}",
+            f"{storm_discarded / storm_n:.2%} of storm" if storm_n else "-",
+        )
         other = st.would_throttle - storm_discarded
-        table.add_row("non-storm discarded (collateral)", f"{other:,}",
-                      f"{other / (n - storm_n):.2%} of others" if n > storm_n else "-")
+        table.add_row(
+            "non-storm discarded (collateral)",
+            f"{other:,}",
+            f"{other / (n - storm_n):.2%} of others" if n > storm_n else "-",
+        )
     table.add_row("keys holding state", f"{st.keys:,}", f"{st.evicted:,} evicted")
     table.add_row("state memory", _bytes(st.state_bytes), f"{st.bytes_per_key:.0f} B/key")
     table.add_row("throttle time", f"{busy:.3f} s", f"{n / busy:,.0f} alerts/s" if busy else "")
@@ -294,22 +362,40 @@ def _print_summary(st: Any, policy: Any, trace: Path, out: Path, n: int, busy: f
 # ------------------------------------------------------------------------------ tune-throttle
 @click.command("tune-throttle")
 @click.argument("trace", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--grid", "grid_path", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Grid file (TOML): a base policy plus [grid] threshold, window_s, "
-                   "designated_period_s lists.")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for tuning.arrow and tuning.svg (created if missing).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Threads running settings side by side [default: the CPUs available].")
-@click.option("--max-keys", type=click.IntRange(min=1), default=1 << 24, show_default=True,
-              help="Bound on keys holding state, per setting.")
-def tune_throttle(trace: Path, grid_path: Path, out: Path, workers: int | None, max_keys: int) -> None:
+@click.option(
+    "--grid",
+    "grid_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Grid file (TOML): a base policy plus [grid] threshold, window_s, "
+    "designated_period_s lists.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for tuning.arrow and tuning.svg (created if missing).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads running settings side by side [default: the CPUs available].",
+)
+@click.option(
+    "--max-keys",
+    type=click.IntRange(min=1),
+    default=1 << 24,
+    show_default=True,
+    help="Bound on keys holding state, per setting.",
+)
+def tune_throttle(
+    trace: Path, grid_path: Path, out: Path, workers: int | None, max_keys: int
+) -> None:
     """Run a grid of (N, W, P) over TRACE and report what each setting discards."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from dccsim.throttle import ThrottleError, load_grid, sweep
     from dccsim.throttle.tuning import warm_up
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .logs import ArrowLogWriter, LogError
 
@@ -324,26 +410,43 @@ def tune_throttle(trace: Path, grid_path: Path, out: Path, workers: int | None, 
         raise CliError(f"{out}: cannot create the folder ({exc.strerror})") from None
     warm_up()
     t0 = time.perf_counter()
-    with Progress(TextColumn("[bold]tuning"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("settings"), TimeElapsedColumn(), transient=True) as bar:
+    with Progress(
+        TextColumn("[bold]tuning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("settings"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
         task = bar.add_task("tuning", total=len(grid))
         try:
             result = sweep(
-                columns["t_ns"], columns["device"], columns["alert_code"], grid,
-                storm=columns.get("storm"), workers=workers, max_keys=max_keys,
+                columns["t_ns"],
+                columns["device"],
+                columns["alert_code"],
+                grid,
+                storm=columns.get("storm"),
+                workers=workers,
+                max_keys=max_keys,
                 progress=lambda done, total: bar.update(task, completed=done),
             )
         except ThrottleError as exc:
             raise CliError(f"{trace}: {exc}") from None
     wall = time.perf_counter() - t0
     cols = result.columns
-    schema = pa.schema([pa.field(name, pa.from_numpy_dtype(a.dtype), nullable=False) for name, a in cols.items()])
-    meta = _metadata(_config_text(grid_path), trace, trace_meta, alerts=str(columns["t_ns"].shape[0]))
+    schema = pa.schema(
+        [pa.field(name, pa.from_numpy_dtype(a.dtype), nullable=False) for name, a in cols.items()]
+    )
+    meta = _metadata(
+        _config_text(grid_path), trace, trace_meta, alerts=str(columns["t_ns"].shape[0])
+    )
     try:
         with ArrowLogWriter(out / "tuning.arrow", schema, meta, compression=None) as log:
             log.write_columns(**cols)
     except (LogError, OSError) as exc:
-        raise CliError(f"{out / 'tuning.arrow'}: cannot write ({getattr(exc, 'strerror', None) or exc})") from None
+        raise CliError(
+            f"{out / 'tuning.arrow'}: cannot write ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
     has_storm = "storm" in columns
     pareto = _pareto(cols) if has_storm else np.zeros(len(result), bool)
     if has_storm:
@@ -374,41 +477,69 @@ def _span(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _print_tuning(cols: dict[str, npt.NDArray[Any]], pareto: npt.NDArray[np.bool_], has_storm: bool,
-                  n: int, wall: float, out: Path) -> None:
+def _print_tuning(
+    cols: dict[str, npt.NDArray[Any]],
+    pareto: npt.NDArray[np.bool_],
+    has_storm: bool,
+    n: int,
+    wall: float,
+    out: Path,
+) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"throttle tuning: {len(cols['threshold'])} settings over {n:,} alerts "
-                        f"in {wall:.1f} s", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    table = Table(
+        title=f"throttle tuning: {len(cols['threshold'])} settings over {n:,} alerts "
+        f"in {wall:.1f} s",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+    )
     heads = ["N", "W", "P", "forwarded", "discarded", "excluded"]
     if has_storm:
         heads += ["storm fwd", "storm disc", "collateral", "caught", "catch s"]
     for h in heads:
         table.add_column(h, justify="right", no_wrap=True)
     for i in range(len(cols["threshold"])):
-        row = [f"{cols['threshold'][i]}", _span(cols["window_s"][i]), _span(cols["designated_period_s"][i]),
-               f"{cols['forwarded'][i]:,}", f"{cols['discarded'][i]:,}", f"{cols['excluded'][i]:,}"]
+        row = [
+            f"{cols['threshold'][i]}",
+            _span(cols["window_s"][i]),
+            _span(cols["designated_period_s"][i]),
+            f"{cols['forwarded'][i]:,}",
+            f"{cols['discarded'][i]:,}",
+            f"{cols['excluded'][i]:,}",
+        ]
         if has_storm:
             med = cols["median_catch_s"][i]
-            row += [f"{cols['storm_forwarded'][i]:,}", f"{cols['storm_discarded'][i]:,}",
-                    f"{cols['collateral'][i]:,}", f"{cols['storms_caught'][i]}/{cols['storms'][i]}",
-                    "-" if math.isnan(med) else f"{med:,.1f}"]
+            row += [
+                f"{cols['storm_forwarded'][i]:,}",
+                f"{cols['storm_discarded'][i]:,}",
+                f"{cols['collateral'][i]:,}",
+                f"{cols['storms_caught'][i]}/{cols['storms'][i]}",
+                "-" if math.isnan(med) else f"{med:,.1f}",
+            ]
         table.add_row(*row, style="bold" if pareto[i] else None)
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 140))
     console.print(table)
     if has_storm:
-        console.print(f"bold: settings no other setting beats on both storm alerts discarded and "
-                      f"collateral; catch s: median seconds from a storm's first alert to its first "
-                      f"discard. Wrote {out / 'tuning.arrow'} and {out / 'tuning.svg'}.")
+        console.print(
+            f"bold: settings no other setting beats on both storm alerts discarded and "
+            f"collateral; catch s: median seconds from a storm's first alert to its first "
+            f"discard. Wrote {out / 'tuning.arrow'} and {out / 'tuning.svg'}."
+        )
     else:
-        console.print(f"the trace has no storm column: no storm scores and no plot. Wrote {out / 'tuning.arrow'}.")
+        console.print(
+            "the trace has no storm column: no storm scores and no plot. "
+            f"Wrote {out / 'tuning.arrow'}."
+        )
 
 
-def tradeoff_svg(cols: dict[str, npt.NDArray[Any]], pareto: npt.NDArray[np.bool_], *, title: str) -> str:
+def tradeoff_svg(
+    cols: dict[str, npt.NDArray[Any]], pareto: npt.NDArray[np.bool_], *, title: str
+) -> str:
     """A self-contained SVG: storm alerts discarded (y) against collateral discards (x)."""
     from .report import _esc, _linear_ticks, _si
 
@@ -430,35 +561,58 @@ def tradeoff_svg(cols: dict[str, npt.NDArray[Any]], pareto: npt.NDArray[np.bool_
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" '
         f'font-family="system-ui,sans-serif" font-size="12" role="img" aria-label="{_esc(title)}">',
-        f'<title>{_esc(title)}</title>',
+        f"<title>{_esc(title)}</title>",
         '<rect width="100%" height="100%" fill="#fff"/>',
         f'<text x="{ml}" y="22" font-size="15" fill="#0f172a">{_esc(title)}</text>',
     ]
     for v in xt:
-        parts.append(f'<line x1="{px(v):.1f}" y1="{mt}" x2="{px(v):.1f}" y2="{h - mb}" stroke="#eef2f7"/>')
-        parts.append(f'<text x="{px(v):.1f}" y="{h - mb + 18}" text-anchor="middle" fill="#64748b">{_si(v)}</text>')
+        parts.append(
+            f'<line x1="{px(v):.1f}" y1="{mt}" x2="{px(v):.1f}" y2="{h - mb}" stroke="#eef2f7"/>'
+        )
+        parts.append(
+            f'<text x="{px(v):.1f}" y="{h - mb + 18}" text-anchor="middle" fill="#64748b">'
+            f"{_si(v)}</text>"
+        )
     for v in yt:
-        parts.append(f'<line x1="{ml}" y1="{py(v):.1f}" x2="{w - mr}" y2="{py(v):.1f}" stroke="#eef2f7"/>')
-        parts.append(f'<text x="{ml - 8}" y="{py(v) + 4:.1f}" text-anchor="end" fill="#64748b">{_si(v)}</text>')
+        parts.append(
+            f'<line x1="{ml}" y1="{py(v):.1f}" x2="{w - mr}" y2="{py(v):.1f}" stroke="#eef2f7"/>'
+        )
+        parts.append(
+            f'<text x="{ml - 8}" y="{py(v) + 4:.1f}" text-anchor="end" fill="#64748b">'
+            f"{_si(v)}</text>"
+        )
     parts.append(f'<line x1="{ml}" y1="{h - mb}" x2="{w - mr}" y2="{h - mb}" stroke="#94a3b8"/>')
     parts.append(f'<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{h - mb}" stroke="#94a3b8"/>')
-    parts.append(f'<text x="{(ml + w - mr) / 2}" y="{h - 14}" text-anchor="middle" fill="#334155">'
-                 'collateral: non-storm alerts discarded (log scale)</text>')
-    parts.append(f'<text transform="translate(20 {(mt + h - mb) / 2}) rotate(-90)" text-anchor="middle" '
-                 'fill="#334155">storm alerts discarded</text>')
+    parts.append(
+        f'<text x="{(ml + w - mr) / 2}" y="{h - 14}" text-anchor="middle" fill="#334155">'
+        "collateral: non-storm alerts discarded (log scale)</text>"
+    )
+    parts.append(
+        f'<text transform="translate(20 {(mt + h - mb) / 2}) rotate(-90)" text-anchor="middle" '
+        'fill="#334155">storm alerts discarded</text>'
+    )
     order = np.flatnonzero(pareto)[np.argsort(x[pareto], kind="stable")]
     if order.size > 1:
         pts = " ".join(f"{px(x[i]):.1f},{py(y[i]):.1f}" for i in order)
-        parts.append(f'<polyline points="{pts}" fill="none" stroke="#2563eb" stroke-width="1.5" '
-                     'stroke-dasharray="4 3"/>')
+        parts.append(
+            f'<polyline points="{pts}" fill="none" stroke="#2563eb" stroke-width="1.5" '
+            'stroke-dasharray="4 3"/>'
+        )
     for i in range(x.shape[0]):
-        tip = (f"N={cols['threshold'][i]} W={cols['window_s'][i]:g}s P={cols['designated_period_s'][i]:g}s: "
-               f"storm discarded {int(y[i]):,}, collateral {int(x[i]):,}, "
-               f"caught {cols['storms_caught'][i]}/{cols['storms'][i]}")
+        tip = (
+            f"N={cols['threshold'][i]} W={cols['window_s'][i]:g}s "
+            f"P={cols['designated_period_s'][i]:g}s: "
+            f"storm discarded {int(y[i]):,}, collateral {int(x[i]):,}, "
+            f"caught {cols['storms_caught'][i]}/{cols['storms'][i]}"
+        )
         color = "#2563eb" if pareto[i] else "#94a3b8"
-        parts.append(f'<circle cx="{px(x[i]):.1f}" cy="{py(y[i]):.1f}" r="{5 if pareto[i] else 3.5}" '
-                     f'fill="{color}" fill-opacity="0.85"><title>{_esc(tip)}</title></circle>')
-    parts.append(f'<text x="{w - mr}" y="{mt - 8}" text-anchor="end" fill="#2563eb">'
-                 'blue: best trade-offs (no setting beats them on both axes)</text>')
+        parts.append(
+            f'<circle cx="{px(x[i]):.1f}" cy="{py(y[i]):.1f}" r="{5 if pareto[i] else 3.5}" '
+            f'fill="{color}" fill-opacity="0.85"><title>{_esc(tip)}</title></circle>'
+        )
+    parts.append(
+        f'<text x="{w - mr}" y="{mt - 8}" text-anchor="end" fill="#2563eb">'
+        "blue: best trade-offs (no setting beats them on both axes)</text>"
+    )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

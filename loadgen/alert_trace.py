@@ -9,7 +9,8 @@ How it is drawn, from one seeded generator (so ``seed`` gives the same trace byt
 
 - **Background** alerts (``alerts`` minus the storm alerts): times uniform over the
   duration; devices by a per-device activity drawn from a log-normal (a few chatty devices,
-  many quiet ones), in random order; each device has a usual alert code (drawn from :data:`BACKGROUND_MIX`)
+  many quiet ones), in random order; each device has a usual alert code (drawn from
+  :data:`BACKGROUND_MIX`)
   that it sends :data:`USUAL_SHARE` of the time, and otherwise a code from the same mix.
 - **Storms** (``storms`` of them, together ``storm_share`` of the alerts): each on its own
   device with one code from :data:`STORM_CODES`; sizes log-normal; each storm sends at a

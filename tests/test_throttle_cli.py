@@ -17,7 +17,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
-
 from dccsim.bench.cli import main
 from dccsim.throttle import Throttle, load_policy
 
@@ -38,11 +37,28 @@ threshold = 1
 window_s = 10
 """
 # the trace of tests/test_throttle_semantics.py::test_fixed_window_by_hand
-ROWS = [(0, A, 0x8F84), (0, A, 0x8F84), (0, B, 0x8F84), (0, A, 0x8F84), (0, A, 0x8F84),
-        (1, A, 0x8F75), (5, A, 0x8F84), (5, A, 0x8F12), (6, A, 0x8F12), (20, A, 0x8F84),
-        (20, A, 0x8F84), (25, A, 0x8F12), (60, A, 0x8F84), (60, A, 0x8F84), (60, B, 0x8F84)]
-ACTIONS = ["forwarded"] * 4 + ["throttled", "excluded", "throttled", "forwarded", "throttled",
-                               "forwarded", "throttled"] + ["forwarded"] * 4
+ROWS = [
+    (0, A, 0x8F84),
+    (0, A, 0x8F84),
+    (0, B, 0x8F84),
+    (0, A, 0x8F84),
+    (0, A, 0x8F84),
+    (1, A, 0x8F75),
+    (5, A, 0x8F84),
+    (5, A, 0x8F12),
+    (6, A, 0x8F12),
+    (20, A, 0x8F84),
+    (20, A, 0x8F84),
+    (25, A, 0x8F12),
+    (60, A, 0x8F84),
+    (60, A, 0x8F84),
+    (60, B, 0x8F84),
+]
+ACTIONS = (
+    ["forwarded"] * 4
+    + ["throttled", "excluded", "throttled", "forwarded", "throttled", "forwarded", "throttled"]
+    + ["forwarded"] * 4
+)
 COUNTS = [0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 1, 0, 0]
 SEQS = [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 0, 0]
 
@@ -56,7 +72,9 @@ def cli(*args: object) -> int:
     return 0
 
 
-def write_trace(path: Path, columns: dict[str, pa.Array | np.ndarray], *, stream: bool = False) -> Path:
+def write_trace(
+    path: Path, columns: dict[str, pa.Array | np.ndarray], *, stream: bool = False
+) -> Path:
     table = pa.table(columns)
     with pa.OSFile(str(path), "wb") as sink:
         opener = ipc.new_stream if stream else ipc.new_file
@@ -66,11 +84,15 @@ def write_trace(path: Path, columns: dict[str, pa.Array | np.ndarray], *, stream
 
 
 def hand_trace(path: Path, **kw: bool) -> Path:
-    return write_trace(path, {
-        "t_ns": np.array([r[0] * S for r in ROWS], np.int64),
-        "device": np.array([r[1] for r in ROWS], np.uint64),
-        "alert_code": np.array([r[2] for r in ROWS], np.uint16),
-    }, **kw)
+    return write_trace(
+        path,
+        {
+            "t_ns": np.array([r[0] * S for r in ROWS], np.int64),
+            "device": np.array([r[1] for r in ROWS], np.uint64),
+            "alert_code": np.array([r[2] for r in ROWS], np.uint16),
+        },
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -86,13 +108,22 @@ def test_throttle_by_hand(tmp_path: Path, policy_file: Path, capsys, stream: boo
     out = tmp_path / "alerts.arrow"
     assert cli("throttle", trace, "--config", policy_file, "--out", out, "--batch", 4) == 0
     log = ipc.open_stream(out).read_all()
-    assert log.column_names == ["t_ns", "device", "alert_code", "action", "throttled_count", "sequence_id"]
+    assert log.column_names == [
+        "t_ns",
+        "device",
+        "alert_code",
+        "action",
+        "throttled_count",
+        "sequence_id",
+    ]
     assert log.column("action").to_pylist() == ACTIONS
     assert log.column("throttled_count").to_pylist() == COUNTS
     assert log.column("sequence_id").to_pylist() == SEQS
     assert log.schema.field("throttled_count").type == pa.uint32()
     meta = {k.decode(): v.decode() for k, v in log.schema.metadata.items()}
-    assert json.loads(meta["dccsim.policy"])["overrides"] == {"8f12": {"threshold": 1, "window_s": 10.0}}
+    assert json.loads(meta["dccsim.policy"])["overrides"] == {
+        "8f12": {"threshold": 1, "window_s": 10.0}
+    }
     assert "threshold = 3" in meta["dccsim.scenario"]
     shown = capsys.readouterr().out
     for line in ("forwarded", "throttled (discarded)", "excluded"):
@@ -107,14 +138,30 @@ def test_throttle_dry_run_adds_would_throttle(tmp_path: Path) -> None:
     out = tmp_path / "alerts.arrow"
     assert cli("throttle", trace, "--config", cfg, "--out", out) == 0
     log = ipc.open_stream(out).read_all()
-    assert log.column("action").to_pylist() == [a if a == "excluded" else "forwarded" for a in ACTIONS]
+    assert log.column("action").to_pylist() == [
+        a if a == "excluded" else "forwarded" for a in ACTIONS
+    ]
     assert log.column("would_throttle").to_pylist() == [a == "throttled" for a in ACTIONS]
     assert log.column("throttled_count").to_pylist() == COUNTS
 
 
 def test_generated_storm_trace_through_throttle(tmp_path: Path, policy_file: Path) -> None:
     trace = tmp_path / "storms.arrow"
-    assert cli("make-alert-trace", trace, "--alerts", 5000, "--devices", 200, "--storms", 3, "--seed", 4) == 0
+    assert (
+        cli(
+            "make-alert-trace",
+            trace,
+            "--alerts",
+            5000,
+            "--devices",
+            200,
+            "--storms",
+            3,
+            "--seed",
+            4,
+        )
+        == 0
+    )
     table = ipc.open_file(trace).read_all()
     assert table.num_rows == 5000 and int(pc_sum(table.column("storm"))) == 1000
     assert table.schema.metadata[b"dccsim.seed"] == b"4"
@@ -137,19 +184,46 @@ def pc_sum(column: pa.ChunkedArray) -> int:
 
 def test_tune_throttle(tmp_path: Path, capsys) -> None:
     trace = tmp_path / "storms.arrow"
-    assert cli("make-alert-trace", trace, "--alerts", 4000, "--devices", 100, "--storms", 4, "--seed", 2) == 0
+    assert (
+        cli(
+            "make-alert-trace",
+            trace,
+            "--alerts",
+            4000,
+            "--devices",
+            100,
+            "--storms",
+            4,
+            "--seed",
+            2,
+        )
+        == 0
+    )
     grid = tmp_path / "grid.toml"
-    grid.write_text('exclude = ["8F75"]\n[grid]\nthreshold = [2, 10]\nwindow_s = [600, 3600]\ndesignated_period_s = [60]\n')
+    grid.write_text(
+        'exclude = ["8F75"]\n[grid]\nthreshold = [2, 10]\nwindow_s = [600, 3600]\n'
+        "designated_period_s = [60]\n"
+    )
     out = tmp_path / "tune"
     assert cli("tune-throttle", trace, "--grid", grid, "--out", out, "--workers", 2) == 0
     res = ipc.open_stream(out / "tuning.arrow").read_all()
     assert res.num_rows == 4
     assert res.column("threshold").to_pylist() == [2, 2, 10, 10]
-    assert set(res.column_names) >= {"forwarded", "discarded", "excluded", "storm_forwarded",
-                                     "storm_discarded", "collateral", "storms_caught", "median_catch_s"}
+    assert set(res.column_names) >= {
+        "forwarded",
+        "discarded",
+        "excluded",
+        "storm_forwarded",
+        "storm_discarded",
+        "collateral",
+        "storms_caught",
+        "median_catch_s",
+    }
     assert res.column("storms").to_pylist() == [4] * 4
     svg = ET.parse(out / "tuning.svg").getroot()
-    assert svg.tag.endswith("svg") and len(svg.findall(".//{http://www.w3.org/2000/svg}circle")) == 4
+    assert (
+        svg.tag.endswith("svg") and len(svg.findall(".//{http://www.w3.org/2000/svg}circle")) == 4
+    )
     assert "href" not in (out / "tuning.svg").read_text()  # self-contained
     assert "storm disc" in capsys.readouterr().out
 
@@ -159,13 +233,16 @@ def test_tune_throttle_without_storm_column_skips_the_plot(tmp_path: Path, capsy
     grid = tmp_path / "grid.toml"
     grid.write_text("[grid]\nthreshold = [1, 2]\n")
     assert cli("tune-throttle", trace, "--grid", grid, "--out", tmp_path / "t") == 0
-    assert (tmp_path / "t" / "tuning.arrow").exists() and not (tmp_path / "t" / "tuning.svg").exists()
+    assert (tmp_path / "t" / "tuning.arrow").exists() and not (
+        tmp_path / "t" / "tuning.svg"
+    ).exists()
     assert "no storm column" in capsys.readouterr().out
 
 
 def bad(path: Path, **columns: object) -> Path:
     base: dict[str, object] = {
-        "t_ns": np.array([0, 1], np.int64), "device": np.array([1, 2], np.uint64),
+        "t_ns": np.array([0, 1], np.int64),
+        "device": np.array([1, 2], np.uint64),
         "alert_code": np.array([1, 2], np.uint16),
     }
     base.update(columns)
@@ -176,17 +253,33 @@ def bad(path: Path, **columns: object) -> Path:
     ("make", "message"),
     [
         (lambda p: bad(p, device=None), "missing column 'device'; expected columns t_ns (int64)"),
-        (lambda p: bad(p, alert_code=np.array([1, 2], np.int32)), "column 'alert_code' has type int32, expected uint16"),
-        (lambda p: bad(p, t_ns=np.array([5, 4], np.int64)), "column 't_ns' must be non-decreasing (sorted by time); row 1 has 4 after 5"),
-        (lambda p: bad(p, storm=np.array([1, 0], np.int8)), "column 'storm' has type int8, expected bool"),
-        (lambda p: bad(p, device=pa.array([1, None], pa.uint64())), "column 'device' has 1 nulls, expected none"),
+        (
+            lambda p: bad(p, alert_code=np.array([1, 2], np.int32)),
+            "column 'alert_code' has type int32, expected uint16",
+        ),
+        (
+            lambda p: bad(p, t_ns=np.array([5, 4], np.int64)),
+            "column 't_ns' must be non-decreasing (sorted by time); row 1 has 4 after 5",
+        ),
+        (
+            lambda p: bad(p, storm=np.array([1, 0], np.int8)),
+            "column 'storm' has type int8, expected bool",
+        ),
+        (
+            lambda p: bad(p, device=pa.array([1, None], pa.uint64())),
+            "column 'device' has 1 nulls, expected none",
+        ),
         (lambda p: (p.write_text("not arrow"), p)[1], "expected an Arrow IPC file or stream"),
     ],
 )
-def test_bad_traces_exit_2_with_one_line(tmp_path: Path, policy_file: Path, capsys, make, message) -> None:
+def test_bad_traces_exit_2_with_one_line(
+    tmp_path: Path, policy_file: Path, capsys, make, message
+) -> None:
     trace = make(tmp_path / "trace.arrow")
-    for args in (("throttle", trace, "--config", policy_file, "--out", tmp_path / "o.arrow"),
-                 ("tune-throttle", trace, "--grid", policy_file, "--out", tmp_path / "t")):
+    for args in (
+        ("throttle", trace, "--config", policy_file, "--out", tmp_path / "o.arrow"),
+        ("tune-throttle", trace, "--grid", policy_file, "--out", tmp_path / "t"),
+    ):
         assert cli(*args) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
@@ -200,11 +293,16 @@ def test_bad_traces_exit_2_with_one_line(tmp_path: Path, policy_file: Path, caps
         ("window_s = -60", "window_s = -60.0: expected a number of seconds > 0"),
         ("treshold = 3", "unknown key 'treshold'; expected one of: policy, threshold"),
         ('exclude = ["8F7G"]', "exclude[0] = '8F7G': expected an alert code of 4 hex digits"),
-        ("[overrides.8F84]\nthreshold = -1", "overrides.8F84.threshold = -1: expected an integer from 1"),
+        (
+            "[overrides.8F84]\nthreshold = -1",
+            "overrides.8F84.threshold = -1: expected an integer from 1",
+        ),
         ("threshold = ", "not valid TOML"),
     ],
 )
-def test_bad_configs_exit_2_with_one_line(tmp_path: Path, capsys, config: str, message: str) -> None:
+def test_bad_configs_exit_2_with_one_line(
+    tmp_path: Path, capsys, config: str, message: str
+) -> None:
     trace = hand_trace(tmp_path / "trace.arrow")
     cfg = tmp_path / "bad.toml"
     cfg.write_text(config)
@@ -217,15 +315,48 @@ def test_bad_configs_exit_2_with_one_line(tmp_path: Path, capsys, config: str, m
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("make-alert-trace", "{tmp}/x.arrow", "--alerts", -5), "--alerts = -5: expected an integer from 0"),
-        (("make-alert-trace", "{tmp}/x.arrow", "--storms", 50, "--devices", 10), "--storms = 50: expected an integer from 0 to 10"),
-        (("make-alert-trace", "{tmp}/x.arrow", "--storm-share", 1.5), "--storm-share = 1.5: expected a number from 0 to 1"),
-        (("throttle", "{tmp}/missing.arrow", "--config", "{tmp}/p.toml", "--out", "{tmp}/o.arrow"), "does not exist"),
+        (
+            ("make-alert-trace", "{tmp}/x.arrow", "--alerts", -5),
+            "--alerts = -5: expected an integer from 0",
+        ),
+        (
+            ("make-alert-trace", "{tmp}/x.arrow", "--storms", 50, "--devices", 10),
+            "--storms = 50: expected an integer from 0 to 10",
+        ),
+        (
+            ("make-alert-trace", "{tmp}/x.arrow", "--storm-share", 1.5),
+            "--storm-share = 1.5: expected a number from 0 to 1",
+        ),
+        (
+            (
+                "throttle",
+                "{tmp}/missing.arrow",
+                "--config",
+                "{tmp}/p.toml",
+                "--out",
+                "{tmp}/o.arrow",
+            ),
+            "does not exist",
+        ),
         (("throttle", "{tmp}/trace.arrow", "--out", "{tmp}/o.arrow"), "Missing option '--config'"),
-        (("tune-throttle", "{tmp}/trace.arrow", "--grid", "{tmp}/p.toml", "--out", "{tmp}/t", "--workers", 0), "--workers"),
+        (
+            (
+                "tune-throttle",
+                "{tmp}/trace.arrow",
+                "--grid",
+                "{tmp}/p.toml",
+                "--out",
+                "{tmp}/t",
+                "--workers",
+                0,
+            ),
+            "--workers",
+        ),
     ],
 )
-def test_bad_flags_exit_2_with_one_line(tmp_path: Path, policy_file: Path, capsys, args, message) -> None:
+def test_bad_flags_exit_2_with_one_line(
+    tmp_path: Path, policy_file: Path, capsys, args, message
+) -> None:
     hand_trace(tmp_path / "trace.arrow")
     policy_file.rename(tmp_path / "p.toml")
     assert cli(*(str(a).format(tmp=tmp_path) for a in args)) == 2
@@ -235,14 +366,42 @@ def test_bad_flags_exit_2_with_one_line(tmp_path: Path, policy_file: Path, capsy
 
 def test_console_script_in_a_subprocess(tmp_path: Path, policy_file: Path) -> None:
     trace = hand_trace(tmp_path / "trace.arrow")
-    ok = subprocess.run([sys.executable, "-m", "dccsim.bench", "throttle", str(trace), "--config",
-                         str(policy_file), "--out", str(tmp_path / "o.arrow")],
-                        capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dccsim.bench",
+            "throttle",
+            str(trace),
+            "--config",
+            str(policy_file),
+            "--out",
+            str(tmp_path / "o.arrow"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
     assert ok.returncode == 0, ok.stderr
     assert "throttled (discarded)" in ok.stdout
     cfg = tmp_path / "bad.toml"
     cfg.write_text("threshold = 0")
-    err = subprocess.run([sys.executable, "-m", "dccsim.bench", "throttle", str(trace), "--config",
-                          str(cfg), "--out", str(tmp_path / "o.arrow")],
-                         capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    err = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dccsim.bench",
+            "throttle",
+            str(trace),
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "o.arrow"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
     assert err.returncode == 2 and err.stderr.count("\n") == 1 and "threshold = 0" in err.stderr

@@ -1,11 +1,10 @@
-"""Policies from TOML: what is accepted, and an error naming key, value and expectation otherwise."""
+"""Policies from TOML: what is accepted, and otherwise an error naming key, value, expectation."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
 from dccsim.throttle import (
     MAX_OVERRIDES,
     CodeLimits,
@@ -36,7 +35,13 @@ def test_the_issue_example_loads(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
     path.write_text(ISSUE_EXAMPLE)
     p = load_policy(path)
-    assert (p.policy, p.threshold, p.window_s, p.designated_period_s, p.dry_run) == ("fixed-window", 10, 3600, 900, False)
+    assert (p.policy, p.threshold, p.window_s, p.designated_period_s, p.dry_run) == (
+        "fixed-window",
+        10,
+        3600,
+        900,
+        False,
+    )
     assert p.excluded_codes == {0x8F75, 0x8F3F}
     assert p.limits(0x8F84) == CodeLimits(3, 3600 * 10**9, 900 * 10**9)
     assert p.limits(0x8F36) == CodeLimits(10, 3600 * 10**9, 900 * 10**9)
@@ -83,20 +88,44 @@ def test_overrides_take_the_rest_from_the_top_level() -> None:
         ("window_s = -1", "window_s = -1.0: expected a number of seconds > 0"),
         ("window_s = inf", "window_s = inf: expected a number of seconds > 0 and <= 1000000000"),
         ("window_s = 1e-12", "window_s = 1e-12: expected a number of seconds > 0"),
-        ("designated_period_s = -0.5", "designated_period_s = -0.5: expected a number of seconds >= 0"),
+        (
+            "designated_period_s = -0.5",
+            "designated_period_s = -0.5: expected a number of seconds >= 0",
+        ),
         ("designated_period_s = nan", "designated_period_s = nan"),
         ('policy = "leaky"', "policy = 'leaky': expected one of 'fixed-window', 'gcra'"),
         ('exclude = "8F75"', "exclude: expected `array`, got `str`"),
         ('exclude = ["8F75", "x"]', "exclude[1] = 'x': expected an alert code of 4 hex digits"),
         ("dry_run = 1", "dry_run: expected `bool`, got `int`"),
         ("treshold = 10", "unknown key 'treshold'; expected one of: policy, threshold, window_s"),
-        ("[overrides.8F84]\nthreshhold = 1", "overrides.8F84: unknown key 'threshhold'; expected one of: threshold"),
-        ("[overrides.8F84]\nwindow_s = 0", "overrides.8F84.window_s = 0.0: expected a number of seconds > 0"),
-        ("[overrides.8F84]\nthreshold = 'x'", "overrides.8F84.threshold: expected `int | null`, got `str`"),
-        ("[overrides.Z]\nthreshold = 1", "overrides key = 'Z': expected an alert code of 4 hex digits"),
-        ('exclude = ["8f84"]\n[overrides.8F84]\nthreshold = 1', "overrides.8F84: alert code 8F84 is also excluded"),
-        ("[overrides.8f84]\nthreshold = 1\n[overrides.8F84]\nthreshold = 2", "alert code 8F84 is overridden twice"),
-        ('policy = "gcra"\nthreshold = 5\nwindow_s = 0.000000004', "expected at least threshold (5) nanoseconds"),
+        (
+            "[overrides.8F84]\nthreshhold = 1",
+            "overrides.8F84: unknown key 'threshhold'; expected one of: threshold",
+        ),
+        (
+            "[overrides.8F84]\nwindow_s = 0",
+            "overrides.8F84.window_s = 0.0: expected a number of seconds > 0",
+        ),
+        (
+            "[overrides.8F84]\nthreshold = 'x'",
+            "overrides.8F84.threshold: expected `int | null`, got `str`",
+        ),
+        (
+            "[overrides.Z]\nthreshold = 1",
+            "overrides key = 'Z': expected an alert code of 4 hex digits",
+        ),
+        (
+            'exclude = ["8f84"]\n[overrides.8F84]\nthreshold = 1',
+            "overrides.8F84: alert code 8F84 is also excluded",
+        ),
+        (
+            "[overrides.8f84]\nthreshold = 1\n[overrides.8F84]\nthreshold = 2",
+            "alert code 8F84 is overridden twice",
+        ),
+        (
+            'policy = "gcra"\nthreshold = 5\nwindow_s = 0.000000004',
+            "expected at least threshold (5) nanoseconds",
+        ),
         ("overrides = 5", "overrides: expected `object`, got `int`"),
         ("threshold = ", "not valid TOML"),
     ],
@@ -110,7 +139,10 @@ def test_bad_policies_say_what_and_where(text: str, message: str) -> None:
 
 def test_too_many_overrides() -> None:
     table = {f"{c:04X}": {"threshold": 1} for c in range(MAX_OVERRIDES + 1)}
-    with pytest.raises(ThrottleConfigError, match=f"overrides: {MAX_OVERRIDES + 1} alert codes, expected at most {MAX_OVERRIDES}"):
+    with pytest.raises(
+        ThrottleConfigError,
+        match=f"overrides: {MAX_OVERRIDES + 1} alert codes, expected at most {MAX_OVERRIDES}",
+    ):
         policy_from_dict({"overrides": table})
     policy_from_dict({"overrides": dict(list(table.items())[:MAX_OVERRIDES])})
 
@@ -150,4 +182,6 @@ def test_memory_bound_is_stated() -> None:
     th = Throttle(ThrottlePolicy(), initial_keys=1000, max_keys=1 << 20)
     assert th.max_state_bytes == (1 << 21) * 40
     st = th.stats()
-    assert st.bytes_per_key == 80.0 and st.capacity == th.capacity and st.state_bytes == th.state_bytes
+    assert (
+        st.bytes_per_key == 80.0 and st.capacity == th.capacity and st.state_bytes == th.state_bytes
+    )

@@ -10,9 +10,6 @@ counters must equal the reference's exactly. Sharding by device must not change 
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from dccsim.throttle import (
     POLICIES,
     CodeOverride,
@@ -22,9 +19,13 @@ from dccsim.throttle import (
     ThrottlePolicy,
     ThrottleStats,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 SETTINGS = settings(
-    max_examples=150, deadline=None, derandomize=True,
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 DEVICES = [0, 1, 2**63, 2**64 - 1, 0x00DB_1234_5678_9ABC]
@@ -36,9 +37,15 @@ COUNTERS = ("forwarded", "throttled", "excluded", "would_throttle", "near_limit"
 @st.composite
 def traces(draw: st.DrawFn, max_alerts: int = 80):
     n = draw(st.integers(0, max_alerts))
-    gaps = draw(st.lists(st.sampled_from([0, 0, 0, 1, 3, 10, 25, 50, 100, 600]), min_size=n, max_size=n))
+    gaps = draw(
+        st.lists(st.sampled_from([0, 0, 0, 1, 3, 10, 25, 50, 100, 600]), min_size=n, max_size=n)
+    )
     t = np.cumsum(np.array(gaps, np.int64) * TICK) + draw(st.sampled_from([0, -(2**40), 2**60]))
-    devices = draw(st.lists(st.sampled_from(DEVICES[: draw(st.integers(1, len(DEVICES)))]), min_size=n, max_size=n))
+    devices = draw(
+        st.lists(
+            st.sampled_from(DEVICES[: draw(st.integers(1, len(DEVICES)))]), min_size=n, max_size=n
+        )
+    )
     codes = draw(st.lists(st.sampled_from(CODES), min_size=n, max_size=n))
     return t.astype(np.int64), np.array(devices, np.uint64), np.array(codes, np.uint16)
 
@@ -132,7 +139,9 @@ def test_long_random_traces(policy, n, seed) -> None:
     # longer traces than hypothesis builds element by element: storms and quiet keys mixed
     rng = np.random.default_rng(seed)
     t = np.sort(rng.integers(0, n * 5, n)).astype(np.int64) * TICK
-    d = np.array(DEVICES, np.uint64)[rng.integers(0, len(DEVICES), n)] ^ rng.integers(0, 8, n).astype(np.uint64)
+    d = np.array(DEVICES, np.uint64)[rng.integers(0, len(DEVICES), n)] ^ rng.integers(
+        0, 8, n
+    ).astype(np.uint64)
     c = np.array(CODES, np.uint16)[rng.integers(0, len(CODES), n)]
     ref = ReferenceThrottle(policy)
     th = Throttle(policy, initial_keys=1, max_keys=1 << 12)
@@ -147,9 +156,15 @@ def test_dry_run_differs_from_enforcing_only_in_action(rng: np.random.Generator)
     d = rng.integers(0, 30, n).astype(np.uint64)
     c = np.array(CODES, np.uint16)[rng.integers(0, len(CODES), n)]
     for kind in POLICIES:
-        base = ThrottlePolicy(policy=kind, threshold=3, window_s=20, designated_period_s=7, exclude=("8F75",))
+        base = ThrottlePolicy(
+            policy=kind, threshold=3, window_s=20, designated_period_s=7, exclude=("8F75",)
+        )
         enforce = Throttle(base).process(t, d, c)
-        dry = Throttle(ThrottlePolicy(**{**{f: getattr(base, f) for f in base.__struct_fields__}, "dry_run": True})).process(t, d, c)
+        dry = Throttle(
+            ThrottlePolicy(
+                **{**{f: getattr(base, f) for f in base.__struct_fields__}, "dry_run": True}
+            )
+        ).process(t, d, c)
         assert (enforce.action == 1).sum() > 100, kind
         np.testing.assert_array_equal(dry.action, np.where(enforce.action == 1, 0, enforce.action))
         for j in (1, 2, 3):

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import doctest
 
+import dccsim.throttle as throttle
 import numpy as np
 import pytest
-
-import dccsim.throttle as throttle
 from dccsim.throttle import (
     ACTIONS,
     CodeOverride,
@@ -55,20 +54,23 @@ def run_all_ways(policy: ThrottlePolicy, rows):
 
 
 FIXED = ThrottlePolicy(
-    threshold=3, window_s=60, designated_period_s=20, exclude=("8F75",),
+    threshold=3,
+    window_s=60,
+    designated_period_s=20,
+    exclude=("8F75",),
     overrides={"8f12": CodeOverride(threshold=1, window_s=10)},
 )
 # (t seconds, device, alert code); the comment is the key's state after the alert
 FIXED_TRACE = [
-    (0, A, 0x8F84),   # A/8F84 window opens at 0, 1 alert: forwarded
-    (0, A, 0x8F84),   # 2: forwarded
-    (0, B, 0x8F84),   # B/8F84 window opens at 0: forwarded
-    (0, A, 0x8F84),   # 3 = N: forwarded; 3 = ceil(0.8 * 3): near limit
-    (0, A, 0x8F84),   # 4: excess (window 1 of the key with excess), 0 < 0 + 20: discarded
-    (1, A, 0x8F75),   # excluded code
-    (5, A, 0x8F84),   # 5: 5 < 0 + 20: discarded
-    (5, A, 0x8F12),   # A/8F12 (N=1, W=10 s) opens at 5: forwarded; near limit (ceil 0.8 = 1)
-    (6, A, 0x8F12),   # 2 > 1: excess, window 1 with excess; 6 < 5 + 20: discarded
+    (0, A, 0x8F84),  # A/8F84 window opens at 0, 1 alert: forwarded
+    (0, A, 0x8F84),  # 2: forwarded
+    (0, B, 0x8F84),  # B/8F84 window opens at 0: forwarded
+    (0, A, 0x8F84),  # 3 = N: forwarded; 3 = ceil(0.8 * 3): near limit
+    (0, A, 0x8F84),  # 4: excess (window 1 of the key with excess), 0 < 0 + 20: discarded
+    (1, A, 0x8F75),  # excluded code
+    (5, A, 0x8F84),  # 5: 5 < 0 + 20: discarded
+    (5, A, 0x8F12),  # A/8F12 (N=1, W=10 s) opens at 5: forwarded; near limit (ceil 0.8 = 1)
+    (6, A, 0x8F12),  # 2 > 1: excess, window 1 with excess; 6 < 5 + 20: discarded
     (20, A, 0x8F84),  # 6: 20 >= 0 + 20: forwarded with 2 discarded, sequence 1
     (20, A, 0x8F84),  # 7: 20 < 20 + 20: discarded
     (25, A, 0x8F12),  # 25 >= 5 + 10: new window: forwarded with 1 discarded, sequence 1; near
@@ -106,12 +108,12 @@ def test_gcra_by_hand() -> None:
     # N = 2, W = 10 s: emission interval T = 5 s, burst tolerance 5 s; P = 4 s
     policy = ThrottlePolicy(policy="gcra", threshold=2, window_s=10, designated_period_s=4)
     trace = [
-        (0, A, 0x8F84),   # TAT 0 -> 5: conforming
-        (0, A, 0x8F84),   # 5 - 0 <= 5: conforming, TAT 10; 10 s ahead >= 2 * T: near limit
-        (0, A, 0x8F84),   # 10 - 0 > 5: excess, episode 1; 0 < 0 + 4: discarded
-        (1, A, 0x8F84),   # 10 - 1 > 5: excess (same episode); 1 < 4: discarded
-        (6, A, 0x8F84),   # 10 - 6 <= 5: conforming, TAT 15: forwarded with 2, sequence 1
-        (7, A, 0x8F84),   # 15 - 7 > 5: excess, same episode; 7 < 6 + 4: discarded
+        (0, A, 0x8F84),  # TAT 0 -> 5: conforming
+        (0, A, 0x8F84),  # 5 - 0 <= 5: conforming, TAT 10; 10 s ahead >= 2 * T: near limit
+        (0, A, 0x8F84),  # 10 - 0 > 5: excess, episode 1; 0 < 0 + 4: discarded
+        (1, A, 0x8F84),  # 10 - 1 > 5: excess (same episode); 1 < 4: discarded
+        (6, A, 0x8F84),  # 10 - 6 <= 5: conforming, TAT 15: forwarded with 2, sequence 1
+        (7, A, 0x8F84),  # 15 - 7 > 5: excess, same episode; 7 < 6 + 4: discarded
         (12, A, 0x8F84),  # 15 - 12 <= 5: conforming, TAT 20: forwarded with 1, sequence 1
         (30, A, 0x8F84),  # 30 >= 20: drained (episode over); conforming, TAT 35
         (30, A, 0x8F84),  # conforming, TAT 40: near limit again
@@ -152,8 +154,18 @@ def test_designated_period_zero_forwards_every_excess_alert() -> None:
 def test_sequence_counts_windows_with_excess_not_discards() -> None:
     policy = ThrottlePolicy(threshold=1, window_s=10, designated_period_s=100)
     # windows open at 0 (excess), 10 (excess), 20, 30, 40 (excess), 50
-    trace = [(0, A, 1), (1, A, 1), (10, A, 1), (11, A, 1), (12, A, 1), (20, A, 1), (30, A, 1),
-             (40, A, 1), (41, A, 1), (50, A, 1)]
+    trace = [
+        (0, A, 1),
+        (1, A, 1),
+        (10, A, 1),
+        (11, A, 1),
+        (12, A, 1),
+        (20, A, 1),
+        (30, A, 1),
+        (40, A, 1),
+        (41, A, 1),
+        (50, A, 1),
+    ]
     out, _ = run_all_ways(policy, trace)
     assert out.action.tolist() == [0, 1, 0, 1, 1, 0, 0, 0, 1, 0]
     assert out.throttled_count.tolist() == [0, 0, 1, 0, 0, 2, 0, 0, 0, 1]
@@ -195,12 +207,48 @@ I8, U8, U2 = np.int64, np.uint64, np.uint16
 @pytest.mark.parametrize(
     ("argument", "t", "d", "c", "message"),
     [
-        ("t_ns", np.zeros(1), np.ones(1, U8), np.ones(1, U2), "t_ns: expected dtype int64, got float64"),
-        ("device", np.zeros(1, I8), np.ones(1, I8), np.ones(1, U2), "device: expected dtype uint64, got int64"),
-        ("alert_code", np.zeros(1, I8), np.ones(1, U8), np.ones((1, 1), U2), "alert_code: expected a 1-D array"),
-        ("alert_code", np.zeros(2, I8), np.ones(2, U8), np.ones(1, U2), "alert_code: expected length 2 (as t_ns), got 1"),
-        ("t_ns", np.array([5, 4], I8), np.ones(2, U8), np.ones(2, U2), "t_ns[1] = 4: expected non-decreasing times"),
-        ("t_ns", [0], np.ones(1, U8), np.ones(1, U2), "t_ns: expected a 1-D numpy int64 array, got list"),
+        (
+            "t_ns",
+            np.zeros(1),
+            np.ones(1, U8),
+            np.ones(1, U2),
+            "t_ns: expected dtype int64, got float64",
+        ),
+        (
+            "device",
+            np.zeros(1, I8),
+            np.ones(1, I8),
+            np.ones(1, U2),
+            "device: expected dtype uint64, got int64",
+        ),
+        (
+            "alert_code",
+            np.zeros(1, I8),
+            np.ones(1, U8),
+            np.ones((1, 1), U2),
+            "alert_code: expected a 1-D array",
+        ),
+        (
+            "alert_code",
+            np.zeros(2, I8),
+            np.ones(2, U8),
+            np.ones(1, U2),
+            "alert_code: expected length 2 (as t_ns), got 1",
+        ),
+        (
+            "t_ns",
+            np.array([5, 4], I8),
+            np.ones(2, U8),
+            np.ones(2, U2),
+            "t_ns[1] = 4: expected non-decreasing times",
+        ),
+        (
+            "t_ns",
+            [0],
+            np.ones(1, U8),
+            np.ones(1, U2),
+            "t_ns: expected a 1-D numpy int64 array, got list",
+        ),
     ],
 )
 def test_bad_batches_name_the_argument_and_change_nothing(argument, t, d, c, message) -> None:
@@ -234,7 +282,9 @@ def test_table_full_applies_the_prefix_and_says_so() -> None:
     d = np.arange(6, dtype=np.uint64)
     c = np.full(6, 0x8F84, np.uint16)
     out = ThrottleOutput.empty(6)
-    with pytest.raises(ThrottleTableFullError, match=r"4 alerts of this batch were applied") as info:
+    with pytest.raises(
+        ThrottleTableFullError, match=r"4 alerts of this batch were applied"
+    ) as info:
         th.process(t, d, c, out=out)
     assert info.value.processed == 4
     assert out.action[:4].tolist() == [0, 0, 0, 0]
@@ -250,7 +300,11 @@ def test_stormy_keys_are_never_evicted() -> None:
     policy = ThrottlePolicy(threshold=1, window_s=1, designated_period_s=100)
     th = Throttle(policy, initial_keys=1, max_keys=64)
     ref = ReferenceThrottle(policy)
-    rows = [(0, A, 1), (0, A, 1)] + [(10 + i, 1000 + i, 1) for i in range(40)] + [(100, A, 1), (100, A, 1), (300, A, 1)]
+    rows = (
+        [(0, A, 1), (0, A, 1)]
+        + [(10 + i, 1000 + i, 1) for i in range(40)]
+        + [(100, A, 1), (100, A, 1), (300, A, 1)]
+    )
     t, d, c = columns(rows)
     out = th.process(t, d, c)
     np.testing.assert_array_equal(out.sequence_id, ref.process(t, d, c).sequence_id)
@@ -276,5 +330,7 @@ def test_import_compiles_nothing() -> None:
         "print(sum(len(f.signatures) for f in (k.process, k.compact, k.rebuild, k.first_decrease)))"
     )
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     assert res.stdout.strip() == "0"

@@ -7,10 +7,9 @@ tables are filled up to 15/16 so that probe clusters are long and wrap around th
 from __future__ import annotations
 
 import numpy as np
+from dccsim.throttle import _kernels as k
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from dccsim.throttle import _kernels as k
 
 NOW = 1_000
 WINDOW = 10
@@ -22,12 +21,20 @@ def insert(table: np.ndarray, device: int, code: int, words: tuple[int, int, int
         s = k._find(table, np.uint64(device), np.uint16(code), mask)
     assert table[s, k.META] == 0
     meta, ta, last, counts = words
-    table[s] = (np.uint64(device).view(np.int64) if device >= 2**63 else device, meta, ta, last, counts)
+    table[s] = (
+        np.uint64(device).view(np.int64) if device >= 2**63 else device,
+        meta,
+        ta,
+        last,
+        counts,
+    )
 
 
 def find(table: np.ndarray, device: int, code: int) -> int:
     with np.errstate(over="ignore"):
-        return int(k._find(table, np.uint64(device), np.uint16(code), np.uint64(table.shape[0] - 1)))
+        return int(
+            k._find(table, np.uint64(device), np.uint16(code), np.uint64(table.shape[0] - 1))
+        )
 
 
 keys_strategy = st.tuples(
@@ -38,13 +45,18 @@ keys_strategy = st.tuples(
 
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(bits=st.integers(2, 6), data=st.data())
-def test_compact_drops_stale_records_and_keeps_the_rest_findable(bits: int, data: st.DataObject) -> None:
+def test_compact_drops_stale_records_and_keeps_the_rest_findable(
+    bits: int, data: st.DataObject
+) -> None:
     slots = 1 << bits
     n = data.draw(st.integers(0, slots - 1))
     keys = data.draw(st.lists(keys_strategy, min_size=n, max_size=n, unique=True))
     # what makes a record stale: window over, no sequence number, nothing pending
-    kinds = data.draw(st.lists(st.sampled_from(["stale", "in-window", "sequence", "pending"]),
-                               min_size=n, max_size=n))
+    kinds = data.draw(
+        st.lists(
+            st.sampled_from(["stale", "in-window", "sequence", "pending"]), min_size=n, max_size=n
+        )
+    )
     table = np.zeros((slots, k.WORDS), np.int64)
     code_class = np.ones(1 << 16, np.uint8)
     params = np.array([(0, 0, 0, 0), (3, WINDOW, 5, 3)], np.int64)

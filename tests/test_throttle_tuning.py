@@ -12,9 +12,6 @@ import statistics
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from dccsim.throttle import (
     POLICIES,
     CodeOverride,
@@ -27,6 +24,8 @@ from dccsim.throttle import (
     storm_ids,
     sweep,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 S = 1_000_000_000
 
@@ -66,7 +65,10 @@ def check(result, t, d, c, storm, grid: TuningGrid) -> None:
     assert len(rows) == len(grid)
     for row, policy in zip(rows, grid.settings(), strict=True):
         assert (row["threshold"], row["window_s"], row["designated_period_s"]) == (
-            policy.threshold, policy.window_s, policy.designated_period_s)
+            policy.threshold,
+            policy.window_s,
+            policy.designated_period_s,
+        )
         for name, want in brute_force(t, d, c, storm, policy).items():
             got = row[name]
             if isinstance(want, float) and math.isnan(want):
@@ -92,13 +94,20 @@ def trace(rng: np.random.Generator, n: int, devices: int = 12):
     workers=st.sampled_from([1, 2]),
     with_storm=st.booleans(),
 )
-def test_sweep_equals_one_throttle_per_setting(kind, seed, n, pass_bytes, workers, with_storm) -> None:
+def test_sweep_equals_one_throttle_per_setting(
+    kind, seed, n, pass_bytes, workers, with_storm
+) -> None:
     rng = np.random.default_rng(seed)
     t, d, c, storm = trace(rng, n)
-    base = ThrottlePolicy(policy=kind, exclude=("8F75",), overrides={"8F12": CodeOverride(threshold=1)})
-    grid = TuningGrid(base=base, threshold=(1, 3), window_s=(2.0, 30.0), designated_period_s=(0.0, 5.0))
-    result = sweep(t, d, c, grid, storm=storm if with_storm else None, workers=workers,
-                   pass_bytes=pass_bytes)
+    base = ThrottlePolicy(
+        policy=kind, exclude=("8F75",), overrides={"8F12": CodeOverride(threshold=1)}
+    )
+    grid = TuningGrid(
+        base=base, threshold=(1, 3), window_s=(2.0, 30.0), designated_period_s=(0.0, 5.0)
+    )
+    result = sweep(
+        t, d, c, grid, storm=storm if with_storm else None, workers=workers, pass_bytes=pass_bytes
+    )
     check(result, t, d, c, storm if with_storm else None, grid)
 
 
@@ -115,14 +124,27 @@ def test_storm_ids_group_storm_alerts_by_key() -> None:
 
 def test_progress_reaches_the_total(rng: np.random.Generator) -> None:
     t, d, c, storm = trace(rng, 200)
-    grid = TuningGrid(base=ThrottlePolicy(), threshold=(1, 2, 3), window_s=(10.0,), designated_period_s=(0.0, 1.0))
+    grid = TuningGrid(
+        base=ThrottlePolicy(), threshold=(1, 2, 3), window_s=(10.0,), designated_period_s=(0.0, 1.0)
+    )
     seen: list[tuple[int, int]] = []
-    sweep(t, d, c, grid, storm=storm, workers=2, pass_bytes=1, progress=lambda a, b: seen.append((a, b)))
+    sweep(
+        t,
+        d,
+        c,
+        grid,
+        storm=storm,
+        workers=2,
+        pass_bytes=1,
+        progress=lambda a, b: seen.append((a, b)),
+    )
     assert sorted(seen)[-1] == (6, 6) and len(seen) == 6
 
 
 def test_sweep_rejects_bad_input() -> None:
-    grid = TuningGrid(base=ThrottlePolicy(), threshold=(1,), window_s=(10.0,), designated_period_s=(0.0,))
+    grid = TuningGrid(
+        base=ThrottlePolicy(), threshold=(1,), window_s=(10.0,), designated_period_s=(0.0,)
+    )
     t = np.array([3, 2], np.int64)
     d = np.ones(2, np.uint64)
     c = np.ones(2, np.uint16)
@@ -150,9 +172,19 @@ def test_grid_file() -> None:
     grid = parse_grid(GRID)
     assert len(grid) == 4
     first = grid.settings()[0]
-    assert (first.policy, first.threshold, first.window_s, first.designated_period_s) == ("gcra", 3, 60.0, 900.0)
+    assert (first.policy, first.threshold, first.window_s, first.designated_period_s) == (
+        "gcra",
+        3,
+        60.0,
+        900.0,
+    )
     assert first.limits(0x8F84).threshold == 2 and first.limits(0x8F75) is None
-    assert [(p.threshold, p.window_s) for p in grid.settings()] == [(3, 60), (3, 3600), (5, 60), (5, 3600)]
+    assert [(p.threshold, p.window_s) for p in grid.settings()] == [
+        (3, 60),
+        (3, 3600),
+        (5, 60),
+        (5, 3600),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -164,8 +196,14 @@ def test_grid_file() -> None:
         ("[grid]\nthresholds = [1]", "grid: unknown key 'thresholds'; expected one of: threshold"),
         ("[grid]\nthreshold = ['a']", "grid.threshold[0]: expected `int`, got `str`"),
         ("treshold = 3", "unknown key 'treshold'"),
-        ("[grid]\nthreshold = [" + ", ".join(["1"] * 101) + "]\nwindow_s = [" + ", ".join(["1"] * 101) + "]",
-         "grid: 10201 settings, expected at most 10000"),
+        (
+            "[grid]\nthreshold = ["
+            + ", ".join(["1"] * 101)
+            + "]\nwindow_s = ["
+            + ", ".join(["1"] * 101)
+            + "]",
+            "grid: 10201 settings, expected at most 10000",
+        ),
     ],
 )
 def test_grid_errors_name_the_value(text: str, message: str) -> None:

@@ -57,7 +57,12 @@ if JIT_ENABLED:
             aryty = signature.args[0]
             ary = context.make_array(aryty)(context, builder, args[0])
             ptr = cgutils.get_item_pointer(
-                context, builder, aryty, ary, [args[1], args[2]], wraparound=False,
+                context,
+                builder,
+                aryty,
+                ary,
+                [args[1], args[2]],
+                wraparound=False,
                 boundscheck=False,
             )
             i8p = ir.IntType(8).as_pointer()
@@ -67,8 +72,12 @@ if JIT_ENABLED:
             # (address, rw=1 for write: the record is updated, locality=3, data cache)
             builder.call(
                 fn,
-                [builder.bitcast(ptr, i8p), ir.Constant(i32, 1), ir.Constant(i32, 3),
-                 ir.Constant(i32, 1)],
+                [
+                    builder.bitcast(ptr, i8p),
+                    ir.Constant(i32, 1),
+                    ir.Constant(i32, 3),
+                    ir.Constant(i32, 1),
+                ],
             )
             return context.get_dummy_value()
 

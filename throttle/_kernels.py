@@ -26,11 +26,15 @@ Per alert code, ``code_class[code]`` (``uint8[65536]``) picks a row of ``params`
 (``int64[classes, 4]``). Class 0 means excluded. Fixed window rows are
 ``(N, W, P, ceil(0.8 N))``, GCRA rows ``(T, tau, P, ceil(0.8 N) * T)``, times in ns.
 
-``counters`` (``int64[N_COUNTERS]``) holds the key count and the running totals; a kernel
-adds to it when it returns.
+``counters`` (``int64[N_COUNTERS]``) holds the key count and the running totals;
+:func:`process` adds to it when it returns.
 
-A kernel returns the index it stopped at: ``n`` when the batch is done, or the index of the
-alert whose new key would take the table past ``limit`` keys. Alerts before that index are
+The policies themselves are :func:`fixed_window_step` and :func:`gcra_step`, each one alert
+of one key over four state words; :func:`process` (the throttle) and :func:`sweep_pass`
+(threshold tuning, several settings per key side by side over dense key numbers) call them.
+
+:func:`process` returns the index it stopped at: ``n`` when the batch is done, or the index
+of the alert whose new key would take the table past ``limit`` keys. Alerts before that index are
 applied; the caller makes room (:func:`compact`, then :func:`rebuild` into a larger table
 if still crowded) and calls again from there. Because eviction only drops records that are
 indistinguishable from a fresh key at that time, where the stops fall never changes an
@@ -146,6 +150,7 @@ def _flush(counters, used, forwarded, would, excluded, near, dry_run):  # type: 
 # alert was a near-limit event. ``new`` marks a key's first alert; the low 32 bits of meta
 # (code, occupied) are the caller's and are kept.
 
+
 @jit
 def fixed_window_step(st, r, c, new, t, threshold, window, period, near_mark):  # type: ignore[no-untyped-def]
     """One alert at ``t`` under the fixed-window policy (N, W, P, ceil(0.8 N))."""
@@ -208,8 +213,23 @@ def gcra_step(st, r, c, new, t, emission, tolerance, period, near_fill):  # type
 
 
 @jit
-def process(t_ns, device, alert_code, start, kind, code_class, params, dry_run, table, limit,
-            counters, action, throttled_count, sequence_id, would_throttle):  # type: ignore[no-untyped-def]
+def process(
+    t_ns,
+    device,
+    alert_code,
+    start,
+    kind,
+    code_class,
+    params,
+    dry_run,
+    table,
+    limit,
+    counters,
+    action,
+    throttled_count,
+    sequence_id,
+    would_throttle,
+):  # type: ignore[no-untyped-def]
     """The policy ``kind`` over alerts ``start..n-1``; returns where it stopped."""
     n = t_ns.shape[0]
     mask = U64(table.shape[0] - 1)
@@ -240,12 +260,28 @@ def process(t_ns, device, alert_code, start, kind, code_class, params, dry_run, 
             table[s, META] = I64(code) | OCCUPIED
         if kind == FIXED_WINDOW:
             forward, pending, seq, is_near = fixed_window_step(
-                table, s, META, new, t_ns[i], params[cls, 0], params[cls, 1], params[cls, 2],
-                params[cls, 3])
+                table,
+                s,
+                META,
+                new,
+                t_ns[i],
+                params[cls, 0],
+                params[cls, 1],
+                params[cls, 2],
+                params[cls, 3],
+            )
         else:
             forward, pending, seq, is_near = gcra_step(
-                table, s, META, new, t_ns[i], params[cls, 0], params[cls, 1], params[cls, 2],
-                params[cls, 3])
+                table,
+                s,
+                META,
+                new,
+                t_ns[i],
+                params[cls, 0],
+                params[cls, 1],
+                params[cls, 2],
+                params[cls, 3],
+            )
         near += is_near
         if forward:
             action[i] = A_FORWARDED
@@ -296,8 +332,9 @@ def compact(table, kind, code_class, params, now):  # type: ignore[no-untyped-de
         if meta == 0:
             if start < 0:
                 start = s
-        elif _stale(meta, table[s, COUNTS], table[s, TA],
-                    params[code_class[meta & CODE_MASK], 1], kind, now):
+        elif _stale(
+            meta, table[s, COUNTS], table[s, TA], params[code_class[meta & CODE_MASK], 1], kind, now
+        ):
             for w in range(WORDS):
                 table[s, w] = 0
     kept = 0
@@ -391,8 +428,9 @@ def dense_keys(device, alert_code, code_class, index, key):  # type: ignore[no-u
 
 
 @jit
-def sweep_pass(t_ns, alert_code, key, storm_id, kind, code_class, params, state, counts,
-               first_catch):  # type: ignore[no-untyped-def]
+def sweep_pass(
+    t_ns, alert_code, key, storm_id, kind, code_class, params, state, counts, first_catch
+):  # type: ignore[no-untyped-def]
     """Settings ``0..S-1`` over the same alerts, each key's states side by side.
 
     ``params`` is ``int64[S, classes, 4]`` (rows as for the table kernel), ``state``
@@ -422,12 +460,28 @@ def sweep_pass(t_ns, alert_code, key, storm_id, kind, code_class, params, state,
                 state[r, c] = OCCUPIED
             if kind == FIXED_WINDOW:
                 forward, _, _, near = fixed_window_step(
-                    state, r, c, new, t, params[s, cls, 0], params[s, cls, 1],
-                    params[s, cls, 2], params[s, cls, 3])
+                    state,
+                    r,
+                    c,
+                    new,
+                    t,
+                    params[s, cls, 0],
+                    params[s, cls, 1],
+                    params[s, cls, 2],
+                    params[s, cls, 3],
+                )
             else:
                 forward, _, _, near = gcra_step(
-                    state, r, c, new, t, params[s, cls, 0], params[s, cls, 1],
-                    params[s, cls, 2], params[s, cls, 3])
+                    state,
+                    r,
+                    c,
+                    new,
+                    t,
+                    params[s, cls, 0],
+                    params[s, cls, 1],
+                    params[s, cls, 2],
+                    params[s, cls, 3],
+                )
             counts[s, SW_NEAR] += near
             if forward:
                 counts[s, SW_FORWARDED] += 1
@@ -439,5 +493,3 @@ def sweep_pass(t_ns, alert_code, key, storm_id, kind, code_class, params, state,
                     first_catch[s, sid] = t
             else:
                 counts[s, SW_COLLATERAL] += 1
-
-

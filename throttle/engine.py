@@ -144,14 +144,17 @@ class ThrottleOutput(NamedTuple):
     def empty(cls, n: int) -> ThrottleOutput:
         """Uninitialised outputs for ``n`` alerts, to pass as ``out=`` and reuse."""
         return cls(
-            np.empty(n, np.uint8), np.empty(n, np.uint32), np.empty(n, np.uint32),
+            np.empty(n, np.uint8),
+            np.empty(n, np.uint32),
+            np.empty(n, np.uint32),
             np.empty(n, np.bool_),
         )
 
 
-_OUT_DTYPES = {f: np.dtype(d) for f, d in zip(
-    ThrottleOutput._fields, (np.uint8, np.uint32, np.uint32, np.bool_), strict=True
-)}
+_OUT_DTYPES = {
+    f: np.dtype(d)
+    for f, d in zip(ThrottleOutput._fields, (np.uint8, np.uint32, np.uint32, np.bool_), strict=True)
+}
 
 
 def _slots(keys: int, max_load: float) -> int:
@@ -232,12 +235,18 @@ class Throttle:
                 f"policy: expected a ThrottlePolicy, got {type(policy).__name__}"
             )
         for name, value in (("initial_keys", initial_keys), ("max_keys", max_keys)):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or not (
-                1 <= value <= 1 << 40
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | np.integer)
+                or not (1 <= value <= 1 << 40)
             ):
-                raise ThrottleConfigError(f"{name} = {value!r}: expected an integer from 1 to 2**40")
-        if isinstance(max_load, bool) or not isinstance(max_load, float | int) or not (
-            0 < max_load <= 0.9
+                raise ThrottleConfigError(
+                    f"{name} = {value!r}: expected an integer from 1 to 2**40"
+                )
+        if (
+            isinstance(max_load, bool)
+            or not isinstance(max_load, float | int)
+            or not (0 < max_load <= 0.9)
         ):
             raise ThrottleConfigError(f"max_load = {max_load!r}: expected a number in (0, 0.9]")
         self._policy = policy
@@ -348,20 +357,35 @@ class Throttle:
         previous = _T_MIN if self._clock is None else self._clock
         bad = int(k.first_decrease(t_ns, previous))
         if bad >= 0:
-            before = f"t_ns[{bad - 1}] = {t_ns[bad - 1]}" if bad else f"the previous batch's {previous}"
+            before = (
+                f"t_ns[{bad - 1}] = {t_ns[bad - 1]}" if bad else f"the previous batch's {previous}"
+            )
             raise ThrottleInputError(
                 f"t_ns[{bad}] = {t_ns[bad]}: expected non-decreasing times, after {before}",
-                argument="t_ns", row=bad,
+                argument="t_ns",
+                row=bad,
             )
         c = self._compiled
         start = 0
         # the hash multiplies wrap by design; only plain-Python runs (JIT off) would warn
         with np.errstate(over="ignore"):
             while True:
-                stop = int(k.process(
-                    t_ns, device, alert_code, start, c.kind, c.code_class, c.params, c.dry_run,
-                    self._table, self.capacity, self._counters, *out,
-                ))
+                stop = int(
+                    k.process(
+                        t_ns,
+                        device,
+                        alert_code,
+                        start,
+                        c.kind,
+                        c.code_class,
+                        c.params,
+                        c.dry_run,
+                        self._table,
+                        self.capacity,
+                        self._counters,
+                        *out,
+                    )
+                )
                 if stop > start:
                     self._clock = int(t_ns[stop - 1])
                 if stop == n:

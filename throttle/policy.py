@@ -21,10 +21,10 @@ default.
 Every error is a :class:`~dccsim.throttle.ThrottleConfigError` that names the source, the
 key, the value and what was expected:
 
->>> parse_policy("threshold = 0", source="storm.toml")
+>>> parse_policy("threshold = 0", source="storm.toml")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-dccsim.throttle.errors.ThrottleConfigError: storm.toml: threshold = 0: expected an integer from 1 to 2147483647
+dccsim.throttle.errors.ThrottleConfigError: storm.toml: threshold = 0: expected an integer ...
 >>> p = parse_policy('threshold = 5\\nexclude = ["8f75"]\\n[overrides.8F84]\\nthreshold = 2')
 >>> p.limits(0x8F84), p.limits(0x8F75), p.limits(0x8F36).threshold
 (CodeLimits(threshold=2, window_ns=3600000000000, designated_period_ns=900000000000), None, 5)
@@ -82,7 +82,7 @@ def parse_alert_code(text: object, *, field: str = "alert code") -> int:
     m = _CODE.fullmatch(text) if isinstance(text, str) else None
     if m is None:
         raise ThrottleConfigError(
-            f"{field} = {text!r}: expected an alert code of 4 hex digits such as \"8F84\""
+            f'{field} = {text!r}: expected an alert code of 4 hex digits such as "8F84"'
         )
     return int(m.group(1), 16)
 
@@ -167,7 +167,7 @@ def _resolve(p: ThrottlePolicy) -> _Resolved:
     top = _limits("", p.threshold, p.window_s, p.designated_period_s, p.policy)
     if isinstance(p.exclude, str) or not isinstance(p.exclude, tuple | list):
         raise ThrottleConfigError(
-            f"exclude = {p.exclude!r}: expected a list of alert codes such as [\"8F75\"]"
+            f'exclude = {p.exclude!r}: expected a list of alert codes such as ["8F75"]'
         )
     excluded = frozenset(
         parse_alert_code(text, field=f"exclude[{k}]") for k, text in enumerate(p.exclude)
@@ -205,9 +205,13 @@ def _resolve(p: ThrottlePolicy) -> _Resolved:
     return _Resolved(top, excluded, overrides)
 
 
-def _limits(where: str, threshold: object, window_s: object, period_s: object, policy: str) -> CodeLimits:
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or not (
-        1 <= threshold <= MAX_THRESHOLD
+def _limits(
+    where: str, threshold: object, window_s: object, period_s: object, policy: str
+) -> CodeLimits:
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int)
+        or not (1 <= threshold <= MAX_THRESHOLD)
     ):
         raise ThrottleConfigError(
             f"{where}threshold = {threshold!r}: expected an integer from 1 to {MAX_THRESHOLD}"

@@ -52,7 +52,13 @@ from .errors import ThrottleConfigError, ThrottleInputError, ThrottleTableFullEr
 from .policy import ThrottlePolicy, compile_policy, policy_from_dict
 
 __all__ = [
-    "TuningGrid", "TuningResult", "group_keys", "load_grid", "parse_grid", "storm_ids", "sweep",
+    "TuningGrid",
+    "TuningResult",
+    "group_keys",
+    "load_grid",
+    "parse_grid",
+    "storm_ids",
+    "sweep",
 ]
 
 #: the swept keys, slowest first
@@ -98,7 +104,9 @@ class TuningGrid(msgspec.Struct, frozen=True, kw_only=True):
         """One policy per setting, ``threshold`` slowest, ``designated_period_s`` fastest."""
         return [
             msgspec.structs.replace(self.base, threshold=n, window_s=w, designated_period_s=p)
-            for n, w, p in itertools.product(self.threshold, self.window_s, self.designated_period_s)
+            for n, w, p in itertools.product(
+                self.threshold, self.window_s, self.designated_period_s
+            )
         ]
 
 
@@ -119,7 +127,9 @@ def _grid_from_dict(raw: Mapping[str, Any], source: str) -> TuningGrid:
             ) from None
         raise ThrottleConfigError(f"{source}: grid{where}: {text[:1].lower()}{text[1:]}") from None
     values = {
-        axis: tuple(getattr(axes, axis) if getattr(axes, axis) is not None else [getattr(base, axis)])
+        axis: tuple(
+            getattr(axes, axis) if getattr(axes, axis) is not None else [getattr(base, axis)]
+        )
         for axis in AXES
     }
     try:
@@ -150,7 +160,7 @@ def load_grid(path: str | os.PathLike[str]) -> TuningGrid:
 def group_keys(
     device: npt.NDArray[np.uint64], alert_code: npt.NDArray[np.uint16]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Number the (device, alert code) keys of some rows: ``(key of each row, first row of each key)``.
+    """Number the (device, alert code) keys of rows: ``(key of each row, first row of each key)``.
 
     Keys are numbered in (device, alert code) order.
 
@@ -202,13 +212,13 @@ class TuningResult(NamedTuple):
     def rows(self) -> list[dict[str, Any]]:
         """The settings as dicts of Python scalars."""
         names = list(self.columns)
-        return [
-            {name: self.columns[name][i].item() for name in names} for i in range(len(self))
-        ]
+        return [{name: self.columns[name][i].item() for name in names} for i in range(len(self))]
 
 
 def dense_keys(
-    device: npt.NDArray[np.uint64], alert_code: npt.NDArray[np.uint16], code_class: npt.NDArray[np.uint8]
+    device: npt.NDArray[np.uint64],
+    alert_code: npt.NDArray[np.uint16],
+    code_class: npt.NDArray[np.uint8],
 ) -> tuple[npt.NDArray[np.int64], int]:
     """Number the (device, alert code) keys in order of first appearance (-1: excluded code).
 
@@ -222,7 +232,9 @@ def dense_keys(
     slots = 1 << max(4, (max(n, 1) // 4).bit_length())
     with np.errstate(over="ignore"):  # the hash wraps on purpose (matters with the JIT off)
         while True:
-            keys = int(k.dense_keys(device, alert_code, code_class, np.zeros((slots, 2), np.int64), key))
+            keys = int(
+                k.dense_keys(device, alert_code, code_class, np.zeros((slots, 2), np.int64), key)
+            )
             if keys >= 0:
                 return key, keys
             slots *= 4
@@ -260,10 +272,15 @@ def sweep(
     if bad >= 0:
         raise ThrottleInputError(
             f"t_ns[{bad}] = {t_ns[bad]}: expected non-decreasing times, after {t_ns[bad - 1]}",
-            argument="t_ns", row=bad,
+            argument="t_ns",
+            row=bad,
         )
     if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        workers = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
     for name, value in (("workers", workers), ("pass_bytes", pass_bytes), ("max_keys", max_keys)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ThrottleConfigError(f"{name} = {value!r}: expected a positive integer")
@@ -293,8 +310,18 @@ def sweep(
     def run(settings_: range) -> None:
         a, b = settings_.start, settings_.stop
         state = np.zeros((max(keys, 1), 4 * (b - a)), np.int64)
-        k.sweep_pass(t_ns, alert_code, key, storm_id, kind, code_class, params[a:b], state,
-                     counts[a:b], first[a:b])
+        k.sweep_pass(
+            t_ns,
+            alert_code,
+            key,
+            storm_id,
+            kind,
+            code_class,
+            params[a:b],
+            state,
+            counts[a:b],
+            first[a:b],
+        )
         with lock:
             done[0] += b - a
             if progress is not None:
@@ -323,15 +350,18 @@ def sweep(
         columns.update(
             storm_alerts=np.full(total, int(np.count_nonzero(storm)), np.int64),
             # excluded storm alerts are forwarded too
-            storm_forwarded=counts[:, k.SW_STORM_FORWARDED] + int(np.count_nonzero(storm & (key < 0))),
+            storm_forwarded=counts[:, k.SW_STORM_FORWARDED]
+            + int(np.count_nonzero(storm & (key < 0))),
             storm_discarded=counts[:, k.SW_STORM_DISCARDED].copy(),
             collateral=counts[:, k.SW_COLLATERAL].copy(),
             storms=np.full(total, start.shape[0], np.int64),
             storms_caught=caught.sum(axis=1).astype(np.int64),
-            median_catch_s=np.array([
-                float(np.median(delay[i][caught[i]])) / 1e9 if caught[i].any() else math.nan
-                for i in range(total)
-            ]),
+            median_catch_s=np.array(
+                [
+                    float(np.median(delay[i][caught[i]])) / 1e9 if caught[i].any() else math.nan
+                    for i in range(total)
+                ]
+            ),
         )
     return TuningResult(columns)
 
@@ -339,13 +369,21 @@ def sweep(
 def warm_up() -> None:
     """Compile (or load from the cache) the sweep's kernels, for writeable and read-only
     (Arrow) inputs alike, outside any timed region."""
-    grid = TuningGrid(base=ThrottlePolicy(exclude=("8F75",)), threshold=(1,), window_s=(1.0,),
-                      designated_period_s=(0.0,))
+    grid = TuningGrid(
+        base=ThrottlePolicy(exclude=("8F75",)),
+        threshold=(1,),
+        window_s=(1.0,),
+        designated_period_s=(0.0,),
+    )
     for policy in ("fixed-window", "gcra"):
         g = msgspec.structs.replace(grid, base=msgspec.structs.replace(grid.base, policy=policy))
         for readonly in (False, True):
-            cols = [np.zeros(2, np.int64), np.ones(2, np.uint64), np.array([1, 0x8F75], np.uint16),
-                    np.ones(2, np.bool_)]
+            cols = [
+                np.zeros(2, np.int64),
+                np.ones(2, np.uint64),
+                np.array([1, 0x8F75], np.uint16),
+                np.ones(2, np.bool_),
+            ]
             for c in cols:
                 c.flags.writeable = not readonly
             sweep(*cols[:3], g, storm=cols[3], workers=1)

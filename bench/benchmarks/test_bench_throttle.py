@@ -89,11 +89,15 @@ def test_throttle_memory_limit(benchmark, trace) -> None:  # type: ignore[no-unt
     gather_scatter(*cols, table, *out)  # compile outside the timing
     benchmark.group = "throttle-memory"
     benchmark.extra_info.update(role="reference", alerts=ALERTS, devices=DEVICES)
-    benchmark.pedantic(gather_scatter, args=(*cols, table, *out), setup=lambda: table.fill(0), rounds=15)
+    benchmark.pedantic(
+        gather_scatter, args=(*cols, table, *out), setup=lambda: table.fill(0), rounds=15
+    )
     assert int(table[:, 4].astype(bool).sum()) > 0  # it did touch the state
 
 
-GRID = TuningGrid(base=POLICY, threshold=(3, 10, 30), window_s=(600.0, 3600.0), designated_period_s=(300.0, 900.0))
+GRID = TuningGrid(
+    base=POLICY, threshold=(3, 10, 30), window_s=(600.0, 3600.0), designated_period_s=(300.0, 900.0)
+)
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +123,17 @@ def test_sweep(benchmark, storm_trace) -> None:  # type: ignore[no-untyped-def]
     benchmark.extra_info.update(role="ours", alerts=ALERTS, settings=len(GRID))
     res = benchmark.pedantic(lambda: sweep(t, d, c, GRID, storm=storm, workers=1), rounds=5)
     cols = res.columns
-    assert list(zip(cols["discarded"].tolist(), cols["storm_discarded"].tolist(),
-                    cols["collateral"].tolist(), strict=True)) == expected
+    assert (
+        list(
+            zip(
+                cols["discarded"].tolist(),
+                cols["storm_discarded"].tolist(),
+                cols["collateral"].tolist(),
+                strict=True,
+            )
+        )
+        == expected
+    )
 
 
 def test_sweep_reference(benchmark, storm_trace) -> None:  # type: ignore[no-untyped-def]

@@ -387,7 +387,8 @@ def _print_summary(
     type=click.IntRange(min=1),
     default=1 << 24,
     show_default=True,
-    help="Bound on keys holding state, per setting.",
+    help="Bound on the trace's (device, alert code) keys; the sweep keeps 32 bytes of state "
+    "per key and setting, up to 512 MiB per worker at a time.",
 )
 def tune_throttle(
     trace: Path, grid_path: Path, out: Path, workers: int | None, max_keys: int

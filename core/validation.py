@@ -93,6 +93,14 @@ class Verdict:
         return self.code == "I0"
 
 
+def _sorted_index(ids: npt.NDArray[np.uint64], values: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+    """Position of each value in the sorted ``ids``, -1 where absent (binary search)."""
+    if not len(ids):
+        return np.full(len(values), -1, np.int64)
+    pos = np.minimum(np.searchsorted(ids, values), len(ids) - 1)
+    return np.where(ids[pos] == values, pos, -1).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class DeviceRegistry:
     """Known devices: sorted ``uint64`` ids with their kind code and in-service flag."""
@@ -119,15 +127,11 @@ class DeviceRegistry:
         range check; any other registry is a binary search.
         """
         n = len(self.ids)
-        if n == 0:
-            return np.full(len(devices), -1, np.int64)
-        first = self.ids[0]
-        if int(self.ids[-1]) - int(first) == n - 1:
+        if n and int(self.ids[-1]) - int(self.ids[0]) == n - 1:
             with np.errstate(over="ignore"):
-                off = (devices - first).astype(np.int64)  # wraps to negative / huge when outside
+                off = (devices - self.ids[0]).astype(np.int64)  # wraps when outside the range
             return np.where((off >= 0) & (off < n), off, -1)
-        pos = np.minimum(np.searchsorted(self.ids, devices), n - 1)
-        return np.where(self.ids[pos] == devices, pos, -1).astype(np.int64)
+        return _sorted_index(self.ids, devices)
 
 
 @dataclass(frozen=True)
@@ -151,10 +155,8 @@ class UserRegistry:
         )
 
     def index(self, originators: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
-        if not len(self.ids):
-            return np.full(len(originators), -1, np.int64)
-        pos = np.minimum(np.searchsorted(self.ids, originators), len(self.ids) - 1)
-        return np.where(self.ids[pos] == originators, pos, -1).astype(np.int64)
+        """Registry row of each originator, -1 where unknown."""
+        return _sorted_index(self.ids, originators)
 
 
 @dataclass

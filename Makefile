@@ -39,11 +39,11 @@ test: $(VENV)/.installed
 # `make bench-compare` runs them and fails when an ours/reference ratio (fastest rounds) grew
 # by more than BENCH_MAX_SLOWDOWN over the baseline's. Ratios, not times: a machine that is
 # slower or faster across the board leaves them unchanged, so it does not fail the gate.
-# 60% because on a 2-core machine shared with other work (load about 4) the whole-day ratio
-# of an unchanged build was seen between 4.1 and 5.8 (x1.43) and the decode ratios within
-# x1.25; a build made twice as slow still fails.
+# 75% because on a 2-core machine shared with other work an unchanged build moved the
+# whole-day ratio by up to x1.43, the decode ratios by x1.25 and the cache-fill ratio (fresh
+# arrays every round, so page faults) by x1.60; a build made twice as slow still fails.
 BENCH_DIR := .benchmarks
-BENCH_MAX_SLOWDOWN ?= 60%
+BENCH_MAX_SLOWDOWN ?= 75%
 
 bench: $(VENV)/.installed
 	mkdir -p $(BENCH_DIR)

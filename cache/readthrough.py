@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _kernels as K
-from ._jit import jit, prefetch
+from ._jit import jit, jit_noalloc, prefetch
 from .errors import CacheInputError
 from .readings import LookupResult, ReadingsCache
 from .reference import ReferenceCache
@@ -98,7 +98,7 @@ def _heap_push(ht, hq, hslot, meta, when):  # type: ignore[no-untyped-def]
     return slot
 
 
-@jit
+@jit_noalloc
 def _read_through(
     arena, index, st, t, dev, srv, kws, hs, store_at, code, ref,
     ht, hq, hslot, pd, pk, ph, psm, meta, out_hit, out_code, out_ref, out_stored, start,

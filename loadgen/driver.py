@@ -18,7 +18,7 @@ and seed give the same columns whatever the shard count.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -98,6 +98,14 @@ class VirtualTimeDriver:
         self._pending = RequestChunk.empty()
         self._seq = 0
         self._day_end = s.day_start_ns + 24 * 3600 * NS
+        self._out: ThreadPoolExecutor | None = None
+        self._sink_job: Future[None] | None = None
+
+    def _drain(self) -> None:
+        """Wait for the chunk the sink is still taking (and surface its error, if any)."""
+        if self._sink_job is not None:
+            self._sink_job.result()
+            self._sink_job = None
 
     def run(self, sink: Sink) -> RunTotals:
         s = self.scenario
@@ -112,7 +120,9 @@ class VirtualTimeDriver:
         # worker generates the next chunk's scheduled requests. One chunk in flight per worker
         # keeps the logs in order and memory bounded.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="alerts") as pool, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate") as gen:
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate") as gen, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink") as out:
+            self._out = out
             upcoming = gen.submit(self._scheduled, k, t0, t0 + chunk_ns)
             while t0 < day_end or len(self._pending):
                 t1 = t0 + chunk_ns
@@ -124,6 +134,7 @@ class VirtualTimeDriver:
                 sink.progress(min(t1, day_end), day_end)
                 k += 1
                 t0 = t1
+            self._drain()
         self.totals.chunks = k
         self.totals.end_ns = t0
         return self.totals
@@ -204,14 +215,21 @@ class VirtualTimeDriver:
         seq = np.arange(self._seq, self._seq + n, dtype=np.uint64)
         self._seq += n
         self.totals.requests += n
-        sink.requests({
+        cols = {
             "seq": seq, "t_scheduled_ns": req.t_scheduled_ns, "t_done_ns": res.t_done_ns, "device": req.device,
             "srv": req.srv, "role": req.role, "command_variant": req.command_variant, "outcome": res.outcome,
             "response_code": res.response_code, "latency_ns": res.latency_ns, "within_target": res.within_target,
             "period_start_ns": req.period_start_ns, "period_end_ns": req.period_end_ns,
             "originator": req.originator, "counter": counter, "cls": req.cls, "attempt": req.attempt,
             "invalid": req.invalid, "wait_ns": res.wait_ns, "backlog": res.backlog,
-        })
+        }
+        # the sink (log batches, histograms, counts) takes the chunk on its own thread while
+        # the next chunk is simulated; one chunk in flight keeps the order and bounds memory
+        self._drain()
+        if self._out is not None:
+            self._sink_job = self._out.submit(sink.requests, cols)
+        else:
+            sink.requests(cols)
         # retries of failed MHHS reads
         m = self.scenario.mhhs
         again = (res.outcome == O_FAILED) & (req.cls == CLS["mhhs_read"]) & (req.attempt < m.max_retries) & (req.invalid == 0)

@@ -27,6 +27,7 @@ counter, unknown device, bad period), labelled in ``invalid`` so tests can check
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,10 +169,15 @@ class DayWorkload:
         for u in s.users:
             self.user_of_role.setdefault(u.role, eui_to_int(u.eui))
         self._code = {srv: cat.code(srv) for srv in ("4.6.1", "4.8.1", "4.8.3", "4.1.1")}
-        self.request_streams: list[_Stream] = []
-        self.alert_streams: list[_Stream] = []
-        self._build_requests()
-        self._build_alerts()
+        # The streams are independent draws, each from its own seeded generator, so they are
+        # built side by side (NumPy releases the GIL in the big fills) and kept in a fixed order.
+        fd_stream = self._build_future_dated(np.random.default_rng([s.seed, 7]))
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="workload") as pool:
+            mhhs = pool.submit(self._build_mhhs, np.random.default_rng([s.seed, 2]))
+            background = pool.submit(self._build_background, np.random.default_rng([s.seed, 6]))
+            alerts = pool.submit(self._build_alerts, np.random.default_rng([s.seed, 3]))
+            self.request_streams: list[_Stream] = [*mhhs.result(), background.result(), fd_stream]
+            self.alert_streams: list[_Stream] = alerts.result()
 
     # ------------------------------------------------------------------ requests
     def _req_stream(self, t: npt.NDArray[np.int64], dev: npt.NDArray[np.int64], srv: npt.ArrayLike, role: str | npt.ArrayLike,
@@ -195,10 +201,10 @@ class DayWorkload:
     def _hours(self, window: tuple[float, float]) -> tuple[int, int]:
         return self.day0 + int(window[0] * HOUR), self.day0 + int(window[1] * HOUR)
 
-    def _build_requests(self) -> None:
+    def _build_mhhs(self, rng: np.random.Generator) -> list[_Stream]:
         s, pop = self.s, self.pop
         m = s.mhhs
-        rng = np.random.default_rng([s.seed, 2])
+        streams: list[_Stream] = []
         esme = pop.esme
         demand = s.capacity.demand
         ws, we = self._hours(m.window_h)
@@ -207,27 +213,26 @@ class DayWorkload:
         order = rng.permutation(esme)
         reads = np.arange(n481)
         dev = order[reads % max(len(esme), 1)] if len(esme) else np.zeros(0, np.int64)
-        self.request_streams.append(self._req_stream(flat_times(rng, n481, ws, we), dev, self._code["4.8.1"], "MDR",
+        streams.append(self._req_stream(flat_times(rng, n481, ws, we), dev, self._code["4.8.1"], "MDR",
                                                      CLS["mhhs_read"], day_back=1 + reads // max(len(esme), 1)))
         # 4.6.1 for a share of ESMEs
         pick = esme[rng.random(len(esme)) < min(1.0, m.daily_read_share * demand)]
-        self.request_streams.append(self._req_stream(flat_times(rng, len(pick), ws, we), rng.permutation(pick),
+        streams.append(self._req_stream(flat_times(rng, len(pick), ws, we), rng.permutation(pick),
                                                      self._code["4.6.1"], "MDR", CLS["mhhs_read"]))
         # 4.8.3 for export meters (the MDR reads it like 4.8.1 ... but 4.8.3 is not MDR-eligible
         # in DUIS; dccsim adds MDR for all three MHHS reads)
         exp = np.flatnonzero(pop.export)
-        self.request_streams.append(self._req_stream(flat_times(rng, len(exp), ws, we), rng.permutation(exp),
+        streams.append(self._req_stream(flat_times(rng, len(exp), ws, we), rng.permutation(exp),
                                                      self._code["4.8.3"], "MDR", CLS["mhhs_read"]))
         # supplier and network operator re-read yesterday's 4.8.1
         for prob, window, role in ((m.supplier_read_prob, m.supplier_window_h, "IS"), (m.dno_read_prob, m.dno_window_h, "ED")):
             chosen = esme[rng.random(len(esme)) < min(1.0, prob * demand)]
             a, b = self._hours(window)
-            self.request_streams.append(self._req_stream(flat_times(rng, len(chosen), a, b), rng.permutation(chosen),
+            streams.append(self._req_stream(flat_times(rng, len(chosen), a, b), rng.permutation(chosen),
                                                          self._code["4.8.1"], role, CLS["on_demand"]))
-        self._build_background(rng)
-        self._build_future_dated(rng)
+        return streams
 
-    def _build_background(self, rng: np.random.Generator) -> None:
+    def _build_background(self, rng: np.random.Generator) -> _Stream:
         s, pop, cat = self.s, self.pop, self._cat
         bg = s.background
         n = int(round(len(pop) * bg.requests_per_meter * s.capacity.demand))
@@ -272,9 +277,9 @@ class DayWorkload:
         cls = np.where(cat.non_device[srv_code], CLS["non_device"], CLS["on_demand"]).astype(np.uint8)
         stream = self._req_stream(t, dev, srv_code, role, 0)
         stream.cols["cls"] = cls
-        self.request_streams.append(stream)
+        return stream
 
-    def _build_future_dated(self, rng: np.random.Generator) -> None:
+    def _build_future_dated(self, rng: np.random.Generator) -> _Stream:
         s, pop = self.s, self.pop
         fd = s.future_dated
         esme = pop.esme
@@ -283,8 +288,8 @@ class DayWorkload:
         dev = esme[rng.integers(0, len(esme), n)] if len(esme) else np.zeros(0, np.int64)
         lead = rng.uniform(fd.lead_time_h[0], fd.lead_time_h[1], n) * HOUR
         execution = (t + lead.astype(np.int64)) // NS * NS
-        self.request_streams.append(self._req_stream(t, dev, self._code["4.1.1"], "IS", CLS["future_dated"], execution=execution))
         self._fd = (dev, execution)
+        return self._req_stream(t, dev, self._code["4.1.1"], "IS", CLS["future_dated"], execution=execution)
 
     # ------------------------------------------------------------------ alerts
     def _alert_stream(self, t: npt.NDArray[np.int64], dev: npt.NDArray[np.int64], code: npt.ArrayLike, storm: bool,
@@ -298,15 +303,15 @@ class DayWorkload:
             "total_instructions": np.broadcast_to(np.asarray(total, np.uint16), n).copy(),
         })
 
-    def _build_alerts(self) -> None:
+    def _build_alerts(self, rng: np.random.Generator) -> list[_Stream]:
         s, pop = self.s, self.pop
-        rng = np.random.default_rng([s.seed, 3])
+        streams: list[_Stream] = []
         a = s.alerts
         n = int(round(len(pop) * a.alerts_per_meter * s.capacity.demand))
         codes = [int(c, 16) for c in a.code_mix]
         w = np.array(list(a.code_mix.values()), np.float64)
         t = profile_times(rng, n, self.day0, s.background.diurnal, HOUR)
-        self.alert_streams.append(self._alert_stream(t, rng.integers(0, len(pop), n),
+        streams.append(self._alert_stream(t, rng.integers(0, len(pop), n),
                                                      np.array(codes, np.uint16)[rng.choice(len(codes), n, p=w / w.sum())], False))
         for storm in s.storms:
             k = max(1, int(round(storm.devices * s.scale)))
@@ -317,7 +322,7 @@ class DayWorkload:
             tt = start + (rng.random(per.sum()) * dur).astype(np.int64)
             dd = np.repeat(devs, per)
             order = np.argsort(tt, kind="stable")
-            self.alert_streams.append(self._alert_stream(tt[order], dd[order], int(storm.code, 16), True))
+            streams.append(self._alert_stream(tt[order], dd[order], int(storm.code, 16), True))
         # future-dated command alerts: one per instruction, at the execution time + a few seconds
         dev, execution = self._fd
         fd = s.future_dated
@@ -335,8 +340,9 @@ class DayWorkload:
         tt = execution[cmd] + np.where(shuffled, rev, delay)
         code = np.where(rng.random(total) < fd.not_done_share, ALERT_FD_NOT_DONE, ALERT_FD_DONE).astype(np.uint16)
         order = np.argsort(tt, kind="stable")
-        self.alert_streams.append(self._alert_stream(tt[order], dev[cmd][order], code[order], False,
+        streams.append(self._alert_stream(tt[order], dev[cmd][order], code[order], False,
                                                      instr[order], m[cmd].astype(np.uint16)[order]))
+        return streams
 
     # ------------------------------------------------------------------ chunks
     def requests(self, chunk: int, t0: int, t1: int) -> RequestChunk:

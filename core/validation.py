@@ -58,6 +58,7 @@ __all__ = [
     "ReplayState",
     "validate_batch",
     "validate_batch_reference",
+    "assign_counters",
 ]
 
 #: Response codes used in columns, by index (uint8). Index 0 is I0.
@@ -270,6 +271,39 @@ def dense_originators(originator: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[n
         uniq, inv = np.unique(originator, return_inverse=True)
         return uniq, inv.astype(np.int64)
     return table[:m].copy(), idx
+
+
+@jit
+def _assign_counters(user_idx, replay, last, out, used):  # type: ignore[no-untyped-def]
+    """Counters per originator: the next number for a fresh request, the last for a replay
+    (a replay with nothing before it is made fresh)."""
+    for i in range(len(user_idx)):
+        u = user_idx[i]
+        r = replay[i] and last[u] > 0
+        if not r:
+            last[u] += 1
+        out[i] = last[u]
+        used[i] = r
+
+
+def assign_counters(
+    originator: npt.NDArray[np.uint64], replay: npt.NDArray[np.bool_], last: dict[int, int]
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
+    """RequestID counters for a time-ordered batch, continuing each originator's ``last``.
+
+    A fresh request takes its originator's next counter; a replay (``replay`` true) repeats
+    the counter of the request before it, so validation rejects it (E17). A replay with no
+    earlier request of its originator is made fresh. Returns the counters and the replay
+    mask actually used; ``last`` is updated in place.
+    """
+    uniq, idx = dense_originators(originator)
+    counters = np.array([last.get(int(o), 0) for o in uniq.tolist()], np.uint64)
+    out = np.empty(len(idx), np.uint64)
+    used = np.empty(len(idx), np.bool_)
+    _assign_counters(idx, replay, counters, out, used)
+    for o, c in zip(uniq.tolist(), counters.tolist(), strict=True):
+        last[int(o)] = int(c)
+    return out, used
 
 
 @jit

@@ -29,7 +29,7 @@ from dccsim.core.capacity import CapacityClass, CapacityConfig
 from dccsim.core.columns import RequestBatch
 from dccsim.core.eui import eui_to_int
 from dccsim.core.pipeline import FAULT_E20, FAULT_E21, O_FAILED, Pipeline
-from dccsim.core.validation import UserRegistry
+from dccsim.core.validation import UserRegistry, assign_counters
 
 from .population import Population, build_population
 from .scenario import REQUEST_CLASSES, Scenario
@@ -164,41 +164,32 @@ class VirtualTimeDriver:
     def _counters(self, req: RequestChunk) -> npt.NDArray[np.uint64]:
         """RequestID counters: strictly increasing per originator; a replay repeats the last.
 
-        ``counter = last + (fresh requests so far)``: a fresh request takes the next number, a
-        replay (labelled ``invalid == replay``) the number of the request before it. A replay
-        with nothing before it becomes an ordinary request.
+        Injected replays (``invalid == replay``) take the counter of the request before them;
+        one with nothing before it becomes an ordinary request (its label is cleared).
         """
-        counter = np.zeros(len(req), np.uint64)
-        for o in np.unique(req.originator).tolist():
-            rows = np.flatnonzero(req.originator == o)
-            base = self._last_counter.get(o, 0)
-            replay = req.invalid[rows] == _REPLAY
-            if base == 0 and replay.any():
-                lead = np.cumsum(~replay) == 0  # replays before the first fresh request
-                req.invalid[rows[lead]] = 0
-                replay &= ~lead
-            fresh = np.cumsum(~replay)
-            counter[rows] = np.uint64(base) + fresh.astype(np.uint64)
-            self._last_counter[o] = base + int(fresh[-1])
+        replay = req.invalid == _REPLAY
+        counter, used = assign_counters(req.originator, replay, self._last_counter)
+        req.invalid[replay & ~used] = 0
         return counter
 
     def _draw_device(self, k: int, req: RequestChunk) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+        """WAN + device latency (lognormal by SMETS generation) and fault of each request."""
         assert self.population is not None
         s = self.scenario
         rng = np.random.default_rng([s.seed, 5, k])
         n = len(req)
-        idx = (req.device - self.population.ids[0]).astype(np.int64)
-        known = (idx >= 0) & (idx < len(self.population))
-        s1 = np.zeros(n, np.bool_)
-        s1[known] = self.population.smets1[idx[known]]
+        pop = self.population
+        idx = (req.device - pop.ids[0]).astype(np.int64)
+        known = (idx >= 0) & (idx < len(pop))
+        gen = (pop.smets1[np.where(known, idx, 0)] & known).view(np.uint8)  # 0 SMETS2, 1 SMETS1
         p2, p1 = s.population.smets2, s.population.smets1
-        mu = np.where(s1, math.log(p1.median_s), math.log(p2.median_s))
-        sigma = np.where(s1, p1.sigma, p2.sigma)
+        mu = np.array([math.log(p2.median_s), math.log(p1.median_s)])[gen]
+        sigma = np.array([p2.sigma, p1.sigma])[gen]
         latency = (np.exp(mu + sigma * rng.standard_normal(n)) * NS).astype(np.int64)
         u = rng.random(n)
-        e20 = np.where(s1, p1.e20_share, p2.e20_share)
-        e21 = np.where(s1, p1.e21_share, p2.e21_share)
-        fault = np.where(u < e20, FAULT_E20, np.where(u < e20 + e21, FAULT_E21, 0)).astype(np.uint8)
+        e20 = np.array([p2.e20_share, p1.e20_share])[gen]
+        e21 = e20 + np.array([p2.e21_share, p1.e21_share])[gen]
+        fault = np.where(u < e20, FAULT_E20, np.where(u < e21, FAULT_E21, 0)).astype(np.uint8)
         return latency, fault
 
     def _requests(self, k: int, req: RequestChunk, sink: Sink) -> None:

@@ -149,3 +149,33 @@ def test_columnar_codes_agree_with_scalar_validator() -> None:
     scalar = [v.check(r).code for r in reqs]
     cols = validate_batch(RequestBatch.from_requests(reqs), _registry())
     assert [RESPONSE_CODES[c] for c in cols] == scalar == ["I0", "E17", "E2", "E19", "E12", "E4", "I0"]
+
+
+def _reference_counters(originator, replay, last):  # type: ignore[no-untyped-def]
+    out, used = [], []
+    for o, r in zip(originator.tolist(), replay.tolist(), strict=True):
+        if r and last.get(o, 0) > 0:
+            out.append(last[o])
+            used.append(True)
+        else:
+            last[o] = last.get(o, 0) + 1
+            out.append(last[o])
+            used.append(False)
+    return out, used
+
+
+@settings(max_examples=100, deadline=None)
+@given(orig=st.lists(st.integers(0, 3), max_size=60), rep=st.lists(st.booleans(), min_size=60, max_size=60),
+       split=st.integers(0, 60))
+def test_assign_counters_matches_reference(orig, rep, split) -> None:
+    from dccsim.core.validation import assign_counters
+
+    o = np.array(orig, np.uint64) + np.uint64(0x90B3D51F30010000)
+    r = np.array(rep[: len(orig)], np.bool_)
+    want, want_used = _reference_counters(o, r, {})
+    last: dict[int, int] = {}
+    k = min(split, len(orig))
+    a, ua = assign_counters(o[:k], r[:k], last)
+    b, ub = assign_counters(o[k:], r[k:], last)
+    assert np.concatenate([a, b]).tolist() == want
+    assert np.concatenate([ua, ub]).tolist() == want_used

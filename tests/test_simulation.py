@@ -167,3 +167,19 @@ def test_run_exits_1_naming_a_failed_criterion_and_2_on_bad_flags(tmp_path: Path
         assert exc.value.code == 2
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], lines
+
+
+def test_a_runs_logs_read_in_duckdb_and_polars(smoke_run: Path) -> None:
+    import duckdb
+    import polars as pl
+
+    from dccsim.bench.logs import open_log
+
+    summary = json.loads((smoke_run / "summary.json").read_text())
+    reader = open_log(smoke_run / "requests.arrow")
+    rows = duckdb.sql("select response_code, count(*) from reader group by response_code").fetchall()
+    assert dict(rows) == summary["response_codes"]
+    df = pl.read_ipc_stream(smoke_run / "alerts.arrow")
+    assert df.height == summary["alerts"]
+    counts = dict(df.group_by("action").len().iter_rows())
+    assert counts == {k: v for k, v in summary["alert_actions"].items() if v}

@@ -94,14 +94,12 @@ class Pipeline:
     devices: DeviceRegistry
     users: UserRegistry | None
     future_dated_class: int
-    non_device_class: int
     retention_hours: float = 48.0
     cache_capacity: int | None = None
     cache_initial_capacity: int = 4096
     cache_enabled: bool = True
     shards: int = 1
     replay: ReplayState = field(default_factory=ReplayState)
-
     throttle: dict[str, object] | None = None
 
     def __post_init__(self) -> None:

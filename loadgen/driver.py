@@ -61,7 +61,7 @@ def build_pipeline(s: Scenario, pop: Population, shards: int | None = None) -> P
     targets = np.array([int(s.capacity.classes[name].target_s * NS) for name in REQUEST_CLASSES], np.int64)
     return Pipeline(
         capacity=capacity_config(s), targets_ns=targets, devices=pop.registry(), users=users,
-        future_dated_class=CLS["future_dated"], non_device_class=CLS["non_device"],
+        future_dated_class=CLS["future_dated"],
         retention_hours=s.cache.retention_h, cache_capacity=s.cache.capacity or None,
         cache_enabled=s.cache.enabled, shards=shards or s.shards, throttle=s.throttle,
         # a day's cacheable reads stay resident for the retention: size for them up front

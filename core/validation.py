@@ -321,43 +321,81 @@ def _replay_kernel(user_idx, counter, ok, last, seen, out_code, replay_code):  #
             seen[u] = True
 
 
+@jit
+def _static_kernel(srv, role, cv, pstart, pend, user_row, dev_row, cacheable, eligible, cv_valid, non_device,
+                   kind_valid, user_active, user_role, dev_in_service, dev_kind, gas_only, elec_only,
+                   has_users, has_devices, codes, out):  # type: ignore[no-untyped-def]
+    """Every check except replay, row by row, first failure wins (order of the module table).
+
+    ``codes`` holds the code indices [E13, E1, E3, E2, E12, E19, E5, E11, E4]; ``user_row`` and
+    ``dev_row`` are registry rows (-1 unknown).
+    """
+    n_roles = eligible.shape[1]
+    for i in range(len(srv)):
+        s = srv[i]
+        c = 0
+        r = role[i]
+        if cacheable[s] and pstart[i] >= pend[i]:
+            c = codes[0]
+        elif has_users and user_row[i] < 0:
+            c = codes[1]
+        elif has_users and not user_active[user_row[i]]:
+            c = codes[2]
+        elif has_users and r != ROLE_UNKNOWN and r != user_role[user_row[i]]:
+            c = codes[3]
+        else:
+            if has_users and r == ROLE_UNKNOWN:
+                r = user_role[user_row[i]]
+            if r == ROLE_UNKNOWN:
+                c = codes[1]
+            elif not eligible[s, min(r, n_roles - 1)]:
+                c = codes[3]
+            elif not cv_valid[s, min(cv[i], 8)]:
+                c = codes[4]
+            elif has_devices and not non_device[s]:
+                d = dev_row[i]
+                if d < 0:
+                    c = codes[5]
+                elif not dev_in_service[d]:
+                    c = codes[6]
+                else:
+                    k = dev_kind[d]
+                    if not kind_valid[s, k]:
+                        c = codes[7]
+                    elif (k == _ESME and gas_only[r]) or (k == _GSME and elec_only[r]):
+                        c = codes[8]
+        out[i] = c
+
+
+_STATIC_CODES = np.array([_E13, _E1, _E3, _E2, _E12, _E19, _E5, _E11, _E4], np.uint8)
+_NONE_U8 = np.zeros(1, np.uint8)
+_NONE_B = np.zeros(1, np.bool_)
+
+
 def _static_codes(batch: RequestBatch, cat: Catalogue, devices: DeviceRegistry | None, users: UserRegistry | None) -> npt.NDArray[np.uint8]:
-    """Every check except replay, vectorised."""
+    """Every check except replay (a Numba kernel; :func:`validate_batch_reference` is the reference)."""
     n = len(batch)
     code = np.zeros(n, np.uint8)
-    pending = np.ones(n, np.bool_)
-
-    def fail(mask: npt.NDArray[np.bool_], c: int) -> None:
-        hit = mask & pending
-        code[hit] = c
-        pending[hit] = False
-
-    has_period = cat.cacheable[batch.srv]
-    fail(has_period & (batch.period_start_ns >= batch.period_end_ns), _E13)
-    role = batch.role.copy()
-    if users is not None:
-        u = users.index(batch.originator)
-        fail(u < 0, _E1)
-        uu = np.maximum(u, 0)
-        fail(~users.active[uu] if len(users.ids) else np.zeros(n, np.bool_), _E3)
-        reg_role = users.role[uu] if len(users.ids) else np.full(n, ROLE_UNKNOWN, np.uint8)
-        fail((role != ROLE_UNKNOWN) & (role != reg_role), _E2)
-        role = np.where(role == ROLE_UNKNOWN, reg_role, role).astype(np.uint8)
-    fail(role == ROLE_UNKNOWN, _E1)
-    safe_role = np.minimum(role, len(ROLES) - 1)
-    fail(~cat.eligible[batch.srv, safe_role], _E2)
-    fail(~cat.cv_valid[batch.srv, np.minimum(batch.command_variant, 8)], _E12)
-    if devices is not None:
-        device_srv = ~cat.non_device[batch.srv]
-        d = devices.index(batch.device)
-        fail(device_srv & (d < 0), _E19)
-        dd = np.maximum(d, 0)
-        if len(devices.ids):
-            fail(device_srv & ~devices.in_service[dd], _E5)
-            kind = devices.kind[dd]
-            fail(device_srv & ~cat.kind_valid[batch.srv, kind], _E11)
-            wrong = ((kind == _ESME) & _GAS_ONLY_ROLES[safe_role]) | ((kind == _GSME) & _ELEC_ONLY_ROLES[safe_role])
-            fail(device_srv & wrong, _E4)
+    has_users = users is not None and len(users.ids) > 0
+    has_devices = devices is not None and len(devices.ids) > 0
+    user_row = users.index(batch.originator) if users is not None else np.zeros(n, np.int64)
+    if users is not None and not has_users:
+        code[:] = _E1  # an empty user registry knows nobody
+        return code
+    dev_row = devices.index(batch.device) if has_devices else np.zeros(n, np.int64)  # type: ignore[union-attr]
+    if devices is not None and not has_devices:
+        dev_row = np.full(n, -1, np.int64)
+        has_devices = True
+        dev_in_service, dev_kind = _NONE_B, _NONE_U8
+    else:
+        dev_in_service = devices.in_service if devices is not None else _NONE_B
+        dev_kind = devices.kind if devices is not None else _NONE_U8
+    _static_kernel(
+        batch.srv, batch.role, batch.command_variant, batch.period_start_ns, batch.period_end_ns, user_row, dev_row,
+        cat.cacheable, cat.eligible, cat.cv_valid, cat.non_device, cat.kind_valid,
+        users.active if users is not None else _NONE_B, users.role if users is not None else _NONE_U8,
+        dev_in_service, dev_kind, _GAS_ONLY_ROLES, _ELEC_ONLY_ROLES, has_users, has_devices, _STATIC_CODES, code,
+    )
     return code
 
 

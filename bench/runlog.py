@@ -106,18 +106,24 @@ class RunSink:
         self.requests_n += n
         lat = cols["latency_ns"]
         self.latency.record(lat)
-        for k in np.unique(cols["cls"]).tolist():
-            self.latency_by_class[k].record(lat[cols["cls"] == k])
+        cls = cols["cls"]
+        if n and int(cls.min()) == int(cls.max()):
+            self.latency_by_class[int(cls[0])].record(lat)
+        else:
+            for k in np.unique(cls).tolist():
+                self.latency_by_class[k].record(lat[cls == k])
         self.latency_series.record(cols["t_scheduled_ns"], lat)
         within = cols["within_target"]
         self.within += int(within.sum())
         srv = cols["srv"]
         self.by_srv += np.bincount(srv, minlength=len(self.by_srv))
-        self.within_by_srv += np.bincount(srv, weights=within, minlength=len(self.by_srv)).astype(np.int64)
+        self.within_by_srv += np.bincount(srv[within], minlength=len(self.by_srv))
         self.codes += np.bincount(cols["response_code"], minlength=len(self.codes))
         self.outcomes += np.bincount(cols["outcome"], minlength=len(self.outcomes))
         inv = cols["invalid"]
-        np.add.at(self.invalid, (inv, cols["response_code"]), 1)
+        n_codes = self.invalid.shape[1]
+        self.invalid += np.bincount(inv.astype(np.int64) * n_codes + cols["response_code"],
+                                    minlength=self.invalid.size).reshape(self.invalid.shape)
         self.retries += int((cols["attempt"] > 0).sum())
         backlog = cols["backlog"]
         if n:
@@ -125,12 +131,15 @@ class RunSink:
         self.wait_sum_ns += int(cols["wait_ns"].sum())
         iv = self._interval(cols["t_scheduled_ns"])
         self.series_requests += np.bincount(iv, minlength=_N_INTERVALS)
-        self.series_within += np.bincount(iv, weights=within, minlength=_N_INTERVALS).astype(np.int64)
+        self.series_within += np.bincount(iv[within], minlength=_N_INTERVALS)
         self.series_done += np.bincount(self._interval(cols["t_done_ns"]), minlength=_N_INTERVALS)
-        np.maximum.at(self.series_backlog, iv, backlog)
+        if n:  # iv never decreases within a chunk (rows are in scheduled order): one max per run
+            starts = np.flatnonzero(np.r_[True, iv[1:] != iv[:-1]])
+            peaks = np.maximum.reduceat(backlog, starts)
+            self.series_backlog[iv[starts]] = np.maximum(self.series_backlog[iv[starts]], peaks)
         out = cols["outcome"]
-        self.series_cache += np.bincount(iv, weights=out == OUTCOMES.index("cache"), minlength=_N_INTERVALS).astype(np.int64)
-        self.series_device += np.bincount(iv, weights=out == OUTCOMES.index("device"), minlength=_N_INTERVALS).astype(np.int64)
+        self.series_cache += np.bincount(iv[out == OUTCOMES.index("cache")], minlength=_N_INTERVALS)
+        self.series_device += np.bincount(iv[out == OUTCOMES.index("device")], minlength=_N_INTERVALS)
 
     def alerts(self, cols: dict[str, npt.NDArray[Any]]) -> None:
         self.alert_log.write_columns(**cols)
@@ -140,7 +149,7 @@ class RunSink:
         self.actions += np.bincount(action, minlength=len(ALERT_ACTIONS))
         iv = self._interval(cols["t_ns"])
         for a in range(len(ALERT_ACTIONS)):
-            self.series_actions[a] += np.bincount(iv, weights=action == a, minlength=_N_INTERVALS).astype(np.int64)
+            self.series_actions[a] += np.bincount(iv[action == a], minlength=_N_INTERVALS)
         storm = cols["storm"]
         throttled = action == ALERT_ACTIONS.index("throttled")
         self.storm_alerts += int(storm.sum())

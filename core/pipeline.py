@@ -40,6 +40,7 @@ from dccsim.cache import CacheStats, ReadingsCache
 from dccsim.cache.readthrough import ReadThroughCache
 from dccsim.throttle import Throttle, ThrottlePolicy, ThrottleStats, policy_from_dict
 
+from ._jit import jit
 from .capacity import CapacityConfig, CapacityModel
 from .catalogue import DEVICE_KINDS, catalogue
 from .columns import RequestBatch
@@ -61,6 +62,61 @@ O_DEVICE, O_CACHE, O_REJECTED, O_FAILED, O_DCC = range(5)
 FAULT_NONE, FAULT_E20, FAULT_E21 = 0, 1, 2
 
 _C = {c: i for i, c in enumerate(RESPONSE_CODES)}
+#: code indices the kernels need: I0, I99, E20, E21, E30
+_CODES = np.array([_C["I0"], _C["I99"], _C["E20"], _C["E21"], _C["E30"]], np.uint8)
+
+
+@jit
+def _device_leg(cls, fault, dsp_done, latency, deadline, fd_class, codes, out_done, out_code):  # type: ignore[no-untyped-def]
+    """The device's answer to each accepted request, if it goes to the device.
+
+    E20: answered after the latency; E21: no answer, at the deadline; an answer after the
+    deadline is E21 (E30 for a future-dated command); otherwise I0 (I99 future-dated).
+    """
+    for i in range(len(cls)):
+        fd = cls[i] == fd_class
+        if fault[i] == FAULT_E21:
+            done = deadline[i]
+        else:
+            done = dsp_done[i] + latency[i]
+        late = done > deadline[i]
+        if late:
+            done = deadline[i]
+        out_done[i] = done
+        if fault[i] == FAULT_E20:
+            out_code[i] = codes[2]
+        elif fault[i] == FAULT_E21 or late:
+            out_code[i] = codes[4] if fd else codes[3]
+        else:
+            out_code[i] = codes[1] if fd else codes[0]
+
+
+@jit
+def _finish(idx, t, cls, non_device, hit, dsp_done, deadline, dev_done, dev_code, targets, fd_class, codes,
+            code, outcome, t_done, latency, within):  # type: ignore[no-untyped-def]
+    """Final code, outcome, time and target verdict of each request (rejected rows stay)."""
+    for i in range(len(t)):
+        latency[i] = t_done[i] - t[i]
+    for j in range(len(idx)):
+        i = idx[j]
+        fd = cls[j] == fd_class
+        if non_device[j] or hit[j]:
+            done = min(dsp_done[j], deadline[j])
+            c = codes[0]
+            if dsp_done[j] > deadline[j]:  # the DSP queue alone exceeded the time-out
+                c = codes[4] if fd else codes[3]
+            o = O_DCC if non_device[j] else O_CACHE
+        else:
+            done = dev_done[j]
+            c = dev_code[j]
+            o = O_DEVICE
+        if c != codes[0] and c != codes[1]:
+            o = O_FAILED
+        code[i] = c
+        outcome[i] = o
+        t_done[i] = done
+        latency[i] = done - t[i]
+        within[i] = latency[i] <= targets[cls[j]]
 _ESME = DEVICE_KINDS.index("ESME")
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
@@ -142,46 +198,29 @@ class Pipeline:
 
         srv = batch.srv[idx]
         dev = batch.device[idx]
-        non_device = self._cat.non_device[srv]
         row = self.devices.index(dev)
-        esme = (row >= 0) & (self.devices.kind[np.maximum(row, 0)] == _ESME)
+        kind = self.devices.kind[np.maximum(row, 0)] if len(self.devices.ids) else np.zeros(len(idx), np.uint8)
+        esme = (row >= 0) & (kind == _ESME)
         cacheable = self._cat.cacheable[srv] & esme & self.cache_enabled
-
+        a_cls = a_cls.astype(np.uint8)
         lat = device_latency_ns[idx]
         flt = fault[idx]
-        # the device's answer, if the request goes to the device
-        dev_done = np.where(flt == FAULT_E21, deadline, dsp_done + lat)
-        late = dev_done > deadline
-        dev_done = np.minimum(dev_done, deadline)
-        fd = a_cls == self.future_dated_class
-        ok_code = np.where(fd, _C["I99"], _C["I0"])
-        dev_code = np.where(flt == FAULT_E20, _C["E20"], np.where((flt == FAULT_E21) | late,
-                                                                 np.where(fd, _C["E30"], _C["E21"]), ok_code))
-        dev_ok = dev_code == ok_code
+        dev_done = np.empty(len(idx), np.int64)
+        dev_code = np.empty(len(idx), np.uint8)
+        _device_leg(a_cls, flt, dsp_done, lat, deadline, self.future_dated_class, _CODES, dev_done, dev_code)
 
         hit = np.zeros(len(idx), np.bool_)
         if cacheable.any():
             ci = np.flatnonzero(cacheable)
-            store_at = np.where(dev_ok[ci], dev_done[ci], -1).astype(np.int64)
+            ok = (dev_code[ci] == _C["I0"]) | (dev_code[ci] == _C["I99"])
+            store_at = np.where(ok, dev_done[ci], -1).astype(np.int64)
             hit[ci] = self._read_through(start[ci], dev[ci], srv[ci], batch.period_start_ns[idx][ci],
                                          batch.period_end_ns[idx][ci], store_at)
 
-        a_done = np.where(non_device | hit, np.minimum(dsp_done, deadline), dev_done)
-        a_code = np.where(non_device | hit, _C["I0"], dev_code).astype(np.uint8)
-        # a hit or a DCC answer can still be late when the DSP queue alone exceeded the time-out
-        queued_out = (non_device | hit) & (dsp_done > deadline)
-        a_code[queued_out] = np.where(fd[queued_out], _C["E30"], _C["E21"])
-        a_out = np.where(non_device, O_DCC, np.where(hit, O_CACHE, O_DEVICE)).astype(np.uint8)
-        a_out[(a_code != _C["I0"]) & (a_code != _C["I99"])] = O_FAILED
-
-        code[idx] = a_code
-        outcome[idx] = a_out
-        t_done[idx] = a_done
-        latency = t_done - t
-        target = np.zeros(n, np.int64)
-        target[idx] = self.targets_ns[a_cls]
+        latency = np.empty(n, np.int64)
         within = np.ones(n, np.bool_)
-        within[idx] = latency[idx] <= target[idx]
+        _finish(idx, t, a_cls, self._cat.non_device[srv], hit, dsp_done, deadline, dev_done, dev_code,
+                self.targets_ns, self.future_dated_class, _CODES, code, outcome, t_done, latency, within)
         return RequestResult(response_code=code, outcome=outcome, t_done_ns=t_done, latency_ns=latency,
                              within_target=within, wait_ns=wait, backlog=backlog)
 

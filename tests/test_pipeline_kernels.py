@@ -1,0 +1,68 @@
+"""The pipeline's outcome kernels against a plain-Python statement of the rules."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dccsim.core.pipeline import _CODES, FAULT_E20, FAULT_E21, OUTCOMES, _device_leg, _finish
+from dccsim.core.validation import RESPONSE_CODES
+
+FD = 2
+
+
+def reference(t, cls, fault, non_device, hit, dsp_done, deadline, latency, targets):  # type: ignore[no-untyped-def]
+    """Per request: the code, outcome, answer time and target verdict, as the module says."""
+    out = []
+    for i in range(len(t)):
+        fd = cls[i] == FD
+        timeout_code = "E30" if fd else "E21"
+        if non_device[i] or hit[i]:
+            done = min(dsp_done[i], deadline[i])
+            code = timeout_code if dsp_done[i] > deadline[i] else "I0"
+            outcome = "dcc" if non_device[i] else "cache"
+        else:
+            answer = deadline[i] if fault[i] == FAULT_E21 else dsp_done[i] + latency[i]
+            late = answer > deadline[i]
+            done = min(answer, deadline[i])
+            if fault[i] == FAULT_E20:
+                code = "E20"
+            elif fault[i] == FAULT_E21 or late:
+                code = timeout_code
+            else:
+                code = "I99" if fd else "I0"
+            outcome = "device"
+        if code not in ("I0", "I99"):
+            outcome = "failed"
+        out.append((code, outcome, done, done - t[i] <= targets[cls[i]]))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 3), st.integers(0, 2), st.booleans(), st.booleans(),
+                               st.integers(0, 10**6), st.integers(0, 2 * 10**6), st.integers(0, 10**6)), max_size=40))
+def test_outcome_kernels_match_the_rules(rows) -> None:
+    n = len(rows)
+    t = np.array([r[0] for r in rows], np.int64)
+    cls = np.array([r[1] for r in rows], np.uint8)
+    fault = np.array([r[2] for r in rows], np.uint8)
+    non_device = np.array([r[3] for r in rows], np.bool_)
+    hit = np.array([r[4] and not r[3] for r in rows], np.bool_)
+    dsp_done = t + np.array([r[5] for r in rows], np.int64)
+    deadline = t + np.array([r[6] for r in rows], np.int64)
+    latency = np.array([r[7] for r in rows], np.int64)
+    targets = np.array([300_000, 600_000, 450_000, 100_000], np.int64)
+    dev_done = np.empty(n, np.int64)
+    dev_code = np.empty(n, np.uint8)
+    _device_leg(cls, fault, dsp_done, latency, deadline, FD, _CODES, dev_done, dev_code)
+    code = np.zeros(n, np.uint8)
+    outcome = np.zeros(n, np.uint8)
+    t_done = t.copy()
+    lat = np.empty(n, np.int64)
+    within = np.ones(n, np.bool_)
+    _finish(np.arange(n), t, cls, non_device, hit, dsp_done, deadline, dev_done, dev_code, targets, FD, _CODES,
+            code, outcome, t_done, lat, within)
+    got = [(RESPONSE_CODES[c], OUTCOMES[o], int(d), bool(w)) for c, o, d, w in zip(code, outcome, t_done, within, strict=True)]
+    assert got == reference(t, cls, fault, non_device, hit, dsp_done, deadline, latency, targets)
+    assert np.array_equal(lat, t_done - t)

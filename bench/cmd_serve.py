@@ -259,5 +259,6 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
         click.echo(f"dccsim load: {wc['lost']} requests lost, {wc['duplicates']} answered twice", err=True)
         sys.exit(1)
     if not summary["exit_criteria"].get("passed", True):
-        click.echo("dccsim load: exit criteria not met", err=True)
+        failed = "; ".join(c["expression"] for c in summary["exit_criteria"].get("criteria", []) if not c["passed"])
+        click.echo(f"dccsim load: exit criteria not met: {failed}", err=True)
         sys.exit(1)

@@ -141,9 +141,13 @@ class VirtualTimeDriver:
 
     # ------------------------------------------------------------------ one chunk
     def _scheduled(self, k: int, t0: int, t1: int) -> RequestChunk:
-        """The workload's requests of chunk ``k`` (none after the day)."""
+        """The workload's requests of chunk ``k`` (none after the day), with device draws."""
         assert self.workload is not None
-        return self.workload.requests(k, t0, t1) if t0 < self._day_end else RequestChunk.empty()
+        if t0 >= self._day_end:
+            return RequestChunk.empty()
+        req = self.workload.requests(k, t0, t1)
+        req.latency_ns, req.fault = self._draw_device(np.random.default_rng([self.scenario.seed, 5, k]), req)
+        return req
 
     def _chunk(self, k: int, req: RequestChunk, t1: int, sink: Sink) -> None:
         assert self.pipeline is not None
@@ -172,11 +176,10 @@ class VirtualTimeDriver:
         req.invalid[replay & ~used] = 0
         return counter
 
-    def _draw_device(self, k: int, req: RequestChunk) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+    def _draw_device(self, rng: np.random.Generator, req: RequestChunk) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
         """WAN + device latency (lognormal by SMETS generation) and fault of each request."""
         assert self.population is not None
         s = self.scenario
-        rng = np.random.default_rng([s.seed, 5, k])
         n = len(req)
         pop = self.population
         idx = (req.device - pop.ids[0]).astype(np.int64)
@@ -200,8 +203,7 @@ class VirtualTimeDriver:
             command_variant=req.command_variant, period_start_ns=req.period_start_ns,
             period_end_ns=req.period_end_ns, t_scheduled_ns=req.t_scheduled_ns, execution_ns=req.execution_ns,
         )
-        latency, fault = self._draw_device(k, req)
-        res = self.pipeline.process(batch, req.cls, latency, fault)
+        res = self.pipeline.process(batch, req.cls, req.latency_ns, req.fault)
         n = len(req)
         seq = np.arange(self._seq, self._seq + n, dtype=np.uint64)
         self._seq += n
@@ -228,6 +230,8 @@ class VirtualTimeDriver:
             r = req.take(again)
             r.t_scheduled_ns = res.t_done_ns[again] + int(m.retry_delay_s * NS)
             r.attempt = r.attempt + np.uint8(1)
+            # a retry meets the device afresh: drawn when the failure is known
+            r.latency_ns, r.fault = self._draw_device(np.random.default_rng([self.scenario.seed, 9, k]), r)
             self.totals.retries += len(r)
             merged = RequestChunk.concat([self._pending, r])
             self._pending = merged.take(np.argsort(merged.t_scheduled_ns, kind="stable"))

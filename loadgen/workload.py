@@ -103,6 +103,9 @@ class RequestChunk:
     cls: npt.NDArray[np.uint8]
     attempt: npt.NDArray[np.uint8]
     invalid: npt.NDArray[np.uint8]
+    #: the WAN + device round trip and fault drawn for each request (filled by the driver)
+    latency_ns: npt.NDArray[np.int64]
+    fault: npt.NDArray[np.uint8]
 
     def __len__(self) -> int:
         return len(self.t_scheduled_ns)
@@ -123,7 +126,7 @@ _REQ_DTYPES = {
     "t_scheduled_ns": np.int64, "device": np.uint64, "originator": np.uint64, "srv": np.uint8,
     "role": np.uint8, "command_variant": np.uint8, "period_start_ns": np.int64,
     "period_end_ns": np.int64, "execution_ns": np.int64, "cls": np.uint8, "attempt": np.uint8,
-    "invalid": np.uint8,
+    "invalid": np.uint8, "latency_ns": np.int64, "fault": np.uint8,
 }
 
 
@@ -362,6 +365,7 @@ class DayWorkload:
             srv=cat_("srv"), role=role, command_variant=np.where(self._cat.non_device[cat_("srv")], 8, 1).astype(np.uint8),
             period_start_ns=cat_("period_start_ns"), period_end_ns=cat_("period_end_ns"),
             execution_ns=cat_("execution_ns"), cls=cat_("cls"), attempt=np.zeros(n, np.uint8), invalid=np.zeros(n, np.uint8),
+            latency_ns=np.zeros(n, np.int64), fault=np.zeros(n, np.uint8),
         )
         self._set_originators(out)
         self._inject_invalid(chunk, out)

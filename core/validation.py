@@ -372,13 +372,22 @@ _NONE_U8 = np.zeros(1, np.uint8)
 _NONE_B = np.zeros(1, np.bool_)
 
 
-def _static_codes(batch: RequestBatch, cat: Catalogue, devices: DeviceRegistry | None, users: UserRegistry | None) -> npt.NDArray[np.uint8]:
-    """Every check except replay (a Numba kernel; :func:`validate_batch_reference` is the reference)."""
+def _static_codes(batch: RequestBatch, cat: Catalogue, devices: DeviceRegistry | None, users: UserRegistry | None,
+                  originators: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] | None = None) -> npt.NDArray[np.uint8]:
+    """Every check except replay (a Numba kernel; :func:`validate_batch_reference` is the reference).
+
+    ``originators`` is the batch's distinct originators and each row's index among them
+    (:func:`dense_originators`), when the caller has it already.
+    """
     n = len(batch)
     code = np.zeros(n, np.uint8)
     has_users = users is not None and len(users.ids) > 0
     has_devices = devices is not None and len(devices.ids) > 0
-    user_row = users.index(batch.originator) if users is not None else np.zeros(n, np.int64)
+    if users is None:
+        user_row = np.zeros(n, np.int64)
+    else:  # look the few distinct originators up, then spread to the rows
+        uniq, row_of = originators if originators is not None else dense_originators(batch.originator)
+        user_row = users.index(uniq)[row_of]
     if users is not None and not has_users:
         code[:] = _E1  # an empty user registry knows nobody
         return code
@@ -418,9 +427,9 @@ def validate_batch(
     Rows are checked in order; ``replay`` carries the per-originator counters across calls.
     """
     cat = cat or catalogue()
-    code = _static_codes(batch, cat, devices, users)
-    replay = replay if replay is not None else ReplayState()
     uniq, user_idx = dense_originators(batch.originator)
+    code = _static_codes(batch, cat, devices, users, (uniq, user_idx))
+    replay = replay if replay is not None else ReplayState()
     last = np.zeros(len(uniq), np.uint64)
     seen = np.zeros(len(uniq), np.bool_)
     for j, o in enumerate(uniq.tolist()):

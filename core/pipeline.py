@@ -142,6 +142,30 @@ class RequestResult:
 
 
 @dataclass
+class _Front:
+    """A chunk between :meth:`Pipeline.front` and :meth:`Pipeline.finish` (accepted rows: ``idx``)."""
+
+    t: npt.NDArray[np.int64]
+    idx: npt.NDArray[np.int64]
+    cls: npt.NDArray[np.uint8]
+    srv: npt.NDArray[np.uint8]
+    dev: npt.NDArray[np.uint64]
+    start: npt.NDArray[np.int64]
+    dsp_done: npt.NDArray[np.int64]
+    deadline: npt.NDArray[np.int64]
+    cacheable: npt.NDArray[np.bool_]
+    dev_done: npt.NDArray[np.int64]
+    dev_code: npt.NDArray[np.uint8]
+    period_start: npt.NDArray[np.int64]
+    period_end: npt.NDArray[np.int64]
+    code: npt.NDArray[np.uint8]
+    outcome: npt.NDArray[np.uint8]
+    t_done: npt.NDArray[np.int64]
+    wait: npt.NDArray[np.int64]
+    backlog: npt.NDArray[np.int64]
+
+
+@dataclass
 class Pipeline:
     """All stage state for one run; feed it time-ordered chunks."""
 
@@ -177,6 +201,20 @@ class Pipeline:
         fault: npt.NDArray[np.uint8],
     ) -> RequestResult:
         """Outcomes for one chunk of requests sorted by ``t_scheduled_ns``."""
+        return self.finish(self.front(batch, cls, device_latency_ns, fault))
+
+    def front(
+        self,
+        batch: RequestBatch,
+        cls: npt.NDArray[np.uint8],
+        device_latency_ns: npt.NDArray[np.int64],
+        fault: npt.NDArray[np.uint8],
+    ) -> _Front:
+        """Validation, the DSP queue and the device leg of a chunk (state: replay, DSP).
+
+        :meth:`finish` does the rest (state: the caches). The two may run on different
+        threads, one chunk apart, as long as each sees its chunks in order.
+        """
         n = len(batch)
         t = batch.t_scheduled_ns
         code = validate_batch(batch, self.devices, self.users, self.replay, self._cat)
@@ -187,42 +225,43 @@ class Pipeline:
         backlog = np.zeros(n, np.int64)
 
         idx = np.flatnonzero(accepted)
-        a_cls = cls[idx]
+        a_cls = cls[idx].astype(np.uint8)
         res = self.dsp.process(t[idx], a_cls, np.zeros(len(idx), np.int64))
         start = res.start_ns
         dsp_done = start + self.capacity.service_ns_array()[a_cls]
         wait[idx] = res.wait_ns
         backlog[idx] = res.backlog
-        timeout = self._timeout[a_cls]
-        deadline = t[idx] + timeout
+        deadline = t[idx] + self._timeout[a_cls]
 
         srv = batch.srv[idx]
         dev = batch.device[idx]
         row = self.devices.index(dev)
         kind = self.devices.kind[np.maximum(row, 0)] if len(self.devices.ids) else np.zeros(len(idx), np.uint8)
-        esme = (row >= 0) & (kind == _ESME)
-        cacheable = self._cat.cacheable[srv] & esme & self.cache_enabled
-        a_cls = a_cls.astype(np.uint8)
-        lat = device_latency_ns[idx]
-        flt = fault[idx]
+        cacheable = self._cat.cacheable[srv] & (row >= 0) & (kind == _ESME) & self.cache_enabled
         dev_done = np.empty(len(idx), np.int64)
         dev_code = np.empty(len(idx), np.uint8)
-        _device_leg(a_cls, flt, dsp_done, lat, deadline, self.future_dated_class, _CODES, dev_done, dev_code)
+        _device_leg(a_cls, fault[idx], dsp_done, device_latency_ns[idx], deadline, self.future_dated_class, _CODES,
+                    dev_done, dev_code)
+        return _Front(t=t, idx=idx, cls=a_cls, srv=srv, dev=dev, start=start, dsp_done=dsp_done, deadline=deadline,
+                      cacheable=cacheable, dev_done=dev_done, dev_code=dev_code,
+                      period_start=batch.period_start_ns[idx], period_end=batch.period_end_ns[idx],
+                      code=code, outcome=outcome, t_done=t_done, wait=wait, backlog=backlog)
 
-        hit = np.zeros(len(idx), np.bool_)
-        if cacheable.any():
-            ci = np.flatnonzero(cacheable)
-            ok = (dev_code[ci] == _C["I0"]) | (dev_code[ci] == _C["I99"])
-            store_at = np.where(ok, dev_done[ci], -1).astype(np.int64)
-            hit[ci] = self._read_through(start[ci], dev[ci], srv[ci], batch.period_start_ns[idx][ci],
-                                         batch.period_end_ns[idx][ci], store_at)
-
+    def finish(self, f: _Front) -> RequestResult:
+        """The readings cache and the final outcomes of a chunk started by :meth:`front`."""
+        n = len(f.t)
+        hit = np.zeros(len(f.idx), np.bool_)
+        if f.cacheable.any():
+            ci = np.flatnonzero(f.cacheable)
+            ok = (f.dev_code[ci] == _C["I0"]) | (f.dev_code[ci] == _C["I99"])
+            store_at = np.where(ok, f.dev_done[ci], -1).astype(np.int64)
+            hit[ci] = self._read_through(f.start[ci], f.dev[ci], f.srv[ci], f.period_start[ci], f.period_end[ci], store_at)
         latency = np.empty(n, np.int64)
         within = np.ones(n, np.bool_)
-        _finish(idx, t, a_cls, self._cat.non_device[srv], hit, dsp_done, deadline, dev_done, dev_code,
-                self.targets_ns, self.future_dated_class, _CODES, code, outcome, t_done, latency, within)
-        return RequestResult(response_code=code, outcome=outcome, t_done_ns=t_done, latency_ns=latency,
-                             within_target=within, wait_ns=wait, backlog=backlog)
+        _finish(f.idx, f.t, f.cls, self._cat.non_device[f.srv], hit, f.dsp_done, f.deadline, f.dev_done, f.dev_code,
+                self.targets_ns, self.future_dated_class, _CODES, f.code, f.outcome, f.t_done, latency, within)
+        return RequestResult(response_code=f.code, outcome=f.outcome, t_done_ns=f.t_done, latency_ns=latency,
+                             within_target=within, wait_ns=f.wait, backlog=f.backlog)
 
     def _read_through(self, t: npt.NDArray[np.int64], dev: npt.NDArray[np.uint64], srv: npt.NDArray[np.uint8],
                       start: npt.NDArray[np.int64], end: npt.NDArray[np.int64], store_at: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:

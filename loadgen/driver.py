@@ -18,9 +18,10 @@ and seed give the same columns whatever the shard count.
 from __future__ import annotations
 
 import math
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -100,6 +101,20 @@ class VirtualTimeDriver:
         self._day_end = s.day_start_ns + 24 * 3600 * NS
         self._out: ThreadPoolExecutor | None = None
         self._sink_job: Future[None] | None = None
+        self._back: ThreadPoolExecutor | None = None
+        self._back_job: Future[None] | None = None
+        self._pending_lock = threading.Lock()
+
+    def _more_retries(self) -> bool:
+        """After the day: are retries still pending (once the last chunk is finished)?"""
+        self._join_back()
+        return len(self._pending) > 0
+
+    def _join_back(self) -> None:
+        """Wait for the chunk still being finished (and surface its error, if any)."""
+        if self._back_job is not None:
+            self._back_job.result()
+            self._back_job = None
 
     def _drain(self) -> None:
         """Wait for the chunk the sink is still taking (and surface its error, if any)."""
@@ -121,10 +136,12 @@ class VirtualTimeDriver:
         # keeps the logs in order and memory bounded.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="alerts") as pool, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate") as gen, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink") as out:
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink") as out, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish") as back:
             self._out = out
+            self._back = back
             upcoming = gen.submit(self._scheduled, k, t0, t0 + chunk_ns)
-            while t0 < day_end or len(self._pending):
+            while t0 < day_end or self._more_retries():
                 t1 = t0 + chunk_ns
                 alerts = pool.submit(self._alert_chunk, t0, t1, sink)
                 req = upcoming.result()
@@ -134,6 +151,7 @@ class VirtualTimeDriver:
                 sink.progress(min(t1, day_end), day_end)
                 k += 1
                 t0 = t1
+            self._join_back()
             self._drain()
         self.totals.chunks = k
         self.totals.end_ns = t0
@@ -151,11 +169,15 @@ class VirtualTimeDriver:
 
     def _chunk(self, k: int, req: RequestChunk, t1: int, sink: Sink) -> None:
         assert self.pipeline is not None
-        due = self._pending.t_scheduled_ns < t1
-        if due.any():
-            merged = RequestChunk.concat([req, self._pending.take(due)])
-            req = merged.take(np.argsort(merged.t_scheduled_ns, kind="stable"))
-            self._pending = self._pending.take(~due)
+        # Retries of chunk k-1 (still being finished) are at least retry_delay_s >= chunk_s
+        # later than their failure, so none can be due in this chunk: taking the due ones now
+        # is exact whether or not they have been queued yet.
+        with self._pending_lock:
+            due = self._pending.t_scheduled_ns < t1
+            if due.any():
+                merged = RequestChunk.concat([req, self._pending.take(due)])
+                req = merged.take(np.argsort(merged.t_scheduled_ns, kind="stable"))
+                self._pending = self._pending.take(~due)
         if len(req):
             self._requests(k, req, sink)
 
@@ -203,7 +225,18 @@ class VirtualTimeDriver:
             command_variant=req.command_variant, period_start_ns=req.period_start_ns,
             period_end_ns=req.period_end_ns, t_scheduled_ns=req.t_scheduled_ns, execution_ns=req.execution_ns,
         )
-        res = self.pipeline.process(batch, req.cls, req.latency_ns, req.fault)
+        front = self.pipeline.front(batch, req.cls, req.latency_ns, req.fault)
+        # the cache, outcomes, sink and retries of this chunk run one chunk behind, beside the
+        # next chunk's validation and DSP queue (each half keeps its own state, in order)
+        self._join_back()
+        if self._back is not None:
+            self._back_job = self._back.submit(self._finish_chunk, k, req, counter, front, sink)
+        else:
+            self._finish_chunk(k, req, counter, front, sink)
+
+    def _finish_chunk(self, k: int, req: RequestChunk, counter: npt.NDArray[np.uint64], front: Any, sink: Sink) -> None:
+        assert self.pipeline is not None
+        res = self.pipeline.finish(front)
         n = len(req)
         seq = np.arange(self._seq, self._seq + n, dtype=np.uint64)
         self._seq += n
@@ -233,8 +266,9 @@ class VirtualTimeDriver:
             # a retry meets the device afresh: drawn when the failure is known
             r.latency_ns, r.fault = self._draw_device(np.random.default_rng([self.scenario.seed, 9, k]), r)
             self.totals.retries += len(r)
-            merged = RequestChunk.concat([self._pending, r])
-            self._pending = merged.take(np.argsort(merged.t_scheduled_ns, kind="stable"))
+            with self._pending_lock:
+                merged = RequestChunk.concat([self._pending, r])
+                self._pending = merged.take(np.argsort(merged.t_scheduled_ns, kind="stable"))
 
     def _alerts(self, a: AlertChunk, sink: Sink) -> None:
         assert self.pipeline is not None

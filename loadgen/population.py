@@ -8,6 +8,7 @@ the same population.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,12 +57,23 @@ class Population:
 
 
 def build_population(s: Scenario) -> Population:
-    rng = np.random.default_rng([s.seed, 1])
+    """Draw the population; each attribute has its own seeded generator, drawn side by side."""
     n = s.meters
     p = s.population
-    kind = np.where(rng.random(n) < p.esme_share, ESME, GSME).astype(np.uint8)
-    smets1 = rng.random(n) < p.smets1_share
-    export = (kind == ESME) & (rng.random(n) < p.export_share)
-    region = rng.choice(len(p.regions), size=n, p=np.asarray(p.region_shares)).astype(np.uint8)
-    ids = DEVICE_PREFIX + np.arange(n, dtype=np.uint64)
-    return Population(ids=ids, kind=kind, smets1=smets1, export=export, region=region)
+
+    def share(purpose: int, value: float) -> npt.NDArray[np.bool_]:
+        return np.random.default_rng([s.seed, 1, purpose]).random(n) < value
+
+    def regions() -> npt.NDArray[np.uint8]:
+        rng = np.random.default_rng([s.seed, 1, 4])
+        return rng.choice(len(p.regions), size=n, p=np.asarray(p.region_shares)).astype(np.uint8)
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="population") as pool:
+        esme = pool.submit(share, 1, p.esme_share)
+        smets1 = pool.submit(share, 2, p.smets1_share)
+        export = pool.submit(share, 3, p.export_share)
+        region = pool.submit(regions)
+        is_esme = esme.result()
+        kind = np.where(is_esme, ESME, GSME).astype(np.uint8)
+        return Population(ids=DEVICE_PREFIX + np.arange(n, dtype=np.uint64), kind=kind, smets1=smets1.result(),
+                          export=is_esme & export.result(), region=region.result())

@@ -14,7 +14,7 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
-# the default scenario at half of GB (16 M meters, 51 M events, about 45 s and 1.4 GB of logs
+# the default scenario at half of GB (16 M meters, 51 M events, about 30-45 s and 1.4 GB of logs
 # here); DCCSIM_SCALE overrides, e.g. `make run DCCSIM_SCALE=1.0` for the whole of GB
 DCCSIM_SCALE ?= 0.5
 run: $(VENV)/.installed

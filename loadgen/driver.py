@@ -130,10 +130,11 @@ class VirtualTimeDriver:
         day_end = day0 + 24 * 3600 * NS
         k = 0
         t0 = day0
-        # Alerts never depend on requests: each chunk's alerts run on one worker thread while
-        # the main thread does the chunk's requests (the kernels release the GIL); a second
-        # worker generates the next chunk's scheduled requests. One chunk in flight per worker
-        # keeps the logs in order and memory bounded.
+        # Threads, each taking its chunks in order (the kernels release the GIL): the main one
+        # validates and queues chunk k at the DSP; "finish" does chunk k-1's cache, outcomes
+        # and retries; "alerts" throttles chunk k's alerts (they never depend on requests);
+        # "generate" draws chunk k+1; "sink" logs and counts. One chunk in flight per worker
+        # keeps the logs in order, byte for byte, and memory bounded.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="alerts") as pool, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate") as gen, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink") as out, \

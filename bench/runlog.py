@@ -88,7 +88,6 @@ class RunSink:
         self.throttled_by_device: Counter[int] = Counter()
         self.fd_alerts = 0
         self.fd_out_of_order = 0
-        self._last_progress = (0, 1)
         self.progress_callback = None
 
     # ------------------------------------------------------------------ sink protocol
@@ -162,7 +161,6 @@ class RunSink:
         self.fd_alerts += int(fd.sum())
 
     def progress(self, done_ns: int, end_ns: int) -> None:
-        self._last_progress = (done_ns - self.day0, end_ns - self.day0)
         if self.progress_callback is not None:
             self.progress_callback(done_ns - self.day0, end_ns - self.day0, self.requests_n + self.alerts_n)
 

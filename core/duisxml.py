@@ -24,6 +24,7 @@ from lxml import etree
 
 from .errors import MessageError
 from .messages import (
+    READ_LOG_BODIES,
     DCCAlert,
     DeviceAlert,
     GenericBody,
@@ -64,11 +65,6 @@ _PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, huge_tree=False, remove_blank_text=True
 )
 
-_READ_LOG = {
-    ("4.6.1", "RetrieveImportDailyReadLog"): RetrieveImportDailyReadLog,
-    ("4.8.1", "ReadActiveImportProfileData"): ReadActiveImportProfileData,
-    ("4.8.3", "ReadExportProfileData"): ReadExportProfileData,
-}
 _DT = msgspec.json.Decoder(datetime)
 
 
@@ -187,8 +183,8 @@ def _typed_body(srv: str, el: etree._Element):  # type: ignore[no-untyped-def]
     name = _local(el)
     kids = _elements(el)
     names = [_local(k) for k in kids]
-    cls = _READ_LOG.get((srv, name))
-    if cls is not None and names == ["ReadLogPeriod"]:
+    cls = READ_LOG_BODIES.get(srv)
+    if cls is not None and name == cls.__struct_config__.tag and names == ["ReadLogPeriod"]:
         period_kids = _elements(kids[0])
         if [_local(k) for k in period_kids] == ["StartDateTime", "EndDateTime"]:
             start = _parse_dt(_text(period_kids[0], "body.period.start"), "body.period.start")

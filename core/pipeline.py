@@ -31,7 +31,9 @@ once over the merged stream.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -126,6 +128,29 @@ def shard_of(device: npt.NDArray[np.uint64], shards: int) -> npt.NDArray[np.int6
     with np.errstate(over="ignore"):
         h = (device * _MIX) >> np.uint64(32)
     return (h % np.uint64(shards)).astype(np.int64)
+
+
+def _by_shard(
+    device: npt.NDArray[np.uint64], shards: int,
+    run: Callable[[int, slice | npt.NDArray[np.int64]], tuple[npt.NDArray[Any], ...]],
+) -> tuple[npt.NDArray[Any], ...]:
+    """Run a per-device stage shard by shard (rows keep their order) and put the outputs back."""
+    if shards == 1:
+        return run(0, slice(None))
+    sh = shard_of(device, shards)
+    outs: list[npt.NDArray[Any]] | None = None
+    for k in range(shards):
+        sel = np.flatnonzero(sh == k)
+        if not len(sel):
+            continue
+        part = run(k, sel)
+        if outs is None:
+            outs = [np.zeros(len(device), a.dtype) for a in part]
+        for o, a in zip(outs, part, strict=True):
+            o[sel] = a
+    if outs is None:  # no rows at all
+        return run(0, slice(None))
+    return tuple(outs)
 
 
 @dataclass
@@ -266,40 +291,22 @@ class Pipeline:
     def _read_through(self, t: npt.NDArray[np.int64], dev: npt.NDArray[np.uint64], srv: npt.NDArray[np.uint8],
                       start: npt.NDArray[np.int64], end: npt.NDArray[np.int64], store_at: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         """Cache lookups in time order; a miss with ``store_at >= 0`` is stored at that time."""
-        hit = np.zeros(len(t), np.bool_)
-        zeros8 = np.zeros(len(t), np.uint8)
-        refs = np.zeros(len(t), np.uint32)
-        if self.shards == 1:
-            r = self.caches[0].read_through(t, dev, srv, start, end, store_at, zeros8, refs)
-            return r.hit
-        sh = shard_of(dev, self.shards)
-        for k in range(self.shards):
-            sel = np.flatnonzero(sh == k)
-            if len(sel):
-                r = self.caches[k].read_through(t[sel], dev[sel], srv[sel], start[sel], end[sel], store_at[sel],
-                                                zeros8[sel], refs[sel])
-                hit[sel] = r.hit
-        return hit
+
+        def run(k: int, sel: slice | npt.NDArray[np.int64]) -> tuple[npt.NDArray[Any], ...]:
+            return (self.caches[k].read_through(t[sel], dev[sel], srv[sel], start[sel], end[sel], store_at[sel]).hit,)
+
+        return _by_shard(dev, self.shards, run)[0]
 
     def process_alerts(
         self, t: npt.NDArray[np.int64], device: npt.NDArray[np.uint64], code: npt.NDArray[np.uint16]
     ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
         """Alert Storm Protection for a time-ordered chunk: action, throttled count, sequence id."""
-        if self.shards == 1:
-            out = self.throttles[0].process(t, device, code)
+
+        def run(k: int, sel: slice | npt.NDArray[np.int64]) -> tuple[npt.NDArray[Any], ...]:
+            out = self.throttles[k].process(t[sel], device[sel], code[sel])
             return out.action, out.throttled_count, out.sequence_id
-        n = len(t)
-        action = np.zeros(n, np.uint8)
-        count = np.zeros(n, np.uint32)
-        seq = np.zeros(n, np.uint32)
-        sh = shard_of(device, self.shards)
-        for k in range(self.shards):
-            sel = np.flatnonzero(sh == k)
-            if len(sel):
-                out = self.throttles[k].process(t[sel], device[sel], code[sel])
-                action[sel] = out.action
-                count[sel] = out.throttled_count
-                seq[sel] = out.sequence_id
+
+        action, count, seq = _by_shard(device, self.shards, run)
         return action, count, seq
 
     def throttle_stats(self) -> ThrottleStats:

@@ -76,7 +76,6 @@ class RunTotals:
     alerts: int = 0
     retries: int = 0
     chunks: int = 0
-    end_ns: int = 0
 
 
 @dataclass
@@ -155,7 +154,6 @@ class VirtualTimeDriver:
             self._join_back()
             self._drain()
         self.totals.chunks = k
-        self.totals.end_ns = t0
         return self.totals
 
     # ------------------------------------------------------------------ one chunk

@@ -159,6 +159,13 @@ class _Stream:
         return out
 
 
+def _merge(streams: list[_Stream], t0: int, t1: int) -> dict[str, npt.NDArray[np.generic]]:
+    """Every stream's slice of ``[t0, t1)``, merged in time order (ties in stream order)."""
+    parts = [st.slice(t0, t1) for st in streams]
+    order = np.argsort(np.concatenate([p["t"] for p in parts]), kind="stable")
+    return {k: np.concatenate([p[k] for p in parts])[order] for k in parts[0]}
+
+
 class DayWorkload:
     """All streams of one scenario day, drawn once; :meth:`requests` and :meth:`alerts` slice."""
 
@@ -350,21 +357,13 @@ class DayWorkload:
     # ------------------------------------------------------------------ chunks
     def requests(self, chunk: int, t0: int, t1: int) -> RequestChunk:
         """The scheduled requests in ``[t0, t1)``, sorted by time (ties in stream order)."""
-        parts = [st.slice(t0, t1) for st in self.request_streams]
-        t = np.concatenate([p["t"] for p in parts])
-        order = np.argsort(t, kind="stable")
-
-        def cat_(k: str) -> npt.NDArray[np.generic]:
-            return np.concatenate([p[k] for p in parts])[order]
-
-        dev = cat_("dev")
-        role = cat_("role")
-        n = len(t)
+        c = _merge(self.request_streams, t0, t1)
+        n = len(c["t"])
         out = RequestChunk(
-            t_scheduled_ns=t[order], device=self.pop.ids[dev], originator=np.zeros(n, np.uint64),
-            srv=cat_("srv"), role=role, command_variant=np.where(self._cat.non_device[cat_("srv")], 8, 1).astype(np.uint8),
-            period_start_ns=cat_("period_start_ns"), period_end_ns=cat_("period_end_ns"),
-            execution_ns=cat_("execution_ns"), cls=cat_("cls"), attempt=np.zeros(n, np.uint8), invalid=np.zeros(n, np.uint8),
+            t_scheduled_ns=c["t"], device=self.pop.ids[c["dev"]], originator=np.zeros(n, np.uint64),
+            srv=c["srv"], role=c["role"], command_variant=np.where(self._cat.non_device[c["srv"]], 8, 1).astype(np.uint8),
+            period_start_ns=c["period_start_ns"], period_end_ns=c["period_end_ns"],
+            execution_ns=c["execution_ns"], cls=c["cls"], attempt=np.zeros(n, np.uint8), invalid=np.zeros(n, np.uint8),
             latency_ns=np.zeros(n, np.int64), fault=np.zeros(n, np.uint8),
         )
         self._set_originators(out)
@@ -407,15 +406,9 @@ class DayWorkload:
 
     def alerts(self, t0: int, t1: int) -> AlertChunk:
         """The device alerts in ``[t0, t1)``, sorted by time (ties in stream order)."""
-        parts = [st.slice(t0, t1) for st in self.alert_streams]
-        t = np.concatenate([p["t"] for p in parts])
-        order = np.argsort(t, kind="stable")
-
-        def cat_(k: str) -> npt.NDArray[np.generic]:
-            return np.concatenate([p[k] for p in parts])[order]
-
-        return AlertChunk(t_ns=t[order], device=self.pop.ids[cat_("dev")], alert_code=cat_("alert_code"),
-                          storm=cat_("storm"), instruction=cat_("instruction"), total_instructions=cat_("total_instructions"))
+        c = _merge(self.alert_streams, t0, t1)
+        return AlertChunk(t_ns=c["t"], device=self.pop.ids[c["dev"]], alert_code=c["alert_code"], storm=c["storm"],
+                          instruction=c["instruction"], total_instructions=c["total_instructions"])
 
     @property
     def total_requests(self) -> int:

@@ -51,6 +51,7 @@ from .workload import INVALID_KINDS, DayWorkload
 __all__ = ["Traffic", "LoadResult", "OpenLoopClient", "run_open_loop", "traffic_from_workload"]
 
 _REPLAY = INVALID_KINDS.index("replay")
+_SPIN_NS = 1_000_000  # poll the loop for the last millisecond before a send (timers are ms-grained)
 _COUNTER_OFFSET = 20  # fixarray byte + 0xcf/8 originator + 0xcf/8 target + 0xcf marker of the counter
 _ack_dec = msgspec.msgpack.Decoder(RowAck)
 _fin_dec = msgspec.msgpack.Decoder(RowFinals)
@@ -210,30 +211,39 @@ class OpenLoopClient(asyncio.Protocol):
         head = (b"\xdc" + n.to_bytes(2, "big")) if n < 65536 else (b"\xdd" + n.to_bytes(4, "big"))
         return frame(TAG_ROWS, a.to_bytes(8, "big") + head + body.tobytes())
 
-    async def send_all(self, lead_ns: int = 20_000_000) -> None:
-        """The open-loop sender: wake, send what is due, sleep until the next intended time."""
+    async def send_all(self, lead_ns: int = 20_000_000, gap_ns: int = 200_000) -> None:
+        """The open-loop sender: wake, send what is due as one frame, wait for the next send time.
+
+        The next send time is the next request's intended time, but at least ``gap_ns`` after
+        the previous frame (so a high rate becomes frames of many rows, not a frame per row);
+        the wait counts in each request's send lag and latency. Event loops time in whole
+        milliseconds (uvloop), so the last ``_SPIN_NS`` before a send are spent polling the
+        loop (answers are read meanwhile) rather than on a timer that would fire late.
+        """
         res = self.res
         intended = res.intended_ns
         res.start_ns = start = self.clock() + lead_ns
         i = 0
         n = self.n
+        last = -gap_ns
         while i < n and not self.closed.is_set():
             if not self.writable.is_set():
                 await self.writable.wait()
+            el = self.clock() - start
+            wait = max(int(intended[i]), last + gap_ns) - el
+            if wait > 0:
+                await asyncio.sleep((wait - _SPIN_NS) / 1e9 if wait > 2 * _SPIN_NS else 0)
+                continue
             now = self.clock()
             el = now - start
-            j = int(np.searchsorted(intended, el, side="right"))
-            if j <= i:
-                await asyncio.sleep((int(intended[i]) - el) / 1e9)
-                continue
-            j = min(j, i + self.max_rows)
+            j = min(int(np.searchsorted(intended, el, side="right")), i + self.max_rows)
             data = self.rows_frame(i, j)
             res.sent_ns[i:j] = now
             assert self.transport is not None
             self.transport.write(data)
             self.sent_rows = j
             i = j
-            await asyncio.sleep(0)
+            last = el
         self._check_done()
 
     async def request_stats(self, timeout: float = 5.0) -> StatsReply | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 import pytest
 from dccsim.core.messages import (
     DeviceAlert,
@@ -376,3 +377,101 @@ def test_sigterm_flushes_the_server_log(world: Any, tmp_path: Path) -> None:
     assert table.num_rows == c.res.n
     summary = json.loads((out / "summary.json").read_text())
     assert summary["server"]["finals"] == c.res.n and (out / "report.html").is_file()
+
+
+# ---------------------------------------------------------------------------- pacing and writes
+def test_open_loop_never_sends_early_and_spaces_its_frames(world: Any) -> None:
+    s, pop, traffic = world
+
+    async def main() -> Any:
+        async with server(world) as (srv, port):
+            return await run_open_loop("127.0.0.1", port, traffic, 50_000, 0.2, time.monotonic_ns, drain_timeout_s=T)
+
+    c = run(main())
+    res = c.res
+    assert res.answered == res.n == 10_000 and res.lost == 0
+    assert (res.sent_ns >= res.start_ns + res.intended_ns).all()  # open loop: never before the intended time
+    frames = np.unique(res.sent_ns)
+    assert len(frames) > 1 and np.diff(frames).min() >= 200_000  # at 50 k/s: frames of many rows, not one each
+    assert len(frames) < res.n // 5
+
+
+class _Recorder:
+    """A transport stand-in that records writes."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def set_write_buffer_limits(self, high: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_answers_to_one_read_go_out_in_one_write(world: Any) -> None:
+    s, pop, _ = world
+
+    async def main() -> list[bytes]:
+        async with server(world) as (srv, port):
+            from dccsim.core.server import _Conn
+
+            conn = _Conn(srv)
+            rec = _Recorder()
+            conn.connection_made(rec)  # type: ignore[arg-type]
+            batch = rows(pop, s, 5, 1)
+            data = (frame(TAG_ROWS, (0).to_bytes(8, "big") + batch) + frame(ord("Q"), b"?")
+                    + frame(TAG_ROWS, (5).to_bytes(8, "big") + rows(pop, s, 5, 6)))
+            conn.data_received(data)
+            writes = list(rec.writes)
+            conn.connection_lost(None)
+            return writes
+
+    writes = run(main())
+    assert len(writes) == 1
+    buf, tags = writes[0], []
+    while buf:
+        n = int.from_bytes(buf[:4], "big")
+        tags.append(buf[4])
+        buf = buf[4 + n:]
+    assert tags == [TAG_ACK, TAG_ERROR, TAG_ACK]  # in order
+
+
+def test_an_answer_due_within_a_millisecond_is_polled_for_not_timed(world: Any) -> None:
+    from dccsim.core.server import _SPIN_NS
+
+    s, pop, _ = world
+    now = [10**12]
+
+    class Loop:
+        def __init__(self) -> None:
+            self.soon: list[Any] = []
+            self.later: list[float] = []
+
+        def call_soon(self, cb: Any) -> None:
+            self.soon.append(cb)
+
+        def cancel(self) -> None:
+            pass
+
+        def call_later(self, delay: float, cb: Any) -> Any:
+            self.later.append(delay)
+            return self
+
+    config = ServerConfig(origin_ns=s.day_start_ns)
+    leg = DeviceLegModel(s, pop)
+    srv = DccServer(build_pipeline(s, pop), classifier(), leg, lambda: now[0], config)
+    loop = Loop()
+    srv._loop = loop  # type: ignore[assignment]
+    srv._heap = [(now[0] + 5 * _SPIN_NS, 0, None)]  # type: ignore[list-item]
+    srv._arm()
+    # a timer, set a millisecond early
+    assert loop.later == [pytest.approx(4 * _SPIN_NS / 1e9)] and not loop.soon
+    srv._timer = None
+    srv._heap = [(now[0] + _SPIN_NS // 2, 0, None)]  # type: ignore[list-item]
+    srv._arm()
+    srv._arm()
+    assert len(loop.soon) == 1 and len(loop.later) == 1  # then one poll per loop turn, not a timer

@@ -192,6 +192,7 @@ _js_in = msgspec.json.Decoder(Inbound | list[Inbound])
 _mp_enc = msgspec.msgpack.Encoder()
 _js_enc = msgspec.json.Encoder()
 _HDR = 5
+_SPIN_NS = 1_000_000  # answers due within this are waited for by polling the loop, not by a timer
 
 
 def frame(tag: int, payload: bytes) -> bytes:
@@ -335,6 +336,7 @@ class DccServer:
         self._pending_rows = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = 0
+        self._polling = False
         self._tick_scheduled = False
         self._last_t = self.config.origin_ns
         self._http_results: OrderedDict[str, bytes] = OrderedDict()
@@ -509,19 +511,34 @@ class DccServer:
         self._arm()
 
     def _arm(self) -> None:
-        if not self._heap or self._loop is None:
+        """Wake when the next final answer is due: a timer, then polling for the last stretch.
+
+        Event-loop timers count whole milliseconds (uvloop), so a timer alone could send an
+        answer up to a millisecond late. The timer is set ``_SPIN_NS`` early; from then on the
+        loop checks once per turn (``call_soon``; reading and processing go on meanwhile).
+        """
+        if not self._heap or self._loop is None or self._polling:
             return
         due = self._heap[0][0]
+        wait = due - self.clock()
+        if wait <= _SPIN_NS:
+            self._polling = True
+            self._loop.call_soon(self._on_poll)
+            return
+        wake = due - _SPIN_NS
         if self._timer is not None:
-            if self._timer_due <= due:
+            if self._timer_due <= wake:
                 return
             self._timer.cancel()
-        self._timer_due = due
-        delay = max(0.0, (due - self.clock()) / 1e9)
-        self._timer = self._loop.call_later(delay, self._on_timer)
+        self._timer_due = wake
+        self._timer = self._loop.call_later((wait - _SPIN_NS) / 1e9, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
+        self._flush_due()
+
+    def _on_poll(self) -> None:
+        self._polling = False
         self._flush_due()
 
     def _emit(self, taken: list[tuple[_Run, int, int]]) -> None:
@@ -615,6 +632,8 @@ class _Conn(asyncio.Protocol):
         self.mode: Literal["?", "frames", "http", "closed"] = "?"
         self.id = 0
         self.fmt = TAG_MSGPACK
+        self.out: list[bytes] = []
+        self.holding = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -641,8 +660,20 @@ class _Conn(asyncio.Protocol):
             self.transport.resume_reading()
 
     def send(self, data: bytes) -> None:
-        if self.mode != "closed":
+        if self.mode == "closed":
+            return
+        if self.holding:
+            self.out.append(data)
+        else:
             self.transport.write(data)
+
+    def release(self) -> None:
+        """Write what was held (the answers to one read: one write, in order)."""
+        self.holding = False
+        if self.out:
+            out, self.out = self.out, []
+            if self.mode != "closed":
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def send_message(self, msg: Any) -> None:
         if self.mode == "http":
@@ -653,6 +684,7 @@ class _Conn(asyncio.Protocol):
 
     def close_with(self, reason: str) -> None:
         self.send(frame(TAG_CLOSE, reason.encode()))
+        self.release()
         self.mode = "closed"
         self.transport.close()
 
@@ -660,6 +692,13 @@ class _Conn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.mode == "closed":
             return
+        self.holding = True
+        try:
+            self._received(data)
+        finally:
+            self.release()
+
+    def _received(self, data: bytes) -> None:
         buf = self.buf
         buf += data
         if self.mode == "?":
@@ -877,5 +916,6 @@ class _Conn(asyncio.Protocol):
                 + (b"Connection: close\r\n" if close else b"") + b"\r\n")
         self.send(head + body)
         if close:
+            self.release()
             self.mode = "closed"
             self.transport.close()

@@ -42,6 +42,29 @@ def test_run_folder_has_logs_and_summary(smoke_run: Path) -> None:
     assert np.all(np.diff(np.array(req["t_scheduled_ns"])) >= 0)
 
 
+def test_summary_agrees_with_the_logs(smoke_run: Path) -> None:
+    """Every headline figure of summary.json, recomputed from the logs a user can open."""
+    from collections import Counter
+
+    summary = json.loads((smoke_run / "summary.json").read_text())
+    req = _table(smoke_run, "requests.arrow")
+    alerts = _table(smoke_run, "alerts.arrow")
+    assert summary["response_codes"] == dict(Counter(req["response_code"]))
+    outcomes = Counter(req["outcome"])
+    assert summary["cache"]["hits"] == summary["cache"]["device_requests_saved"] == outcomes["cache"] > 0
+    assert summary["within_target_ratio"] == pytest.approx(np.mean(req["within_target"]), abs=1e-6)
+    assert summary["peak_backlog"] == max(req["backlog"])
+    lat = np.array(req["latency_ns"])
+    for q, key in ((50, "p50"), (90, "p90"), (99, "p99")):
+        exact = np.percentile(lat, q, method="inverted_cdf") / 1e9
+        assert summary["latency_s"][key] == pytest.approx(exact, rel=2**-7), key
+    assert summary["latency_s"]["max"] == lat.max() / 1e9
+    actions = Counter(alerts["action"])
+    assert summary["alerts"] == summary["throttle"]["alerts"] == len(alerts["action"])
+    for action in ("forwarded", "throttled", "excluded"):
+        assert summary["throttle"][action] == actions[action] > 0, action
+
+
 def test_same_scenario_and_seed_give_identical_logs(smoke_run: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     simulate("smoke", out=again, progress=False, quiet=True)
@@ -49,9 +72,28 @@ def test_same_scenario_and_seed_give_identical_logs(smoke_run: Path, tmp_path: P
         assert (again / name).read_bytes() == (smoke_run / name).read_bytes(), name
 
 
-def test_shards_give_the_same_outcomes(smoke_run: Path, tmp_path: Path) -> None:
+def test_shards_give_the_same_outcomes(smoke_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dccsim.loadgen.driver as driver
+
+    built = []
+
+    def keep(*args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    real = driver.build_pipeline
+    monkeypatch.setattr(driver, "build_pipeline", keep)
     sharded = tmp_path / "sharded"
-    simulate("smoke", out=sharded, shards=4, progress=False, quiet=True)
+    summary = simulate("smoke", out=sharded, shards=4, progress=False, quiet=True)
+    # four shards really held state, each a part of it, and together the whole
+    (pipeline,) = built
+    assert len(pipeline.caches) == len(pipeline.throttles) == summary["run"]["shards"] == 4
+    stores = [c.cache.stats().stores for c in pipeline.caches]
+    keys = [t.stats().keys for t in pipeline.throttles]
+    assert all(x > 0 for x in stores + keys), (stores, keys)
+    one = json.loads((smoke_run / "summary.json").read_text())
+    assert sum(stores) == summary["cache"]["stores"] == one["cache"]["stores"]
+    assert max(stores) < one["cache"]["stores"]
     a = _table(smoke_run, "requests.arrow")
     b = _table(sharded, "requests.arrow")
     for col in ("seq", "device", "response_code", "outcome", "t_done_ns", "latency_ns"):

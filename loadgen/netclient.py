@@ -2,7 +2,8 @@
 
 Every request has an **intended send time** from the load shape (a constant rate: request
 ``k`` is due ``k / rate`` seconds after the start). The sender wakes, sends every request that
-is due as one compact ``R`` frame (see :mod:`dccsim.core.server`), and never waits for answers,
+is due as one compact ``R`` frame (see :mod:`dccsim.core.server`), at most one frame a
+millisecond (the event loop's timer step), and never waits for answers,
 so a slow server cannot slow the offered load (no coordinated omission): latency is measured
 from the intended time, and the lag between intended and actual send is recorded. When the
 socket's buffer is full the sender waits for it to drain; the lag shows it.
@@ -51,7 +52,6 @@ from .workload import INVALID_KINDS, DayWorkload
 __all__ = ["Traffic", "LoadResult", "OpenLoopClient", "run_open_loop", "traffic_from_workload"]
 
 _REPLAY = INVALID_KINDS.index("replay")
-_SPIN_NS = 1_000_000  # poll the loop for the last millisecond before a send (timers are ms-grained)
 _COUNTER_OFFSET = 20  # fixarray byte + 0xcf/8 originator + 0xcf/8 target + 0xcf marker of the counter
 _ack_dec = msgspec.msgpack.Decoder(RowAck)
 _fin_dec = msgspec.msgpack.Decoder(RowFinals)
@@ -211,14 +211,16 @@ class OpenLoopClient(asyncio.Protocol):
         head = (b"\xdc" + n.to_bytes(2, "big")) if n < 65536 else (b"\xdd" + n.to_bytes(4, "big"))
         return frame(TAG_ROWS, a.to_bytes(8, "big") + head + body.tobytes())
 
-    async def send_all(self, lead_ns: int = 20_000_000, gap_ns: int = 200_000) -> None:
+    async def send_all(self, lead_ns: int = 20_000_000, gap_ns: int = 1_000_000) -> None:
         """The open-loop sender: wake, send what is due as one frame, wait for the next send time.
 
         The next send time is the next request's intended time, but at least ``gap_ns`` after
-        the previous frame (so a high rate becomes frames of many rows, not a frame per row);
-        the wait counts in each request's send lag and latency. Event loops time in whole
-        milliseconds (uvloop), so the last ``_SPIN_NS`` before a send are spent polling the
-        loop (answers are read meanwhile) rather than on a timer that would fire late.
+        the previous frame, so a high rate becomes frames of many rows, not a frame per row or
+        per loop turn (each frame costs the server a fixed amount). The wait is on the event
+        loop's timer, which counts whole milliseconds (uvloop): a frame may go a millisecond or
+        so after its first request's intended time, and that shows in the send lag and counts
+        in the latency. The sender does not poll the loop for finer timing: on a machine with
+        few cores a spinning generator takes CPU from the server it measures.
         """
         res = self.res
         intended = res.intended_ns
@@ -232,7 +234,7 @@ class OpenLoopClient(asyncio.Protocol):
             el = self.clock() - start
             wait = max(int(intended[i]), last + gap_ns) - el
             if wait > 0:
-                await asyncio.sleep((wait - _SPIN_NS) / 1e9 if wait > 2 * _SPIN_NS else 0)
+                await asyncio.sleep(wait / 1e9)
                 continue
             now = self.clock()
             el = now - start

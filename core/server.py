@@ -92,7 +92,8 @@ import numpy as np
 import numpy.typing as npt
 from dccsim.throttle import THROTTLED
 
-from .columns import RequestBatch
+from . import _rows_kernel
+from .columns import RequestBatch, _batch_length, _string_tables
 from .duisxml import decode_request_xml, encode_response_xml
 from .errors import MessageError
 from .messages import DeviceAlert, Response, ServiceRequest, from_ns
@@ -273,6 +274,40 @@ class _Run:
     pos: int = 0
 
 
+class _Arena:
+    """Columns of received rows, laid out as the compact decoder writes them (grown on demand).
+
+    ``u64``: originator, device, counter; ``u8``: command variant, SRV, role; ``i64``:
+    arrival time, period start, period end, execution time.
+    """
+
+    def __init__(self, cap: int):
+        self.u64 = np.empty((3, cap), np.uint64)
+        self.u8 = np.empty((3, cap), np.uint8)
+        self.i64 = np.empty((4, cap), np.int64)
+
+    def room_for(self, rows: int) -> _Arena:
+        cap = self.u64.shape[1]
+        if rows > cap:
+            new = _Arena(max(rows, 2 * cap))
+            new.u64[:, :cap], new.u8[:, :cap], new.i64[:, :cap] = self.u64, self.u8, self.i64
+            self.u64, self.u8, self.i64 = new.u64, new.u8, new.i64
+        return self
+
+    def put(self, off: int, b: RequestBatch) -> None:
+        end = off + len(b)
+        self.u64[0, off:end], self.u64[1, off:end], self.u64[2, off:end] = b.originator, b.device, b.counter
+        self.u8[0, off:end], self.u8[1, off:end], self.u8[2, off:end] = b.command_variant, b.srv, b.role
+        self.i64[1, off:end], self.i64[2, off:end], self.i64[3, off:end] = b.period_start_ns, b.period_end_ns, b.execution_ns
+
+    def take(self, n: int) -> RequestBatch:
+        """The first ``n`` rows as a batch of their own (copied: the arena is reused)."""
+        u64, u8, i64 = self.u64[:, :n].copy(), self.u8[:, :n].copy(), self.i64[:, :n].copy()
+        return RequestBatch(device=u64[1], originator=u64[0], counter=u64[2], srv=u8[1], role=u8[2],
+                            command_variant=u8[0], t_scheduled_ns=i64[0], period_start_ns=i64[1],
+                            period_end_ns=i64[2], execution_ns=i64[3])
+
+
 @dataclass
 class _Counters:
     connections: int = 0
@@ -326,8 +361,12 @@ class DccServer:
         self._start = self.clock()
         self._conns: dict[int, _Conn] = {}
         self._conn_ids = itertools.count(1)
-        self._in: list[tuple[RequestBatch, int, int, npt.NDArray[np.uint64], int]] = []
+        # received rows wait as columns in one arena (the compact decoder writes there), with
+        # (rows, connection, kind, first id) per frame; a micro-batch is a copy of the filled part
+        self._in: list[tuple[int, int, int, int]] = []
         self._in_rows = 0
+        self._arena = _Arena(4096)
+        self.decode_rows(_mp_enc.encode([[1, 1, 1, 1, "4.8.1", ""]]))  # load the decoder for the arena's views now
         self._alerts_in: list[tuple[int, int, int, DeviceAlert]] = []
         self._objects: dict[int, tuple[ServiceRequest, int]] = {}
         self._obj_ids = itertools.count(1)
@@ -390,11 +429,37 @@ class DccServer:
             return f"pending answers full ({self._pending_rows} of {cfg.max_pending})"
         return None
 
-    def enqueue(self, batch: RequestBatch, conn: int, kind: int, cid: npt.NDArray[np.uint64]) -> None:
-        t = self.virtual_now()
-        self._in.append((batch, conn, kind, cid, t))
-        self._in_rows += len(batch)
-        self.counters.requests += len(batch)
+    def decode_rows(self, payload: bytes) -> int:
+        """Decode a compact row batch into the arena after the waiting rows; its row count.
+
+        Nothing is queued yet (see :meth:`enqueue_decoded`). A batch the compact decoder does
+        not accept raises the :class:`MessageError` of :meth:`RequestBatch.from_msgpack`.
+        """
+        buf = np.frombuffer(payload, np.uint8)
+        n = _batch_length(buf)
+        if n > 0:
+            a = self._arena.room_for(self._in_rows + n)
+            off = self._in_rows
+            if _rows_kernel.parse_rows(buf, *_string_tables(), a.u64[:, off:], a.u8[:, off:], a.i64[:, off:])[0] == _rows_kernel.OK:
+                return n
+        return len(RequestBatch.from_msgpack(payload))  # raises, naming the row and field, or agrees
+
+    def enqueue_decoded(self, n: int, conn: int, kind: int, cid0: int) -> None:
+        """Queue the ``n`` rows just decoded by :meth:`decode_rows` (ids ``cid0 .. cid0+n-1``)."""
+        off = self._in_rows
+        self._arena.i64[0, off:off + n] = self.virtual_now()  # arrival time
+        self._in.append((n, conn, kind, cid0))
+        self._queued(n)
+
+    def enqueue(self, batch: RequestBatch, conn: int, kind: int, cid0: int) -> None:
+        """Queue the rows of ``batch`` (ids ``cid0 ..``)."""
+        n = len(batch)
+        self._arena.room_for(self._in_rows + n).put(self._in_rows, batch)
+        self.enqueue_decoded(n, conn, kind, cid0)
+
+    def _queued(self, n: int) -> None:
+        self._in_rows += n
+        self.counters.requests += n
         if self._in_rows >= self.config.max_batch:
             self._process()
         elif not self._tick_scheduled:
@@ -406,7 +471,7 @@ class DccServer:
         """A full-format request (already converted to one row by the caller's check)."""
         key = next(self._obj_ids)
         self._objects[key] = (req, conn)
-        self.enqueue(RequestBatch.from_requests([req]), conn, kind, np.array([key], np.uint64))
+        self.enqueue(RequestBatch.from_requests([req]), conn, kind, key)
 
     def enqueue_alert(self, alert: DeviceAlert, conn: int, fmt: int) -> None:
         self._alerts_in.append((self.virtual_now(), conn, fmt, alert))
@@ -426,14 +491,15 @@ class DccServer:
             self._process_alerts()
         if not self._in:
             return
-        parts, self._in, self._in_rows = self._in, [], 0
-        batch = parts[0][0] if len(parts) == 1 else RequestBatch.concat(p[0] for p in parts)
-        n = len(batch)
-        t = batch.t_scheduled_ns if len(parts) == 1 else batch.t_scheduled_ns
-        t[:] = np.repeat(np.array([p[4] for p in parts], np.int64), [len(p[0]) for p in parts])
-        conn = np.repeat(np.array([p[1] for p in parts], np.int64), [len(p[0]) for p in parts])
-        kind = np.repeat(np.array([p[2] for p in parts], np.uint8), [len(p[0]) for p in parts])
-        cid = parts[0][3] if len(parts) == 1 else np.concatenate([p[3] for p in parts])
+        parts, n = self._in, self._in_rows
+        self._in, self._in_rows = [], 0
+        batch = self._arena.take(n)
+        meta = np.array([p[:3] for p in parts], np.int64)  # rows, conn, kind of each frame
+        counts = meta[:, 0]
+        conn = np.repeat(meta[:, 1], counts)
+        kind = np.repeat(meta[:, 2].astype(np.uint8), counts)
+        first = np.repeat(np.cumsum(counts) - counts, counts)
+        cid = np.repeat(np.array([p[3] for p in parts], np.uint64), counts) + (np.arange(n) - first).astype(np.uint64)
         cls = self.classify(batch)
         lat, fault = self.device_leg(batch, cls)
         res = self.pipeline.process(batch, cls, lat, fault)
@@ -764,7 +830,7 @@ class _Conn(asyncio.Protocol):
             return
         batch_id = int.from_bytes(payload[:8], "big")
         try:
-            batch = RequestBatch.from_msgpack(payload[8:])
+            n = srv.decode_rows(payload[8:])
         except MessageError as exc:
             srv.counters.malformed += 1
             self.send(frame(TAG_ERROR, _mp_enc.encode(_error_reply(exc, batch_id=batch_id))))
@@ -775,7 +841,6 @@ class _Conn(asyncio.Protocol):
                 message=f"rows: {exc}", field="rows", value="", expected="a MessagePack array of RequestRow arrays",
                 batch_id=batch_id))))
             return
-        n = len(batch)
         if n == 0:
             self.send(frame(TAG_ACK, _mp_enc.encode(RowAck(batch_id, 0))))
             return
@@ -786,7 +851,7 @@ class _Conn(asyncio.Protocol):
             return
         srv.counters.acked += n
         self.send(frame(TAG_ACK, _mp_enc.encode(RowAck(batch_id, n))))
-        srv.enqueue(batch, self.id, K_ROW, np.arange(batch_id, batch_id + n, dtype=np.uint64))
+        srv.enqueue_decoded(n, self.id, K_ROW, batch_id)
 
     def _messages(self, fmt: int, payload: bytes) -> None:
         srv = self.server

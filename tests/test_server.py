@@ -475,3 +475,24 @@ def test_an_answer_due_within_a_millisecond_is_polled_for_not_timed(world: Any) 
     srv._arm()
     srv._arm()
     assert len(loop.soon) == 1 and len(loop.later) == 1  # then one poll per loop turn, not a timer
+
+
+def test_rows_beyond_the_arena_and_large_batch_ids_come_back_under_their_ids(world: Any) -> None:
+    s, pop, _ = world
+    big = (1 << 64) - 10_000  # ids are uint64: batch_id + k stays below 2**64
+
+    async def main() -> list[tuple[int, bytes]]:
+        async with server(world) as (srv, port):
+            c = await Raw.open(port)
+            # 10 rows, then 6000 (the arena grows under the first ones) in one write: one micro-batch
+            await c.send(frame(TAG_ROWS, (7).to_bytes(8, "big") + rows(pop, s, 10, 1))
+                         + frame(TAG_ROWS, big.to_bytes(8, "big") + rows(pop, s, 6000, 11)))
+            got = await c.frames_until(lambda fs: finals_count(fs) >= 6010)
+            await c.close()
+            return got
+
+    got = run(main())
+    dec = msgspec.msgpack.Decoder()
+    ids = np.concatenate([np.frombuffer(dec.decode(p)[0], "<u8") for t, p in got if t == TAG_FINALS])
+    expected = np.concatenate([np.arange(6000, dtype=np.uint64) + np.uint64(big), np.arange(7, 17, dtype=np.uint64)])
+    assert np.array_equal(np.sort(ids), np.sort(expected))

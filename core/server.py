@@ -66,6 +66,16 @@ Virtual time, the pipeline's, is ``origin_ns + (clock() - start) * speed``: with
 and time-outs shrink alike (so the DSP's capacity grows by the same factor). A request's
 virtual arrival time is when its frame was read. Final answers wait in a heap of
 per-micro-batch runs sorted by due time, drained by a single loop timer (no task per request).
+Event-loop timers count whole milliseconds, so the timer is set a millisecond early and the
+last stretch is polled, once per loop turn: an answer goes out within a loop turn of its due
+time, not up to a millisecond late (the loop stays busy while answers are that close).
+
+Batching and writes
+-------------------
+Compact rows are decoded straight into one arena of columns as frames are read; a micro-batch
+(processed once the loop has read what arrived, so its size follows the load) is one copy of
+that arena's filled part. What a read produces (acknowledgements, errors) goes out in one
+write per connection, and each drain of due answers in one ``F`` frame per connection.
 
 Limits
 ------

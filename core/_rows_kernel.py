@@ -30,105 +30,42 @@ def string_key(text: str) -> int:
     return (key << 8) | len(raw)
 
 
-@jit(inline="always")
-def _read_uint(buf, pos, n):  # type: ignore[no-untyped-def]
-    """Big-endian unsigned integer of ``n`` in (1, 2, 4, 8) bytes, unrolled."""
-    if n == 8:
-        return (
-            (np.uint64(buf[pos]) << np.uint64(56)) | (np.uint64(buf[pos + 1]) << np.uint64(48))
-            | (np.uint64(buf[pos + 2]) << np.uint64(40)) | (np.uint64(buf[pos + 3]) << np.uint64(32))
-            | (np.uint64(buf[pos + 4]) << np.uint64(24)) | (np.uint64(buf[pos + 5]) << np.uint64(16))
-            | (np.uint64(buf[pos + 6]) << np.uint64(8)) | np.uint64(buf[pos + 7])
-        )
-    if n == 4:
-        return (
-            (np.uint64(buf[pos]) << np.uint64(24)) | (np.uint64(buf[pos + 1]) << np.uint64(16))
-            | (np.uint64(buf[pos + 2]) << np.uint64(8)) | np.uint64(buf[pos + 3])
-        )
-    if n == 2:
-        return (np.uint64(buf[pos]) << np.uint64(8)) | np.uint64(buf[pos + 1])
-    return np.uint64(buf[pos])
+def string_table(names: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """An open-addressing hash table of string keys -> codes, for :func:`parse_rows`.
 
-
-@jit(inline="always")
-def _read_int(buf, pos):  # type: ignore[no-untyped-def]
-    """Decode one MessagePack integer at ``pos``.
-
-    Returns ``(bits, sign, new_pos)``: ``bits`` the value as uint64 bits (two's complement
-    when negative), ``sign`` 0 for >= 0, 1 for < 0, or a negative status (-TRUNCATED,
-    -BAD_TYPE) on error. Kept lean: this is the inner loop (no bool or mixed-sign compares,
-    which made Numba 5x slower here).
+    ``keys`` has a power-of-two size at least four times the number of names (so a probe
+    sequence is short); an empty slot holds :data:`EMPTY`, which no string key can equal (its
+    length byte would be 255).
     """
-    if pos >= len(buf):
-        return np.uint64(0), -TRUNCATED, pos
-    b = np.int64(buf[pos])
-    if b <= 0x7F:
-        return np.uint64(b), 0, pos + 1
-    if 0xCC <= b <= 0xCF:
-        n = np.int64(1) << (b - 0xCC)
-        if pos + 1 + n > len(buf):
-            return np.uint64(0), -TRUNCATED, pos
-        return _read_uint(buf, pos + 1, n), 0, pos + 1 + n
-    if b >= 0xE0:
-        return np.uint64(b - 256), 1, pos + 1
-    if 0xD0 <= b <= 0xD3:
-        n = np.int64(1) << (b - 0xD0)
-        if pos + 1 + n > len(buf):
-            return np.uint64(0), -TRUNCATED, pos
-        raw = _read_uint(buf, pos + 1, n)
-        if n == 1:
-            v = np.int64(np.int8(raw))
-        elif n == 2:
-            v = np.int64(np.int16(raw))
-        elif n == 4:
-            v = np.int64(np.int32(raw))
-        else:
-            v = np.int64(raw)
-        return np.uint64(v), 1 if v < 0 else 0, pos + 1 + n
-    return np.uint64(0), -BAD_TYPE, pos
+    size = 8
+    while size < 4 * len(names):
+        size *= 2
+    keys = np.full(size, EMPTY, np.uint64)
+    codes = np.full(size, -1, np.int64)
+    for text, code in names.items():
+        key = string_key(text)
+        slot = _slot(key, size)
+        while keys[slot] != EMPTY:
+            slot = (slot + 1) & (size - 1)
+        keys[slot], codes[slot] = key, code
+    return keys, codes
+
+
+EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
+_MULT = 0x9E3779B97F4A7C15
+
+
+def _slot(key: int, size: int) -> int:
+    """The first slot of ``key`` in a table of ``size`` slots (Fibonacci hashing, as the kernel)."""
+    return ((key * _MULT) & 0xFFFFFFFFFFFFFFFF) >> (64 - (size.bit_length() - 1))  # size is a power of two
 
 
 @jit(inline="always")
-def _read_str_key(buf, pos):  # type: ignore[no-untyped-def]
-    """Decode a short string into its key (see :func:`string_key`)."""
-    if pos >= len(buf):
-        return TRUNCATED, np.uint64(0), pos
-    b = np.int64(buf[pos])
-    if 0xA0 <= b <= 0xBF:
-        n = b - 0xA0
-        pos += 1
-    elif b == 0xD9:
-        if pos + 2 > len(buf):
-            return TRUNCATED, np.uint64(0), pos
-        n = np.int64(buf[pos + 1])
-        pos += 2
-    else:
-        return BAD_TYPE, np.uint64(0), pos
-    if pos + n > len(buf):
-        return TRUNCATED, np.uint64(0), pos
-    if n > 7:
-        return UNKNOWN_STRING, np.uint64(0), pos
-    key = np.uint64(0)
-    for k in range(n):
-        key = (key << np.uint64(8)) | np.uint64(buf[pos + k])
-    key = (key << np.uint64(8)) | np.uint64(n)
-    return OK, key, pos + n
-
-
-@jit(inline="always")
-def _lookup(keys, codes, key):  # type: ignore[no-untyped-def]
-    """Binary search in sorted ``keys`` (hand-written: no allocation per call)."""
-    lo = 0
-    hi = len(keys)
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if keys[mid] < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo < len(keys) and keys[lo] == key:
-        return codes[lo]
-    return -1
+def _log2(size):  # type: ignore[no-untyped-def]
+    k = 0
+    while (1 << k) < size:
+        k += 1
+    return k
 
 
 @jit
@@ -136,72 +73,122 @@ def parse_rows(buf, srv_keys, srv_codes, role_keys, role_codes, out_u64, out_u8,
     """Parse ``[[originator, target, counter, cv, srv, role, t, start, end, exec], ...]``.
 
     ``out_u64`` is (3, n): originator, target, counter; ``out_u8`` (3, n): cv, srv, role;
-    ``out_i64`` (4, n). Returns (status, row, field, n_rows). Trailing fields may be omitted
-    (they default to 0), as msgspec allows.
+    ``out_i64`` (4, n). ``srv_*`` and ``role_*`` are hash tables from :func:`string_table`.
+    Returns (status, row, field, n_rows). Trailing fields may be omitted (they default to 0),
+    as msgspec allows. One flat loop, no helper returning tuples, and a hashed string lookup
+    (a binary search over the SRVs cost more than the rest of a row).
     """
-    pos = 0
-    if len(buf) == 0:
+    L = len(buf)
+    if L == 0:
         return TRUNCATED, 0, 0, 0
     b = np.int64(buf[0])
     if 0x90 <= b <= 0x9F:
         n = b - 0x90
         pos = 1
     elif b == 0xDC:
-        if len(buf) < 3:
+        if L < 3:
             return TRUNCATED, 0, 0, 0
-        n = np.int64(_read_uint(buf, 1, 2))
+        n = (np.int64(buf[1]) << 8) | np.int64(buf[2])
         pos = 3
     elif b == 0xDD:
-        if len(buf) < 5:
+        if L < 5:
             return TRUNCATED, 0, 0, 0
-        n = np.int64(_read_uint(buf, 1, 4))
+        n = (np.int64(buf[1]) << 24) | (np.int64(buf[2]) << 16) | (np.int64(buf[3]) << 8) | np.int64(buf[4])
         pos = 5
     else:
         return BAD_TYPE, 0, 0, 0
     if n > out_u64.shape[1]:
         return BAD_LENGTH, 0, 0, n
+    srv_shift = np.uint64(64 - _log2(len(srv_keys)))
+    role_shift = np.uint64(64 - _log2(len(role_keys)))
     for row in range(n):
-        if pos >= len(buf):
+        if pos >= L:
             return TRUNCATED, row, 0, n
         b = np.int64(buf[pos])
-        if 0x90 <= b <= 0x9F:
-            m = b - 0x90
+        if b < 0x96 or b > 0x9A:
+            return BAD_LENGTH, row, 0, n
+        m = b - 0x90
+        pos += 1
+        for f in range(m, 10):
+            out_i64[f - 6, row] = 0
+        for f in range(m):
+            if pos >= L:
+                return TRUNCATED, row, f, n
+            b = np.int64(buf[pos])
             pos += 1
-        else:
-            return BAD_LENGTH, row, 0, n
-        if m < 6 or m > 10:
-            return BAD_LENGTH, row, 0, n
-        for f in range(10):
-            if f >= m:
-                out_i64[f - 6, row] = 0
-                continue
             if f == 4 or f == 5:
-                st, key, pos = _read_str_key(buf, pos)
-                if st != OK:
-                    return st, row, f, n
-                if f == 4:
-                    c = _lookup(srv_keys, srv_codes, key)
+                if 0xA0 <= b <= 0xBF:
+                    k = b - 0xA0
+                elif b == 0xD9:
+                    if pos >= L:
+                        return TRUNCATED, row, f, n
+                    k = np.int64(buf[pos])
+                    pos += 1
                 else:
-                    c = _lookup(role_keys, role_codes, key)
-                if c < 0:
+                    return BAD_TYPE, row, f, n
+                if pos + k > L:
+                    return TRUNCATED, row, f, n
+                if k > 7:
                     return UNKNOWN_STRING, row, f, n
-                out_u8[1 if f == 4 else 2, row] = c
+                key = np.uint64(0)
+                for q in range(k):
+                    key = (key << np.uint64(8)) | np.uint64(buf[pos + q])
+                key = (key << np.uint64(8)) | np.uint64(k)
+                pos += k
+                if f == 4:
+                    keys = srv_keys
+                    codes = srv_codes
+                else:
+                    keys = role_keys
+                    codes = role_codes
+                mask = np.uint64(len(keys) - 1)
+                slot = (key * np.uint64(0x9E3779B97F4A7C15)) >> (srv_shift if f == 4 else role_shift)
+                while keys[slot] != key and keys[slot] != EMPTY:
+                    slot = (slot + np.uint64(1)) & mask
+                if keys[slot] != key:
+                    return UNKNOWN_STRING, row, f, n
+                out_u8[f - 3, row] = np.uint8(codes[slot])
                 continue
-            v, sign, pos = _read_int(buf, pos)
-            if sign < 0:
-                return -sign, row, f, n
+            neg = False
+            if b <= 0x7F:
+                v = np.uint64(b)
+            elif b >= 0xE0:
+                v = np.uint64(b - 256)
+                neg = True
+            elif 0xCC <= b <= 0xCF:
+                w = np.int64(1) << (b - 0xCC)
+                if pos + w > L:
+                    return TRUNCATED, row, f, n
+                v = np.uint64(0)
+                for q in range(w):
+                    v = (v << np.uint64(8)) | np.uint64(buf[pos + q])
+                pos += w
+            elif 0xD0 <= b <= 0xD3:
+                w = np.int64(1) << (b - 0xD0)
+                if pos + w > L:
+                    return TRUNCATED, row, f, n
+                v = np.uint64(0)
+                for q in range(w):
+                    v = (v << np.uint64(8)) | np.uint64(buf[pos + q])
+                pos += w
+                sh = np.uint64(64 - 8 * w)
+                sv = np.int64(v << sh) >> np.int64(sh)  # sign-extend
+                v = np.uint64(sv)
+                neg = sv < 0
+            else:
+                return BAD_TYPE, row, f, n
             if f <= 2:
-                if sign == 1:
+                if neg:
                     return OUT_OF_RANGE, row, f, n
                 out_u64[f, row] = v
             elif f == 3:
-                if sign == 1 or v > np.uint64(255):
+                if neg or v > np.uint64(255):
                     return OUT_OF_RANGE, row, f, n
                 out_u8[0, row] = np.uint8(v)
             else:
-                if sign == 0 and v > np.uint64(0x7FFFFFFFFFFFFFFF):
+                if not neg and v > np.uint64(0x7FFFFFFFFFFFFFFF):
                     return OUT_OF_RANGE, row, f, n
                 out_i64[f - 6, row] = np.int64(v)
-    if pos != len(buf):
+    if pos != L:
         return TRAILING, n, 0, n
     return OK, n, 0, n

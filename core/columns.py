@@ -60,14 +60,10 @@ def _batch_length(buf: npt.NDArray[np.uint8]) -> int:
 
 @functools.cache
 def _string_tables() -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
-    """Sorted string keys -> codes for SRVs and roles ("" is the unknown role)."""
+    """Hash tables of string keys -> codes for SRVs and roles ("" is the unknown role)."""
 
-    def table(names: dict[str, int]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
-        items = sorted((_rows_kernel.string_key(k), v) for k, v in names.items())
-        return np.array([k for k, _ in items], np.uint64), np.array([v for _, v in items], np.int64)
-
-    srv_keys, srv_codes = table(catalogue().code_of)
-    role_keys, role_codes = table(_ROLE_OR_UNKNOWN)
+    srv_keys, srv_codes = _rows_kernel.string_table(catalogue().code_of)
+    role_keys, role_codes = _rows_kernel.string_table(_ROLE_OR_UNKNOWN)
     return srv_keys, srv_codes, role_keys, role_codes
 
 ROLE_UNKNOWN = 255

@@ -494,24 +494,16 @@ class CapacityModel:
         CapacityInputError
             Naming the argument and what it got; the model state is unchanged.
         """
-        _check_array("t_arrive_ns", t_arrive_ns, np.int64, None)
-        n = t_arrive_ns.shape[0]
-        start_ns = np.empty(n, dtype=np.int64)
-        t_done_ns = np.empty(n, dtype=np.int64)
-        timed_out = np.empty(n, dtype=np.bool_)
-        wait_ns = np.empty(n, dtype=np.int64)
-        backlog = np.empty(n, dtype=np.int32)
-        stats = self.process_into(
-            t_arrive_ns,
-            cls,
-            device_latency_ns,
-            start_ns=start_ns,
-            t_done_ns=t_done_ns,
-            timed_out=timed_out,
-            wait_ns=wait_ns,
-            backlog=backlog,
+        n = self._check_inputs(t_arrive_ns, cls, device_latency_ns)
+        outputs = (
+            np.empty(n, dtype=np.int64),
+            np.empty(n, dtype=np.int64),
+            np.empty(n, dtype=np.bool_),
+            np.empty(n, dtype=np.int64),
+            np.empty(n, dtype=np.int32),
         )
-        return CapacityResult(start_ns, t_done_ns, timed_out, wait_ns, backlog, stats)
+        stats = self._apply(t_arrive_ns, cls, device_latency_ns, outputs)
+        return CapacityResult(*outputs, stats)
 
     def process_into(
         self,
@@ -530,12 +522,7 @@ class CapacityModel:
         Outputs must be contiguous 1-D arrays of the input length: ``start_ns``, ``t_done_ns``,
         ``wait_ns`` int64, ``timed_out`` bool, ``backlog`` int32. Inputs as in :meth:`process`.
         """
-        if self._broken is not None:
-            raise CapacityInputError(f"model: unusable after an earlier error: {self._broken}")
-        _check_array("t_arrive_ns", t_arrive_ns, np.int64, None)
-        n = t_arrive_ns.shape[0]
-        _check_array("cls", cls, np.uint8, n)
-        _check_array("device_latency_ns", device_latency_ns, np.int64, n)
+        n = self._check_inputs(t_arrive_ns, cls, device_latency_ns)
         outputs = (
             ("start_ns", start_ns, np.int64),
             ("t_done_ns", t_done_ns, np.int64),
@@ -547,22 +534,45 @@ class CapacityModel:
             _check_array(name, out, dtype, n)
             if not out.flags.writeable:
                 raise CapacityInputError(f"{name}: expected a writeable array, got read-only")
-        if n == 0:
-            return CapacityStats()
+        return self._apply(
+            t_arrive_ns, cls, device_latency_ns, (start_ns, t_done_ns, timed_out, wait_ns, backlog)
+        )
+
+    def _check_inputs(
+        self,
+        t_arrive_ns: npt.NDArray[np.int64],
+        cls: npt.NDArray[np.uint8],
+        device_latency_ns: npt.NDArray[np.int64],
+    ) -> int:
+        """Check the model and the input arrays (not their values); returns the length."""
+        if self._broken is not None:
+            raise CapacityInputError(f"model: unusable after an earlier error: {self._broken}")
+        _check_array("t_arrive_ns", t_arrive_ns, np.int64, None)
+        n = int(t_arrive_ns.shape[0])
+        _check_array("cls", cls, np.uint8, n)
+        _check_array("device_latency_ns", device_latency_ns, np.int64, n)
         if n > _MAX_CHUNK:
             raise CapacityInputError(
                 f"t_arrive_ns: expected at most {_MAX_CHUNK} requests per chunk, got {n}"
             )
+        return n
+
+    def _apply(
+        self,
+        t_arrive_ns: npt.NDArray[np.int64],
+        cls: npt.NDArray[np.uint8],
+        device_latency_ns: npt.NDArray[np.int64],
+        outputs: tuple[npt.NDArray[np.generic], ...],
+    ) -> CapacityStats:
+        """Checked arrays in, outputs (start, done, timed out, wait, backlog) written: the
+        values are checked here, then the chunk is run and its stats returned."""
+        n = t_arrive_ns.shape[0]
+        if n == 0:
+            return CapacityStats()
         self._check_values(t_arrive_ns, cls, device_latency_ns)
 
         acc = np.zeros(K.N_ACC, dtype=np.int64)
-        self._run(
-            t_arrive_ns,
-            cls,
-            device_latency_ns,
-            acc,
-            (start_ns, t_done_ns, timed_out, wait_ns, backlog),
-        )
+        self._run(t_arrive_ns, cls, device_latency_ns, acc, outputs)
 
         t_first = int(t_arrive_ns[0])
         t_last = int(t_arrive_ns[-1])

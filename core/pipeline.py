@@ -214,6 +214,7 @@ class Pipeline:
                                                       initial_capacity=initial))
                        for _ in range(self.shards)]
         self._timeout = self.capacity.timeout_ns_array()
+        self._service_ns = self.capacity.service_ns_array()
         self._cat = catalogue()
         self.throttle_policy: ThrottlePolicy = policy_from_dict(self.throttle or {}, source="scenario [throttle]")
         self.throttles = [Throttle(self.throttle_policy) for _ in range(self.shards)]
@@ -242,7 +243,8 @@ class Pipeline:
         """
         n = len(batch)
         t = batch.t_scheduled_ns
-        code = validate_batch(batch, self.devices, self.users, self.replay, self._cat)
+        rows = self.devices.index(batch.device)
+        code = validate_batch(batch, self.devices, self.users, self.replay, self._cat, device_rows=rows)
         accepted = code == 0
         outcome = np.full(n, O_REJECTED, np.uint8)
         t_done = t.copy()
@@ -253,14 +255,14 @@ class Pipeline:
         a_cls = cls[idx].astype(np.uint8)
         res = self.dsp.process(t[idx], a_cls, np.zeros(len(idx), np.int64))
         start = res.start_ns
-        dsp_done = start + self.capacity.service_ns_array()[a_cls]
+        dsp_done = start + self._service_ns[a_cls]
         wait[idx] = res.wait_ns
         backlog[idx] = res.backlog
         deadline = t[idx] + self._timeout[a_cls]
 
         srv = batch.srv[idx]
         dev = batch.device[idx]
-        row = self.devices.index(dev)
+        row = rows[idx]
         kind = self.devices.kind[np.maximum(row, 0)] if len(self.devices.ids) else np.zeros(len(idx), np.uint8)
         cacheable = self._cat.cacheable[srv] & (row >= 0) & (kind == _ESME) & self.cache_enabled
         dev_done = np.empty(len(idx), np.int64)

@@ -96,10 +96,26 @@ class Verdict:
 
 def _sorted_index(ids: npt.NDArray[np.uint64], values: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
     """Position of each value in the sorted ``ids``, -1 where absent (binary search)."""
-    if not len(ids):
-        return np.full(len(values), -1, np.int64)
-    pos = np.minimum(np.searchsorted(ids, values), len(ids) - 1)
-    return np.where(ids[pos] == values, pos, -1).astype(np.int64)
+    out = np.empty(len(values), np.int64)
+    _binary_search(ids, np.ascontiguousarray(values, np.uint64), out)
+    return out
+
+
+@jit
+def _binary_search(ids, values, out):  # type: ignore[no-untyped-def]
+    """``out[i]``: position of ``values[i]`` in the sorted ``ids``, or -1 (one pass, no temporaries)."""
+    n = ids.shape[0]
+    for i in range(values.shape[0]):
+        v = values[i]
+        lo = 0
+        hi = n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if ids[mid] < v:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[i] = lo if lo < n and ids[lo] == v else -1
 
 
 @dataclass(frozen=True)
@@ -121,18 +137,31 @@ class DeviceRegistry:
             raise ValueError("DeviceRegistry.ids: duplicate device ids; expected each device once")
         return cls(ids=sorted_ids, kind=kind[order], in_service=svc[order])
 
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        # consecutive ids (what a generated population is): a row is a subtraction
+        object.__setattr__(self, "_consecutive", bool(n and int(self.ids[-1]) - int(self.ids[0]) == n - 1))
+
     def index(self, devices: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
         """Registry row of each device, -1 where unknown.
 
         A registry of consecutive ids (what a generated population is) is a subtraction and a
-        range check; any other registry is a binary search.
+        range check in one pass; any other registry is a binary search.
         """
-        n = len(self.ids)
-        if n and int(self.ids[-1]) - int(self.ids[0]) == n - 1:
-            with np.errstate(over="ignore"):
-                off = (devices - self.ids[0]).astype(np.int64)  # wraps when outside the range
-            return np.where((off >= 0) & (off < n), off, -1)
+        if self._consecutive:  # type: ignore[attr-defined]
+            rows = np.empty(len(devices), np.int64)
+            _consecutive_rows(np.ascontiguousarray(devices, np.uint64), self.ids[0], len(self.ids), rows)
+            return rows
         return _sorted_index(self.ids, devices)
+
+
+@jit
+def _consecutive_rows(devices, first, n, rows):  # type: ignore[no-untyped-def]
+    """``devices[i] - first`` where that is in ``[0, n)``, else -1 (unsigned: below wraps)."""
+    un = np.uint64(n)
+    for i in range(devices.shape[0]):
+        off = devices[i] - first
+        rows[i] = np.int64(off) if off < un else -1
 
 
 @dataclass(frozen=True)
@@ -373,11 +402,13 @@ _NONE_B = np.zeros(1, np.bool_)
 
 
 def _static_codes(batch: RequestBatch, cat: Catalogue, devices: DeviceRegistry | None, users: UserRegistry | None,
-                  originators: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] | None = None) -> npt.NDArray[np.uint8]:
+                  originators: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] | None = None,
+                  device_rows: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.uint8]:
     """Every check except replay (a Numba kernel; :func:`validate_batch_reference` is the reference).
 
     ``originators`` is the batch's distinct originators and each row's index among them
-    (:func:`dense_originators`), when the caller has it already.
+    (:func:`dense_originators`), and ``device_rows`` is ``devices.index(batch.device)``, when
+    the caller has them already.
     """
     n = len(batch)
     code = np.zeros(n, np.uint8)
@@ -391,7 +422,10 @@ def _static_codes(batch: RequestBatch, cat: Catalogue, devices: DeviceRegistry |
     if users is not None and not has_users:
         code[:] = _E1  # an empty user registry knows nobody
         return code
-    dev_row = devices.index(batch.device) if has_devices else np.zeros(n, np.int64)  # type: ignore[union-attr]
+    if not has_devices:
+        dev_row = np.zeros(n, np.int64)
+    else:
+        dev_row = devices.index(batch.device) if device_rows is None else device_rows  # type: ignore[union-attr]
     if devices is not None and not has_devices:
         dev_row = np.full(n, -1, np.int64)
         has_devices = True
@@ -421,14 +455,18 @@ def validate_batch(
     users: UserRegistry | None = None,
     replay: ReplayState | None = None,
     cat: Catalogue | None = None,
+    *,
+    device_rows: npt.NDArray[np.int64] | None = None,
 ) -> npt.NDArray[np.uint8]:
     """Response-code indices (into :data:`RESPONSE_CODES`) for every row; 0 = accepted.
 
     Rows are checked in order; ``replay`` carries the per-originator counters across calls.
+    ``device_rows``, if given, must be ``devices.index(batch.device)`` (a caller that needs
+    the rows too looks them up once).
     """
     cat = cat or catalogue()
     uniq, user_idx = dense_originators(batch.originator)
-    code = _static_codes(batch, cat, devices, users, (uniq, user_idx))
+    code = _static_codes(batch, cat, devices, users, (uniq, user_idx), device_rows)
     replay = replay if replay is not None else ReplayState()
     last = np.zeros(len(uniq), np.uint64)
     seen = np.zeros(len(uniq), np.bool_)

@@ -179,3 +179,23 @@ def test_assign_counters_matches_reference(orig, rep, split) -> None:
     b, ub = assign_counters(o[k:], r[k:], last)
     assert np.concatenate([a, b]).tolist() == want
     assert np.concatenate([ua, ub]).tolist() == want_used
+
+
+_U64 = st.integers(0, 2**64 - 1)
+
+
+@given(base=_U64, size=st.integers(0, 40), gaps=st.booleans(), probes=st.lists(_U64, max_size=30),
+       near=st.lists(st.integers(-3, 43), max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_registry_rows_match_a_dict(base: int, size: int, gaps: bool, probes: list[int], near: list[int]) -> None:
+    """DeviceRegistry.index (one pass for consecutive ids, binary search otherwise) and
+    UserRegistry.index against a dict: present ids give their sorted position, others -1,
+    including values just outside a consecutive range and ones that wrap around 2**64."""
+    ids = sorted({(base + k * (7 if gaps else 1)) % 2**64 for k in range(size)})
+    values = probes + [(base + d) % 2**64 for d in near]
+    arr = np.array(values, np.uint64)
+    expected = [{v: i for i, v in enumerate(ids)}.get(v, -1) for v in values]
+    devices = DeviceRegistry.build(np.array(ids, np.uint64), np.zeros(len(ids), np.uint8))
+    assert devices.index(arr).tolist() == expected
+    users = UserRegistry.build({v: "IS" for v in ids})
+    assert users.index(arr).tolist() == expected

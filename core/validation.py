@@ -377,9 +377,9 @@ def _static_kernel(srv, role, cv, pstart, pend, user_row, dev_row, cacheable, el
                 r = user_role[user_row[i]]
             if r == ROLE_UNKNOWN:
                 c = codes[1]
-            elif not eligible[s, min(r, n_roles - 1)]:
+            elif r >= n_roles or not eligible[s, r]:  # a role code outside ROLES is not eligible
                 c = codes[3]
-            elif not cv_valid[s, min(cv[i], 8)]:
+            elif cv[i] >= cv_valid.shape[1] or not cv_valid[s, cv[i]]:
                 c = codes[4]
             elif has_devices and not non_device[s]:
                 d = dev_row[i]
@@ -512,7 +512,7 @@ def validate_batch_reference(
                 role = int(users.role[user_of[int(batch.originator[i])]])
             if role == ROLE_UNKNOWN:
                 c = "E1"
-            elif ROLES[role] not in info.roles:
+            elif role >= len(ROLES) or ROLES[role] not in info.roles:
                 c = "E2"
             elif int(batch.command_variant[i]) not in info.command_variants:
                 c = "E12"

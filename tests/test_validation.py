@@ -112,8 +112,9 @@ def _random_batch(rng: np.random.Generator, n: int) -> RequestBatch:
         originator=np.uint64(0x90B3D51F30010000) + rng.integers(0, 4, n).astype(np.uint64),
         counter=rng.integers(0, 30, n).astype(np.uint64),
         srv=rng.choice([cat.code(s) for s in ("4.6.1", "4.8.1", "4.8.3", "11.2", "8.11", "8.2", "1.1.1")], n),
-        role=rng.choice(np.r_[np.arange(len(ROLES)), ROLE_UNKNOWN], n),
-        command_variant=rng.integers(1, 9, n),
+        # mostly valid codes, some outside the tables (a compact frame carries any uint8)
+        role=rng.choice(np.r_[np.arange(len(ROLES)), ROLE_UNKNOWN, len(ROLES), 200], n),
+        command_variant=np.where(rng.random(n) < 0.9, rng.integers(1, 9, n), rng.integers(0, 256, n)),
         period_start_ns=start,
         period_end_ns=start + rng.integers(-1, 2, n) * 86_400 * 10**9,
     )

@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 import numpy as np
 from dccsim.core.messages import RequestRow
-from dccsim.core.server import TAG_ACK, TAG_FINALS, TAG_ROWS, RowAck, RowFinals, frame
+from dccsim.core.server import FINAL_RECORD, TAG_ACK, TAG_FINALS, TAG_ROWS, RowAck, frame
 
 _rows = msgspec.msgpack.Decoder(list[RequestRow])
 _enc = msgspec.msgpack.Encoder()
@@ -60,11 +60,10 @@ class _Echo(asyncio.Protocol):
             if buf[off + 4] == TAG_ROWS:
                 bid = int.from_bytes(buf[off + 5:off + 13], "big")
                 k = len(_rows.decode(buf[off + 13:off + 4 + n]))
-                ids = np.arange(bid, bid + k, dtype="<u8")
-                z8 = bytes(k)
+                rec = np.zeros(k, FINAL_RECORD)
+                rec["id"] = np.arange(bid, bid + k, dtype=np.uint64)
                 out.append(frame(TAG_ACK, _enc.encode(RowAck(bid, k))))
-                out.append(frame(TAG_FINALS, _enc.encode(RowFinals(ids=ids.tobytes(), code=z8, outcome=z8,
-                                                                   wait_ns=bytes(8 * k), backlog=bytes(8 * k)))))
+                out.append(frame(TAG_FINALS, rec.tobytes()))
             off += 4 + n
         del buf[:off]
         if out:

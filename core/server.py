@@ -31,9 +31,11 @@ Client -> server tags:
 Server -> client tags:
 
 ``A`` :class:`RowAck` ``[batch_id, count]``: every row of the batch accepted, ``I99``.
-``F`` :class:`RowFinals`: final answers of rows, as columns (little-endian raw arrays):
-    ``ids`` uint64, ``code`` uint8 (index in ``RESPONSE_CODES``), ``outcome`` uint8 (index in
-    ``OUTCOMES``), ``wait_ns`` int64 (DSP queue, virtual ns), ``backlog`` int64.
+``F`` final answers of rows: the payload is a whole number of fixed 26-byte records
+    (:data:`FINAL_RECORD`, little-endian, no padding): ``id`` uint64, ``wait_ns`` int64 (DSP
+    queue, virtual ns), ``backlog`` int64, ``code`` uint8 (index in ``RESPONSE_CODES``),
+    ``outcome`` uint8 (index in ``OUTCOMES``). No MessagePack: the server sends slices of
+    records it laid out once per micro-batch, the client reads them with one ``frombuffer``.
 ``B`` :class:`BusyReply` (MessagePack map): the whole batch was refused, nothing of it was
     processed; the client may send it again later.
 ``E`` :class:`ErrorReply` (MessagePack map): the frame was malformed (names the field, the
@@ -117,7 +119,7 @@ __all__ = [
     "StatsRequest",
     "StatsReply",
     "RowAck",
-    "RowFinals",
+    "FINAL_RECORD",
     "BusyReply",
     "ErrorReply",
     "TAG_ROWS",
@@ -187,14 +189,8 @@ class RowAck(msgspec.Struct, frozen=True, array_like=True, gc=False):
     count: int
 
 
-class RowFinals(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """Final answers as little-endian columns (see the module docstring)."""
-
-    ids: bytes
-    code: bytes
-    outcome: bytes
-    wait_ns: bytes
-    backlog: bytes
+#: one final answer of an ``F`` frame: 26 bytes, little-endian, packed (see the module docstring)
+FINAL_RECORD = np.dtype([("id", "<u8"), ("wait_ns", "<i8"), ("backlog", "<i8"), ("code", "u1"), ("outcome", "u1")])
 
 
 Inbound = ServiceRequest | DeviceAlert | Subscribe | StatsRequest
@@ -203,6 +199,8 @@ _js_in = msgspec.json.Decoder(Inbound | list[Inbound])
 _mp_enc = msgspec.msgpack.Encoder()
 _js_enc = msgspec.json.Encoder()
 _HDR = 5
+_REC = FINAL_RECORD.itemsize
+_F = bytes((TAG_FINALS,))
 _SPIN_NS = 1_000_000  # answers due within this are waited for by polling the loop, not by a timer
 
 
@@ -268,20 +266,21 @@ class LogSink(Protocol):
 
 
 # ---------------------------------------------------------------------------- pending finals
-@dataclass
 class _Run:
-    """Final answers of one micro-batch, sorted by due time; ``pos`` = next not yet sent."""
+    """Final answers of one micro-batch, sorted by due time; ``pos`` = next not yet sent.
 
-    due: npt.NDArray[np.int64]
-    conn: npt.NDArray[np.int64]
-    kind: npt.NDArray[np.uint8]
-    cid: npt.NDArray[np.uint64]
-    code: npt.NDArray[np.uint8]
-    outcome: npt.NDArray[np.uint8]
-    wait: npt.NDArray[np.int64]
-    backlog: npt.NDArray[np.int64]
-    t_done: npt.NDArray[np.int64]
-    pos: int = 0
+    ``rec`` holds them as ``F`` records, ready to send: a due stretch of a run that goes to
+    one connection is one slice of its bytes. ``conn`` is the connection of every row when
+    the batch came from one (the usual case), else an array; ``kind`` is ``None`` when every
+    row is a compact one, else an array (with ``t_done``, virtual, for the full messages).
+    """
+
+    __slots__ = ("due", "rec", "conn", "kind", "t_done", "pos")
+
+    def __init__(self, due: npt.NDArray[np.int64], rec: npt.NDArray[Any], conn: int | npt.NDArray[np.int64],
+                 kind: npt.NDArray[np.uint8] | None, t_done: npt.NDArray[np.int64] | None):
+        self.due, self.rec, self.conn, self.kind, self.t_done = due, rec, conn, kind, t_done
+        self.pos = 0
 
 
 class _Arena:
@@ -504,21 +503,35 @@ class DccServer:
         parts, n = self._in, self._in_rows
         self._in, self._in_rows = [], 0
         batch = self._arena.take(n)
-        meta = np.array([p[:3] for p in parts], np.int64)  # rows, conn, kind of each frame
-        counts = meta[:, 0]
-        conn = np.repeat(meta[:, 1], counts)
-        kind = np.repeat(meta[:, 2].astype(np.uint8), counts)
-        first = np.repeat(np.cumsum(counts) - counts, counts)
-        cid = np.repeat(np.array([p[3] for p in parts], np.uint64), counts) + (np.arange(n) - first).astype(np.uint64)
+        if len(parts) == 1:
+            _, c0, k0, id0 = parts[0]
+            cid = np.arange(id0, id0 + n, dtype=np.uint64)
+            one_conn, all_rows = True, k0 == K_ROW
+        else:
+            c0 = parts[0][1]
+            one_conn = all(p[1] == c0 for p in parts)
+            all_rows = all(p[2] == K_ROW for p in parts)
+            counts = np.array([p[0] for p in parts], np.int64)
+            first = np.repeat(np.cumsum(counts) - counts, counts)
+            cid = np.repeat(np.array([p[3] for p in parts], np.uint64), counts) + (np.arange(n) - first).astype(np.uint64)
         cls = self.classify(batch)
         lat, fault = self.device_leg(batch, cls)
         res = self.pipeline.process(batch, cls, lat, fault)
         self.counters.batches += 1
         due = self._wall_of(res.t_done_ns)
         order = np.argsort(due, kind="stable")
-        run = _Run(due=due[order], conn=conn[order], kind=kind[order], cid=cid[order],
-                   code=res.response_code[order], outcome=res.outcome[order], wait=res.wait_ns[order],
-                   backlog=res.backlog[order], t_done=res.t_done_ns[order])
+        rec = np.empty(n, FINAL_RECORD)
+        rec["id"], rec["wait_ns"], rec["backlog"] = cid[order], res.wait_ns[order], res.backlog[order]
+        rec["code"], rec["outcome"] = res.response_code[order], res.outcome[order]
+        conn: int | npt.NDArray[np.int64] = c0
+        if not one_conn:
+            conn = np.repeat(np.array([p[1] for p in parts], np.int64), counts)[order]
+        kind = t_done = None
+        if not all_rows:
+            kind = np.repeat(np.array([p[2] for p in parts], np.uint8), counts)[order] if len(parts) > 1 \
+                else np.full(n, parts[0][2], np.uint8)
+            t_done = res.t_done_ns[order]
+        run = _Run(due[order], rec, conn, kind, t_done)
         heapq.heappush(self._heap, (int(run.due[0]), next(self._heap_seq), run))
         self._pending_rows += n
         if self.sink is not None:
@@ -618,27 +631,46 @@ class DccServer:
         self._flush_due()
 
     def _emit(self, taken: list[tuple[_Run, int, int]]) -> None:
-        def cat(name: str) -> npt.NDArray[Any]:
-            return np.concatenate([getattr(r, name)[a:b] for r, a, b in taken])
+        """Send the due stretches ``[a, b)`` of the runs: one ``F`` frame per connection."""
+        out: dict[int, list[bytes]] = {}
+        for run, a, b in taken:
+            self._pending_rows -= b - a
+            if run.kind is not None:
+                self._emit_objects(run, a, b)
+                rows = np.flatnonzero(run.kind[a:b] == K_ROW) + a
+                if not len(rows):
+                    continue
+                if len(rows) < b - a:
+                    self._emit_mixed(out, run, rows)
+                    continue
+            if isinstance(run.conn, int):
+                out.setdefault(run.conn, []).append(run.rec[a:b].tobytes())
+            else:
+                self._emit_mixed(out, run, np.arange(a, b))
+        for c, chunks in out.items():
+            k = sum(len(x) for x in chunks) // _REC
+            target = self._conns.get(c)
+            if target is None:
+                self.counters.orphaned += k
+                continue
+            self.counters.finals += k
+            target.send(b"".join([(k * _REC + 1).to_bytes(4, "big"), _F, *chunks]))
 
-        conn, kind = cat("conn"), cat("kind")
-        n = len(conn)
-        self._pending_rows -= n
-        code, cid = cat("code"), cat("cid")
-        fast = kind == K_ROW
-        if fast.all():
-            rows = slice(None)
-            self._emit_rows(conn, cid, code, cat("outcome"), cat("wait"), cat("backlog"), rows)
-            return
-        idx = np.flatnonzero(fast)
-        if len(idx):
-            self._emit_rows(conn, cid, code, cat("outcome"), cat("wait"), cat("backlog"), idx)
-        t_done = cat("t_done")
-        for i in np.flatnonzero(~fast).tolist():
-            req, c = self._objects.pop(int(cid[i]))
-            resp = Response.for_request(req, RESPONSE_CODES[int(code[i])], from_ns(int(t_done[i])))
+    def _emit_mixed(self, out: dict[int, list[bytes]], run: _Run, rows: npt.NDArray[np.intp]) -> None:
+        """Compact rows of a run from several connections (or mixed with full messages)."""
+        conn = np.broadcast_to(np.asarray(run.conn, np.int64), run.due.shape)[rows]
+        for c in np.unique(conn).tolist():
+            out.setdefault(c, []).append(run.rec[rows[conn == c]].tobytes())
+
+    def _emit_objects(self, run: _Run, a: int, b: int) -> None:
+        """The final ``Response`` of each full message (MessagePack, JSON, HTTP) among ``[a, b)``."""
+        assert run.kind is not None and run.t_done is not None
+        for i in (np.flatnonzero(run.kind[a:b] != K_ROW) + a).tolist():
+            r = run.rec[i]
+            req, c = self._objects.pop(int(r["id"]))
+            resp = Response.for_request(req, RESPONSE_CODES[int(r["code"])], from_ns(int(run.t_done[i])))
             self.counters.finals += 1
-            if kind[i] == K_HTTP:
+            if run.kind[i] == K_HTTP:
                 self._http_results[str(req.request_id)] = encode_response_xml(resp)
                 while len(self._http_results) > self.config.http_results:
                     self._http_results.popitem(last=False)
@@ -648,24 +680,6 @@ class DccServer:
                 self.counters.orphaned += 1
             else:
                 target.send_message(resp)
-
-    def _emit_rows(self, conn: npt.NDArray[np.int64], cid: npt.NDArray[np.uint64], code: npt.NDArray[np.uint8],
-                   outcome: npt.NDArray[np.uint8], wait: npt.NDArray[np.int64], backlog: npt.NDArray[np.int64],
-                   sel: Any) -> None:
-        conn, cid, code, outcome, wait, backlog = conn[sel], cid[sel], code[sel], outcome[sel], wait[sel], backlog[sel]
-        first = int(conn[0])
-        groups = [(first, slice(None))] if (conn == first).all() else [(int(c), conn == c) for c in np.unique(conn)]
-        for c, s in groups:
-            target = self._conns.get(c)
-            k = len(conn) if isinstance(s, slice) else int(s.sum())
-            if target is None:
-                self.counters.orphaned += k
-                continue
-            self.counters.finals += k
-            payload = _mp_enc.encode(RowFinals(
-                ids=cid[s].astype("<u8").tobytes(), code=code[s].tobytes(), outcome=outcome[s].tobytes(),
-                wait_ns=wait[s].astype("<i8").tobytes(), backlog=backlog[s].astype("<i8").tobytes()))
-            target.send(frame(TAG_FINALS, payload))
 
     # -------------------------------------------------------------- connections
     def _register(self, conn: _Conn) -> int | None:

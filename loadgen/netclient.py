@@ -40,8 +40,8 @@ from dccsim.core.server import (
     TAG_ROWS,
     BusyReply,
     ErrorReply,
+    FINAL_RECORD,
     RowAck,
-    RowFinals,
     StatsReply,
     StatsRequest,
     frame,
@@ -54,7 +54,6 @@ __all__ = ["Traffic", "LoadResult", "OpenLoopClient", "run_open_loop", "traffic_
 _REPLAY = INVALID_KINDS.index("replay")
 _COUNTER_OFFSET = 20  # fixarray byte + 0xcf/8 originator + 0xcf/8 target + 0xcf marker of the counter
 _ack_dec = msgspec.msgpack.Decoder(RowAck)
-_fin_dec = msgspec.msgpack.Decoder(RowFinals)
 _busy_dec = msgspec.msgpack.Decoder(BusyReply)
 _err_dec = msgspec.msgpack.Decoder(ErrorReply)
 _stats_dec = msgspec.msgpack.Decoder(StatsReply | BusyReply | ErrorReply)
@@ -135,6 +134,7 @@ class LoadResult:
     close_reason: str | None = None
     stats: StatsReply | None = None
     end_ns: int = 0
+    received: int = 0  # final answers received, duplicates included
 
     @property
     def sent(self) -> int:
@@ -146,7 +146,8 @@ class LoadResult:
 
     @property
     def duplicates(self) -> int:
-        return int((self.finals > 1).sum())
+        """Final answers beyond the first of a request (0 when every request got one at most)."""
+        return self.received - self.answered
 
     @property
     def refused_count(self) -> int:
@@ -294,14 +295,15 @@ class OpenLoopClient(asyncio.Protocol):
         res = self.res
         now = self.clock()
         if tag == TAG_FINALS:
-            f = _fin_dec.decode(payload)
-            ids = np.frombuffer(f.ids, "<u8").astype(np.int64)
+            f = np.frombuffer(payload, FINAL_RECORD)
+            ids = f["id"].astype(np.intp)
             res.done_ns[ids] = now
-            res.code[ids] = np.frombuffer(f.code, np.uint8)
-            res.outcome[ids] = np.frombuffer(f.outcome, np.uint8)
-            res.wait_ns[ids] = np.frombuffer(f.wait_ns, "<i8")
-            res.backlog[ids] = np.frombuffer(f.backlog, "<i8")
-            np.add.at(res.finals, ids, 1)
+            res.code[ids] = f["code"]
+            res.outcome[ids] = f["outcome"]
+            res.wait_ns[ids] = f["wait_ns"]
+            res.backlog[ids] = f["backlog"]
+            res.finals[ids] += 1  # a request twice in one frame counts once here, but in ``received``
+            res.received += len(ids)
             self.settled += len(ids)
         elif tag == TAG_ACK:
             a = _ack_dec.decode(payload)

@@ -32,11 +32,13 @@ from dccsim.core.messages import (
     ServiceRequest,
 )
 from dccsim.core.server import (
+    FINAL_RECORD,
     TAG_ACK,
     TAG_CLOSE,
     TAG_ERROR,
     TAG_FINALS,
     TAG_JSON,
+    TAG_MSGPACK,
     TAG_ROWS,
     DccServer,
     ServerConfig,
@@ -120,8 +122,7 @@ def rows(pop: Population, s: Scenario, n: int, counter0: int) -> bytes:
 
 
 def finals_count(frames: list[tuple[int, bytes]]) -> int:
-    dec = msgspec.msgpack.Decoder()
-    return sum(len(dec.decode(p)[0]) // 8 for t, p in frames if t == TAG_FINALS)
+    return sum(len(np.frombuffer(p, FINAL_RECORD)) for t, p in frames if t == TAG_FINALS)
 
 
 # ---------------------------------------------------------------------------- open loop
@@ -492,7 +493,49 @@ def test_rows_beyond_the_arena_and_large_batch_ids_come_back_under_their_ids(wor
             return got
 
     got = run(main())
-    dec = msgspec.msgpack.Decoder()
-    ids = np.concatenate([np.frombuffer(dec.decode(p)[0], "<u8") for t, p in got if t == TAG_FINALS])
+    ids = np.concatenate([np.frombuffer(p, FINAL_RECORD)["id"] for t, p in got if t == TAG_FINALS])
     expected = np.concatenate([np.arange(6000, dtype=np.uint64) + np.uint64(big), np.arange(7, 17, dtype=np.uint64)])
     assert np.array_equal(np.sort(ids), np.sort(expected))
+
+
+def test_one_micro_batch_from_several_connections_and_formats_answers_each_its_own(world: Any) -> None:
+    from dccsim.core.columns import RequestBatch
+    from dccsim.core.server import K_JSON, K_ROW
+
+    s, pop, _ = world
+
+    async def main() -> tuple[list[Any], list[Any], Any, DccServer]:
+        async with server(world) as (srv, port):
+            conns = []
+            for k in range(3):  # one at a time, so the server's connection ids follow the order
+                c = await Raw.open(port)
+                await c.send(frame(TAG_ROWS, (10_000 * (k + 1)).to_bytes(8, "big") + rows(pop, s, 1, 900 + k)))
+                await c.frames_until(lambda fs: finals_count(fs) >= 1)
+                conns.append(c)
+            a, b, j = list(srv._conns)
+            # three connections' requests, compact and full, queued without a loop turn between: one micro-batch
+            batches0 = srv.counters.batches
+            srv.enqueue(RequestBatch.from_msgpack(rows(pop, s, 300, 1000)), a, K_ROW, 1 << 40)
+            srv.enqueue(RequestBatch.from_msgpack(rows(pop, s, 200, 2000)), b, K_ROW, 5)
+            srv.enqueue_object(_request(pop, s, 77), j, K_JSON)
+            srv.enqueue(RequestBatch.from_msgpack(rows(pop, s, 100, 3000)), a, K_ROW, (1 << 40) + 300)
+            srv._process()
+            assert srv.counters.batches == batches0 + 1
+            got_a = await conns[0].frames_until(lambda fs: finals_count(fs) >= 400)
+            got_b = await conns[1].frames_until(lambda fs: finals_count(fs) >= 200)
+            tag, p = await conns[2].frame()
+            for c in conns:
+                await c.close()
+            return got_a, got_b, (tag, p), srv
+
+    got_a, got_b, (tag, p), srv = run(main())
+
+    def ids(got: list[Any]) -> list[int]:
+        return sorted(np.concatenate([np.frombuffer(p, FINAL_RECORD)["id"] for t, p in got if t == TAG_FINALS]).tolist())
+
+    assert ids(got_a) == list(range(1 << 40, (1 << 40) + 400))
+    assert ids(got_b) == list(range(5, 205))
+    msg = msgspec.msgpack.decode(p)  # the connection's format: it has sent only compact rows
+    assert tag == TAG_MSGPACK and msg["kind"] == "response" and msg["request_id"]["counter"] == 77
+    assert msg["response_code"] != "I99"
+    assert srv.counters.finals == 3 + 400 + 200 + 1 and srv.counters.orphaned == 0

@@ -18,6 +18,10 @@ Each KPI has a direction (higher or lower is better) and a kind:
   reference timed alongside) to gate speed in CI.
 - *information* rows (volumes, throttle action counts) are shown without a verdict.
 
+A gated KPI that the base run measured and the new run did not (its section gone, or null
+because nothing was measured) is a regression: a gate cannot pass on nothing. One measured
+only by the new run is shown, not judged.
+
 How much worse: for a lower-is-better KPI the factor is ``new / base``; for a
 higher-is-better one ``base / new``; the KPI regressed when the factor exceeds
 ``1 + limit``. So 10% means "10% more latency", and equally "throughput divided by 1.1"
@@ -256,6 +260,8 @@ def compare_runs(
             limit = max_slowdown if kpi.kind == "machine" else max_regression
             if b is not None and n is not None:
                 worse = _worse_by(kpi, b, n)
+            elif b is not None:  # measured before, not now: a gate cannot pass on nothing
+                worse = math.inf
         rows.append(Row(kpi=kpi, base=b, new=n, worse_by=worse, limit=limit))
     notes = []
     rb, rn = base.get("run", {}), new.get("run", {})
@@ -450,7 +456,10 @@ def describe(row: Row) -> str:
     """``latency p99 (latency_s.p99): 40 s -> 50 s, 25.0% worse (limit 10%)``."""
     k = row.kpi
     w = row.worse_by if row.worse_by is not None else 0.0
-    how = f"responses outside target x{w + 1:.2f}" if k.complement else f"{_pct(w)} worse"
+    if row.new is None:
+        how = "not measured in the new run"
+    else:
+        how = f"responses outside target x{w + 1:.2f}" if k.complement else f"{_pct(w)} worse"
     return (
         f"{k.name} ({k.path}): {_fmt(row.base, k.unit)} -> {_fmt(row.new, k.unit)}, {how}"
         f" (limit {_pct(row.limit or 0.0)}{', machine-dependent' if k.kind == 'machine' else ''})"
@@ -482,6 +491,9 @@ def comparison_table(cmp: Comparison, base_label: str = "base", new_label: str =
         ratio = "-" if r.ratio is None else ("inf" if math.isinf(r.ratio) else f"{r.ratio:.3f}")
         if r.worse_by is None:
             change, verdict = Text("-"), Text("info" if not k.gated else "missing", style="dim")
+        elif r.new is None:
+            change = Text("not measured", style="red" if r.regressed else "yellow")
+            verdict = Text("REGRESSED", style="bold red") if r.regressed else Text("ok")
         elif r.worse_by > 0:
             text = f"misses x{r.worse_by + 1:.2f}" if k.complement else f"{_pct(r.worse_by)} worse"
             change = Text(text, style="red" if r.regressed else "yellow")

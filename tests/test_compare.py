@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from dccsim.bench import compare as cmp
 from dccsim.bench.cli import main
-from dccsim.bench.compare import CompareError, compare_runs, parse_limit
+from dccsim.bench.compare import CompareError, compare_runs, describe, parse_limit
 
 BASE: dict[str, Any] = {
     "requests": 100_000,
@@ -187,16 +187,28 @@ def test_from_zero_is_infinitely_worse_but_zero_to_zero_is_same() -> None:
     )  # type: ignore[arg-type]
 
 
-def test_info_rows_and_missing_kpis_never_fail() -> None:
+def test_info_rows_never_fail() -> None:
     new = changed(requests=999_999, retries=10_000)
     new["throttle"] = {"forwarded": 1, "throttled": 10**6, "excluded": 0}
-    del new["cache"]
     result = compare_runs(BASE, new)
     assert result.passed
-    hit = row(result, "cache.hit_ratio")
-    assert (hit.base, hit.new, hit.worse_by, hit.regressed) == (0.4, None, None, False)
     assert row(result, "throttle.throttled").limit is None
-    # a KPI in neither run is left out
+
+
+def test_a_gated_kpi_the_new_run_did_not_measure_fails() -> None:
+    """A run that measured nothing (no cache section, null latencies) cannot pass a gate."""
+    new = changed()
+    del new["cache"]
+    new["latency_s"] = {**new["latency_s"], "p99": None}
+    result = compare_runs(BASE, new)
+    assert not result.passed
+    hit = row(result, "cache.hit_ratio")
+    assert (hit.base, hit.new, hit.regressed) == (0.4, None, True)
+    p99 = row(result, "latency_s.p99")
+    assert p99.regressed and "not measured in the new run" in describe(p99)
+    # measured only in the new run: shown, not judged; in neither run: left out
+    back = compare_runs(new, BASE)
+    assert row(back, "cache.hit_ratio").worse_by is None and back.passed
     assert not any(r.kpi.path == "cache.hit_ratio" for r in compare_runs(new, new).rows)
 
 

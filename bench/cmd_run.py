@@ -47,9 +47,9 @@ def simulate(scenario_ref: str, *, scale: float | None = None, seed: int | None 
     from dccsim.loadgen.driver import VirtualTimeDriver
     from dccsim.loadgen.scenario import load_scenario
 
-    from .runlog import RunSink
+    from .runlog import RunSink, summary_json
 
-    from .criteria import evaluate, parse_criteria, to_dict
+    from .criteria import CriteriaError, evaluate, parse_criteria, to_dict
     from .report import build_report
 
     scenario, text = load_scenario(scenario_ref)
@@ -101,9 +101,14 @@ def simulate(scenario_ref: str, *, scale: float | None = None, seed: int | None 
         "uplift": scenario.capacity.uplift, "demand": scenario.capacity.demand, "shards": scenario.shards,
         "day": scenario.day, "meters": scenario.meters, "dsp_servers": pipeline.dsp.servers, "chunks": totals.chunks,
     }
-    result = evaluate(summary, criteria)
+    try:
+        result = evaluate(summary, criteria)
+    except CriteriaError as exc:  # e.g. a path that is not in the summary: keep the run, then say so
+        (out / "summary.json").write_text(summary_json(summary))
+        build_report(out)
+        raise CriteriaError(f"{exc} (the run is kept in {out}/)") from None
     summary["exit_criteria"] = to_dict(result)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    (out / "summary.json").write_text(summary_json(summary))
     build_report(out)
     summary["out_dir"] = str(out)
     summary["_criteria"] = result

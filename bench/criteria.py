@@ -43,6 +43,7 @@ severities 1 and 2 (any failure fails the run), 2 for severity 3, 5 for severity
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import re
@@ -297,10 +298,44 @@ def resolve_path(summary: Mapping[str, Any], path: str) -> Any:
     return _resolve(summary, path.split("."), "")
 
 
+@functools.cache
+def _per_run_keys() -> tuple[tuple[str, frozenset[str], float], ...]:
+    """Tables of summary.json that list only what the run saw: (table, the keys it may hold,
+    the value of an absent one: a count of 0, or NaN for not measured)."""
+    from dccsim.core.catalogue import catalogue
+    from dccsim.core.pipeline import OUTCOMES
+    from dccsim.core.validation import RESPONSE_CODES
+    from dccsim.loadgen.scenario import REQUEST_CLASSES
+    from dccsim.loadgen.workload import INVALID_KINDS
+
+    def by_class(*fields: str) -> frozenset[str]:
+        return frozenset(f"{k}.{f}" for k in REQUEST_CLASSES for f in fields)
+
+    return (
+        ("response_codes", frozenset(RESPONSE_CODES), 0.0),
+        ("outcomes", frozenset(OUTCOMES), 0.0),
+        ("invalid_traffic", frozenset(f"{k}.{c}" for k in INVALID_KINDS[1:] for c in RESPONSE_CODES), 0.0),
+        ("latency_by_class", by_class("requests"), 0.0),
+        ("latency_by_class", by_class("p50_s", "p99_s", "max_s"), math.nan),
+        ("within_target_by_srv", frozenset(catalogue().srvs), math.nan),
+    )
+
+
+def _absent(path: str) -> float | None:
+    """The value of a valid path into a per-run table that this run did not fill, else None."""
+    for table, keys, value in _per_run_keys():
+        if path.startswith(table + ".") and path[len(table) + 1:] in keys:
+            return value
+    return None
+
+
 def _actual(summary: Mapping[str, Any], c: Criterion) -> float:
     try:
         value = resolve_path(summary, c.path)
     except KeyError as exc:
+        absent = _absent(c.path)
+        if absent is not None:  # e.g. an SRV the run did not see: nothing measured
+            return absent
         raise CriteriaError(
             f"exit_criteria.{c.expression!r}: unknown path {c.path!r}: {exc.args[0]}"
         ) from None

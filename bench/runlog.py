@@ -10,6 +10,8 @@ actions per interval and per storm device. :meth:`RunSink.summary` turns them in
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -36,6 +38,21 @@ INTERVAL_NS = 15 * 60 * NS
 SERIES_HOURS = 36
 _N_INTERVALS = SERIES_HOURS * 3600 * NS // INTERVAL_NS
 _PCT = (50.0, 90.0, 99.0, 99.9)
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(v) for v in value]
+    return value
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    """summary.json's text: standard JSON, with null where nothing was measured (NaN)."""
+    return json.dumps(_no_nan(summary), indent=2, sort_keys=True, allow_nan=False, default=str) + "\n"
 
 
 class RunSink:

@@ -90,8 +90,8 @@ def test_unknown_path_names_the_criterion_and_what_is_there() -> None:
         evaluate(SUMMARY, {"latency_s.p95 < 10": 2})
     text = str(info.value)
     assert "'latency_s.p95 < 10'" in text and "no key 'p95'" in text and "p50, p99" in text
-    with pytest.raises(CriteriaError, match="no key '4.8.3'.*4.6.1, 4.8, 4.8.1"):
-        evaluate(SUMMARY, {"within_target_by_srv.4.8.3 >= 0.9": 1})
+    with pytest.raises(CriteriaError, match="no key '4.8.9'.*4.6.1, 4.8, 4.8.1"):
+        evaluate(SUMMARY, {"within_target_by_srv.4.8.9 >= 0.9": 1})  # no such SRV
     with pytest.raises(
         CriteriaError, match="the summary has no key 'latncy_s'; expected one of cache"
     ):
@@ -315,3 +315,38 @@ def test_check_errors_are_one_line_exit_2(
     assert code == 2
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("dccsim: error: ") and message in err
+
+
+def test_a_key_the_run_did_not_see_is_not_measured_or_zero() -> None:
+    """Per-run tables list only what the run saw: an SRV or class without requests is not
+    measured (the criterion fails), an absent response code or outcome is a count of 0;
+    a name that cannot exist at all is still an error."""
+    result = evaluate(SUMMARY, {
+        "within_target_by_srv.8.11 >= 0.5": 3,
+        "latency_by_class.future_dated.p99_s < 10": 3,
+        "latency_by_class.future_dated.requests == 0": 3,
+        "response_codes.E30 <= 0": 3,
+        "outcomes.cache == 0": 3,
+    })
+    got = {v.criterion.expression: (v.passed, v.actual) for v in result.verdicts}
+    assert got["within_target_by_srv.8.11 >= 0.5"][0] is False
+    assert math.isnan(got["within_target_by_srv.8.11 >= 0.5"][1])
+    assert got["latency_by_class.future_dated.p99_s < 10"][0] is False
+    assert got["latency_by_class.future_dated.requests == 0"] == (True, 0.0)
+    assert got["response_codes.E30 <= 0"] == (True, 0.0)
+    assert got["outcomes.cache == 0"] == (True, 0.0)
+    for bad in ("within_target_by_srv.99.1 >= 0.5", "response_codes.E99 <= 0", "latency_by_class.nightly.p99_s < 1"):
+        with pytest.raises(CriteriaError, match="unknown path"):
+            evaluate(SUMMARY, {bad: 3})
+
+
+def test_summary_json_is_standard_json_with_null_for_not_measured() -> None:
+    from dccsim.bench.runlog import summary_json
+
+    text = summary_json({"within_target_ratio": math.nan, "latency_s": {"p99": math.inf, "p50": 1.5}, "n": [math.nan, 2]})
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    assert json.loads(text, parse_constant=refuse) == {
+        "within_target_ratio": None, "latency_s": {"p99": None, "p50": 1.5}, "n": [None, 2]}

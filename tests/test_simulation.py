@@ -225,3 +225,18 @@ def test_a_runs_logs_read_in_duckdb_and_polars(smoke_run: Path) -> None:
     assert df.height == summary["alerts"]
     counts = dict(df.group_by("action").len().iter_rows())
     assert counts == {k: v for k, v in summary["alert_actions"].items() if v}
+
+
+def test_a_criterion_with_a_wrong_path_keeps_the_run(tmp_path: Path) -> None:
+    """The path is only known wrong once the summary exists: the run is written, then refused."""
+    from dccsim.bench.criteria import CriteriaError
+    from dccsim.loadgen.scenario import builtin_scenarios
+
+    text = builtin_scenarios()["smoke"].replace("[exit_criteria]", '[exit_criteria]\n"latency_s.p98 < 60" = 3')
+    (tmp_path / "typo.toml").write_text(text)
+    out = tmp_path / "run"
+    with pytest.raises(CriteriaError, match=r"no key 'p98'.*the run is kept in"):
+        simulate(str(tmp_path / "typo.toml"), out=out, progress=False, quiet=True)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["requests"] > 10_000
+    assert (out / "report.html").stat().st_size > 10_000

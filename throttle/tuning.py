@@ -17,7 +17,10 @@ base keep applying to their codes (they are not swept). Every grid value is chec
 policy value, and errors name it (``grid.threshold[2] = 0: ...``).
 
 For each setting, :func:`sweep` reports ``forwarded``, ``discarded`` (what enforcement
-discards: with ``dry_run`` the would-be discards), ``excluded`` and ``near_limit``. Given the
+discards: with ``dry_run`` the would-be discards), ``excluded`` and ``near_limit``; as in
+``dccsim throttle``, the three counts are disjoint and add up to the alerts (excluded alerts
+are forwarded too, but counted as excluded). ``storm_forwarded`` counts every storm alert
+let through, excluded ones included. Given the
 ground truth of which alerts belong to a storm (a boolean ``storm`` column), it adds
 ``storm_forwarded``, ``storm_discarded``, ``collateral`` (non-storm alerts discarded),
 ``storms``, ``storms_caught`` and ``median_catch_s``. A *storm* is the set of storm alerts
@@ -339,7 +342,7 @@ def sweep(
         "threshold": np.array([s.threshold for s in settings], np.int64),
         "window_s": np.array([s.window_s for s in settings], np.float64),
         "designated_period_s": np.array([s.designated_period_s for s in settings], np.float64),
-        "forwarded": counts[:, k.SW_FORWARDED] + excluded,
+        "forwarded": counts[:, k.SW_FORWARDED].copy(),
         "discarded": counts[:, k.SW_STORM_DISCARDED] + counts[:, k.SW_COLLATERAL],
         "excluded": np.full(total, excluded, np.int64),
         "near_limit": counts[:, k.SW_NEAR].copy(),

@@ -104,7 +104,7 @@ def test_shards_give_the_same_outcomes(smoke_run: Path, tmp_path: Path, monkeypa
         assert x[col] == y[col], col
 
 
-def test_every_cache_answer_had_an_earlier_stored_read(smoke_run: Path) -> None:
+def test_cache_answers_exactly_when_a_stored_read_is_within_retention(smoke_run: Path) -> None:
     req = _table(smoke_run, "requests.arrow")
     # successful device reads (I0 from the device) of cacheable SRVs: when each was stored
     stored: dict[tuple[int, str, int, int], list[int]] = {}
@@ -122,6 +122,17 @@ def test_every_cache_answer_had_an_earlier_stored_read(smoke_run: Path) -> None:
         times = stored.get((dev, srv, start, end), [])
         assert any(s <= lookup < s + RETENTION_NS for s in times), (dev, srv)
     assert hits > 1000
+    # and the other way round: no request went to the device while the cache held its answer
+    trips = 0
+    for dev, srv, out, start, end, t, wait in zip(req["device"], req["srv"], req["outcome"], req["period_start_ns"],
+                                                  req["period_end_ns"], req["t_scheduled_ns"], req["wait_ns"], strict=True):
+        if out not in ("device", "failed") or srv not in ("4.6.1", "4.8.1", "4.8.3"):
+            continue
+        trips += 1
+        lookup = t + wait
+        times = stored.get((dev, srv, start, end), [])
+        assert not any(s <= lookup < s + RETENTION_NS for s in times), ("missed hit", dev, srv, lookup)
+    assert trips > 1000
 
 
 def test_invalid_traffic_gets_the_right_codes(smoke_run: Path) -> None:

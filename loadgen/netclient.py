@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import msgspec
 import numpy as np
 import numpy.typing as npt
+from dccsim.core._jit import jit
 from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import ROLE_UNKNOWN
 from dccsim.core.messages import ROLES, RequestRow
@@ -53,6 +54,7 @@ __all__ = ["Traffic", "LoadResult", "OpenLoopClient", "run_open_loop", "traffic_
 
 _REPLAY = INVALID_KINDS.index("replay")
 _COUNTER_OFFSET = 20  # fixarray byte + 0xcf/8 originator + 0xcf/8 target + 0xcf marker of the counter
+_HEAD = 13  # frame length, tag, batch id
 _ack_dec = msgspec.msgpack.Decoder(RowAck)
 _busy_dec = msgspec.msgpack.Decoder(BusyReply)
 _err_dec = msgspec.msgpack.Decoder(ErrorReply)
@@ -102,6 +104,37 @@ class Traffic:
         off = np.zeros(len(parts) + 1, np.int64)
         off[1:] = np.cumsum([len(p) for p in parts])
         return np.frombuffer(b"".join(parts), np.uint8), off
+
+
+@jit
+def _fill_rows(blob, off, a, b, counter_base, out):  # type: ignore[no-untyped-def]
+    """Write requests ``a .. b-1`` (row ``k % len``, counter ``counter_base + k``) as a MessagePack
+    array after the frame head of ``out``; returns the end of the frame."""
+    days = len(off) - 1
+    n = b - a
+    p = _HEAD
+    if n < 65536:
+        out[p], out[p + 1], out[p + 2] = 0xDC, (n >> 8) & 0xFF, n & 0xFF
+        p += 3
+    else:
+        out[p] = 0xDD
+        for q in range(4):
+            out[p + 1 + q] = (n >> (24 - 8 * q)) & 0xFF
+        p += 5
+    k = a
+    while k < b:  # the rows are the day's rows in order: copy whole stretches, up to the day's end
+        d = k % days
+        m = min(b - k, days - d)
+        s, e = off[d], off[d + m]
+        out[p:p + e - s] = blob[s:e]
+        for r in range(m):
+            c = counter_base + np.uint64(k + r)
+            at = p + off[d + r] - s + _COUNTER_OFFSET
+            for q in range(8):
+                out[at + q] = (c >> np.uint64(56 - 8 * q)) & np.uint64(0xFF)
+        p += e - s
+        k += m
+    return p
 
 
 def traffic_from_workload(wl: DayWorkload) -> Traffic:
@@ -172,6 +205,8 @@ class OpenLoopClient(asyncio.Protocol):
                  counter_base: int = 1, max_rows: int = 4096):
         self.traffic = traffic
         self.blob, self.off = traffic.encode()
+        self.max_row_bytes = int(np.diff(self.off).max()) if len(traffic) else 0
+        self.out = np.empty(_HEAD + 5 + min(n, max_rows) * self.max_row_bytes, np.uint8)
         self.n = n
         self.clock = clock
         self.counter_base = counter_base
@@ -194,23 +229,13 @@ class OpenLoopClient(asyncio.Protocol):
     # -------------------------------------------------------------- frames out
     def rows_frame(self, a: int, b: int) -> bytes:
         """Requests ``a .. b-1`` as one R frame (batch id = ``a``)."""
-        D = len(self.traffic)
-        k = np.arange(a, b, dtype=np.int64)
-        day = k % D
-        i0, i1 = int(day[0]), int(day[-1])
-        if i1 >= i0 and b - a == i1 - i0 + 1:
-            body = self.blob[self.off[i0]:self.off[i1 + 1]].copy()
-            pos = self.off[day] - self.off[i0]
-        else:
-            lens = self.off[day + 1] - self.off[day]
-            starts = np.repeat(self.off[day] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
-            body = self.blob[np.arange(int(lens.sum())) + starts]
-            pos = np.concatenate([[0], np.cumsum(lens)[:-1]])
-        counters = (np.uint64(self.counter_base) + k.astype(np.uint64)).astype(">u8").view(np.uint8).reshape(-1, 8)
-        body[(pos + _COUNTER_OFFSET)[:, None] + np.arange(8)] = counters
-        n = b - a
-        head = (b"\xdc" + n.to_bytes(2, "big")) if n < 65536 else (b"\xdd" + n.to_bytes(4, "big"))
-        return frame(TAG_ROWS, a.to_bytes(8, "big") + head + body.tobytes())
+        out = self.out
+        need = _HEAD + 5 + (b - a) * self.max_row_bytes
+        if len(out) < need:
+            out = self.out = np.empty(max(need, 2 * len(out)), np.uint8)
+        end = _fill_rows(self.blob, self.off, a, b, np.uint64(self.counter_base), out)
+        out[:_HEAD] = np.frombuffer((end - 4).to_bytes(4, "big") + bytes((TAG_ROWS,)) + a.to_bytes(8, "big"), np.uint8)
+        return out[:end].tobytes()
 
     async def send_all(self, lead_ns: int = 20_000_000, gap_ns: int = 1_000_000) -> None:
         """The open-loop sender: wake, send what is due as one frame, wait for the next send time.
@@ -235,7 +260,9 @@ class OpenLoopClient(asyncio.Protocol):
             el = self.clock() - start
             wait = max(int(intended[i]), last + gap_ns) - el
             if wait > 0:
-                await asyncio.sleep(wait / 1e9)
+                # whole milliseconds: the loop's timer rounds to the nearest one, so a shorter
+                # wait came back at once and the sender spun until the remainder passed 0.5 ms
+                await asyncio.sleep(-(-wait // 1_000_000) / 1e3)
                 continue
             now = self.clock()
             el = now - start

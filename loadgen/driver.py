@@ -102,6 +102,7 @@ class VirtualTimeDriver:
         self._sink_job: Future[None] | None = None
         self._back: ThreadPoolExecutor | None = None
         self._back_job: Future[None] | None = None
+        self._back_k = -1  # the chunk the back job is finishing
         self._pending_lock = threading.Lock()
 
     def _more_retries(self) -> bool:
@@ -168,9 +169,12 @@ class VirtualTimeDriver:
 
     def _chunk(self, k: int, req: RequestChunk, t1: int, sink: Sink) -> None:
         assert self.pipeline is not None
-        # Retries of chunk k-1 (still being finished) are at least retry_delay_s >= chunk_s
-        # later than their failure, so none can be due in this chunk: taking the due ones now
-        # is exact whether or not they have been queued yet.
+        # Retries of chunk k-1 (which may still be being finished) fall due at least
+        # retry_delay_s >= 2 chunk_s after that chunk's start, so none is due in this chunk:
+        # taking the due ones now is exact whether or not they have been queued yet. An
+        # older chunk still in flight (chunk k-1 had no requests) must finish first.
+        if self._back_job is not None and self._back_k < k - 1:
+            self._join_back()
         with self._pending_lock:
             due = self._pending.t_scheduled_ns < t1
             if due.any():
@@ -229,6 +233,7 @@ class VirtualTimeDriver:
         # next chunk's validation and DSP queue (each half keeps its own state, in order)
         self._join_back()
         if self._back is not None:
+            self._back_k = k
             self._back_job = self._back.submit(self._finish_chunk, k, req, counter, front, sink)
         else:
             self._finish_chunk(k, req, counter, front, sink)

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 from datetime import UTC, datetime
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,24 @@ __all__ = [
 REQUEST_CLASSES: tuple[str, ...] = ("on_demand", "mhhs_read", "future_dated", "non_device")
 _HEX16 = re.compile(r"^[0-9A-Fa-f]{1,4}$")
 
+#: Longest duration a scenario may give (latencies, time-outs, targets, retry delay): a day.
+MAX_SECONDS = 86_400.0
+#: Devices at scale 1.0 (``population.meters``, a storm's ``devices``): about 3 x Great Britain.
+MAX_METERS = 100_000_000
+#: Devices simulated (``population.meters x scale``): 4 x Great Britain.
+MAX_SIMULATED_METERS = 128_000_000
+#: Requests and alerts of one day, drawn up front (about 20 Great Britain days at demand 1).
+MAX_DAY_EVENTS = 2_000_000_000
+#: Per-meter daily rates (background requests, future-dated commands, alerts).
+MAX_PER_METER = 1_000.0
+#: The simulated days a scenario may start: past reads (demand > 1 reads earlier days) stay
+#: after 1970 and every time of the day fits int64 nanoseconds with room to spare.
+FIRST_DAY, LAST_DAY = "1971-01-01", "2200-12-31"
+#: The lognormal latency's far tail (this many standard deviations) stays below 2**53 ns.
+_TAIL_Z = 8.0
+_MAX_LATENCY_S = 2**53 / 1e9
+_Z95 = 1.6448536269514722
+
 
 def _fail(field: str, value: object, expected: str) -> ConfigError:
     return ConfigError(f"{field}: got {value!r}, expected {expected}")
@@ -73,16 +93,24 @@ def _check_share(field: str, value: float) -> None:
         raise _fail(field, value, "a share between 0 and 1")
 
 
-def _check_positive(field: str, value: float, allow_zero: bool = False) -> None:
+def _check_positive(field: str, value: float, allow_zero: bool = False, at_most: float | None = None) -> None:
     ok = isinstance(value, int | float) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
+    if at_most is not None:
+        if not (ok and value <= at_most):
+            raise _fail(field, value, f"a number {'>= 0' if allow_zero else '> 0'} and <= {at_most:g}")
+    elif not ok:
         raise _fail(field, value, "a number >= 0" if allow_zero else "a number > 0")
 
 
 def _check_hours(field: str, window: tuple[float, float]) -> None:
     a, b = window
-    if not (0 <= a < b <= 48):
-        raise _fail(field, list(window), "[start_h, end_h] with 0 <= start < end <= 48")
+    if not (math.isfinite(a) and math.isfinite(b) and 0 <= a < b <= 24):
+        raise _fail(field, list(window), "[start_h, end_h] with 0 <= start < end <= 24 (the simulated day ends at 24:00)")
+
+
+def _check_weights(field: str, weights: tuple[float, ...], expected: str) -> None:
+    if not weights or not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise _fail(field, list(weights), expected)
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -102,18 +130,28 @@ class LatencyProfile(_Section):
     e21_share: float = 0.003
 
     def __post_init__(self) -> None:
-        _check_positive("median_s", self.median_s)
-        if not (isinstance(self.p95_s, int | float) and self.p95_s >= self.median_s):
-            raise _fail("p95_s", self.p95_s, f"a number >= median_s ({self.median_s})")
+        # key names are relative: a scenario error names the generation (population.smets2...)
+        if not (isinstance(self.median_s, int | float) and math.isfinite(self.median_s)
+                and 0.001 <= self.median_s <= MAX_SECONDS):
+            raise _fail("median_s", self.median_s, f"seconds from 0.001 to {MAX_SECONDS:g}")
+        if not (isinstance(self.p95_s, int | float) and math.isfinite(self.p95_s)
+                and self.median_s <= self.p95_s <= MAX_SECONDS):
+            raise _fail("p95_s", self.p95_s, f"seconds from median_s ({self.median_s:g}) to {MAX_SECONDS:g}")
+        # the drawn latencies must stay far inside int64 ns: bound the lognormal's far tail
+        top = self.median_s * (_MAX_LATENCY_S / self.median_s) ** (_Z95 / _TAIL_Z)
+        if self.p95_s > top:
+            raise _fail("p95_s", self.p95_s,
+                        f"at most {math.floor(top * 10) / 10:g} for median_s {self.median_s:g} (the spread p95_s / median_s "
+                        f"keeps the lognormal's tail, {_TAIL_Z:g} standard deviations, below 2**53 ns, about 104 days)")
         _check_share("e20_share", self.e20_share)
         _check_share("e21_share", self.e21_share)
         if self.e20_share + self.e21_share > 1:
-            raise _fail("e20_share + e21_share", self.e20_share + self.e21_share, "at most 1")
+            raise _fail("e21_share", self.e21_share, f"at most 1 - e20_share ({1 - self.e20_share:g})")
 
     @property
     def sigma(self) -> float:
         """Lognormal sigma from the median and p95 (z = 1.6449)."""
-        return math.log(self.p95_s / self.median_s) / 1.6448536269514722
+        return math.log(self.p95_s / self.median_s) / _Z95
 
 
 class Population(_Section):
@@ -129,13 +167,13 @@ class Population(_Section):
     smets1: LatencyProfile = LatencyProfile(median_s=9.0, p95_s=30.0, e20_share=0.004, e21_share=0.006)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.meters, int) or self.meters < 1:
-            raise _fail("population.meters", self.meters, "an integer >= 1")
+        if not isinstance(self.meters, int) or not 1 <= self.meters <= MAX_METERS:
+            raise _fail("population.meters", self.meters, f"an integer from 1 to {MAX_METERS:_} (at scale 1.0)")
         for f in ("smets1_share", "esme_share", "export_share"):
             _check_share(f"population.{f}", getattr(self, f))
         if len(self.regions) != len(self.region_shares) or not self.regions:
             raise _fail("population.region_shares", list(self.region_shares), f"{len(self.regions)} shares, one per region")
-        if abs(sum(self.region_shares) - 1) > 1e-9 or min(self.region_shares) < 0:
+        if not all(math.isfinite(x) and x >= 0 for x in self.region_shares) or abs(sum(self.region_shares) - 1) > 1e-9:
             raise _fail("population.region_shares", list(self.region_shares), "non-negative shares summing to 1")
 
 
@@ -176,7 +214,7 @@ class Mhhs(_Section):
         _check_hours("mhhs.dno_window_h", self.dno_window_h)
         for f in ("daily_read_share", "supplier_read_prob", "dno_read_prob"):
             _check_share(f"mhhs.{f}", getattr(self, f))
-        _check_positive("mhhs.retry_delay_s", self.retry_delay_s)
+        _check_positive("mhhs.retry_delay_s", self.retry_delay_s, at_most=MAX_SECONDS)
         if not isinstance(self.max_retries, int) or not 0 <= self.max_retries <= 10:
             raise _fail("mhhs.max_retries", self.max_retries, "an integer from 0 to 10")
 
@@ -197,9 +235,11 @@ class Background(_Section):
     })
 
     def __post_init__(self) -> None:
-        _check_positive("background.requests_per_meter", self.requests_per_meter, allow_zero=True)
-        if len(self.diurnal) != 24 or min(self.diurnal) < 0 or sum(self.diurnal) <= 0:
-            raise _fail("background.diurnal", list(self.diurnal), "24 non-negative hourly weights, not all 0")
+        _check_positive("background.requests_per_meter", self.requests_per_meter, allow_zero=True, at_most=MAX_PER_METER)
+        expected = "24 finite, non-negative hourly weights, not all 0"
+        if len(self.diurnal) != 24:
+            raise _fail("background.diurnal", list(self.diurnal), expected)
+        _check_weights("background.diurnal", self.diurnal, expected)
         cat = catalogue()
         for srv, w in self.srv_weights.items():
             if srv not in cat:
@@ -226,7 +266,7 @@ class FutureDated(_Section):
     out_of_order_share: float = 0.1
 
     def __post_init__(self) -> None:
-        _check_positive("future_dated.commands_per_meter", self.commands_per_meter, allow_zero=True)
+        _check_positive("future_dated.commands_per_meter", self.commands_per_meter, allow_zero=True, at_most=MAX_PER_METER)
         lo, hi = self.instructions
         if not (1 <= lo <= hi <= 16):
             raise _fail("future_dated.instructions", list(self.instructions), "[min, max] with 1 <= min <= max <= 16")
@@ -246,7 +286,7 @@ class Alerts(_Section):
     })
 
     def __post_init__(self) -> None:
-        _check_positive("alerts.alerts_per_meter", self.alerts_per_meter, allow_zero=True)
+        _check_positive("alerts.alerts_per_meter", self.alerts_per_meter, allow_zero=True, at_most=MAX_PER_METER)
         for code, w in self.code_mix.items():
             if not _HEX16.match(code):
                 raise _fail("alerts.code_mix", code, "a 16-bit alert code in hex, e.g. 8F84")
@@ -265,14 +305,17 @@ class Storm(_Section):
     duration_min: float = 90.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.devices, int) or self.devices < 1:
-            raise _fail("storms.devices", self.devices, "an integer >= 1")
+        if not isinstance(self.devices, int) or not 1 <= self.devices <= MAX_METERS:
+            raise _fail("storms.devices", self.devices, f"an integer from 1 to {MAX_METERS:_} (at scale 1.0)")
         if not _HEX16.match(self.code):
             raise _fail("storms.code", self.code, "a 16-bit alert code in hex, e.g. 8F84")
-        _check_positive("storms.rate_per_min", self.rate_per_min)
-        _check_positive("storms.duration_min", self.duration_min)
-        if not 0 <= self.start_h < 24:
+        _check_positive("storms.rate_per_min", self.rate_per_min, at_most=60_000)
+        if not (isinstance(self.start_h, int | float) and 0 <= self.start_h < 24):
             raise _fail("storms.start_h", self.start_h, "an hour in [0, 24)")
+        left = (24 - self.start_h) * 60
+        if not (isinstance(self.duration_min, int | float) and 0 < self.duration_min <= left):
+            raise _fail("storms.duration_min", self.duration_min,
+                        f"minutes > 0 and <= {left:g}, so that the storm (from start_h {self.start_h:g}) ends by 24:00")
 
 
 class Invalid(_Section):
@@ -302,9 +345,14 @@ class ClassSettings(_Section):
     target_s: float
 
     def __post_init__(self) -> None:
-        _check_positive("capacity.service_ms", self.service_ms)
-        _check_positive("capacity.timeout_s", self.timeout_s)
-        _check_positive("capacity.target_s", self.target_s)
+        # key names are relative: a scenario error names the class (capacity.classes.on_demand...)
+        ms = self.service_ms
+        if not (isinstance(ms, int | float) and math.isfinite(ms) and int(ms * 1e6) >= 1 and ms <= MAX_SECONDS * 1000):
+            raise _fail("service_ms", ms, f"milliseconds from 0.000001 (1 ns) to {MAX_SECONDS * 1000:,.0f} (a day)")
+        for f in ("timeout_s", "target_s"):
+            v = getattr(self, f)
+            if not (isinstance(v, int | float) and math.isfinite(v) and 0.001 <= v <= MAX_SECONDS):
+                raise _fail(f, v, f"seconds from 0.001 to {MAX_SECONDS:g}")
 
 
 def _default_classes() -> dict[str, ClassSettings]:
@@ -326,11 +374,11 @@ class Capacity(_Section):
     classes: dict[str, ClassSettings] = msgspec.field(default_factory=_default_classes)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.slots, int) or self.slots < 1:
-            raise _fail("capacity.slots", self.slots, "an integer >= 1")
-        _check_positive("capacity.uplift", self.uplift)
-        _check_positive("capacity.demand", self.demand)
-        if not 0 < self.operating_threshold <= 1:
+        if not isinstance(self.slots, int) or not 1 <= self.slots <= 10_000_000:
+            raise _fail("capacity.slots", self.slots, "an integer from 1 to 10_000_000 (at scale 1.0)")
+        _check_positive("capacity.uplift", self.uplift, at_most=1000)
+        _check_positive("capacity.demand", self.demand, at_most=100)
+        if not (isinstance(self.operating_threshold, int | float) and 0 < self.operating_threshold <= 1):
             raise _fail("capacity.operating_threshold", self.operating_threshold, "a number in (0, 1]")
         missing = set(REQUEST_CLASSES) - set(self.classes)
         extra = set(self.classes) - set(REQUEST_CLASSES)
@@ -348,8 +396,10 @@ class CacheSettings(_Section):
     def __post_init__(self) -> None:
         if not isinstance(self.retention_h, int | float) or not 25 <= self.retention_h <= 72:
             raise _fail("cache.retention_h", self.retention_h, "hours from 25 to 72")
-        if not isinstance(self.capacity, int) or self.capacity < 0:
-            raise _fail("cache.capacity", self.capacity, "an integer >= 0 (0 = unbounded)")
+        from dccsim.cache import MAX_CAPACITY
+
+        if not isinstance(self.capacity, int) or not 0 <= self.capacity <= MAX_CAPACITY:
+            raise _fail("cache.capacity", self.capacity, f"an integer from 0 to {MAX_CAPACITY:_} entries (0 = unbounded)")
 
 
 def _default_users() -> tuple[User, ...]:
@@ -391,15 +441,22 @@ class Scenario(_Section):
         try:
             datetime.strptime(self.day, "%Y-%m-%d")
         except (TypeError, ValueError):
-            raise _fail("day", self.day, "a date YYYY-MM-DD") from None
+            raise _fail("day", self.day, f"a date YYYY-MM-DD from {FIRST_DAY} to {LAST_DAY}") from None
+        if not FIRST_DAY <= self.day <= LAST_DAY:
+            raise _fail("day", self.day, f"a date from {FIRST_DAY} to {LAST_DAY}")
         if not (isinstance(self.scale, int | float) and 0 < self.scale <= 4):
             raise _fail("scale", self.scale, "a number in (0, 4] (1.0 = Great Britain)")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            raise _fail("seed", self.seed, "a non-negative integer")
+            raise _fail("seed", self.seed, "an integer from 0 to 2**63 - 1 (9223372036854775807)")
         if not (isinstance(self.chunk_s, int | float) and 1 <= self.chunk_s <= 3600):
             raise _fail("chunk_s", self.chunk_s, "seconds from 1 to 3600")
-        if self.chunk_s > self.mhhs.retry_delay_s:
-            raise _fail("chunk_s", self.chunk_s, f"at most mhhs.retry_delay_s ({self.mhhs.retry_delay_s}) so retries land in later chunks")
+        # The driver finishes chunk k-1 (which schedules its retries) while chunk k is already
+        # queued at the DSP. A retry of chunk k-1 is due at least retry_delay_s after chunk k-1
+        # starts, so retry_delay_s >= 2 x chunk_s puts every retry after chunk k.
+        if self.mhhs.retry_delay_s < 2 * self.chunk_s:
+            raise _fail("mhhs.retry_delay_s", self.mhhs.retry_delay_s,
+                        f"at least 2 x chunk_s (chunk_s = {self.chunk_s:g}, so >= {2 * self.chunk_s:g}): a retry must not be "
+                        "due before the chunk after its own has been queued")
         if not isinstance(self.shards, int) or not 1 <= self.shards <= 256:
             raise _fail("shards", self.shards, "an integer from 1 to 256")
         roles = {u.role for u in self.users}
@@ -409,6 +466,58 @@ class Scenario(_Section):
         euis = [u.eui.upper() for u in self.users]
         if len(set(euis)) != len(euis):
             raise _fail("users", euis, "distinct EUI-64s")
+        simulated = self.population.meters * self.scale
+        if simulated > MAX_SIMULATED_METERS:
+            raise _fail("population.meters", self.population.meters,
+                        f"at most {MAX_SIMULATED_METERS:_} devices simulated: population.meters x scale "
+                        f"({self.scale:g}) is {round(simulated):_}")
+        self._check_volumes()
+        self._check_capacity()
+        self._check_throttle()
+
+    def _check_volumes(self) -> None:
+        """Bound what the workload draws up front: the day's requests and alerts."""
+        n = self.meters
+        esme = n * self.population.esme_share
+        d = self.capacity.demand
+        m = self.mhhs
+        storms = []
+        for i, st in enumerate(self.storms):
+            alerts = min(max(1, round(st.devices * self.scale)), n) * st.rate_per_min * st.duration_min
+            if alerts > MAX_DAY_EVENTS:
+                raise ConfigError(f"storms[{i}]: got devices x scale x rate_per_min x duration_min = {alerts:,.0f} "
+                                  f"alerts, expected at most {MAX_DAY_EVENTS:,}")
+            storms.append(alerts)
+        fd = esme * self.future_dated.commands_per_meter * d
+        events = (
+            esme * (d + min(1.0, m.daily_read_share * d) + min(1.0, m.supplier_read_prob * d) + min(1.0, m.dno_read_prob * d))
+            + esme * self.population.export_share
+            + n * self.background.requests_per_meter * d
+            + fd * (1 + self.future_dated.instructions[1])
+            + n * self.alerts.alerts_per_meter * d
+            + sum(storms)
+        )
+        if events > MAX_DAY_EVENTS:
+            raise _fail("capacity.demand", d,
+                        f"a day of at most {MAX_DAY_EVENTS:,} requests and alerts, got about {events:,.0f} from "
+                        f"{n:,} meters (population.meters x scale) at this demand and the per-meter rates")
+
+    def _check_capacity(self) -> None:
+        from dccsim.core.capacity import MAX_SERVERS
+
+        if self.dsp_servers > MAX_SERVERS:
+            raise _fail("capacity.slots", self.capacity.slots,
+                        f"at most {MAX_SERVERS:,} DSP servers (slots x scale x uplift x operating_threshold), "
+                        f"got {self.dsp_servers:,}")
+
+    def _check_throttle(self) -> None:
+        """The ``[throttle]`` table, checked as the throttle package parses it."""
+        from dccsim.throttle import ThrottleConfigError, policy_from_dict
+
+        try:
+            policy_from_dict(self.throttle, source="throttle")
+        except ThrottleConfigError as exc:
+            raise ConfigError(_throttle_message(str(exc).removeprefix("throttle: "), self.throttle)) from None
 
     # ------------------------------------------------------------------ derived figures
     @property
@@ -428,8 +537,26 @@ class Scenario(_Section):
 
     @property
     def servers_slots(self) -> int:
-        """DSP slots scaled with the population (at least 1)."""
+        """DSP slots scaled with the population, rounded (at least 1), before uplift.
+
+        The DSP's server count is :attr:`dsp_servers`, which takes scale, uplift and operating
+        threshold in one product; a capacity model built from these slots and then uplifted
+        rounds twice.
+        """
         return max(1, round(self.capacity.slots * self.scale))
+
+    @property
+    def dsp_servers(self) -> int:
+        """DSP servers: ``max(1, floor(slots x scale x uplift x operating_threshold))``.
+
+        One product, exact on the decimal values as written (as the capacity model takes its
+        own product), so uplift counts at any scale.
+        """
+        c = self.capacity
+        product = Decimal(int(c.slots))
+        for x in (self.scale, c.uplift, c.operating_threshold):
+            product *= Decimal(repr(float(x)))
+        return max(1, int(product))
 
     def with_overrides(self, **changes: Any) -> Scenario:
         """A copy with top-level or ``capacity.*`` changes (validated again)."""
@@ -441,14 +568,83 @@ class Scenario(_Section):
         try:
             return msgspec.convert(data, Scenario)
         except msgspec.ValidationError as exc:
-            raise _convert_error(exc, "override") from None
+            raise _convert_error(exc, "override", data) from None
 
 
-def _convert_error(exc: msgspec.ValidationError, source: str) -> ConfigError:
+def _throttle_message(text: str, table: dict[str, Any]) -> str:
+    """A throttle package error as ``throttle.<key>: got ..., expected ...``."""
+    m = re.fullmatch(r"(?:(?P<where>[\w.\[\]-]+): )?unknown key '(?P<key>[^']*)'; expected one of: (?P<known>.*)", text, re.S)
+    if m:
+        key = f"{m['where']}.{m['key']}" if m["where"] else m["key"]
+        return f"throttle.{key}: got an unknown key, expected one of: {m['known']}"
+    m = re.fullmatch(r"(?P<key>[\w.\[\]-]+) = (?P<value>.*?): expected (?P<expected>.*)", text, re.S)
+    if m:
+        return f"throttle.{m['key']}: got {m['value']}, expected {m['expected']}"
+    m = re.fullmatch(r"(?P<key>[\w.\[\]-]+): expected (?P<expected>.*?), got (?P<got>.*)", text, re.S)
+    if m:
+        got = repr(table[m["key"]]) if m["key"] in table else m["got"]
+        return f"throttle.{m['key']}: got {got}, expected {m['expected']}"
+    m = re.fullmatch(r"(?P<key>[\w.\[\]-]+): (?P<message>.*)", text, re.S)
+    if m:
+        return f"throttle.{m['key']}: got {table.get(m['key'], '?')!r}, expected a valid value ({m['message']})"
+    return f"throttle: got {table!r}, expected a valid Alert Storm Protection policy ({text})"
+
+
+def _resolve_path(raw: Any, where: str) -> str:
+    """msgspec's path with each ``[...]`` (a key of a table) replaced by the key that fails.
+
+    msgspec does not say which value of a ``dict`` field failed; trying each value of that
+    table against its type finds it (the first that fails, as msgspec reports the first).
+    """
+    if "[...]" not in where:
+        return where
+    tp: Any = Scenario
+    obj = raw
+    out = ""
+    for name, index, table in re.findall(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[(\.\.\.)\]", where):
+        try:
+            if name:
+                tp = typing.get_type_hints(tp)[name]
+                obj = obj[name]
+                out += f".{name}" if out else name
+            elif index:
+                tp = typing.get_args(tp)[0]
+                obj = obj[int(index)]
+                out += f"[{index}]"
+            else:
+                tp = typing.get_args(tp)[1]
+                for key, value in obj.items():
+                    try:
+                        msgspec.convert(value, tp)
+                    except msgspec.ValidationError:
+                        obj = value
+                        out += f".{key}"
+                        break
+                else:
+                    return where
+        except (KeyError, IndexError, TypeError, AttributeError, NameError):
+            return where
+    return out
+
+
+def _qualify(where: str, field: str) -> str:
+    """``field`` as named by a section's own check, placed at msgspec's path ``where``."""
+    if not where:
+        return field
+    static = re.sub(r"\[[^\]]*\]", "", where)
+    if field == static or field.startswith(static + "."):
+        return where + field[len(static):]
+    # a section's check named relative to the section: no overlap with its path
+    return f"{where}.{field}"
+
+
+def _convert_error(exc: msgspec.ValidationError, source: str, raw: Any = None) -> ConfigError:
     text = str(exc)
     m = re.search(r" - at `\$\.?([^`]*)`$", text)
     where = m.group(1) if m else ""
     message = text[: m.start()] if m else text
+    if raw is not None:
+        where = _resolve_path(raw, where)
     if message.startswith("Object contains unknown field"):
         key = message.split("`")[1]
         path = f"{where}.{key}" if where else key
@@ -457,8 +653,9 @@ def _convert_error(exc: msgspec.ValidationError, source: str) -> ConfigError:
         key = message.split("`")[1]
         path = f"{where}.{key}" if where else key
         return ConfigError(f"{source}: missing key {path!r}")
-    if ": got " in message:  # one of our own checks, already naming its key
-        return ConfigError(f"{source}: {message}")
+    if ": got " in message:  # one of our own checks, naming its key (relative to its section)
+        field, _, rest = message.partition(": got ")
+        return ConfigError(f"{source}: {_qualify(where, field)}: got {rest}")
     return ConfigError(f"{source}: {where or 'scenario'}: {message}")
 
 
@@ -471,7 +668,7 @@ def parse_scenario(text: str, source: str = "scenario") -> Scenario:
     try:
         return msgspec.convert(raw, Scenario)
     except msgspec.ValidationError as exc:
-        raise _convert_error(exc, source) from None
+        raise _convert_error(exc, source, raw) from None
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

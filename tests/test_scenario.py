@@ -29,7 +29,7 @@ def test_builtins_load_and_include_the_four_required() -> None:
         ("[cache]\nretention_h = 73", "expected hours from 25 to 72"),
         ("[mhhs]\nwindow_h = [6, 1]", "mhhs.window_h: got [6.0, 1.0]"),
         ("[background.srv_weights]\n'4.99' = 1", "background.srv_weights: got '4.99'"),
-        ("[[storms]]\ndevices = 3\ncode = 'XYZ1'", "storms.code: got 'XYZ1'"),
+        ("[[storms]]\ndevices = 3\ncode = 'XYZ1'", "storms[0].code: got 'XYZ1'"),
         ("[invalid]\nmix = { nonsense = 1 }", "invalid.mix: got 'nonsense'"),
         ("[[users]]\neui = '90-B3-D5-1F-30-01-00-00'\nrole = 'IS'", "a user with role MDR"),
         ("[capacity.classes.on_demand]\nservice_ms = 1\ntimeout_s = 1\ntarget_s = 1", "exactly the classes"),

@@ -19,7 +19,7 @@ final-answer latency, measured from each request's intended send time (so the ge
 send lag counts), is reported; busy or lost requests there would leave the latency figures
 incomplete, and the line says so.
 
-Run: ``python -m dccsim.bench.bench_server [--offered 1200000] [--seconds 4]``
+Run: ``python -m dccsim.bench.bench_server [--offered 2000000] [--seconds 4]``
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def _drive(port: int, traffic: Any, rate: float, seconds: float) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--offered", type=float, default=1_200_000.0, help="offered rate for the throughput runs")
+    ap.add_argument("--offered", type=float, default=2_000_000.0, help="offered rate for the throughput runs")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--speed", type=float, default=100_000.0)
     ap.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)

@@ -345,3 +345,11 @@ class RequestRow(Struct, frozen=True, array_like=True, gc=False):
     period_start_ns: int = 0
     period_end_ns: int = 0
     execution_ns: int = 0
+
+    def check(self, where: str = "$") -> None:
+        """The RequestID's parts as :meth:`RequestId.check` wants them: unsigned 64-bit."""
+        for name in ("originator", "target", "counter"):
+            value = getattr(self, name)
+            if not 0 <= value <= _U64_MAX:
+                what = "an unsigned 64-bit integer" if name == "counter" else "an EUI-64 as an unsigned 64-bit integer"
+                raise MessageError(f"{where}.{name}", value, what)

@@ -9,7 +9,9 @@ Three shapes travel:
   into columns.
 
 Decoding errors become :class:`~dccsim.core.errors.MessageError` naming the JSON path, the
-value found there and the expected type.
+value found there and the expected type. What the types alone do not say is checked after
+decoding (:func:`check_message`), as the DUIS XML reader checks it: RequestIDs (EUI-64s and
+an unsigned 64-bit counter) and date-times with a time zone.
 
 >>> from dccsim.core.messages import RequestId, ServiceRequest, ReadFirmwareVersion
 >>> req = ServiceRequest(request_id=RequestId.parse("90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A0:7"),
@@ -23,12 +25,13 @@ True
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from .errors import MessageError
-from .messages import Message, RequestRow
+from .messages import DCCAlert, DeviceAlert, Message, RequestId, RequestRow, Response, ServiceRequest
 
 __all__ = [
     "encode_json",
@@ -41,6 +44,7 @@ __all__ = [
     "encode_rows",
     "decode_rows",
     "detect_format",
+    "check_message",
 ]
 
 _json_enc = msgspec.json.Encoder()
@@ -90,6 +94,46 @@ def _error(exc: msgspec.MsgspecError, data: bytes, untyped: Any) -> MessageError
     return MessageError("message", text, "well-formed input")
 
 
+def _aware(dt: datetime | None, field: str) -> None:
+    if dt is not None and dt.tzinfo is None:
+        raise MessageError(field, dt.isoformat(), "a date-time with a time zone, e.g. 2026-11-22T00:00:00Z")
+
+
+def _request_id(rid: RequestId | None, field: str) -> None:
+    if rid is not None:
+        rid.check(field)
+
+
+def check_message(msg: Message, where: str = "$") -> Message:
+    """``msg`` if its RequestIDs and date-times are valid, else :class:`MessageError`.
+
+    The checks the DUIS XML reader makes while parsing: each RequestID's originator and
+    target are EUI-64s and its counter an unsigned 64-bit integer; every date-time has a time
+    zone. Fields are named by their path from ``where`` (e.g. ``$.request_id.counter``).
+    """
+    if isinstance(msg, ServiceRequest):
+        _request_id(msg.request_id, f"{where}.request_id")
+        _request_id(msg.preceding_request_id, f"{where}.preceding_request_id")
+        period = msg.period
+        if period is not None:
+            _aware(period.start, f"{where}.body.period.start")
+            _aware(period.end, f"{where}.body.period.end")
+        _aware(msg.execution_datetime, f"{where}.execution_datetime")
+    elif isinstance(msg, Response):
+        _request_id(msg.request_id, f"{where}.request_id")
+        _request_id(msg.response_id, f"{where}.response_id")
+        _aware(msg.response_datetime, f"{where}.response_datetime")
+    elif isinstance(msg, DeviceAlert | DCCAlert):
+        _aware(msg.time, f"{where}.time")
+    return msg
+
+
+def _check_all(msgs: list[Message]) -> list[Message]:
+    for i, msg in enumerate(msgs):
+        check_message(msg, f"$[{i}]")
+    return msgs
+
+
 def encode_json(msg: Message) -> bytes:
     """One message as compact JSON."""
     return _json_enc.encode(msg)
@@ -98,17 +142,19 @@ def encode_json(msg: Message) -> bytes:
 def decode_json(data: bytes | str) -> Message:
     """One message from JSON; :class:`MessageError` on bad input."""
     try:
-        return _json_dec.decode(data)
+        msg = _json_dec.decode(data)
     except msgspec.MsgspecError as exc:
         raise _error(exc, data if isinstance(data, bytes) else data.encode(), msgspec.json.decode) from None
+    return check_message(msg)
 
 
 def decode_json_batch(data: bytes) -> list[Message]:
     """A JSON array of messages."""
     try:
-        return _json_batch_dec.decode(data)
+        msgs = _json_batch_dec.decode(data)
     except msgspec.MsgspecError as exc:
         raise _error(exc, data, msgspec.json.decode) from None
+    return _check_all(msgs)
 
 
 def decode_json_lines(data: bytes) -> list[Message | MessageError]:
@@ -133,17 +179,19 @@ def encode_msgpack(msg: Message | list[Message]) -> bytes:
 def decode_msgpack(data: bytes) -> Message:
     """One message from MessagePack."""
     try:
-        return _mp_dec.decode(data)
+        msg = _mp_dec.decode(data)
     except msgspec.MsgspecError as exc:
         raise _error(exc, data, msgspec.msgpack.decode) from None
+    return check_message(msg)
 
 
 def decode_msgpack_batch(data: bytes) -> list[Message]:
     """A MessagePack array of messages."""
     try:
-        return _mp_batch_dec.decode(data)
+        msgs = _mp_batch_dec.decode(data)
     except msgspec.MsgspecError as exc:
         raise _error(exc, data, msgspec.msgpack.decode) from None
+    return _check_all(msgs)
 
 
 def encode_rows(rows: list[RequestRow]) -> bytes:

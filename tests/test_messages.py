@@ -163,3 +163,56 @@ def test_detect_format() -> None:
     assert wire.detect_format(b'{"a":1}\n{"b":2}\n') == "jsonl"
     assert wire.detect_format(b'{\n "a": 1\n}\n') == "json"
     assert wire.detect_format(b"\x81\xa4kind") == "msgpack"
+
+
+def _request_dict() -> dict:
+    req = ServiceRequest(request_id=RequestId.parse(RID), command_variant=1, service_reference="4.8.1", srv="4.8.1",
+                         body=ReadActiveImportProfileData(period=ReadLogPeriod(
+                             start=datetime(2026, 11, 22, tzinfo=UTC), end=datetime(2026, 11, 23, tzinfo=UTC))))
+    return msgspec.json.decode(wire.encode_json(req))
+
+
+@pytest.mark.parametrize(
+    ("part", "value", "field", "expected"),
+    [
+        ("originator", "ZZ", "request_id.originator", "an EUI-64"),
+        ("target", "00-DB-12", "request_id.target", "an EUI-64"),
+        ("counter", -5, "request_id.counter", "an unsigned 64-bit integer"),
+        ("counter", 2**64, "request_id.counter", "an unsigned 64-bit integer"),
+    ],
+)
+def test_json_and_msgpack_check_request_ids_as_xml_does(part: str, value: object, field: str, expected: str) -> None:
+    data = _request_dict()
+    data["request_id"][part] = value
+    text = f"{data['request_id']['originator']}:{data['request_id']['target']}:{data['request_id']['counter']}"
+    with pytest.raises(MessageError) as xml_err:
+        RequestId.parse(text)  # what the DUIS XML reader does with the header's RequestID
+    assert xml_err.value.field == f"header.{field}"
+    decoders = [(wire.decode_json, msgspec.json.encode(data), f"$.{field}"),
+                (wire.decode_json_batch, msgspec.json.encode([_request_dict(), data]), f"$[1].{field}")]
+    if value != 2**64:  # MessagePack has no integers above 2**64 - 1
+        decoders += [(wire.decode_msgpack, msgspec.msgpack.encode(data), f"$.{field}"),
+                     (wire.decode_msgpack_batch, msgspec.msgpack.encode([_request_dict(), data]), f"$[1].{field}")]
+    for decode, raw, path in decoders:
+        with pytest.raises(MessageError) as err:
+            decode(raw)
+        assert err.value.field == path and err.value.value == value and expected in err.value.expected
+
+
+def test_json_date_times_need_a_time_zone_as_in_xml() -> None:
+    data = _request_dict()
+    data["body"]["period"]["end"] = "2026-11-23T00:00:00"
+    with pytest.raises(MessageError) as err:
+        wire.decode_json(msgspec.json.encode(data))
+    assert err.value.field == "$.body.period.end" and err.value.value == "2026-11-23T00:00:00"
+    assert "time zone" in err.value.expected
+    assert wire.decode_json(msgspec.json.encode(_request_dict())).period is not None
+
+
+def test_compact_rows_check_their_request_id_parts() -> None:
+    from dccsim.core.messages import RequestRow
+
+    RequestRow(originator=1, target=2**64 - 1, counter=0, command_variant=1, srv="4.8.1", role="MDR").check()
+    with pytest.raises(MessageError) as err:
+        RequestRow(originator=1, target=2, counter=-5, command_variant=1, srv="4.8.1", role="MDR").check("$[3]")
+    assert err.value.field == "$[3].counter"

@@ -18,9 +18,11 @@ import click
 import msgspec
 
 from dccsim.core import duisxml, wire
-from dccsim.core.errors import MessageError
+from dccsim.core.errors import ConfigError, MessageError
 from dccsim.core.messages import ROLES, DCCAlert, DeviceAlert, Message, RequestRow, Response, ServiceRequest
 from dccsim.core.validation import Validator
+
+from .cli import CliError
 
 __all__ = ["decode", "srvs", "demo", "read_messages"]
 
@@ -40,16 +42,19 @@ def read_messages(path: Path) -> list[Message | RequestRow | MessageError]:
             if data.lstrip()[:1] == b"[":
                 return list(wire.decode_json_batch(data))
             return [wire.decode_json(data)]
-        try:
+        if not (data[:1] and (data[0] in (0xDC, 0xDD) or 0x90 <= data[0] <= 0x9F)):
             return [wire.decode_msgpack(data)]
-        except MessageError as single_error:
+        # an array: of messages, or a compact request batch of RequestRow arrays
+        try:
+            return list(wire.decode_msgpack_batch(data))
+        except MessageError as batch_error:
             try:
-                return list(wire.decode_msgpack_batch(data))
-            except MessageError:
-                try:
-                    return list(_rows_dec.decode(data))
-                except msgspec.MsgspecError:
-                    raise single_error from None
+                rows = _rows_dec.decode(data)
+            except msgspec.MsgspecError:
+                raise batch_error from None
+            for i, row in enumerate(rows):
+                row.check(f"$[{i}]")
+            return list(rows)
     except MessageError as err:
         return [err]
 
@@ -78,7 +83,10 @@ def decode(files: tuple[Path, ...], to: str, validate: bool, role: str | None, s
     out = sys.stdout.buffer
     errors = 0
     validator = Validator() if validate else None
-    xsd = duisxml.load_schema(schema) if schema else None
+    try:
+        xsd = duisxml.load_schema(schema) if schema else None
+    except (ConfigError, OSError) as exc:
+        raise CliError(f"--schema {schema}: {exc}") from None
     packed: list[object] = []
 
     def bad(path: Path, text: str) -> None:
@@ -97,7 +105,11 @@ def decode(files: tuple[Path, ...], to: str, validate: bool, role: str | None, s
             if isinstance(item, ServiceRequest) and role is not None and item.role is None:
                 item = msgspec.structs.replace(item, role=role)  # type: ignore[arg-type]
             if validator is not None and isinstance(item, ServiceRequest):
-                verdict = validator.check(item)
+                try:
+                    verdict = validator.check(item)
+                except MessageError as err:  # a value the decoder let through and validation cannot read
+                    bad(path, f"request {item.request_id}: {err}")
+                    continue
                 if not verdict.ok:
                     bad(path, f"request {item.request_id}: {verdict.code}: {verdict.reason}")
                     continue

@@ -22,7 +22,7 @@ from pathlib import Path
 import msgspec
 from lxml import etree
 
-from .errors import MessageError
+from .errors import ConfigError, MessageError
 from .messages import (
     READ_LOG_BODIES,
     DCCAlert,
@@ -378,7 +378,10 @@ def load_schema(path: str | None = None) -> etree.XMLSchema:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"DUIS schema not found: {p}")
-    return etree.XMLSchema(etree.parse(str(p)))
+    try:
+        return etree.XMLSchema(etree.parse(str(p)))
+    except (etree.XMLSyntaxError, etree.XMLSchemaParseError) as exc:
+        raise ConfigError(f"not an XML schema ({exc})") from None
 
 
 def schema_errors(document: bytes, schema: etree.XMLSchema) -> list[str]:

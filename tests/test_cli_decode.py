@@ -102,3 +102,62 @@ def test_msgspec_encoded_compact_rows_are_readable(tmp_path) -> None:
     p.write_bytes(msgspec.msgpack.encode([RequestRow(originator=1, target=2, counter=3, command_variant=1, srv="4.8.1", role="MDR")]))
     r = run_cli("decode", str(p))
     assert r.returncode == 0 and b"4.8.1" in r.stdout
+
+
+def _request_json(**changes: object) -> dict:
+    data = json.loads((EXAMPLES / "04_batch.jsonl").read_text().splitlines()[0])
+    assert data["srv"] == "4.8.1"
+    for key, value in changes.items():
+        part, _, name = key.partition("__")
+        (data[part] if name else data)[name or part] = value
+    return data
+
+
+def _decode_in_process(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    with pytest.raises(SystemExit) as exc:
+        main(["decode", *args])
+    return int(exc.value.code), capsys.readouterr().err.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"request_id__originator": "ZZ"}, "$.request_id.originator: got 'ZZ', expected an EUI-64"),
+        ({"request_id__counter": 2**64 + 5}, "$.request_id.counter: got 18446744073709551621, expected an unsigned 64-bit integer"),
+        ({"request_id__counter": -5}, "$.request_id.counter: got -5, expected an unsigned 64-bit integer"),
+    ],
+)
+def test_json_and_msgpack_request_ids_are_checked_like_xml(change, words, tmp_path, capsys) -> None:
+    data = _request_json(**change)
+    files = [tmp_path / "one.json", tmp_path / "many.json"]
+    files[0].write_text(json.dumps(data))
+    files[1].write_text(json.dumps([_request_json(), data]))
+    if change.get("request_id__counter") != 2**64 + 5:
+        files.append(tmp_path / "one.msgpack")
+        files[-1].write_bytes(msgspec.msgpack.encode(data))
+    code, err = _decode_in_process([str(f) for f in files], capsys)
+    assert code == 2
+    assert err[-1] == f"dccsim decode: {len(files)} bad message(s)"
+    for f, line in zip(files, err, strict=False):
+        assert line.startswith(f"{f}: ") and words.replace("$.", "$[1]." if f.name == "many.json" else "$.") in line
+
+
+def test_validate_naive_read_period_is_one_line(tmp_path, capsys) -> None:
+    data = _request_json()
+    data["body"]["period"]["start"] = data["body"]["period"]["start"].rstrip("Z")
+    f = tmp_path / "naive.json"
+    f.write_text(json.dumps(data))
+    code, err = _decode_in_process(["--validate", "--role", "IS", str(f)], capsys)
+    assert code == 2 and len(err) == 2
+    assert err[0].startswith(f"{f}: $.body.period.start: got '") and "expected a date-time with a time zone" in err[0]
+
+
+def test_schema_that_is_not_a_schema_is_one_line(tmp_path, capsys) -> None:
+    not_xml = tmp_path / "passwd"
+    not_xml.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    not_xsd = tmp_path / "plain.xml"
+    not_xsd.write_text("<a><b/></a>")
+    for schema in (not_xml, not_xsd):
+        code, err = _decode_in_process(["--to", "xml", "--schema", str(schema), str(EXAMPLES / "01_mhhs_4.8.1.xml")], capsys)
+        assert code == 2 and len(err) == 1, err
+        assert err[0].startswith(f"dccsim: error: --schema {schema}: not an XML schema (") and "Traceback" not in err[0]

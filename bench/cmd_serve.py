@@ -11,7 +11,6 @@ open-loop generator (:mod:`dccsim.loadgen.netclient`) and writes the same run fo
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sys
 import time
@@ -70,8 +69,9 @@ def build_server(scenario: Any, clock: Any, config: Any, sink: Any = None) -> An
 
 def _finish_folder(out: Path, sink: Any, summary_extra: dict[str, Any], cache: dict[str, Any] | None,
                    throttle: dict[str, Any] | None, scenario: Any, criteria: Any) -> dict[str, Any]:
-    from .criteria import evaluate, to_dict
+    from .criteria import CriteriaError, evaluate, to_dict
     from .report import build_report
+    from .runlog import summary_json
 
     summary = sink.summary()
     summary["cache"] = cache or {}
@@ -82,9 +82,14 @@ def _finish_folder(out: Path, sink: Any, summary_extra: dict[str, Any], cache: d
         "uplift": scenario.capacity.uplift, "demand": scenario.capacity.demand, "shards": scenario.shards,
         "day": scenario.day, "meters": scenario.meters, "dsp_servers": scenario.servers_slots, "mode": "wall-clock",
     }
-    result = evaluate(summary, criteria)
+    try:
+        result = evaluate(summary, criteria)
+    except CriteriaError as exc:  # a path not in this summary: keep the run folder, then say so
+        (out / "summary.json").write_text(summary_json(summary))
+        build_report(out)
+        raise CriteriaError(f"{exc} (the run is kept in {out}/)") from None
     summary["exit_criteria"] = to_dict(result)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    (out / "summary.json").write_text(summary_json(summary))
     build_report(out)
     return summary
 

@@ -174,7 +174,7 @@ class Population(_Section):
         if len(self.regions) != len(self.region_shares) or not self.regions:
             raise _fail("population.region_shares", list(self.region_shares), f"{len(self.regions)} shares, one per region")
         if not all(math.isfinite(x) and x >= 0 for x in self.region_shares) or abs(sum(self.region_shares) - 1) > 1e-9:
-            raise _fail("population.region_shares", list(self.region_shares), "non-negative shares summing to 1")
+            raise _fail("population.region_shares", list(self.region_shares), "finite, non-negative shares summing to 1")
 
 
 class User(_Section):

@@ -76,7 +76,7 @@ def _error(text: str) -> str:
         ("day = '1969-12-31'", "day: got '1969-12-31', expected a date from 1971-01-01 to 2200-12-31"),
         ("day = '9999-12-31'", "day: got '9999-12-31', expected a date from 1971-01-01 to 2200-12-31"),
         # 5. weights
-        ("[population]\nregions = ['a', 'b']\nregion_shares = [nan, 1.0]", "population.region_shares: got [nan, 1.0]"),
+        ("[population]\nregions = ['a', 'b']\nregion_shares = [nan, 1.0]", "population.region_shares: got [nan, 1.0], expected finite, non-negative shares summing to 1"),
         ("[population]\nregions = ['a', 'b']\nregion_shares = [inf, 1.0]", "population.region_shares: got [inf, 1.0]"),
         (f"[background]\ndiurnal = [nan, {DIURNAL}]", "background.diurnal: got [nan, 1.0"),
         (f"[background]\ndiurnal = [inf, {DIURNAL}]", "expected 24 finite, non-negative hourly weights, not all 0"),

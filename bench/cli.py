@@ -80,3 +80,11 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        from dccsim.core.errors import ConfigError  # here, not at the top: it loads the core
+
+        if not isinstance(exc, ConfigError):
+            raise
+        # a bad scenario, criterion or setting that a command let through: still one line
+        click.echo(f"dccsim: error: {exc}", err=True)
+        sys.exit(2)

@@ -180,6 +180,31 @@ def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: in
         click.echo(f"dccsim serve: server-side log in {out}/", err=True)
 
 
+#: what a load run is judged by unless --criterion is given
+LOAD_CRITERIA = {
+    "wallclock.lost == 0": 1,
+    "wallclock.duplicates == 0": 1,
+    "wallclock.refused_error == 0": 2,
+    "wallclock.refused_busy == 0": 2,
+}
+
+
+def _load_criteria(given: tuple[str, ...]) -> dict[str, int]:
+    """``--criterion`` values as an exit_criteria table (the defaults when there are none)."""
+    if not given:
+        return dict(LOAD_CRITERIA)
+    table = {}
+    for text in given:
+        expr, sep, sev = text.rpartition(":")
+        if not sep:
+            expr, sev = text, "1"
+        if not sev.strip().isdigit():
+            raise CliError(f"--criterion: got {text!r}, expected 'PATH OP NUMBER' or 'PATH OP NUMBER:SEVERITY' "
+                           "with a severity 1 to 4")
+        table[expr.strip()] = int(sev)
+    return table
+
+
 def _target(text: str) -> tuple[str, int]:
     u = urlparse(text)
     if u.scheme != "tcp" or not u.hostname or u.port is None:
@@ -198,9 +223,16 @@ def _target(text: str) -> tuple[str, int]:
               help="As given to dccsim serve: judges latency against the class targets in virtual time.")
 @click.option("--drain", type=float, default=10.0, show_default=True, help="Seconds to wait for the last answers.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--criterion", "criteria_given", multiple=True, metavar="'PATH OP NUMBER[:SEVERITY]'",
+              help="An exit criterion on summary.json (repeatable; severity 1 unless given). Replaces the "
+                   "defaults: every request answered once (lost == 0, duplicates == 0), none refused.")
 def load(scenario_ref: str, target: str, rate: float, duration: float, scale: float | None, seed: int | None,
-         speed: float, drain: float, out: Path | None) -> None:
-    """Offer a scenario's requests to a server at a constant rate; write the run folder."""
+         speed: float, drain: float, out: Path | None, criteria_given: tuple[str, ...]) -> None:
+    """Offer a scenario's requests to a server at a constant rate; write the run folder.
+
+    The scenario's own [exit_criteria] judge its simulated day (dccsim run); a load run replays
+    that day's requests at whatever rate is asked, so it is judged by --criterion instead.
+    """
     import gc
 
     import numpy as np
@@ -218,7 +250,7 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
     if rate * duration > 50_000_000:
         raise CliError(f"--rate x --duration: got {rate * duration:,.0f} requests, expected at most 50,000,000")
     s, text = _scenario(scenario_ref, scale, seed)
-    criteria = parse_criteria(s.exit_criteria)
+    criteria = parse_criteria(_load_criteria(criteria_given))
     traffic = traffic_from_workload(DayWorkload(s, build_population(s)))
     if not len(traffic):
         raise CliError(f"scenario {s.name}: no requests to send")

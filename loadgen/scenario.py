@@ -76,8 +76,9 @@ MAX_DAY_EVENTS = 2_000_000_000
 #: Per-meter daily rates (background requests, future-dated commands, alerts).
 MAX_PER_METER = 1_000.0
 #: The simulated days a scenario may start: past reads (demand > 1 reads earlier days) stay
-#: after 1970 and every time of the day fits int64 nanoseconds with room to spare.
-FIRST_DAY, LAST_DAY = "1971-01-01", "2200-12-31"
+#: after 1970 and every time of the day (and its retries) stays inside the DSP model's
+#: +-2**62 ns (2116-02-20).
+FIRST_DAY, LAST_DAY = "1971-01-01", "2115-12-31"
 #: The lognormal latency's far tail (this many standard deviations) stays below 2**53 ns.
 _TAIL_Z = 8.0
 _MAX_LATENCY_S = 2**53 / 1e9

@@ -73,8 +73,8 @@ def _error(text: str) -> str:
         ("[[storms]]\ndevices = 1\n[[storms]]\ndevices = 1\n[[storms]]\ndevices = 1\nrate_per_min = -1",
          "storms[2].rate_per_min: got -1.0"),
         # 4. the day
-        ("day = '1969-12-31'", "day: got '1969-12-31', expected a date from 1971-01-01 to 2200-12-31"),
-        ("day = '9999-12-31'", "day: got '9999-12-31', expected a date from 1971-01-01 to 2200-12-31"),
+        ("day = '1969-12-31'", "day: got '1969-12-31', expected a date from 1971-01-01 to 2115-12-31"),
+        ("day = '9999-12-31'", "day: got '9999-12-31', expected a date from 1971-01-01 to 2115-12-31"),
         # 5. weights
         ("[population]\nregions = ['a', 'b']\nregion_shares = [nan, 1.0]", "population.region_shares: got [nan, 1.0], expected finite, non-negative shares summing to 1"),
         ("[population]\nregions = ['a', 'b']\nregion_shares = [inf, 1.0]", "population.region_shares: got [inf, 1.0]"),
@@ -111,7 +111,7 @@ def test_out_of_range_values_name_the_key(text: str, words: str) -> None:
         "[mhhs]\nsupplier_window_h = [20.0, 24.0]",
         "[[storms]]\ndevices = 1\nstart_h = 22.0\nduration_min = 120",
         "day = '1971-01-01'",
-        "day = '2200-12-31'",
+        "day = '2115-12-31'",
         "[capacity]\ndemand = 100",
         "[[storms]]\ndevices = 5\nrate_per_min = 60000",
         "[cache]\ncapacity = 3_000_000_000",
@@ -182,3 +182,34 @@ def test_cli_seed_out_of_range_says_the_limit(capsys: pytest.CaptureFixture[str]
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "seed: got 99999999999999999999999, expected an integer from 0 to 2**63 - 1" in err
+
+
+class _CountingSink:
+    def __init__(self) -> None:
+        self.requests_seen = 0
+        self.retries_seen = 0
+
+    def requests(self, cols) -> None:  # type: ignore[no-untyped-def]
+        self.requests_seen += len(cols["seq"])
+        self.retries_seen += int((cols["attempt"] > 0).sum())
+
+    def alerts(self, cols) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    def progress(self, done_ns: int, end_ns: int) -> None:
+        pass
+
+
+@pytest.mark.parametrize("day", ["1971-01-01", "2115-12-31"])
+def test_first_and_last_day_with_the_shortest_retry_delay_run(day: str) -> None:
+    from dccsim.loadgen.driver import VirtualTimeDriver
+    from dccsim.loadgen.scenario import FIRST_DAY, LAST_DAY
+
+    assert day in (FIRST_DAY, LAST_DAY)
+    # 3,200 meters, many failed reads retried at exactly 2 x chunk_s (300 s) after they fail
+    s = parse_scenario(f"day = '{day}'\nscale = 0.0001\nchunk_s = 300\n[mhhs]\nretry_delay_s = 600\nmax_retries = 10\n"
+                       "[population.smets2]\ne20_share = 0.2\n", "edge.toml")
+    sink = _CountingSink()
+    totals = VirtualTimeDriver(s).run(sink)
+    assert sink.requests_seen == totals.requests > 0
+    assert sink.retries_seen == totals.retries > 0

@@ -602,7 +602,7 @@ def _resolve_path(raw: Any, where: str) -> str:
     tp: Any = Scenario
     obj = raw
     out = ""
-    for name, index, table in re.findall(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[(\.\.\.)\]", where):
+    for name, index, _table in re.findall(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[(\.\.\.)\]", where):
         try:
             if name:
                 tp = typing.get_type_hints(tp)[name]

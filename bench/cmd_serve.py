@@ -80,7 +80,7 @@ def _finish_folder(out: Path, sink: Any, summary_extra: dict[str, Any], cache: d
     summary["run"] = {
         "dccsim_version": version("dccsim"), "scenario": scenario.name, "scale": scenario.scale, "seed": scenario.seed,
         "uplift": scenario.capacity.uplift, "demand": scenario.capacity.demand, "shards": scenario.shards,
-        "day": scenario.day, "meters": scenario.meters, "dsp_servers": scenario.servers_slots, "mode": "wall-clock",
+        "day": scenario.day, "meters": scenario.meters, "dsp_servers": scenario.dsp_servers, "mode": "wall-clock",
     }
     try:
         result = evaluate(summary, criteria)

@@ -53,8 +53,8 @@ def capacity_config(s: Scenario) -> CapacityConfig:
                       timeout_ns=int(s.capacity.classes[name].timeout_s * NS), name=name)
         for name in REQUEST_CLASSES
     )
-    return CapacityConfig(slots=s.servers_slots, classes=classes, uplift=s.capacity.uplift,
-                          operating_threshold=s.capacity.operating_threshold)
+    # the server count is one product, floor(slots x scale x uplift x threshold), at least 1
+    return CapacityConfig(slots=s.dsp_servers, classes=classes, uplift=1.0, operating_threshold=1.0)
 
 
 def build_pipeline(s: Scenario, pop: Population, shards: int | None = None) -> Pipeline:

@@ -213,3 +213,19 @@ def test_first_and_last_day_with_the_shortest_retry_delay_run(day: str) -> None:
     totals = VirtualTimeDriver(s).run(sink)
     assert sink.requests_seen == totals.requests > 0
     assert sink.retries_seen == totals.retries > 0
+
+
+def test_the_capacity_model_gets_the_scenario_s_server_count() -> None:
+    """The driver's DSP has floor(slots x scale x uplift x threshold) servers: uplift counts
+    at small scales (it used to be applied to slots already rounded at the scale)."""
+    from dccsim.core.capacity import CapacityModel
+    from dccsim.loadgen.driver import capacity_config
+    from dccsim.loadgen.scenario import load_scenario
+
+    base, _ = load_scenario("smoke")
+    servers = []
+    for uplift in (1.0, 1.5, 5.0):
+        s = base.with_overrides(scale=0.01, **{"capacity.uplift": uplift})
+        servers.append(CapacityModel(capacity_config(s)).servers)
+        assert servers[-1] == s.dsp_servers
+    assert servers == [7, 10, 36]  # 900 x 0.01 x 0.8 = 7.2, x 1.5 = 10.8, x 5 = 36

@@ -19,6 +19,8 @@ Answers are counted per request: exactly one final answer (``F``), or refused (`
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -221,8 +223,11 @@ class OpenLoopClient(asyncio.Protocol):
         self.sent_rows = 0
         self.done = asyncio.Event()
         self.closed = asyncio.Event()
-        self.writable = asyncio.Event()
-        self.writable.set()
+        self._writable = threading.Event()  # the transport's flow control, for the sender thread
+        self._writable.set()
+        self._written = threading.Event()  # the loop has written the frame handed to it
+        self.closed_flag = False
+        self._halted = False
         self.stats_reply: asyncio.Future[StatsReply] | None = None
         self.transport: asyncio.Transport | None = None
 
@@ -241,39 +246,65 @@ class OpenLoopClient(asyncio.Protocol):
         """The open-loop sender: wake, send what is due as one frame, wait for the next send time.
 
         The next send time is the next request's intended time, but at least ``gap_ns`` after
-        the previous frame, so a high rate becomes frames of many rows, not a frame per row or
-        per loop turn (each frame costs the server a fixed amount). The wait is on the event
-        loop's timer, which counts whole milliseconds (uvloop): a frame may go a millisecond or
-        so after its first request's intended time, and that shows in the send lag and counts
-        in the latency. The sender does not poll the loop for finer timing: on a machine with
-        few cores a spinning generator takes CPU from the server it measures.
+        the previous frame, so a high rate becomes frames of many rows, not a frame per row
+        (each frame costs the server a fixed amount). The pacing runs on a thread of its own
+        that sleeps until each send time (the event loop's timer counts whole milliseconds, too
+        coarse for a latency goal of a few): it builds the frame (a compiled kernel, without the
+        GIL) and hands it to the loop, which stamps the send time and writes it. So a frame
+        leaves within about the sleep's accuracy of its first request's intended time, plus the
+        gap; the lag shows in ``send_lag_s`` and counts in the latency. Nothing polls: on a
+        machine with few cores a spinning generator takes CPU from the server it measures.
         """
-        res = self.res
-        intended = res.intended_ns
-        res.start_ns = start = self.clock() + lead_ns
+        loop = asyncio.get_running_loop()
+        halt = threading.Event()
+        self._halted = False
+        if self.n:
+            self.rows_frame(0, 1)  # load the frame kernel now, not in the first send
+        self.res.start_ns = self.clock() + lead_ns
+        job = loop.run_in_executor(None, self._pace, loop, halt, gap_ns)
+        try:
+            await asyncio.shield(job)
+        except asyncio.CancelledError:
+            halt.set()
+            self._halted = True  # frames handed over but not yet written are dropped, unsent
+            await job
+            raise
+        self._check_done()
+
+    def _pace(self, loop: asyncio.AbstractEventLoop, halt: threading.Event, gap_ns: int) -> None:
+        """The sender thread (see :meth:`send_all`)."""
+        intended = self.res.intended_ns
+        start = self.res.start_ns
         i = 0
         n = self.n
         last = -gap_ns
-        while i < n and not self.closed.is_set():
-            if not self.writable.is_set():
-                await self.writable.wait()
+        while i < n and not halt.is_set() and not self.closed_flag:
+            if not self._writable.wait(0.05):
+                continue
             el = self.clock() - start
             wait = max(int(intended[i]), last + gap_ns) - el
             if wait > 0:
-                # whole milliseconds: the loop's timer rounds to the nearest one, so a shorter
-                # wait came back at once and the sender spun until the remainder passed 0.5 ms
-                await asyncio.sleep(-(-wait // 1_000_000) / 1e3)
+                time.sleep(wait / 1e9)
                 continue
-            now = self.clock()
-            el = now - start
             j = min(int(np.searchsorted(intended, el, side="right")), i + self.max_rows)
             data = self.rows_frame(i, j)
-            res.sent_ns[i:j] = now
-            assert self.transport is not None
-            self.transport.write(data)
-            self.sent_rows = j
+            self._written.clear()
+            loop.call_soon_threadsafe(self._write, i, j, data)
+            # the gap counts from when the loop wrote the frame (a busy loop delays it)
+            while not self._written.wait(0.05):
+                if halt.is_set() or self.closed_flag:
+                    return
             i = j
-            last = el
+            last = int(self.res.sent_ns[i - 1]) - start
+
+    def _write(self, i: int, j: int, data: bytes) -> None:
+        """On the loop: stamp rows ``i .. j-1`` sent now and write their frame."""
+        if self._halted or self.transport is None or self.closed.is_set():
+            return
+        self.res.sent_ns[i:j] = self.clock()
+        self.transport.write(data)
+        self.sent_rows = j
+        self._written.set()
         self._check_done()
 
     async def request_stats(self, timeout: float = 5.0) -> StatsReply | None:
@@ -292,16 +323,17 @@ class OpenLoopClient(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed.set()
-        self.writable.set()
+        self.closed_flag = True
+        self._writable.set()
         self.done.set()
         if self.stats_reply is not None and not self.stats_reply.done():
             self.stats_reply.cancel()
 
     def pause_writing(self) -> None:
-        self.writable.clear()
+        self._writable.clear()
 
     def resume_writing(self) -> None:
-        self.writable.set()
+        self._writable.set()
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
@@ -433,13 +465,13 @@ async def run_open_loop(host: str, port: int, traffic: Traffic, rate: float, dur
             await asyncio.wait({sender, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if not sender.done():
                 sender.cancel()
-                client.n = client.sent_rows
             stopper.cancel()
         try:
             await sender
         except asyncio.CancelledError:
             if stop is None or not stop.is_set():
                 raise
+            client.n = client.sent_rows  # the sender has stopped: what it sent is all there is
         client._check_done()
         try:
             await asyncio.wait_for(client.done.wait(), drain_timeout_s)

@@ -31,7 +31,6 @@ from collections.abc import Callable
 
 import numba
 import numpy as np
-
 from dccsim.core import _kernels as K
 from dccsim.core.capacity import (
     CapacityClass,

@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from dccsim.core import duisxml, wire
-from dccsim.core.wire import decode_rows
 from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import RequestBatch
 from dccsim.core.messages import ROLES, RequestRow
+from dccsim.core.wire import decode_rows
 
 _ROLE_CODE = {r: i for i, r in enumerate(ROLES)}
 
@@ -53,9 +52,17 @@ def make_rows(n: int, seed: int = 1) -> list[RequestRow]:
     targets = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64) | np.uint64(1 << 63)
     day = 1_795_000_000 * 10**9
     return [
-        RequestRow(originator=0x90B3D51F30070001, target=int(targets[i]), counter=i + 1, command_variant=1,
-                   srv=srvs[i & 3], role="MDR", t_scheduled_ns=day + i * 1000,
-                   period_start_ns=day - 86_400 * 10**9, period_end_ns=day)
+        RequestRow(
+            originator=0x90B3D51F30070001,
+            target=int(targets[i]),
+            counter=i + 1,
+            command_variant=1,
+            srv=srvs[i & 3],
+            role="MDR",
+            t_scheduled_ns=day + i * 1000,
+            period_start_ns=day - 86_400 * 10**9,
+            period_end_ns=day,
+        )
         for i in range(n)
     ]
 
@@ -104,10 +111,21 @@ def main(argv: list[str] | None = None) -> None:
     t_ours = _median_time(lambda: RequestBatch.from_msgpack(packed), args.repeat)
     t_msgspec = _median_time(lambda: RequestBatch.from_rows(decode_rows(packed)), args.repeat)
     t_ref = _median_time(lambda: json_reference(as_json), max(1, args.repeat // 2))
-    print(f"requests per batch           {args.n:,}  (MessagePack {len(packed) / args.n:.1f} B/request, JSON {len(as_json) / args.n:.1f} B/request)")
-    print(f"MessagePack -> columns        {args.n / t_ours:>12,.0f} requests/s  ({t_ours / args.n * 1e9:5.0f} ns/request; Numba parser, median of {args.repeat})")
-    print(f"  via msgspec typed rows      {args.n / t_msgspec:>12,.0f} requests/s  ({t_msgspec / args.n * 1e9:5.0f} ns/request; the error-reporting path)")
-    print(f"json + dataclasses -> columns {args.n / t_ref:>12,.0f} requests/s  ({t_ref / args.n * 1e9:5.0f} ns/request)")
+    print(
+        f"requests per batch           {args.n:,}  "
+        f"(MessagePack {len(packed) / args.n:.1f} B/request, JSON {len(as_json) / args.n:.1f} B/request)"
+    )
+    print(
+        f"MessagePack -> columns        {args.n / t_ours:>12,.0f} requests/s  "
+        f"({t_ours / args.n * 1e9:5.0f} ns/request; Numba parser, median of {args.repeat})"
+    )
+    print(
+        f"  via msgspec typed rows      {args.n / t_msgspec:>12,.0f} requests/s  "
+        f"({t_msgspec / args.n * 1e9:5.0f} ns/request; the error-reporting path)"
+    )
+    print(
+        f"json + dataclasses -> columns {args.n / t_ref:>12,.0f} requests/s  ({t_ref / args.n * 1e9:5.0f} ns/request)"
+    )
     print(f"ratio (ours / json)           {t_ref / t_ours:>12.1f}x   (msgspec path: {t_ref / t_msgspec:.1f}x)")
     examples = Path(__file__).resolve().parents[1] / "examples" / "requests"
     docs = [p.read_bytes() for p in sorted(examples.glob("0[12]*.xml"))]

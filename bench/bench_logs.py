@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-
 from dccsim.bench import _kernels
 from dccsim.bench.histogram import IntervalHistograms, LatencyHistogram, bucket_bounds
 from dccsim.bench.logs import (

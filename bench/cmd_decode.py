@@ -16,7 +16,6 @@ from pathlib import Path
 
 import click
 import msgspec
-
 from dccsim.core import duisxml, wire
 from dccsim.core.errors import ConfigError, MessageError
 from dccsim.core.messages import ROLES, DCCAlert, DeviceAlert, Message, RequestRow, Response, ServiceRequest
@@ -71,13 +70,27 @@ def _to_xml(msg: Message) -> bytes:
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--to", "to", type=click.Choice(["json", "msgpack", "xml"]), default="json", show_default=True,
-              help="Output format: JSON lines, one MessagePack array, or DUIS XML documents.")
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["json", "msgpack", "xml"]),
+    default="json",
+    show_default=True,
+    help="Output format: JSON lines, one MessagePack array, or DUIS XML documents.",
+)
 @click.option("--validate", is_flag=True, help="Also run validation and access control; rejected requests are errors.")
-@click.option("--role", type=click.Choice(ROLES), default=None,
-              help="User role to assume for requests that carry none (DUIS XML never does).")
-@click.option("--schema", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="DUIS XSD to check every XML document written (or set DCCSIM_DUIS_XSD).")
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default=None,
+    help="User role to assume for requests that carry none (DUIS XML never does).",
+)
+@click.option(
+    "--schema",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="DUIS XSD to check every XML document written (or set DCCSIM_DUIS_XSD).",
+)
 def decode(files: tuple[Path, ...], to: str, validate: bool, role: str | None, schema: str | None) -> None:
     """Convert Service Requests, Responses and Alerts between DUIS XML, JSON and MessagePack."""
     out = sys.stdout.buffer
@@ -142,23 +155,34 @@ def decode(files: tuple[Path, ...], to: str, validate: bool, role: str | None, s
 @click.option("--cacheable", is_flag=True, help="Only the SRVs the readings cache serves.")
 def srvs(cacheable: bool) -> None:
     """List the Service Request Variants dccsim knows."""
+    from dccsim.core.catalogue import catalogue
     from rich.console import Console
     from rich.table import Table
-
-    from dccsim.core.catalogue import catalogue
 
     table = Table("SRV", "name", "critical", "CV", "future-dated", "non-device", "roles", "cache")
     for info in catalogue():
         if cacheable and not info.cacheable:
             continue
-        table.add_row(info.srv, info.name, "yes" if info.critical else "", ",".join(map(str, info.command_variants)),
-                      info.future_dated, "yes" if info.non_device else "", " ".join(info.roles), "yes" if info.cacheable else "")
+        table.add_row(
+            info.srv,
+            info.name,
+            "yes" if info.critical else "",
+            ",".join(map(str, info.command_variants)),
+            info.future_dated,
+            "yes" if info.non_device else "",
+            " ".join(info.roles),
+            "yes" if info.cacheable else "",
+        )
     Console().print(table)
 
 
 @click.command()
-@click.option("--examples", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="Folder of messages to decode (default: the examples shipped in the repository).")
+@click.option(
+    "--examples",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Folder of messages to decode (default: the examples shipped in the repository).",
+)
 def demo(examples: Path | None) -> None:
     """Decode and validate the example messages, and show what each gives."""
     from rich.console import Console

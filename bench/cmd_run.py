@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-
 from dccsim.core.errors import ConfigError
 
 from .cli import CliError
@@ -34,44 +33,78 @@ def _floats(text: str | None, name: str) -> list[float] | None:
     try:
         values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise click.BadParameter(f"got {text!r}, expected comma-separated numbers like 1,1.5,2", param_hint=name) from None
+        raise click.BadParameter(
+            f"got {text!r}, expected comma-separated numbers like 1,1.5,2", param_hint=name
+        ) from None
     if not values or any(not math.isfinite(v) or v <= 0 for v in values):
         raise click.BadParameter(f"got {text!r}, expected numbers > 0", param_hint=name)
     return values
 
 
-def simulate(scenario_ref: str, *, scale: float | None = None, seed: int | None = None, uplift: float | None = None,
-             demand: float | None = None, shards: int | None = None, out: Path | None = None,
-             compression: str | None = "lz4", progress: bool = True, quiet: bool = False) -> dict[str, Any]:
+def simulate(
+    scenario_ref: str,
+    *,
+    scale: float | None = None,
+    seed: int | None = None,
+    uplift: float | None = None,
+    demand: float | None = None,
+    shards: int | None = None,
+    out: Path | None = None,
+    compression: str | None = "lz4",
+    progress: bool = True,
+    quiet: bool = False,
+) -> dict[str, Any]:
     """Run one scenario into ``out``; returns the summary document (also written as JSON)."""
     from dccsim.loadgen.driver import VirtualTimeDriver
     from dccsim.loadgen.scenario import load_scenario
 
-    from .runlog import RunSink, summary_json
-
     from .criteria import CriteriaError, evaluate, parse_criteria, to_dict
     from .report import build_report
+    from .runlog import RunSink, summary_json
 
     scenario, text = load_scenario(scenario_ref)
-    scenario = scenario.with_overrides(scale=scale, seed=seed, shards=shards, **{"capacity.uplift": uplift, "capacity.demand": demand})
+    scenario = scenario.with_overrides(
+        scale=scale, seed=seed, shards=shards, **{"capacity.uplift": uplift, "capacity.demand": demand}
+    )
     criteria = parse_criteria(scenario.exit_criteria)  # a bad criterion fails before the run
     out = Path(out) if out is not None else Path("runs") / f"{scenario.name}-s{scenario.scale:g}-seed{scenario.seed}"
     t_start = time.perf_counter()
     driver = VirtualTimeDriver(scenario)
-    sink = RunSink(out, text, scenario.seed, scenario.day_start_ns, compression=compression,
-                   extra_metadata={"dccsim.scale": repr(scenario.scale), "dccsim.uplift": repr(scenario.capacity.uplift),
-                                   "dccsim.demand": repr(scenario.capacity.demand), "dccsim.name": scenario.name})
+    sink = RunSink(
+        out,
+        text,
+        scenario.seed,
+        scenario.day_start_ns,
+        compression=compression,
+        extra_metadata={
+            "dccsim.scale": repr(scenario.scale),
+            "dccsim.uplift": repr(scenario.capacity.uplift),
+            "dccsim.demand": repr(scenario.capacity.demand),
+            "dccsim.name": scenario.name,
+        },
+    )
     try:
         if progress and not quiet:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[clock]}"),
-                          TextColumn("{task.fields[events]:>14,} events"), TimeElapsedColumn(), transient=True) as bar:
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[clock]}"),
+                TextColumn("{task.fields[events]:>14,} events"),
+                TimeElapsedColumn(),
+                transient=True,
+            ) as bar:
                 task = bar.add_task(f"{scenario.name} x{scenario.scale:g}", total=24 * 3600, clock="00:00", events=0)
 
                 def update(done_ns: int, end_ns: int, events: int) -> None:
                     secs = done_ns // 1_000_000_000
-                    bar.update(task, completed=min(secs, 24 * 3600), clock=f"{secs // 3600:02d}:{secs % 3600 // 60:02d}", events=events)
+                    bar.update(
+                        task,
+                        completed=min(secs, 24 * 3600),
+                        clock=f"{secs // 3600:02d}:{secs % 3600 // 60:02d}",
+                        events=events,
+                    )
 
                 sink.progress_callback = update
                 totals = driver.run(sink)
@@ -86,9 +119,15 @@ def simulate(scenario_ref: str, *, scale: float | None = None, seed: int | None 
     cache = pipeline.cache_stats()
     cs = cache.to_dict()
     summary["cache"] = {
-        "hits": cs["hits"], "misses": cs["misses"], "hit_ratio": cs["hit_ratio"],
-        "device_requests_saved": cs["hits"], "stores": cs["stores"], "expired": cs["expired"],
-        "evicted": cs["evicted"], "resident": cs["resident"], "bytes_per_entry": cs["bytes_per_entry"],
+        "hits": cs["hits"],
+        "misses": cs["misses"],
+        "hit_ratio": cs["hit_ratio"],
+        "device_requests_saved": cs["hits"],
+        "stores": cs["stores"],
+        "expired": cs["expired"],
+        "evicted": cs["evicted"],
+        "resident": cs["resident"],
+        "bytes_per_entry": cs["bytes_per_entry"],
         "retention_hours": scenario.cache.retention_h,
     }
     summary["throttle"] = pipeline.throttle_summary()
@@ -97,9 +136,17 @@ def simulate(scenario_ref: str, *, scale: float | None = None, seed: int | None 
     summary["events_per_second"] = round(events / wall) if wall > 0 else None
     summary["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     summary["run"] = {
-        "dccsim_version": version("dccsim"), "scenario": scenario.name, "scale": scenario.scale, "seed": scenario.seed,
-        "uplift": scenario.capacity.uplift, "demand": scenario.capacity.demand, "shards": scenario.shards,
-        "day": scenario.day, "meters": scenario.meters, "dsp_servers": pipeline.dsp.servers, "chunks": totals.chunks,
+        "dccsim_version": version("dccsim"),
+        "scenario": scenario.name,
+        "scale": scenario.scale,
+        "seed": scenario.seed,
+        "uplift": scenario.capacity.uplift,
+        "demand": scenario.capacity.demand,
+        "shards": scenario.shards,
+        "day": scenario.day,
+        "meters": scenario.meters,
+        "dsp_servers": pipeline.dsp.servers,
+        "chunks": totals.chunks,
     }
     try:
         result = evaluate(summary, criteria)
@@ -120,8 +167,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     r = summary["run"]
-    t = Table(title=f"dccsim run: {r['scenario']} at scale {r['scale']:g} (seed {r['seed']}, uplift {r['uplift']:g}, demand {r['demand']:g})",
-              show_header=False)
+    t = Table(
+        title=f"dccsim run: {r['scenario']} at scale {r['scale']:g} "
+        f"(seed {r['seed']}, uplift {r['uplift']:g}, demand {r['demand']:g})",
+        show_header=False,
+    )
     t.add_column(style="bold")
     t.add_column(justify="right")
     lat = summary["latency_s"]
@@ -131,10 +181,23 @@ def _print_summary(summary: dict[str, Any]) -> None:
         ("within target response time", f"{summary['within_target_ratio']:.4%}"),
         ("latency p50 / p99 / max", f"{lat['p50']:.2f} s / {lat['p99']:.2f} s / {lat['max']:.1f} s"),
         ("peak DSP backlog", f"{summary['peak_backlog']:,} requests"),
-        ("response codes", ", ".join(f"{k} {v:,}" for k, v in sorted(summary["response_codes"].items(), key=lambda kv: -kv[1]))),
-        ("cache hit ratio", f"{summary['cache']['hit_ratio']:.2%} ({summary['cache']['device_requests_saved']:,} device requests saved)"),
-        ("cache memory", f"{summary['cache']['bytes_per_entry']:.1f} B/entry, {summary['cache']['resident']:,} resident"),
-        ("alerts forwarded / throttled / excluded", " / ".join(f"{summary['throttle'][k]:,}" for k in ("forwarded", "throttled", "excluded"))),
+        (
+            "response codes",
+            ", ".join(f"{k} {v:,}" for k, v in sorted(summary["response_codes"].items(), key=lambda kv: -kv[1])),
+        ),
+        (
+            "cache hit ratio",
+            f"{summary['cache']['hit_ratio']:.2%} "
+            f"({summary['cache']['device_requests_saved']:,} device requests saved)",
+        ),
+        (
+            "cache memory",
+            f"{summary['cache']['bytes_per_entry']:.1f} B/entry, {summary['cache']['resident']:,} resident",
+        ),
+        (
+            "alerts forwarded / throttled / excluded",
+            " / ".join(f"{summary['throttle'][k]:,}" for k in ("forwarded", "throttled", "excluded")),
+        ),
         ("retries", f"{summary['retries']:,}"),
         ("wall time", f"{summary['wall_seconds']:.1f} s ({summary['events_per_second']:,} events/s)"),
     ]
@@ -158,15 +221,38 @@ _SCENARIO_ARG = click.argument("scenario", required=False, default=DEFAULT_SCENA
 @click.option("--uplift", type=float, default=None, help="Capacity uplift factor on DSP slots.")
 @click.option("--demand", type=float, default=None, help="Demand factor on volumes.")
 @click.option("--shards", type=int, default=None, help="Device shards for the cache and throttle state.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run folder (default runs/NAME-sSCALE-seedSEED).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run folder (default runs/NAME-sSCALE-seedSEED).",
+)
 @click.option("--compression", type=click.Choice(["lz4", "zstd", "none"]), default="lz4", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar or table; print the run folder only.")
-def run(scenario: str, scale: float | None, seed: int | None, uplift: float | None, demand: float | None,
-        shards: int | None, out: Path | None, compression: str, quiet: bool) -> None:
+def run(
+    scenario: str,
+    scale: float | None,
+    seed: int | None,
+    uplift: float | None,
+    demand: float | None,
+    shards: int | None,
+    out: Path | None,
+    compression: str,
+    quiet: bool,
+) -> None:
     """Simulate a day of DCC traffic in virtual time and write the run folder."""
     try:
-        summary = simulate(scenario, scale=scale, seed=seed, uplift=uplift, demand=demand, shards=shards, out=out,
-                           compression=None if compression == "none" else compression, quiet=quiet)
+        summary = simulate(
+            scenario,
+            scale=scale,
+            seed=seed,
+            uplift=uplift,
+            demand=demand,
+            shards=shards,
+            out=out,
+            compression=None if compression == "none" else compression,
+            quiet=quiet,
+        )
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     if quiet:
@@ -175,8 +261,11 @@ def run(scenario: str, scale: float | None, seed: int | None, uplift: float | No
         _print_summary(summary)
     result = summary["_criteria"]
     if not result.passed:
-        failed = "; ".join(f"{v.criterion.expression} (S{v.criterion.severity}, actual {v.actual:g})"
-                           for v in result.verdicts if not v.passed)
+        failed = "; ".join(
+            f"{v.criterion.expression} (S{v.criterion.severity}, actual {v.actual:g})"
+            for v in result.verdicts
+            if not v.passed
+        )
         click.echo(f"dccsim run: exit criteria not met: {result.headline}: {failed}", err=True)
         sys.exit(1)
 
@@ -184,10 +273,9 @@ def run(scenario: str, scale: float | None, seed: int | None, uplift: float | No
 @click.command()
 def scenarios() -> None:
     """List the built-in scenarios."""
+    from dccsim.loadgen.scenario import builtin_scenarios, parse_scenario
     from rich.console import Console
     from rich.table import Table
-
-    from dccsim.loadgen.scenario import builtin_scenarios, parse_scenario
 
     t = Table("name", "scale", "description")
     for name, text in sorted(builtin_scenarios().items()):
@@ -203,7 +291,9 @@ def scenarios() -> None:
 @click.option("--scale", type=float, default=None)
 @click.option("--seed", type=int, default=None)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/sweep"), show_default=True)
-def sweep(scenario: str, uplifts: str | None, demands: str | None, scale: float | None, seed: int | None, out: Path) -> None:
+def sweep(
+    scenario: str, uplifts: str | None, demands: str | None, scale: float | None, seed: int | None, out: Path
+) -> None:
     """Run one scenario at several uplift and/or demand settings and compare."""
     from rich.console import Console
     from rich.table import Table
@@ -219,19 +309,43 @@ def sweep(scenario: str, uplifts: str | None, demands: str | None, scale: float 
             label = f"uplift{u if u is not None else 'base'}-demand{d if d is not None else 'base'}"
             console.print(f"running {label} ...")
             try:
-                s = simulate(scenario, scale=scale, seed=seed, uplift=u, demand=d, out=out / label, progress=False, quiet=True)
+                s = simulate(
+                    scenario, scale=scale, seed=seed, uplift=u, demand=d, out=out / label, progress=False, quiet=True
+                )
             except ConfigError as exc:
                 raise CliError(str(exc)) from None
             rows.append(s)
-    t = Table("uplift", "demand", "requests", "within target", "p99 latency", "peak backlog", "cache saved", "wall",
-              title=f"dccsim sweep: {scenario}")
+    t = Table(
+        "uplift",
+        "demand",
+        "requests",
+        "within target",
+        "p99 latency",
+        "peak backlog",
+        "cache saved",
+        "wall",
+        title=f"dccsim sweep: {scenario}",
+    )
     for s in rows:
-        t.add_row(f"{s['run']['uplift']:g}", f"{s['run']['demand']:g}", f"{s['requests']:,}", f"{s['within_target_ratio']:.4%}",
-                  f"{s['latency_s']['p99']:.2f} s", f"{s['peak_backlog']:,}", f"{s['cache']['device_requests_saved']:,}",
-                  f"{s['wall_seconds']:.1f} s")
+        t.add_row(
+            f"{s['run']['uplift']:g}",
+            f"{s['run']['demand']:g}",
+            f"{s['requests']:,}",
+            f"{s['within_target_ratio']:.4%}",
+            f"{s['latency_s']['p99']:.2f} s",
+            f"{s['peak_backlog']:,}",
+            f"{s['cache']['device_requests_saved']:,}",
+            f"{s['wall_seconds']:.1f} s",
+        )
     Console().print(t)
-    (out / "sweep.json").write_text(json.dumps([{k: s[k] for k in ("run", "within_target_ratio", "latency_s", "peak_backlog", "cache", "requests")} for s in rows], indent=2) + "\n")
+    (out / "sweep.json").write_text(
+        json.dumps(
+            [
+                {k: s[k] for k in ("run", "within_target_ratio", "latency_s", "peak_backlog", "cache", "requests")}
+                for s in rows
+            ],
+            indent=2,
+        )
+        + "\n"
+    )
     click.echo(f"results: {out}/")
-
-
-

@@ -116,7 +116,7 @@ def reference_percentile(counts: Iterable[int], vmin: int, vmax: int, q: float) 
     if rank >= n:
         return float(vmax)
     seen = 0
-    for i, c in enumerate(counts):
+    for i, c in enumerate(counts):  # noqa: B007 - i, the bucket reached, is read after the loop
         seen += c
         if seen >= rank:
             break

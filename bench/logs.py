@@ -73,7 +73,6 @@ from typing import Any, Literal, Self
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
-
 from dccsim.core.errors import DccsimError
 
 __all__ = [
@@ -291,8 +290,7 @@ class ArrowLogWriter:
                 raise LogError(f"dictionaries[{name!r}]: names must be unique, got {names!r}")
             if len(names) > NULL_CODE:
                 raise LogError(
-                    f"dictionaries[{name!r}]: at most {NULL_CODE} names fit uint8 codes "
-                    f"(255 is null), got {len(names)}"
+                    f"dictionaries[{name!r}]: at most {NULL_CODE} names fit uint8 codes (255 is null), got {len(names)}"
                 )
             out[name] = pa.array(names, pa.string())
         return out
@@ -300,16 +298,12 @@ class ArrowLogWriter:
     def _metadata(self, metadata: Mapping[str, str]) -> dict[str, str]:
         for key, value in metadata.items():
             if not isinstance(key, str) or not isinstance(value, str):
-                raise LogError(
-                    f"metadata: expected str keys and values, got {key!r}: {type(value).__name__}"
-                )
+                raise LogError(f"metadata: expected str keys and values, got {key!r}: {type(value).__name__}")
             if key in _RESERVED:
                 raise LogError(f"metadata[{key!r}]: set by the writer, do not pass it")
         missing = [k for k in _REQUIRED if k not in metadata]
         if missing:
-            raise LogError(
-                f"metadata: missing {', '.join(map(repr, missing))} (build it with run_metadata)"
-            )
+            raise LogError(f"metadata: missing {', '.join(map(repr, missing))} (build it with run_metadata)")
         meta = dict(metadata)
         meta["dccsim.version"] = _dccsim_version()
         meta["dccsim.schema_version"] = SCHEMA_VERSION
@@ -330,9 +324,7 @@ class ArrowLogWriter:
             arr = columns[name]
             want = self._dtypes[name]
             if not isinstance(arr, np.ndarray):
-                raise LogError(
-                    f"column {name!r}: expected a numpy {want} array, got {type(arr).__name__}"
-                )
+                raise LogError(f"column {name!r}: expected a numpy {want} array, got {type(arr).__name__}")
             if arr.dtype != want:
                 kind = "codes " if name in self._dicts else ""
                 raise LogError(f"column {name!r}: expected {kind}dtype {want}, got {arr.dtype}")
@@ -341,9 +333,7 @@ class ArrowLogWriter:
             if n < 0:
                 n, first = arr.shape[0], name
             elif arr.shape[0] != n:
-                raise LogError(
-                    f"column {name!r}: expected length {n} (as {first!r}), got {arr.shape[0]}"
-                )
+                raise LogError(f"column {name!r}: expected length {n} (as {first!r}), got {arr.shape[0]}")
         if n:
             for name, names in self._dicts.items():
                 codes = columns[name]
@@ -393,13 +383,9 @@ class ArrowLogWriter:
             raise LogError(f"batch: expected columns {self._names}, got {batch.schema.names}")
         for field, column in zip(self._fields, batch.columns, strict=True):
             if column.type != field.type:
-                raise LogError(
-                    f"batch column {field.name!r}: expected type {field.type}, got {column.type}"
-                )
+                raise LogError(f"batch column {field.name!r}: expected type {field.type}, got {column.type}")
             if not field.nullable and column.null_count:
-                raise LogError(
-                    f"batch column {field.name!r}: expected no nulls, got {column.null_count}"
-                )
+                raise LogError(f"batch column {field.name!r}: expected no nulls, got {column.null_count}")
             names = self._dicts.get(field.name)
             if names is not None and not column.dictionary.equals(names):
                 raise LogError(
@@ -449,7 +435,9 @@ class ArrowLogWriter:
         """
         if self._queue is None:
             self._queue = queue.Queue(maxsize=depth)
-            self._thread = threading.Thread(target=self._work, name=f"log-writer:{os.path.basename(self.path)}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._work, name=f"log-writer:{os.path.basename(self.path)}", daemon=True
+            )
             self._thread.start()
 
     def _check_open(self) -> None:
@@ -502,8 +490,7 @@ class _LogReading:
         except (pa.ArrowInvalid, OSError) as exc:
             self._source.close()
             raise LogError(
-                f"{self.path}: not an Arrow IPC stream, or cut before the end of its schema "
-                f"({self.size} bytes): {exc}"
+                f"{self.path}: not an Arrow IPC stream, or cut before the end of its schema ({self.size} bytes): {exc}"
             ) from exc
         self.schema: pa.Schema = self._reader.schema
         self.status: ReadStatus | None = None

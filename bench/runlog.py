@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from dccsim.core.catalogue import catalogue
 from dccsim.core.messages import ROLES
 from dccsim.core.pipeline import OUTCOMES
@@ -58,20 +57,35 @@ def summary_json(summary: dict[str, Any]) -> str:
 class RunSink:
     """Writes the logs of one run and keeps the figures the summary and report need."""
 
-    def __init__(self, out_dir: Path, scenario_text: str, seed: int, day_start_ns: int,
-                 compression: str | None = "lz4", extra_metadata: dict[str, str] | None = None):
+    def __init__(
+        self,
+        out_dir: Path,
+        scenario_text: str,
+        seed: int,
+        day_start_ns: int,
+        compression: str | None = "lz4",
+        extra_metadata: dict[str, str] | None = None,
+    ):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         meta = run_metadata(scenario_text, seed, **(extra_metadata or {}))
         cat = catalogue()
         self.srvs = cat.srvs
         self.req_log = ArrowLogWriter(
-            self.out_dir / "requests.arrow", REQUESTS_SCHEMA, meta, compression=compression,  # type: ignore[arg-type]
-            dictionaries={"srv": cat.srvs, "role": ROLES, "response_code": RESPONSE_CODES, "outcome": OUTCOMES,
-                          "request_class": REQUEST_CLASSES, "invalid": INVALID_KINDS},
+            self.out_dir / "requests.arrow",
+            REQUESTS_SCHEMA,
+            meta,
+            compression=compression,  # type: ignore[arg-type]
+            dictionaries={
+                "srv": cat.srvs,
+                "role": ROLES,
+                "response_code": RESPONSE_CODES,
+                "outcome": OUTCOMES,
+                "request_class": REQUEST_CLASSES,
+                "invalid": INVALID_KINDS,
+            },
         )
-        self.alert_log = ArrowLogWriter(self.out_dir / "alerts.arrow", ALERTS_SCHEMA, meta,
-                                        compression=compression)  # type: ignore[arg-type]
+        self.alert_log = ArrowLogWriter(self.out_dir / "alerts.arrow", ALERTS_SCHEMA, meta, compression=compression)  # type: ignore[arg-type]
         # compression runs on worker threads, beside the simulation (2 cores: it pays)
         self.req_log.start_background()
         self.alert_log.start_background()
@@ -113,9 +127,30 @@ class RunSink:
 
     def requests(self, cols: dict[str, npt.NDArray[Any]]) -> None:
         self.req_log.write_columns(
-            **{k: cols[k] for k in ("seq", "t_scheduled_ns", "t_done_ns", "device", "srv", "role", "command_variant",
-                                    "outcome", "response_code", "latency_ns", "within_target", "period_start_ns",
-                                    "period_end_ns", "originator", "counter", "attempt", "invalid", "wait_ns", "backlog")},
+            **{
+                k: cols[k]
+                for k in (
+                    "seq",
+                    "t_scheduled_ns",
+                    "t_done_ns",
+                    "device",
+                    "srv",
+                    "role",
+                    "command_variant",
+                    "outcome",
+                    "response_code",
+                    "latency_ns",
+                    "within_target",
+                    "period_start_ns",
+                    "period_end_ns",
+                    "originator",
+                    "counter",
+                    "attempt",
+                    "invalid",
+                    "wait_ns",
+                    "backlog",
+                )
+            },
             request_class=cols["cls"],
         )
         n = len(cols["seq"])
@@ -138,8 +173,9 @@ class RunSink:
         self.outcomes += np.bincount(cols["outcome"], minlength=len(self.outcomes))
         inv = cols["invalid"]
         n_codes = self.invalid.shape[1]
-        self.invalid += np.bincount(inv.astype(np.int64) * n_codes + cols["response_code"],
-                                    minlength=self.invalid.size).reshape(self.invalid.shape)
+        self.invalid += np.bincount(
+            inv.astype(np.int64) * n_codes + cols["response_code"], minlength=self.invalid.size
+        ).reshape(self.invalid.shape)
         self.retries += int((cols["attempt"] > 0).sum())
         backlog = cols["backlog"]
         if n:
@@ -191,8 +227,7 @@ class RunSink:
         lat = self.latency
         pct = lat.percentiles(list(_PCT)) if lat.count else [float("nan")] * 4
         srv_ratio = {
-            self.srvs[i]: round(self.within_by_srv[i] / self.by_srv[i], 6)
-            for i in np.flatnonzero(self.by_srv).tolist()
+            self.srvs[i]: round(self.within_by_srv[i] / self.by_srv[i], 6) for i in np.flatnonzero(self.by_srv).tolist()
         }
         by_class = {}
         for k, name in enumerate(REQUEST_CLASSES):
@@ -208,13 +243,19 @@ class RunSink:
             if row.sum():
                 invalid[name] = {RESPONSE_CODES[c]: int(row[c]) for c in np.flatnonzero(row).tolist()}
         series_pct = self.latency_series.percentiles_per_interval([50.0, 99.0])
-        used = int(np.flatnonzero(self.series_requests | self.series_done | self.series_actions.sum(0)).max(initial=0)) + 1
+        used = (
+            int(np.flatnonzero(self.series_requests | self.series_done | self.series_actions.sum(0)).max(initial=0)) + 1
+        )
         return {
             "requests": self.requests_n,
             "alerts": self.alerts_n,
             "latency_s": {
-                "p50": pct[0] / NS, "p90": pct[1] / NS, "p99": pct[2] / NS, "p999": pct[3] / NS,
-                "max": (lat.max / NS) if lat.count else float("nan"), "mean": (lat.mean / NS) if lat.count else float("nan"),
+                "p50": pct[0] / NS,
+                "p90": pct[1] / NS,
+                "p99": pct[2] / NS,
+                "p999": pct[3] / NS,
+                "max": (lat.max / NS) if lat.count else float("nan"),
+                "mean": (lat.mean / NS) if lat.count else float("nan"),
             },
             "latency_by_class": by_class,
             "within_target_ratio": round(self.within / self.requests_n, 6) if self.requests_n else float("nan"),

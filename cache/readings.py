@@ -209,7 +209,7 @@ _DTYPES: dict[str, np.dtype[Any]] = {
     "code": np.dtype(np.uint8),
     "payload_ref": np.dtype(np.uint32),
 }
-_OUT_DTYPES = dict(zip(LookupResult._fields, (np.bool_, np.uint8, np.uint32, np.int64)))
+_OUT_DTYPES = dict(zip(LookupResult._fields, (np.bool_, np.uint8, np.uint32, np.int64), strict=True))
 _NONE_U8 = np.zeros(0, np.uint8)
 _NONE_U32 = np.zeros(0, np.uint32)
 _NO_OUT = LookupResult.empty(0)

@@ -43,6 +43,7 @@ from .reference import ReferenceCache
 
 __all__ = ["ReadThroughCache", "ReferenceReadThrough"]
 
+
 @jit
 def _heap_less(ht, hq, a, b):  # type: ignore[no-untyped-def]
     return ht[a] < ht[b] or (ht[a] == ht[b] and hq[a] < hq[b])
@@ -100,8 +101,30 @@ def _heap_push(ht, hq, hslot, meta, when):  # type: ignore[no-untyped-def]
 
 @jit_noalloc
 def _read_through(
-    arena, index, st, t, dev, srv, kws, hs, store_at, code, ref,
-    ht, hq, hslot, pd, pk, ph, psm, meta, out_hit, out_code, out_ref, out_stored, start,
+    arena,
+    index,
+    st,
+    t,
+    dev,
+    srv,
+    kws,
+    hs,
+    store_at,
+    code,
+    ref,
+    ht,
+    hq,
+    hslot,
+    pd,
+    pk,
+    ph,
+    psm,
+    meta,
+    out_hit,
+    out_code,
+    out_ref,
+    out_stored,
+    start,
 ):  # type: ignore[no-untyped-def]
     """Lookups ``start..n`` interleaved with due pending stores; returns (next row, status).
 
@@ -214,8 +237,16 @@ def _read_through(
         if nrec == a:
             tail, nrec = K.compact(arena, index, head, nrec)
             compactions += 1
-        K.rec_write(arena, tail, dv, kw, sv, ti, (small >> np.uint64(32)) & np.uint64(0xFF),
-                    np.uint32(small & np.uint64(0xFFFFFFFF)))
+        K.rec_write(
+            arena,
+            tail,
+            dv,
+            kw,
+            sv,
+            ti,
+            (small >> np.uint64(32)) & np.uint64(0xFF),
+            np.uint32(small & np.uint64(0xFFFFFFFF)),
+        )
         e = (h << K.S32) | np.uint64(tail)
         if j >= 0:
             index[j] = e
@@ -302,8 +333,10 @@ class ReadThroughCache:
         if later.any():
             i = int(np.argmax(later))
             raise CacheInputError(
-                f"store_at_ns[{i}] = {int(store_at[i])}: expected -1 or a time after t_ns[{i}] = {int(cols['t_ns'][i])}",
-                argument="store_at_ns", row=i,
+                f"store_at_ns[{i}] = {int(store_at[i])}: expected -1 or a time after "
+                f"t_ns[{i}] = {int(cols['t_ns'][i])}",
+                argument="store_at_ns",
+                row=i,
             )
         # pending stores come due no later than the first lookup's time: the clock check of
         # prepare must allow lookups at or after the cache's current time only
@@ -311,16 +344,47 @@ class ReadThroughCache:
         hs = np.empty(n, np.uint64)
         res = LookupResult.empty(n)
         with np.errstate(over="ignore"):
-            row, why = K.prepare(K.OP_LOOKUP, np.zeros(0, np.uint8), cols["t_ns"], cols["device"], cols["srv"],
-                                 cols["start_ns"], cols["end_ns"], c._st[K.NOW], kws, hs)
+            row, why = K.prepare(
+                K.OP_LOOKUP,
+                np.zeros(0, np.uint8),
+                cols["t_ns"],
+                cols["device"],
+                cols["srv"],
+                cols["start_ns"],
+                cols["end_ns"],
+                c._st[K.NOW],
+                kws,
+                hs,
+            )
             if row >= 0:
                 c._raise_invalid(int(row), int(why), cols)
             i = 0
             while True:
                 i, status = _read_through(
-                    c._arena, c._index, c._st, cols["t_ns"], cols["device"], cols["srv"], kws, hs, store_at, code_, ref_,
-                    self._ht, self._hq, self._hslot, self._pd, self._pk, self._ph, self._psm, self._meta,
-                    res.hit, res.code, res.payload_ref, res.stored_ns, i,
+                    c._arena,
+                    c._index,
+                    c._st,
+                    cols["t_ns"],
+                    cols["device"],
+                    cols["srv"],
+                    kws,
+                    hs,
+                    store_at,
+                    code_,
+                    ref_,
+                    self._ht,
+                    self._hq,
+                    self._hslot,
+                    self._pd,
+                    self._pk,
+                    self._ph,
+                    self._psm,
+                    self._meta,
+                    res.hit,
+                    res.code,
+                    res.payload_ref,
+                    res.stored_ns,
+                    i,
                 )
                 if status == 0:
                     return res
@@ -342,8 +406,9 @@ class ReferenceReadThrough:
     def pending(self) -> int:
         return len(self.heap)
 
-    def read_through(self, t: Any, device: Any, srv: Any, start: Any, end: Any, store_at: Any,
-                     code: Any = None, ref: Any = None) -> list[bool]:
+    def read_through(
+        self, t: Any, device: Any, srv: Any, start: Any, end: Any, store_at: Any, code: Any = None, ref: Any = None
+    ) -> list[bool]:
         hits = []
         for i in range(len(t)):
             ti = int(t[i])
@@ -355,6 +420,14 @@ class ReferenceReadThrough:
             hits.append(hit)
             if not hit and int(store_at[i]) >= 0:
                 self.seq += 1
-                heapq.heappush(self.heap, (int(store_at[i]), self.seq, key, 0 if code is None else int(code[i]),
-                                           0 if ref is None else int(ref[i])))
+                heapq.heappush(
+                    self.heap,
+                    (
+                        int(store_at[i]),
+                        self.seq,
+                        key,
+                        0 if code is None else int(code[i]),
+                        0 if ref is None else int(ref[i]),
+                    ),
+                )
         return hits

@@ -114,7 +114,7 @@ class ReferenceCache:
         refs: list[int] = []
         stored: list[int] = []
         lookup_one, store_one = self.lookup_one, self.store_one
-        for k, ti, d, s, a, b, c, r in zip(op, t, device, srv, start, end, code, payload_ref):
+        for k, ti, d, s, a, b, c, r in zip(op, t, device, srv, start, end, code, payload_ref, strict=True):
             if k == 0:
                 h, c2, r2, s2 = lookup_one(ti, d, s, a, b)
             elif k == 1:

@@ -24,8 +24,8 @@ execution_ns   int64   ExecutionDateTime of a future-dated request
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 import functools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any
@@ -59,12 +59,15 @@ def _batch_length(buf: npt.NDArray[np.uint8]) -> int:
 
 
 @functools.cache
-def _string_tables() -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+def _string_tables() -> tuple[
+    npt.NDArray[np.uint64], npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.int64]
+]:
     """Hash tables of string keys -> codes for SRVs and roles ("" is the unknown role)."""
 
     srv_keys, srv_codes = _rows_kernel.string_table(catalogue().code_of)
     role_keys, role_codes = _rows_kernel.string_table(_ROLE_OR_UNKNOWN)
     return srv_keys, srv_codes, role_keys, role_codes
+
 
 ROLE_UNKNOWN = 255
 
@@ -210,9 +213,16 @@ class RequestBatch:
             status = _rows_kernel.parse_rows(buf, *tables, u64, u8, i64)[0]
             if status == _rows_kernel.OK:
                 return cls(
-                    device=u64[1], originator=u64[0], counter=u64[2], srv=u8[1], role=u8[2],
-                    command_variant=u8[0], t_scheduled_ns=i64[0], period_start_ns=i64[1],
-                    period_end_ns=i64[2], execution_ns=i64[3],
+                    device=u64[1],
+                    originator=u64[0],
+                    counter=u64[2],
+                    srv=u8[1],
+                    role=u8[2],
+                    command_variant=u8[0],
+                    t_scheduled_ns=i64[0],
+                    period_start_ns=i64[1],
+                    period_end_ns=i64[2],
+                    execution_ns=i64[3],
                 )
         return cls.from_rows(decode_rows(data))
 
@@ -221,14 +231,29 @@ class RequestBatch:
         srvs = catalogue().srvs
         return [
             RequestRow(
-                originator=int(o), target=int(d), counter=int(c), command_variant=int(v),
-                srv=srvs[s], role=ROLES[r] if r != ROLE_UNKNOWN else "", t_scheduled_ns=int(t),
-                period_start_ns=int(ps), period_end_ns=int(pe), execution_ns=int(x),
+                originator=int(o),
+                target=int(d),
+                counter=int(c),
+                command_variant=int(v),
+                srv=srvs[s],
+                role=ROLES[r] if r != ROLE_UNKNOWN else "",
+                t_scheduled_ns=int(t),
+                period_start_ns=int(ps),
+                period_end_ns=int(pe),
+                execution_ns=int(x),
             )
             for o, d, c, v, s, r, t, ps, pe, x in zip(
-                self.originator, self.device, self.counter, self.command_variant, self.srv,
-                self.role, self.t_scheduled_ns, self.period_start_ns, self.period_end_ns,
-                self.execution_ns, strict=True,
+                self.originator,
+                self.device,
+                self.counter,
+                self.command_variant,
+                self.srv,
+                self.role,
+                self.t_scheduled_ns,
+                self.period_start_ns,
+                self.period_end_ns,
+                self.execution_ns,
+                strict=True,
             )
         ]
 
@@ -242,7 +267,11 @@ class RequestBatch:
     def from_arrow(cls, batch: pa.RecordBatch | pa.Table) -> RequestBatch:
         """Columns from Arrow, zero-copy where the Arrow buffers allow it."""
         if isinstance(batch, pa.Table):
-            batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else pa.RecordBatch.from_pylist([], schema=batch.schema)
+            batch = (
+                batch.combine_chunks().to_batches()[0]
+                if batch.num_rows
+                else pa.RecordBatch.from_pylist([], schema=batch.schema)
+            )
         cols = {}
         for k, d in COLUMN_DTYPES.items():
             if k not in batch.schema.names:

@@ -56,7 +56,7 @@ SR_NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 _NSMAP = {"sr": SR_NS, "ds": DS_NS, "xsi": XSI_NS}
-_SR = "{%s}" % SR_NS
+_SR = f"{{{SR_NS}}}"
 SCHEMA_VERSION = "5.4"
 
 # Blank text between elements carries nothing in DUIS (element-only content); dropping it
@@ -150,7 +150,7 @@ def decode_request_xml(data: bytes | str) -> ServiceRequest:
         execution = _parse_dt(_text(first_child[0], "body.execution_datetime"), "body.execution_datetime")
         _remove(first_child[0])
     body = _typed_body(srv, body_xml)
-    sig = root.find("{%s}Signature" % DS_NS)
+    sig = root.find(f"{{{DS_NS}}}Signature")
     signature = None if sig is None else _fragment(sig)
     return ServiceRequest(
         request_id=rid,

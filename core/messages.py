@@ -39,11 +39,10 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-import msgspec
 from msgspec import Struct
 
-from .eui import EUI_RE, eui_to_int
 from .errors import MessageError
+from .eui import EUI_RE, eui_to_int
 
 __all__ = [
     "ROLES",

@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from dccsim.cache import CacheStats, ReadingsCache
 from dccsim.cache.readthrough import ReadThroughCache
 from dccsim.throttle import Throttle, ThrottlePolicy, ThrottleStats, policy_from_dict
@@ -94,8 +93,25 @@ def _device_leg(cls, fault, dsp_done, latency, deadline, fd_class, codes, out_do
 
 
 @jit
-def _finish(idx, t, cls, non_device, hit, dsp_done, deadline, dev_done, dev_code, targets, fd_class, codes,
-            code, outcome, t_done, latency, within):  # type: ignore[no-untyped-def]
+def _finish(
+    idx,
+    t,
+    cls,
+    non_device,
+    hit,
+    dsp_done,
+    deadline,
+    dev_done,
+    dev_code,
+    targets,
+    fd_class,
+    codes,
+    code,
+    outcome,
+    t_done,
+    latency,
+    within,
+):  # type: ignore[no-untyped-def]
     """Final code, outcome, time and target verdict of each request (rejected rows stay)."""
     for i in range(len(t)):
         latency[i] = t_done[i] - t[i]
@@ -119,6 +135,8 @@ def _finish(idx, t, cls, non_device, hit, dsp_done, deadline, dev_done, dev_code
         t_done[i] = done
         latency[i] = done - t[i]
         within[i] = latency[i] <= targets[cls[j]]
+
+
 _ESME = DEVICE_KINDS.index("ESME")
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
@@ -131,7 +149,8 @@ def shard_of(device: npt.NDArray[np.uint64], shards: int) -> npt.NDArray[np.int6
 
 
 def _by_shard(
-    device: npt.NDArray[np.uint64], shards: int,
+    device: npt.NDArray[np.uint64],
+    shards: int,
     run: Callable[[int, slice | npt.NDArray[np.int64]], tuple[npt.NDArray[Any], ...]],
 ) -> tuple[npt.NDArray[Any], ...]:
     """Run a per-device stage shard by shard (rows keep their order) and put the outputs back."""
@@ -210,9 +229,14 @@ class Pipeline:
     def __post_init__(self) -> None:
         self.dsp = CapacityModel(self.capacity)
         initial = max(1024, self.cache_initial_capacity // self.shards)
-        self.caches = [ReadThroughCache(ReadingsCache(retention_hours=self.retention_hours, capacity=self.cache_capacity,
-                                                      initial_capacity=initial))
-                       for _ in range(self.shards)]
+        self.caches = [
+            ReadThroughCache(
+                ReadingsCache(
+                    retention_hours=self.retention_hours, capacity=self.cache_capacity, initial_capacity=initial
+                )
+            )
+            for _ in range(self.shards)
+        ]
         self._timeout = self.capacity.timeout_ns_array()
         self._service_ns = self.capacity.service_ns_array()
         self._cat = catalogue()
@@ -267,12 +291,37 @@ class Pipeline:
         cacheable = self._cat.cacheable[srv] & (row >= 0) & (kind == _ESME) & self.cache_enabled
         dev_done = np.empty(len(idx), np.int64)
         dev_code = np.empty(len(idx), np.uint8)
-        _device_leg(a_cls, fault[idx], dsp_done, device_latency_ns[idx], deadline, self.future_dated_class, _CODES,
-                    dev_done, dev_code)
-        return _Front(t=t, idx=idx, cls=a_cls, srv=srv, dev=dev, start=start, dsp_done=dsp_done, deadline=deadline,
-                      cacheable=cacheable, dev_done=dev_done, dev_code=dev_code,
-                      period_start=batch.period_start_ns[idx], period_end=batch.period_end_ns[idx],
-                      code=code, outcome=outcome, t_done=t_done, wait=wait, backlog=backlog)
+        _device_leg(
+            a_cls,
+            fault[idx],
+            dsp_done,
+            device_latency_ns[idx],
+            deadline,
+            self.future_dated_class,
+            _CODES,
+            dev_done,
+            dev_code,
+        )
+        return _Front(
+            t=t,
+            idx=idx,
+            cls=a_cls,
+            srv=srv,
+            dev=dev,
+            start=start,
+            dsp_done=dsp_done,
+            deadline=deadline,
+            cacheable=cacheable,
+            dev_done=dev_done,
+            dev_code=dev_code,
+            period_start=batch.period_start_ns[idx],
+            period_end=batch.period_end_ns[idx],
+            code=code,
+            outcome=outcome,
+            t_done=t_done,
+            wait=wait,
+            backlog=backlog,
+        )
 
     def finish(self, f: _Front) -> RequestResult:
         """The readings cache and the final outcomes of a chunk started by :meth:`front`."""
@@ -282,16 +331,49 @@ class Pipeline:
             ci = np.flatnonzero(f.cacheable)
             ok = (f.dev_code[ci] == _C["I0"]) | (f.dev_code[ci] == _C["I99"])
             store_at = np.where(ok, f.dev_done[ci], -1).astype(np.int64)
-            hit[ci] = self._read_through(f.start[ci], f.dev[ci], f.srv[ci], f.period_start[ci], f.period_end[ci], store_at)
+            hit[ci] = self._read_through(
+                f.start[ci], f.dev[ci], f.srv[ci], f.period_start[ci], f.period_end[ci], store_at
+            )
         latency = np.empty(n, np.int64)
         within = np.ones(n, np.bool_)
-        _finish(f.idx, f.t, f.cls, self._cat.non_device[f.srv], hit, f.dsp_done, f.deadline, f.dev_done, f.dev_code,
-                self.targets_ns, self.future_dated_class, _CODES, f.code, f.outcome, f.t_done, latency, within)
-        return RequestResult(response_code=f.code, outcome=f.outcome, t_done_ns=f.t_done, latency_ns=latency,
-                             within_target=within, wait_ns=f.wait, backlog=f.backlog)
+        _finish(
+            f.idx,
+            f.t,
+            f.cls,
+            self._cat.non_device[f.srv],
+            hit,
+            f.dsp_done,
+            f.deadline,
+            f.dev_done,
+            f.dev_code,
+            self.targets_ns,
+            self.future_dated_class,
+            _CODES,
+            f.code,
+            f.outcome,
+            f.t_done,
+            latency,
+            within,
+        )
+        return RequestResult(
+            response_code=f.code,
+            outcome=f.outcome,
+            t_done_ns=f.t_done,
+            latency_ns=latency,
+            within_target=within,
+            wait_ns=f.wait,
+            backlog=f.backlog,
+        )
 
-    def _read_through(self, t: npt.NDArray[np.int64], dev: npt.NDArray[np.uint64], srv: npt.NDArray[np.uint8],
-                      start: npt.NDArray[np.int64], end: npt.NDArray[np.int64], store_at: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    def _read_through(
+        self,
+        t: npt.NDArray[np.int64],
+        dev: npt.NDArray[np.uint64],
+        srv: npt.NDArray[np.uint8],
+        start: npt.NDArray[np.int64],
+        end: npt.NDArray[np.int64],
+        store_at: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.bool_]:
         """Cache lookups in time order; a miss with ``store_at >= 0`` is stored at that time."""
 
         def run(k: int, sel: slice | npt.NDArray[np.int64]) -> tuple[npt.NDArray[Any], ...]:
@@ -320,4 +402,3 @@ class Pipeline:
 
     def cache_stats(self) -> CacheStats:
         return CacheStats.merge_all(c.stats() for c in self.caches)
-

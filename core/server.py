@@ -211,7 +211,9 @@ def frame(tag: int, payload: bytes) -> bytes:
 
 def _error_reply(exc: MessageError, **extra: Any) -> ErrorReply:
     value = exc.value if isinstance(exc.value, str) else repr(exc.value)
-    return ErrorReply(message=str(exc), field=exc.field, value=value[:200], expected=exc.expected, code=exc.code, **extra)
+    return ErrorReply(
+        message=str(exc), field=exc.field, value=value[:200], expected=exc.expected, code=exc.code, **extra
+    )
 
 
 def _decode_problem(exc: Exception, payload: bytes, fmt: int) -> MessageError:
@@ -222,8 +224,11 @@ def _decode_problem(exc: Exception, payload: bytes, fmt: int) -> MessageError:
         if fmt == TAG_JSON:
             (wire.decode_json_batch if payload.lstrip()[:1] == b"[" else wire.decode_json)(payload)
         else:
-            (wire.decode_msgpack_batch if payload[:1] and (payload[0] in (0xDC, 0xDD) or 0x90 <= payload[0] <= 0x9F)
-             else wire.decode_msgpack)(payload)
+            (
+                wire.decode_msgpack_batch
+                if payload[:1] and (payload[0] in (0xDC, 0xDD) or 0x90 <= payload[0] <= 0x9F)
+                else wire.decode_msgpack
+            )(payload)
     except MessageError as better:
         return better
     except Exception:  # noqa: BLE001 - fall back to the decoder's own words
@@ -247,8 +252,16 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     log_batch: int = 65_536
 
     def __post_init__(self) -> None:
-        for name in ("max_frame_bytes", "max_connections", "max_inbound", "max_pending", "max_batch",
-                     "write_high_water", "http_results", "log_batch"):
+        for name in (
+            "max_frame_bytes",
+            "max_connections",
+            "max_inbound",
+            "max_pending",
+            "max_batch",
+            "write_high_water",
+            "http_results",
+            "log_batch",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise MessageError(f"server.{name}", v, "an integer >= 1", code="config")
@@ -257,7 +270,9 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 class DeviceLeg(Protocol):
-    def __call__(self, batch: RequestBatch, cls: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]: ...
+    def __call__(
+        self, batch: RequestBatch, cls: npt.NDArray[np.uint8]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]: ...
 
 
 class LogSink(Protocol):
@@ -277,8 +292,14 @@ class _Run:
 
     __slots__ = ("due", "rec", "conn", "kind", "t_done", "pos")
 
-    def __init__(self, due: npt.NDArray[np.int64], rec: npt.NDArray[Any], conn: int | npt.NDArray[np.int64],
-                 kind: npt.NDArray[np.uint8] | None, t_done: npt.NDArray[np.int64] | None):
+    def __init__(
+        self,
+        due: npt.NDArray[np.int64],
+        rec: npt.NDArray[Any],
+        conn: int | npt.NDArray[np.int64],
+        kind: npt.NDArray[np.uint8] | None,
+        t_done: npt.NDArray[np.int64] | None,
+    ):
         self.due, self.rec, self.conn, self.kind, self.t_done = due, rec, conn, kind, t_done
         self.pos = 0
 
@@ -307,14 +328,27 @@ class _Arena:
         end = off + len(b)
         self.u64[0, off:end], self.u64[1, off:end], self.u64[2, off:end] = b.originator, b.device, b.counter
         self.u8[0, off:end], self.u8[1, off:end], self.u8[2, off:end] = b.command_variant, b.srv, b.role
-        self.i64[1, off:end], self.i64[2, off:end], self.i64[3, off:end] = b.period_start_ns, b.period_end_ns, b.execution_ns
+        self.i64[1, off:end], self.i64[2, off:end], self.i64[3, off:end] = (
+            b.period_start_ns,
+            b.period_end_ns,
+            b.execution_ns,
+        )
 
     def take(self, n: int) -> RequestBatch:
         """The first ``n`` rows as a batch of their own (copied: the arena is reused)."""
         u64, u8, i64 = self.u64[:, :n].copy(), self.u8[:, :n].copy(), self.i64[:, :n].copy()
-        return RequestBatch(device=u64[1], originator=u64[0], counter=u64[2], srv=u8[1], role=u8[2],
-                            command_variant=u8[0], t_scheduled_ns=i64[0], period_start_ns=i64[1],
-                            period_end_ns=i64[2], execution_ns=i64[3])
+        return RequestBatch(
+            device=u64[1],
+            originator=u64[0],
+            counter=u64[2],
+            srv=u8[1],
+            role=u8[2],
+            command_variant=u8[0],
+            t_scheduled_ns=i64[0],
+            period_start_ns=i64[1],
+            period_end_ns=i64[2],
+            execution_ns=i64[3],
+        )
 
 
 @dataclass
@@ -449,14 +483,17 @@ class DccServer:
         if n > 0:
             a = self._arena.room_for(self._in_rows + n)
             off = self._in_rows
-            if _rows_kernel.parse_rows(buf, *_string_tables(), a.u64[:, off:], a.u8[:, off:], a.i64[:, off:])[0] == _rows_kernel.OK:
+            if (
+                _rows_kernel.parse_rows(buf, *_string_tables(), a.u64[:, off:], a.u8[:, off:], a.i64[:, off:])[0]
+                == _rows_kernel.OK
+            ):
                 return n
         return len(RequestBatch.from_msgpack(payload))  # raises, naming the row and field, or agrees
 
     def enqueue_decoded(self, n: int, conn: int, kind: int, cid0: int) -> None:
         """Queue the ``n`` rows just decoded by :meth:`decode_rows` (ids ``cid0 .. cid0+n-1``)."""
         off = self._in_rows
-        self._arena.i64[0, off:off + n] = self.virtual_now()  # arrival time
+        self._arena.i64[0, off : off + n] = self.virtual_now()  # arrival time
         self._in.append((n, conn, kind, cid0))
         self._queued(n)
 
@@ -513,7 +550,9 @@ class DccServer:
             all_rows = all(p[2] == K_ROW for p in parts)
             counts = np.array([p[0] for p in parts], np.int64)
             first = np.repeat(np.cumsum(counts) - counts, counts)
-            cid = np.repeat(np.array([p[3] for p in parts], np.uint64), counts) + (np.arange(n) - first).astype(np.uint64)
+            cid = np.repeat(np.array([p[3] for p in parts], np.uint64), counts) + (np.arange(n) - first).astype(
+                np.uint64
+            )
         cls = self.classify(batch)
         lat, fault = self.device_leg(batch, cls)
         res = self.pipeline.process(batch, cls, lat, fault)
@@ -528,8 +567,11 @@ class DccServer:
             conn = np.repeat(np.array([p[1] for p in parts], np.int64), counts)[order]
         kind = t_done = None
         if not all_rows:
-            kind = np.repeat(np.array([p[2] for p in parts], np.uint8), counts)[order] if len(parts) > 1 \
+            kind = (
+                np.repeat(np.array([p[2] for p in parts], np.uint8), counts)[order]
+                if len(parts) > 1
                 else np.full(n, parts[0][2], np.uint8)
+            )
             t_done = res.t_done_ns[order]
         run = _Run(due[order], rec, conn, kind, t_done)
         heapq.heappush(self._heap, (int(run.due[0]), next(self._heap_seq), run))
@@ -543,14 +585,30 @@ class DccServer:
         seq = np.arange(self._seq, self._seq + n, dtype=np.uint64)
         self._seq += n
         zeros8 = np.zeros(n, np.uint8)
-        self._log.append({
-            "seq": seq, "t_scheduled_ns": batch.t_scheduled_ns.copy(), "t_done_ns": res.t_done_ns, "device": batch.device,
-            "srv": batch.srv, "role": batch.role, "command_variant": batch.command_variant, "outcome": res.outcome,
-            "response_code": res.response_code, "latency_ns": res.latency_ns, "within_target": res.within_target,
-            "period_start_ns": batch.period_start_ns, "period_end_ns": batch.period_end_ns,
-            "originator": batch.originator, "counter": batch.counter, "cls": cls, "attempt": zeros8,
-            "invalid": zeros8, "wait_ns": res.wait_ns, "backlog": res.backlog,
-        })
+        self._log.append(
+            {
+                "seq": seq,
+                "t_scheduled_ns": batch.t_scheduled_ns.copy(),
+                "t_done_ns": res.t_done_ns,
+                "device": batch.device,
+                "srv": batch.srv,
+                "role": batch.role,
+                "command_variant": batch.command_variant,
+                "outcome": res.outcome,
+                "response_code": res.response_code,
+                "latency_ns": res.latency_ns,
+                "within_target": res.within_target,
+                "period_start_ns": batch.period_start_ns,
+                "period_end_ns": batch.period_end_ns,
+                "originator": batch.originator,
+                "counter": batch.counter,
+                "cls": cls,
+                "attempt": zeros8,
+                "invalid": zeros8,
+                "wait_ns": res.wait_ns,
+                "backlog": res.backlog,
+            }
+        )
         self._log_rows += n
         if self._log_rows >= self.config.log_batch:
             self._flush_log()
@@ -569,9 +627,19 @@ class DccServer:
         action, count, seq = self.pipeline.process_alerts(t, dev, code)
         if self.sink is not None:
             z16 = np.zeros(len(items), np.uint16)
-            self.sink.alerts({"t_ns": t, "device": dev, "alert_code": code, "action": action, "throttled_count": count,
-                              "sequence_id": seq, "storm": np.zeros(len(items), np.bool_), "instruction": z16,
-                              "total_instructions": z16})
+            self.sink.alerts(
+                {
+                    "t_ns": t,
+                    "device": dev,
+                    "alert_code": code,
+                    "action": action,
+                    "throttled_count": count,
+                    "sequence_id": seq,
+                    "storm": np.zeros(len(items), np.bool_),
+                    "instruction": z16,
+                    "total_instructions": z16,
+                }
+            )
         for i in np.flatnonzero(action != THROTTLED).tolist():
             a = items[i][3]
             c, s = int(count[i]), int(seq[i])
@@ -700,8 +768,11 @@ class DccServer:
 
     def stats(self) -> StatsReply:
         cache = self.pipeline.cache_stats().to_dict()
-        return StatsReply(server=self.counters.to_dict() | {"pending": self._pending_rows, "inbound": self._in_rows},
-                          cache=cache, throttle=self.pipeline.throttle_summary())
+        return StatsReply(
+            server=self.counters.to_dict() | {"pending": self._pending_rows, "inbound": self._in_rows},
+            cache=cache,
+            throttle=self.pipeline.throttle_summary(),
+        )
 
     def http_result(self, request_id: str) -> bytes | None:
         return self._http_results.get(request_id)
@@ -810,23 +881,33 @@ class _Conn(asyncio.Protocol):
                     break
             if end - off < 4:
                 break
-            length = int.from_bytes(buf[off:off + 4], "big")
+            length = int.from_bytes(buf[off : off + 4], "big")
             if length == 0:
                 self.server.counters.malformed += 1
                 self.close_with("framing broken: a frame length of 0 (a frame holds at least its tag byte)")
                 return
             if length > max_frame:
                 self.server.counters.oversized += 1
-                self.send(frame(TAG_ERROR, _mp_enc.encode(ErrorReply(
-                    message=f"frame of {length} bytes exceeds the maximum of {max_frame}; skipped",
-                    field="frame.length", value=str(length), expected=f"at most {max_frame} bytes"))))
+                self.send(
+                    frame(
+                        TAG_ERROR,
+                        _mp_enc.encode(
+                            ErrorReply(
+                                message=f"frame of {length} bytes exceeds the maximum of {max_frame}; skipped",
+                                field="frame.length",
+                                value=str(length),
+                                expected=f"at most {max_frame} bytes",
+                            )
+                        ),
+                    )
+                )
                 self.skip = length
                 off += 4
                 continue
             if end - off < 4 + length:
                 break
             tag = buf[off + 4]
-            payload = bytes(buf[off + _HDR: off + 4 + length])
+            payload = bytes(buf[off + _HDR : off + 4 + length])
             off += 4 + length
             self.server.counters.frames += 1
             self._frame(tag, payload)
@@ -840,17 +921,37 @@ class _Conn(asyncio.Protocol):
             self._messages(tag, payload)
         else:
             self.server.counters.malformed += 1
-            self.send(frame(TAG_ERROR, _mp_enc.encode(ErrorReply(
-                message=f"unknown frame tag {tag:#04x}; frame skipped", field="frame.tag", value=f"{tag:#04x}",
-                expected="R (compact rows), M (MessagePack) or J (JSON)"))))
+            self.send(
+                frame(
+                    TAG_ERROR,
+                    _mp_enc.encode(
+                        ErrorReply(
+                            message=f"unknown frame tag {tag:#04x}; frame skipped",
+                            field="frame.tag",
+                            value=f"{tag:#04x}",
+                            expected="R (compact rows), M (MessagePack) or J (JSON)",
+                        )
+                    ),
+                )
+            )
 
     def _rows(self, payload: bytes) -> None:
         srv = self.server
         if len(payload) < 9:
             srv.counters.malformed += 1
-            self.send(frame(TAG_ERROR, _mp_enc.encode(ErrorReply(
-                message="R frame too short", field="frame.payload", value=f"{len(payload)} bytes",
-                expected="an 8-byte batch id followed by a MessagePack array of request rows"))))
+            self.send(
+                frame(
+                    TAG_ERROR,
+                    _mp_enc.encode(
+                        ErrorReply(
+                            message="R frame too short",
+                            field="frame.payload",
+                            value=f"{len(payload)} bytes",
+                            expected="an 8-byte batch id followed by a MessagePack array of request rows",
+                        )
+                    ),
+                )
+            )
             return
         batch_id = int.from_bytes(payload[:8], "big")
         try:
@@ -861,9 +962,20 @@ class _Conn(asyncio.Protocol):
             return
         except Exception as exc:  # noqa: BLE001 - any decoder failure is the sender's malformed frame
             srv.counters.malformed += 1
-            self.send(frame(TAG_ERROR, _mp_enc.encode(ErrorReply(
-                message=f"rows: {exc}", field="rows", value="", expected="a MessagePack array of RequestRow arrays",
-                batch_id=batch_id))))
+            self.send(
+                frame(
+                    TAG_ERROR,
+                    _mp_enc.encode(
+                        ErrorReply(
+                            message=f"rows: {exc}",
+                            field="rows",
+                            value="",
+                            expected="a MessagePack array of RequestRow arrays",
+                            batch_id=batch_id,
+                        )
+                    ),
+                )
+            )
             return
         if n == 0:
             self.send(frame(TAG_ACK, _mp_enc.encode(RowAck(batch_id, 0))))
@@ -917,7 +1029,9 @@ class _Conn(asyncio.Protocol):
         kind = K_JSON if fmt == TAG_JSON else K_MSGPACK
         acks = [Response.for_request(r, "I99", now) for r in reqs]
         srv.counters.acked += len(reqs)
-        self.send(frame(fmt, (_js_enc if fmt == TAG_JSON else _mp_enc).encode(acks if isinstance(decoded, list) else acks[0])))
+        self.send(
+            frame(fmt, (_js_enc if fmt == TAG_JSON else _mp_enc).encode(acks if isinstance(decoded, list) else acks[0]))
+        )
         for r in reqs:
             srv.enqueue_object(r, self.id, kind)
 
@@ -950,13 +1064,16 @@ class _Conn(asyncio.Protocol):
                 return
             if length > self.cfg.max_frame_bytes:
                 self.server.counters.oversized += 1
-                self._http_reply(413, b"text/plain",
-                                 f"body of {length} bytes exceeds the maximum of {self.cfg.max_frame_bytes}\n".encode(),
-                                 close=True)
+                self._http_reply(
+                    413,
+                    b"text/plain",
+                    f"body of {length} bytes exceeds the maximum of {self.cfg.max_frame_bytes}\n".encode(),
+                    close=True,
+                )
                 return
             if len(buf) < head_end + 4 + length:
                 return
-            body = bytes(buf[head_end + 4: head_end + 4 + length])
+            body = bytes(buf[head_end + 4 : head_end + 4 + length])
             del buf[: head_end + 4 + length]
             close = headers.get("connection", "").lower() == "close"
             self._http_request(method, path.encode(), body, close)
@@ -967,10 +1084,12 @@ class _Conn(asyncio.Protocol):
         if method == "GET" and path.startswith(_RESULT_PATH):
             from urllib.parse import unquote
 
-            rid = unquote(path[len(_RESULT_PATH):].decode("latin-1"))
+            rid = unquote(path[len(_RESULT_PATH) :].decode("latin-1"))
             xml = srv.http_result(rid)
             if xml is None:
-                self._http_reply(404, b"text/plain", f"no final response for {rid} (pending or unknown)\n".encode(), close)
+                self._http_reply(
+                    404, b"text/plain", f"no final response for {rid} (pending or unknown)\n".encode(), close
+                )
             else:
                 self._http_reply(200, b"application/xml", xml, close)
             return
@@ -998,11 +1117,22 @@ class _Conn(asyncio.Protocol):
         srv.enqueue_object(req, self.id, K_HTTP)
 
     def _http_reply(self, status: int, ctype: bytes, body: bytes, close: bool) -> None:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large",
-                  431: "Request Header Fields Too Large", 503: "Service Unavailable"}[status]
-        head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: ".encode() + ctype
-                + f"\r\nContent-Length: {len(body)}\r\n".encode()
-                + (b"Connection: close\r\n" if close else b"") + b"\r\n")
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            413: "Content Too Large",
+            431: "Request Header Fields Too Large",
+            503: "Service Unavailable",
+        }[status]
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: ".encode()
+            + ctype
+            + f"\r\nContent-Length: {len(body)}\r\n".encode()
+            + (b"Connection: close\r\n" if close else b"")
+            + b"\r\n"
+        )
         self.send(head + body)
         if close:
             self.release()

@@ -63,7 +63,21 @@ __all__ = [
 
 #: Response codes used in columns, by index (uint8). Index 0 is I0.
 RESPONSE_CODES: tuple[str, ...] = (
-    "I0", "I99", "E1", "E2", "E3", "E4", "E5", "E11", "E12", "E13", "E17", "E19", "E20", "E21", "E30",
+    "I0",
+    "I99",
+    "E1",
+    "E2",
+    "E3",
+    "E4",
+    "E5",
+    "E11",
+    "E12",
+    "E13",
+    "E17",
+    "E19",
+    "E20",
+    "E21",
+    "E30",
 )
 _IDX = {c: i for i, c in enumerate(RESPONSE_CODES)}
 
@@ -217,7 +231,9 @@ class Validator:
                 return Verdict("E3", f"user {req.request_id.originator} is suspended")
             registered = ROLES[self.users.role[u]]
             if role is not None and role != registered:
-                return Verdict("E2", f"role {role} is not the registered role {registered} of {req.request_id.originator}")
+                return Verdict(
+                    "E2", f"role {role} is not the registered role {registered} of {req.request_id.originator}"
+                )
             role = registered
         if req.srv not in self.cat:
             return Verdict("E13", f"header.srv: got {req.srv!r}, expected a DUIS Service Reference Variant")
@@ -228,7 +244,10 @@ class Validator:
             return Verdict("E2", f"role {role} may not send SRV {req.srv}; eligible: {', '.join(info.roles)}")
         if req.command_variant not in info.command_variants:
             allowed = ", ".join(map(str, info.command_variants))
-            return Verdict("E12", f"Command Variant {req.command_variant} is not valid for SRV {req.srv}; expected one of {allowed}")
+            return Verdict(
+                "E12",
+                f"Command Variant {req.command_variant} is not valid for SRV {req.srv}; expected one of {allowed}",
+            )
         if not info.non_device and self.devices is not None:
             d = int(self.devices.index(np.array([req.request_id.target_int], np.uint64))[0])
             if d < 0:
@@ -237,12 +256,19 @@ class Validator:
                 return Verdict("E5", f"device {req.request_id.target} is not in service")
             kind = DEVICE_KINDS[self.devices.kind[d]]
             if kind not in info.device_kinds:
-                return Verdict("E11", f"SRV {req.srv} does not apply to a {kind}; it applies to {', '.join(sorted(info.device_kinds))}")
+                return Verdict(
+                    "E11",
+                    f"SRV {req.srv} does not apply to a {kind}; it applies to {', '.join(sorted(info.device_kinds))}",
+                )
             if (kind == "ESME" and role in ("GS", "GT")) or (kind == "GSME" and role in ("ES", "ED", "MDR")):
                 return Verdict("E4", f"role {role} may not address the {kind} {req.request_id.target}")
         last = self.last_counter.get(originator)
         if last is not None and req.request_id.counter <= last:
-            return Verdict("E17", f"counter {req.request_id.counter} is not greater than {last}, the last from {req.request_id.originator} (replay)")
+            return Verdict(
+                "E17",
+                f"counter {req.request_id.counter} is not greater than {last}, "
+                f"the last from {req.request_id.originator} (replay)",
+            )
         self.last_counter[originator] = req.request_id.counter
         return Verdict("I0")
 
@@ -351,9 +377,30 @@ def _replay_kernel(user_idx, counter, ok, last, seen, out_code, replay_code):  #
 
 
 @jit
-def _static_kernel(srv, role, cv, pstart, pend, user_row, dev_row, cacheable, eligible, cv_valid, non_device,
-                   kind_valid, user_active, user_role, dev_in_service, dev_kind, gas_only, elec_only,
-                   has_users, has_devices, codes, out):  # type: ignore[no-untyped-def]
+def _static_kernel(
+    srv,
+    role,
+    cv,
+    pstart,
+    pend,
+    user_row,
+    dev_row,
+    cacheable,
+    eligible,
+    cv_valid,
+    non_device,
+    kind_valid,
+    user_active,
+    user_role,
+    dev_in_service,
+    dev_kind,
+    gas_only,
+    elec_only,
+    has_users,
+    has_devices,
+    codes,
+    out,
+):  # type: ignore[no-untyped-def]
     """Every check except replay, row by row, first failure wins (order of the module table).
 
     ``codes`` holds the code indices [E13, E1, E3, E2, E12, E19, E5, E11, E4]; ``user_row`` and
@@ -401,9 +448,14 @@ _NONE_U8 = np.zeros(1, np.uint8)
 _NONE_B = np.zeros(1, np.bool_)
 
 
-def _static_codes(batch: RequestBatch, cat: Catalogue, devices: DeviceRegistry | None, users: UserRegistry | None,
-                  originators: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] | None = None,
-                  device_rows: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.uint8]:
+def _static_codes(
+    batch: RequestBatch,
+    cat: Catalogue,
+    devices: DeviceRegistry | None,
+    users: UserRegistry | None,
+    originators: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] | None = None,
+    device_rows: npt.NDArray[np.int64] | None = None,
+) -> npt.NDArray[np.uint8]:
     """Every check except replay (a Numba kernel; :func:`validate_batch_reference` is the reference).
 
     ``originators`` is the batch's distinct originators and each row's index among them
@@ -434,10 +486,28 @@ def _static_codes(batch: RequestBatch, cat: Catalogue, devices: DeviceRegistry |
         dev_in_service = devices.in_service if devices is not None else _NONE_B
         dev_kind = devices.kind if devices is not None else _NONE_U8
     _static_kernel(
-        batch.srv, batch.role, batch.command_variant, batch.period_start_ns, batch.period_end_ns, user_row, dev_row,
-        cat.cacheable, cat.eligible, cat.cv_valid, cat.non_device, cat.kind_valid,
-        users.active if users is not None else _NONE_B, users.role if users is not None else _NONE_U8,
-        dev_in_service, dev_kind, _GAS_ONLY_ROLES, _ELEC_ONLY_ROLES, has_users, has_devices, _STATIC_CODES, code,
+        batch.srv,
+        batch.role,
+        batch.command_variant,
+        batch.period_start_ns,
+        batch.period_end_ns,
+        user_row,
+        dev_row,
+        cat.cacheable,
+        cat.eligible,
+        cat.cv_valid,
+        cat.non_device,
+        cat.kind_valid,
+        users.active if users is not None else _NONE_B,
+        users.role if users is not None else _NONE_U8,
+        dev_in_service,
+        dev_kind,
+        _GAS_ONLY_ROLES,
+        _ELEC_ONLY_ROLES,
+        has_users,
+        has_devices,
+        _STATIC_CODES,
+        code,
     )
     return code
 
@@ -526,7 +596,9 @@ def validate_batch_reference(
                     kind = DEVICE_KINDS[devices.kind[d]]
                     if kind not in info.device_kinds:
                         c = "E11"
-                    elif (kind == "ESME" and ROLES[role] in ("GS", "GT")) or (kind == "GSME" and ROLES[role] in ("ES", "ED", "MDR")):
+                    elif (kind == "ESME" and ROLES[role] in ("GS", "GT")) or (
+                        kind == "GSME" and ROLES[role] in ("ES", "ED", "MDR")
+                    ):
                         c = "E4"
         if c == "I0":
             o = int(batch.originator[i])

@@ -25,7 +25,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-
 from dccsim.core.capacity import CapacityClass, CapacityConfig
 from dccsim.core.columns import RequestBatch
 from dccsim.core.eui import eui_to_int
@@ -49,8 +48,11 @@ class Sink(Protocol):
 
 def capacity_config(s: Scenario) -> CapacityConfig:
     classes = tuple(
-        CapacityClass(service_ns=int(s.capacity.classes[name].service_ms * 1e6),
-                      timeout_ns=int(s.capacity.classes[name].timeout_s * NS), name=name)
+        CapacityClass(
+            service_ns=int(s.capacity.classes[name].service_ms * 1e6),
+            timeout_ns=int(s.capacity.classes[name].timeout_s * NS),
+            name=name,
+        )
         for name in REQUEST_CLASSES
     )
     # the server count is one product, floor(slots x scale x uplift x threshold), at least 1
@@ -61,12 +63,20 @@ def build_pipeline(s: Scenario, pop: Population, shards: int | None = None) -> P
     users = UserRegistry.build({eui_to_int(u.eui): u.role for u in s.users})
     targets = np.array([int(s.capacity.classes[name].target_s * NS) for name in REQUEST_CLASSES], np.int64)
     return Pipeline(
-        capacity=capacity_config(s), targets_ns=targets, devices=pop.registry(), users=users,
+        capacity=capacity_config(s),
+        targets_ns=targets,
+        devices=pop.registry(),
+        users=users,
         future_dated_class=CLS["future_dated"],
-        retention_hours=s.cache.retention_h, cache_capacity=s.cache.capacity or None,
-        cache_enabled=s.cache.enabled, shards=shards or s.shards, throttle=s.throttle,
+        retention_hours=s.cache.retention_h,
+        cache_capacity=s.cache.capacity or None,
+        cache_enabled=s.cache.enabled,
+        shards=shards or s.shards,
+        throttle=s.throttle,
         # a day's cacheable reads stay resident for the retention: size for them up front
-        cache_initial_capacity=int(len(pop.esme) * (1.6 + s.mhhs.daily_read_share) * max(1.0, s.cache.retention_h / 24)),
+        cache_initial_capacity=int(
+            len(pop.esme) * (1.6 + s.mhhs.daily_read_share) * max(1.0, s.cache.retention_h / 24)
+        ),
     )
 
 
@@ -135,10 +145,12 @@ class VirtualTimeDriver:
         # and retries; "alerts" throttles chunk k's alerts (they never depend on requests);
         # "generate" draws chunk k+1; "sink" logs and counts. One chunk in flight per worker
         # keeps the logs in order, byte for byte, and memory bounded.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="alerts") as pool, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate") as gen, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink") as out, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish") as back:
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="alerts") as pool,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate") as gen,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink") as out,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish") as back,
+        ):
             self._out = out
             self._back = back
             upcoming = gen.submit(self._scheduled, k, t0, t0 + chunk_ns)
@@ -201,7 +213,9 @@ class VirtualTimeDriver:
         req.invalid[replay & ~used] = 0
         return counter
 
-    def _draw_device(self, rng: np.random.Generator, req: RequestChunk) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+    def _draw_device(
+        self, rng: np.random.Generator, req: RequestChunk
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
         """WAN + device latency (lognormal by SMETS generation) and fault of each request."""
         assert self.population is not None
         s = self.scenario
@@ -224,9 +238,16 @@ class VirtualTimeDriver:
         assert self.pipeline is not None
         counter = self._counters(req)
         batch = RequestBatch(
-            device=req.device, originator=req.originator, counter=counter, srv=req.srv, role=req.role,
-            command_variant=req.command_variant, period_start_ns=req.period_start_ns,
-            period_end_ns=req.period_end_ns, t_scheduled_ns=req.t_scheduled_ns, execution_ns=req.execution_ns,
+            device=req.device,
+            originator=req.originator,
+            counter=counter,
+            srv=req.srv,
+            role=req.role,
+            command_variant=req.command_variant,
+            period_start_ns=req.period_start_ns,
+            period_end_ns=req.period_end_ns,
+            t_scheduled_ns=req.t_scheduled_ns,
+            execution_ns=req.execution_ns,
         )
         front = self.pipeline.front(batch, req.cls, req.latency_ns, req.fault)
         # the cache, outcomes, sink and retries of this chunk run one chunk behind, beside the
@@ -246,12 +267,26 @@ class VirtualTimeDriver:
         self._seq += n
         self.totals.requests += n
         cols = {
-            "seq": seq, "t_scheduled_ns": req.t_scheduled_ns, "t_done_ns": res.t_done_ns, "device": req.device,
-            "srv": req.srv, "role": req.role, "command_variant": req.command_variant, "outcome": res.outcome,
-            "response_code": res.response_code, "latency_ns": res.latency_ns, "within_target": res.within_target,
-            "period_start_ns": req.period_start_ns, "period_end_ns": req.period_end_ns,
-            "originator": req.originator, "counter": counter, "cls": req.cls, "attempt": req.attempt,
-            "invalid": req.invalid, "wait_ns": res.wait_ns, "backlog": res.backlog,
+            "seq": seq,
+            "t_scheduled_ns": req.t_scheduled_ns,
+            "t_done_ns": res.t_done_ns,
+            "device": req.device,
+            "srv": req.srv,
+            "role": req.role,
+            "command_variant": req.command_variant,
+            "outcome": res.outcome,
+            "response_code": res.response_code,
+            "latency_ns": res.latency_ns,
+            "within_target": res.within_target,
+            "period_start_ns": req.period_start_ns,
+            "period_end_ns": req.period_end_ns,
+            "originator": req.originator,
+            "counter": counter,
+            "cls": req.cls,
+            "attempt": req.attempt,
+            "invalid": req.invalid,
+            "wait_ns": res.wait_ns,
+            "backlog": res.backlog,
         }
         # the sink (log batches, histograms, counts) takes the chunk on its own thread while
         # the next chunk is simulated; one chunk in flight keeps the order and bounds memory
@@ -262,7 +297,12 @@ class VirtualTimeDriver:
             sink.requests(cols)
         # retries of failed MHHS reads
         m = self.scenario.mhhs
-        again = (res.outcome == O_FAILED) & (req.cls == CLS["mhhs_read"]) & (req.attempt < m.max_retries) & (req.invalid == 0)
+        again = (
+            (res.outcome == O_FAILED)
+            & (req.cls == CLS["mhhs_read"])
+            & (req.attempt < m.max_retries)
+            & (req.invalid == 0)
+        )
         if again.any():
             r = req.take(again)
             r.t_scheduled_ns = res.t_done_ns[again] + int(m.retry_delay_s * NS)
@@ -278,8 +318,16 @@ class VirtualTimeDriver:
         assert self.pipeline is not None
         action, count, seq_id = self.pipeline.process_alerts(a.t_ns, a.device, a.alert_code)
         self.totals.alerts += len(a)
-        sink.alerts({
-            "t_ns": a.t_ns, "device": a.device, "alert_code": a.alert_code, "action": action,
-            "throttled_count": count, "sequence_id": seq_id, "storm": a.storm,
-            "instruction": a.instruction, "total_instructions": a.total_instructions,
-        })
+        sink.alerts(
+            {
+                "t_ns": a.t_ns,
+                "device": a.device,
+                "alert_code": a.alert_code,
+                "action": action,
+                "throttled_count": count,
+                "sequence_id": seq_id,
+                "storm": a.storm,
+                "instruction": a.instruction,
+                "total_instructions": a.total_instructions,
+            }
+        )

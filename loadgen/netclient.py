@@ -33,6 +33,7 @@ from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import ROLE_UNKNOWN
 from dccsim.core.messages import ROLES, RequestRow
 from dccsim.core.server import (
+    FINAL_RECORD,
     TAG_ACK,
     TAG_BUSY,
     TAG_CLOSE,
@@ -43,7 +44,6 @@ from dccsim.core.server import (
     TAG_ROWS,
     BusyReply,
     ErrorReply,
-    FINAL_RECORD,
     RowAck,
     StatsReply,
     StatsRequest,
@@ -93,12 +93,30 @@ class Traffic:
         """
         srvs = catalogue().srvs
         parts = []
-        for o, d, v, s, r, ps, pe, x in zip(self.originator.tolist(), self.device.tolist(), self.command_variant.tolist(),
-                                            self.srv.tolist(), self.role.tolist(), self.period_start_ns.tolist(),
-                                            self.period_end_ns.tolist(), self.execution_ns.tolist(), strict=True):
-            row = _enc.encode(RequestRow(originator=o, target=d, counter=1 << 63, command_variant=v, srv=srvs[s],
-                                         role=ROLES[r] if r != ROLE_UNKNOWN else "", period_start_ns=ps,
-                                         period_end_ns=pe, execution_ns=x))
+        for o, d, v, s, r, ps, pe, x in zip(
+            self.originator.tolist(),
+            self.device.tolist(),
+            self.command_variant.tolist(),
+            self.srv.tolist(),
+            self.role.tolist(),
+            self.period_start_ns.tolist(),
+            self.period_end_ns.tolist(),
+            self.execution_ns.tolist(),
+            strict=True,
+        ):
+            row = _enc.encode(
+                RequestRow(
+                    originator=o,
+                    target=d,
+                    counter=1 << 63,
+                    command_variant=v,
+                    srv=srvs[s],
+                    role=ROLES[r] if r != ROLE_UNKNOWN else "",
+                    period_start_ns=ps,
+                    period_end_ns=pe,
+                    execution_ns=x,
+                )
+            )
             # EUI-64s of real devices and users are > 2**32, so the counter sits at a fixed offset
             if row[_COUNTER_OFFSET - 1] != 0xCF or row[1] != 0xCF or row[10] != 0xCF:
                 raise ValueError(f"traffic row: originator {o:#x} / device {d:#x}: expected EUI-64s >= 2**32")
@@ -128,7 +146,7 @@ def _fill_rows(blob, off, a, b, counter_base, out):  # type: ignore[no-untyped-d
         d = k % days
         m = min(b - k, days - d)
         s, e = off[d], off[d + m]
-        out[p:p + e - s] = blob[s:e]
+        out[p : p + e - s] = blob[s:e]
         for r in range(m):
             c = counter_base + np.uint64(k + r)
             at = p + off[d + r] - s + _COUNTER_OFFSET
@@ -144,9 +162,18 @@ def traffic_from_workload(wl: DayWorkload) -> Traffic:
     day0 = wl.day0
     r = wl.requests(0, day0, day0 + 24 * 3600 * 1_000_000_000)
     invalid = np.where(r.invalid == _REPLAY, 0, r.invalid).astype(np.uint8)
-    return Traffic(device=r.device, originator=r.originator, srv=r.srv, role=r.role, command_variant=r.command_variant,
-                   period_start_ns=r.period_start_ns, period_end_ns=r.period_end_ns, execution_ns=r.execution_ns,
-                   cls=r.cls, invalid=invalid)
+    return Traffic(
+        device=r.device,
+        originator=r.originator,
+        srv=r.srv,
+        role=r.role,
+        command_variant=r.command_variant,
+        period_start_ns=r.period_start_ns,
+        period_end_ns=r.period_end_ns,
+        execution_ns=r.execution_ns,
+        cls=r.cls,
+        invalid=invalid,
+    )
 
 
 @dataclass
@@ -203,8 +230,15 @@ def _pct(x: npt.NDArray[np.int64]) -> dict[str, float]:
 class OpenLoopClient(asyncio.Protocol):
     """Sends ``n`` requests at their intended times over one connection and records the answers."""
 
-    def __init__(self, traffic: Traffic, n: int, intended_ns: npt.NDArray[np.int64], clock: Callable[[], int],
-                 counter_base: int = 1, max_rows: int = 4096):
+    def __init__(
+        self,
+        traffic: Traffic,
+        n: int,
+        intended_ns: npt.NDArray[np.int64],
+        clock: Callable[[], int],
+        counter_base: int = 1,
+        max_rows: int = 4096,
+    ):
         self.traffic = traffic
         self.blob, self.off = traffic.encode()
         self.max_row_bytes = int(np.diff(self.off).max()) if len(traffic) else 0
@@ -214,10 +248,19 @@ class OpenLoopClient(asyncio.Protocol):
         self.counter_base = counter_base
         self.max_rows = max_rows
         self.res = LoadResult(
-            n=n, start_ns=0, intended_ns=intended_ns, sent_ns=np.zeros(n, np.int64), ack_ns=np.zeros(n, np.int64),
-            done_ns=np.zeros(n, np.int64), code=np.zeros(n, np.uint8), outcome=np.zeros(n, np.uint8),
-            wait_ns=np.zeros(n, np.int64), backlog=np.zeros(n, np.int64), finals=np.zeros(n, np.uint8),
-            refused=np.zeros(n, np.uint8))
+            n=n,
+            start_ns=0,
+            intended_ns=intended_ns,
+            sent_ns=np.zeros(n, np.int64),
+            ack_ns=np.zeros(n, np.int64),
+            done_ns=np.zeros(n, np.int64),
+            code=np.zeros(n, np.uint8),
+            outcome=np.zeros(n, np.uint8),
+            wait_ns=np.zeros(n, np.int64),
+            backlog=np.zeros(n, np.int64),
+            finals=np.zeros(n, np.uint8),
+            refused=np.zeros(n, np.uint8),
+        )
         self.buf = bytearray()
         self.settled = 0
         self.sent_rows = 0
@@ -340,11 +383,11 @@ class OpenLoopClient(asyncio.Protocol):
         buf += data
         off, end = 0, len(buf)
         while end - off >= 5:
-            length = int.from_bytes(buf[off:off + 4], "big")
+            length = int.from_bytes(buf[off : off + 4], "big")
             if end - off < 4 + length:
                 break
             tag = buf[off + 4]
-            payload = bytes(buf[off + 5:off + 4 + length])
+            payload = bytes(buf[off + 5 : off + 4 + length])
             off += 4 + length
             self._frame(tag, payload)
         del buf[:off]
@@ -366,18 +409,18 @@ class OpenLoopClient(asyncio.Protocol):
             self.settled += len(ids)
         elif tag == TAG_ACK:
             a = _ack_dec.decode(payload)
-            res.ack_ns[a.batch_id:a.batch_id + a.count] = now
+            res.ack_ns[a.batch_id : a.batch_id + a.count] = now
         elif tag == TAG_BUSY:
             b = _busy_dec.decode(payload)
             if b.batch_id is not None:
-                res.refused[b.batch_id:b.batch_id + b.count] = 1
+                res.refused[b.batch_id : b.batch_id + b.count] = 1
                 self.settled += b.count
         elif tag == TAG_ERROR:
             e = _err_dec.decode(payload)
             res.errors.append(e.message)
             if e.batch_id is not None:
                 count = self._batch_len(e.batch_id)
-                res.refused[e.batch_id:e.batch_id + count] = 2
+                res.refused[e.batch_id : e.batch_id + count] = 2
                 self.settled += count
         elif tag == TAG_CLOSE:
             res.close_reason = payload.decode("utf-8", "replace")
@@ -410,9 +453,15 @@ class OpenLoopClient(asyncio.Protocol):
         done_span = max(int(res.done_ns[ok].max() - res.start_ns) if ok.any() else 0, 1)
         acked = res.ack_ns != 0
         return {
-            "offered": res.n, "sent": int(sent.sum()), "answered": int(ok.sum()), "duplicates": res.duplicates,
-            "refused_busy": int((res.refused == 1).sum()), "refused_error": int((res.refused == 2).sum()),
-            "lost": res.lost, "errors": res.errors[:10], "close_reason": res.close_reason,
+            "offered": res.n,
+            "sent": int(sent.sum()),
+            "answered": int(ok.sum()),
+            "duplicates": res.duplicates,
+            "refused_busy": int((res.refused == 1).sum()),
+            "refused_error": int((res.refused == 2).sum()),
+            "lost": res.lost,
+            "errors": res.errors[:10],
+            "close_reason": res.close_reason,
             "send_rate_per_s": round(int(sent.sum()) / (span / 1e9), 1),
             "answer_rate_per_s": round(int(ok.sum()) / (done_span / 1e9), 1),
             "send_lag_s": _pct(res.sent_ns[sent] - intended_abs[sent]),
@@ -420,34 +469,57 @@ class OpenLoopClient(asyncio.Protocol):
             "final_latency_s": _pct(res.done_ns[ok] - intended_abs[ok]),
         }
 
-    def write_to(self, sink: Sink, day0: int, targets_ns: npt.NDArray[np.int64], speed: float,
-                 chunk: int = 262_144) -> None:
+    def write_to(
+        self, sink: Sink, day0: int, targets_ns: npt.NDArray[np.int64], speed: float, chunk: int = 262_144
+    ) -> None:
         """Answered requests as run-log columns (wall-clock ns, offset to ``day0``)."""
         res = self.res
         ok = np.flatnonzero(res.finals > 0)
         tr = self.traffic
         for a in range(0, len(ok), chunk):
-            k = ok[a:a + chunk]
+            k = ok[a : a + chunk]
             day = k % len(tr)
             intended = res.start_ns + res.intended_ns[k]
             latency = res.done_ns[k] - intended
             cls = tr.cls[day]
-            sink.requests({
-                "seq": k.astype(np.uint64), "t_scheduled_ns": day0 + res.intended_ns[k],
-                "t_done_ns": day0 + (res.done_ns[k] - res.start_ns), "device": tr.device[day], "srv": tr.srv[day],
-                "role": tr.role[day], "command_variant": tr.command_variant[day], "outcome": res.outcome[k],
-                "response_code": res.code[k], "latency_ns": latency,
-                "within_target": latency * speed <= targets_ns[cls], "period_start_ns": tr.period_start_ns[day],
-                "period_end_ns": tr.period_end_ns[day], "originator": tr.originator[day],
-                "counter": np.uint64(self.counter_base) + k.astype(np.uint64), "cls": cls,
-                "attempt": np.zeros(len(k), np.uint8), "invalid": tr.invalid[day], "wait_ns": res.wait_ns[k],
-                "backlog": res.backlog[k],
-            })
+            sink.requests(
+                {
+                    "seq": k.astype(np.uint64),
+                    "t_scheduled_ns": day0 + res.intended_ns[k],
+                    "t_done_ns": day0 + (res.done_ns[k] - res.start_ns),
+                    "device": tr.device[day],
+                    "srv": tr.srv[day],
+                    "role": tr.role[day],
+                    "command_variant": tr.command_variant[day],
+                    "outcome": res.outcome[k],
+                    "response_code": res.code[k],
+                    "latency_ns": latency,
+                    "within_target": latency * speed <= targets_ns[cls],
+                    "period_start_ns": tr.period_start_ns[day],
+                    "period_end_ns": tr.period_end_ns[day],
+                    "originator": tr.originator[day],
+                    "counter": np.uint64(self.counter_base) + k.astype(np.uint64),
+                    "cls": cls,
+                    "attempt": np.zeros(len(k), np.uint8),
+                    "invalid": tr.invalid[day],
+                    "wait_ns": res.wait_ns[k],
+                    "backlog": res.backlog[k],
+                }
+            )
 
 
-async def run_open_loop(host: str, port: int, traffic: Traffic, rate: float, duration_s: float,
-                        clock: Callable[[], int], counter_base: int = 1, drain_timeout_s: float = 10.0,
-                        stats: bool = True, stop: asyncio.Event | None = None) -> OpenLoopClient:
+async def run_open_loop(
+    host: str,
+    port: int,
+    traffic: Traffic,
+    rate: float,
+    duration_s: float,
+    clock: Callable[[], int],
+    counter_base: int = 1,
+    drain_timeout_s: float = 10.0,
+    stats: bool = True,
+    stop: asyncio.Event | None = None,
+) -> OpenLoopClient:
     """Offer ``rate`` requests/s for ``duration_s`` seconds; wait for the answers; return the client.
 
     ``stop`` (e.g. set on SIGINT) ends sending early; the answers to what was sent are still

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-
 from dccsim.core.catalogue import DEVICE_KINDS
 from dccsim.core.validation import DeviceRegistry
 

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-
 from dccsim.core.catalogue import catalogue
 from dccsim.core.errors import ConfigError
 from dccsim.core.eui import EUI_RE
@@ -106,7 +105,9 @@ def _check_positive(field: str, value: float, allow_zero: bool = False, at_most:
 def _check_hours(field: str, window: tuple[float, float]) -> None:
     a, b = window
     if not (math.isfinite(a) and math.isfinite(b) and 0 <= a < b <= 24):
-        raise _fail(field, list(window), "[start_h, end_h] with 0 <= start < end <= 24 (the simulated day ends at 24:00)")
+        raise _fail(
+            field, list(window), "[start_h, end_h] with 0 <= start < end <= 24 (the simulated day ends at 24:00)"
+        )
 
 
 def _check_weights(field: str, weights: tuple[float, ...], expected: str) -> None:
@@ -132,18 +133,27 @@ class LatencyProfile(_Section):
 
     def __post_init__(self) -> None:
         # key names are relative: a scenario error names the generation (population.smets2...)
-        if not (isinstance(self.median_s, int | float) and math.isfinite(self.median_s)
-                and 0.001 <= self.median_s <= MAX_SECONDS):
+        if not (
+            isinstance(self.median_s, int | float)
+            and math.isfinite(self.median_s)
+            and 0.001 <= self.median_s <= MAX_SECONDS
+        ):
             raise _fail("median_s", self.median_s, f"seconds from 0.001 to {MAX_SECONDS:g}")
-        if not (isinstance(self.p95_s, int | float) and math.isfinite(self.p95_s)
-                and self.median_s <= self.p95_s <= MAX_SECONDS):
+        if not (
+            isinstance(self.p95_s, int | float)
+            and math.isfinite(self.p95_s)
+            and self.median_s <= self.p95_s <= MAX_SECONDS
+        ):
             raise _fail("p95_s", self.p95_s, f"seconds from median_s ({self.median_s:g}) to {MAX_SECONDS:g}")
         # the drawn latencies must stay far inside int64 ns: bound the lognormal's far tail
         top = self.median_s * (_MAX_LATENCY_S / self.median_s) ** (_Z95 / _TAIL_Z)
         if self.p95_s > top:
-            raise _fail("p95_s", self.p95_s,
-                        f"at most {math.floor(top * 10) / 10:g} for median_s {self.median_s:g} (the spread p95_s / median_s "
-                        f"keeps the lognormal's tail, {_TAIL_Z:g} standard deviations, below 2**53 ns, about 104 days)")
+            raise _fail(
+                "p95_s",
+                self.p95_s,
+                f"at most {math.floor(top * 10) / 10:g} for median_s {self.median_s:g} (the spread p95_s / median_s "
+                f"keeps the lognormal's tail, {_TAIL_Z:g} standard deviations, below 2**53 ns, about 104 days)",
+            )
         _check_share("e20_share", self.e20_share)
         _check_share("e21_share", self.e21_share)
         if self.e20_share + self.e21_share > 1:
@@ -173,9 +183,13 @@ class Population(_Section):
         for f in ("smets1_share", "esme_share", "export_share"):
             _check_share(f"population.{f}", getattr(self, f))
         if len(self.regions) != len(self.region_shares) or not self.regions:
-            raise _fail("population.region_shares", list(self.region_shares), f"{len(self.regions)} shares, one per region")
+            raise _fail(
+                "population.region_shares", list(self.region_shares), f"{len(self.regions)} shares, one per region"
+            )
         if not all(math.isfinite(x) and x >= 0 for x in self.region_shares) or abs(sum(self.region_shares) - 1) > 1e-9:
-            raise _fail("population.region_shares", list(self.region_shares), "finite, non-negative shares summing to 1")
+            raise _fail(
+                "population.region_shares", list(self.region_shares), "finite, non-negative shares summing to 1"
+            )
 
 
 class User(_Section):
@@ -221,8 +235,32 @@ class Mhhs(_Section):
 
 
 _FLAT = (1.0,) * 24
-_DIURNAL = (0.3, 0.2, 0.2, 0.2, 0.3, 0.5, 0.8, 1.2, 1.5, 1.6, 1.6, 1.5,
-            1.4, 1.4, 1.4, 1.5, 1.6, 1.7, 1.6, 1.4, 1.1, 0.8, 0.5, 0.4)
+_DIURNAL = (
+    0.3,
+    0.2,
+    0.2,
+    0.2,
+    0.3,
+    0.5,
+    0.8,
+    1.2,
+    1.5,
+    1.6,
+    1.6,
+    1.5,
+    1.4,
+    1.4,
+    1.4,
+    1.5,
+    1.6,
+    1.7,
+    1.6,
+    1.4,
+    1.1,
+    0.8,
+    0.5,
+    0.4,
+)
 
 
 class Background(_Section):
@@ -230,13 +268,26 @@ class Background(_Section):
 
     requests_per_meter: float = 0.5
     diurnal: tuple[float, ...] = _DIURNAL
-    srv_weights: dict[str, float] = msgspec.field(default_factory=lambda: {
-        "4.1.1": 0.25, "4.3": 0.1, "4.4.2": 0.1, "11.2": 0.1, "6.2.1": 0.05, "4.2": 0.1,
-        "4.10": 0.05, "8.2": 0.05, "6.20.1": 0.05, "4.13": 0.05, "4.17": 0.1,
-    })
+    srv_weights: dict[str, float] = msgspec.field(
+        default_factory=lambda: {
+            "4.1.1": 0.25,
+            "4.3": 0.1,
+            "4.4.2": 0.1,
+            "11.2": 0.1,
+            "6.2.1": 0.05,
+            "4.2": 0.1,
+            "4.10": 0.05,
+            "8.2": 0.05,
+            "6.20.1": 0.05,
+            "4.13": 0.05,
+            "4.17": 0.1,
+        }
+    )
 
     def __post_init__(self) -> None:
-        _check_positive("background.requests_per_meter", self.requests_per_meter, allow_zero=True, at_most=MAX_PER_METER)
+        _check_positive(
+            "background.requests_per_meter", self.requests_per_meter, allow_zero=True, at_most=MAX_PER_METER
+        )
         expected = "24 finite, non-negative hourly weights, not all 0"
         if len(self.diurnal) != 24:
             raise _fail("background.diurnal", list(self.diurnal), expected)
@@ -246,7 +297,9 @@ class Background(_Section):
             if srv not in cat:
                 raise _fail("background.srv_weights", srv, "a DUIS Service Reference Variant such as 4.1.1")
             if cat[srv].critical:
-                raise _fail("background.srv_weights", srv, "a non-critical SRV (critical ones need signed pre-commands)")
+                raise _fail(
+                    "background.srv_weights", srv, "a non-critical SRV (critical ones need signed pre-commands)"
+                )
             _check_positive(f"background.srv_weights.{srv}", w, allow_zero=True)
         if not self.srv_weights or sum(self.srv_weights.values()) <= 0:
             raise _fail("background.srv_weights", self.srv_weights, "at least one SRV with weight > 0")
@@ -267,13 +320,17 @@ class FutureDated(_Section):
     out_of_order_share: float = 0.1
 
     def __post_init__(self) -> None:
-        _check_positive("future_dated.commands_per_meter", self.commands_per_meter, allow_zero=True, at_most=MAX_PER_METER)
+        _check_positive(
+            "future_dated.commands_per_meter", self.commands_per_meter, allow_zero=True, at_most=MAX_PER_METER
+        )
         lo, hi = self.instructions
         if not (1 <= lo <= hi <= 16):
             raise _fail("future_dated.instructions", list(self.instructions), "[min, max] with 1 <= min <= max <= 16")
         a, b = self.lead_time_h
         if not 0 < a <= b <= 24:
-            raise _fail("future_dated.lead_time_h", list(self.lead_time_h), "[min, max] hours with 0 < min <= max <= 24")
+            raise _fail(
+                "future_dated.lead_time_h", list(self.lead_time_h), "[min, max] hours with 0 < min <= max <= 24"
+            )
         _check_share("future_dated.not_done_share", self.not_done_share)
         _check_share("future_dated.out_of_order_share", self.out_of_order_share)
 
@@ -282,9 +339,17 @@ class Alerts(_Section):
     """Background device alerts by code (hex) mix, over the diurnal profile."""
 
     alerts_per_meter: float = 0.3
-    code_mix: dict[str, float] = msgspec.field(default_factory=lambda: {
-        "8F35": 0.2, "8F36": 0.2, "8F57": 0.25, "8F3F": 0.05, "8F84": 0.2, "8F12": 0.05, "8183": 0.05,
-    })
+    code_mix: dict[str, float] = msgspec.field(
+        default_factory=lambda: {
+            "8F35": 0.2,
+            "8F36": 0.2,
+            "8F57": 0.25,
+            "8F3F": 0.05,
+            "8F84": 0.2,
+            "8F12": 0.05,
+            "8183": 0.05,
+        }
+    )
 
     def __post_init__(self) -> None:
         _check_positive("alerts.alerts_per_meter", self.alerts_per_meter, allow_zero=True, at_most=MAX_PER_METER)
@@ -315,17 +380,25 @@ class Storm(_Section):
             raise _fail("storms.start_h", self.start_h, "an hour in [0, 24)")
         left = (24 - self.start_h) * 60
         if not (isinstance(self.duration_min, int | float) and 0 < self.duration_min <= left):
-            raise _fail("storms.duration_min", self.duration_min,
-                        f"minutes > 0 and <= {left:g}, so that the storm (from start_h {self.start_h:g}) ends by 24:00")
+            raise _fail(
+                "storms.duration_min",
+                self.duration_min,
+                f"minutes > 0 and <= {left:g}, so that the storm (from start_h {self.start_h:g}) ends by 24:00",
+            )
 
 
 class Invalid(_Section):
     """Invalid traffic injected into the MHHS and background streams."""
 
     share: float = 0.001
-    mix: dict[str, float] = msgspec.field(default_factory=lambda: {
-        "wrong_role": 0.25, "replay": 0.25, "unknown_device": 0.25, "bad_period": 0.25,
-    })
+    mix: dict[str, float] = msgspec.field(
+        default_factory=lambda: {
+            "wrong_role": 0.25,
+            "replay": 0.25,
+            "unknown_device": 0.25,
+            "bad_period": 0.25,
+        }
+    )
 
     def __post_init__(self) -> None:
         _check_share("invalid.share", self.share)
@@ -400,7 +473,9 @@ class CacheSettings(_Section):
         from dccsim.cache import MAX_CAPACITY
 
         if not isinstance(self.capacity, int) or not 0 <= self.capacity <= MAX_CAPACITY:
-            raise _fail("cache.capacity", self.capacity, f"an integer from 0 to {MAX_CAPACITY:_} entries (0 = unbounded)")
+            raise _fail(
+                "cache.capacity", self.capacity, f"an integer from 0 to {MAX_CAPACITY:_} entries (0 = unbounded)"
+            )
 
 
 def _default_users() -> tuple[User, ...]:
@@ -455,9 +530,12 @@ class Scenario(_Section):
         # queued at the DSP. A retry of chunk k-1 is due at least retry_delay_s after chunk k-1
         # starts, so retry_delay_s >= 2 x chunk_s puts every retry after chunk k.
         if self.mhhs.retry_delay_s < 2 * self.chunk_s:
-            raise _fail("mhhs.retry_delay_s", self.mhhs.retry_delay_s,
-                        f"at least 2 x chunk_s (chunk_s = {self.chunk_s:g}, so >= {2 * self.chunk_s:g}): a retry must not be "
-                        "due before the chunk after its own has been queued")
+            raise _fail(
+                "mhhs.retry_delay_s",
+                self.mhhs.retry_delay_s,
+                f"at least 2 x chunk_s (chunk_s = {self.chunk_s:g}, so >= {2 * self.chunk_s:g}): a retry must not be "
+                "due before the chunk after its own has been queued",
+            )
         if not isinstance(self.shards, int) or not 1 <= self.shards <= 256:
             raise _fail("shards", self.shards, "an integer from 1 to 256")
         roles = {u.role for u in self.users}
@@ -469,9 +547,12 @@ class Scenario(_Section):
             raise _fail("users", euis, "distinct EUI-64s")
         simulated = self.population.meters * self.scale
         if simulated > MAX_SIMULATED_METERS:
-            raise _fail("population.meters", self.population.meters,
-                        f"at most {MAX_SIMULATED_METERS:_} devices simulated: population.meters x scale "
-                        f"({self.scale:g}) is {round(simulated):_}")
+            raise _fail(
+                "population.meters",
+                self.population.meters,
+                f"at most {MAX_SIMULATED_METERS:_} devices simulated: population.meters x scale "
+                f"({self.scale:g}) is {round(simulated):_}",
+            )
         self._check_volumes()
         self._check_capacity()
         self._check_throttle()
@@ -486,12 +567,20 @@ class Scenario(_Section):
         for i, st in enumerate(self.storms):
             alerts = min(max(1, round(st.devices * self.scale)), n) * st.rate_per_min * st.duration_min
             if alerts > MAX_DAY_EVENTS:
-                raise ConfigError(f"storms[{i}]: got devices x scale x rate_per_min x duration_min = {alerts:,.0f} "
-                                  f"alerts, expected at most {MAX_DAY_EVENTS:,}")
+                raise ConfigError(
+                    f"storms[{i}]: got devices x scale x rate_per_min x duration_min = {alerts:,.0f} "
+                    f"alerts, expected at most {MAX_DAY_EVENTS:,}"
+                )
             storms.append(alerts)
         fd = esme * self.future_dated.commands_per_meter * d
         events = (
-            esme * (d + min(1.0, m.daily_read_share * d) + min(1.0, m.supplier_read_prob * d) + min(1.0, m.dno_read_prob * d))
+            esme
+            * (
+                d
+                + min(1.0, m.daily_read_share * d)
+                + min(1.0, m.supplier_read_prob * d)
+                + min(1.0, m.dno_read_prob * d)
+            )
             + esme * self.population.export_share
             + n * self.background.requests_per_meter * d
             + fd * (1 + self.future_dated.instructions[1])
@@ -499,17 +588,23 @@ class Scenario(_Section):
             + sum(storms)
         )
         if events > MAX_DAY_EVENTS:
-            raise _fail("capacity.demand", d,
-                        f"a day of at most {MAX_DAY_EVENTS:,} requests and alerts, got about {events:,.0f} from "
-                        f"{n:,} meters (population.meters x scale) at this demand and the per-meter rates")
+            raise _fail(
+                "capacity.demand",
+                d,
+                f"a day of at most {MAX_DAY_EVENTS:,} requests and alerts, got about {events:,.0f} from "
+                f"{n:,} meters (population.meters x scale) at this demand and the per-meter rates",
+            )
 
     def _check_capacity(self) -> None:
         from dccsim.core.capacity import MAX_SERVERS
 
         if self.dsp_servers > MAX_SERVERS:
-            raise _fail("capacity.slots", self.capacity.slots,
-                        f"at most {MAX_SERVERS:,} DSP servers (slots x scale x uplift x operating_threshold), "
-                        f"got {self.dsp_servers:,}")
+            raise _fail(
+                "capacity.slots",
+                self.capacity.slots,
+                f"at most {MAX_SERVERS:,} DSP servers (slots x scale x uplift x operating_threshold), "
+                f"got {self.dsp_servers:,}",
+            )
 
     def _check_throttle(self) -> None:
         """The ``[throttle]`` table, checked as the throttle package parses it."""
@@ -574,7 +669,9 @@ class Scenario(_Section):
 
 def _throttle_message(text: str, table: dict[str, Any]) -> str:
     """A throttle package error as ``throttle.<key>: got ..., expected ...``."""
-    m = re.fullmatch(r"(?:(?P<where>[\w.\[\]-]+): )?unknown key '(?P<key>[^']*)'; expected one of: (?P<known>.*)", text, re.S)
+    m = re.fullmatch(
+        r"(?:(?P<where>[\w.\[\]-]+): )?unknown key '(?P<key>[^']*)'; expected one of: (?P<known>.*)", text, re.S
+    )
     if m:
         key = f"{m['where']}.{m['key']}" if m["where"] else m["key"]
         return f"throttle.{key}: got an unknown key, expected one of: {m['known']}"
@@ -634,7 +731,7 @@ def _qualify(where: str, field: str) -> str:
         return field
     static = re.sub(r"\[[^\]]*\]", "", where)
     if field == static or field.startswith(static + "."):
-        return where + field[len(static):]
+        return where + field[len(static) :]
     # a section's check named relative to the section: no overlap with its path
     return f"{where}.{field}"
 
@@ -689,8 +786,8 @@ def load_scenario(name_or_path: str) -> tuple[Scenario, str]:
     path = Path(name_or_path)
     if not path.is_file():
         raise ConfigError(
-            f"scenario: got {name_or_path!r}, expected a built-in scenario ({', '.join(sorted(builtins))}) or a TOML file"
+            f"scenario: got {name_or_path!r}, expected a built-in scenario "
+            f"({', '.join(sorted(builtins))}) or a TOML file"
         )
     text = path.read_text()
     return parse_scenario(text, str(path)), text
-

@@ -66,15 +66,32 @@ class DeviceLegModel:
         self.e20 = (p2.e20_share, p1.e20_share)
         self.e21 = (p2.e21_share, p1.e21_share)
 
-    def __call__(self, batch: RequestBatch, cls: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+    def __call__(
+        self, batch: RequestBatch, cls: npt.NDArray[np.uint8]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
         n = len(batch)
         z = self.rng.standard_normal(n)
         u = self.rng.random(n)
         base = self.pop.ids[0] if len(self.pop) else np.uint64(0)
         latency = np.empty(n, np.int64)
         fault = np.empty(n, np.uint8)
-        _device_leg(batch.device, base, self.pop.smets1, z, u, self.mu[0], self.mu[1], self.sigma[0], self.sigma[1],
-                    self.e20[0], self.e20[1], self.e21[0], self.e21[1], latency, fault)
+        _device_leg(
+            batch.device,
+            base,
+            self.pop.smets1,
+            z,
+            u,
+            self.mu[0],
+            self.mu[1],
+            self.sigma[0],
+            self.sigma[1],
+            self.e20[0],
+            self.e20[1],
+            self.e21[0],
+            self.e21[1],
+            latency,
+            fault,
+        )
         return latency, fault
 
 

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-
 from dccsim.core.catalogue import DEVICE_KINDS, catalogue
 from dccsim.core.eui import eui_to_int
 from dccsim.core.messages import ROLES
@@ -66,7 +65,9 @@ def flat_times(rng: np.random.Generator, n: int, start_ns: int, end_ns: int) -> 
     return (start_ns + (np.arange(n) + rng.random(n)) * slot).astype(np.int64)
 
 
-def profile_times(rng: np.random.Generator, n: int, start_ns: int, weights: npt.ArrayLike, bin_ns: int) -> npt.NDArray[np.int64]:
+def profile_times(
+    rng: np.random.Generator, n: int, start_ns: int, weights: npt.ArrayLike, bin_ns: int
+) -> npt.NDArray[np.int64]:
     """``n`` sorted times whose rate follows piecewise-constant ``weights`` (one per bin).
 
     The profile is cut into one-second slots; a multinomial draw gives each slot its count
@@ -123,10 +124,20 @@ class RequestChunk:
 
 
 _REQ_DTYPES = {
-    "t_scheduled_ns": np.int64, "device": np.uint64, "originator": np.uint64, "srv": np.uint8,
-    "role": np.uint8, "command_variant": np.uint8, "period_start_ns": np.int64,
-    "period_end_ns": np.int64, "execution_ns": np.int64, "cls": np.uint8, "attempt": np.uint8,
-    "invalid": np.uint8, "latency_ns": np.int64, "fault": np.uint8,
+    "t_scheduled_ns": np.int64,
+    "device": np.uint64,
+    "originator": np.uint64,
+    "srv": np.uint8,
+    "role": np.uint8,
+    "command_variant": np.uint8,
+    "period_start_ns": np.int64,
+    "period_end_ns": np.int64,
+    "execution_ns": np.int64,
+    "cls": np.uint8,
+    "attempt": np.uint8,
+    "invalid": np.uint8,
+    "latency_ns": np.int64,
+    "fault": np.uint8,
 }
 
 
@@ -190,8 +201,16 @@ class DayWorkload:
             self.alert_streams: list[_Stream] = alerts.result()
 
     # ------------------------------------------------------------------ requests
-    def _req_stream(self, t: npt.NDArray[np.int64], dev: npt.NDArray[np.int64], srv: npt.ArrayLike, role: str | npt.ArrayLike,
-                    cls: int, day_back: npt.ArrayLike = 1, execution: npt.ArrayLike | None = None) -> _Stream:
+    def _req_stream(
+        self,
+        t: npt.NDArray[np.int64],
+        dev: npt.NDArray[np.int64],
+        srv: npt.ArrayLike,
+        role: str | npt.ArrayLike,
+        cls: int,
+        day_back: npt.ArrayLike = 1,
+        execution: npt.ArrayLike | None = None,
+    ) -> _Stream:
         n = len(t)
         role_codes = np.full(n, ROLES.index(role), np.uint8) if isinstance(role, str) else np.asarray(role, np.uint8)
         start = self.day0 - np.asarray(day_back, np.int64) * DAY
@@ -223,23 +242,47 @@ class DayWorkload:
         order = rng.permutation(esme)
         reads = np.arange(n481)
         dev = order[reads % max(len(esme), 1)] if len(esme) else np.zeros(0, np.int64)
-        streams.append(self._req_stream(flat_times(rng, n481, ws, we), dev, self._code["4.8.1"], "MDR",
-                                                     CLS["mhhs_read"], day_back=1 + reads // max(len(esme), 1)))
+        streams.append(
+            self._req_stream(
+                flat_times(rng, n481, ws, we),
+                dev,
+                self._code["4.8.1"],
+                "MDR",
+                CLS["mhhs_read"],
+                day_back=1 + reads // max(len(esme), 1),
+            )
+        )
         # 4.6.1 for a share of ESMEs
         pick = esme[rng.random(len(esme)) < min(1.0, m.daily_read_share * demand)]
-        streams.append(self._req_stream(flat_times(rng, len(pick), ws, we), rng.permutation(pick),
-                                                     self._code["4.6.1"], "MDR", CLS["mhhs_read"]))
+        streams.append(
+            self._req_stream(
+                flat_times(rng, len(pick), ws, we), rng.permutation(pick), self._code["4.6.1"], "MDR", CLS["mhhs_read"]
+            )
+        )
         # 4.8.3 for export meters (the MDR reads it like 4.8.1 ... but 4.8.3 is not MDR-eligible
         # in DUIS; dccsim adds MDR for all three MHHS reads)
         exp = np.flatnonzero(pop.export)
-        streams.append(self._req_stream(flat_times(rng, len(exp), ws, we), rng.permutation(exp),
-                                                     self._code["4.8.3"], "MDR", CLS["mhhs_read"]))
+        streams.append(
+            self._req_stream(
+                flat_times(rng, len(exp), ws, we), rng.permutation(exp), self._code["4.8.3"], "MDR", CLS["mhhs_read"]
+            )
+        )
         # supplier and network operator re-read yesterday's 4.8.1
-        for prob, window, role in ((m.supplier_read_prob, m.supplier_window_h, "IS"), (m.dno_read_prob, m.dno_window_h, "ED")):
+        for prob, window, role in (
+            (m.supplier_read_prob, m.supplier_window_h, "IS"),
+            (m.dno_read_prob, m.dno_window_h, "ED"),
+        ):
             chosen = esme[rng.random(len(esme)) < min(1.0, prob * demand)]
             a, b = self._hours(window)
-            streams.append(self._req_stream(flat_times(rng, len(chosen), a, b), rng.permutation(chosen),
-                                                         self._code["4.8.1"], role, CLS["on_demand"]))
+            streams.append(
+                self._req_stream(
+                    flat_times(rng, len(chosen), a, b),
+                    rng.permutation(chosen),
+                    self._code["4.8.1"],
+                    role,
+                    CLS["on_demand"],
+                )
+            )
         return streams
 
     def _build_background(self, rng: np.random.Generator) -> _Stream:
@@ -262,8 +305,13 @@ class DayWorkload:
                 return [r for r in users if r in info.roles]
             if DEVICE_KINDS[k] not in info.device_kinds:
                 return []
-            return [r for r in users if r in info.roles
-                    and not (k == ESME and r in ("GS", "GT")) and not (k == GSME and r in ("ES", "ED", "MDR"))]
+            return [
+                r
+                for r in users
+                if r in info.roles
+                and not (k == ESME and r in ("GS", "GT"))
+                and not (k == GSME and r in ("ES", "ED", "MDR"))
+            ]
 
         n_kinds = len(DEVICE_KINDS)
         table = np.zeros((len(srvs), n_kinds, len(ROLES)), np.uint8)
@@ -302,16 +350,26 @@ class DayWorkload:
         return self._req_stream(t, dev, self._code["4.1.1"], "IS", CLS["future_dated"], execution=execution)
 
     # ------------------------------------------------------------------ alerts
-    def _alert_stream(self, t: npt.NDArray[np.int64], dev: npt.NDArray[np.int64], code: npt.ArrayLike, storm: bool,
-                      instruction: npt.ArrayLike = 0, total: npt.ArrayLike = 0) -> _Stream:
+    def _alert_stream(
+        self,
+        t: npt.NDArray[np.int64],
+        dev: npt.NDArray[np.int64],
+        code: npt.ArrayLike,
+        storm: bool,
+        instruction: npt.ArrayLike = 0,
+        total: npt.ArrayLike = 0,
+    ) -> _Stream:
         n = len(t)
-        return _Stream(t=t, cols={
-            "dev": dev.astype(np.int64),
-            "alert_code": np.broadcast_to(np.asarray(code, np.uint16), n).copy(),
-            "storm": np.full(n, storm, np.bool_),
-            "instruction": np.broadcast_to(np.asarray(instruction, np.uint16), n).copy(),
-            "total_instructions": np.broadcast_to(np.asarray(total, np.uint16), n).copy(),
-        })
+        return _Stream(
+            t=t,
+            cols={
+                "dev": dev.astype(np.int64),
+                "alert_code": np.broadcast_to(np.asarray(code, np.uint16), n).copy(),
+                "storm": np.full(n, storm, np.bool_),
+                "instruction": np.broadcast_to(np.asarray(instruction, np.uint16), n).copy(),
+                "total_instructions": np.broadcast_to(np.asarray(total, np.uint16), n).copy(),
+            },
+        )
 
     def _build_alerts(self, rng: np.random.Generator) -> list[_Stream]:
         s, pop = self.s, self.pop
@@ -321,8 +379,14 @@ class DayWorkload:
         codes = [int(c, 16) for c in a.code_mix]
         w = np.array(list(a.code_mix.values()), np.float64)
         t = profile_times(rng, n, self.day0, s.background.diurnal, HOUR)
-        streams.append(self._alert_stream(t, rng.integers(0, len(pop), n),
-                                                     np.array(codes, np.uint16)[rng.choice(len(codes), n, p=w / w.sum())], False))
+        streams.append(
+            self._alert_stream(
+                t,
+                rng.integers(0, len(pop), n),
+                np.array(codes, np.uint16)[rng.choice(len(codes), n, p=w / w.sum())],
+                False,
+            )
+        )
         for storm in s.storms:
             k = max(1, int(round(storm.devices * s.scale)))
             devs = rng.choice(len(pop), size=min(k, len(pop)), replace=False)
@@ -350,8 +414,11 @@ class DayWorkload:
         tt = execution[cmd] + np.where(shuffled, rev, delay)
         code = np.where(rng.random(total) < fd.not_done_share, ALERT_FD_NOT_DONE, ALERT_FD_DONE).astype(np.uint16)
         order = np.argsort(tt, kind="stable")
-        streams.append(self._alert_stream(tt[order], dev[cmd][order], code[order], False,
-                                                     instr[order], m[cmd].astype(np.uint16)[order]))
+        streams.append(
+            self._alert_stream(
+                tt[order], dev[cmd][order], code[order], False, instr[order], m[cmd].astype(np.uint16)[order]
+            )
+        )
         return streams
 
     # ------------------------------------------------------------------ chunks
@@ -360,11 +427,20 @@ class DayWorkload:
         c = _merge(self.request_streams, t0, t1)
         n = len(c["t"])
         out = RequestChunk(
-            t_scheduled_ns=c["t"], device=self.pop.ids[c["dev"]], originator=np.zeros(n, np.uint64),
-            srv=c["srv"], role=c["role"], command_variant=np.where(self._cat.non_device[c["srv"]], 8, 1).astype(np.uint8),
-            period_start_ns=c["period_start_ns"], period_end_ns=c["period_end_ns"],
-            execution_ns=c["execution_ns"], cls=c["cls"], attempt=np.zeros(n, np.uint8), invalid=np.zeros(n, np.uint8),
-            latency_ns=np.zeros(n, np.int64), fault=np.zeros(n, np.uint8),
+            t_scheduled_ns=c["t"],
+            device=self.pop.ids[c["dev"]],
+            originator=np.zeros(n, np.uint64),
+            srv=c["srv"],
+            role=c["role"],
+            command_variant=np.where(self._cat.non_device[c["srv"]], 8, 1).astype(np.uint8),
+            period_start_ns=c["period_start_ns"],
+            period_end_ns=c["period_end_ns"],
+            execution_ns=c["execution_ns"],
+            cls=c["cls"],
+            attempt=np.zeros(n, np.uint8),
+            invalid=np.zeros(n, np.uint8),
+            latency_ns=np.zeros(n, np.int64),
+            fault=np.zeros(n, np.uint8),
         )
         self._set_originators(out)
         self._inject_invalid(chunk, out)
@@ -384,9 +460,13 @@ class DayWorkload:
             return
         kinds = list(inv.mix)
         w = np.array([inv.mix[k] for k in kinds], np.float64)
-        chosen = np.array([INVALID_KINDS.index(k) for k in kinds], np.uint8)[rng.choice(len(kinds), len(hit), p=w / w.sum())]
+        chosen = np.array([INVALID_KINDS.index(k) for k in kinds], np.uint8)[
+            rng.choice(len(kinds), len(hit), p=w / w.sum())
+        ]
         cacheable = self._cat.cacheable[r.srv[hit]]
-        chosen = np.where((chosen == INVALID_KINDS.index("bad_period")) & ~cacheable, INVALID_KINDS.index("unknown_device"), chosen)
+        chosen = np.where(
+            (chosen == INVALID_KINDS.index("bad_period")) & ~cacheable, INVALID_KINDS.index("unknown_device"), chosen
+        )
         for i, k in zip(hit.tolist(), chosen.tolist(), strict=True):
             name = INVALID_KINDS[k]
             if name == "wrong_role":
@@ -407,8 +487,14 @@ class DayWorkload:
     def alerts(self, t0: int, t1: int) -> AlertChunk:
         """The device alerts in ``[t0, t1)``, sorted by time (ties in stream order)."""
         c = _merge(self.alert_streams, t0, t1)
-        return AlertChunk(t_ns=c["t"], device=self.pop.ids[c["dev"]], alert_code=c["alert_code"], storm=c["storm"],
-                          instruction=c["instruction"], total_instructions=c["total_instructions"])
+        return AlertChunk(
+            t_ns=c["t"],
+            device=self.pop.ids[c["dev"]],
+            alert_code=c["alert_code"],
+            storm=c["storm"],
+            instruction=c["instruction"],
+            total_instructions=c["total_instructions"],
+        )
 
     @property
     def total_requests(self) -> int:

@@ -7,10 +7,9 @@ import math
 import subprocess
 import sys
 
+import dccsim.cache
 import numpy as np
 import pytest
-
-import dccsim.cache
 from dccsim.cache import (
     BYTES_PER_ENTRY,
     MAX_CAPACITY,
@@ -19,8 +18,10 @@ from dccsim.cache import (
     CacheInputError,
     LookupResult,
     ReadingsCache,
+    readings,
+    reference,
+    stats,
 )
-from dccsim.cache import readings, reference, stats
 
 HOUR = 3_600 * 10**9
 SEC = 10**9

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from dccsim.cache import OP_LOOKUP, OP_STORE, ReadingsCache, ReferenceCache
 from dccsim.cache import _kernels as K
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 HOUR = 3_600 * 10**9
 SEC = 10**9
@@ -187,7 +186,7 @@ def run_split(s: Stream, cache: ReadingsCache, *, mixed_entry_points: bool) -> l
     """Apply the stream cut at ``s.cuts``; optionally through lookup/store where a piece allows."""
     out: list[tuple[bool, int, int, int]] = []
     bounds = [0, *s.cuts, len(s)]
-    for piece, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+    for piece, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         op, t, dev, srv, start, end, code, ref = s.rows(lo, hi)
         if mixed_entry_points and hi > lo and (op == OP_LOOKUP).all():
             r = cache.lookup(t, dev, srv, start, end)
@@ -200,7 +199,7 @@ def run_split(s: Stream, cache: ReadingsCache, *, mixed_entry_points: bool) -> l
             out.extend([(False, 0, 0, 0)] * (hi - lo))
         else:
             out.extend(
-                zip(r.hit.tolist(), r.code.tolist(), r.payload_ref.tolist(), r.stored_ns.tolist())
+                zip(r.hit.tolist(), r.code.tolist(), r.payload_ref.tolist(), r.stored_ns.tolist(), strict=True)
             )
         if s.expire_after[piece] and hi > lo:
             cache.expire(int(t[-1]))  # an explicit expiry at the current time changes nothing
@@ -223,7 +222,7 @@ def test_kernels_match_reference_and_model(s: Stream) -> None:
 def test_any_batch_split_gives_identical_results(s: Stream) -> None:
     whole = make_cache(s)
     r = whole.apply(*s.rows(0, len(s)))
-    one = list(zip(r.hit.tolist(), r.code.tolist(), r.payload_ref.tolist(), r.stored_ns.tolist()))
+    one = list(zip(r.hit.tolist(), r.code.tolist(), r.payload_ref.tolist(), r.stored_ns.tolist(), strict=True))
     split = make_cache(s)
     assert run_split(s, split, mixed_entry_points=False) == one
     assert whole.stats() == split.stats()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from dccsim.cache import ReadingsCache
 from dccsim.cache.errors import CacheInputError
 from dccsim.cache.readthrough import ReadThroughCache, ReferenceReadThrough
 from dccsim.cache.reference import ReferenceCache
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 HOUR = 3600 * 10**9
 DAY0 = 1_717_200_000 * 10**9
@@ -31,30 +30,48 @@ def streams(draw):  # type: ignore[no-untyped-def]
 
 
 @settings(max_examples=100, deadline=None)
-@given(s=streams(), retention=st.sampled_from([25, 72]), capacity=st.sampled_from([None, 1, 3]),
-       cut=st.integers(0, 120))
+@given(
+    s=streams(), retention=st.sampled_from([25, 72]), capacity=st.sampled_from([None, 1, 3]), cut=st.integers(0, 120)
+)
 def test_kernel_matches_reference_in_any_split(s, retention, capacity, cut) -> None:
     t, dev, srv, start, end, store_at = s
     ref = ReferenceReadThrough(ReferenceCache(retention_ns=retention * HOUR, capacity=capacity))
     want = ref.read_through(t, dev, srv, start, end, store_at)
-    rt = ReadThroughCache(ReadingsCache(retention_hours=retention, capacity=capacity, **({} if capacity else {"initial_capacity": 1})),
-                          initial_pending=16)
+    rt = ReadThroughCache(
+        ReadingsCache(retention_hours=retention, capacity=capacity, **({} if capacity else {"initial_capacity": 1})),
+        initial_pending=16,
+    )
     k = min(cut, len(t))
-    got = np.concatenate([
-        rt.read_through(t[:k], dev[:k], srv[:k], start[:k], end[:k], store_at[:k]).hit,
-        rt.read_through(t[k:], dev[k:], srv[k:], start[k:], end[k:], store_at[k:]).hit,
-    ])
+    got = np.concatenate(
+        [
+            rt.read_through(t[:k], dev[:k], srv[:k], start[:k], end[:k], store_at[:k]).hit,
+            rt.read_through(t[k:], dev[k:], srv[k:], start[k:], end[k:], store_at[k:]).hit,
+        ]
+    )
     assert got.tolist() == want
     assert rt.pending == ref.pending
     a, b = rt.stats(), ref.cache.stats()
-    assert (a.hits, a.misses, a.stores, a.expired, a.evicted, a.resident) == (b.hits, b.misses, b.stores, b.expired, b.evicted, b.resident)
+    assert (a.hits, a.misses, a.stores, a.expired, a.evicted, a.resident) == (
+        b.hits,
+        b.misses,
+        b.stores,
+        b.expired,
+        b.evicted,
+        b.resident,
+    )
 
 
 def test_store_in_the_same_batch_serves_a_later_lookup() -> None:
     rt = ReadThroughCache(ReadingsCache(retention_hours=25))
     one = np.ones(4, np.uint64)
-    r = rt.read_through(np.array([10, 11, 20, 26 * HOUR]), one, np.zeros(4, np.uint8), np.full(4, DAY0), np.full(4, DAY0 + 24 * HOUR),
-                        np.array([15, 19, -1, -1]))
+    r = rt.read_through(
+        np.array([10, 11, 20, 26 * HOUR]),
+        one,
+        np.zeros(4, np.uint8),
+        np.full(4, DAY0),
+        np.full(4, DAY0 + 24 * HOUR),
+        np.array([15, 19, -1, -1]),
+    )
     # miss at 10 (stored at 15), miss at 11 (queued for 19), hit at 20, expired at 26 h
     assert r.hit.tolist() == [False, False, True, False]
 
@@ -62,5 +79,11 @@ def test_store_in_the_same_batch_serves_a_later_lookup() -> None:
 def test_store_time_must_follow_lookup() -> None:
     rt = ReadThroughCache(ReadingsCache(retention_hours=25))
     with pytest.raises(CacheInputError, match=r"store_at_ns\[0\] = 10: expected -1 or a time after"):
-        rt.read_through(np.array([10]), np.ones(1, np.uint64), np.zeros(1, np.uint8), np.full(1, DAY0),
-                        np.full(1, DAY0 + HOUR), np.array([10]))
+        rt.read_through(
+            np.array([10]),
+            np.ones(1, np.uint64),
+            np.zeros(1, np.uint8),
+            np.full(1, DAY0),
+            np.full(1, DAY0 + HOUR),
+            np.array([10]),
+        )

@@ -5,10 +5,9 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 import pytest
+from dccsim.cache import CacheStats, ReadingsCache
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from dccsim.cache import CacheStats, ReadingsCache
 
 SEC = 10**9
 DAY0 = 1_717_200_000 * SEC

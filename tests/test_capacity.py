@@ -11,9 +11,6 @@ import sys
 import msgspec
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from dccsim.core import capacity
 from dccsim.core.capacity import (
     CapacityClass,
@@ -27,6 +24,8 @@ from dccsim.core.capacity import (
     reference_process,
 )
 from dccsim.core.errors import ConfigError, DccsimError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 OUTPUTS = ("start_ns", "t_done_ns", "timed_out", "wait_ns", "backlog")
 I64_MAX = np.iinfo(np.int64).max

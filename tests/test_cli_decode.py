@@ -10,7 +10,6 @@ from pathlib import Path
 
 import msgspec
 import pytest
-
 from dccsim.bench.cli import main
 from dccsim.core import duisxml, wire
 
@@ -18,8 +17,12 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "requests"
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "dccsim.bench", *args], capture_output=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "dccsim.bench", *args],
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def test_all_templates_round_trip_through_the_cli(templates, duis_dir, tmp_path) -> None:
@@ -99,7 +102,11 @@ def test_msgspec_encoded_compact_rows_are_readable(tmp_path) -> None:
     from dccsim.core.messages import RequestRow
 
     p = tmp_path / "rows.msgpack"
-    p.write_bytes(msgspec.msgpack.encode([RequestRow(originator=1, target=2, counter=3, command_variant=1, srv="4.8.1", role="MDR")]))
+    p.write_bytes(
+        msgspec.msgpack.encode(
+            [RequestRow(originator=1, target=2, counter=3, command_variant=1, srv="4.8.1", role="MDR")]
+        )
+    )
     r = run_cli("decode", str(p))
     assert r.returncode == 0 and b"4.8.1" in r.stdout
 
@@ -123,7 +130,10 @@ def _decode_in_process(args: list[str], capsys: pytest.CaptureFixture[str]) -> t
     ("change", "words"),
     [
         ({"request_id__originator": "ZZ"}, "$.request_id.originator: got 'ZZ', expected an EUI-64"),
-        ({"request_id__counter": 2**64 + 5}, "$.request_id.counter: got 18446744073709551621, expected an unsigned 64-bit integer"),
+        (
+            {"request_id__counter": 2**64 + 5},
+            "$.request_id.counter: got 18446744073709551621, expected an unsigned 64-bit integer",
+        ),
         ({"request_id__counter": -5}, "$.request_id.counter: got -5, expected an unsigned 64-bit integer"),
     ],
 )
@@ -158,6 +168,8 @@ def test_schema_that_is_not_a_schema_is_one_line(tmp_path, capsys) -> None:
     not_xsd = tmp_path / "plain.xml"
     not_xsd.write_text("<a><b/></a>")
     for schema in (not_xml, not_xsd):
-        code, err = _decode_in_process(["--to", "xml", "--schema", str(schema), str(EXAMPLES / "01_mhhs_4.8.1.xml")], capsys)
+        code, err = _decode_in_process(
+            ["--to", "xml", "--schema", str(schema), str(EXAMPLES / "01_mhhs_4.8.1.xml")], capsys
+        )
         assert code == 2 and len(err) == 1, err
         assert err[0].startswith(f"dccsim: error: --schema {schema}: not an XML schema (") and "Traceback" not in err[0]

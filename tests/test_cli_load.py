@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from dccsim.bench.cli import CliError, main
 from dccsim.bench.cmd_serve import LOAD_CRITERIA, _load_criteria
 from dccsim.bench.criteria import evaluate, parse_criteria

@@ -6,23 +6,30 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from dccsim.core import wire
 from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import COLUMN_DTYPES, RequestBatch
+from dccsim.core.duisxml import decode_request_xml
 from dccsim.core.errors import MessageError
 from dccsim.core.messages import ROLES, RequestRow, to_ns
-from dccsim.core.duisxml import decode_request_xml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def _rows(rng: np.random.Generator, n: int) -> list[RequestRow]:
     srvs = ["4.6.1", "4.8.1", "4.8.3", "11.2"]
     return [
-        RequestRow(originator=0x90B3D51F30010000 + int(rng.integers(4)), target=int(rng.integers(2**63, 2**64 - 1, dtype=np.uint64)),
-                   counter=i + 1, command_variant=1, srv=srvs[i % 4], role="MDR" if i % 4 < 3 else "IS",
-                   t_scheduled_ns=i * 1000, period_start_ns=i, period_end_ns=i + 86_400 * 10**9)
+        RequestRow(
+            originator=0x90B3D51F30010000 + int(rng.integers(4)),
+            target=int(rng.integers(2**63, 2**64 - 1, dtype=np.uint64)),
+            counter=i + 1,
+            command_variant=1,
+            srv=srvs[i % 4],
+            role="MDR" if i % 4 < 3 else "IS",
+            t_scheduled_ns=i * 1000,
+            period_start_ns=i,
+            period_end_ns=i + 86_400 * 10**9,
+        )
         for i in range(n)
     ]
 
@@ -59,7 +66,9 @@ def test_bad_columns_are_named() -> None:
     with pytest.raises(TypeError, match=r"RequestBatch.srv: got ndarray int64"):
         RequestBatch(**{k: np.zeros(2, dtype=d) for k, d in COLUMN_DTYPES.items()} | {"srv": np.zeros(2, np.int64)})
     with pytest.raises(MessageError, match="srv"):
-        RequestBatch.from_rows([RequestRow(originator=1, target=2, counter=3, command_variant=1, srv="99.9", role="IS")])
+        RequestBatch.from_rows(
+            [RequestRow(originator=1, target=2, counter=3, command_variant=1, srv="99.9", role="IS")]
+        )
     with pytest.raises(ValueError, match="missing column 'device'"):
         RequestBatch.from_arrow(pa.RecordBatch.from_pydict({"x": [1]}))
 
@@ -68,13 +77,26 @@ _srv_names = st.sampled_from(["4.6.1", "4.8.1", "4.8.3", "11.2", "8.11", "1.1.1"
 _role_names = st.sampled_from([*ROLES, "", "XX", "ISSUER"])
 _u64 = st.one_of(st.integers(0, 300), st.integers(0, 2**64 - 1), st.integers(-5, -1))
 _i64 = st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(-200, 200), st.integers(2**63, 2**64 - 1))
-_row = st.tuples(_u64, _u64, _u64, st.one_of(st.integers(0, 8), st.integers(-3, 300)), _srv_names, _role_names,
-                 _i64, _i64, _i64, _i64)
+_row = st.tuples(
+    _u64,
+    _u64,
+    _u64,
+    st.one_of(st.integers(0, 8), st.integers(-3, 300)),
+    _srv_names,
+    _role_names,
+    _i64,
+    _i64,
+    _i64,
+    _i64,
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(rows=st.lists(st.one_of(_row, st.tuples(st.just("not"), st.just("a row"))), max_size=25),
-       keep=st.integers(6, 10), cut=st.integers(0, 3))
+@given(
+    rows=st.lists(st.one_of(_row, st.tuples(st.just("not"), st.just("a row"))), max_size=25),
+    keep=st.integers(6, 10),
+    cut=st.integers(0, 3),
+)
 def test_numba_msgpack_parser_matches_msgspec(rows, keep, cut) -> None:
     """The fast parser and the msgspec path accept the same batches and give the same columns."""
     data = msgspec.msgpack.encode([list(r)[:keep] if len(r) == 10 else list(r) for r in rows])

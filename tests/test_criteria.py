@@ -73,9 +73,7 @@ def test_srv_keys_with_dots_take_the_longest_match() -> None:
     assert resolve_path({"a": {"b.c": 1, "b": {"c": 2}}}, "a.b.c") == 1
     # ... unless it leads nowhere: then the shorter key is tried
     assert resolve_path({"a": {"b.c": {"x": 1}, "b": {"c": {"y": 2}}}}, "a.b.c.y") == 2
-    result = evaluate(
-        SUMMARY, {"within_target_by_srv.4.8.1 >= 0.95": 3, "within_target_by_srv.4.6.1 >= 0.95": 3}
-    )
+    result = evaluate(SUMMARY, {"within_target_by_srv.4.8.1 >= 0.95": 3, "within_target_by_srv.4.6.1 >= 0.95": 3})
     assert [v.passed for v in result.verdicts] == [True, False]
 
 
@@ -92,16 +90,12 @@ def test_unknown_path_names_the_criterion_and_what_is_there() -> None:
     assert "'latency_s.p95 < 10'" in text and "no key 'p95'" in text and "p50, p99" in text
     with pytest.raises(CriteriaError, match="no key '4.8.9'.*4.6.1, 4.8, 4.8.1"):
         evaluate(SUMMARY, {"within_target_by_srv.4.8.9 >= 0.9": 1})  # no such SRV
-    with pytest.raises(
-        CriteriaError, match="the summary has no key 'latncy_s'; expected one of cache"
-    ):
+    with pytest.raises(CriteriaError, match="the summary has no key 'latncy_s'; expected one of cache"):
         evaluate(SUMMARY, {"latncy_s.p99 < 1": 1})
 
 
 def test_a_table_is_not_a_number() -> None:
-    with pytest.raises(
-        CriteriaError, match=r"'latency_s' is a table, expected a number; pick one of its keys: max"
-    ):
+    with pytest.raises(CriteriaError, match=r"'latency_s' is a table, expected a number; pick one of its keys: max"):
         evaluate(SUMMARY, {"latency_s < 60": 1})
     with pytest.raises(CriteriaError, match="is a number, it has no key 'x'"):
         evaluate(SUMMARY, {"requests.x < 60": 1})
@@ -109,9 +103,7 @@ def test_a_table_is_not_a_number() -> None:
 
 @pytest.mark.parametrize("severity", [0, 5, "1", True, 1.0, None])
 def test_bad_severity_names_the_criterion(severity: object) -> None:
-    with pytest.raises(
-        CriteriaError, match=r"latency_s.p99 < 60.*severity .*expected an integer from 1 to 4"
-    ):
+    with pytest.raises(CriteriaError, match=r"latency_s.p99 < 60.*severity .*expected an integer from 1 to 4"):
         parse_criteria({"latency_s.p99 < 60": severity})
 
 
@@ -178,9 +170,7 @@ def test_bad_thresholds(thresholds: object, message: str) -> None:
 
 
 def test_nothing_measured_fails_and_is_stored_as_null() -> None:
-    result = evaluate(
-        SUMMARY, {"events_per_second > 1": 4, "nan_ratio != 0": 4, "nan_ratio < 1": 4}
-    )
+    result = evaluate(SUMMARY, {"events_per_second > 1": 4, "nan_ratio != 0": 4, "nan_ratio < 1": 4})
     assert [v.passed for v in result.verdicts] == [False, False, False]
     assert all(math.isnan(v.actual) for v in result.verdicts)
     data = crit.to_dict(result)
@@ -234,9 +224,7 @@ def _write_run(folder: Path, summary: dict[str, object], scenario_text: str | No
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(summary))
     if scenario_text is not None:
-        schema = pa.schema(
-            [("seq", pa.uint64())], metadata={"dccsim.scenario": scenario_text, "dccsim.seed": "1"}
-        )
+        schema = pa.schema([("seq", pa.uint64())], metadata={"dccsim.scenario": scenario_text, "dccsim.seed": "1"})
         with (
             pa.OSFile(str(folder / "requests.arrow"), "wb") as sink,
             pa.ipc.new_stream(sink, schema),
@@ -256,10 +244,7 @@ def test_criteria_of_a_run_come_from_its_recorded_scenario(tmp_path: Path) -> No
     # without a log, the built-in scenario by name
     bare = _write_run(tmp_path / "bare", {**SUMMARY, "run": {"scenario": "smoke"}}, None)
     criteria, source = crit.criteria_for_run(bare, {"run": {"scenario": "smoke"}})  # type: ignore[misc]
-    assert (
-        "within_target_ratio >= 0.97" in [c.expression for c in criteria.items]
-        and "'smoke'" in source
-    )
+    assert "within_target_ratio >= 0.97" in [c.expression for c in criteria.items] and "'smoke'" in source
     assert crit.criteria_for_run(bare, {"run": {"scenario": "no-such"}}) is None
 
 
@@ -272,9 +257,7 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     code, out, err = cli("check", str(failing / "summary.json"), capsys=capsys)
     assert code == 1 and "fails 1 criterion" in out and "FAIL" in out
     # --criteria: a scenario file or a bare table; it overrides the run's own
-    (tmp_path / "c.toml").write_text(
-        '"within_target_by_srv.4.6.1 >= 0.9" = 1\n[thresholds]\n1 = 0\n'
-    )
+    (tmp_path / "c.toml").write_text('"within_target_by_srv.4.6.1 >= 0.9" = 1\n[thresholds]\n1 = 0\n')
     code, out, _ = cli("check", str(failing), "--criteria", str(tmp_path / "c.toml"), capsys=capsys)
     assert code == 0 and "within_target_by_srv.4.6.1" in out
 
@@ -321,13 +304,16 @@ def test_a_key_the_run_did_not_see_is_not_measured_or_zero() -> None:
     """Per-run tables list only what the run saw: an SRV or class without requests is not
     measured (the criterion fails), an absent response code or outcome is a count of 0;
     a name that cannot exist at all is still an error."""
-    result = evaluate(SUMMARY, {
-        "within_target_by_srv.8.11 >= 0.5": 3,
-        "latency_by_class.future_dated.p99_s < 10": 3,
-        "latency_by_class.future_dated.requests == 0": 3,
-        "response_codes.E30 <= 0": 3,
-        "outcomes.cache == 0": 3,
-    })
+    result = evaluate(
+        SUMMARY,
+        {
+            "within_target_by_srv.8.11 >= 0.5": 3,
+            "latency_by_class.future_dated.p99_s < 10": 3,
+            "latency_by_class.future_dated.requests == 0": 3,
+            "response_codes.E30 <= 0": 3,
+            "outcomes.cache == 0": 3,
+        },
+    )
     got = {v.criterion.expression: (v.passed, v.actual) for v in result.verdicts}
     assert got["within_target_by_srv.8.11 >= 0.5"][0] is False
     assert math.isnan(got["within_target_by_srv.8.11 >= 0.5"][1])
@@ -343,10 +329,15 @@ def test_a_key_the_run_did_not_see_is_not_measured_or_zero() -> None:
 def test_summary_json_is_standard_json_with_null_for_not_measured() -> None:
     from dccsim.bench.runlog import summary_json
 
-    text = summary_json({"within_target_ratio": math.nan, "latency_s": {"p99": math.inf, "p50": 1.5}, "n": [math.nan, 2]})
+    text = summary_json(
+        {"within_target_ratio": math.nan, "latency_s": {"p99": math.inf, "p50": 1.5}, "n": [math.nan, 2]}
+    )
 
     def refuse(name: str) -> None:
         raise AssertionError(f"non-standard JSON constant {name}")
 
     assert json.loads(text, parse_constant=refuse) == {
-        "within_target_ratio": None, "latency_s": {"p99": None, "p50": 1.5}, "n": [None, 2]}
+        "within_target_ratio": None,
+        "latency_s": {"p99": None, "p50": 1.5},
+        "n": [None, 2],
+    }

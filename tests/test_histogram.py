@@ -11,9 +11,6 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
-
 from dccsim.bench import _kernels, histogram
 from dccsim.bench.histogram import (
     MAX_TRACKABLE_NS,
@@ -25,6 +22,8 @@ from dccsim.bench.histogram import (
     reference_bucket_index,
     reference_percentile,
 )
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 # values spread over every octave, not only the huge ones a uniform int64 draw favours

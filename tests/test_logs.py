@@ -17,7 +17,6 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
-
 from dccsim.bench import logs
 from dccsim.bench.logs import (
     ALERT_ACTIONS,

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 import msgspec
 import pytest
-
 from dccsim.core import duisxml, wire
 from dccsim.core.errors import MessageError
 from dccsim.core.eui import eui_to_int, int_to_eui
@@ -80,8 +79,11 @@ def test_typed_bodies_are_filled(duis_dir) -> None:
     )
     h = duisxml.decode_request_xml((t / "CCS01_8.11_SUCCESS_REQUEST_DUIS.XML").read_bytes())
     assert h.body == UpdateHANDeviceLog(
-        device_id="00-DB-12-34-56-78-90-A0", request_type="Add", join_time_period=90,
-        install_code="30313233343536373839414243444546", import_mpxn="1312345678111",
+        device_id="00-DB-12-34-56-78-90-A0",
+        request_type="Add",
+        join_time_period=90,
+        install_code="30313233343536373839414243444546",
+        import_mpxn="1312345678111",
         secondary_import_mpan="1312345678222",
     )
     f = duisxml.decode_request_xml((t / "ECS17b_4.1.1_DSP_FUTURE_DATED_REQUEST_DUIS.XML").read_bytes())
@@ -90,8 +92,13 @@ def test_typed_bodies_are_filled(duis_dir) -> None:
 
 def test_responses_and_alerts_validate(duis_schema) -> None:
     req = ServiceRequest(
-        request_id=RequestId.parse(RID), command_variant=1, service_reference="4.8", srv="4.8.1",
-        body=ReadActiveImportProfileData(period=ReadLogPeriod(start=datetime(2026, 1, 1, tzinfo=UTC), end=datetime(2026, 1, 2, tzinfo=UTC))),
+        request_id=RequestId.parse(RID),
+        command_variant=1,
+        service_reference="4.8",
+        srv="4.8.1",
+        body=ReadActiveImportProfileData(
+            period=ReadLogPeriod(start=datetime(2026, 1, 1, tzinfo=UTC), end=datetime(2026, 1, 2, tzinfo=UTC))
+        ),
     )
     when = datetime(2026, 1, 2, 1, 2, 3, 500000, tzinfo=UTC)
     for code, payload in (("I0", b"\x01\x02"), ("I99", None), ("E21", None)):
@@ -101,17 +108,30 @@ def test_responses_and_alerts_validate(duis_schema) -> None:
         assert duisxml.schema_errors(xml, duis_schema) == []
         assert wire.decode_json(wire.encode_json(resp)) == resp
     for count, seq in ((None, None), (0, 0), (41, 3)):
-        alert = DeviceAlert(device="00-DB-12-34-56-78-90-A0", recipient="90-B3-D5-1F-30-01-00-00", counter=7,
-                            alert_code=0x8F84, time=when, gbcs_payload=b"\x00" * 4,
-                            throttled_alert_count=count, throttled_alert_sequence_id=seq)
+        alert = DeviceAlert(
+            device="00-DB-12-34-56-78-90-A0",
+            recipient="90-B3-D5-1F-30-01-00-00",
+            counter=7,
+            alert_code=0x8F84,
+            time=when,
+            gbcs_payload=b"\x00" * 4,
+            throttled_alert_count=count,
+            throttled_alert_sequence_id=seq,
+        )
         xml = duisxml.encode_alert_xml(alert)
         assert duisxml.schema_errors(xml, duis_schema) == []
         if count:
             assert b"<sr:ThrottledAlertCount>41</sr:ThrottledAlertCount>" in xml
             assert b"<sr:ThrottledAlertSequenceId>3</sr:ThrottledAlertSequenceId>" in xml
         assert b"<sr:AlertCode>8F84</sr:AlertCode>" in xml
-    dcc = DCCAlert.power_outage(code="N42", recipient="90-B3-D5-1F-30-01-00-00", counter=9, time=when,
-                                comms_hub="00-DB-12-34-56-78-90-A2", mpxn="1312345678111")
+    dcc = DCCAlert.power_outage(
+        code="N42",
+        recipient="90-B3-D5-1F-30-01-00-00",
+        counter=9,
+        time=when,
+        comms_hub="00-DB-12-34-56-78-90-A2",
+        mpxn="1312345678111",
+    )
     assert duisxml.schema_errors(duisxml.encode_alert_xml(dcc), duis_schema) == []
     dcc2 = msgspec.structs.replace(dcc, throttled_alert_count=5, throttled_alert_sequence_id=1)
     assert duisxml.schema_errors(duisxml.encode_alert_xml(dcc2), duis_schema) == []
@@ -143,8 +163,13 @@ def test_truncated_template_is_rejected(templates) -> None:
 
 def test_wrong_types_in_json_name_path_value_and_type() -> None:
     good = wire.encode_json(
-        ServiceRequest(request_id=RequestId.parse(RID), command_variant=1, service_reference="11.2", srv="11.2",
-                       body=GenericBody(name="X", xml="<x/>"))
+        ServiceRequest(
+            request_id=RequestId.parse(RID),
+            command_variant=1,
+            service_reference="11.2",
+            srv="11.2",
+            body=GenericBody(name="X", xml="<x/>"),
+        )
     )
     bad = good.replace(b'"command_variant":1', b'"command_variant":"one"')
     with pytest.raises(MessageError) as err:
@@ -166,9 +191,15 @@ def test_detect_format() -> None:
 
 
 def _request_dict() -> dict:
-    req = ServiceRequest(request_id=RequestId.parse(RID), command_variant=1, service_reference="4.8.1", srv="4.8.1",
-                         body=ReadActiveImportProfileData(period=ReadLogPeriod(
-                             start=datetime(2026, 11, 22, tzinfo=UTC), end=datetime(2026, 11, 23, tzinfo=UTC))))
+    req = ServiceRequest(
+        request_id=RequestId.parse(RID),
+        command_variant=1,
+        service_reference="4.8.1",
+        srv="4.8.1",
+        body=ReadActiveImportProfileData(
+            period=ReadLogPeriod(start=datetime(2026, 11, 22, tzinfo=UTC), end=datetime(2026, 11, 23, tzinfo=UTC))
+        ),
+    )
     return msgspec.json.decode(wire.encode_json(req))
 
 
@@ -188,11 +219,15 @@ def test_json_and_msgpack_check_request_ids_as_xml_does(part: str, value: object
     with pytest.raises(MessageError) as xml_err:
         RequestId.parse(text)  # what the DUIS XML reader does with the header's RequestID
     assert xml_err.value.field == f"header.{field}"
-    decoders = [(wire.decode_json, msgspec.json.encode(data), f"$.{field}"),
-                (wire.decode_json_batch, msgspec.json.encode([_request_dict(), data]), f"$[1].{field}")]
+    decoders = [
+        (wire.decode_json, msgspec.json.encode(data), f"$.{field}"),
+        (wire.decode_json_batch, msgspec.json.encode([_request_dict(), data]), f"$[1].{field}"),
+    ]
     if value != 2**64:  # MessagePack has no integers above 2**64 - 1
-        decoders += [(wire.decode_msgpack, msgspec.msgpack.encode(data), f"$.{field}"),
-                     (wire.decode_msgpack_batch, msgspec.msgpack.encode([_request_dict(), data]), f"$[1].{field}")]
+        decoders += [
+            (wire.decode_msgpack, msgspec.msgpack.encode(data), f"$.{field}"),
+            (wire.decode_msgpack_batch, msgspec.msgpack.encode([_request_dict(), data]), f"$[1].{field}"),
+        ]
     for decode, raw, path in decoders:
         with pytest.raises(MessageError) as err:
             decode(raw)

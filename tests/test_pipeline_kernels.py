@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from dccsim.core.pipeline import _CODES, FAULT_E20, FAULT_E21, OUTCOMES, _device_leg, _finish
 from dccsim.core.validation import RESPONSE_CODES
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 FD = 2
 
@@ -40,8 +39,21 @@ def reference(t, cls, fault, non_device, hit, dsp_done, deadline, latency, targe
 
 
 @settings(max_examples=200, deadline=None)
-@given(rows=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 3), st.integers(0, 2), st.booleans(), st.booleans(),
-                               st.integers(0, 10**6), st.integers(0, 2 * 10**6), st.integers(0, 10**6)), max_size=40))
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 10**6),
+            st.integers(0, 3),
+            st.integers(0, 2),
+            st.booleans(),
+            st.booleans(),
+            st.integers(0, 10**6),
+            st.integers(0, 2 * 10**6),
+            st.integers(0, 10**6),
+        ),
+        max_size=40,
+    )
+)
 def test_outcome_kernels_match_the_rules(rows) -> None:
     n = len(rows)
     t = np.array([r[0] for r in rows], np.int64)
@@ -61,8 +73,28 @@ def test_outcome_kernels_match_the_rules(rows) -> None:
     t_done = t.copy()
     lat = np.empty(n, np.int64)
     within = np.ones(n, np.bool_)
-    _finish(np.arange(n), t, cls, non_device, hit, dsp_done, deadline, dev_done, dev_code, targets, FD, _CODES,
-            code, outcome, t_done, lat, within)
-    got = [(RESPONSE_CODES[c], OUTCOMES[o], int(d), bool(w)) for c, o, d, w in zip(code, outcome, t_done, within, strict=True)]
+    _finish(
+        np.arange(n),
+        t,
+        cls,
+        non_device,
+        hit,
+        dsp_done,
+        deadline,
+        dev_done,
+        dev_code,
+        targets,
+        FD,
+        _CODES,
+        code,
+        outcome,
+        t_done,
+        lat,
+        within,
+    )
+    got = [
+        (RESPONSE_CODES[c], OUTCOMES[o], int(d), bool(w))
+        for c, o, d, w in zip(code, outcome, t_done, within, strict=True)
+    ]
     assert got == reference(t, cls, fault, non_device, hit, dsp_done, deadline, latency, targets)
     assert np.array_equal(lat, t_done - t)

@@ -14,15 +14,21 @@ from dccsim.core.messages import ROLES
 
 def _parse(rows: list[list[object]]) -> tuple[int, np.ndarray]:
     buf = np.frombuffer(msgspec.msgpack.encode(rows), np.uint8)
-    u64, u8, i64 = np.zeros((3, len(rows)), np.uint64), np.zeros((3, len(rows)), np.uint8), np.zeros((4, len(rows)), np.int64)
+    u64, u8, i64 = (
+        np.zeros((3, len(rows)), np.uint64),
+        np.zeros((3, len(rows)), np.uint8),
+        np.zeros((4, len(rows)), np.int64),
+    )
     return _rows_kernel.parse_rows(buf, *_string_tables(), u64, u8, i64)[0], u8
 
 
 def test_every_srv_and_role_is_found_under_its_code() -> None:
     srvs = catalogue().srvs
     roles = [*ROLES, ""]
-    rows = [[1 << 40, 1 << 41, k + 1, 1, srvs[k % len(srvs)], roles[k % len(roles)]]
-            for k in range(max(len(srvs), len(roles)) * 2)]
+    rows = [
+        [1 << 40, 1 << 41, k + 1, 1, srvs[k % len(srvs)], roles[k % len(roles)]]
+        for k in range(max(len(srvs), len(roles)) * 2)
+    ]
     status, u8 = _parse(rows)
     assert status == _rows_kernel.OK
     want_srv = [catalogue().code_of[r[4]] for r in rows]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from dccsim.core.errors import ConfigError
 from dccsim.loadgen.population import build_population
 from dccsim.loadgen.scenario import Scenario, builtin_scenarios, load_scenario, parse_scenario

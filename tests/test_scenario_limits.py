@@ -10,7 +10,6 @@ import math
 from pathlib import Path
 
 import pytest
-
 from dccsim.bench.cli import main
 from dccsim.core.errors import ConfigError
 from dccsim.loadgen.scenario import (
@@ -37,56 +36,100 @@ def _error(text: str) -> str:
     ("text", "words"),
     [
         # 1. a retry of the chunk being finished must not be due in the chunk being queued
-        ("[mhhs]\nretry_delay_s = 300", "mhhs.retry_delay_s: got 300.0, expected at least 2 x chunk_s (chunk_s = 300, so >= 600)"),
+        (
+            "[mhhs]\nretry_delay_s = 300",
+            "mhhs.retry_delay_s: got 300.0, expected at least 2 x chunk_s (chunk_s = 300, so >= 600)",
+        ),
         ("[mhhs]\nretry_delay_s = 500", "mhhs.retry_delay_s: got 500.0"),
-        ("chunk_s = 1000", "mhhs.retry_delay_s: got 1800.0, expected at least 2 x chunk_s (chunk_s = 1000, so >= 2000)"),
+        (
+            "chunk_s = 1000",
+            "mhhs.retry_delay_s: got 1800.0, expected at least 2 x chunk_s (chunk_s = 1000, so >= 2000)",
+        ),
         ("[mhhs]\nretry_delay_s = 1e300", "mhhs.retry_delay_s: got 1e+300, expected a number > 0 and <= 86400"),
         # 2. the day ends at 24:00
-        ("[mhhs]\nsupplier_window_h = [20.0, 40.0]", "mhhs.supplier_window_h: got [20.0, 40.0], expected [start_h, end_h] with 0 <= start < end <= 24"),
+        (
+            "[mhhs]\nsupplier_window_h = [20.0, 40.0]",
+            "mhhs.supplier_window_h: got [20.0, 40.0], expected [start_h, end_h] with 0 <= start < end <= 24",
+        ),
         ("[mhhs]\nwindow_h = [0.5, 24.5]", "mhhs.window_h: got [0.5, 24.5]"),
         ("[mhhs]\ndno_window_h = [7.0, nan]", "mhhs.dno_window_h: got [7.0, nan]"),
-        ("[[storms]]\ndevices = 1\n[[storms]]\ndevices = 1\nstart_h = 23.0\nduration_min = 61",
-         "storms[1].duration_min: got 61.0, expected minutes > 0 and <= 60, so that the storm (from start_h 23) ends by 24:00"),
+        (
+            "[[storms]]\ndevices = 1\n[[storms]]\ndevices = 1\nstart_h = 23.0\nduration_min = 61",
+            "storms[1].duration_min: got 61.0, expected minutes > 0 and <= 60, "
+            "so that the storm (from start_h 23) ends by 24:00",
+        ),
         # 3. latency and class settings: finite, bounded, named by generation / class / storm
-        ("[population.smets2]\np95_s = inf", "population.smets2.p95_s: got inf, expected seconds from median_s (4) to 86400"),
+        (
+            "[population.smets2]\np95_s = inf",
+            "population.smets2.p95_s: got inf, expected seconds from median_s (4) to 86400",
+        ),
         ("[population.smets2]\np95_s = 1e300", "population.smets2.p95_s: got 1e+300"),
-        ("[population.smets1]\nmedian_s = 1e-300", "population.smets1.median_s: got 1e-300, expected seconds from 0.001 to 86400"),
+        (
+            "[population.smets1]\nmedian_s = 1e-300",
+            "population.smets1.median_s: got 1e-300, expected seconds from 0.001 to 86400",
+        ),
         ("[population.smets1]\nmedian_s = nan", "population.smets1.median_s: got nan"),
         ("[population.smets2]\nmedian_s = 1.0\np95_s = 3600", "population.smets2.p95_s: got 3600.0, expected at most"),
-        ("[population.smets1]\ne20_share = 1.5", "population.smets1.e20_share: got 1.5, expected a share between 0 and 1"),
-        ("[population.smets2]\ne20_share = 0.6\ne21_share = 0.6", "population.smets2.e21_share: got 0.6, expected at most 1 - e20_share (0.4)"),
-        ("[capacity.classes.on_demand]\nservice_ms = 1e-9\ntimeout_s = 60\ntarget_s = 30\n"
-         "[capacity.classes.mhhs_read]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30\n"
-         "[capacity.classes.future_dated]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30\n"
-         "[capacity.classes.non_device]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30",
-         "capacity.classes.on_demand.service_ms: got 1e-09, expected milliseconds from 0.000001 (1 ns)"),
-        ("[capacity.classes.on_demand]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30\n"
-         "[capacity.classes.mhhs_read]\nservice_ms = 1\ntimeout_s = 1e300\ntarget_s = 30\n"
-         "[capacity.classes.future_dated]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30\n"
-         "[capacity.classes.non_device]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30",
-         "capacity.classes.mhhs_read.timeout_s: got 1e+300, expected seconds from 0.001 to 86400"),
-        ("[capacity.classes.on_demand]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30\n"
-         "[capacity.classes.mhhs_read]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30\n"
-         "[capacity.classes.future_dated]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30\n"
-         "[capacity.classes.non_device]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = inf",
-         "capacity.classes.non_device.target_s: got inf"),
-        ("[[storms]]\ndevices = 1\n[[storms]]\ndevices = 1\n[[storms]]\ndevices = 1\nrate_per_min = -1",
-         "storms[2].rate_per_min: got -1.0"),
+        (
+            "[population.smets1]\ne20_share = 1.5",
+            "population.smets1.e20_share: got 1.5, expected a share between 0 and 1",
+        ),
+        (
+            "[population.smets2]\ne20_share = 0.6\ne21_share = 0.6",
+            "population.smets2.e21_share: got 0.6, expected at most 1 - e20_share (0.4)",
+        ),
+        (
+            "[capacity.classes.on_demand]\nservice_ms = 1e-9\ntimeout_s = 60\ntarget_s = 30\n"
+            "[capacity.classes.mhhs_read]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30\n"
+            "[capacity.classes.future_dated]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30\n"
+            "[capacity.classes.non_device]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30",
+            "capacity.classes.on_demand.service_ms: got 1e-09, expected milliseconds from 0.000001 (1 ns)",
+        ),
+        (
+            "[capacity.classes.on_demand]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30\n"
+            "[capacity.classes.mhhs_read]\nservice_ms = 1\ntimeout_s = 1e300\ntarget_s = 30\n"
+            "[capacity.classes.future_dated]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30\n"
+            "[capacity.classes.non_device]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30",
+            "capacity.classes.mhhs_read.timeout_s: got 1e+300, expected seconds from 0.001 to 86400",
+        ),
+        (
+            "[capacity.classes.on_demand]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30\n"
+            "[capacity.classes.mhhs_read]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30\n"
+            "[capacity.classes.future_dated]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = 30\n"
+            "[capacity.classes.non_device]\nservice_ms = 1\ntimeout_s = 60\ntarget_s = inf",
+            "capacity.classes.non_device.target_s: got inf",
+        ),
+        (
+            "[[storms]]\ndevices = 1\n[[storms]]\ndevices = 1\n[[storms]]\ndevices = 1\nrate_per_min = -1",
+            "storms[2].rate_per_min: got -1.0",
+        ),
         # 4. the day
         ("day = '1969-12-31'", "day: got '1969-12-31', expected a date from 1971-01-01 to 2115-12-31"),
         ("day = '9999-12-31'", "day: got '9999-12-31', expected a date from 1971-01-01 to 2115-12-31"),
         # 5. weights
-        ("[population]\nregions = ['a', 'b']\nregion_shares = [nan, 1.0]", "population.region_shares: got [nan, 1.0], expected finite, non-negative shares summing to 1"),
+        (
+            "[population]\nregions = ['a', 'b']\nregion_shares = [nan, 1.0]",
+            "population.region_shares: got [nan, 1.0], expected finite, non-negative shares summing to 1",
+        ),
         ("[population]\nregions = ['a', 'b']\nregion_shares = [inf, 1.0]", "population.region_shares: got [inf, 1.0]"),
         (f"[background]\ndiurnal = [nan, {DIURNAL}]", "background.diurnal: got [nan, 1.0"),
         (f"[background]\ndiurnal = [inf, {DIURNAL}]", "expected 24 finite, non-negative hourly weights, not all 0"),
         # 6. volumes
         ("[capacity]\ndemand = 1e6", "capacity.demand: got 1000000.0, expected a number > 0 and <= 100"),
-        ("[[storms]]\ndevices = 5\nrate_per_min = 1e12", "storms[0].rate_per_min: got 1000000000000.0, expected a number > 0 and <= 60000"),
-        ("[population]\nmeters = 320_000_000_000", "population.meters: got 320000000000, expected an integer from 1 to 100_000_000"),
+        (
+            "[[storms]]\ndevices = 5\nrate_per_min = 1e12",
+            "storms[0].rate_per_min: got 1000000000000.0, expected a number > 0 and <= 60000",
+        ),
+        (
+            "[population]\nmeters = 320_000_000_000",
+            "population.meters: got 320000000000, expected an integer from 1 to 100_000_000",
+        ),
         ("scale = 4.0\n[population]\nmeters = 100_000_000", "population.meters x scale (4) is 400_000_000"),
-        ("[[storms]]\ndevices = 32_000_000\nrate_per_min = 60000\nduration_min = 600",
-         f"storms[0]: got devices x scale x rate_per_min x duration_min = 11,520,000,000,000 alerts, expected at most {MAX_DAY_EVENTS:,}"),
+        (
+            "[[storms]]\ndevices = 32_000_000\nrate_per_min = 60000\nduration_min = 600",
+            "storms[0]: got devices x scale x rate_per_min x duration_min = 11,520,000,000,000 alerts, "
+            f"expected at most {MAX_DAY_EVENTS:,}",
+        ),
         ("scale = 1.0\n[capacity]\ndemand = 100", "capacity.demand: got 100.0, expected a day of at most"),
         ("[background]\nrequests_per_meter = 1e9", "background.requests_per_meter: got 1000000000.0"),
         # 7. the throttle and the cache, as their packages check them
@@ -94,7 +137,10 @@ def _error(text: str) -> str:
         ("[throttle]\nthreshold = 'ten'", "throttle.threshold: got 'ten', expected `int`"),
         ("[throttle]\nthreshhold = 3", "throttle.threshhold: got an unknown key, expected one of: policy, threshold"),
         ("[throttle.overrides.8F84]\nwindow_s = -1", "throttle.overrides.8F84.window_s: got -1"),
-        ("[cache]\ncapacity = 99999999999", "cache.capacity: got 99999999999, expected an integer from 0 to 3_000_000_000"),
+        (
+            "[cache]\ncapacity = 99999999999",
+            "cache.capacity: got 99999999999, expected an integer from 0 to 3_000_000_000",
+        ),
         # 9. the seed
         ("seed = 9999999999999999999", "seed: got 9999999999999999999, expected an integer from 0 to 2**63 - 1"),
     ],
@@ -165,8 +211,10 @@ def test_cli_run_and_serve_print_one_line_and_exit_2(tmp_path: Path, capsys: pyt
     for name, (text, words) in cases.items():
         path = tmp_path / name
         path.write_text(text)
-        for argv in (["run", str(path), "--quiet", "--out", str(tmp_path / "out")],
-                     ["serve", "--scenario", str(path), "--port", "0"]):
+        for argv in (
+            ["run", str(path), "--quiet", "--out", str(tmp_path / "out")],
+            ["serve", "--scenario", str(path), "--port", "0"],
+        ):
             with pytest.raises(SystemExit) as exit_:
                 main(argv)
             assert exit_.value.code == 2, argv
@@ -207,8 +255,11 @@ def test_first_and_last_day_with_the_shortest_retry_delay_run(day: str) -> None:
 
     assert day in (FIRST_DAY, LAST_DAY)
     # 3,200 meters, many failed reads retried at exactly 2 x chunk_s (300 s) after they fail
-    s = parse_scenario(f"day = '{day}'\nscale = 0.0001\nchunk_s = 300\n[mhhs]\nretry_delay_s = 600\nmax_retries = 10\n"
-                       "[population.smets2]\ne20_share = 0.2\n", "edge.toml")
+    s = parse_scenario(
+        f"day = '{day}'\nscale = 0.0001\nchunk_s = 300\n[mhhs]\nretry_delay_s = 600\nmax_retries = 10\n"
+        "[population.smets2]\ne20_share = 0.2\n",
+        "edge.toml",
+    )
     sink = _CountingSink()
     totals = VirtualTimeDriver(s).run(sink)
     assert sink.requests_seen == totals.requests > 0

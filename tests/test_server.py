@@ -116,9 +116,19 @@ class Raw:
 
 def rows(pop: Population, s: Scenario, n: int, counter0: int) -> bytes:
     users = {u.role: int(u.eui.replace("-", ""), 16) for u in s.users}
-    return encode_rows([
-        RequestRow(originator=users["IS"], target=int(pop.ids[i]), counter=counter0 + i, command_variant=1,
-                   srv="11.2", role="IS") for i in range(n)])
+    return encode_rows(
+        [
+            RequestRow(
+                originator=users["IS"],
+                target=int(pop.ids[i]),
+                counter=counter0 + i,
+                command_variant=1,
+                srv="11.2",
+                role="IS",
+            )
+            for i in range(n)
+        ]
+    )
 
 
 def finals_count(frames: list[tuple[int, bytes]]) -> int:
@@ -179,8 +189,13 @@ def test_bad_frames_get_errors_and_the_connection_goes_on(world: Any) -> None:
             err = msgspec.msgpack.decode(p)
             assert tag == TAG_ERROR and err["batch_id"] == 7 and err["field"] and err["expected"]
             # an unknown SRV: the field and the value
-            bad = encode_rows([RequestRow(originator=1 << 60, target=int(pop.ids[0]), counter=1, command_variant=1,
-                                          srv="99.9", role="IS")])
+            bad = encode_rows(
+                [
+                    RequestRow(
+                        originator=1 << 60, target=int(pop.ids[0]), counter=1, command_variant=1, srv="99.9", role="IS"
+                    )
+                ]
+            )
             await c.send(frame(TAG_ROWS, (8).to_bytes(8, "big") + bad))
             tag, p = await c.frame()
             err = msgspec.msgpack.decode(p)
@@ -216,8 +231,9 @@ def test_disconnect_mid_frame_harms_nobody_else(world: Any) -> None:
             await rude.send(whole + whole[: len(whole) // 2])
             await rude.frame()  # the ack of the complete batch
             rude.writer.transport.abort()
-            c = await run_open_loop("127.0.0.1", port, traffic, 3000, 0.3, time.monotonic_ns, drain_timeout_s=T,
-                                    counter_base=10**13)
+            c = await run_open_loop(
+                "127.0.0.1", port, traffic, 3000, 0.3, time.monotonic_ns, drain_timeout_s=T, counter_base=10**13
+            )
             return c, srv.counters
 
     c, counters = run(main())
@@ -243,11 +259,17 @@ def test_connection_limit(world: Any) -> None:
 def _request(pop: Population, s: Scenario, counter: int, srv: str = "4.8.1") -> ServiceRequest:
     mdr = next(u.eui for u in s.users if u.role == "MDR")
     dev = int(pop.ids[pop.esme[0]])
-    target = "-".join(f"{dev:016X}"[i:i + 2] for i in range(0, 16, 2))
+    target = "-".join(f"{dev:016X}"[i : i + 2] for i in range(0, 16, 2))
     rid = RequestId.parse(f"{mdr}:{target}:{counter}")
     period = ReadLogPeriod(start=datetime(2026, 11, 22, tzinfo=UTC), end=datetime(2026, 11, 23, tzinfo=UTC))
-    return ServiceRequest(request_id=rid, command_variant=1, service_reference="4.8", srv=srv,
-                          body=ReadActiveImportProfileData(period=period), role="MDR")
+    return ServiceRequest(
+        request_id=rid,
+        command_variant=1,
+        service_reference="4.8",
+        srv=srv,
+        body=ReadActiveImportProfileData(period=period),
+        role="MDR",
+    )
 
 
 def test_json_requests_get_i99_then_a_final_response(world: Any) -> None:
@@ -293,9 +315,17 @@ def test_alerts_are_throttled_then_streamed_to_subscribers(world: Any) -> None:
             tag, p = await sub.frame()
             assert json.loads(p)["kind"] == "stats_reply"
             dev = int(pop.ids[0])
-            eui = "-".join(f"{dev:016X}"[i:i + 2] for i in range(0, 16, 2))
-            storm = [DeviceAlert(device=eui, recipient=s.users[0].eui, counter=i, alert_code=0x8F84,
-                                 time=datetime(2026, 11, 23, tzinfo=UTC)) for i in range(200)]
+            eui = "-".join(f"{dev:016X}"[i : i + 2] for i in range(0, 16, 2))
+            storm = [
+                DeviceAlert(
+                    device=eui,
+                    recipient=s.users[0].eui,
+                    counter=i,
+                    alert_code=0x8F84,
+                    time=datetime(2026, 11, 23, tzinfo=UTC),
+                )
+                for i in range(200)
+            ]
             emu = await Raw.open(port)
             await emu.send(frame(TAG_JSON, msgspec.json.encode(storm)))
             first = json.loads((await sub.frame())[1])
@@ -313,7 +343,10 @@ def test_alerts_are_throttled_then_streamed_to_subscribers(world: Any) -> None:
 # ---------------------------------------------------------------------------- HTTP
 async def _http(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
     r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), T)
-    w.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+    w.write(
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
     data = await asyncio.wait_for(r.read(), T)
     w.close()
     await w.wait_closed()
@@ -354,8 +387,11 @@ def test_sigterm_flushes_the_server_log(world: Any, tmp_path: Path) -> None:
     s, pop, traffic = world
     out = tmp_path / "srv"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "dccsim.bench", "serve", "--port", "0", "--out", str(out)],
-                            stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dccsim.bench", "serve", "--port", "0", "--out", str(out)],
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline().decode()
@@ -424,8 +460,11 @@ def test_the_answers_to_one_read_go_out_in_one_write(world: Any) -> None:
             rec = _Recorder()
             conn.connection_made(rec)  # type: ignore[arg-type]
             batch = rows(pop, s, 5, 1)
-            data = (frame(TAG_ROWS, (0).to_bytes(8, "big") + batch) + frame(ord("Q"), b"?")
-                    + frame(TAG_ROWS, (5).to_bytes(8, "big") + rows(pop, s, 5, 6)))
+            data = (
+                frame(TAG_ROWS, (0).to_bytes(8, "big") + batch)
+                + frame(ord("Q"), b"?")
+                + frame(TAG_ROWS, (5).to_bytes(8, "big") + rows(pop, s, 5, 6))
+            )
             conn.data_received(data)
             writes = list(rec.writes)
             conn.connection_lost(None)
@@ -437,7 +476,7 @@ def test_the_answers_to_one_read_go_out_in_one_write(world: Any) -> None:
     while buf:
         n = int.from_bytes(buf[:4], "big")
         tags.append(buf[4])
-        buf = buf[4 + n:]
+        buf = buf[4 + n :]
     assert tags == [TAG_ACK, TAG_ERROR, TAG_ACK]  # in order
 
 
@@ -486,8 +525,10 @@ def test_rows_beyond_the_arena_and_large_batch_ids_come_back_under_their_ids(wor
         async with server(world) as (srv, port):
             c = await Raw.open(port)
             # 10 rows, then 6000 (the arena grows under the first ones) in one write: one micro-batch
-            await c.send(frame(TAG_ROWS, (7).to_bytes(8, "big") + rows(pop, s, 10, 1))
-                         + frame(TAG_ROWS, big.to_bytes(8, "big") + rows(pop, s, 6000, 11)))
+            await c.send(
+                frame(TAG_ROWS, (7).to_bytes(8, "big") + rows(pop, s, 10, 1))
+                + frame(TAG_ROWS, big.to_bytes(8, "big") + rows(pop, s, 6000, 11))
+            )
             got = await c.frames_until(lambda fs: finals_count(fs) >= 6010)
             await c.close()
             return got
@@ -531,7 +572,9 @@ def test_one_micro_batch_from_several_connections_and_formats_answers_each_its_o
     got_a, got_b, (tag, p), srv = run(main())
 
     def ids(got: list[Any]) -> list[int]:
-        return sorted(np.concatenate([np.frombuffer(p, FINAL_RECORD)["id"] for t, p in got if t == TAG_FINALS]).tolist())
+        return sorted(
+            np.concatenate([np.frombuffer(p, FINAL_RECORD)["id"] for t, p in got if t == TAG_FINALS]).tolist()
+        )
 
     assert ids(got_a) == list(range(1 << 40, (1 << 40) + 400))
     assert ids(got_b) == list(range(5, 205))

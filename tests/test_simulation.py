@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from dccsim.bench.cmd_run import simulate
 from dccsim.bench.logs import read_log
 from dccsim.loadgen.scenario import load_scenario
@@ -28,8 +27,20 @@ def _table(run: Path, name: str):  # type: ignore[no-untyped-def]
 
 def test_run_folder_has_logs_and_summary(smoke_run: Path) -> None:
     summary = json.loads((smoke_run / "summary.json").read_text())
-    for key in ("requests", "alerts", "wall_seconds", "events_per_second", "latency_s", "within_target_ratio",
-                "within_target_by_srv", "response_codes", "cache", "throttle", "peak_backlog", "run"):
+    for key in (
+        "requests",
+        "alerts",
+        "wall_seconds",
+        "events_per_second",
+        "latency_s",
+        "within_target_ratio",
+        "within_target_by_srv",
+        "response_codes",
+        "cache",
+        "throttle",
+        "peak_backlog",
+        "run",
+    ):
         assert key in summary, key
     for key in ("p50", "p90", "p99", "p999", "max"):
         assert summary["latency_s"][key] >= 0
@@ -108,13 +119,29 @@ def test_cache_answers_exactly_when_a_stored_read_is_within_retention(smoke_run:
     req = _table(smoke_run, "requests.arrow")
     # successful device reads (I0 from the device) of cacheable SRVs: when each was stored
     stored: dict[tuple[int, str, int, int], list[int]] = {}
-    for dev, srv, out, code, start, end, done in zip(req["device"], req["srv"], req["outcome"], req["response_code"],
-                                                      req["period_start_ns"], req["period_end_ns"], req["t_done_ns"], strict=True):
+    for dev, srv, out, code, start, end, done in zip(
+        req["device"],
+        req["srv"],
+        req["outcome"],
+        req["response_code"],
+        req["period_start_ns"],
+        req["period_end_ns"],
+        req["t_done_ns"],
+        strict=True,
+    ):
         if out == "device" and code == "I0" and srv in ("4.6.1", "4.8.1", "4.8.3"):
             stored.setdefault((dev, srv, start, end), []).append(done)
     hits = 0
-    for dev, srv, out, start, end, t, wait in zip(req["device"], req["srv"], req["outcome"], req["period_start_ns"],
-                                                  req["period_end_ns"], req["t_scheduled_ns"], req["wait_ns"], strict=True):
+    for dev, srv, out, start, end, t, wait in zip(
+        req["device"],
+        req["srv"],
+        req["outcome"],
+        req["period_start_ns"],
+        req["period_end_ns"],
+        req["t_scheduled_ns"],
+        req["wait_ns"],
+        strict=True,
+    ):
         if out != "cache":
             continue
         hits += 1
@@ -124,8 +151,16 @@ def test_cache_answers_exactly_when_a_stored_read_is_within_retention(smoke_run:
     assert hits > 1000
     # and the other way round: no request went to the device while the cache held its answer
     trips = 0
-    for dev, srv, out, start, end, t, wait in zip(req["device"], req["srv"], req["outcome"], req["period_start_ns"],
-                                                  req["period_end_ns"], req["t_scheduled_ns"], req["wait_ns"], strict=True):
+    for dev, srv, out, start, end, t, wait in zip(
+        req["device"],
+        req["srv"],
+        req["outcome"],
+        req["period_start_ns"],
+        req["period_end_ns"],
+        req["t_scheduled_ns"],
+        req["wait_ns"],
+        strict=True,
+    ):
         if out not in ("device", "failed") or srv not in ("4.6.1", "4.8.1", "4.8.3"):
             continue
         trips += 1
@@ -213,8 +248,11 @@ def test_run_exits_1_naming_a_failed_criterion_and_2_on_bad_flags(tmp_path: Path
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["exit_criteria"]["passed"] is False
     assert (tmp_path / "out" / "report.html").is_file()
-    for args, words in ((["run", "smoke", "--scale", "-1"], "scale: got -1.0"), (["run", "nosuch"], "expected a built-in scenario"),
-                        (["run", "smoke", "--seed", "x"], "Invalid value for '--seed'")):
+    for args, words in (
+        (["run", "smoke", "--scale", "-1"], "scale: got -1.0"),
+        (["run", "nosuch"], "expected a built-in scenario"),
+        (["run", "smoke", "--seed", "x"], "Invalid value for '--seed'"),
+    ):
         with pytest.raises(SystemExit) as exc:
             main([*args, "--out", str(tmp_path / "bad")])
         assert exc.value.code == 2
@@ -225,11 +263,10 @@ def test_run_exits_1_naming_a_failed_criterion_and_2_on_bad_flags(tmp_path: Path
 def test_a_runs_logs_read_in_duckdb_and_polars(smoke_run: Path) -> None:
     import duckdb
     import polars as pl
-
     from dccsim.bench.logs import open_log
 
     summary = json.loads((smoke_run / "summary.json").read_text())
-    reader = open_log(smoke_run / "requests.arrow")
+    reader = open_log(smoke_run / "requests.arrow")  # noqa: F841 - DuckDB finds it by name
     rows = duckdb.sql("select response_code, count(*) from reader group by response_code").fetchall()
     assert dict(rows) == summary["response_codes"]
     df = pl.read_ipc_stream(smoke_run / "alerts.arrow")
@@ -291,11 +328,17 @@ def test_retries_are_exact_however_late_the_worker_threads_run(tmp_path: Path, m
     from dccsim.loadgen.scenario import builtin_scenarios
 
     text = builtin_scenarios()["smoke"]
-    for old, new in (("e21_share = 0.003", "e21_share = 0.3"), ("e21_share = 0.006", "e21_share = 0.3"),
-                     ("window_h = [0.5, 6.0]", "window_h = [0.5, 0.55]"), ("retry_delay_s = 1800", "retry_delay_s = 600"),
-                     ("supplier_read_prob = 0.35", "supplier_read_prob = 0.0"), ("dno_read_prob = 0.2", "dno_read_prob = 0.0"),
-                     ("requests_per_meter = 1.0", "requests_per_meter = 0.01"), ("commands_per_meter = 0.02", "commands_per_meter = 0.0"),
-                     ("share = 0.0005", "share = 0.0")):
+    for old, new in (
+        ("e21_share = 0.003", "e21_share = 0.3"),
+        ("e21_share = 0.006", "e21_share = 0.3"),
+        ("window_h = [0.5, 6.0]", "window_h = [0.5, 0.55]"),
+        ("retry_delay_s = 1800", "retry_delay_s = 600"),
+        ("supplier_read_prob = 0.35", "supplier_read_prob = 0.0"),
+        ("dno_read_prob = 0.2", "dno_read_prob = 0.0"),
+        ("requests_per_meter = 1.0", "requests_per_meter = 0.01"),
+        ("commands_per_meter = 0.02", "commands_per_meter = 0.0"),
+        ("share = 0.0005", "share = 0.0"),
+    ):
         assert old in text, old
         text = text.replace(old, new)
     (tmp_path / "retries.toml").write_text(text)

@@ -7,9 +7,6 @@ from datetime import UTC, datetime
 import msgspec
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from dccsim.core.catalogue import DEVICE_KINDS, catalogue
 from dccsim.core.columns import ROLE_UNKNOWN, RequestBatch
 from dccsim.core.messages import (
@@ -30,6 +27,8 @@ from dccsim.core.validation import (
     validate_batch,
     validate_batch_reference,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 SUPPLIER = "90-B3-D5-1F-30-01-00-00"
 ESME = "00-DB-12-34-56-78-90-A0"
@@ -47,7 +46,10 @@ def _req(counter=1, srv="4.8.1", role="IS", cv=1, target=ESME, originator=SUPPLI
     ref = ".".join(srv.split(".")[:2])
     return ServiceRequest(
         request_id=RequestId(originator=originator, target=target, counter=counter),
-        command_variant=cv, service_reference=ref, srv=srv, role=role,
+        command_variant=cv,
+        service_reference=ref,
+        srv=srv,
+        role=role,
         body=body if body is not None else ReadActiveImportProfileData(period=DAY),
     )
 
@@ -67,7 +69,11 @@ def _han(code: str | None, join: int | None) -> UpdateHANDeviceLog:
         (_req(target="00-DB-12-34-56-78-90-FF"), "E19", "not in the device registry"),
         (_req(target=CHF), "E11", "does not apply to a CHF"),
         (_req(role="GS", target=ESME), "E4", "role GS may not address the ESME"),
-        (_req(body=ReadActiveImportProfileData(period=ReadLogPeriod(start=DAY.end, end=DAY.start))), "E13", "not before end"),
+        (
+            _req(body=ReadActiveImportProfileData(period=ReadLogPeriod(start=DAY.end, end=DAY.start))),
+            "E13",
+            "not before end",
+        ),
         (_req(srv="8.11", target=CHF, body=_han("303132", 90)), "E13", "3 bytes"),
         (_req(srv="8.11", target=CHF, body=_han("30" * 17, 90)), "E13", "17 bytes"),
         (_req(srv="8.11", target=CHF, body=_han("30" * 6, 90)), "I0", ""),
@@ -127,25 +133,41 @@ def test_columnar_validation_matches_reference(seed: int, n: int, split: int, wi
     batch = _random_batch(rng, n)
     devices = DeviceRegistry.build(
         np.array([0x00DB1234567890A0, 0x00DB1234567890A1, 0x00DB1234567890A2], np.uint64),
-        [0, 1, 2], [True, True, bool(seed % 2)],
+        [0, 1, 2],
+        [True, True, bool(seed % 2)],
     )
-    users = UserRegistry.build({0x90B3D51F30010000: "IS", 0x90B3D51F30010001: "MDR", 0x90B3D51F30010002: "GS"},
-                               suspended={0x90B3D51F30010002}) if with_users else None
+    users = (
+        UserRegistry.build(
+            {0x90B3D51F30010000: "IS", 0x90B3D51F30010001: "MDR", 0x90B3D51F30010002: "GS"},
+            suspended={0x90B3D51F30010002},
+        )
+        if with_users
+        else None
+    )
     expected = validate_batch_reference(batch, devices, users, ReplayState())
     whole = validate_batch(batch, devices, users, ReplayState())
     np.testing.assert_array_equal(whole, expected)
     state = ReplayState()
     k = min(split, n)
-    parts = np.concatenate([
-        validate_batch(batch.take(slice(0, k)), devices, users, state),
-        validate_batch(batch.take(slice(k, n)), devices, users, state),
-    ])
+    parts = np.concatenate(
+        [
+            validate_batch(batch.take(slice(0, k)), devices, users, state),
+            validate_batch(batch.take(slice(k, n)), devices, users, state),
+        ]
+    )
     np.testing.assert_array_equal(parts, expected)
 
 
 def test_columnar_codes_agree_with_scalar_validator() -> None:
-    reqs = [_req(counter=1), _req(counter=1), _req(counter=2, role="ES"), _req(counter=3, target="00-DB-12-34-56-78-90-FF"),
-            _req(counter=4, cv=8), _req(counter=5, role="GS"), _req(counter=6)]
+    reqs = [
+        _req(counter=1),
+        _req(counter=1),
+        _req(counter=2, role="ES"),
+        _req(counter=3, target="00-DB-12-34-56-78-90-FF"),
+        _req(counter=4, cv=8),
+        _req(counter=5, role="GS"),
+        _req(counter=6),
+    ]
     v = Validator(devices=_registry())
     scalar = [v.check(r).code for r in reqs]
     cols = validate_batch(RequestBatch.from_requests(reqs), _registry())
@@ -166,8 +188,11 @@ def _reference_counters(originator, replay, last):  # type: ignore[no-untyped-de
 
 
 @settings(max_examples=100, deadline=None)
-@given(orig=st.lists(st.integers(0, 3), max_size=60), rep=st.lists(st.booleans(), min_size=60, max_size=60),
-       split=st.integers(0, 60))
+@given(
+    orig=st.lists(st.integers(0, 3), max_size=60),
+    rep=st.lists(st.booleans(), min_size=60, max_size=60),
+    split=st.integers(0, 60),
+)
 def test_assign_counters_matches_reference(orig, rep, split) -> None:
     from dccsim.core.validation import assign_counters
 
@@ -185,8 +210,13 @@ def test_assign_counters_matches_reference(orig, rep, split) -> None:
 _U64 = st.integers(0, 2**64 - 1)
 
 
-@given(base=_U64, size=st.integers(0, 40), gaps=st.booleans(), probes=st.lists(_U64, max_size=30),
-       near=st.lists(st.integers(-3, 43), max_size=30))
+@given(
+    base=_U64,
+    size=st.integers(0, 40),
+    gaps=st.booleans(),
+    probes=st.lists(_U64, max_size=30),
+    near=st.lists(st.integers(-3, 43), max_size=30),
+)
 @settings(max_examples=300, deadline=None)
 def test_registry_rows_match_a_dict(base: int, size: int, gaps: bool, probes: list[int], near: list[int]) -> None:
     """DeviceRegistry.index (one pass for consecutive ids, binary search otherwise) and

@@ -96,7 +96,7 @@ def test_cache_fill_kernel(benchmark, fill) -> None:  # type: ignore[no-untyped-
 def test_cache_fill_reference(benchmark, fill) -> None:  # type: ignore[no-untyped-def]
     benchmark.group = "cache-fill"
     benchmark.extra_info.update(role="reference", entries=FILL)
-    rows = list(zip(*(c.tolist() for c in fill)))
+    rows = list(zip(*(c.tolist() for c in fill), strict=True))
 
     def run(ref: ReferenceCache) -> ReferenceCache:
         store = ref.store_one

@@ -164,7 +164,8 @@ class DeviceRegistry:
         """
         if self._consecutive:  # type: ignore[attr-defined]
             rows = np.empty(len(devices), np.int64)
-            _consecutive_rows(np.ascontiguousarray(devices, np.uint64), self.ids[0], len(self.ids), rows)
+            with np.errstate(over="ignore"):  # unsigned: below the range wraps (only plain-Python runs warn)
+                _consecutive_rows(np.ascontiguousarray(devices, np.uint64), self.ids[0], len(self.ids), rows)
             return rows
         return _sorted_index(self.ids, devices)
 

@@ -7,6 +7,7 @@ msgspec path (typed decode into :class:`~dccsim.core.messages.RequestRow`, then
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ._jit import jit
@@ -192,3 +193,11 @@ def parse_rows(buf, srv_keys, srv_codes, role_keys, role_codes, out_u64, out_u8,
     if pos != L:
         return TRAILING, n, 0, n
     return OK, n, 0, n
+
+
+if numba.config.DISABLE_JIT:  # plain Python (coverage runs): the string hash's multiply wraps on purpose
+    _parse_rows_plain = parse_rows
+
+    def parse_rows(*args):  # type: ignore[no-untyped-def,no-redef]
+        with np.errstate(over="ignore"):
+            return _parse_rows_plain(*args)

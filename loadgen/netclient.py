@@ -281,7 +281,7 @@ class OpenLoopClient(asyncio.Protocol):
         need = _HEAD + 5 + (b - a) * self.max_row_bytes
         if len(out) < need:
             out = self.out = np.empty(max(need, 2 * len(out)), np.uint8)
-        end = _fill_rows(self.blob, self.off, a, b, np.uint64(self.counter_base), out)
+        end = int(_fill_rows(self.blob, self.off, a, b, np.uint64(self.counter_base), out))
         out[:_HEAD] = np.frombuffer((end - 4).to_bytes(4, "big") + bytes((TAG_ROWS,)) + a.to_bytes(8, "big"), np.uint8)
         return out[:end].tobytes()
 

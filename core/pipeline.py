@@ -276,26 +276,31 @@ class Pipeline:
         backlog = np.zeros(n, np.int64)
 
         idx = np.flatnonzero(accepted)
-        a_cls = cls[idx].astype(np.uint8)
-        res = self.dsp.process(t[idx], a_cls, np.zeros(len(idx), np.int64))
+        every = len(idx) == n  # the usual case: the accepted rows are the batch itself, no gathers
+
+        def take(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            return a if every else a[idx]
+
+        a_cls = take(cls).astype(np.uint8, copy=False)
+        res = self.dsp.process(take(t), a_cls, np.zeros(len(idx), np.int64))
         start = res.start_ns
         dsp_done = start + self._service_ns[a_cls]
         wait[idx] = res.wait_ns
         backlog[idx] = res.backlog
-        deadline = t[idx] + self._timeout[a_cls]
+        deadline = take(t) + self._timeout[a_cls]
 
-        srv = batch.srv[idx]
-        dev = batch.device[idx]
-        row = rows[idx]
+        srv = take(batch.srv)
+        dev = take(batch.device)
+        row = take(rows)
         kind = self.devices.kind[np.maximum(row, 0)] if len(self.devices.ids) else np.zeros(len(idx), np.uint8)
         cacheable = self._cat.cacheable[srv] & (row >= 0) & (kind == _ESME) & self.cache_enabled
         dev_done = np.empty(len(idx), np.int64)
         dev_code = np.empty(len(idx), np.uint8)
         _device_leg(
             a_cls,
-            fault[idx],
+            take(fault),
             dsp_done,
-            device_latency_ns[idx],
+            take(device_latency_ns),
             deadline,
             self.future_dated_class,
             _CODES,
@@ -314,8 +319,8 @@ class Pipeline:
             cacheable=cacheable,
             dev_done=dev_done,
             dev_code=dev_code,
-            period_start=batch.period_start_ns[idx],
-            period_end=batch.period_end_ns[idx],
+            period_start=take(batch.period_start_ns),
+            period_end=take(batch.period_end_ns),
             code=code,
             outcome=outcome,
             t_done=t_done,

@@ -125,8 +125,13 @@ def _read_through(
     out_ref,
     out_stored,
     start,
+    until,
 ):  # type: ignore[no-untyped-def]
     """Lookups ``start..n`` interleaved with due pending stores; returns (next row, status).
+
+    After the lookups, the stores due by ``until`` are applied and the records it has expired
+    dropped (``until`` below the clock: nothing more), so a call with no lookups advances
+    the cache's time.
 
     The record, index and expiry steps are those of :func:`dccsim.cache._kernels.run_ops`
     (same helpers, same order), fused with the heap so that one loop serves both sources.
@@ -155,7 +160,7 @@ def _read_through(
     nidx = index.shape[0]
     i = start
     ahead = start  # lookups up to here have had their index line and record hinted
-    while i < n:
+    while i < n or (meta[0] > 0 and ht[0] <= until):
         # hint later lookups' loads, as run_ops does: the index line, then the record
         while ahead < n and ahead < i + K.AHEAD_INDEX:
             prefetch(index, K.home(hs[ahead], nidx))
@@ -166,7 +171,7 @@ def _read_through(
             ek = index[jk]
             if ek != K.EMPTY and (ek >> K.S32) == hs[k]:
                 prefetch(arena, np.int64(ek & K.MASK32) * K.WORDS)
-        store = meta[0] > 0 and ht[0] <= t[i]
+        store = meta[0] > 0 and ht[0] <= (t[i] if i < n else until)
         if store:
             ti = ht[0]
             slot = hslot[0]
@@ -260,6 +265,19 @@ def _read_through(
         nrec += 1
         stores += 1
         _heap_pop(ht, hq, hslot, meta)
+    if status == 0 and until > now:  # the time the caller advances to: drop what it expires
+        limit = until - retention
+        while nrec > 0:
+            if K.rec_stored(arena, head, now) > limit:
+                break
+            if K.drop_record(arena, index, head):
+                resident -= 1
+                expired += 1
+            head += 1
+            if head == a:
+                head = 0
+            nrec -= 1
+        now = until
     st[K.NOW] = now
     st[K.HEAD] = head
     st[K.TAIL] = tail
@@ -273,6 +291,14 @@ def _read_through(
     st[K.EVICTED] += evicted
     st[K.COMPACTIONS] += compactions
     return i, status
+
+
+_NO_ADVANCE = np.iinfo(np.int64).min
+_EMPTY_I64 = np.zeros(0, np.int64)
+_EMPTY_U64 = np.zeros(0, np.uint64)
+_EMPTY_U8 = np.zeros(0, np.uint8)
+_EMPTY_U32 = np.zeros(0, np.uint32)
+_EMPTY_B = np.zeros(0, np.bool_)
 
 
 class ReadThroughCache:
@@ -385,6 +411,7 @@ class ReadThroughCache:
                     res.payload_ref,
                     res.stored_ns,
                     i,
+                    _NO_ADVANCE,
                 )
                 if status == 0:
                     return res
@@ -392,6 +419,30 @@ class ReadThroughCache:
                     c._grow()
                 else:
                     self._grow_heap()
+
+    def advance(self, t_ns: int) -> None:
+        """Move the cache's time on to ``t_ns`` with no lookup: apply the stores due by then and
+        drop what has expired (nothing if the cache is already at or past ``t_ns``).
+
+        Later lookups must not be earlier than ``t_ns``. A server calls this while idle, so that
+        the work of expiry is spread over idle time instead of falling on the next request.
+        """
+        if isinstance(t_ns, bool) or not isinstance(t_ns, int | np.integer):
+            raise CacheInputError(f"t_ns: expected an int of ns, got {t_ns!r}", argument="t_ns")
+        until = int(t_ns)
+        if not -K.T_LIMIT < until < K.T_LIMIT:
+            raise CacheInputError(f"t_ns: {until} is outside +-2**62 ns", argument="t_ns")
+        c = self.cache
+        with np.errstate(over="ignore"):
+            while True:
+                _, status = _read_through(
+                    c._arena, c._index, c._st, _EMPTY_I64, _EMPTY_U64, _EMPTY_U8, _EMPTY_U64, _EMPTY_U64,
+                    _EMPTY_I64, _EMPTY_U8, _EMPTY_U32, self._ht, self._hq, self._hslot, self._pd, self._pk,
+                    self._ph, self._psm, self._meta, _EMPTY_B, _EMPTY_U8, _EMPTY_U32, _EMPTY_I64, 0, until,
+                )
+                if status == 0:
+                    return
+                c._grow()  # status 1: only stores run here, so the heap cannot fill
 
 
 class ReferenceReadThrough:
@@ -405,6 +456,15 @@ class ReferenceReadThrough:
     @property
     def pending(self) -> int:
         return len(self.heap)
+
+    def advance(self, t: int) -> None:
+        """Apply the stores due by ``t``, then expire up to ``t`` (see ReadThroughCache.advance)."""
+        while self.heap and self.heap[0][0] <= t:
+            s, _, key, c, r = heapq.heappop(self.heap)
+            self.cache.store_one(s, *key, c, r)
+        now = self.cache._now
+        if now is None or t > now:
+            self.cache.expire(t)
 
     def read_through(
         self, t: Any, device: Any, srv: Any, start: Any, end: Any, store_at: Any, code: Any = None, ref: Any = None

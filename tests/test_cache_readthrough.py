@@ -61,6 +61,59 @@ def test_kernel_matches_reference_in_any_split(s, retention, capacity, cut) -> N
     )
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    s=streams(),
+    retention=st.sampled_from([25, 72]),
+    capacity=st.sampled_from([None, 1, 3]),
+    cuts=st.lists(st.integers(0, 120), max_size=4),
+    where=st.lists(st.floats(0, 1), min_size=5, max_size=5),
+    tail=st.sampled_from([0, 1, HOUR, 100 * HOUR]),
+)
+def test_advancing_between_batches_matches_reference(s, retention, capacity, cuts, where, tail) -> None:
+    """advance(t) between batches (anywhere up to the next lookup, and past the last) applies
+    the due stores and expires exactly as the reference does."""
+    t, dev, srv, start, end, store_at = s
+    ref = ReferenceReadThrough(ReferenceCache(retention_ns=retention * HOUR, capacity=capacity))
+    rt = ReadThroughCache(
+        ReadingsCache(retention_hours=retention, capacity=capacity, **({} if capacity else {"initial_capacity": 1})),
+        initial_pending=16,
+    )
+    bounds = sorted({0, len(t), *(min(c, len(t)) for c in cuts)})
+    got: list[bool] = []
+    want: list[bool] = []
+    for j, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        got += rt.read_through(t[lo:hi], dev[lo:hi], srv[lo:hi], start[lo:hi], end[lo:hi], store_at[lo:hi]).hit.tolist()
+        want += ref.read_through(t[lo:hi], dev[lo:hi], srv[lo:hi], start[lo:hi], end[lo:hi], store_at[lo:hi])
+        prev = int(t[hi - 1]) if hi else 0
+        nxt = int(t[hi]) if hi < len(t) else prev + tail
+        at = prev + int((nxt - prev) * where[j % len(where)])
+        rt.advance(at)
+        ref.advance(at)
+        assert rt.pending == ref.pending
+    assert got == want
+    a, b = rt.stats(), ref.cache.stats()
+    assert (a.hits, a.misses, a.stores, a.expired, a.evicted, a.resident) == (
+        b.hits, b.misses, b.stores, b.expired, b.evicted, b.resident
+    )
+
+
+def test_advance_applies_due_stores_and_expires_them_later() -> None:
+    rt = ReadThroughCache(ReadingsCache(retention_hours=25))
+    one = np.ones(1, np.uint64)
+    args = (one, np.zeros(1, np.uint8), np.full(1, DAY0), np.full(1, DAY0 + 24 * HOUR))
+    rt.read_through(np.array([10]), *args, np.array([20]))
+    assert rt.pending == 1
+    rt.advance(19)
+    assert rt.pending == 1 and rt.stats().stores == 0
+    rt.advance(20)
+    assert rt.pending == 0 and rt.stats().resident == 1
+    rt.advance(20 + 25 * HOUR)
+    assert rt.stats().resident == 0 and rt.stats().expired == 1
+    rt.advance(5)  # behind the clock: nothing
+    assert rt.read_through(np.array([21 + 25 * HOUR]), *args, np.array([-1])).hit.tolist() == [False]
+
+
 def test_store_in_the_same_batch_serves_a_later_lookup() -> None:
     rt = ReadThroughCache(ReadingsCache(retention_hours=25))
     one = np.ones(4, np.uint64)

@@ -386,6 +386,12 @@ class Pipeline:
 
         return _by_shard(dev, self.shards, run)[0]
 
+    def advance(self, t_ns: int) -> None:
+        """Move every cache shard's time on to ``t_ns`` (due stores applied, expired entries
+        dropped) with no request; later requests must not be earlier. For an idle server."""
+        for c in self.caches:
+            c.advance(t_ns)
+
     def process_alerts(
         self, t: npt.NDArray[np.int64], device: npt.NDArray[np.uint64], code: npt.NDArray[np.uint16]
     ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:

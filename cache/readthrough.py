@@ -99,6 +99,24 @@ def _heap_push(ht, hq, hslot, meta, when):  # type: ignore[no-untyped-def]
     return slot
 
 
+@jit_noalloc(inline="always")
+def _pop_expired(arena, index, head, nrec, now, limit):  # type: ignore[no-untyped-def]
+    """Pop ring records stored at or before ``limit`` from the head (their index entries go
+    if live); returns (head, records left, live ones popped)."""
+    a = arena.shape[0] // K.WORDS
+    popped = 0
+    while nrec > 0:
+        if K.rec_stored(arena, head, now) > limit:
+            break
+        if K.drop_record(arena, index, head):
+            popped += 1
+        head += 1
+        if head == a:
+            head = 0
+        nrec -= 1
+    return head, nrec, popped
+
+
 @jit_noalloc
 def _read_through(
     arena,
@@ -189,17 +207,9 @@ def _read_through(
             if store_at[i] >= 0 and meta[0] >= hcap:
                 status = 2
                 break
-        limit = ti - retention
-        while nrec > 0:
-            if K.rec_stored(arena, head, now) > limit:
-                break
-            if K.drop_record(arena, index, head):
-                resident -= 1
-                expired += 1
-            head += 1
-            if head == a:
-                head = 0
-            nrec -= 1
+        head, nrec, popped = _pop_expired(arena, index, head, nrec, now, ti - retention)
+        resident -= popped
+        expired += popped
         now = ti
         j = K.find_key(index, arena, h, dv, kw, sv)
         if not store:
@@ -266,17 +276,9 @@ def _read_through(
         stores += 1
         _heap_pop(ht, hq, hslot, meta)
     if status == 0 and until > now:  # the time the caller advances to: drop what it expires
-        limit = until - retention
-        while nrec > 0:
-            if K.rec_stored(arena, head, now) > limit:
-                break
-            if K.drop_record(arena, index, head):
-                resident -= 1
-                expired += 1
-            head += 1
-            if head == a:
-                head = 0
-            nrec -= 1
+        head, nrec, popped = _pop_expired(arena, index, head, nrec, now, until - retention)
+        resident -= popped
+        expired += popped
         now = until
     st[K.NOW] = now
     st[K.HEAD] = head

@@ -131,7 +131,9 @@ def test_cache_answers_exactly_when_a_stored_read_is_within_retention(smoke_run:
     ):
         if out == "device" and code == "I0" and srv in ("4.6.1", "4.8.1", "4.8.3"):
             stored.setdefault((dev, srv, start, end), []).append(done)
-    hits = 0
+    # every cacheable read the DSP picked up: a cache answer exactly when a stored answer was
+    # within retention at that moment (a hit justified, and no device trip a missed hit)
+    counts = {"cache": 0, "device": 0}
     for dev, srv, out, start, end, t, wait in zip(
         req["device"],
         req["srv"],
@@ -142,32 +144,13 @@ def test_cache_answers_exactly_when_a_stored_read_is_within_retention(smoke_run:
         req["wait_ns"],
         strict=True,
     ):
-        if out != "cache":
+        if out not in ("cache", "device", "failed") or srv not in ("4.6.1", "4.8.1", "4.8.3"):
             continue
-        hits += 1
         lookup = t + wait  # looked up when the DSP picked the request up
-        times = stored.get((dev, srv, start, end), [])
-        assert any(s <= lookup < s + RETENTION_NS for s in times), (dev, srv)
-    assert hits > 1000
-    # and the other way round: no request went to the device while the cache held its answer
-    trips = 0
-    for dev, srv, out, start, end, t, wait in zip(
-        req["device"],
-        req["srv"],
-        req["outcome"],
-        req["period_start_ns"],
-        req["period_end_ns"],
-        req["t_scheduled_ns"],
-        req["wait_ns"],
-        strict=True,
-    ):
-        if out not in ("device", "failed") or srv not in ("4.6.1", "4.8.1", "4.8.3"):
-            continue
-        trips += 1
-        lookup = t + wait
-        times = stored.get((dev, srv, start, end), [])
-        assert not any(s <= lookup < s + RETENTION_NS for s in times), ("missed hit", dev, srv, lookup)
-    assert trips > 1000
+        held = any(s <= lookup < s + RETENTION_NS for s in stored.get((dev, srv, start, end), []))
+        assert held == (out == "cache"), (out, dev, srv, lookup)
+        counts["cache" if out == "cache" else "device"] += 1
+    assert counts["cache"] > 1000 and counts["device"] > 1000
 
 
 def test_invalid_traffic_gets_the_right_codes(smoke_run: Path) -> None:

@@ -212,19 +212,28 @@ class RequestBatch:
             tables = _string_tables()
             status = _rows_kernel.parse_rows(buf, *tables, u64, u8, i64)[0]
             if status == _rows_kernel.OK:
-                return cls(
-                    device=u64[1],
-                    originator=u64[0],
-                    counter=u64[2],
-                    srv=u8[1],
-                    role=u8[2],
-                    command_variant=u8[0],
-                    t_scheduled_ns=i64[0],
-                    period_start_ns=i64[1],
-                    period_end_ns=i64[2],
-                    execution_ns=i64[3],
-                )
+                return cls.from_parsed(u64, u8, i64)
         return cls.from_rows(decode_rows(data))
+
+    @classmethod
+    def from_parsed(
+        cls, u64: npt.NDArray[np.uint64], u8: npt.NDArray[np.uint8], i64: npt.NDArray[np.int64]
+    ) -> RequestBatch:
+        """A batch over the compact parser's output rows (views, not copies): ``u64`` originator,
+        target, counter; ``u8`` Command Variant, SRV, role; ``i64`` time, period start and
+        end, execution time."""
+        return cls(
+            device=u64[1],
+            originator=u64[0],
+            counter=u64[2],
+            srv=u8[1],
+            role=u8[2],
+            command_variant=u8[0],
+            t_scheduled_ns=i64[0],
+            period_start_ns=i64[1],
+            period_end_ns=i64[2],
+            execution_ns=i64[3],
+        )
 
     def to_rows(self) -> list[RequestRow]:
         """Back to compact rows (for writing a MessagePack batch)."""

@@ -337,19 +337,7 @@ class _Arena:
 
     def take(self, n: int) -> RequestBatch:
         """The first ``n`` rows as a batch of their own (copied: the arena is reused)."""
-        u64, u8, i64 = self.u64[:, :n].copy(), self.u8[:, :n].copy(), self.i64[:, :n].copy()
-        return RequestBatch(
-            device=u64[1],
-            originator=u64[0],
-            counter=u64[2],
-            srv=u8[1],
-            role=u8[2],
-            command_variant=u8[0],
-            t_scheduled_ns=i64[0],
-            period_start_ns=i64[1],
-            period_end_ns=i64[2],
-            execution_ns=i64[3],
-        )
+        return RequestBatch.from_parsed(self.u64[:, :n].copy(), self.u8[:, :n].copy(), self.i64[:, :n].copy())
 
 
 @dataclass

@@ -565,6 +565,11 @@ class Scenario(_Section):
         m = self.mhhs
         storms = []
         for i, st in enumerate(self.storms):
+            if st.devices > self.population.meters:
+                raise ConfigError(
+                    f"storms[{i}].devices: got {st.devices:,}, expected at most population.meters "
+                    f"({self.population.meters:,}): a storm's devices are drawn from the population"
+                )
             alerts = min(max(1, round(st.devices * self.scale)), n) * st.rate_per_min * st.duration_min
             if alerts > MAX_DAY_EVENTS:
                 raise ConfigError(

@@ -280,3 +280,12 @@ def test_the_capacity_model_gets_the_scenario_s_server_count() -> None:
         servers.append(CapacityModel(capacity_config(s)).servers)
         assert servers[-1] == s.dsp_servers
     assert servers == [7, 10, 36]  # 900 x 0.01 x 0.8 = 7.2, x 1.5 = 10.8, x 5 = 36
+
+
+def test_a_storm_cannot_have_more_devices_than_the_population() -> None:
+    from dccsim.core.errors import ConfigError
+    from dccsim.loadgen.scenario import builtin_scenarios, parse_scenario
+
+    text = builtin_scenarios()["smoke"].replace("devices = 400", "devices = 40_000_000", 1)
+    with pytest.raises(ConfigError, match=r"storms\[0\]\.devices: got 40,000,000, expected at most population\.meters"):
+        parse_scenario(text, "big-storm")

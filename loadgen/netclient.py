@@ -2,7 +2,7 @@
 
 Every request has an **intended send time** from the load shape (a constant rate: request
 ``k`` is due ``k / rate`` seconds after the start). The sender wakes, sends every request that
-is due as one compact ``R`` frame (see :mod:`dccsim.core.server`), frames at least half a
+is due as one compact ``R`` frame (see :mod:`dccsim.core.server`), frames at least a
 millisecond apart (paced by a thread of its own), and never waits for answers,
 so a slow server cannot slow the offered load (no coordinated omission): latency is measured
 from the intended time, and the lag between intended and actual send is recorded. When the
@@ -285,7 +285,7 @@ class OpenLoopClient(asyncio.Protocol):
         out[:_HEAD] = np.frombuffer((end - 4).to_bytes(4, "big") + bytes((TAG_ROWS,)) + a.to_bytes(8, "big"), np.uint8)
         return out[:end].tobytes()
 
-    async def send_all(self, lead_ns: int = 20_000_000, gap_ns: int = 500_000) -> None:
+    async def send_all(self, lead_ns: int = 20_000_000, gap_ns: int = 1_000_000) -> None:
         """The open-loop sender: wake, send what is due as one frame, wait for the next send time.
 
         The next send time is the next request's intended time, but at least ``gap_ns`` after

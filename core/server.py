@@ -492,7 +492,12 @@ class DccServer:
                 == _rows_kernel.OK
             ):
                 return n
-        return len(RequestBatch.from_msgpack(payload))  # raises, naming the row and field, or agrees
+        # the compact decoder refused it: msgspec raises, naming the row and field, or (valid
+        # MessagePack the compact decoder does not take, e.g. array16 rows) decodes it
+        batch = RequestBatch.from_msgpack(payload)
+        if len(batch):
+            self._arena.room_for(self._in_rows + len(batch)).put(self._in_rows, batch)
+        return len(batch)
 
     def enqueue_decoded(self, n: int, conn: int, kind: int, cid0: int) -> None:
         """Queue the ``n`` rows just decoded by :meth:`decode_rows` (ids ``cid0 .. cid0+n-1``)."""

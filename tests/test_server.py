@@ -611,3 +611,20 @@ def test_an_idle_server_moves_the_cache_time_on_but_not_past_waiting_rows(world:
     now[0] += 1_000_000_000
     srv._housekeep()
     assert advanced == [s.day_start_ns + 2000 * 10**9] and len(loop.later) == 2
+
+
+def test_rows_the_compact_decoder_refuses_but_msgspec_takes_are_queued_as_sent() -> None:
+    """Valid MessagePack in a form the compact decoder does not take (an array16 row header)
+    goes through msgspec, and those rows, not stale arena contents, are queued."""
+    from dccsim.core.server import _Arena, _mp_enc
+
+    row = [0x90B3D51F30010000, 0x00DB123456789000, 3, 1, "4.8.1", ""]
+    inner = _mp_enc.encode(row)
+    assert inner[0] == 0x96  # a fixarray row: rewrite its header as array16
+    payload = bytes([0x91, 0xDC, 0x00, 0x06]) + inner[1:]
+    srv = DccServer.__new__(DccServer)
+    srv._arena, srv._in_rows = _Arena(4), 0
+    srv._arena.u64[:] = 777
+    assert srv.decode_rows(payload) == 1
+    batch = srv._arena.take(1)
+    assert (int(batch.originator[0]), int(batch.device[0]), int(batch.counter[0])) == tuple(row[:3])

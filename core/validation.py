@@ -465,27 +465,20 @@ def _static_codes(
     """
     n = len(batch)
     code = np.zeros(n, np.uint8)
-    has_users = users is not None and len(users.ids) > 0
-    has_devices = devices is not None and len(devices.ids) > 0
+    # a registry, even an empty one, is consulted (an empty one finds nobody: row -1)
+    has_users = users is not None
+    has_devices = devices is not None
     if users is None:
         user_row = np.zeros(n, np.int64)
     else:  # look the few distinct originators up, then spread to the rows
         uniq, row_of = originators if originators is not None else dense_originators(batch.originator)
         user_row = users.index(uniq)[row_of]
-    if users is not None and not has_users:
-        code[:] = _E1  # an empty user registry knows nobody
-        return code
-    if not has_devices:
+    if devices is None:
         dev_row = np.zeros(n, np.int64)
     else:
-        dev_row = devices.index(batch.device) if device_rows is None else device_rows  # type: ignore[union-attr]
-    if devices is not None and not has_devices:
-        dev_row = np.full(n, -1, np.int64)
-        has_devices = True
-        dev_in_service, dev_kind = _NONE_B, _NONE_U8
-    else:
-        dev_in_service = devices.in_service if devices is not None else _NONE_B
-        dev_kind = devices.kind if devices is not None else _NONE_U8
+        dev_row = devices.index(batch.device) if device_rows is None else device_rows
+    dev_in_service = devices.in_service if devices is not None else _NONE_B
+    dev_kind = devices.kind if devices is not None else _NONE_U8
     _static_kernel(
         batch.srv,
         batch.role,

@@ -126,24 +126,34 @@ def _random_batch(rng: np.random.Generator, n: int) -> RequestBatch:
     )
 
 
-@settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 300), split=st.integers(0, 300), with_users=st.booleans())
-def test_columnar_validation_matches_reference(seed: int, n: int, split: int, with_users: bool) -> None:
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 300),
+    split=st.integers(0, 300),
+    users_kind=st.sampled_from(["some", "empty", "none"]),
+    devices_kind=st.sampled_from(["some", "some", "empty", "none"]),
+)
+def test_columnar_validation_matches_reference(seed: int, n: int, split: int, users_kind: str, devices_kind: str) -> None:
     rng = np.random.default_rng(seed)
     batch = _random_batch(rng, n)
-    devices = DeviceRegistry.build(
-        np.array([0x00DB1234567890A0, 0x00DB1234567890A1, 0x00DB1234567890A2], np.uint64),
-        [0, 1, 2],
-        [True, True, bool(seed % 2)],
-    )
-    users = (
-        UserRegistry.build(
+    devices = {
+        "some": DeviceRegistry.build(
+            np.array([0x00DB1234567890A0, 0x00DB1234567890A1, 0x00DB1234567890A2], np.uint64),
+            [0, 1, 2],
+            [True, True, bool(seed % 2)],
+        ),
+        "empty": DeviceRegistry.build(np.zeros(0, np.uint64), np.zeros(0, np.uint8)),
+        "none": None,
+    }[devices_kind]
+    users = {
+        "some": UserRegistry.build(
             {0x90B3D51F30010000: "IS", 0x90B3D51F30010001: "MDR", 0x90B3D51F30010002: "GS"},
             suspended={0x90B3D51F30010002},
-        )
-        if with_users
-        else None
-    )
+        ),
+        "empty": UserRegistry.build({}),
+        "none": None,
+    }[users_kind]
     expected = validate_batch_reference(batch, devices, users, ReplayState())
     whole = validate_batch(batch, devices, users, ReplayState())
     np.testing.assert_array_equal(whole, expected)

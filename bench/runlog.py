@@ -90,7 +90,6 @@ class RunSink:
         self.req_log.start_background()
         self.alert_log.start_background()
         self.day0 = day_start_ns
-        self.latency = LatencyHistogram()
         self.latency_by_class = [LatencyHistogram() for _ in REQUEST_CLASSES]
         self.latency_series = IntervalHistograms(INTERVAL_NS, _N_INTERVALS, start_ns=day_start_ns)
         n_srv = len(cat.srvs)
@@ -156,7 +155,6 @@ class RunSink:
         n = len(cols["seq"])
         self.requests_n += n
         lat = cols["latency_ns"]
-        self.latency.record(lat)
         cls = cols["cls"]
         if n and int(cls.min()) == int(cls.max()):
             self.latency_by_class[int(cls[0])].record(lat)
@@ -224,7 +222,9 @@ class RunSink:
     # ------------------------------------------------------------------ summary
     def summary(self) -> dict[str, Any]:
         """Everything summary.json holds except run metadata, cache and throttle (the caller's)."""
-        lat = self.latency
+        lat = LatencyHistogram()  # the whole day: the sum of the per-class histograms (exact)
+        for h in self.latency_by_class:
+            lat.merge(h)
         pct = lat.percentiles(list(_PCT)) if lat.count else [float("nan")] * 4
         srv_ratio = {
             self.srvs[i]: round(self.within_by_srv[i] / self.by_srv[i], 6) for i in np.flatnonzero(self.by_srv).tolist()

@@ -134,7 +134,9 @@ def _random_batch(rng: np.random.Generator, n: int) -> RequestBatch:
     users_kind=st.sampled_from(["some", "empty", "none"]),
     devices_kind=st.sampled_from(["some", "some", "empty", "none"]),
 )
-def test_columnar_validation_matches_reference(seed: int, n: int, split: int, users_kind: str, devices_kind: str) -> None:
+def test_columnar_validation_matches_reference(
+    seed: int, n: int, split: int, users_kind: str, devices_kind: str
+) -> None:
     rng = np.random.default_rng(seed)
     batch = _random_batch(rng, n)
     devices = {

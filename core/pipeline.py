@@ -272,8 +272,6 @@ class Pipeline:
         accepted = code == 0
         outcome = np.full(n, O_REJECTED, np.uint8)
         t_done = t.copy()
-        wait = np.zeros(n, np.int64)
-        backlog = np.zeros(n, np.int64)
 
         idx = np.flatnonzero(accepted)
         every = len(idx) == n  # the usual case: the accepted rows are the batch itself, no gathers
@@ -282,12 +280,18 @@ class Pipeline:
             return a if every else a[idx]
 
         a_cls = take(cls).astype(np.uint8, copy=False)
-        res = self.dsp.process(take(t), a_cls, np.zeros(len(idx), np.int64))
+        a_t = take(t)
+        res = self.dsp.process(a_t, a_cls, np.zeros(len(idx), np.int64))
         start = res.start_ns
         dsp_done = start + self._service_ns[a_cls]
-        wait[idx] = res.wait_ns
-        backlog[idx] = res.backlog
-        deadline = take(t) + self._timeout[a_cls]
+        if every:  # the model's fresh outputs are the chunk's columns
+            wait, backlog = res.wait_ns, res.backlog.astype(np.int64)
+        else:
+            wait = np.zeros(n, np.int64)
+            backlog = np.zeros(n, np.int64)
+            wait[idx] = res.wait_ns
+            backlog[idx] = res.backlog
+        deadline = a_t + self._timeout[a_cls]
 
         srv = take(batch.srv)
         dev = take(batch.device)
@@ -334,8 +338,9 @@ class Pipeline:
         hit = np.zeros(len(f.idx), np.bool_)
         if f.cacheable.any():
             ci = np.flatnonzero(f.cacheable)
-            ok = (f.dev_code[ci] == _C["I0"]) | (f.dev_code[ci] == _C["I99"])
-            store_at = np.where(ok, f.dev_done[ci], -1).astype(np.int64)
+            dc = f.dev_code[ci]
+            ok = (dc == _CODES[0]) | (dc == _CODES[1])  # I0, I99: answered, so stored
+            store_at = np.where(ok, f.dev_done[ci], -1)
             hit[ci] = self._read_through(
                 f.start[ci], f.dev[ci], f.srv[ci], f.period_start[ci], f.period_end[ci], store_at
             )

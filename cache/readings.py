@@ -468,6 +468,25 @@ class ReadingsCache:
                 cols[name] = _column(name, value, n)
         return cols
 
+    def _prepare(
+        self, uniform: int, op: npt.NDArray[np.uint8], cols: dict[str, npt.NDArray[Any]]
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+        """Check a batch (nothing applied if a row is bad: raises naming it) and return its
+        packed periods and hashes, in scratch arrays reused from call to call."""
+        n = cols["t_ns"].shape[0]
+        if self._scratch.shape[1] < n:
+            self._scratch = np.empty((2, n), np.uint64)
+        kws = self._scratch[0, :n]
+        hs = self._scratch[1, :n]
+        with np.errstate(over="ignore"):  # uint64 hashing wraps on purpose (no-JIT runs)
+            row, why = K.prepare(
+                uniform, op, cols["t_ns"], cols["device"], cols["srv"], cols["start_ns"], cols["end_ns"],
+                self._st[K.NOW], kws, hs,
+            )
+        if row >= 0:
+            self._raise_invalid(int(row), int(why), cols)
+        return kws, hs
+
     def _run(
         self,
         uniform: int,
@@ -480,17 +499,8 @@ class ReadingsCache:
     ) -> None:
         t, dev, srv = cols["t_ns"], cols["device"], cols["srv"]
         n = t.shape[0]
-        if self._scratch.shape[1] < n:
-            self._scratch = np.empty((2, n), np.uint64)
-        kws = self._scratch[0, :n]
-        hs = self._scratch[1, :n]
+        kws, hs = self._prepare(uniform, op, cols)
         with np.errstate(over="ignore"):  # uint64 hashing wraps on purpose (no-JIT runs)
-            row, why = K.prepare(
-                uniform, op, t, dev, srv, cols["start_ns"], cols["end_ns"], self._st[K.NOW],
-                kws, hs,
-            )
-            if row >= 0:
-                self._raise_invalid(int(row), int(why), cols)
             i = 0
             while True:
                 done = K.run_ops(

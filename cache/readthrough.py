@@ -264,6 +264,7 @@ def _read_through(
         )
         e = (h << K.S32) | np.uint64(tail)
         if j >= 0:
+            K.mark_dead(arena, np.int64(index[j] & K.MASK32))  # as run_ops: expiry skips it unprobed
             index[j] = e
             replaced += 1
         else:
@@ -368,24 +369,9 @@ class ReadThroughCache:
             )
         # pending stores come due no later than the first lookup's time: the clock check of
         # prepare must allow lookups at or after the cache's current time only
-        kws = np.empty(n, np.uint64)
-        hs = np.empty(n, np.uint64)
+        kws, hs = c._prepare(K.OP_LOOKUP, _EMPTY_U8, cols)
         res = LookupResult.empty(n)
         with np.errstate(over="ignore"):
-            row, why = K.prepare(
-                K.OP_LOOKUP,
-                np.zeros(0, np.uint8),
-                cols["t_ns"],
-                cols["device"],
-                cols["srv"],
-                cols["start_ns"],
-                cols["end_ns"],
-                c._st[K.NOW],
-                kws,
-                hs,
-            )
-            if row >= 0:
-                c._raise_invalid(int(row), int(why), cols)
             i = 0
             while True:
                 i, status = _read_through(

@@ -117,7 +117,6 @@ class RunSink:
         self.nonstorm_throttled = 0
         self.throttled_by_device: Counter[int] = Counter()
         self.fd_alerts = 0
-        self.fd_out_of_order = 0
         self.progress_callback = None
 
     # ------------------------------------------------------------------ sink protocol

@@ -115,14 +115,6 @@ BAD_PERIOD = 7
 
 
 @jit
-def period_key(start_ns: int, end_ns: int) -> np.uint64:
-    """Pack a validated period (whole seconds, 0 <= end - start < 2**29 s) into 64 bits."""
-    start_s = U64(start_ns) // NS_U64  # unsigned: both are validated non-negative
-    end_s = U64(end_ns) // NS_U64
-    return (start_s << S30) | (end_s - start_s)
-
-
-@jit
 def key_hash(dev: np.uint64, kw: np.uint64, srv: np.uint64) -> np.uint64:
     """32-bit hash of a key: two multiply-xorshift rounds over a mix of the three parts."""
     x = dev ^ (kw * K_PERIOD) ^ (srv * K_SRV)

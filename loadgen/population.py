@@ -50,10 +50,6 @@ class Population:
         """The device registry validation uses (ids are already sorted)."""
         return DeviceRegistry(ids=self.ids, kind=self.kind, in_service=np.ones(len(self.ids), np.bool_))
 
-    def index_of(self, ids: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
-        """Device index of each id (ids must belong to the population)."""
-        return (ids - DEVICE_PREFIX).astype(np.int64)
-
 
 def build_population(s: Scenario) -> Population:
     """Draw the population; each attribute has its own seeded generator, drawn side by side."""

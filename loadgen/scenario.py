@@ -632,21 +632,6 @@ class Scenario(_Section):
         return max(10, round(self.population.meters * self.scale))
 
     @property
-    def volume(self) -> float:
-        """Multiplier on per-meter volumes: demand (scale is already in the meter count)."""
-        return self.capacity.demand
-
-    @property
-    def servers_slots(self) -> int:
-        """DSP slots scaled with the population, rounded (at least 1), before uplift.
-
-        The DSP's server count is :attr:`dsp_servers`, which takes scale, uplift and operating
-        threshold in one product; a capacity model built from these slots and then uplifted
-        rounds twice.
-        """
-        return max(1, round(self.capacity.slots * self.scale))
-
-    @property
     def dsp_servers(self) -> int:
         """DSP servers: ``max(1, floor(slots x scale x uplift x operating_threshold))``.
 

@@ -495,11 +495,3 @@ class DayWorkload:
             instruction=c["instruction"],
             total_instructions=c["total_instructions"],
         )
-
-    @property
-    def total_requests(self) -> int:
-        return sum(len(st.t) for st in self.request_streams)
-
-    @property
-    def total_alerts(self) -> int:
-        return sum(len(st.t) for st in self.alert_streams)

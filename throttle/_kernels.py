@@ -62,7 +62,6 @@ CODE_MASK = I64(0xFFFF)
 OCCUPIED = I64(1 << 16)
 EPISODE = I64(1 << 17)
 NEAR = I64(1 << 18)
-FLAGS = OCCUPIED | EPISODE | NEAR
 KEY_MASK = CODE_MASK | OCCUPIED
 LOW32 = I64(0xFFFF_FFFF)
 S32 = I64(32)
@@ -435,7 +434,7 @@ def sweep_pass(
 
     ``params`` is ``int64[S, classes, 4]`` (rows as for the table kernel), ``state``
     zeroed ``int64[keys, 4 S]`` (setting ``s`` in columns ``4s..4s+3``, the step layout),
-    ``key`` from :func:`dense_keys`, ``storm_id`` as for :func:`score_storms`. Adds to
+    ``key`` from :func:`dense_keys`, ``storm_id`` as for :func:`dccsim.throttle.tuning.storm_ids`. Adds to
     ``counts[s, SW_*]`` and sets ``first_catch[s, storm]`` (start it at -1) to the time of
     the storm's first discarded alert. One random access per alert serves all S settings.
     """

@@ -289,10 +289,11 @@ def sweep(
             raise ThrottleConfigError(f"{name} = {value!r}: expected a positive integer")
     settings = grid.settings()
     total = len(settings)
-    compiled = [compile_policy(p) for p in settings]
-    code_class = compiled[0].code_class  # the same for all: one base, one set of codes
-    params = np.stack([c.params for c in compiled])
-    kind = compiled[0].kind
+    first = compile_policy(settings[0])
+    code_class = first.code_class  # the same for all: one base, one set of codes
+    kind = first.kind
+    # only each setting's parameter rows are kept (not its 64 KiB code table)
+    params = np.stack([first.params, *(compile_policy(p).params for p in settings[1:])])
     key, keys = dense_keys(device, alert_code, code_class)
     if keys > max_keys:
         raise ThrottleTableFullError(

@@ -58,9 +58,8 @@ def simulate(
     from dccsim.loadgen.driver import VirtualTimeDriver
     from dccsim.loadgen.scenario import load_scenario
 
-    from .criteria import CriteriaError, evaluate, parse_criteria, to_dict
-    from .report import build_report
-    from .runlog import RunSink, summary_json
+    from .criteria import parse_criteria
+    from .runlog import RunSink, write_verdict
 
     scenario, text = load_scenario(scenario_ref)
     scenario = scenario.with_overrides(
@@ -148,15 +147,7 @@ def simulate(
         "dsp_servers": pipeline.dsp.servers,
         "chunks": totals.chunks,
     }
-    try:
-        result = evaluate(summary, criteria)
-    except CriteriaError as exc:  # e.g. a path that is not in the summary: keep the run, then say so
-        (out / "summary.json").write_text(summary_json(summary))
-        build_report(out)
-        raise CriteriaError(f"{exc} (the run is kept in {out}/)") from None
-    summary["exit_criteria"] = to_dict(result)
-    (out / "summary.json").write_text(summary_json(summary))
-    build_report(out)
+    result = write_verdict(out, summary, criteria)
     summary["out_dir"] = str(out)
     summary["_criteria"] = result
     return summary

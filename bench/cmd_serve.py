@@ -69,9 +69,7 @@ def build_server(scenario: Any, clock: Any, config: Any, sink: Any = None) -> An
 
 def _finish_folder(out: Path, sink: Any, summary_extra: dict[str, Any], cache: dict[str, Any] | None,
                    throttle: dict[str, Any] | None, scenario: Any, criteria: Any) -> dict[str, Any]:
-    from .criteria import CriteriaError, evaluate, to_dict
-    from .report import build_report
-    from .runlog import summary_json
+    from .runlog import write_verdict
 
     summary = sink.summary()
     summary["cache"] = cache or {}
@@ -82,15 +80,7 @@ def _finish_folder(out: Path, sink: Any, summary_extra: dict[str, Any], cache: d
         "uplift": scenario.capacity.uplift, "demand": scenario.capacity.demand, "shards": scenario.shards,
         "day": scenario.day, "meters": scenario.meters, "dsp_servers": scenario.dsp_servers, "mode": "wall-clock",
     }
-    try:
-        result = evaluate(summary, criteria)
-    except CriteriaError as exc:  # a path not in this summary: keep the run folder, then say so
-        (out / "summary.json").write_text(summary_json(summary))
-        build_report(out)
-        raise CriteriaError(f"{exc} (the run is kept in {out}/)") from None
-    summary["exit_criteria"] = to_dict(result)
-    (out / "summary.json").write_text(summary_json(summary))
-    build_report(out)
+    write_verdict(out, summary, criteria)
     return summary
 
 

@@ -54,6 +54,25 @@ def summary_json(summary: dict[str, Any]) -> str:
     return json.dumps(_no_nan(summary), indent=2, sort_keys=True, allow_nan=False, default=str) + "\n"
 
 
+def write_verdict(out: Path, summary: dict[str, Any], criteria: Any) -> Any:
+    """Judge ``criteria`` on ``summary``, then write summary.json and report.html into ``out``;
+    returns the result. A criterion whose path the summary lacks still leaves both files (the
+    run is kept), then raises its :class:`CriteriaError` saying so."""
+    from .criteria import CriteriaError, evaluate, to_dict
+    from .report import build_report
+
+    try:
+        result = evaluate(summary, criteria)
+    except CriteriaError as exc:
+        (out / "summary.json").write_text(summary_json(summary))
+        build_report(out)
+        raise CriteriaError(f"{exc} (the run is kept in {out}/)") from None
+    summary["exit_criteria"] = to_dict(result)
+    (out / "summary.json").write_text(summary_json(summary))
+    build_report(out)
+    return result
+
+
 class RunSink:
     """Writes the logs of one run and keeps the figures the summary and report need."""
 

@@ -32,12 +32,14 @@ S = 1_000_000_000
 
 def brute_force(t, d, c, storm, policy: ThrottlePolicy) -> dict[str, float]:
     """The scores of one setting, from a throttle's per-alert outputs, in plain Python."""
-    out = Throttle(policy, initial_keys=1).process(t, d, c)
+    th = Throttle(policy, initial_keys=1)
+    out = th.process(t, d, c)
     disc = out.would_throttle
     row: dict[str, float] = {
         "forwarded": int((~disc & (out.action != 2)).sum()),
         "discarded": int(disc.sum()),
         "excluded": int((out.action == 2).sum()),
+        "near_limit": th.stats().near_limit,
     }
     if storm is not None:
         first: dict[tuple[int, int], int] = {}

@@ -19,7 +19,6 @@ import msgspec
 from dccsim.core import duisxml, wire
 from dccsim.core.errors import ConfigError, MessageError
 from dccsim.core.messages import ROLES, DCCAlert, DeviceAlert, Message, RequestRow, Response, ServiceRequest
-from dccsim.core.validation import Validator
 
 from .cli import CliError
 
@@ -95,6 +94,8 @@ def decode(files: tuple[Path, ...], to: str, validate: bool, role: str | None, s
     """Convert Service Requests, Responses and Alerts between DUIS XML, JSON and MessagePack."""
     out = sys.stdout.buffer
     errors = 0
+    from dccsim.core.validation import Validator  # here: it loads numba, which --help need not
+
     validator = Validator() if validate else None
     try:
         xsd = duisxml.load_schema(schema) if schema else None
@@ -192,6 +193,8 @@ def demo(examples: Path | None) -> None:
     if not folder.is_dir():
         raise click.UsageError(f"--examples: folder {folder} not found")
     table = Table("file", "format", "request", "SRV", "role", "verdict", title="dccsim: DUIS messages in, verdicts out")
+    from dccsim.core.validation import Validator
+
     validator = Validator()
     for path in sorted(folder.iterdir()):
         fmt = wire.detect_format(path.read_bytes())

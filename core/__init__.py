@@ -1,53 +1,67 @@
 """Message model, wire formats, SRV catalogue, validation, columns, capacity model, pipeline.
 
-The public names are re-exported here; the work lives in the modules beside this file.
-Importing compiles nothing and reads no file.
+The public names are re-exported here, lazily (PEP 562): importing the package (as every
+``from dccsim.core.errors import ...`` does) loads no module, so ``dccsim --help`` does not pay
+for numba and pyarrow. The work lives in the modules beside this file; importing one compiles
+nothing and reads no file.
 """
 
-from .capacity import (
-    CapacityClass,
-    CapacityConfig,
-    CapacityConfigError,
-    CapacityInputError,
-    CapacityModel,
-    CapacityResult,
-    CapacityStats,
-    interval_aggregates,
-    reference_process,
-)
-from .catalogue import CACHEABLE_SRVS, DEVICE_KINDS, Catalogue, SrvInfo, catalogue
-from .columns import COLUMN_DTYPES, ROLE_UNKNOWN, RequestBatch
-from .errors import ConfigError, DccsimError, MessageError
-from .eui import array_to_euis, eui_to_int, euis_to_array, int_to_eui
-from .messages import (
-    ROLES,
-    DCCAlert,
-    DeviceAlert,
-    GenericBody,
-    Message,
-    ReadActiveImportProfileData,
-    ReadExportProfileData,
-    ReadFirmwareVersion,
-    ReadInstantaneousImportRegisters,
-    ReadLogPeriod,
-    RequestId,
-    RequestRow,
-    Response,
-    RetrieveImportDailyReadLog,
-    ServiceRequest,
-    UpdateHANDeviceLog,
-    from_ns,
-    to_ns,
-)
-from .validation import (
-    RESPONSE_CODES,
-    DeviceRegistry,
-    ReplayState,
-    UserRegistry,
-    Validator,
-    Verdict,
-    validate_batch,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CapacityClass": ".capacity",
+    "CapacityConfig": ".capacity",
+    "CapacityConfigError": ".capacity",
+    "CapacityInputError": ".capacity",
+    "CapacityModel": ".capacity",
+    "CapacityResult": ".capacity",
+    "CapacityStats": ".capacity",
+    "interval_aggregates": ".capacity",
+    "reference_process": ".capacity",
+    "CACHEABLE_SRVS": ".catalogue",
+    "DEVICE_KINDS": ".catalogue",
+    "Catalogue": ".catalogue",
+    "SrvInfo": ".catalogue",
+    "catalogue": ".catalogue",
+    "COLUMN_DTYPES": ".columns",
+    "ROLE_UNKNOWN": ".columns",
+    "RequestBatch": ".columns",
+    "ConfigError": ".errors",
+    "DccsimError": ".errors",
+    "MessageError": ".errors",
+    "array_to_euis": ".eui",
+    "eui_to_int": ".eui",
+    "euis_to_array": ".eui",
+    "int_to_eui": ".eui",
+    "ROLES": ".messages",
+    "DCCAlert": ".messages",
+    "DeviceAlert": ".messages",
+    "GenericBody": ".messages",
+    "Message": ".messages",
+    "ReadActiveImportProfileData": ".messages",
+    "ReadExportProfileData": ".messages",
+    "ReadFirmwareVersion": ".messages",
+    "ReadInstantaneousImportRegisters": ".messages",
+    "ReadLogPeriod": ".messages",
+    "RequestId": ".messages",
+    "RequestRow": ".messages",
+    "Response": ".messages",
+    "RetrieveImportDailyReadLog": ".messages",
+    "ServiceRequest": ".messages",
+    "UpdateHANDeviceLog": ".messages",
+    "from_ns": ".messages",
+    "to_ns": ".messages",
+    "RESPONSE_CODES": ".validation",
+    "DeviceRegistry": ".validation",
+    "ReplayState": ".validation",
+    "UserRegistry": ".validation",
+    "Validator": ".validation",
+    "Verdict": ".validation",
+    "validate_batch": ".validation",
+}
 
 __all__ = [
     "CapacityClass", "CapacityConfig", "CapacityConfigError", "CapacityInputError", "CapacityModel",
@@ -61,3 +75,10 @@ __all__ = [
     "array_to_euis", "catalogue", "eui_to_int", "euis_to_array", "from_ns", "int_to_eui",
     "to_ns", "validate_batch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dccsim.core' has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)

@@ -522,11 +522,11 @@ class DccServer:
             assert self._loop is not None
             self._loop.call_soon(self._tick)
 
-    def enqueue_object(self, req: ServiceRequest, conn: int, kind: int) -> None:
-        """A full-format request (already converted to one row by the caller's check)."""
+    def enqueue_object(self, req: ServiceRequest, row: RequestBatch, conn: int, kind: int) -> None:
+        """A full-format request and its one-row batch (the caller's check converted it)."""
         key = next(self._obj_ids)
         self._objects[key] = (req, conn)
-        self.enqueue(RequestBatch.from_requests([req]), conn, kind, key)
+        self.enqueue(row, conn, kind, key)
 
     def enqueue_alert(self, alert: DeviceAlert, conn: int, fmt: int) -> None:
         self._alerts_in.append((self.virtual_now(), conn, fmt, alert))
@@ -845,6 +845,10 @@ class _Conn(asyncio.Protocol):
             if self.mode != "closed":
                 self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
+    def _send_error(self, reply: ErrorReply) -> None:
+        """An error reply as a MessagePack ``E`` frame (compact and broken-frame errors)."""
+        self.send(frame(TAG_ERROR, _mp_enc.encode(reply)))
+
     def send_message(self, msg: Any) -> None:
         if self.mode == "http":
             if isinstance(msg, DeviceAlert):
@@ -897,17 +901,12 @@ class _Conn(asyncio.Protocol):
                 return
             if length > max_frame:
                 self.server.counters.oversized += 1
-                self.send(
-                    frame(
-                        TAG_ERROR,
-                        _mp_enc.encode(
-                            ErrorReply(
-                                message=f"frame of {length} bytes exceeds the maximum of {max_frame}; skipped",
-                                field="frame.length",
-                                value=str(length),
-                                expected=f"at most {max_frame} bytes",
-                            )
-                        ),
+                self._send_error(
+                    ErrorReply(
+                        message=f"frame of {length} bytes exceeds the maximum of {max_frame}; skipped",
+                        field="frame.length",
+                        value=str(length),
+                        expected=f"at most {max_frame} bytes",
                     )
                 )
                 self.skip = length
@@ -930,17 +929,12 @@ class _Conn(asyncio.Protocol):
             self._messages(tag, payload)
         else:
             self.server.counters.malformed += 1
-            self.send(
-                frame(
-                    TAG_ERROR,
-                    _mp_enc.encode(
-                        ErrorReply(
-                            message=f"unknown frame tag {tag:#04x}; frame skipped",
-                            field="frame.tag",
-                            value=f"{tag:#04x}",
-                            expected="R (compact rows), M (MessagePack) or J (JSON)",
-                        )
-                    ),
+            self._send_error(
+                ErrorReply(
+                    message=f"unknown frame tag {tag:#04x}; frame skipped",
+                    field="frame.tag",
+                    value=f"{tag:#04x}",
+                    expected="R (compact rows), M (MessagePack) or J (JSON)",
                 )
             )
 
@@ -948,17 +942,12 @@ class _Conn(asyncio.Protocol):
         srv = self.server
         if len(payload) < 9:
             srv.counters.malformed += 1
-            self.send(
-                frame(
-                    TAG_ERROR,
-                    _mp_enc.encode(
-                        ErrorReply(
-                            message="R frame too short",
-                            field="frame.payload",
-                            value=f"{len(payload)} bytes",
-                            expected="an 8-byte batch id followed by a MessagePack array of request rows",
-                        )
-                    ),
+            self._send_error(
+                ErrorReply(
+                    message="R frame too short",
+                    field="frame.payload",
+                    value=f"{len(payload)} bytes",
+                    expected="an 8-byte batch id followed by a MessagePack array of request rows",
                 )
             )
             return
@@ -967,22 +956,17 @@ class _Conn(asyncio.Protocol):
             n = srv.decode_rows(payload[8:])
         except MessageError as exc:
             srv.counters.malformed += 1
-            self.send(frame(TAG_ERROR, _mp_enc.encode(_error_reply(exc, batch_id=batch_id))))
+            self._send_error(_error_reply(exc, batch_id=batch_id))
             return
         except Exception as exc:  # noqa: BLE001 - any decoder failure is the sender's malformed frame
             srv.counters.malformed += 1
-            self.send(
-                frame(
-                    TAG_ERROR,
-                    _mp_enc.encode(
-                        ErrorReply(
-                            message=f"rows: {exc}",
-                            field="rows",
-                            value="",
-                            expected="a MessagePack array of RequestRow arrays",
-                            batch_id=batch_id,
-                        )
-                    ),
+            self._send_error(
+                ErrorReply(
+                    message=f"rows: {exc}",
+                    field="rows",
+                    value="",
+                    expected="a MessagePack array of RequestRow arrays",
+                    batch_id=batch_id,
                 )
             )
             return
@@ -1009,17 +993,19 @@ class _Conn(asyncio.Protocol):
             return
         items = decoded if isinstance(decoded, list) else [decoded]
         reqs: list[ServiceRequest] = []
+        rows: list[RequestBatch] = []
         for item in items:
             match item:
                 case ServiceRequest():
                     try:
                         item.request_id.check()
-                        RequestBatch.from_requests([item])  # SRV, EUI-64s: refuse here, naming the field
+                        row = RequestBatch.from_requests([item])  # SRV, EUI-64s: refuse here, naming the field
                     except MessageError as exc:
                         srv.counters.malformed += 1
                         self.send_message(_error_reply(exc, request_ids=[str(item.request_id)]))
                         continue
                     reqs.append(item)
+                    rows.append(row)
                 case DeviceAlert():
                     srv.enqueue_alert(item, self.id, fmt)
                 case Subscribe():
@@ -1041,8 +1027,8 @@ class _Conn(asyncio.Protocol):
         self.send(
             frame(fmt, (_js_enc if fmt == TAG_JSON else _mp_enc).encode(acks if isinstance(decoded, list) else acks[0]))
         )
-        for r in reqs:
-            srv.enqueue_object(r, self.id, kind)
+        for r, row in zip(reqs, rows, strict=True):
+            srv.enqueue_object(r, row, self.id, kind)
 
     # -------------------------------------------------------------- HTTP
     def _http(self) -> None:
@@ -1110,7 +1096,7 @@ class _Conn(asyncio.Protocol):
             return
         try:
             req = decode_request_xml(body)
-            RequestBatch.from_requests([req])
+            row = RequestBatch.from_requests([req])
         except MessageError as exc:
             srv.counters.malformed += 1
             self._http_reply(400, b"text/plain", (str(exc) + "\n").encode(), close)
@@ -1123,7 +1109,7 @@ class _Conn(asyncio.Protocol):
         srv.counters.acked += 1
         ack = Response.for_request(req, "I99", srv.now_datetime())
         self._http_reply(200, b"application/xml", encode_response_xml(ack), close)
-        srv.enqueue_object(req, self.id, K_HTTP)
+        srv.enqueue_object(req, row, self.id, K_HTTP)
 
     def _http_reply(self, status: int, ctype: bytes, body: bytes, close: bool) -> None:
         reason = {

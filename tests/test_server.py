@@ -558,7 +558,8 @@ def test_one_micro_batch_from_several_connections_and_formats_answers_each_its_o
             batches0 = srv.counters.batches
             srv.enqueue(RequestBatch.from_msgpack(rows(pop, s, 300, 1000)), a, K_ROW, 1 << 40)
             srv.enqueue(RequestBatch.from_msgpack(rows(pop, s, 200, 2000)), b, K_ROW, 5)
-            srv.enqueue_object(_request(pop, s, 77), j, K_JSON)
+            req = _request(pop, s, 77)
+            srv.enqueue_object(req, RequestBatch.from_requests([req]), j, K_JSON)
             srv.enqueue(RequestBatch.from_msgpack(rows(pop, s, 100, 3000)), a, K_ROW, (1 << 40) + 300)
             srv._process()
             assert srv.counters.batches == batches0 + 1

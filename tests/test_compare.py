@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helper import cli
 from dccsim.bench import compare as cmp
-from dccsim.bench.cli import main
 from dccsim.bench.compare import CompareError, compare_runs, describe, parse_limit
 
 BASE: dict[str, Any] = {
@@ -56,16 +56,6 @@ def changed(**paths: Any) -> dict[str, Any]:
 def row(result: cmp.Comparison, path: str) -> cmp.Row:
     (r,) = [r for r in result.rows if r.kpi.path == path]
     return r
-
-
-def cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_module_examples_run() -> None:

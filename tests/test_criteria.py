@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from cli_helper import cli
 from dccsim.bench import criteria as crit
-from dccsim.bench.cli import main
 from dccsim.bench.criteria import CriteriaError, evaluate, parse_criteria, resolve_path
 from dccsim.loadgen.scenario import builtin_scenarios
 from rich.console import Console
@@ -26,16 +26,6 @@ SUMMARY = {
     "events_per_second": None,
     "nan_ratio": math.nan,
 }
-
-
-def cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_module_examples_run() -> None:

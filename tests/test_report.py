@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helper import cli
 from dccsim.bench import criteria as crit
-from dccsim.bench.cli import main
 from dccsim.bench.report import ReportError, Series, build_report, render_report, time_chart
 
 DAY_NS = 1_795_392_000 * 1_000_000_000  # 2026-11-23 00:00 UTC
@@ -297,16 +297,6 @@ def test_build_report_errors(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text("[1]")
     with pytest.raises(ReportError, match="expected a JSON object"):
         build_report(tmp_path)
-
-
-def cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

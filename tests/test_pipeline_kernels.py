@@ -50,31 +50,38 @@ def reference(t, cls, fault, non_device, hit, dsp_done, deadline, latency, targe
             st.integers(0, 10**6),
             st.integers(0, 2 * 10**6),
             st.integers(0, 10**6),
+            st.booleans(),
         ),
         max_size=40,
     )
 )
 def test_outcome_kernels_match_the_rules(rows) -> None:
-    n = len(rows)
+    """The accepted rows (the last field; ``idx`` of them) get the rules' outcomes, in their
+    own places; the rejected rows keep their code and outcome, finish at their time, in target."""
     t = np.array([r[0] for r in rows], np.int64)
-    cls = np.array([r[1] for r in rows], np.uint8)
-    fault = np.array([r[2] for r in rows], np.uint8)
-    non_device = np.array([r[3] for r in rows], np.bool_)
-    hit = np.array([r[4] and not r[3] for r in rows], np.bool_)
-    dsp_done = t + np.array([r[5] for r in rows], np.int64)
-    deadline = t + np.array([r[6] for r in rows], np.int64)
-    latency = np.array([r[7] for r in rows], np.int64)
+    idx = np.array([i for i, r in enumerate(rows) if r[8]], np.int64)
+    acc = [r for r in rows if r[8]]
+    m = len(acc)
+    cls = np.array([r[1] for r in acc], np.uint8)
+    fault = np.array([r[2] for r in acc], np.uint8)
+    non_device = np.array([r[3] for r in acc], np.bool_)
+    hit = np.array([r[4] and not r[3] for r in acc], np.bool_)
+    t_acc = t[idx]
+    dsp_done = t_acc + np.array([r[5] for r in acc], np.int64)
+    deadline = t_acc + np.array([r[6] for r in acc], np.int64)
+    latency = np.array([r[7] for r in acc], np.int64)
     targets = np.array([300_000, 600_000, 450_000, 100_000], np.int64)
-    dev_done = np.empty(n, np.int64)
-    dev_code = np.empty(n, np.uint8)
+    dev_done = np.empty(m, np.int64)
+    dev_code = np.empty(m, np.uint8)
     _device_leg(cls, fault, dsp_done, latency, deadline, FD, _CODES, dev_done, dev_code)
-    code = np.zeros(n, np.uint8)
-    outcome = np.zeros(n, np.uint8)
+    rejected = RESPONSE_CODES.index("E2")
+    code = np.full(len(rows), rejected, np.uint8)
+    outcome = np.full(len(rows), OUTCOMES.index("rejected"), np.uint8)
     t_done = t.copy()
-    lat = np.empty(n, np.int64)
-    within = np.ones(n, np.bool_)
+    lat = np.full(len(rows), -7, np.int64)
+    within = np.ones(len(rows), np.bool_)
     _finish(
-        np.arange(n),
+        idx,
         t,
         cls,
         non_device,
@@ -94,7 +101,10 @@ def test_outcome_kernels_match_the_rules(rows) -> None:
     )
     got = [
         (RESPONSE_CODES[c], OUTCOMES[o], int(d), bool(w))
-        for c, o, d, w in zip(code, outcome, t_done, within, strict=True)
+        for c, o, d, w in zip(code[idx], outcome[idx], t_done[idx], within[idx], strict=True)
     ]
-    assert got == reference(t, cls, fault, non_device, hit, dsp_done, deadline, latency, targets)
+    assert got == reference(t_acc, cls, fault, non_device, hit, dsp_done, deadline, latency, targets)
     assert np.array_equal(lat, t_done - t)
+    others = np.setdiff1d(np.arange(len(rows)), idx)
+    assert (code[others] == rejected).all() and (outcome[others] == OUTCOMES.index("rejected")).all()
+    assert (t_done[others] == t[others]).all() and within[others].all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from dccsim.core.errors import ConfigError
+from dccsim.core.messages import ROLES
 from dccsim.loadgen.population import build_population
 from dccsim.loadgen.scenario import Scenario, builtin_scenarios, load_scenario, parse_scenario
 from dccsim.loadgen.workload import INVALID_KINDS, DayWorkload, flat_times, profile_times
@@ -67,10 +68,13 @@ def test_workload_reads_every_esme_once_and_labels_invalid() -> None:
     from dccsim.core.catalogue import catalogue
 
     code481 = catalogue().code("4.8.1")
-    mdr = np.concatenate([c.device[(c.srv == code481) & (c.role == 7)] for c in chunks])
+    mdr_role = ROLES.index("MDR")
+    mdr = np.concatenate([c.device[(c.srv == code481) & (c.role == mdr_role) & (c.invalid == 0)] for c in chunks])
     inv = np.concatenate([c.invalid for c in chunks])
-    # every ESME read once by the MDR (a few may have been turned into unknown-device traffic)
-    assert len(np.unique(mdr)) >= len(pop.esme) - (inv == INVALID_KINDS.index("unknown_device")).sum()
+    # every ESME read once by the MDR, nothing else (a few reads may have been made invalid traffic)
+    read, times = np.unique(mdr, return_counts=True)
+    assert times.max() == 1 and np.isin(read, pop.ids[pop.esme]).all()
+    assert len(read) >= len(pop.esme) - (inv != 0).sum()
     assert set(np.unique(inv).tolist()) <= set(range(len(INVALID_KINDS)))
     a = w.alerts(day, day + 86_400 * 10**9)
     assert a.storm.sum() > 0 and np.all(np.diff(a.t_ns) >= 0)

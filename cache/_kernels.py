@@ -337,6 +337,26 @@ def hint_head(arena: np.ndarray, index: np.ndarray, head: int, nrec: int, a: int
 
 
 @jit
+def hint_record(index: np.ndarray, arena: np.ndarray, h: np.uint64) -> None:
+    """Prefetch the record of the first of a hash's ``HINT_PROBES`` index slots that holds its
+    fingerprint (its index line must have had time to arrive)."""
+    nidx = index.shape[0]
+    jk = home(h, nidx)
+    for _ in range(HINT_PROBES):
+        ek = index[jk]
+        if ek == EMPTY:
+            return
+        if (ek >> S32) == h:
+            bk = I64(ek & MASK32) * WORDS
+            prefetch(arena, bk)
+            prefetch(arena, bk + WORDS - 1)
+            return
+        jk += 1
+        if jk == nidx:
+            jk = 0
+
+
+@jit
 def compact(arena: np.ndarray, index: np.ndarray, head: int, nrec: int) -> tuple[int, int]:
     """Slide the live records of the ring together; return (tail, count).
 
@@ -375,17 +395,24 @@ def compact(arena: np.ndarray, index: np.ndarray, head: int, nrec: int) -> tuple
 
 
 @jit
-def expire(arena: np.ndarray, index: np.ndarray, st: np.ndarray, t: int) -> int:
-    """Advance the clock to ``t`` and pop every record with ``s + R <= t``; return live pops."""
+def head_time(arena: np.ndarray, head: int, nrec: int, now: int) -> int:
+    """Stored time of the head record (the next to expire); ``now`` when the ring is empty."""
+    return rec_stored(arena, head, now) if nrec > 0 else now
+
+
+@jit
+def pop_expired(
+    arena: np.ndarray, index: np.ndarray, head: int, nrec: int, head_s: int, now: int,
+    limit: int,
+) -> tuple[int, int, int, int]:
+    """Pop the ring records stored at or before ``limit`` (their index entries go if live).
+
+    ``head_s`` is the head record's stored time. Returns (head, records left, the new head's
+    stored time, live records popped).
+    """
     a = arena.shape[0] // WORDS
-    now = st[NOW]
-    limit = t - st[RETENTION]
-    head = st[HEAD]
-    nrec = st[NREC]
     popped = 0
-    while nrec > 0:
-        if rec_stored(arena, head, now) > limit:
-            break
+    while nrec > 0 and head_s <= limit:
         hint_head(arena, index, head, nrec, a)
         if drop_record(arena, index, head):
             popped += 1
@@ -393,6 +420,81 @@ def expire(arena: np.ndarray, index: np.ndarray, st: np.ndarray, t: int) -> int:
         if head == a:
             head = 0
         nrec -= 1
+        head_s = head_time(arena, head, nrec, now)
+    return head, nrec, head_s, popped
+
+
+@jit
+def store_record(
+    arena: np.ndarray, index: np.ndarray, st: np.ndarray, j: int, head: int, tail: int,
+    nrec: int, resident: int, head_s: int, h: np.uint64, dev: np.uint64, kw: np.uint64,
+    srv: np.uint64, t: int, code: np.uint64, ref: np.uint32,
+) -> tuple[bool, int, int, int, int, int]:
+    """Store a record at time ``t`` (expiry up to ``t`` already done); ``j`` is the key's
+    index slot (:func:`find_key`) or -1.
+
+    Returns (done, head, tail, records, resident, head's stored time). Not done means the
+    arrays must grow first (``st[NEED]`` says which) and nothing was stored. Evictions,
+    replacements and compactions are counted in ``st``; the caller counts the store.
+    """
+    a = arena.shape[0] // WORDS
+    if j < 0 and resident >= st[CAP]:
+        if st[BOUNDED] == 0:
+            st[NEED] = NEED_CAPACITY
+            return False, head, tail, nrec, resident, head_s
+        # evict the live record closest to expiry: the oldest store, at the head
+        while True:
+            live = drop_record(arena, index, head)
+            head += 1
+            if head == a:
+                head = 0
+            nrec -= 1
+            if live:
+                break
+        resident -= 1
+        st[EVICTED] += 1
+        head_s = head_time(arena, head, nrec, t)
+    if nrec == a:
+        # The ring is full of live and dead (replaced) records. Compact when at least
+        # 1/16 of it is dead (amortised: at most 16 records looked at per record freed);
+        # otherwise let the caller grow the ring, once, to RING_MAX records (about
+        # C + C/15, where a full ring is always at least 1/16 dead).
+        if (nrec - resident) * 16 >= a or a >= st[RING_MAX]:
+            tail, nrec = compact(arena, index, head, nrec)
+            st[COMPACTIONS] += 1
+            head_s = head_time(arena, head, nrec, t)
+        else:
+            st[NEED] = NEED_RING
+            return False, head, tail, nrec, resident, head_s
+    if nrec == 0:
+        head_s = t
+    pt = tail + AHEAD_RING  # bring the ring lines ahead of the tail in before writing
+    if pt >= a:
+        pt -= a
+    prefetch(arena, pt * WORDS)
+    rec_write(arena, tail, dev, kw, srv, t, code, ref)
+    e = (h << S32) | U64(tail)
+    if j >= 0:
+        mark_dead(arena, I64(index[j] & MASK32))
+        index[j] = e
+        st[REPLACED] += 1
+    else:
+        index_insert(index, e)
+        resident += 1
+    tail += 1
+    if tail == a:
+        tail = 0
+    return True, head, tail, nrec + 1, resident, head_s
+
+
+@jit
+def expire(arena: np.ndarray, index: np.ndarray, st: np.ndarray, t: int) -> int:
+    """Advance the clock to ``t`` and pop every record with ``s + R <= t``; return live pops."""
+    now = st[NOW]
+    head, nrec, _, popped = pop_expired(
+        arena, index, st[HEAD], st[NREC], head_time(arena, st[HEAD], st[NREC], now), now,
+        t - st[RETENTION],
+    )
     st[HEAD] = head
     st[NREC] = nrec
     st[RESIDENT] -= popped
@@ -421,11 +523,8 @@ def run_ops(
     from there (re-running an operation's expiry, or an eviction already done, is exact).
     """
     n = t.shape[0]
-    a = arena.shape[0] // WORDS
     nidx = index.shape[0]
     retention = st[RETENTION]
-    cap = st[CAP]
-    bounded = st[BOUNDED] != 0
     now = st[NOW]
     head = st[HEAD]
     tail = st[TAIL]
@@ -434,13 +533,10 @@ def run_ops(
     hits = I64(0)
     misses = I64(0)
     stores = I64(0)
-    replaced = I64(0)
     expired = I64(0)
-    evicted = I64(0)
-    compactions = I64(0)
     done = n
     # stored time of the head record (the next to expire), kept while the head stays put
-    head_s = rec_stored(arena, head, now) if nrec > 0 else now
+    head_s = head_time(arena, head, nrec, now)
     for k in range(min(AHEAD_INDEX, n)):
         prefetch(index, home(hs[k], nidx))
     for i in range(n):
@@ -453,41 +549,20 @@ def run_ops(
             prefetch(index, jk + 3 if jk + 3 < nidx else jk)  # the next line, if probes cross
         k = i + AHEAD_ARENA
         if k < n:
-            hk = hs[k]
-            jk = home(hk, nidx)
-            for _ in range(HINT_PROBES):
-                ek = index[jk]
-                if ek == EMPTY:
-                    break
-                if (ek >> S32) == hk:
-                    bk = I64(ek & MASK32) * WORDS
-                    prefetch(arena, bk)
-                    prefetch(arena, bk + WORDS - 1)
-                    break
-                jk += 1
-                if jk == nidx:
-                    jk = 0
+            hint_record(index, arena, hs[k])
 
         ti = t[i]
-        limit = ti - retention
-        while nrec > 0 and head_s <= limit:
-            hint_head(arena, index, head, nrec, a)
-            if drop_record(arena, index, head):
-                resident -= 1
-                expired += 1
-            head += 1
-            if head == a:
-                head = 0
-            nrec -= 1
-            if nrec > 0:
-                head_s = rec_stored(arena, head, now)
+        if nrec > 0 and head_s <= ti - retention:
+            head, nrec, head_s, popped = pop_expired(
+                arena, index, head, nrec, head_s, now, ti - retention
+            )
+            resident -= popped
+            expired += popped
         now = ti
 
         dv = dev[i]
         sv = U64(srv[i])
-        kw = kws[i]
-        h = hs[i]
-        j = find_key(index, arena, h, dv, kw, sv)
+        j = find_key(index, arena, hs[i], dv, kws[i], sv)
         if uniform == OP_LOOKUP or (uniform < 0 and op[i] == OP_LOOKUP):
             if j >= 0:
                 p = I64(index[j] & MASK32)
@@ -511,56 +586,13 @@ def run_ops(
             out_code[i] = 0
             out_ref[i] = 0
             out_stored[i] = 0
-        if j < 0 and resident >= cap:
-            if not bounded:
-                st[NEED] = NEED_CAPACITY
-                done = i
-                break
-            # evict the live record closest to expiry: the oldest store, at the head
-            while True:
-                live = drop_record(arena, index, head)
-                head += 1
-                if head == a:
-                    head = 0
-                nrec -= 1
-                if live:
-                    resident -= 1
-                    evicted += 1
-                    break
-            if nrec > 0:
-                head_s = rec_stored(arena, head, now)
-        if nrec == a:
-            # The ring is full of live and dead (replaced) records. Compact when at least
-            # 1/16 of it is dead (amortised: at most 16 records looked at per record freed);
-            # otherwise let the caller grow the ring, once, to RING_MAX records (about
-            # C + C/15, where a full ring is always at least 1/16 dead).
-            if (nrec - resident) * 16 >= a or a >= st[RING_MAX]:
-                tail, nrec = compact(arena, index, head, nrec)
-                compactions += 1
-                head_s = rec_stored(arena, head, now)
-            else:
-                st[NEED] = NEED_RING
-                done = i
-                break
-        if nrec == 0:
-            head_s = ti
-        pt = tail + AHEAD_RING  # bring the ring lines ahead of the tail in before writing
-        if pt >= a:
-            pt -= a
-        prefetch(arena, pt * WORDS)
-        rec_write(arena, tail, dv, kw, sv, ti, U64(code[i]), ref[i])
-        e = (h << S32) | U64(tail)
-        if j >= 0:
-            mark_dead(arena, I64(index[j] & MASK32))
-            index[j] = e
-            replaced += 1
-        else:
-            index_insert(index, e)
-            resident += 1
-        tail += 1
-        if tail == a:
-            tail = 0
-        nrec += 1
+        ok, head, tail, nrec, resident, head_s = store_record(
+            arena, index, st, j, head, tail, nrec, resident, head_s, hs[i], dv, kws[i], sv,
+            ti, U64(code[i]), ref[i],
+        )
+        if not ok:
+            done = i
+            break
         stores += 1
 
     st[NOW] = now
@@ -571,10 +603,7 @@ def run_ops(
     st[HITS] += hits
     st[MISSES] += misses
     st[STORES] += stores
-    st[REPLACED] += replaced
     st[EXPIRED] += expired
-    st[EVICTED] += evicted
-    st[COMPACTIONS] += compactions
     return done
 
 

@@ -99,24 +99,6 @@ def _heap_push(ht, hq, hslot, meta, when):  # type: ignore[no-untyped-def]
     return slot
 
 
-@jit_noalloc(inline="always")
-def _pop_expired(arena, index, head, nrec, now, limit):  # type: ignore[no-untyped-def]
-    """Pop ring records stored at or before ``limit`` from the head (their index entries go
-    if live); returns (head, records left, live ones popped)."""
-    a = arena.shape[0] // K.WORDS
-    popped = 0
-    while nrec > 0:
-        if K.rec_stored(arena, head, now) > limit:
-            break
-        if K.drop_record(arena, index, head):
-            popped += 1
-        head += 1
-        if head == a:
-            head = 0
-        nrec -= 1
-    return head, nrec, popped
-
-
 @jit_noalloc
 def _read_through(
     arena,
@@ -151,44 +133,35 @@ def _read_through(
     dropped (``until`` below the clock: nothing more), so a call with no lookups advances
     the cache's time.
 
-    The record, index and expiry steps are those of :func:`dccsim.cache._kernels.run_ops`
-    (same helpers, same order), fused with the heap so that one loop serves both sources.
-    status 0: done; 1: an unbounded cache must grow before the next store; 2: the heap is full.
+    The expiry, lookup and store steps are those of :func:`dccsim.cache._kernels.run_ops`
+    (the same helpers, in the same order), fused with the heap so that one loop serves both
+    sources. status 0: done; 1: the cache's arrays must grow before the next store
+    (``st[NEED]`` says which); 2: the heap is full.
     ``meta`` holds [heap size, next sequence number].
     """
     n = t.shape[0]
     hcap = ht.shape[0]
-    a = arena.shape[0] // K.WORDS
     retention = st[K.RETENTION]
-    cap = st[K.CAP]
-    bounded = st[K.BOUNDED] != 0
     now = st[K.NOW]
     head = st[K.HEAD]
     tail = st[K.TAIL]
     nrec = st[K.NREC]
     resident = st[K.RESIDENT]
+    head_s = K.head_time(arena, head, nrec, now)
     hits = 0
     misses = 0
     stores = 0
-    replaced = 0
     expired = 0
-    evicted = 0
-    compactions = 0
     status = 0
-    nidx = index.shape[0]
     i = start
-    ahead = start  # lookups up to here have had their index line and record hinted
+    ahead = start  # lookups up to here have had their index line hinted
     while i < n or (meta[0] > 0 and ht[0] <= until):
         # hint later lookups' loads, as run_ops does: the index line, then the record
         while ahead < n and ahead < i + K.AHEAD_INDEX:
-            prefetch(index, K.home(hs[ahead], nidx))
+            prefetch(index, K.home(hs[ahead], index.shape[0]))
             ahead += 1
-        k = i + K.AHEAD_ARENA
-        if k < n:
-            jk = K.home(hs[k], nidx)
-            ek = index[jk]
-            if ek != K.EMPTY and (ek >> K.S32) == hs[k]:
-                prefetch(arena, np.int64(ek & K.MASK32) * K.WORDS)
+        if i + K.AHEAD_ARENA < n:
+            K.hint_record(index, arena, hs[i + K.AHEAD_ARENA])
         store = meta[0] > 0 and ht[0] <= (t[i] if i < n else until)
         if store:
             ti = ht[0]
@@ -207,9 +180,10 @@ def _read_through(
             if store_at[i] >= 0 and meta[0] >= hcap:
                 status = 2
                 break
-        head, nrec, popped = _pop_expired(arena, index, head, nrec, now, ti - retention)
-        resident -= popped
-        expired += popped
+        if nrec > 0 and head_s <= ti - retention:
+            head, nrec, head_s, popped = K.pop_expired(arena, index, head, nrec, head_s, now, ti - retention)
+            resident -= popped
+            expired += popped
         now = ti
         j = K.find_key(index, arena, h, dv, kw, sv)
         if not store:
@@ -235,49 +209,17 @@ def _read_through(
                     psm[slot] = packed
             i += 1
             continue
-        if j < 0 and resident >= cap:
-            if not bounded:
-                status = 1
-                break
-            while True:  # evict the live record closest to expiry: the oldest store
-                live = K.drop_record(arena, index, head)
-                head += 1
-                if head == a:
-                    head = 0
-                nrec -= 1
-                if live:
-                    resident -= 1
-                    evicted += 1
-                    break
-        if nrec == a:
-            tail, nrec = K.compact(arena, index, head, nrec)
-            compactions += 1
-        K.rec_write(
-            arena,
-            tail,
-            dv,
-            kw,
-            sv,
-            ti,
-            (small >> np.uint64(32)) & np.uint64(0xFF),
-            np.uint32(small & np.uint64(0xFFFFFFFF)),
+        ok, head, tail, nrec, resident, head_s = K.store_record(
+            arena, index, st, j, head, tail, nrec, resident, head_s, h, dv, kw, sv, ti,
+            (small >> np.uint64(32)) & np.uint64(0xFF), np.uint32(small & np.uint64(0xFFFFFFFF)),
         )
-        e = (h << K.S32) | np.uint64(tail)
-        if j >= 0:
-            K.mark_dead(arena, np.int64(index[j] & K.MASK32))  # as run_ops: expiry skips it unprobed
-            index[j] = e
-            replaced += 1
-        else:
-            K.index_insert(index, e)
-            resident += 1
-        tail += 1
-        if tail == a:
-            tail = 0
-        nrec += 1
+        if not ok:
+            status = 1
+            break
         stores += 1
         _heap_pop(ht, hq, hslot, meta)
     if status == 0 and until > now:  # the time the caller advances to: drop what it expires
-        head, nrec, popped = _pop_expired(arena, index, head, nrec, now, until - retention)
+        head, nrec, head_s, popped = K.pop_expired(arena, index, head, nrec, head_s, now, until - retention)
         resident -= popped
         expired += popped
         now = until
@@ -289,10 +231,7 @@ def _read_through(
     st[K.HITS] += hits
     st[K.MISSES] += misses
     st[K.STORES] += stores
-    st[K.REPLACED] += replaced
     st[K.EXPIRED] += expired
-    st[K.EVICTED] += evicted
-    st[K.COMPACTIONS] += compactions
     return i, status
 
 

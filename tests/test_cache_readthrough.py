@@ -138,3 +138,30 @@ def test_store_time_must_follow_lookup() -> None:
             np.full(1, DAY0 + HOUR),
             np.array([10]),
         )
+
+
+def test_replacement_churn_grows_the_ring_once_and_compacts() -> None:
+    # Two lookups of a key miss before the first answer arrives, so its second store replaces
+    # the first and leaves a dead record in the ring: the ring fills with dead records, grows
+    # once (through the same store step as ReadingsCache.apply) and then compacts.
+    from dccsim.cache import _kernels as K
+
+    rng = np.random.default_rng(7)
+    n = 4_000
+    t = np.arange(n, dtype=np.int64) * 1_000 + 5
+    dev = rng.integers(0, 24, n).astype(np.uint64)
+    srv = np.zeros(n, np.uint8)
+    start = np.full(n, DAY0, np.int64)
+    store_at = t + 2_500  # answers arrive after the next two lookups
+    cache = ReadingsCache(retention_hours=25, capacity=16)
+    rt = ReadThroughCache(cache, initial_pending=16)
+    ref = ReferenceReadThrough(ReferenceCache(retention_ns=25 * HOUR, capacity=16))
+    parts = [slice(lo, lo + 700) for lo in range(0, n, 700)]
+    got = np.concatenate(
+        [rt.read_through(t[p], dev[p], srv[p], start[p], start[p], store_at[p]).hit for p in parts]
+    )
+    want = ref.read_through(t, dev, srv, start, start, store_at)
+    assert got.tolist() == want
+    assert_same_counters(rt.stats(), ref.cache.stats())
+    assert rt.stats().replaced > 100 and rt.stats().evicted > 0
+    assert cache._st[K.RING_GROWTHS] == 1 and cache._st[K.COMPACTIONS] > 0

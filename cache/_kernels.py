@@ -425,17 +425,16 @@ def pop_expired(
 
 
 @jit
-def store_record(
+def make_room(
     arena: np.ndarray, index: np.ndarray, st: np.ndarray, j: int, head: int, tail: int,
-    nrec: int, resident: int, head_s: int, h: np.uint64, dev: np.uint64, kw: np.uint64,
-    srv: np.uint64, t: int, code: np.uint64, ref: np.uint32,
+    nrec: int, resident: int, head_s: int, t: int,
 ) -> tuple[bool, int, int, int, int, int]:
-    """Store a record at time ``t`` (expiry up to ``t`` already done); ``j`` is the key's
-    index slot (:func:`find_key`) or -1.
+    """Before a store at ``t`` into a full cache or a full ring (``j``: the key's index slot
+    or -1): evict the live record closest to expiry, then compact or grow a full ring.
 
-    Returns (done, head, tail, records, resident, head's stored time). Not done means the
-    arrays must grow first (``st[NEED]`` says which) and nothing was stored. Evictions,
-    replacements and compactions are counted in ``st``; the caller counts the store.
+    Returns (done, head, tail, records, resident, head's stored time); not done means the
+    arrays must grow first (``st[NEED]`` says which). Counts evictions and compactions in
+    ``st``. The common case never calls it: the kernels test first.
     """
     a = arena.shape[0] // WORDS
     if j < 0 and resident >= st[CAP]:
@@ -466,8 +465,17 @@ def store_record(
         else:
             st[NEED] = NEED_RING
             return False, head, tail, nrec, resident, head_s
-    if nrec == 0:
-        head_s = t
+    return True, head, tail, nrec, resident, head_s
+
+
+@jit
+def write_record(
+    arena: np.ndarray, index: np.ndarray, j: int, tail: int, h: np.uint64, dev: np.uint64,
+    kw: np.uint64, srv: np.uint64, t: int, code: np.uint64, ref: np.uint32,
+) -> None:
+    """Write a store's record at the ring's tail (which has room) and point its key's index
+    entry at it; ``j`` is the key's index slot (its old record is marked dead) or -1."""
+    a = arena.shape[0] // WORDS
     pt = tail + AHEAD_RING  # bring the ring lines ahead of the tail in before writing
     if pt >= a:
         pt -= a
@@ -477,14 +485,8 @@ def store_record(
     if j >= 0:
         mark_dead(arena, I64(index[j] & MASK32))
         index[j] = e
-        st[REPLACED] += 1
     else:
         index_insert(index, e)
-        resident += 1
-    tail += 1
-    if tail == a:
-        tail = 0
-    return True, head, tail, nrec + 1, resident, head_s
 
 
 @jit
@@ -523,8 +525,10 @@ def run_ops(
     from there (re-running an operation's expiry, or an eviction already done, is exact).
     """
     n = t.shape[0]
+    a = arena.shape[0] // WORDS
     nidx = index.shape[0]
     retention = st[RETENTION]
+    cap = st[CAP]
     now = st[NOW]
     head = st[HEAD]
     tail = st[TAIL]
@@ -533,6 +537,7 @@ def run_ops(
     hits = I64(0)
     misses = I64(0)
     stores = I64(0)
+    replaced = I64(0)
     expired = I64(0)
     done = n
     # stored time of the head record (the next to expire), kept while the head stays put
@@ -586,13 +591,22 @@ def run_ops(
             out_code[i] = 0
             out_ref[i] = 0
             out_stored[i] = 0
-        ok, head, tail, nrec, resident, head_s = store_record(
-            arena, index, st, j, head, tail, nrec, resident, head_s, hs[i], dv, kws[i], sv,
-            ti, U64(code[i]), ref[i],
-        )
-        if not ok:
-            done = i
-            break
+        if (j < 0 and resident >= cap) or nrec == a:
+            ok, head, tail, nrec, resident, head_s = make_room(
+                arena, index, st, j, head, tail, nrec, resident, head_s, ti
+            )
+            if not ok:
+                done = i
+                break
+        if nrec == 0:
+            head_s = ti
+        write_record(arena, index, j, tail, hs[i], dv, kws[i], sv, ti, U64(code[i]), ref[i])
+        replaced += j >= 0
+        resident += j < 0
+        tail += 1
+        if tail == a:
+            tail = 0
+        nrec += 1
         stores += 1
 
     st[NOW] = now
@@ -603,6 +617,7 @@ def run_ops(
     st[HITS] += hits
     st[MISSES] += misses
     st[STORES] += stores
+    st[REPLACED] += replaced
     st[EXPIRED] += expired
     return done
 

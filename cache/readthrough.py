@@ -141,7 +141,9 @@ def _read_through(
     """
     n = t.shape[0]
     hcap = ht.shape[0]
+    a = arena.shape[0] // K.WORDS
     retention = st[K.RETENTION]
+    cap = st[K.CAP]
     now = st[K.NOW]
     head = st[K.HEAD]
     tail = st[K.TAIL]
@@ -151,6 +153,7 @@ def _read_through(
     hits = 0
     misses = 0
     stores = 0
+    replaced = 0
     expired = 0
     status = 0
     i = start
@@ -209,13 +212,25 @@ def _read_through(
                     psm[slot] = packed
             i += 1
             continue
-        ok, head, tail, nrec, resident, head_s = K.store_record(
-            arena, index, st, j, head, tail, nrec, resident, head_s, h, dv, kw, sv, ti,
+        if (j < 0 and resident >= cap) or nrec == a:
+            ok, head, tail, nrec, resident, head_s = K.make_room(
+                arena, index, st, j, head, tail, nrec, resident, head_s, ti
+            )
+            if not ok:
+                status = 1
+                break
+        if nrec == 0:
+            head_s = ti
+        K.write_record(
+            arena, index, j, tail, h, dv, kw, sv, ti,
             (small >> np.uint64(32)) & np.uint64(0xFF), np.uint32(small & np.uint64(0xFFFFFFFF)),
         )
-        if not ok:
-            status = 1
-            break
+        replaced += j >= 0
+        resident += j < 0
+        tail += 1
+        if tail == a:
+            tail = 0
+        nrec += 1
         stores += 1
         _heap_pop(ht, hq, hslot, meta)
     if status == 0 and until > now:  # the time the caller advances to: drop what it expires
@@ -231,6 +246,7 @@ def _read_through(
     st[K.HITS] += hits
     st[K.MISSES] += misses
     st[K.STORES] += stores
+    st[K.REPLACED] += replaced
     st[K.EXPIRED] += expired
     return i, status
 

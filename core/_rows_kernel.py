@@ -156,26 +156,19 @@ def parse_rows(buf, srv_keys, srv_codes, role_keys, role_codes, out_u64, out_u8,
             elif b >= 0xE0:
                 v = np.uint64(b - 256)
                 neg = True
-            elif 0xCC <= b <= 0xCF:
-                w = np.int64(1) << (b - 0xCC)
+            elif 0xCC <= b <= 0xD3:  # uint8-64 (0xCC-0xCF), int8-64 (0xD0-0xD3), big-endian
+                w = np.int64(1) << ((b - 0xCC) & 3)
                 if pos + w > L:
                     return TRUNCATED, row, f, n
                 v = np.uint64(0)
                 for q in range(w):
                     v = (v << np.uint64(8)) | np.uint64(buf[pos + q])
                 pos += w
-            elif 0xD0 <= b <= 0xD3:
-                w = np.int64(1) << (b - 0xD0)
-                if pos + w > L:
-                    return TRUNCATED, row, f, n
-                v = np.uint64(0)
-                for q in range(w):
-                    v = (v << np.uint64(8)) | np.uint64(buf[pos + q])
-                pos += w
-                sh = np.uint64(64 - 8 * w)
-                sv = np.int64(v << sh) >> np.int64(sh)  # sign-extend
-                v = np.uint64(sv)
-                neg = sv < 0
+                if b >= 0xD0:
+                    sh = np.uint64(64 - 8 * w)
+                    sv = np.int64(v << sh) >> np.int64(sh)  # sign-extend
+                    v = np.uint64(sv)
+                    neg = sv < 0
             else:
                 return BAD_TYPE, row, f, n
             if f <= 2:

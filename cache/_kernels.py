@@ -337,6 +337,15 @@ def hint_head(arena: np.ndarray, index: np.ndarray, head: int, nrec: int, a: int
 
 
 @jit
+def hint_index(index: np.ndarray, h: np.uint64) -> None:
+    """Prefetch a hash's home index line, and the next line in case its probe crosses."""
+    nidx = index.shape[0]
+    jk = home(h, nidx)
+    prefetch(index, jk)
+    prefetch(index, jk + 3 if jk + 3 < nidx else jk)
+
+
+@jit
 def hint_record(index: np.ndarray, arena: np.ndarray, h: np.uint64) -> None:
     """Prefetch the record of the first of a hash's ``HINT_PROBES`` index slots that holds its
     fingerprint (its index line must have had time to arrive)."""
@@ -526,7 +535,6 @@ def run_ops(
     """
     n = t.shape[0]
     a = arena.shape[0] // WORDS
-    nidx = index.shape[0]
     retention = st[RETENTION]
     cap = st[CAP]
     now = st[NOW]
@@ -543,15 +551,13 @@ def run_ops(
     # stored time of the head record (the next to expire), kept while the head stays put
     head_s = head_time(arena, head, nrec, now)
     for k in range(min(AHEAD_INDEX, n)):
-        prefetch(index, home(hs[k], nidx))
+        hint_index(index, hs[k])
     for i in range(n):
         # hint later operations' loads: the index line now, the arena record once the
         # index line has had time to arrive (hints never change results)
         k = i + AHEAD_INDEX
         if k < n:
-            jk = home(hs[k], nidx)
-            prefetch(index, jk)
-            prefetch(index, jk + 3 if jk + 3 < nidx else jk)  # the next line, if probes cross
+            hint_index(index, hs[k])
         k = i + AHEAD_ARENA
         if k < n:
             hint_record(index, arena, hs[k])

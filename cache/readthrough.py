@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _kernels as K
-from ._jit import jit, jit_noalloc, prefetch
+from ._jit import jit, jit_noalloc
 from .errors import CacheInputError
 from .readings import LookupResult, ReadingsCache
 from .reference import ReferenceCache
@@ -161,7 +161,7 @@ def _read_through(
     while i < n or (meta[0] > 0 and ht[0] <= until):
         # hint later lookups' loads, as run_ops does: the index line, then the record
         while ahead < n and ahead < i + K.AHEAD_INDEX:
-            prefetch(index, K.home(hs[ahead], index.shape[0]))
+            K.hint_index(index, hs[ahead])
             ahead += 1
         if i + K.AHEAD_ARENA < n:
             K.hint_record(index, arena, hs[i + K.AHEAD_ARENA])

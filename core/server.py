@@ -111,6 +111,7 @@ from .errors import MessageError
 from .messages import DeviceAlert, Response, ServiceRequest, from_ns
 from .pipeline import Pipeline
 from .validation import RESPONSE_CODES
+from .wire import decode_rows
 
 __all__ = [
     "ServerConfig",
@@ -492,9 +493,10 @@ class DccServer:
                 == _rows_kernel.OK
             ):
                 return n
-        # the compact decoder refused it: msgspec raises, naming the row and field, or (valid
-        # MessagePack the compact decoder does not take, e.g. array16 rows) decodes it
-        batch = RequestBatch.from_msgpack(payload)
+        # the compact decoder refused it (or it is empty): msgspec raises, naming the row and
+        # field, or (valid MessagePack the compact decoder does not take, e.g. array16 rows)
+        # decodes it; as RequestBatch.from_msgpack does, without running the kernel again
+        batch = RequestBatch.from_rows(decode_rows(payload))
         if len(batch):
             self._arena.room_for(self._in_rows + len(batch)).put(self._in_rows, batch)
         return len(batch)

@@ -404,7 +404,7 @@ class OpenLoopClient(asyncio.Protocol):
             res.outcome[ids] = f["outcome"]
             res.wait_ns[ids] = f["wait_ns"]
             res.backlog[ids] = f["backlog"]
-            res.finals[ids] += 1  # a request twice in one frame counts once here, but in ``received``
+            res.finals[ids] = 1  # answered; repeats are counted in ``received``
             res.received += len(ids)
             self.settled += len(ids)
         elif tag == TAG_ACK:

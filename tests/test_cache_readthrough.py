@@ -106,9 +106,12 @@ def test_advance_applies_due_stores_and_expires_them_later() -> None:
     assert rt.pending == 1 and rt.stats().stores == 0
     rt.advance(20)
     assert rt.pending == 0 and rt.stats().resident == 1
+    before = rt.stats()
+    rt.advance(5)  # behind the clock: nothing
+    assert rt.stats() == before and rt.pending == 0
+    assert rt.read_through(np.array([21]), *args, np.array([-1])).hit.tolist() == [True]
     rt.advance(20 + 25 * HOUR)
     assert rt.stats().resident == 0 and rt.stats().expired == 1
-    rt.advance(5)  # behind the clock: nothing
     assert rt.read_through(np.array([21 + 25 * HOUR]), *args, np.array([-1])).hit.tolist() == [False]
 
 

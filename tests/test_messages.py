@@ -241,7 +241,9 @@ def test_json_date_times_need_a_time_zone_as_in_xml() -> None:
         wire.decode_json(msgspec.json.encode(data))
     assert err.value.field == "$.body.period.end" and err.value.value == "2026-11-23T00:00:00"
     assert "time zone" in err.value.expected
-    assert wire.decode_json(msgspec.json.encode(_request_dict())).period is not None
+    assert wire.decode_json(msgspec.json.encode(_request_dict())).period == ReadLogPeriod(
+        start=datetime(2026, 11, 22, tzinfo=UTC), end=datetime(2026, 11, 23, tzinfo=UTC)
+    )
 
 
 def test_compact_rows_check_their_request_id_parts() -> None:

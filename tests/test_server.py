@@ -617,6 +617,7 @@ def test_an_idle_server_moves_the_cache_time_on_but_not_past_waiting_rows(world:
 def test_rows_the_compact_decoder_refuses_but_msgspec_takes_are_queued_as_sent() -> None:
     """Valid MessagePack in a form the compact decoder does not take (an array16 row header)
     goes through msgspec, and those rows, not stale arena contents, are queued."""
+    from dccsim.core.columns import RequestBatch
     from dccsim.core.server import _Arena, _mp_enc
 
     row = [0x90B3D51F30010000, 0x00DB123456789000, 3, 1, "4.8.1", ""]
@@ -626,6 +627,11 @@ def test_rows_the_compact_decoder_refuses_but_msgspec_takes_are_queued_as_sent()
     srv = DccServer.__new__(DccServer)
     srv._arena, srv._in_rows = _Arena(4), 0
     srv._arena.u64[:] = 777
+    srv._arena.u8[:] = 255
+    srv._arena.i64[:] = -777
     assert srv.decode_rows(payload) == 1
     batch = srv._arena.take(1)
     assert (int(batch.originator[0]), int(batch.device[0]), int(batch.counter[0])) == tuple(row[:3])
+    want = RequestBatch.from_msgpack(_mp_enc.encode([row]))  # the same row, as fixarrays
+    for name in ("command_variant", "srv", "role", "period_start_ns", "period_end_ns", "execution_ns"):
+        np.testing.assert_array_equal(getattr(batch, name), getattr(want, name), err_msg=name)

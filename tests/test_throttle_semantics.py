@@ -19,6 +19,7 @@ from dccsim.throttle import (
     ThrottleInputError,
     ThrottleOutput,
     ThrottlePolicy,
+    ThrottleStats,
     ThrottleTableFullError,
 )
 
@@ -49,6 +50,8 @@ def run_all_ways(policy: ThrottlePolicy, rows):
         np.testing.assert_array_equal(ref_out[j], out[j], err_msg=f"{name}: reference")
     doubled = single.stats().merge(whole.stats())
     assert doubled.forwarded + doubled.throttled + doubled.excluded == 2 * len(t)
+    fields = ThrottleStats.__struct_fields__
+    assert doubled == ThrottleStats(**{f: getattr(single.stats(), f) + getattr(whole.stats(), f) for f in fields})
     for f in ("forwarded", "throttled", "excluded", "would_throttle", "near_limit"):
         assert getattr(whole.stats(), f) == getattr(ref.stats(), f) == getattr(single.stats(), f), f
     return out, whole.stats()

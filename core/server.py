@@ -201,14 +201,18 @@ _mp_enc = msgspec.msgpack.Encoder()
 _js_enc = msgspec.json.Encoder()
 _HDR = 5
 _REC = FINAL_RECORD.itemsize
-_F = bytes((TAG_FINALS,))
 _SPIN_NS = 1_000_000  # answers due within this are waited for by polling the loop, not by a timer
 _HOUSEKEEP_S = 0.01  # how often an idle server moves the cache's time on (see DccServer._housekeep)
 
 
+def frame_head(tag: int, payload_len: int) -> bytes:
+    """The first 5 bytes of a frame: 4-byte big-endian length of tag + payload, the tag byte."""
+    return (payload_len + 1).to_bytes(4, "big") + bytes((tag,))
+
+
 def frame(tag: int, payload: bytes) -> bytes:
-    """One frame: 4-byte big-endian length of tag + payload, the tag byte, the payload."""
-    return (len(payload) + 1).to_bytes(4, "big") + bytes((tag,)) + payload
+    """One frame: :func:`frame_head`, then the payload."""
+    return frame_head(tag, len(payload)) + payload
 
 
 def _error_reply(exc: MessageError, **extra: Any) -> ErrorReply:
@@ -715,8 +719,9 @@ class DccServer:
         for run, a, b in taken:
             self._pending_rows -= b - a
             if run.kind is not None:
-                self._emit_objects(run, a, b)
-                rows = np.flatnonzero(run.kind[a:b] == K_ROW) + a
+                is_row = run.kind[a:b] == K_ROW
+                self._emit_objects(run, np.flatnonzero(~is_row) + a)
+                rows = np.flatnonzero(is_row) + a
                 if not len(rows):
                     continue
                 if len(rows) < b - a:
@@ -733,7 +738,7 @@ class DccServer:
                 self.counters.orphaned += k
                 continue
             self.counters.finals += k
-            target.send(b"".join([(k * _REC + 1).to_bytes(4, "big"), _F, *chunks]))
+            target.send(b"".join([frame_head(TAG_FINALS, k * _REC), *chunks]))
 
     def _emit_mixed(self, out: dict[int, list[bytes]], run: _Run, rows: npt.NDArray[np.intp]) -> None:
         """Compact rows of a run from several connections (or mixed with full messages)."""
@@ -741,10 +746,10 @@ class DccServer:
         for c in np.unique(conn).tolist():
             out.setdefault(c, []).append(run.rec[rows[conn == c]].tobytes())
 
-    def _emit_objects(self, run: _Run, a: int, b: int) -> None:
-        """The final ``Response`` of each full message (MessagePack, JSON, HTTP) among ``[a, b)``."""
+    def _emit_objects(self, run: _Run, idx: npt.NDArray[np.intp]) -> None:
+        """The final ``Response`` of each full message (MessagePack, JSON, HTTP) at ``idx``."""
         assert run.kind is not None and run.t_done is not None
-        for i in (np.flatnonzero(run.kind[a:b] != K_ROW) + a).tolist():
+        for i in idx.tolist():
             r = run.rec[i]
             req, c = self._objects.pop(int(r["id"]))
             resp = Response.for_request(req, RESPONSE_CODES[int(r["code"])], from_ns(int(run.t_done[i])))

@@ -48,6 +48,7 @@ from dccsim.core.server import (
     StatsReply,
     StatsRequest,
     frame,
+    frame_head,
 )
 
 from .workload import INVALID_KINDS, DayWorkload
@@ -282,7 +283,7 @@ class OpenLoopClient(asyncio.Protocol):
         if len(out) < need:
             out = self.out = np.empty(max(need, 2 * len(out)), np.uint8)
         end = int(_fill_rows(self.blob, self.off, a, b, np.uint64(self.counter_base), out))
-        out[:_HEAD] = np.frombuffer((end - 4).to_bytes(4, "big") + bytes((TAG_ROWS,)) + a.to_bytes(8, "big"), np.uint8)
+        out[:_HEAD] = np.frombuffer(frame_head(TAG_ROWS, end - 5) + a.to_bytes(8, "big"), np.uint8)
         return out[:end].tobytes()
 
     async def send_all(self, lead_ns: int = 20_000_000, gap_ns: int = 1_000_000) -> None:

@@ -32,7 +32,7 @@ test: $(VENV)/.installed
 	  fi; }
 	$(BIN)/python -m pytest
 
-# Benchmarks (bench/benchmarks, pytest-benchmark; not part of `make test`).
+# Benchmarks (bench/perf/benchmarks, pytest-benchmark; not part of `make test`).
 # Each benchmark runs beside a reference doing the same work another way (json + dataclasses
 # for decoding; a fixed NumPy + plain-Python yardstick for a whole simulated day), in the same
 # session on the same machine. `make bench` writes $(BENCH_DIR)/latest.json and, the first
@@ -48,7 +48,7 @@ BENCH_MAX_SLOWDOWN ?= 75%
 
 bench: $(VENV)/.installed
 	mkdir -p $(BENCH_DIR)
-	$(BIN)/python -m pytest bench/benchmarks --benchmark-json=$(BENCH_DIR)/latest.json
+	$(BIN)/python -m pytest bench/perf/benchmarks --benchmark-json=$(BENCH_DIR)/latest.json
 	test -f $(BENCH_DIR)/baseline.json || cp $(BENCH_DIR)/latest.json $(BENCH_DIR)/baseline.json
 
 bench-compare: bench

@@ -1,7 +1,14 @@
-"""Results and the command line: Arrow logs, histograms, summaries, reports, the ``dccsim`` CLI.
+"""The composition root, the results and the command line of dccsim.
 
-This is the composition root: it may import every other dccsim package. Names are
-re-exported lazily (PEP 562) so that ``dccsim --help`` does not pay for pyarrow and numba.
+Three rooms, by kind:
+
+- :mod:`dccsim.bench.cli`: the ``dccsim`` command line (flag parsing and printing);
+- :mod:`dccsim.bench.results`: Arrow logs, histograms, the run summary, report, criteria,
+  comparison;
+- :mod:`dccsim.bench.perf`: benchmark scripts and the pytest-benchmark suite.
+
+This package may import every other dccsim package. Names are re-exported lazily (PEP 562)
+so that ``dccsim --help`` does not pay for pyarrow and numba.
 """
 
 from __future__ import annotations
@@ -10,11 +17,11 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "REQUESTS_SCHEMA": ".logs", "ALERTS_SCHEMA": ".logs", "ArrowLogWriter": ".logs", "read_log": ".logs",
-    "open_log": ".logs", "read_status": ".logs", "log_metadata": ".logs", "run_metadata": ".logs",
-    "LogError": ".logs", "LogTruncatedError": ".logs", "OUTCOMES": ".logs", "ALERT_ACTIONS": ".logs",
-    "LatencyHistogram": ".histogram", "IntervalHistograms": ".histogram", "RELATIVE_ERROR": ".histogram",
-    "RunSink": ".runlog", "simulate": ".cmd_run",
+    "REQUESTS_SCHEMA": ".results.logs", "ALERTS_SCHEMA": ".results.logs", "ArrowLogWriter": ".results.logs", "read_log": ".results.logs",
+    "open_log": ".results.logs", "read_status": ".results.logs", "log_metadata": ".results.logs", "run_metadata": ".results.logs",
+    "LogError": ".results.logs", "LogTruncatedError": ".results.logs", "OUTCOMES": ".results.logs", "ALERT_ACTIONS": ".results.logs",
+    "LatencyHistogram": ".results.histogram", "IntervalHistograms": ".results.histogram", "RELATIVE_ERROR": ".results.histogram",
+    "RunSink": ".results.runlog", "simulate": ".cli.cmd_run",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from dccsim.bench.cli import CliError, main
-from dccsim.bench.cmd_serve import LOAD_CRITERIA, _load_criteria
-from dccsim.bench.criteria import evaluate, parse_criteria
+from dccsim.bench.cli.cmd_serve import LOAD_CRITERIA, _load_criteria
+from dccsim.bench.results.criteria import evaluate, parse_criteria
 
 
 def test_default_load_criteria_judge_answers_not_the_simulated_day() -> None:

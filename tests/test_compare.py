@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from cli_helper import cli
-from dccsim.bench import compare as cmp
-from dccsim.bench.compare import CompareError, compare_runs, describe, parse_limit
+from dccsim.bench.results import compare as cmp
+from dccsim.bench.results.compare import CompareError, compare_runs, describe, parse_limit
 
 BASE: dict[str, Any] = {
     "requests": 100_000,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from cli_helper import cli
-from dccsim.bench import criteria as crit
-from dccsim.bench.criteria import CriteriaError, evaluate, parse_criteria, resolve_path
+from dccsim.bench.results import criteria as crit
+from dccsim.bench.results.criteria import CriteriaError, evaluate, parse_criteria, resolve_path
 from dccsim.loadgen.scenario import builtin_scenarios
 from rich.console import Console
 
@@ -317,7 +317,7 @@ def test_a_key_the_run_did_not_see_is_not_measured_or_zero() -> None:
 
 
 def test_summary_json_is_standard_json_with_null_for_not_measured() -> None:
-    from dccsim.bench.runlog import summary_json
+    from dccsim.bench.results.runlog import summary_json
 
     text = summary_json(
         {"within_target_ratio": math.nan, "latency_s": {"p99": math.inf, "p50": 1.5}, "n": [math.nan, 2]}

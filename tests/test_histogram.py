@@ -11,8 +11,8 @@ import sys
 
 import numpy as np
 import pytest
-from dccsim.bench import _kernels, histogram
-from dccsim.bench.histogram import (
+from dccsim.bench.results import _kernels, histogram
+from dccsim.bench.results.histogram import (
     MAX_TRACKABLE_NS,
     N_BUCKETS,
     RELATIVE_ERROR,
@@ -369,7 +369,7 @@ JIT_DISABLED = not hasattr(_kernels.record_kernel, "signatures")
 @pytest.mark.skipif(JIT_DISABLED, reason="NUMBA_DISABLE_JIT: kernels are plain functions")
 def test_import_compiles_nothing_and_warm_up_compiles_every_kernel() -> None:
     code = (
-        "import dccsim.bench.histogram, dccsim.bench._kernels as k\n"
+        "import dccsim.bench.results.histogram, dccsim.bench.results._kernels as k\n"
         "kernels = [k.bucket_index, k.record_kernel, k.record_intervals_kernel]\n"
         "before = [len(f.signatures) for f in kernels]\n"
         "k.warm_up()\n"

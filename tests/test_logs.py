@@ -17,8 +17,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
-from dccsim.bench import logs
-from dccsim.bench.logs import (
+from dccsim.bench.results import logs
+from dccsim.bench.results.logs import (
     ALERT_ACTIONS,
     ALERTS_SCHEMA,
     NULL_CODE,
@@ -263,7 +263,7 @@ def test_a_killed_writer_leaves_a_readable_log(tmp_path: Path) -> None:
         import sys, numpy as np
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_logs import request_columns, NAMES, META
-        from dccsim.bench.logs import ArrowLogWriter, REQUESTS_SCHEMA
+        from dccsim.bench.results.logs import ArrowLogWriter, REQUESTS_SCHEMA
         rng = np.random.default_rng(5)
         log = ArrowLogWriter({str(path)!r}, REQUESTS_SCHEMA, META, dictionaries=NAMES)
         i = 0

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 from cli_helper import cli
-from dccsim.bench import criteria as crit
-from dccsim.bench.report import ReportError, Series, build_report, render_report, time_chart
+from dccsim.bench.results import criteria as crit
+from dccsim.bench.results.report import ReportError, Series, build_report, render_report, time_chart
 
 DAY_NS = 1_795_392_000 * 1_000_000_000  # 2026-11-23 00:00 UTC
 

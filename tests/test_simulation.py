@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dccsim.bench.cmd_run import simulate
-from dccsim.bench.logs import read_log
+from dccsim.bench.cli.cmd_run import simulate
+from dccsim.bench.results.logs import read_log
 from dccsim.loadgen.scenario import load_scenario
 
 RETENTION_NS = 48 * 3600 * 10**9
@@ -188,7 +188,7 @@ def test_bad_scenario_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_scenario_text_and_seed_in_log_metadata(smoke_run: Path) -> None:
-    from dccsim.bench.logs import log_metadata
+    from dccsim.bench.results.logs import log_metadata
 
     meta = log_metadata(smoke_run / "requests.arrow")
     assert meta["dccsim.seed"] == "1"
@@ -246,7 +246,7 @@ def test_run_exits_1_naming_a_failed_criterion_and_2_on_bad_flags(tmp_path: Path
 def test_a_runs_logs_read_in_duckdb_and_polars(smoke_run: Path) -> None:
     import duckdb
     import polars as pl
-    from dccsim.bench.logs import open_log
+    from dccsim.bench.results.logs import open_log
 
     summary = json.loads((smoke_run / "summary.json").read_text())
     reader = open_log(smoke_run / "requests.arrow")  # noqa: F841 - DuckDB finds it by name
@@ -260,7 +260,7 @@ def test_a_runs_logs_read_in_duckdb_and_polars(smoke_run: Path) -> None:
 
 def test_a_criterion_with_a_wrong_path_keeps_the_run(tmp_path: Path) -> None:
     """The path is only known wrong once the summary exists: the run is written, then refused."""
-    from dccsim.bench.criteria import CriteriaError
+    from dccsim.bench.results.criteria import CriteriaError
     from dccsim.loadgen.scenario import builtin_scenarios
 
     text = builtin_scenarios()["smoke"].replace("[exit_criteria]", '[exit_criteria]\n"latency_s.p98 < 60" = 3')

@@ -20,7 +20,7 @@ from dccsim.core import duisxml, wire
 from dccsim.core.errors import ConfigError, MessageError
 from dccsim.core.messages import ROLES, DCCAlert, DeviceAlert, Message, RequestRow, Response, ServiceRequest
 
-from .cli import CliError
+from .errors import CliError
 
 __all__ = ["decode", "srvs", "demo", "read_messages"]
 

@@ -1,6 +1,6 @@
 """Throughput and memory of the readings cache: Numba kernels against a plain-Python reference.
 
-Run with ``python -m dccsim.bench.bench_cache`` (``--help`` for sizes); add ``--load 50000000``
+Run with ``python -m dccsim.bench.perf.cache`` (``--help`` for sizes); add ``--load 50000000``
 to fill a cache with that many entries and measure its memory.
 
 Workload. ``--keys`` keys (devices with three SRVs and three daily read periods each) are

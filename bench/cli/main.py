@@ -1,7 +1,10 @@
-"""The ``dccsim`` command line: the composition root.
+"""The ``dccsim`` command line: the click group and the entry point.
 
-Every subcommand lives in its own module (``bench/cmd_*.py``) and is imported only when it
-is invoked, so ``dccsim --help`` stays fast and importing this module compiles nothing.
+Every subcommand lives in its own module (``bench/cli/cmd_*.py``) and is imported only when
+it is invoked, so ``dccsim --help`` stays fast and importing this module compiles nothing.
+The commands import :class:`~dccsim.bench.cli.errors.CliError` from a module of its own, so
+no command imports this one (the registry below points down, by name, and nothing points
+back).
 
 Errors follow one rule: a bad flag, a bad file or a bad config prints **one line** on stderr
 (``dccsim <command>: error: ...``) and exits with code 2; a failed exit criterion or
@@ -16,22 +19,24 @@ from typing import Any
 
 import click
 
+from .errors import CliError
+
 #: command name -> "module:attribute" of a click.Command, imported lazily.
 COMMANDS: dict[str, str] = {
-    "decode": "dccsim.bench.cmd_decode:decode",
-    "demo": "dccsim.bench.cmd_decode:demo",
-    "srvs": "dccsim.bench.cmd_decode:srvs",
-    "run": "dccsim.bench.cmd_run:run",
-    "scenarios": "dccsim.bench.cmd_run:scenarios",
-    "sweep": "dccsim.bench.cmd_run:sweep",
-    "report": "dccsim.bench.cmd_report:report",
-    "compare": "dccsim.bench.cmd_report:compare",
-    "check": "dccsim.bench.cmd_report:check",
-    "throttle": "dccsim.bench.cmd_throttle:throttle",
-    "tune-throttle": "dccsim.bench.cmd_throttle:tune_throttle",
-    "make-alert-trace": "dccsim.bench.cmd_throttle:make_alert_trace",
-    "serve": "dccsim.bench.cmd_serve:serve",
-    "load": "dccsim.bench.cmd_serve:load",
+    "decode": "dccsim.bench.cli.cmd_decode:decode",
+    "demo": "dccsim.bench.cli.cmd_decode:demo",
+    "srvs": "dccsim.bench.cli.cmd_decode:srvs",
+    "run": "dccsim.bench.cli.cmd_run:run",
+    "scenarios": "dccsim.bench.cli.cmd_run:scenarios",
+    "sweep": "dccsim.bench.cli.cmd_run:sweep",
+    "report": "dccsim.bench.cli.cmd_report:report",
+    "compare": "dccsim.bench.cli.cmd_report:compare",
+    "check": "dccsim.bench.cli.cmd_report:check",
+    "throttle": "dccsim.bench.cli.cmd_throttle:throttle",
+    "tune-throttle": "dccsim.bench.cli.cmd_throttle:tune_throttle",
+    "make-alert-trace": "dccsim.bench.cli.cmd_throttle:make_alert_trace",
+    "serve": "dccsim.bench.cli.cmd_serve:serve",
+    "load": "dccsim.bench.cli.cmd_serve:load",
 }
 
 
@@ -55,12 +60,6 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="dccsim", prog_name="dccsim")
 def cli() -> None:
     """dccsim: a high-throughput simulator of the DCC smart-metering message core."""
-
-
-class CliError(click.ClickException):
-    """A user error: one line on stderr, exit code 2."""
-
-    exit_code = 2
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -1,6 +1,6 @@
 """The readings cache: the Numba kernels (ours) against the ``OrderedDict`` reference.
 
-The same stream as ``python -m dccsim.bench.bench_cache`` at a smaller size (lookups at random
+The same stream as ``python -m dccsim.bench.perf.cache`` at a smaller size (lookups at random
 times, the misses stored a chunk later, about 60% hits), replayed on a fresh cache each round;
 and a fill of distinct keys (stores only). Each timed call's outputs are checked against the
 reference's.
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from dccsim.bench.bench_cache import key_columns, workload
+from dccsim.bench.perf.cache import key_columns, workload
 from dccsim.cache import LookupResult, ReadingsCache, ReferenceCache
 
 OPS = 200_000

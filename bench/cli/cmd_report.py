@@ -7,7 +7,7 @@ criteria (by default those of the scenario the run recorded) and exits 1 when th
 
 ``dccsim compare BASE NEW`` puts two runs' KPIs side by side and exits 1 when one worsened
 beyond its limit; given two pytest-benchmark JSON files (``make bench``) it compares their
-ours/reference ratios instead. See :mod:`dccsim.bench.compare` for the rules.
+ours/reference ratios instead. See :mod:`dccsim.bench.results.compare` for the rules.
 
 Exit codes: 0 pass, 1 failed criteria or a regression, 2 bad input (one line on stderr).
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from .cli import CliError
+from .errors import CliError
 
 __all__ = ["report", "compare", "check"]
 
@@ -60,7 +60,7 @@ def _run_dir(path: Path) -> Path:
 )
 def report(run_dir: Path, out: Path | None) -> None:
     """Build RUN_DIR/report.html: one self-contained page with the run's tables and charts."""
-    from .report import ReportError, build_report
+    from ..results.report import ReportError, build_report
 
     try:
         path = build_report(_run_dir(run_dir), out)
@@ -87,8 +87,8 @@ def check(run_dir: Path, criteria_file: Path | None) -> None:
     passes when no severity has more failures than its threshold allows (default: 0 for
     severities 1 and 2, 2 for 3, 5 for 4; override with a 'thresholds' table).
     """
-    from .compare import CompareError, load_summary
-    from .criteria import (
+    from ..results.compare import CompareError, load_summary
+    from ..results.criteria import (
         CriteriaError,
         criteria_for_run,
         evaluate,
@@ -147,7 +147,7 @@ def compare(base: Path, new: Path, max_regression: str, max_slowdown: str) -> No
     by more than its limit: new/base for lower-is-better KPIs, base/new for higher-is-better
     ones, the share outside target for within-target compliance.
     """
-    from . import compare as cmp
+    from ..results import compare as cmp
 
     try:
         limit = cmp.parse_limit(max_regression, "--max-regression")

@@ -1,6 +1,6 @@
 """Mergeable latency histograms with fixed log-linear buckets.
 
-Every histogram shares one bucket layout (see :mod:`dccsim.bench._kernels`): whole
+Every histogram shares one bucket layout (see :mod:`dccsim.bench.results._kernels`): whole
 nanoseconds, exact below 128 ns, then 64 equal buckets per power of two up to ``2**47`` ns
 (about 1.63 days), plus an underflow bucket (values ``<= 0``) and an overflow bucket (values
 ``>= 2**47``). Because the layout is fixed, merging is an array add and shards of a run

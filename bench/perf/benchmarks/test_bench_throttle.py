@@ -2,7 +2,7 @@
 memory-bound gather/scatter limit, and the tuning sweep against one throttle per setting.
 
 The trace is :func:`dccsim.loadgen.alert_trace.make_alert_trace` at a suite-friendly size
-(the full-size figures come from ``python -m dccsim.bench.bench_throttle``). Each timed
+(the full-size figures come from ``python -m dccsim.bench.perf.throttle``). Each timed
 call's outputs are checked against the reference's.
 
 Groups (one reference each):
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from dccsim.bench.bench_throttle import POLICY, gather_scatter
+from dccsim.bench.perf.throttle import POLICY, gather_scatter
 from dccsim.loadgen.alert_trace import make_alert_trace
 from dccsim.throttle import (
     ReferenceThrottle,

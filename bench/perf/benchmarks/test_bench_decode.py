@@ -1,6 +1,6 @@
 """Decoding a request batch into columns: MessagePack (ours) against json + dataclasses.
 
-The same bytes-to-columns work as ``python -m dccsim.bench.bench_decode``, whose fixtures and
+The same bytes-to-columns work as ``python -m dccsim.bench.perf.decode``, whose fixtures and
 reference this reuses: N requests in, a :class:`RequestBatch` of NumPy columns out.
 """
 
@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from dccsim.bench.bench_decode import json_reference, make_rows
+from dccsim.bench.perf.decode import json_reference, make_rows
 from dccsim.core import wire
 from dccsim.core.columns import RequestBatch
 from dccsim.core.wire import decode_rows

@@ -1,16 +1,16 @@
 """Cost of the results layer: writing Arrow logs and recording latency histograms.
 
-Run with ``python -m dccsim.bench.bench_logs`` (``--help`` for sizes). It times
+Run with ``python -m dccsim.bench.perf.logs`` (``--help`` for sizes). It times
 
-- **log write**: :class:`dccsim.bench.logs.ArrowLogWriter` writing ``--rows`` request rows
+- **log write**: :class:`dccsim.bench.results.logs.ArrowLogWriter` writing ``--rows`` request rows
   (all 13 columns of ``requests.arrow``, four of them dictionary columns), handed over in
   chunks of ``--chunk`` rows as a pipeline would, with no compression, LZ4 and Zstandard; to
   a file in a temporary directory (the page cache, not the disk, for files this size).
   The reference is the standard library's ``csv.writer`` on the first ``--csv-rows`` rows,
   including the conversion of the columns to Python objects it needs;
-- **log read**: :func:`dccsim.bench.logs.read_log` of each file;
-- **histogram record**: :meth:`dccsim.bench.histogram.LatencyHistogram.record` and
-  :meth:`dccsim.bench.histogram.IntervalHistograms.record` on ``--values`` lognormal
+- **log read**: :func:`dccsim.bench.results.logs.read_log` of each file;
+- **histogram record**: :meth:`dccsim.bench.results.histogram.LatencyHistogram.record` and
+  :meth:`dccsim.bench.results.histogram.IntervalHistograms.record` on ``--values`` lognormal
   latencies, against NumPy's vectorised way to the same counts
   (``np.bincount(np.searchsorted(lower_bounds, v, side="right") - 1)`` plus min, max, sum).
   The counts are compared after every timed run.
@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from dccsim.bench import _kernels
-from dccsim.bench.histogram import IntervalHistograms, LatencyHistogram, bucket_bounds
-from dccsim.bench.logs import (
+from dccsim.bench.results import _kernels
+from dccsim.bench.results.histogram import IntervalHistograms, LatencyHistogram, bucket_bounds
+from dccsim.bench.results.logs import (
     OUTCOMES,
     REQUESTS_SCHEMA,
     ArrowLogWriter,
@@ -190,7 +190,7 @@ def bench_histograms(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m dccsim.bench.bench_logs", description=(__doc__ or "").split("\n")[0]
+        prog="python -m dccsim.bench.perf.logs", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--rows", type=int, default=10_000_000, help="request rows to write")
     parser.add_argument("--chunk", type=int, default=1_000_000, help="rows per write call")

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import click
 from dccsim.core.errors import ConfigError, MessageError
 
-from .cli import CliError
+from .errors import CliError
 
 __all__ = ["serve", "load", "run_loop", "build_server"]
 
@@ -69,7 +69,7 @@ def build_server(scenario: Any, clock: Any, config: Any, sink: Any = None) -> An
 
 def _finish_folder(out: Path, sink: Any, summary_extra: dict[str, Any], cache: dict[str, Any] | None,
                    throttle: dict[str, Any] | None, scenario: Any, criteria: Any) -> dict[str, Any]:
-    from .runlog import write_verdict
+    from ..results.runlog import write_verdict
 
     summary = sink.summary()
     summary["cache"] = cache or {}
@@ -122,7 +122,7 @@ def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: in
     """Serve the DCC core over TCP (frames) and HTTP (DUIS XML) until SIGINT/SIGTERM."""
     import gc
 
-    from dccsim.bench.criteria import parse_criteria
+    from dccsim.bench.results.criteria import parse_criteria
 
     s, text = _scenario(scenario_ref, scale, seed)
     if not speed > 0:
@@ -132,7 +132,7 @@ def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: in
     out = out or Path("runs") / f"serve-{s.name}"
     sink = None
     if not no_log:
-        from .runlog import RunSink
+        from ..results.runlog import RunSink
 
         sink = RunSink(out, text, s.seed, s.day_start_ns, extra_metadata={"dccsim.mode": "serve", "dccsim.name": s.name,
                                                                            "dccsim.speed": repr(speed)})
@@ -231,8 +231,8 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
     from dccsim.loadgen.scenario import REQUEST_CLASSES
     from dccsim.loadgen.workload import NS, DayWorkload
 
-    from .criteria import parse_criteria
-    from .runlog import RunSink
+    from ..results.criteria import parse_criteria
+    from ..results.runlog import RunSink
 
     host, port = _target(target)
     if not (rate > 0 and duration > 0 and speed > 0):

@@ -26,7 +26,7 @@ machine is shared and a single pause shows in a p99), alternating with the echo 
 same rate: the median run of each is printed, the echo's p99 being what the generator, the
 loopback and this machine cost with no server work at all.
 
-Run: ``python -m dccsim.bench.bench_server [--offered 2000000] [--seconds 4] [--repeats 3]``
+Run: ``python -m dccsim.bench.perf.server [--offered 2000000] [--seconds 4] [--repeats 3]``
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
           f"for {a.seconds:g} s; server and generator in two processes over loopback")
 
     # both servers up at once (an idle one costs nothing), so the half-rate runs can alternate
-    eproc, eport = _start([sys.executable, "-m", "dccsim.bench.bench_server", "--echo-server"])
+    eproc, eport = _start([sys.executable, "-m", "dccsim.bench.perf.server", "--echo-server"])
     proc, port = None, 0
     try:
         proc, port = _start([sys.executable, "-m", "dccsim.bench", "serve", "--port", "0", "--no-log",

@@ -20,7 +20,7 @@ from typing import Any
 import click
 from dccsim.core.errors import ConfigError
 
-from .cli import CliError
+from .errors import CliError
 
 __all__ = ["run", "scenarios", "sweep", "simulate"]
 
@@ -58,8 +58,8 @@ def simulate(
     from dccsim.loadgen.driver import VirtualTimeDriver
     from dccsim.loadgen.scenario import load_scenario
 
-    from .criteria import parse_criteria
-    from .runlog import RunSink, write_verdict
+    from ..results.criteria import parse_criteria
+    from ..results.runlog import RunSink, write_verdict
 
     scenario, text = load_scenario(scenario_ref)
     scenario = scenario.with_overrides(
@@ -195,7 +195,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for k, v in rows:
         t.add_row(k, v)
     Console().print(t)
-    from .criteria import verdict_table
+    from ..results.criteria import verdict_table
 
     if summary["_criteria"].verdicts:
         Console().print(verdict_table(summary["_criteria"]))

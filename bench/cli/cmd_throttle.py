@@ -16,7 +16,7 @@ against collateral discards, when the trace has a ``storm`` column) and a table 
 
 A TRACE is an Arrow IPC file (or stream) with columns ``t_ns`` (int64, non-decreasing),
 ``device`` (uint64), ``alert_code`` (uint16) and optionally ``storm`` (bool). Output logs
-are Arrow IPC streams (:mod:`dccsim.bench.logs`): ``pyarrow.ipc.open_stream`` or
+are Arrow IPC streams (:mod:`dccsim.bench.results.logs`): ``pyarrow.ipc.open_stream`` or
 ``polars.read_ipc_stream`` read them. A bad flag, file or config is one line on stderr and
 exit code 2.
 """
@@ -36,7 +36,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from .cli import CliError
+from .errors import CliError
 
 __all__ = ["throttle", "tune_throttle", "make_alert_trace", "read_trace"]
 
@@ -237,7 +237,7 @@ def throttle(trace: Path, config_path: Path, out: Path, batch: int, max_keys: in
     """Apply an Alert Storm Protection policy to TRACE and write the alerts log OUT."""
     from dccsim.throttle import ACTIONS, Throttle, ThrottleError, load_policy
 
-    from .logs import ArrowLogWriter, LogError
+    from ..results.logs import ArrowLogWriter, LogError
 
     try:
         policy = load_policy(config_path)
@@ -309,7 +309,7 @@ def _print_summary(
     from rich.console import Console
     from rich.table import Table
 
-    from .report import _bytes, _eui
+    from ..results.report import _bytes, _eui
 
     def pct(x: int) -> str:
         return f"{x / n:.2%}" if n else "-"
@@ -398,7 +398,7 @@ def tune_throttle(
     from dccsim.throttle.tuning import warm_up
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .logs import ArrowLogWriter, LogError
+    from ..results.logs import ArrowLogWriter, LogError
 
     try:
         grid = load_grid(grid_path)
@@ -542,7 +542,7 @@ def tradeoff_svg(
     cols: dict[str, npt.NDArray[Any]], pareto: npt.NDArray[np.bool_], *, title: str
 ) -> str:
     """A self-contained SVG: storm alerts discarded (y) against collateral discards (x)."""
-    from .report import _esc, _linear_ticks, _si
+    from ..results.report import _esc, _linear_ticks, _si
 
     w, h, ml, mr, mt, mb = 760, 480, 84, 24, 48, 58
     x = cols["collateral"].astype(float)

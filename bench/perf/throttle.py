@@ -1,7 +1,7 @@
 """Throughput of Alert Storm Protection: the Numba kernels against their memory-bound limit and
 the plain-Python reference, measured in the same run.
 
-Run with ``python -m dccsim.bench.bench_throttle`` (``--help`` for sizes).
+Run with ``python -m dccsim.bench.perf.throttle`` (``--help`` for sizes).
 
 Workload: :func:`dccsim.loadgen.alert_trace.make_alert_trace` with ``--alerts`` alerts over
 ``--devices`` devices in one day, ``--storms`` storms holding 20% of the alerts; the policy
@@ -103,7 +103,7 @@ def _median_time(
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
-        prog="python -m dccsim.bench.bench_throttle", description=__doc__.split("\n\n")[0]
+        prog="python -m dccsim.bench.perf.throttle", description=__doc__.split("\n\n")[0]
     )
     ap.add_argument("--alerts", type=int, default=10_000_000)
     ap.add_argument("--devices", type=int, default=1_000_000)

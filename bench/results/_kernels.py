@@ -1,8 +1,8 @@
 """Numba kernels of ``dccsim.bench``: latency histogram bucketing and counting.
 
 Kernels take arrays and scalars only and write into preallocated outputs; the typed wrappers
-in :mod:`dccsim.bench.histogram` check dtypes and shapes first. Each kernel has a plain-Python
-reference in :mod:`dccsim.bench.histogram` (``reference_*``) that a differential test compares
+in :mod:`dccsim.bench.results.histogram` check dtypes and shapes first. Each kernel has a plain-Python
+reference in :mod:`dccsim.bench.results.histogram` (``reference_*``) that a differential test compares
 it with.
 
 Bucket layout (log-linear, as in HdrHistogram, in whole nanoseconds; ``SUB_BITS = 6``):

@@ -8,7 +8,7 @@ path parses the same bytes with a Numba kernel straight into columns; the refere
 the standard library, builds a dataclass per request and fills the same columns. Also
 reported: DUIS XML requests/s (lxml, typed bodies), on the example requests.
 
-Run: ``python -m dccsim.bench.bench_decode [--n 1000000] [--repeat 5]``. Figures are medians;
+Run: ``python -m dccsim.bench.perf.decode [--n 1000000] [--repeat 5]``. Figures are medians;
 the ratio is what carries across machines.
 """
 

@@ -9,7 +9,7 @@ Every kernel in this package is decorated with :data:`jit`, so the policy lives 
   lets Numba drop the zero check from inner loops.
 
 Nothing is compiled at import: a kernel compiles on its first call (or when warmed with
-:func:`dccsim.bench._kernels.warm_up`). ``parallel`` and ``fastmath`` are off; a kernel that
+:func:`dccsim.bench.results._kernels.warm_up`). ``parallel`` and ``fastmath`` are off; a kernel that
 turns one on says why, with the measurement, next to it.
 
 With ``NUMBA_DISABLE_JIT=1`` the decorator returns the plain Python function, which is how

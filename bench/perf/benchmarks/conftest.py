@@ -53,7 +53,7 @@ def _collect_benchmark(request: pytest.FixtureRequest) -> Any:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    from dccsim.bench.compare import session_ratios
+    from dccsim.bench.results.compare import session_ratios
 
     lines = session_ratios(_RESULTS)
     if lines:
@@ -63,7 +63,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 def pytest_benchmark_update_json(config: Any, benchmarks: Any, output_json: dict[str, Any]) -> None:
-    from dccsim.bench.compare import bench_ratios
+    from dccsim.bench.results.compare import bench_ratios
 
     output_json["ratios"] = {
         name: {"ratio": ratio, "reference": ref}

@@ -1,6 +1,6 @@
 """Throughput of the DSP capacity model: the Numba kernel against the plain-Python reference.
 
-Run with ``python -m dccsim.bench.bench_capacity`` (``--help`` for sizes). For each server
+Run with ``python -m dccsim.bench.perf.capacity`` (``--help`` for sizes). For each server
 count and load it generates one seeded workload (Poisson arrivals, four request classes with
 different service times, a device leg for 70% of the requests), then times
 

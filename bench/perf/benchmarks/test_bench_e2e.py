@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dccsim.bench.cmd_run import simulate
+from dccsim.bench.cli.cmd_run import simulate
 
 SCENARIO = "smoke"
 

@@ -1,0 +1,227 @@
+"""The records dccsim logs, defined once: the request and alert log columns and their codes.
+
+Every producer of log rows (the virtual-time driver, the wall-clock server, the network load
+client, the ``throttle`` command) builds a :class:`RequestRows` or :class:`AlertRows`; the
+Arrow schemas of ``requests.arrow`` and ``alerts.arrow`` are derived from the same
+definitions (:mod:`dccsim.bench.results.logs`). A column added to one of the two classes below
+is a keyword every producer must give, and appears in every log.
+
+Categorical columns are uint8 **codes** into a code vocabulary (a tuple of names, code ``i``
+meaning ``names[i]``). The vocabularies live here too, so that the pipeline, the generators
+and the logs agree on them:
+
+====================  =========================================================
+vocabulary            names
+====================  =========================================================
+``role``              :data:`ROLES` (the DUIS user roles, plus MDR)
+``response_code``     :data:`RESPONSE_CODES` (DUIS response codes dccsim answers)
+``outcome``           :data:`OUTCOMES` (what became of a request)
+``request_class``     :data:`REQUEST_CLASSES` (the capacity model's classes)
+``invalid``           :data:`INVALID_KINDS` (the generator's invalid-traffic labels)
+``action``            :data:`ALERT_ACTIONS` (Alert Storm Protection's actions)
+``srv``               the SRV catalogue's SRVs, :func:`vocabulary` reads them
+====================  =========================================================
+
+Importing this module reads no file and compiles nothing (the SRV vocabulary is read from the
+catalogue on first use).
+
+>>> import numpy as np
+>>> rows = AlertRows(
+...     t_ns=np.array([5], np.int64), device=np.array([1], np.uint64),
+...     alert_code=np.array([0x8F0F], np.uint16), action=np.array([0], np.uint8),
+...     throttled_count=np.zeros(1, np.uint32), sequence_id=np.zeros(1, np.uint32),
+...     storm=np.zeros(1, bool), instruction=np.zeros(1, np.uint16),
+...     total_instructions=np.zeros(1, np.uint16))
+>>> len(rows), [c.name for c in ALERT_COLUMNS][:3]
+(1, ['t_ns', 'device', 'alert_code'])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+from dccsim.throttle import ACTIONS as _THROTTLE_ACTIONS
+
+__all__ = [
+    "ALERT_ACTIONS",
+    "ALERT_COLUMNS",
+    "INVALID_KINDS",
+    "OUTCOMES",
+    "REQUEST_CLASSES",
+    "REQUEST_COLUMNS",
+    "RESPONSE_CODES",
+    "ROLES",
+    "AlertRows",
+    "Column",
+    "RequestRows",
+    "vocabulary",
+]
+
+# ---------------------------------------------------------------------------- vocabularies
+
+#: User roles: the DUIS roles plus MDR, the MHHS meter data retriever.
+ROLES: tuple[str, ...] = ("IS", "ES", "GS", "ED", "GT", "OU", "RSA", "MDR")
+
+#: DUIS response codes dccsim answers with, by code (I99: acknowledged, final answer later).
+RESPONSE_CODES: tuple[str, ...] = (
+    "I0",
+    "I99",
+    "E1",
+    "E2",
+    "E3",
+    "E4",
+    "E5",
+    "E11",
+    "E12",
+    "E13",
+    "E17",
+    "E19",
+    "E20",
+    "E21",
+    "E30",
+)
+
+#: What became of a request: answered by the device, from the readings cache, rejected by
+#: validation, failed at the device, or answered by the DCC itself (non-device SRVs).
+OUTCOMES: tuple[str, ...] = ("device", "cache", "rejected", "failed", "dcc")
+
+#: Request classes of the capacity model (each has its service time, time-out and target).
+REQUEST_CLASSES: tuple[str, ...] = ("on_demand", "mhhs_read", "future_dated", "non_device")
+
+#: The workload generator's labels for invalid traffic it injects (``none``: a valid request).
+INVALID_KINDS: tuple[str, ...] = ("none", "wrong_role", "replay", "unknown_device", "bad_period")
+
+#: Alert Storm Protection's actions on a device alert (the throttle's own codes).
+ALERT_ACTIONS: tuple[str, ...] = _THROTTLE_ACTIONS
+
+_VOCABULARIES: dict[str, tuple[str, ...]] = {
+    "role": ROLES,
+    "response_code": RESPONSE_CODES,
+    "outcome": OUTCOMES,
+    "request_class": REQUEST_CLASSES,
+    "invalid": INVALID_KINDS,
+    "action": ALERT_ACTIONS,
+}
+
+
+def vocabulary(name: str) -> tuple[str, ...]:
+    """The names of code vocabulary ``name`` (a categorical column's ``vocabulary``)."""
+    if name == "srv":
+        from .catalogue import catalogue  # reads the catalogue file: on first use, not at import
+
+        return catalogue().srvs
+    try:
+        return _VOCABULARIES[name]
+    except KeyError:
+        known = ", ".join(sorted([*_VOCABULARIES, "srv"]))
+        raise KeyError(f"vocabulary: got {name!r}, expected one of {known}") from None
+
+
+# ---------------------------------------------------------------------------- columns
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One log column: its name, NumPy dtype (uint8 codes for a categorical one), meaning,
+    and for a categorical column the name of its code vocabulary (see :func:`vocabulary`)."""
+
+    name: str
+    dtype: np.dtype[Any]
+    meaning: str
+    vocabulary: str | None = None
+
+    @property
+    def categorical(self) -> bool:
+        return self.vocabulary is not None
+
+
+def _col(dtype: Any, meaning: str, vocabulary: str | None = None) -> Any:
+    return dataclasses.field(metadata={"dtype": np.dtype(dtype), "meaning": meaning, "vocabulary": vocabulary})
+
+
+Array = npt.NDArray[Any]
+
+
+class _Rows:
+    """Shared behaviour of the row classes: length, columns by name, concatenation."""
+
+    COLUMNS: ClassVar[tuple[Column, ...]]
+
+    def __len__(self) -> int:
+        return len(getattr(self, self.COLUMNS[0].name))
+
+    def columns(self) -> dict[str, Array]:
+        """The rows as ``{column name: array}``, in the log's column order."""
+        return {c.name: getattr(self, c.name) for c in self.COLUMNS}
+
+    def __iter__(self) -> Iterator[tuple[str, Array]]:
+        return iter(self.columns().items())
+
+    @classmethod
+    def concat(cls, parts: Sequence[Self]) -> Self:
+        """One set of rows from several, in order."""
+        return cls(**{c.name: np.concatenate([getattr(p, c.name) for p in parts]) for c in cls.COLUMNS})
+
+
+def _columns_of(cls: type) -> tuple[Column, ...]:
+    return tuple(
+        Column(f.name, f.metadata["dtype"], f.metadata["meaning"], f.metadata["vocabulary"])
+        for f in dataclasses.fields(cls)
+    )
+
+
+@dataclass(slots=True, kw_only=True)
+class RequestRows(_Rows):
+    """Rows of ``requests.arrow``: one per Service Request, one NumPy array per column."""
+
+    seq: Array = _col(np.uint64, "row number of the request in the run, from 0")
+    t_scheduled_ns: Array = _col(np.int64, "when the request was meant to be sent (ns since the epoch)")
+    t_done_ns: Array = _col(np.int64, "when its final response was sent (ns since the epoch)")
+    device: Array = _col(np.uint64, "the target device's EUI-64")
+    srv: Array = _col(np.uint8, "Service Reference Variant", "srv")
+    role: Array = _col(np.uint8, "the sender's user role", "role")
+    command_variant: Array = _col(np.uint8, "DUIS Command Variant")
+    outcome: Array = _col(np.uint8, "what became of the request", "outcome")
+    response_code: Array = _col(np.uint8, "the final DUIS response code", "response_code")
+    latency_ns: Array = _col(np.int64, "t_done_ns - t_scheduled_ns (so coordinated omission cannot hide a stall)")
+    within_target: Array = _col(np.bool_, "latency within its class's target response time")
+    period_start_ns: Array = _col(np.int64, "start of the data period asked for (0: none)")
+    period_end_ns: Array = _col(np.int64, "end of the data period asked for (0: none)")
+    # beyond DESIGN's minimum: who sent it, the DSP's view, and the generator's labels
+    originator: Array = _col(np.uint64, "the sender's EUI-64 (the RequestID's originator)")
+    counter: Array = _col(np.uint64, "the RequestID's counter")
+    request_class: Array = _col(np.uint8, "the capacity model's request class", "request_class")
+    attempt: Array = _col(np.uint8, "0 for a first send, k for the k-th retry of a failed MHHS read")
+    invalid: Array = _col(np.uint8, "the generator's label for injected invalid traffic", "invalid")
+    wait_ns: Array = _col(np.int64, "time queued at the DSP before service")
+    backlog: Array = _col(np.int64, "DSP backlog (requests queued) when the request arrived")
+
+
+@dataclass(slots=True, kw_only=True)
+class AlertRows(_Rows):
+    """Rows of ``alerts.arrow``: one per device alert, one NumPy array per column."""
+
+    t_ns: Array = _col(np.int64, "when the device raised the alert (ns since the epoch)")
+    device: Array = _col(np.uint64, "the device's EUI-64")
+    alert_code: Array = _col(np.uint16, "the device alert code (e.g. 0x8F84)")
+    action: Array = _col(np.uint8, "Alert Storm Protection's action", "action")
+    throttled_count: Array = _col(np.uint32, "alerts of this device and code throttled since the last forwarded one")
+    sequence_id: Array = _col(np.uint32, "the throttle's sequence number of this device and code")
+    storm: Array = _col(np.bool_, "ground truth: the generator raised it as part of a storm")
+    # future-dated command alerts (0x8F66 / 0x8F67): instruction i of n; 0 otherwise
+    instruction: Array = _col(np.uint16, "future-dated command alerts: instruction i of n (0 otherwise)")
+    total_instructions: Array = _col(np.uint16, "future-dated command alerts: n instructions (0 otherwise)")
+
+
+RequestRows.COLUMNS = _columns_of(RequestRows)
+AlertRows.COLUMNS = _columns_of(AlertRows)
+
+#: the columns of ``requests.arrow``, in order
+REQUEST_COLUMNS: tuple[Column, ...] = RequestRows.COLUMNS
+#: the columns of ``alerts.arrow``, in order
+ALERT_COLUMNS: tuple[Column, ...] = AlertRows.COLUMNS

@@ -25,17 +25,15 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from dccsim.core.capacity import CapacityClass, CapacityConfig
 from dccsim.core.columns import RequestBatch
-from dccsim.core.eui import eui_to_int
 from dccsim.core.pipeline import FAULT_E20, FAULT_E21, O_FAILED, Pipeline
-from dccsim.core.validation import UserRegistry, assign_counters
+from dccsim.core.validation import assign_counters
 
-from .population import Population, build_population
-from .scenario import REQUEST_CLASSES, Scenario
+from .population import Population
+from .scenario import Scenario
 from .workload import CLS, INVALID_KINDS, NS, AlertChunk, DayWorkload, RequestChunk
 
-__all__ = ["Sink", "VirtualTimeDriver", "build_pipeline", "RunTotals"]
+__all__ = ["Sink", "VirtualTimeDriver", "RunTotals"]
 
 _REPLAY = INVALID_KINDS.index("replay")
 
@@ -44,40 +42,6 @@ class Sink(Protocol):
     def requests(self, cols: dict[str, npt.NDArray[np.generic]]) -> None: ...
     def alerts(self, cols: dict[str, npt.NDArray[np.generic]]) -> None: ...
     def progress(self, done_ns: int, end_ns: int) -> None: ...
-
-
-def capacity_config(s: Scenario) -> CapacityConfig:
-    classes = tuple(
-        CapacityClass(
-            service_ns=int(s.capacity.classes[name].service_ms * 1e6),
-            timeout_ns=int(s.capacity.classes[name].timeout_s * NS),
-            name=name,
-        )
-        for name in REQUEST_CLASSES
-    )
-    # the server count is one product, floor(slots x scale x uplift x threshold), at least 1
-    return CapacityConfig(slots=s.dsp_servers, classes=classes, uplift=1.0, operating_threshold=1.0)
-
-
-def build_pipeline(s: Scenario, pop: Population, shards: int | None = None) -> Pipeline:
-    users = UserRegistry.build({eui_to_int(u.eui): u.role for u in s.users})
-    targets = np.array([int(s.capacity.classes[name].target_s * NS) for name in REQUEST_CLASSES], np.int64)
-    return Pipeline(
-        capacity=capacity_config(s),
-        targets_ns=targets,
-        devices=pop.registry(),
-        users=users,
-        future_dated_class=CLS["future_dated"],
-        retention_hours=s.cache.retention_h,
-        cache_capacity=s.cache.capacity or None,
-        cache_enabled=s.cache.enabled,
-        shards=shards or s.shards,
-        throttle=s.throttle,
-        # a day's cacheable reads stay resident for the retention: size for them up front
-        cache_initial_capacity=int(
-            len(pop.esme) * (1.6 + s.mhhs.daily_read_share) * max(1.0, s.cache.retention_h / 24)
-        ),
-    )
 
 
 @dataclass
@@ -90,20 +54,20 @@ class RunTotals:
 
 @dataclass
 class VirtualTimeDriver:
-    """Runs one scenario day through a pipeline into a sink."""
+    """Runs one scenario day through a pipeline into a sink.
+
+    The pieces are built by the composition root (:func:`dccsim.bench.compose.build_driver`)
+    and handed in; the driver builds nothing itself.
+    """
 
     scenario: Scenario
-    shards: int | None = None
-    population: Population | None = None
-    workload: DayWorkload | None = None
-    pipeline: Pipeline | None = None
+    population: Population
+    workload: DayWorkload
+    pipeline: Pipeline
     totals: RunTotals = field(default_factory=RunTotals)
 
     def __post_init__(self) -> None:
         s = self.scenario
-        self.population = self.population or build_population(s)
-        self.workload = self.workload or DayWorkload(s, self.population)
-        self.pipeline = self.pipeline or build_pipeline(s, self.population, self.shards)
         self._last_counter: dict[int, int] = {}
         self._pending = RequestChunk.empty()
         self._seq = 0

@@ -234,45 +234,30 @@ def test_cli_seed_out_of_range_says_the_limit(capsys: pytest.CaptureFixture[str]
     assert err.count("\n") == 1 and "seed: got 99999999999999999999999, expected an integer from 0 to 2**63 - 1" in err
 
 
-class _CountingSink:
-    def __init__(self) -> None:
-        self.requests_seen = 0
-        self.retries_seen = 0
-
-    def requests(self, cols) -> None:  # type: ignore[no-untyped-def]
-        self.requests_seen += len(cols["seq"])
-        self.retries_seen += int((cols["attempt"] > 0).sum())
-
-    def alerts(self, cols) -> None:  # type: ignore[no-untyped-def]
-        pass
-
-    def progress(self, done_ns: int, end_ns: int) -> None:
-        pass
-
-
 @pytest.mark.parametrize("day", ["1971-01-01", "2115-12-31"])
 def test_first_and_last_day_with_the_shortest_retry_delay_run(day: str) -> None:
-    from dccsim.loadgen.driver import VirtualTimeDriver
+    from dccsim.bench.compose import load_run
+    from dccsim.bench.testing import drive
     from dccsim.loadgen.scenario import FIRST_DAY, LAST_DAY
 
     assert day in (FIRST_DAY, LAST_DAY)
     # 3,200 meters, many failed reads retried at exactly 2 x chunk_s (300 s) after they fail
-    s = parse_scenario(
-        f"day = '{day}'\nscale = 0.0001\nchunk_s = 300\n[mhhs]\nretry_delay_s = 600\nmax_retries = 10\n"
-        "[population.smets2]\ne20_share = 0.2\n",
+    run = load_run(
         "edge.toml",
+        text=f"day = '{day}'\nscale = 0.0001\nchunk_s = 300\n[mhhs]\nretry_delay_s = 600\nmax_retries = 10\n"
+        "[population.smets2]\ne20_share = 0.2\n",
     )
-    sink = _CountingSink()
-    totals = VirtualTimeDriver(s).run(sink)
-    assert sink.requests_seen == totals.requests > 0
-    assert sink.retries_seen == totals.retries > 0
+    sink, driver = drive(run)
+    rows = sink.request_rows()
+    assert len(rows) == driver.totals.requests > 0
+    assert int((rows.attempt > 0).sum()) == driver.totals.retries > 0
 
 
 def test_the_capacity_model_gets_the_scenario_s_server_count() -> None:
     """The driver's DSP has floor(slots x scale x uplift x threshold) servers: uplift counts
     at small scales (it used to be applied to slots already rounded at the scale)."""
     from dccsim.core.capacity import CapacityModel
-    from dccsim.loadgen.driver import capacity_config
+    from dccsim.bench.compose import capacity_config
     from dccsim.loadgen.scenario import load_scenario
 
     base, _ = load_scenario("smoke")

@@ -14,8 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from typing import Any
 import msgspec
 import numpy as np
 import pytest
+from dccsim.bench.compose import build_server, load_run
+from dccsim.bench.testing import ManualClock, started_server
 from dccsim.core.messages import (
     DeviceAlert,
     ReadActiveImportProfileData,
@@ -45,14 +46,13 @@ from dccsim.core.server import (
     frame,
 )
 from dccsim.core.wire import encode_rows
-from dccsim.loadgen.driver import build_pipeline
 from dccsim.loadgen.netclient import Traffic, run_open_loop, traffic_from_workload
 from dccsim.loadgen.population import Population, build_population
 from dccsim.loadgen.scenario import Scenario, load_scenario
-from dccsim.loadgen.wallclock import DeviceLegModel, classifier
 from dccsim.loadgen.workload import DayWorkload
 
 T = 10.0  # seconds: the bound on any single wait
+SMOKE = load_run("smoke")
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +68,9 @@ def run(coro: Awaitable[Any]) -> Any:
     return uvloop.run(asyncio.wait_for(coro, 30))  # type: ignore[arg-type]
 
 
-@asynccontextmanager
-async def server(world: tuple[Scenario, Population, Traffic], **cfg: Any) -> AsyncIterator[tuple[DccServer, int]]:
-    s, pop, _ = world
-    config = ServerConfig(origin_ns=s.day_start_ns, **({"speed": 1000.0} | cfg))
-    srv = DccServer(build_pipeline(s, pop), classifier(), DeviceLegModel(s, pop), time.monotonic_ns, config)
-    port = await srv.start("127.0.0.1", 0)
-    try:
-        yield srv, port
-    finally:
-        await srv.close()
+def server(world: tuple[Scenario, Population, Traffic], **cfg: Any) -> Any:
+    """A server for the smoke scenario on an ephemeral port (the test harness's)."""
+    return started_server(SMOKE, **cfg)
 
 
 class Raw:
@@ -484,7 +477,7 @@ def test_an_answer_due_within_a_millisecond_is_polled_for_not_timed(world: Any) 
     from dccsim.core.server import _SPIN_NS
 
     s, pop, _ = world
-    now = [10**12]
+    clock = ManualClock(10**12)
 
     class Loop:
         def __init__(self) -> None:
@@ -501,17 +494,15 @@ def test_an_answer_due_within_a_millisecond_is_polled_for_not_timed(world: Any) 
             self.later.append(delay)
             return self
 
-    config = ServerConfig(origin_ns=s.day_start_ns)
-    leg = DeviceLegModel(s, pop)
-    srv = DccServer(build_pipeline(s, pop), classifier(), leg, lambda: now[0], config)
+    srv = build_server(SMOKE, clock, ServerConfig(origin_ns=s.day_start_ns))
     loop = Loop()
     srv._loop = loop  # type: ignore[assignment]
-    srv._heap = [(now[0] + 5 * _SPIN_NS, 0, None)]  # type: ignore[list-item]
+    srv._heap = [(clock() + 5 * _SPIN_NS, 0, None)]  # type: ignore[list-item]
     srv._arm()
     # a timer, set a millisecond early
     assert loop.later == [pytest.approx(4 * _SPIN_NS / 1e9)] and not loop.soon
     srv._timer = None
-    srv._heap = [(now[0] + _SPIN_NS // 2, 0, None)]  # type: ignore[list-item]
+    srv._heap = [(clock() + _SPIN_NS // 2, 0, None)]  # type: ignore[list-item]
     srv._arm()
     srv._arm()
     assert len(loop.soon) == 1 and len(loop.later) == 1  # then one poll per loop turn, not a timer
@@ -589,7 +580,7 @@ def test_an_idle_server_moves_the_cache_time_on_but_not_past_waiting_rows(world:
     from dccsim.core.server import _HOUSEKEEP_S
 
     s, pop, _ = world
-    now = [10**12]
+    clock = ManualClock(10**12)
 
     class Loop:
         def __init__(self) -> None:
@@ -599,17 +590,16 @@ def test_an_idle_server_moves_the_cache_time_on_but_not_past_waiting_rows(world:
             self.later.append(delay)
             return self
 
-    srv = DccServer(build_pipeline(s, pop), classifier(), DeviceLegModel(s, pop), lambda: now[0],
-                    ServerConfig(origin_ns=s.day_start_ns, speed=1000.0))
+    srv = build_server(SMOKE, clock, ServerConfig(origin_ns=s.day_start_ns, speed=1000.0))
     loop = Loop()
     srv._loop = loop  # type: ignore[assignment]
     advanced: list[int] = []
     srv.pipeline.advance = advanced.append  # type: ignore[method-assign]
-    now[0] += 2_000_000_000  # two idle seconds: 2000 virtual seconds
+    clock.advance(2_000_000_000)  # two idle seconds: 2000 virtual seconds
     srv._housekeep()
     assert advanced == [s.day_start_ns + 2000 * 10**9] and loop.later == [_HOUSEKEEP_S]
     srv._in.append((1, 0, 0, 0))  # a row waits: its arrival time is earlier than now
-    now[0] += 1_000_000_000
+    clock.advance(1_000_000_000)
     srv._housekeep()
     assert advanced == [s.day_start_ns + 2000 * 10**9] and len(loop.later) == 2
 

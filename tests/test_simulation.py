@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dccsim.bench.cli.cmd_run import simulate
+from dccsim.bench import simulate
 from dccsim.bench.results.logs import read_log
 from dccsim.loadgen.scenario import load_scenario
 
@@ -17,7 +17,7 @@ RETENTION_NS = 48 * 3600 * 10**9
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run") / "smoke"
-    simulate("smoke", out=out, progress=False, quiet=True)
+    simulate("smoke", out=out)
     return out
 
 
@@ -78,26 +78,17 @@ def test_summary_agrees_with_the_logs(smoke_run: Path) -> None:
 
 def test_same_scenario_and_seed_give_identical_logs(smoke_run: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
-    simulate("smoke", out=again, progress=False, quiet=True)
+    simulate("smoke", out=again)
     for name in ("requests.arrow", "alerts.arrow"):
         assert (again / name).read_bytes() == (smoke_run / name).read_bytes(), name
 
 
-def test_shards_give_the_same_outcomes(smoke_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import dccsim.loadgen.driver as driver
-
-    built = []
-
-    def keep(*args, **kwargs):  # type: ignore[no-untyped-def]
-        built.append(real(*args, **kwargs))
-        return built[-1]
-
-    real = driver.build_pipeline
-    monkeypatch.setattr(driver, "build_pipeline", keep)
+def test_shards_give_the_same_outcomes(smoke_run: Path, tmp_path: Path) -> None:
     sharded = tmp_path / "sharded"
-    summary = simulate("smoke", out=sharded, shards=4, progress=False, quiet=True)
+    result = simulate("smoke", out=sharded, shards=4)
+    summary = result.summary
     # four shards really held state, each a part of it, and together the whole
-    (pipeline,) = built
+    pipeline = result.pipeline
     assert len(pipeline.caches) == len(pipeline.throttles) == summary["run"]["shards"] == 4
     stores = [c.cache.stats().stores for c in pipeline.caches]
     keys = [t.stats().keys for t in pipeline.throttles]
@@ -184,7 +175,7 @@ def test_bad_scenario_file_is_a_config_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("scale = 'big'\n")
     with pytest.raises(ConfigError, match="scale"):
-        simulate(str(bad), out=tmp_path / "x", progress=False, quiet=True)
+        simulate(str(bad), out=tmp_path / "x")
 
 
 def test_scenario_text_and_seed_in_log_metadata(smoke_run: Path) -> None:
@@ -267,7 +258,7 @@ def test_a_criterion_with_a_wrong_path_keeps_the_run(tmp_path: Path) -> None:
     (tmp_path / "typo.toml").write_text(text)
     out = tmp_path / "run"
     with pytest.raises(CriteriaError, match=r"no key 'p98'.*the run is kept in"):
-        simulate(str(tmp_path / "typo.toml"), out=out, progress=False, quiet=True)
+        simulate(str(tmp_path / "typo.toml"), out=out)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["requests"] > 10_000
     assert (out / "report.html").stat().st_size > 10_000
@@ -325,8 +316,8 @@ def test_retries_are_exact_however_late_the_worker_threads_run(tmp_path: Path, m
         assert old in text, old
         text = text.replace(old, new)
     (tmp_path / "retries.toml").write_text(text)
-    normal = simulate(str(tmp_path / "retries.toml"), out=tmp_path / "normal", progress=False, quiet=True)
+    normal = simulate(str(tmp_path / "retries.toml"), out=tmp_path / "normal").summary
     assert normal["retries"] > 100
     monkeypatch.setattr(driver, "ThreadPoolExecutor", _LazyPool)
-    simulate(str(tmp_path / "retries.toml"), out=tmp_path / "lazy", progress=False, quiet=True)
+    simulate(str(tmp_path / "retries.toml"), out=tmp_path / "lazy")
     assert (tmp_path / "lazy" / "requests.arrow").read_bytes() == (tmp_path / "normal" / "requests.arrow").read_bytes()

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-import resource
 import sys
-import time
-from importlib.metadata import version
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from dccsim.core.errors import ConfigError
 
 from .errors import CliError
 
-__all__ = ["run", "scenarios", "sweep", "simulate"]
+__all__ = ["run", "scenarios", "sweep"]
 
 DEFAULT_SCENARIO = "mhhs-day"
 
@@ -41,122 +40,38 @@ def _floats(text: str | None, name: str) -> list[float] | None:
     return values
 
 
-def simulate(
-    scenario_ref: str,
-    *,
-    scale: float | None = None,
-    seed: int | None = None,
-    uplift: float | None = None,
-    demand: float | None = None,
-    shards: int | None = None,
-    out: Path | None = None,
-    compression: str | None = "lz4",
-    progress: bool = True,
-    quiet: bool = False,
-) -> dict[str, Any]:
-    """Run one scenario into ``out``; returns the summary document (also written as JSON)."""
-    from dccsim.loadgen.driver import VirtualTimeDriver
-    from dccsim.loadgen.scenario import load_scenario
+@contextmanager
+def _progress_bar(label: str, enabled: bool) -> Iterator[Any]:
+    """A progress bar over the simulated day; yields the callback for ``simulate``."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..results.criteria import parse_criteria
-    from ..results.runlog import RunSink, write_verdict
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[clock]}"),
+        TextColumn("{task.fields[events]:>14,} events"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=24 * 3600, clock="00:00", events=0)
 
-    scenario, text = load_scenario(scenario_ref)
-    scenario = scenario.with_overrides(
-        scale=scale, seed=seed, shards=shards, **{"capacity.uplift": uplift, "capacity.demand": demand}
-    )
-    criteria = parse_criteria(scenario.exit_criteria)  # a bad criterion fails before the run
-    out = Path(out) if out is not None else Path("runs") / f"{scenario.name}-s{scenario.scale:g}-seed{scenario.seed}"
-    t_start = time.perf_counter()
-    driver = VirtualTimeDriver(scenario)
-    sink = RunSink(
-        out,
-        text,
-        scenario.seed,
-        scenario.day_start_ns,
-        compression=compression,
-        extra_metadata={
-            "dccsim.scale": repr(scenario.scale),
-            "dccsim.uplift": repr(scenario.capacity.uplift),
-            "dccsim.demand": repr(scenario.capacity.demand),
-            "dccsim.name": scenario.name,
-        },
-    )
-    try:
-        if progress and not quiet:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        def update(done_ns: int, end_ns: int, events: int) -> None:
+            secs = done_ns // 1_000_000_000
+            bar.update(
+                task, completed=min(secs, 24 * 3600), clock=f"{secs // 3600:02d}:{secs % 3600 // 60:02d}", events=events
+            )
 
-            with Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                TextColumn("{task.fields[clock]}"),
-                TextColumn("{task.fields[events]:>14,} events"),
-                TimeElapsedColumn(),
-                transient=True,
-            ) as bar:
-                task = bar.add_task(f"{scenario.name} x{scenario.scale:g}", total=24 * 3600, clock="00:00", events=0)
-
-                def update(done_ns: int, end_ns: int, events: int) -> None:
-                    secs = done_ns // 1_000_000_000
-                    bar.update(
-                        task,
-                        completed=min(secs, 24 * 3600),
-                        clock=f"{secs // 3600:02d}:{secs % 3600 // 60:02d}",
-                        events=events,
-                    )
-
-                sink.progress_callback = update
-                totals = driver.run(sink)
-        else:
-            totals = driver.run(sink)
-    finally:
-        sink.close()
-    wall = time.perf_counter() - t_start
-    summary = sink.summary()
-    pipeline = driver.pipeline
-    assert pipeline is not None
-    cache = pipeline.cache_stats()
-    cs = cache.to_dict()
-    summary["cache"] = {
-        "hits": cs["hits"],
-        "misses": cs["misses"],
-        "hit_ratio": cs["hit_ratio"],
-        "device_requests_saved": cs["hits"],
-        "stores": cs["stores"],
-        "expired": cs["expired"],
-        "evicted": cs["evicted"],
-        "resident": cs["resident"],
-        "bytes_per_entry": cs["bytes_per_entry"],
-        "retention_hours": scenario.cache.retention_h,
-    }
-    summary["throttle"] = pipeline.throttle_summary()
-    events = summary["requests"] + summary["alerts"]
-    summary["wall_seconds"] = round(wall, 3)
-    summary["events_per_second"] = round(events / wall) if wall > 0 else None
-    summary["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    summary["run"] = {
-        "dccsim_version": version("dccsim"),
-        "scenario": scenario.name,
-        "scale": scenario.scale,
-        "seed": scenario.seed,
-        "uplift": scenario.capacity.uplift,
-        "demand": scenario.capacity.demand,
-        "shards": scenario.shards,
-        "day": scenario.day,
-        "meters": scenario.meters,
-        "dsp_servers": pipeline.dsp.servers,
-        "chunks": totals.chunks,
-    }
-    result = write_verdict(out, summary, criteria)
-    summary["out_dir"] = str(out)
-    summary["_criteria"] = result
-    return summary
+        yield update
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def _print_summary(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    summary = result.summary
     r = summary["run"]
     t = Table(
         title=f"dccsim run: {r['scenario']} at scale {r['scale']:g} "
@@ -197,9 +112,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
     Console().print(t)
     from ..results.criteria import verdict_table
 
-    if summary["_criteria"].verdicts:
-        Console().print(verdict_table(summary["_criteria"]))
-    click.echo(f"results: {summary['out_dir']}/ (requests.arrow, alerts.arrow, summary.json, report.html)")
+    if result.criteria.verdicts:
+        Console().print(verdict_table(result.criteria))
+    click.echo(f"results: {result.out_dir}/ (requests.arrow, alerts.arrow, summary.json, report.html)")
 
 
 _SCENARIO_ARG = click.argument("scenario", required=False, default=DEFAULT_SCENARIO)
@@ -232,25 +147,22 @@ def run(
     quiet: bool,
 ) -> None:
     """Simulate a day of DCC traffic in virtual time and write the run folder."""
+    from ..compose import load_run, simulate
+
     try:
-        summary = simulate(
-            scenario,
-            scale=scale,
-            seed=seed,
-            uplift=uplift,
-            demand=demand,
-            shards=shards,
-            out=out,
-            compression=None if compression == "none" else compression,
-            quiet=quiet,
-        )
+        config = load_run(scenario, scale=scale, seed=seed, uplift=uplift, demand=demand, shards=shards)
+        s = config.scenario
+        with _progress_bar(f"{s.name} x{s.scale:g}", enabled=not quiet) as progress:
+            outcome = simulate(
+                config, out=out, compression=None if compression == "none" else compression, progress=progress
+            )
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     if quiet:
-        click.echo(summary["out_dir"])
+        click.echo(outcome.out_dir)
     else:
-        _print_summary(summary)
-    result = summary["_criteria"]
+        _print_summary(outcome)
+    result = outcome.criteria
     if not result.passed:
         failed = "; ".join(
             f"{v.criterion.expression} (S{v.criterion.severity}, actual {v.actual:g})"
@@ -289,6 +201,8 @@ def sweep(
     from rich.console import Console
     from rich.table import Table
 
+    from ..compose import simulate
+
     ups = _floats(uplifts, "--uplift") or [None]
     dems = _floats(demands, "--demand") or [None]
     if ups == [None] and dems == [None]:
@@ -300,12 +214,10 @@ def sweep(
             label = f"uplift{u if u is not None else 'base'}-demand{d if d is not None else 'base'}"
             console.print(f"running {label} ...")
             try:
-                s = simulate(
-                    scenario, scale=scale, seed=seed, uplift=u, demand=d, out=out / label, progress=False, quiet=True
-                )
+                outcome = simulate(scenario, scale=scale, seed=seed, uplift=u, demand=d, out=out / label)
             except ConfigError as exc:
                 raise CliError(str(exc)) from None
-            rows.append(s)
+            rows.append(outcome.summary)
     t = Table(
         "uplift",
         "demand",

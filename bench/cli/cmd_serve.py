@@ -1,4 +1,4 @@
-"""``dccsim serve`` and ``dccsim load``: wall-clock mode (the composition root for both).
+"""``dccsim serve`` and ``dccsim load``: wall-clock mode (assembled by :mod:`dccsim.bench.compose`).
 
 ``dccsim serve`` puts a scenario's pipeline behind :class:`~dccsim.core.server.DccServer` on
 uvloop (asyncio where uvloop is missing) and runs until SIGINT/SIGTERM, then flushes its
@@ -14,7 +14,6 @@ import asyncio
 import signal
 import sys
 import time
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -24,7 +23,7 @@ from dccsim.core.errors import ConfigError, MessageError
 
 from .errors import CliError
 
-__all__ = ["serve", "load", "run_loop", "build_server"]
+__all__ = ["serve", "load", "run_loop"]
 
 
 def run_loop(main: Any) -> Any:
@@ -36,60 +35,13 @@ def run_loop(main: Any) -> Any:
     return uvloop.run(main)
 
 
-def _scenario(ref: str, scale: float | None, seed: int | None) -> tuple[Any, str]:
-    from dccsim.loadgen.scenario import load_scenario
+def _load(ref: str, scale: float | None, seed: int | None, criteria: dict[str, int] | None = None) -> Any:
+    from ..compose import load_run
 
     try:
-        s, text = load_scenario(ref)
-        return s.with_overrides(scale=scale, seed=seed), text
+        return load_run(ref, scale=scale, seed=seed, exit_criteria=criteria if criteria is not None else {})
     except ConfigError as exc:
         raise CliError(str(exc)) from None
-
-
-def build_server(scenario: Any, clock: Any, config: Any, sink: Any = None) -> Any:
-    """A DccServer for a scenario: its population, pipeline, classes and device leg (JIT warmed)."""
-    import numpy as np
-    from dccsim.core.columns import RequestBatch
-    from dccsim.core.server import DccServer
-    from dccsim.loadgen.driver import build_pipeline
-    from dccsim.loadgen.population import build_population
-    from dccsim.loadgen.wallclock import DeviceLegModel, classifier
-
-    pop = build_population(scenario)
-    classify = classifier()
-    # load the compiled kernels outside any measured path: a throwaway pipeline, a few rows
-    warm = build_pipeline(scenario, pop)
-    b = RequestBatch.from_columns(device=pop.ids[:4], originator=np.full(4, 1 << 40, np.uint64),
-                                  counter=np.arange(1, 5), srv=np.zeros(4), command_variant=np.ones(4),
-                                  t_scheduled_ns=np.full(4, scenario.day_start_ns))
-    warm.process(b, classify(b), np.full(4, 10**9, np.int64), np.zeros(4, np.uint8))
-    warm.process_alerts(np.full(2, scenario.day_start_ns, np.int64), pop.ids[:2], np.full(2, 0x8F84, np.uint16))
-    return DccServer(build_pipeline(scenario, pop), classify, DeviceLegModel(scenario, pop), clock, config, sink=sink)
-
-
-def _finish_folder(out: Path, sink: Any, summary_extra: dict[str, Any], cache: dict[str, Any] | None,
-                   throttle: dict[str, Any] | None, scenario: Any, criteria: Any) -> dict[str, Any]:
-    from ..results.runlog import write_verdict
-
-    summary = sink.summary()
-    summary["cache"] = cache or {}
-    summary["throttle"] = throttle or {}
-    summary.update(summary_extra)
-    summary["run"] = {
-        "dccsim_version": version("dccsim"), "scenario": scenario.name, "scale": scenario.scale, "seed": scenario.seed,
-        "uplift": scenario.capacity.uplift, "demand": scenario.capacity.demand, "shards": scenario.shards,
-        "day": scenario.day, "meters": scenario.meters, "dsp_servers": scenario.dsp_servers, "mode": "wall-clock",
-    }
-    write_verdict(out, summary, criteria)
-    return summary
-
-
-def _cache_summary(cs: dict[str, Any], retention_h: float) -> dict[str, Any]:
-    keys = ("hits", "misses", "hit_ratio", "stores", "expired", "evicted", "resident", "bytes_per_entry")
-    out = {k: cs.get(k) for k in keys}
-    out["device_requests_saved"] = cs.get("hits")
-    out["retention_hours"] = retention_h
-    return out
 
 
 def _server_config(speed: float, **limits: Any) -> Any:
@@ -122,23 +74,19 @@ def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: in
     """Serve the DCC core over TCP (frames) and HTTP (DUIS XML) until SIGINT/SIGTERM."""
     import gc
 
-    from dccsim.bench.results.criteria import parse_criteria
+    from ..compose import build_server, open_sink, run_summary, write_run_folder
 
-    s, text = _scenario(scenario_ref, scale, seed)
+    run = _load(scenario_ref, scale, seed)
+    s = run.scenario
     if not speed > 0:
         raise CliError(f"--speed: got {speed}, expected a number > 0")
     cfg = _server_config(speed, origin_ns=s.day_start_ns, max_connections=max_connections,
                          max_frame_bytes=max_frame_bytes, max_inbound=max_inbound, max_pending=max_pending)
     out = out or Path("runs") / f"serve-{s.name}"
-    sink = None
-    if not no_log:
-        from ..results.runlog import RunSink
-
-        sink = RunSink(out, text, s.seed, s.day_start_ns, extra_metadata={"dccsim.mode": "serve", "dccsim.name": s.name,
-                                                                           "dccsim.speed": repr(speed)})
+    sink = None if no_log else open_sink(run, out, mode="serve", **{"dccsim.speed": repr(speed)})
 
     async def main() -> Any:
-        server = build_server(s, time.monotonic_ns, cfg, sink)
+        server = build_server(run, time.monotonic_ns, cfg, sink)
         gc.freeze()
         try:
             bound = await server.start(host, port)
@@ -163,10 +111,13 @@ def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: in
     c = server.counters.to_dict()
     click.echo("dccsim serve: stopped; " + ", ".join(f"{k} {v:,}" for k, v in c.items() if v), err=True)
     if sink is not None:
-        _finish_folder(out, sink, {"wall_seconds": round(wall, 3), "server": c,
-                                   "events_per_second": round(c["requests"] / wall) if wall > 0 else None},
-                       _cache_summary(server.pipeline.cache_stats().to_dict(), s.cache.retention_h),
-                       server.pipeline.throttle_summary(), s, parse_criteria({}))
+        summary = run_summary(
+            run, sink, cache=server.pipeline.cache_stats().to_dict(), throttle=server.pipeline.throttle_summary(),
+            dsp_servers=s.dsp_servers, run_extra={"mode": "wall-clock"},
+            extra={"wall_seconds": round(wall, 3), "server": c,
+                   "events_per_second": round(c["requests"] / wall) if wall > 0 else None},
+        )  # fmt: skip
+        write_run_folder(out, summary, run.criteria)
         click.echo(f"dccsim serve: server-side log in {out}/", err=True)
 
 
@@ -226,21 +177,20 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
     import gc
 
     import numpy as np
+    from dccsim.core.records import REQUEST_CLASSES
     from dccsim.loadgen.netclient import run_open_loop, traffic_from_workload
     from dccsim.loadgen.population import build_population
-    from dccsim.loadgen.scenario import REQUEST_CLASSES
     from dccsim.loadgen.workload import NS, DayWorkload
 
-    from ..results.criteria import parse_criteria
-    from ..results.runlog import RunSink
+    from ..compose import open_sink, run_summary, write_run_folder
 
     host, port = _target(target)
     if not (rate > 0 and duration > 0 and speed > 0):
         raise CliError(f"--rate, --duration, --speed: got {rate}, {duration}, {speed}, expected numbers > 0")
     if rate * duration > 50_000_000:
         raise CliError(f"--rate x --duration: got {rate * duration:,.0f} requests, expected at most 50,000,000")
-    s, text = _scenario(scenario_ref, scale, seed)
-    criteria = parse_criteria(_load_criteria(criteria_given))
+    run = _load(scenario_ref, scale, seed, _load_criteria(criteria_given))
+    s = run.scenario
     traffic = traffic_from_workload(DayWorkload(s, build_population(s)))
     if not len(traffic):
         raise CliError(f"scenario {s.name}: no requests to send")
@@ -263,18 +213,20 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
     except (OSError, TimeoutError) as exc:
         raise CliError(f"--target: cannot connect to {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
     wall = time.perf_counter() - t0
-    sink = RunSink(out, text, s.seed, s.day_start_ns, extra_metadata={"dccsim.mode": "load", "dccsim.name": s.name,
-                                                                       "dccsim.rate": repr(rate)})
+    sink = open_sink(run, out, mode="load", **{"dccsim.rate": repr(rate)})
     try:
         client.write_to(sink, s.day_start_ns, targets, speed)
     finally:
         sink.close()
     wc = client.summary() | {"rate": rate, "duration_s": duration, "speed": speed, "target": target}
     st = client.res.stats
-    summary = _finish_folder(
-        out, sink, {"wallclock": wc, "wall_seconds": round(wall, 3), "server": st.server if st else None,
-                    "events_per_second": wc["answer_rate_per_s"]},
-        _cache_summary(st.cache, s.cache.retention_h) if st else None, st.throttle if st else None, s, criteria)
+    summary = run_summary(
+        run, sink, cache=st.cache if st else None, throttle=st.throttle if st else None,
+        dsp_servers=s.dsp_servers, run_extra={"mode": "wall-clock"},
+        extra={"wallclock": wc, "wall_seconds": round(wall, 3), "server": st.server if st else None,
+               "events_per_second": wc["answer_rate_per_s"]},
+    )  # fmt: skip
+    write_run_folder(out, summary, run.criteria)
     lat = wc["final_latency_s"]
     click.echo(f"dccsim load: {wc['sent']:,} sent at {wc['send_rate_per_s']:,.0f}/s, {wc['answered']:,} answered, "
                f"{wc['refused_busy']:,} busy, {wc['refused_error']:,} errors, {wc['lost']:,} lost; final latency "

@@ -19,8 +19,6 @@ from typing import Any
 
 import click
 
-from .errors import CliError
-
 #: command name -> "module:attribute" of a click.Command, imported lazily.
 COMMANDS: dict[str, str] = {
     "decode": "dccsim.bench.cli.cmd_decode:decode",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dccsim.bench.cli.cmd_run import simulate
+from dccsim.bench.compose import simulate
 
 SCENARIO = "smoke"
 
@@ -35,7 +35,7 @@ def yardstick() -> int:
 @pytest.fixture(scope="module")
 def warmed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """One run outside timing: compiles (or loads) every kernel and gives the expected totals."""
-    return simulate(SCENARIO, out=tmp_path_factory.mktemp("warm"), progress=False, quiet=True)
+    return simulate(SCENARIO, out=tmp_path_factory.mktemp("warm")).summary
 
 
 def test_simulate_smoke_day(benchmark, warmed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -53,7 +53,7 @@ def test_simulate_smoke_day(benchmark, warmed, tmp_path: Path) -> None:  # type:
             yard_s.append(time.perf_counter() - t0)
 
     def one_day() -> dict[str, object]:
-        return simulate(SCENARIO, out=tmp_path / f"run{next(runs)}", progress=False, quiet=True)
+        return simulate(SCENARIO, out=tmp_path / f"run{next(runs)}").summary
 
     summary = benchmark.pedantic(one_day, setup=time_yardstick, rounds=7, iterations=1)
     # the same scenario and seed give the same day

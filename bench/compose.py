@@ -1,0 +1,329 @@
+"""The composition root: a scenario in, wired pieces out, a run folder written.
+
+Everything that turns configuration into objects lives here, once:
+
+- :func:`load_run` loads a scenario (a built-in name, a TOML file, or TOML text),
+  applies the overrides, and parses its exit criteria, so that a bad scenario or criterion
+  fails before any work (:class:`~dccsim.core.errors.ConfigError`);
+- :func:`build_pipeline`, :func:`build_driver` and :func:`build_server` assemble the
+  pipeline, the virtual-time driver and the wall-clock server from a :class:`RunConfig`;
+- :func:`simulate` runs a scenario's day in virtual time and writes its run folder; this is
+  the library entry point (``dccsim.bench.simulate``);
+- :func:`open_sink` and :func:`write_run_folder` are the run folder's two ends, shared by
+  ``dccsim run``, ``dccsim serve`` and ``dccsim load``.
+
+The ``cmd_*`` modules of :mod:`dccsim.bench.cli` only parse flags, call these, and print.
+
+>>> from dccsim.bench.compose import load_run, simulate
+>>> run = load_run("smoke", scale=0.0002)                               # doctest: +SKIP
+>>> result = simulate(run, out="runs/smoke-tiny")                       # doctest: +SKIP
+>>> result.summary["within_target_ratio"], result.passed                # doctest: +SKIP
+(0.99..., True)
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dccsim.core.capacity import CapacityClass, CapacityConfig
+from dccsim.core.eui import eui_to_int
+from dccsim.core.pipeline import Pipeline
+from dccsim.core.records import REQUEST_CLASSES
+from dccsim.core.validation import UserRegistry
+from dccsim.loadgen.driver import VirtualTimeDriver
+from dccsim.loadgen.population import Population, build_population
+from dccsim.loadgen.scenario import Scenario, load_scenario, parse_scenario
+from dccsim.loadgen.workload import CLS, NS, DayWorkload
+
+from .results.criteria import Criteria, CriteriaResult, parse_criteria
+from .results.runlog import RunSink, write_verdict
+
+__all__ = [
+    "RunConfig",
+    "RunResult",
+    "Progress",
+    "load_run",
+    "capacity_config",
+    "build_pipeline",
+    "build_driver",
+    "build_server",
+    "open_sink",
+    "simulate",
+    "run_summary",
+    "write_run_folder",
+    "default_out",
+]
+
+#: ``progress(simulated_ns_done, simulated_ns_total, events_so_far)``
+Progress = Callable[[int, int, int], None]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A scenario loaded once: the validated scenario, its TOML text, its exit criteria."""
+
+    scenario: Scenario
+    text: str
+    criteria: Criteria
+
+    @property
+    def name(self) -> str:
+        return self.scenario.name
+
+
+def load_run(
+    scenario: str | os.PathLike[str],
+    *,
+    text: str | None = None,
+    scale: float | None = None,
+    seed: int | None = None,
+    uplift: float | None = None,
+    demand: float | None = None,
+    shards: int | None = None,
+    exit_criteria: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Load a scenario (a built-in name or a TOML file) and apply the overrides.
+
+    With ``text``, the scenario is that TOML text and ``scenario`` only names it (in errors and
+    in the logs' metadata). ``exit_criteria`` replaces the scenario's own ``[exit_criteria]`` table (``{}`` judges
+    nothing). Raises :class:`~dccsim.core.errors.ConfigError` naming the key on any problem.
+    """
+    if text is not None:
+        s = parse_scenario(text, os.fspath(scenario))
+    else:
+        s, text = load_scenario(os.fspath(scenario))
+    s = s.with_overrides(
+        scale=scale, seed=seed, shards=shards, **{"capacity.uplift": uplift, "capacity.demand": demand}
+    )
+    criteria = parse_criteria(s.exit_criteria if exit_criteria is None else exit_criteria)
+    return RunConfig(scenario=s, text=text, criteria=criteria)
+
+
+def default_out(run: RunConfig, kind: str = "run") -> Path:
+    """The default run folder: ``runs/NAME-sSCALE-seedSEED`` (``run``) or ``runs/KIND-NAME``."""
+    s = run.scenario
+    if kind == "run":
+        return Path("runs") / f"{s.name}-s{s.scale:g}-seed{s.seed}"
+    return Path("runs") / f"{kind}-{s.name}"
+
+
+# ---------------------------------------------------------------------------- assembly
+
+
+def capacity_config(s: Scenario) -> CapacityConfig:
+    """The DSP capacity model's configuration: one class per request class, and the servers."""
+    classes = tuple(
+        CapacityClass(
+            service_ns=int(s.capacity.classes[name].service_ms * 1e6),
+            timeout_ns=int(s.capacity.classes[name].timeout_s * NS),
+            name=name,
+        )
+        for name in REQUEST_CLASSES
+    )
+    # the server count is one product, floor(slots x scale x uplift x threshold), at least 1
+    return CapacityConfig(slots=s.dsp_servers, classes=classes, uplift=1.0, operating_threshold=1.0)
+
+
+def build_pipeline(s: Scenario, pop: Population, shards: int | None = None) -> Pipeline:
+    """The pipeline of a scenario over a population (``shards`` overrides the scenario's)."""
+    users = UserRegistry.build({eui_to_int(u.eui): u.role for u in s.users})
+    targets = np.array([int(s.capacity.classes[name].target_s * NS) for name in REQUEST_CLASSES], np.int64)
+    return Pipeline(
+        capacity=capacity_config(s),
+        targets_ns=targets,
+        devices=pop.registry(),
+        users=users,
+        future_dated_class=CLS["future_dated"],
+        retention_hours=s.cache.retention_h,
+        cache_capacity=s.cache.capacity or None,
+        cache_enabled=s.cache.enabled,
+        shards=shards or s.shards,
+        throttle=s.throttle,
+        # a day's cacheable reads stay resident for the retention: size for them up front
+        cache_initial_capacity=int(
+            len(pop.esme) * (1.6 + s.mhhs.daily_read_share) * max(1.0, s.cache.retention_h / 24)
+        ),
+    )
+
+
+def build_driver(run: RunConfig) -> VirtualTimeDriver:
+    """The virtual-time driver of a run: population, workload and pipeline, built once."""
+    s = run.scenario
+    pop = build_population(s)
+    return VirtualTimeDriver(s, population=pop, workload=DayWorkload(s, pop), pipeline=build_pipeline(s, pop))
+
+
+def _warm_kernels(s: Scenario, pop: Population) -> None:
+    """Load (or compile) every kernel a request and an alert pass through, outside any timed path.
+
+    The kernels are cached on disk (``cache=True``): this loads them. It runs a few rows
+    through a pipeline of its own, so the served pipeline's state stays untouched.
+    """
+    from dccsim.core.columns import RequestBatch
+    from dccsim.loadgen.wallclock import classifier
+
+    warm = build_pipeline(s, pop)
+    b = RequestBatch.from_columns(
+        device=pop.ids[:4], originator=np.full(4, 1 << 40, np.uint64), counter=np.arange(1, 5),
+        srv=np.zeros(4), command_variant=np.ones(4), t_scheduled_ns=np.full(4, s.day_start_ns),
+    )  # fmt: skip
+    warm.process(b, classifier()(b), np.full(4, 10**9, np.int64), np.zeros(4, np.uint8))
+    warm.process_alerts(np.full(2, s.day_start_ns, np.int64), pop.ids[:2], np.full(2, 0x8F84, np.uint16))
+
+
+def build_server(run: RunConfig, clock: Callable[[], int], config: Any, sink: Any = None) -> Any:
+    """A :class:`~dccsim.core.server.DccServer` for a run: population, pipeline, request
+    classes and device leg, with its kernels loaded (see :func:`_warm_kernels`)."""
+    from dccsim.core.server import DccServer
+    from dccsim.loadgen.wallclock import DeviceLegModel, classifier
+
+    s = run.scenario
+    pop = build_population(s)
+    _warm_kernels(s, pop)
+    return DccServer(build_pipeline(s, pop), classifier(), DeviceLegModel(s, pop), clock, config, sink=sink)
+
+
+# ---------------------------------------------------------------------------- the run folder
+
+
+def open_sink(
+    run: RunConfig, out: Path, *, mode: str | None = None, compression: str | None = "lz4", **metadata: str
+) -> RunSink:
+    """The run folder's sink (creates ``out``): logs with the run's metadata, and the figures."""
+    s = run.scenario
+    meta = {"dccsim.name": s.name, **({"dccsim.mode": mode} if mode else {}), **metadata}
+    return RunSink(out, run.text, s.seed, s.day_start_ns, compression=compression, extra_metadata=meta)
+
+
+def _cache_section(stats: Mapping[str, Any] | None, retention_h: float) -> dict[str, Any]:
+    if not stats:
+        return {}
+    keys = ("hits", "misses", "hit_ratio", "stores", "expired", "evicted", "resident", "bytes_per_entry")
+    out = {k: stats.get(k) for k in keys}
+    out["device_requests_saved"] = stats.get("hits")
+    out["retention_hours"] = retention_h
+    return out
+
+
+def run_summary(
+    run: RunConfig,
+    sink: RunSink,
+    *,
+    cache: Mapping[str, Any] | None,
+    throttle: Mapping[str, Any] | None,
+    dsp_servers: int,
+    extra: Mapping[str, Any] = (),  # type: ignore[assignment]
+    run_extra: Mapping[str, Any] = (),  # type: ignore[assignment]
+) -> dict[str, Any]:
+    """The summary document of a run: the sink's figures, the cache and throttle sections,
+    ``extra`` top-level keys (timings, wall-clock sections) and the ``run`` metadata."""
+    s = run.scenario
+    summary = sink.summary()
+    summary["cache"] = _cache_section(cache, s.cache.retention_h)
+    summary["throttle"] = dict(throttle or {})
+    summary.update(dict(extra))
+    summary["run"] = {
+        "dccsim_version": version("dccsim"), "scenario": s.name, "scale": s.scale, "seed": s.seed,
+        "uplift": s.capacity.uplift, "demand": s.capacity.demand, "shards": s.shards, "day": s.day,
+        "meters": s.meters, "dsp_servers": dsp_servers, **dict(run_extra),
+    }  # fmt: skip
+    return summary
+
+
+def write_run_folder(out: Path, summary: dict[str, Any], criteria: Criteria) -> CriteriaResult:
+    """Judge the criteria, then write ``summary.json`` and ``report.html`` into ``out``."""
+    return write_verdict(out, summary, criteria)
+
+
+@dataclass
+class RunResult:
+    """What :func:`simulate` returns: the summary document, the verdict, the run folder and
+    the pipeline that ran."""
+
+    summary: dict[str, Any]
+    criteria: CriteriaResult
+    out_dir: Path
+    #: the run's stage state (caches, throttles, DSP model), for a closer look after the run
+    pipeline: Pipeline | None = field(default=None, repr=False)
+
+    @property
+    def passed(self) -> bool:
+        return self.criteria.passed
+
+
+def simulate(
+    scenario: RunConfig | str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    compression: str | None = "lz4",
+    progress: Progress | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """Run a scenario's day in virtual time and write its run folder.
+
+    Parameters
+    ----------
+    scenario:
+        A :class:`RunConfig` from :func:`load_run`, or what :func:`load_run` takes (a built-in
+        name or a TOML file), with ``overrides`` (``text``, ``scale``, ``seed``, ``uplift``,
+        ``demand``, ``shards``, ``exit_criteria``) passed to it.
+    out:
+        The run folder (default ``runs/NAME-sSCALE-seedSEED``).
+    compression:
+        ``"lz4"`` (default), ``"zstd"`` or ``None`` for the Arrow logs.
+    progress:
+        Called after each chunk with the simulated time done, the day's length and the
+        events so far (the command line draws its progress bar from it).
+
+    Returns
+    -------
+    RunResult
+        ``summary`` (the ``summary.json`` document), ``criteria`` (the verdict), ``out_dir``.
+    """
+    if isinstance(scenario, RunConfig):
+        if overrides:
+            raise TypeError(f"simulate: overrides {sorted(overrides)} go to load_run, not with a RunConfig")
+        run = scenario
+    else:
+        run = load_run(scenario, **overrides)
+    s = run.scenario
+    out_dir = Path(out) if out is not None else default_out(run)
+    t_start = time.perf_counter()
+    driver = build_driver(run)
+    sink = open_sink(
+        run, out_dir, compression=compression,
+        **{"dccsim.scale": repr(s.scale), "dccsim.uplift": repr(s.capacity.uplift),
+           "dccsim.demand": repr(s.capacity.demand)},
+    )  # fmt: skip
+    sink.progress_callback = progress
+    try:
+        totals = driver.run(sink)
+    finally:
+        sink.close()
+    wall = time.perf_counter() - t_start
+    pipeline = driver.pipeline
+    assert pipeline is not None
+    events = sink.requests_n + sink.alerts_n
+    summary = run_summary(
+        run, sink,
+        cache=pipeline.cache_stats().to_dict(),
+        throttle=pipeline.throttle_summary(),
+        dsp_servers=pipeline.dsp.servers,
+        extra={
+            "wall_seconds": round(wall, 3),
+            "events_per_second": round(events / wall) if wall > 0 else None,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        },
+        run_extra={"chunks": totals.chunks},
+    )  # fmt: skip
+    verdict = write_run_folder(out_dir, summary, run.criteria)
+    return RunResult(summary=summary, criteria=verdict, out_dir=out_dir, pipeline=pipeline)
+

@@ -43,8 +43,10 @@ from dccsim.loadgen.population import Population, build_population
 from dccsim.loadgen.scenario import Scenario, load_scenario, parse_scenario
 from dccsim.loadgen.workload import CLS, NS, DayWorkload
 
-from .results.criteria import Criteria, CriteriaResult, parse_criteria
-from .results.runlog import RunSink, write_verdict
+from .results.criteria import Criteria, CriteriaError, CriteriaResult, evaluate, parse_criteria
+from .results.criteria import to_dict as criteria_dict
+from .results.runlog import RunSink
+from .results.summary import RunInfo, RunSummary
 
 __all__ = [
     "RunConfig",
@@ -59,6 +61,8 @@ __all__ = [
     "simulate",
     "run_summary",
     "write_run_folder",
+    "finish_serve",
+    "finish_load",
     "default_out",
 ]
 
@@ -203,44 +207,81 @@ def open_sink(
     return RunSink(out, run.text, s.seed, s.day_start_ns, compression=compression, extra_metadata=meta)
 
 
-def _cache_section(stats: Mapping[str, Any] | None, retention_h: float) -> dict[str, Any]:
-    if not stats:
-        return {}
-    keys = ("hits", "misses", "hit_ratio", "stores", "expired", "evicted", "resident", "bytes_per_entry")
-    out = {k: stats.get(k) for k in keys}
-    out["device_requests_saved"] = stats.get("hits")
-    out["retention_hours"] = retention_h
-    return out
-
-
 def run_summary(
     run: RunConfig,
     sink: RunSink,
     *,
-    cache: Mapping[str, Any] | None,
-    throttle: Mapping[str, Any] | None,
+    cache: Any,
+    throttle: Any,
+    throttle_config: Mapping[str, Any] | None = None,
     dsp_servers: int,
-    extra: Mapping[str, Any] = (),  # type: ignore[assignment]
-    run_extra: Mapping[str, Any] = (),  # type: ignore[assignment]
-) -> dict[str, Any]:
-    """The summary document of a run: the sink's figures, the cache and throttle sections,
-    ``extra`` top-level keys (timings, wall-clock sections) and the ``run`` metadata."""
+    mode: str | None = None,
+    chunks: int | None = None,
+    **sections: Any,
+) -> RunSummary:
+    """The typed summary of a run: the sink's tally, the cache and throttle statistics
+    (``CacheStats``/``ThrottleStats``, or a server's stats reply), the ``run`` metadata, and
+    ``sections`` (timings, wall-clock sections) by field name."""
     s = run.scenario
-    summary = sink.summary()
-    summary["cache"] = _cache_section(cache, s.cache.retention_h)
-    summary["throttle"] = dict(throttle or {})
-    summary.update(dict(extra))
-    summary["run"] = {
-        "dccsim_version": version("dccsim"), "scenario": s.name, "scale": s.scale, "seed": s.seed,
-        "uplift": s.capacity.uplift, "demand": s.capacity.demand, "shards": s.shards, "day": s.day,
-        "meters": s.meters, "dsp_servers": dsp_servers, **dict(run_extra),
-    }  # fmt: skip
-    return summary
+    parts = sink.parts()
+    parts.cache_stats = cache
+    parts.throttle_stats = throttle
+    parts.throttle_config = dict(throttle_config or {})
+    parts.retention_h = s.cache.retention_h
+    info = RunInfo(
+        dccsim_version=version("dccsim"), scenario=s.name, scale=s.scale, seed=s.seed, uplift=s.capacity.uplift,
+        demand=s.capacity.demand, shards=s.shards, day=s.day, meters=s.meters, dsp_servers=dsp_servers,
+        chunks=chunks, mode=mode,
+    )  # fmt: skip
+    return RunSummary.from_parts(parts, run=info, **sections)
 
 
-def write_run_folder(out: Path, summary: dict[str, Any], criteria: Criteria) -> CriteriaResult:
-    """Judge the criteria, then write ``summary.json`` and ``report.html`` into ``out``."""
-    return write_verdict(out, summary, criteria)
+def write_run_folder(out: Path, summary: RunSummary, criteria: Criteria) -> tuple[RunSummary, CriteriaResult]:
+    """Judge the criteria on the summary, then write ``summary.json`` and ``report.html`` into
+    ``out``; returns the summary with its verdict, and the verdict.
+
+    A criterion whose path the summary lacks still leaves both files (the run is kept), then
+    raises its :class:`~dccsim.bench.results.criteria.CriteriaError` saying so.
+    """
+    from .results.report import build_report
+
+    try:
+        result = evaluate(summary.to_builtins(), criteria)
+    except CriteriaError as exc:
+        (out / "summary.json").write_text(summary.to_json())
+        build_report(out)
+        raise CriteriaError(f"{exc} (the run is kept in {out}/)") from None
+    summary = summary.with_criteria(criteria_dict(result))
+    (out / "summary.json").write_text(summary.to_json())
+    build_report(out)
+    return summary, result
+
+
+def finish_serve(
+    run: RunConfig, out: Path, sink: RunSink, server: Any, wall_s: float
+) -> tuple[RunSummary, CriteriaResult]:
+    """Write a stopped server's run folder (its server-side log is already in ``out``)."""
+    counters = server.counters.to_dict()
+    summary = run_summary(
+        run, sink, cache=server.pipeline.cache_stats(), throttle=server.pipeline.throttle_stats(),
+        throttle_config=server.pipeline.throttle_policy.to_dict(), dsp_servers=run.scenario.dsp_servers,
+        mode="wall-clock", wall_seconds=round(wall_s, 3), server=counters,
+        events_per_second=round(counters["requests"] / wall_s) if wall_s > 0 else None,
+    )  # fmt: skip
+    return write_run_folder(out, summary, run.criteria)
+
+
+def finish_load(
+    run: RunConfig, out: Path, sink: RunSink, stats: Any, wallclock: dict[str, Any], wall_s: float
+) -> tuple[RunSummary, CriteriaResult]:
+    """Write a load run's folder: the client's log is in ``out``; ``stats`` is the server's
+    last stats reply (``None`` when it gave none), ``wallclock`` the client's figures."""
+    summary = run_summary(
+        run, sink, cache=stats.cache if stats else None, throttle=stats.throttle if stats else None,
+        dsp_servers=run.scenario.dsp_servers, mode="wall-clock", wallclock=wallclock, wall_seconds=round(wall_s, 3),
+        server=stats.server if stats else None, events_per_second=wallclock["answer_rate_per_s"],
+    )  # fmt: skip
+    return write_run_folder(out, summary, run.criteria)
 
 
 @dataclass
@@ -248,7 +289,7 @@ class RunResult:
     """What :func:`simulate` returns: the summary document, the verdict, the run folder and
     the pipeline that ran."""
 
-    summary: dict[str, Any]
+    summary: RunSummary
     criteria: CriteriaResult
     out_dir: Path
     #: the run's stage state (caches, throttles, DSP model), for a closer look after the run
@@ -286,7 +327,7 @@ def simulate(
     Returns
     -------
     RunResult
-        ``summary`` (the ``summary.json`` document), ``criteria`` (the verdict), ``out_dir``.
+        ``summary`` (the typed ``summary.json`` document, :class:`RunSummary`), ``criteria`` (the verdict), ``out_dir``.
     """
     if isinstance(scenario, RunConfig):
         if overrides:
@@ -310,20 +351,17 @@ def simulate(
         sink.close()
     wall = time.perf_counter() - t_start
     pipeline = driver.pipeline
-    assert pipeline is not None
-    events = sink.requests_n + sink.alerts_n
     summary = run_summary(
         run, sink,
-        cache=pipeline.cache_stats().to_dict(),
-        throttle=pipeline.throttle_summary(),
+        cache=pipeline.cache_stats(),
+        throttle=pipeline.throttle_stats(),
+        throttle_config=pipeline.throttle_policy.to_dict(),
         dsp_servers=pipeline.dsp.servers,
-        extra={
-            "wall_seconds": round(wall, 3),
-            "events_per_second": round(events / wall) if wall > 0 else None,
-            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        },
-        run_extra={"chunks": totals.chunks},
+        chunks=totals.chunks,
+        wall_seconds=round(wall, 3),
+        events_per_second=round(sink.events / wall) if wall > 0 else None,
+        peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     )  # fmt: skip
-    verdict = write_run_folder(out_dir, summary, run.criteria)
+    summary, verdict = write_run_folder(out_dir, summary, run.criteria)
     return RunResult(summary=summary, criteria=verdict, out_dir=out_dir, pipeline=pipeline)
 

@@ -71,47 +71,40 @@ def _print_summary(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from ..results.criteria import verdict_table
+
     summary = result.summary
-    r = summary["run"]
+    r = summary.run
     t = Table(
-        title=f"dccsim run: {r['scenario']} at scale {r['scale']:g} "
-        f"(seed {r['seed']}, uplift {r['uplift']:g}, demand {r['demand']:g})",
+        title=f"dccsim run: {r.scenario} at scale {r.scale:g} "
+        f"(seed {r.seed}, uplift {r.uplift:g}, demand {r.demand:g})",
         show_header=False,
     )
     t.add_column(style="bold")
     t.add_column(justify="right")
-    lat = summary["latency_s"]
+    lat = summary.latency_s
+    cache = summary.cache
+    throttle = summary.throttle
+    codes = sorted(summary.response_codes.items(), key=lambda kv: -kv[1])
     rows = [
-        ("requests", f"{summary['requests']:,}"),
-        ("alerts", f"{summary['alerts']:,}"),
-        ("within target response time", f"{summary['within_target_ratio']:.4%}"),
-        ("latency p50 / p99 / max", f"{lat['p50']:.2f} s / {lat['p99']:.2f} s / {lat['max']:.1f} s"),
-        ("peak DSP backlog", f"{summary['peak_backlog']:,} requests"),
-        (
-            "response codes",
-            ", ".join(f"{k} {v:,}" for k, v in sorted(summary["response_codes"].items(), key=lambda kv: -kv[1])),
-        ),
-        (
-            "cache hit ratio",
-            f"{summary['cache']['hit_ratio']:.2%} "
-            f"({summary['cache']['device_requests_saved']:,} device requests saved)",
-        ),
-        (
-            "cache memory",
-            f"{summary['cache']['bytes_per_entry']:.1f} B/entry, {summary['cache']['resident']:,} resident",
-        ),
+        ("requests", f"{summary.requests:,}"),
+        ("alerts", f"{summary.alerts:,}"),
+        ("within target response time", f"{summary.within_target_ratio:.4%}"),
+        ("latency p50 / p99 / max", f"{lat.p50:.2f} s / {lat.p99:.2f} s / {lat.max:.1f} s"),
+        ("peak DSP backlog", f"{summary.peak_backlog:,} requests"),
+        ("response codes", ", ".join(f"{k} {v:,}" for k, v in codes)),
+        ("cache hit ratio", f"{cache.hit_ratio:.2%} ({cache.device_requests_saved:,} device requests saved)"),
+        ("cache memory", f"{cache.bytes_per_entry:.1f} B/entry, {cache.resident:,} resident"),
         (
             "alerts forwarded / throttled / excluded",
-            " / ".join(f"{summary['throttle'][k]:,}" for k in ("forwarded", "throttled", "excluded")),
+            f"{throttle.forwarded:,} / {throttle.throttled:,} / {throttle.excluded:,}",
         ),
-        ("retries", f"{summary['retries']:,}"),
-        ("wall time", f"{summary['wall_seconds']:.1f} s ({summary['events_per_second']:,} events/s)"),
+        ("retries", f"{summary.retries:,}"),
+        ("wall time", f"{summary.wall_seconds:.1f} s ({summary.events_per_second:,} events/s)"),
     ]
     for k, v in rows:
         t.add_row(k, v)
     Console().print(t)
-    from ..results.criteria import verdict_table
-
     if result.criteria.verdicts:
         Console().print(verdict_table(result.criteria))
     click.echo(f"results: {result.out_dir}/ (requests.arrow, alerts.arrow, summary.json, report.html)")
@@ -231,24 +224,17 @@ def sweep(
     )
     for s in rows:
         t.add_row(
-            f"{s['run']['uplift']:g}",
-            f"{s['run']['demand']:g}",
-            f"{s['requests']:,}",
-            f"{s['within_target_ratio']:.4%}",
-            f"{s['latency_s']['p99']:.2f} s",
-            f"{s['peak_backlog']:,}",
-            f"{s['cache']['device_requests_saved']:,}",
-            f"{s['wall_seconds']:.1f} s",
+            f"{s.run.uplift:g}",
+            f"{s.run.demand:g}",
+            f"{s.requests:,}",
+            f"{s.within_target_ratio:.4%}",
+            f"{s.latency_s.p99:.2f} s",
+            f"{s.peak_backlog:,}",
+            f"{s.cache.device_requests_saved:,}",
+            f"{s.wall_seconds:.1f} s",
         )
     Console().print(t)
-    (out / "sweep.json").write_text(
-        json.dumps(
-            [
-                {k: s[k] for k in ("run", "within_target_ratio", "latency_s", "peak_backlog", "cache", "requests")}
-                for s in rows
-            ],
-            indent=2,
-        )
-        + "\n"
-    )
+    keep = ("run", "within_target_ratio", "latency_s", "peak_backlog", "cache", "requests")
+    docs = [s.to_builtins() for s in rows]
+    (out / "sweep.json").write_text(json.dumps([{k: d[k] for k in keep} for d in docs], indent=2) + "\n")
     click.echo(f"results: {out}/")

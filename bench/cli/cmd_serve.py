@@ -74,7 +74,7 @@ def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: in
     """Serve the DCC core over TCP (frames) and HTTP (DUIS XML) until SIGINT/SIGTERM."""
     import gc
 
-    from ..compose import build_server, open_sink, run_summary, write_run_folder
+    from ..compose import build_server, finish_serve, open_sink
 
     run = _load(scenario_ref, scale, seed)
     s = run.scenario
@@ -111,13 +111,7 @@ def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: in
     c = server.counters.to_dict()
     click.echo("dccsim serve: stopped; " + ", ".join(f"{k} {v:,}" for k, v in c.items() if v), err=True)
     if sink is not None:
-        summary = run_summary(
-            run, sink, cache=server.pipeline.cache_stats().to_dict(), throttle=server.pipeline.throttle_summary(),
-            dsp_servers=s.dsp_servers, run_extra={"mode": "wall-clock"},
-            extra={"wall_seconds": round(wall, 3), "server": c,
-                   "events_per_second": round(c["requests"] / wall) if wall > 0 else None},
-        )  # fmt: skip
-        write_run_folder(out, summary, run.criteria)
+        finish_serve(run, out, sink, server, wall)
         click.echo(f"dccsim serve: server-side log in {out}/", err=True)
 
 
@@ -182,7 +176,7 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
     from dccsim.loadgen.population import build_population
     from dccsim.loadgen.workload import NS, DayWorkload
 
-    from ..compose import open_sink, run_summary, write_run_folder
+    from ..compose import finish_load, open_sink
 
     host, port = _target(target)
     if not (rate > 0 and duration > 0 and speed > 0):
@@ -219,14 +213,7 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
     finally:
         sink.close()
     wc = client.summary() | {"rate": rate, "duration_s": duration, "speed": speed, "target": target}
-    st = client.res.stats
-    summary = run_summary(
-        run, sink, cache=st.cache if st else None, throttle=st.throttle if st else None,
-        dsp_servers=s.dsp_servers, run_extra={"mode": "wall-clock"},
-        extra={"wallclock": wc, "wall_seconds": round(wall, 3), "server": st.server if st else None,
-               "events_per_second": wc["answer_rate_per_s"]},
-    )  # fmt: skip
-    write_run_folder(out, summary, run.criteria)
+    _, verdict = finish_load(run, out, sink, client.res.stats, wc, wall)
     lat = wc["final_latency_s"]
     click.echo(f"dccsim load: {wc['sent']:,} sent at {wc['send_rate_per_s']:,.0f}/s, {wc['answered']:,} answered, "
                f"{wc['refused_busy']:,} busy, {wc['refused_error']:,} errors, {wc['lost']:,} lost; final latency "
@@ -237,7 +224,7 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
     if wc["lost"] or wc["duplicates"]:
         click.echo(f"dccsim load: {wc['lost']} requests lost, {wc['duplicates']} answered twice", err=True)
         sys.exit(1)
-    if not summary["exit_criteria"].get("passed", True):
-        failed = "; ".join(c["expression"] for c in summary["exit_criteria"].get("criteria", []) if not c["passed"])
+    if not verdict.passed:
+        failed = "; ".join(v.criterion.expression for v in verdict.verdicts if not v.passed)
         click.echo(f"dccsim load: exit criteria not met: {failed}", err=True)
         sys.exit(1)

@@ -241,14 +241,17 @@ _RUN_KEYS = ("scenario", "scale", "seed", "uplift", "demand", "shards")
 
 
 def compare_runs(
-    base: Mapping[str, Any],
-    new: Mapping[str, Any],
+    base: Any,
+    new: Any,
     *,
     max_regression: float = DEFAULT_MAX_REGRESSION,
     max_slowdown: float = DEFAULT_MAX_SLOWDOWN,
     kpis: tuple[KPI, ...] = KPIS,
 ) -> Comparison:
-    """Side-by-side KPIs of two summaries; rows missing from both are left out."""
+    """Side-by-side KPIs of two summaries (each a :class:`~dccsim.bench.results.summary.RunSummary`
+    or summary.json's data; a KPI's path names its place in summary.json); rows missing from
+    both are left out."""
+    base, new = (s.to_builtins() if hasattr(s, "to_builtins") else s for s in (base, new))
     rows = []
     for kpi in kpis:
         b, n = _number(base, kpi.path), _number(new, kpi.path)

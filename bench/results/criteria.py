@@ -360,12 +360,16 @@ def _actual(summary: Mapping[str, Any], c: Criterion) -> float:
     return float(value)
 
 
-def evaluate(summary: Mapping[str, Any], criteria: Criteria | Mapping[str, Any]) -> CriteriaResult:
-    """Judge every criterion on a summary document.
+def evaluate(summary: Any, criteria: Criteria | Mapping[str, Any]) -> CriteriaResult:
+    """Judge every criterion on a summary.
 
+    ``summary`` is a :class:`~dccsim.bench.results.summary.RunSummary` or its JSON data (a
+    criterion's PATH names a place in summary.json, so it is judged on that document).
     ``criteria`` is a :class:`Criteria` or the raw ``exit_criteria`` table. Raises
     :class:`CriteriaError` for a criterion whose path is unknown or does not lead to a number.
     """
+    if hasattr(summary, "to_builtins"):
+        summary = summary.to_builtins()
     if not isinstance(criteria, Criteria):
         criteria = parse_criteria(criteria)
     verdicts = []
@@ -463,9 +467,7 @@ def verdict_table(result: CriteriaResult) -> Any:
     return t
 
 
-def criteria_for_run(
-    run_dir: Path, summary: Mapping[str, Any] | None = None
-) -> tuple[Criteria, str] | None:
+def criteria_for_run(run_dir: Path, summary: Any = None) -> tuple[Criteria, str] | None:
     """The exit criteria a run was started with, and where they came from.
 
     The scenario text is taken from the schema metadata of the run's ``requests.arrow``
@@ -486,6 +488,8 @@ def criteria_for_run(
         except (LogError, OSError):
             text = None
     if text is None and summary is not None:
+        if hasattr(summary, "to_builtins"):
+            summary = summary.to_builtins()
         name = (summary.get("run") or {}).get("scenario")
         from dccsim.loadgen.scenario import builtin_scenarios
 

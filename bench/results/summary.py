@@ -1,0 +1,556 @@
+"""The run summary: a typed document with an exact ``merge()``, and the tally behind it.
+
+Two layers:
+
+- :class:`RunTally` holds what a run's sink accumulates, all of it mergeable exactly: counts
+  (by response code, outcome, SRV, invalid kind, per 15-minute interval), latency histograms
+  (per request class and per interval, fixed log-linear buckets), peaks (merged by maximum),
+  and throttled alerts per device. Shards, workers and machines each keep one; ``merge()``
+  adds them.
+- :class:`RunSummary` is the typed ``summary.json`` document: its fields are the document's
+  keys, grouped into sections (:class:`Latency`, :class:`ClassLatency`, :class:`Series`,
+  :class:`CacheSection`, :class:`ThrottleSection`, :class:`RunInfo`, :class:`CriteriaSection`,
+  ...). ``summary.json`` is its encoding (:meth:`RunSummary.to_json`); readers decode it with
+  :meth:`RunSummary.from_json` and use the typed fields.
+
+A summary built by a run also carries its :class:`RunParts` (the tally and the cache and
+throttle statistics), not written to ``summary.json``: :meth:`RunSummary.merge` adds the
+parts and derives the merged document from them, so counts, histograms and the percentiles
+drawn from them are exact. A summary read back from ``summary.json`` holds percentiles, not
+histograms, and cannot be merged (it says so).
+
+Sections present only in some runs (``wallclock`` and ``server`` for the wall-clock commands,
+``peak_rss_bytes`` for ``dccsim run``) are ``UNSET`` elsewhere and so absent from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+from dccsim.core.records import ALERT_ACTIONS, INVALID_KINDS, OUTCOMES, REQUEST_CLASSES, RESPONSE_CODES
+from msgspec import UNSET, Struct, UnsetType
+
+from .histogram import IntervalHistograms, LatencyHistogram
+
+__all__ = [
+    "INTERVAL_NS",
+    "SERIES_HOURS",
+    "CacheSection",
+    "ClassLatency",
+    "CriteriaSection",
+    "CriterionResult",
+    "Latency",
+    "LogSizes",
+    "RunInfo",
+    "RunParts",
+    "RunSummary",
+    "RunTally",
+    "Series",
+    "SummaryError",
+    "ThrottleSection",
+    "TopDevice",
+]
+
+NS = 1_000_000_000
+#: the series' interval: 15 minutes
+INTERVAL_NS = 15 * 60 * NS
+#: series cover the day plus the spill-over of retries and late answers
+SERIES_HOURS = 36
+N_INTERVALS = SERIES_HOURS * 3600 * NS // INTERVAL_NS
+_PCT = (50.0, 90.0, 99.0, 99.9)
+_THROTTLED = ALERT_ACTIONS.index("throttled")
+_CACHE, _DEVICE = OUTCOMES.index("cache"), OUTCOMES.index("device")
+
+
+class SummaryError(ValueError):
+    """A summary that cannot be read or merged: says which and why."""
+
+
+# ---------------------------------------------------------------------------- the tally
+
+
+class RunTally:
+    """What a run's sink accumulates from its rows; :meth:`merge` is exact.
+
+    Parameters
+    ----------
+    day_start_ns:
+        The start of the simulated day: interval 0 of the series starts there.
+    n_srvs:
+        The SRV catalogue's size (the ``srv`` codes run from 0 to ``n_srvs - 1``).
+    """
+
+    def __init__(self, day_start_ns: int, n_srvs: int) -> None:
+        self.day0 = int(day_start_ns)
+        self.latency_by_class = [LatencyHistogram() for _ in REQUEST_CLASSES]
+        self.latency_series = IntervalHistograms(INTERVAL_NS, N_INTERVALS, start_ns=self.day0)
+        self.by_srv = np.zeros(n_srvs, np.int64)
+        self.within_by_srv = np.zeros(n_srvs, np.int64)
+        self.codes = np.zeros(len(RESPONSE_CODES), np.int64)
+        self.outcomes = np.zeros(len(OUTCOMES), np.int64)
+        self.invalid = np.zeros((len(INVALID_KINDS), len(RESPONSE_CODES)), np.int64)
+        self.within = 0
+        self.requests = 0
+        self.retries = 0
+        self.peak_backlog = 0
+        self.wait_sum_ns = 0
+        self.series_requests = np.zeros(N_INTERVALS, np.int64)
+        self.series_done = np.zeros(N_INTERVALS, np.int64)
+        self.series_backlog = np.zeros(N_INTERVALS, np.int64)  # a peak per interval: merged by max
+        self.series_cache = np.zeros(N_INTERVALS, np.int64)
+        self.series_device = np.zeros(N_INTERVALS, np.int64)
+        self.series_within = np.zeros(N_INTERVALS, np.int64)
+        self.alerts = 0
+        self.actions = np.zeros(len(ALERT_ACTIONS), np.int64)
+        self.series_actions = np.zeros((len(ALERT_ACTIONS), N_INTERVALS), np.int64)
+        self.storm_alerts = 0
+        self.storm_forwarded = 0
+        self.nonstorm_throttled = 0
+        self.throttled_by_device: Counter[int] = Counter()
+        self.fd_alerts = 0
+
+    def _interval(self, t: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        return np.clip((t - self.day0) // INTERVAL_NS, 0, N_INTERVALS - 1)
+
+    def record_requests(self, rows: Any) -> None:
+        """Count a batch of request rows (:class:`~dccsim.core.records.RequestRows`), in
+        scheduled order."""
+        n = len(rows)
+        self.requests += n
+        lat = rows.latency_ns
+        cls = rows.request_class
+        if n and int(cls.min()) == int(cls.max()):
+            self.latency_by_class[int(cls[0])].record(lat)
+        else:
+            for k in np.unique(cls).tolist():
+                self.latency_by_class[k].record(lat[cls == k])
+        self.latency_series.record(rows.t_scheduled_ns, lat)
+        within = rows.within_target
+        self.within += int(within.sum())
+        srv = rows.srv
+        self.by_srv += np.bincount(srv, minlength=len(self.by_srv))
+        self.within_by_srv += np.bincount(srv[within], minlength=len(self.by_srv))
+        self.codes += np.bincount(rows.response_code, minlength=len(self.codes))
+        self.outcomes += np.bincount(rows.outcome, minlength=len(self.outcomes))
+        n_codes = self.invalid.shape[1]
+        self.invalid += np.bincount(
+            rows.invalid.astype(np.int64) * n_codes + rows.response_code, minlength=self.invalid.size
+        ).reshape(self.invalid.shape)
+        self.retries += int((rows.attempt > 0).sum())
+        backlog = rows.backlog
+        if n:
+            self.peak_backlog = max(self.peak_backlog, int(backlog.max()))
+        self.wait_sum_ns += int(rows.wait_ns.sum())
+        iv = self._interval(rows.t_scheduled_ns)
+        self.series_requests += np.bincount(iv, minlength=N_INTERVALS)
+        self.series_within += np.bincount(iv[within], minlength=N_INTERVALS)
+        self.series_done += np.bincount(self._interval(rows.t_done_ns), minlength=N_INTERVALS)
+        if n:  # iv never decreases within a chunk (rows are in scheduled order): one max per run
+            starts = np.flatnonzero(np.r_[True, iv[1:] != iv[:-1]])
+            peaks = np.maximum.reduceat(backlog, starts)
+            self.series_backlog[iv[starts]] = np.maximum(self.series_backlog[iv[starts]], peaks)
+        out = rows.outcome
+        self.series_cache += np.bincount(iv[out == _CACHE], minlength=N_INTERVALS)
+        self.series_device += np.bincount(iv[out == _DEVICE], minlength=N_INTERVALS)
+
+    def record_alerts(self, rows: Any) -> None:
+        """Count a batch of alert rows (:class:`~dccsim.core.records.AlertRows`)."""
+        self.alerts += len(rows)
+        action = rows.action
+        self.actions += np.bincount(action, minlength=len(ALERT_ACTIONS))
+        iv = self._interval(rows.t_ns)
+        for a in range(len(ALERT_ACTIONS)):
+            self.series_actions[a] += np.bincount(iv[action == a], minlength=N_INTERVALS)
+        storm = rows.storm
+        throttled = action == _THROTTLED
+        self.storm_alerts += int(storm.sum())
+        self.storm_forwarded += int((storm & ~throttled).sum())
+        self.nonstorm_throttled += int((~storm & throttled).sum())
+        if throttled.any():
+            devs, counts = np.unique(rows.device[throttled], return_counts=True)
+            self.throttled_by_device.update(dict(zip(devs.tolist(), counts.tolist(), strict=True)))
+        self.fd_alerts += int((rows.total_instructions > 0).sum())
+
+    def merge(self, other: RunTally) -> RunTally:
+        """Add ``other`` into this tally (exact: counts add, histograms add, peaks take the max)."""
+        if other.day0 != self.day0 or len(other.by_srv) != len(self.by_srv):
+            raise SummaryError(
+                f"merge: expected tallies of one day and one SRV catalogue, got day start {other.day0} "
+                f"and {len(other.by_srv)} SRVs against {self.day0} and {len(self.by_srv)}"
+            )
+        for mine, theirs in zip(self.latency_by_class, other.latency_by_class, strict=True):
+            mine.merge(theirs)
+        self.latency_series.merge(other.latency_series)
+        for name in ("by_srv", "within_by_srv", "codes", "outcomes", "invalid", "series_requests", "series_done",
+                     "series_cache", "series_device", "series_within", "actions", "series_actions"):  # fmt: skip
+            getattr(self, name).__iadd__(getattr(other, name))
+        for name in ("within", "requests", "retries", "wait_sum_ns", "alerts", "storm_alerts", "storm_forwarded",
+                     "nonstorm_throttled", "fd_alerts"):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.peak_backlog = max(self.peak_backlog, other.peak_backlog)
+        np.maximum(self.series_backlog, other.series_backlog, out=self.series_backlog)
+        self.throttled_by_device.update(other.throttled_by_device)
+        return self
+
+
+# ---------------------------------------------------------------------------- the document
+
+
+class _Doc(Struct, kw_only=True):
+    """A section of summary.json."""
+
+
+class Latency(_Doc):
+    """Latency of every request, from its scheduled time (seconds; null when none)."""
+
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    p999: float | None
+    max: float | None
+    mean: float | None
+
+
+class ClassLatency(_Doc):
+    """Latency of one request class."""
+
+    requests: int
+    p50_s: float
+    p99_s: float
+    max_s: float
+
+
+class TopDevice(_Doc):
+    """A device among those with the most throttled alerts."""
+
+    device: str
+    throttled: int
+
+
+class Series(_Doc):
+    """Per-interval figures (15 minutes from the day's start)."""
+
+    interval_s: int
+    start_ns: int
+    requests: list[int]
+    responses: list[int]
+    within_target: list[int]
+    peak_backlog: list[int]
+    cache_hits: list[int]
+    device_requests: list[int]
+    latency_p50_s: list[float | None]
+    latency_p99_s: list[float | None]
+    alerts: dict[str, list[int]]
+
+
+class LogSizes(_Doc):
+    """Bytes of the run's logs."""
+
+    requests_arrow_bytes: int
+    alerts_arrow_bytes: int
+
+
+class CacheSection(_Doc):
+    """The readings cache: hits (each a device request saved), stores, expiries, memory."""
+
+    hits: int | None = None
+    misses: int | None = None
+    hit_ratio: float | None = None
+    device_requests_saved: int | None = None
+    stores: int | None = None
+    expired: int | None = None
+    evicted: int | None = None
+    resident: int | None = None
+    bytes_per_entry: float | None = None
+    retention_hours: float | None = None
+
+    @classmethod
+    def from_stats(cls, stats: Mapping[str, Any], retention_h: float) -> CacheSection:
+        """From the cache's statistics (``CacheStats.to_dict()`` or a server's stats reply)."""
+        keys = ("hits", "misses", "hit_ratio", "stores", "expired", "evicted", "resident", "bytes_per_entry")
+        return cls(
+            **{k: stats.get(k) for k in keys}, device_requests_saved=stats.get("hits"), retention_hours=retention_h
+        )
+
+
+class ThrottleSection(_Doc):
+    """Alert Storm Protection: actions, state table, and the policy used (``config``)."""
+
+    alerts: int = 0
+    forwarded: int = 0
+    throttled: int = 0
+    excluded: int = 0
+    would_throttle: int = 0
+    near_limit: int = 0
+    keys: int = 0
+    evicted: int = 0
+    capacity: int = 0
+    state_bytes: int = 0
+    bytes_per_key: float = 0.0
+    shards: int = 0
+    config: dict[str, Any] = {}
+
+
+class RunInfo(_Doc, omit_defaults=True):
+    """What ran: version, scenario and its settings, DSP servers, chunks (virtual time) or
+    mode (wall clock)."""
+
+    dccsim_version: str
+    scenario: str
+    scale: float
+    seed: int
+    uplift: float
+    demand: float
+    shards: int
+    day: str
+    meters: int
+    dsp_servers: int
+    chunks: int | None = None
+    mode: str | None = None
+
+
+class CriterionResult(_Doc):
+    """One exit criterion and its verdict (``actual`` null when not measured)."""
+
+    expression: str
+    path: str
+    op: str
+    threshold: float
+    severity: int
+    actual: float | None
+    passed: bool
+
+
+class CriteriaSection(_Doc):
+    """The exit criteria's verdict (see :mod:`dccsim.bench.results.criteria`)."""
+
+    passed: bool
+    headline: str
+    failed: int
+    failures_by_severity: dict[str, int]
+    thresholds: dict[str, int]
+    criteria: list[CriterionResult]
+
+
+@dataclass
+class RunParts:
+    """What a summary is derived from (kept in memory, not in summary.json): the tally, the
+    cache and throttle statistics (mergeable), and the per-run settings of the sections."""
+
+    tally: RunTally
+    srvs: tuple[str, ...]
+    cache_stats: Any = None  # dccsim.cache.CacheStats (or a stats mapping from a server)
+    throttle_stats: Any = None  # dccsim.throttle.ThrottleStats
+    throttle_config: dict[str, Any] = field(default_factory=dict)
+    retention_h: float = 48.0
+    log_bytes: tuple[int, int] = (0, 0)
+
+
+def _round6(x: float) -> float:
+    return round(x, 6)
+
+
+def _nan_none(x: float) -> float | None:
+    return None if (isinstance(x, float) and not math.isfinite(x)) else x
+
+
+class RunSummary(Struct, kw_only=True):
+    """The typed summary.json document (see the module docstring)."""
+
+    # totals
+    requests: int
+    alerts: int
+    retries: int
+    # latency and target response times
+    latency_s: Latency
+    latency_by_class: dict[str, ClassLatency]
+    within_target_ratio: float | None
+    within_target_by_srv: dict[str, float]
+    # codes and outcomes
+    response_codes: dict[str, int]
+    outcomes: dict[str, int]
+    invalid_traffic: dict[str, dict[str, int]]
+    # the DSP
+    peak_backlog: int
+    mean_wait_s: float
+    # alerts and Alert Storm Protection
+    alert_actions: dict[str, int]
+    storm_alerts: int
+    storm_alerts_forwarded: int
+    nonstorm_alerts_throttled: int
+    top_throttled_devices: list[TopDevice]
+    future_dated_alerts: int
+    series: Series
+    logs: LogSizes
+    cache: CacheSection | None = None
+    throttle: ThrottleSection | None = None
+    # timings and run metadata
+    wall_seconds: float | None = None
+    events_per_second: float | None = None
+    peak_rss_bytes: int | UnsetType = UNSET
+    run: RunInfo | UnsetType = UNSET
+    exit_criteria: CriteriaSection | UnsetType = UNSET
+    # wall-clock runs only
+    wallclock: dict[str, Any] | UnsetType = UNSET
+    server: dict[str, Any] | None | UnsetType = UNSET
+    #: what the document was derived from (in memory only; see :class:`RunParts`)
+    parts: Any = UNSET
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_parts(cls, parts: RunParts, **sections: Any) -> RunSummary:
+        """The document derived from ``parts``; ``sections`` sets the other fields (run,
+        timings, wall-clock sections)."""
+        t = parts.tally
+        lat = LatencyHistogram()  # the whole day: the sum of the per-class histograms (exact)
+        for h in t.latency_by_class:
+            lat.merge(h)
+        pct = lat.percentiles(list(_PCT)) if lat.count else [math.nan] * 4
+        by_class = {}
+        for k, name in enumerate(REQUEST_CLASSES):
+            h = t.latency_by_class[k]
+            if h.count:
+                p = h.percentiles([50.0, 99.0])
+                by_class[name] = ClassLatency(requests=h.count, p50_s=p[0] / NS, p99_s=p[1] / NS, max_s=h.max / NS)
+        invalid = {}
+        for k, name in enumerate(INVALID_KINDS):
+            row = t.invalid[k]
+            if k and row.sum():
+                invalid[name] = {RESPONSE_CODES[c]: int(row[c]) for c in np.flatnonzero(row).tolist()}
+        series_pct = t.latency_series.percentiles_per_interval([50.0, 99.0])
+        used = int(np.flatnonzero(t.series_requests | t.series_done | t.series_actions.sum(0)).max(initial=0)) + 1
+        series = Series(
+            interval_s=INTERVAL_NS // NS,
+            start_ns=t.day0,
+            requests=t.series_requests[:used].tolist(),
+            responses=t.series_done[:used].tolist(),
+            within_target=t.series_within[:used].tolist(),
+            peak_backlog=t.series_backlog[:used].tolist(),
+            cache_hits=t.series_cache[:used].tolist(),
+            device_requests=t.series_device[:used].tolist(),
+            latency_p50_s=[None if np.isnan(v) else v / NS for v in series_pct[:used, 0]],
+            latency_p99_s=[None if np.isnan(v) else v / NS for v in series_pct[:used, 1]],
+            alerts={ALERT_ACTIONS[a]: t.series_actions[a, :used].tolist() for a in range(len(ALERT_ACTIONS))},
+        )
+        cache = None
+        if parts.cache_stats is not None:
+            stats = parts.cache_stats if isinstance(parts.cache_stats, Mapping) else parts.cache_stats.to_dict()
+            cache = CacheSection.from_stats(stats, parts.retention_h) if stats else None
+        throttle = None
+        if parts.throttle_stats is not None:
+            ts = parts.throttle_stats if isinstance(parts.throttle_stats, Mapping) else parts.throttle_stats.to_dict()
+            throttle = msgspec.convert({**ts, "config": parts.throttle_config or ts.get("config", {})}, ThrottleSection)
+        return cls(
+            requests=t.requests,
+            alerts=t.alerts,
+            retries=t.retries,
+            latency_s=Latency(
+                p50=_nan_none(pct[0] / NS), p90=_nan_none(pct[1] / NS), p99=_nan_none(pct[2] / NS),
+                p999=_nan_none(pct[3] / NS), max=(lat.max / NS) if lat.count else None,
+                mean=(lat.mean / NS) if lat.count else None,
+            ),  # fmt: skip
+            latency_by_class=by_class,
+            within_target_ratio=_round6(t.within / t.requests) if t.requests else None,
+            within_target_by_srv={
+                parts.srvs[i]: _round6(t.within_by_srv[i] / t.by_srv[i]) for i in np.flatnonzero(t.by_srv).tolist()
+            },
+            response_codes={RESPONSE_CODES[c]: int(v) for c, v in enumerate(t.codes) if v},
+            outcomes={OUTCOMES[c]: int(v) for c, v in enumerate(t.outcomes) if v},
+            invalid_traffic=invalid,
+            peak_backlog=t.peak_backlog,
+            mean_wait_s=t.wait_sum_ns / NS / max(t.requests, 1),
+            alert_actions={ALERT_ACTIONS[a]: int(v) for a, v in enumerate(t.actions)},
+            storm_alerts=t.storm_alerts,
+            storm_alerts_forwarded=t.storm_forwarded,
+            nonstorm_alerts_throttled=t.nonstorm_throttled,
+            top_throttled_devices=[
+                TopDevice(device=f"{d:016X}", throttled=c) for d, c in t.throttled_by_device.most_common(10)
+            ],
+            future_dated_alerts=t.fd_alerts,
+            series=series,
+            logs=LogSizes(requests_arrow_bytes=parts.log_bytes[0], alerts_arrow_bytes=parts.log_bytes[1]),
+            cache=cache,
+            throttle=throttle,
+            parts=parts,
+            **sections,
+        )
+
+    # ------------------------------------------------------------------ merging
+    def merge(self, *others: RunSummary) -> RunSummary:
+        """One summary of this run and ``others`` (shards, workers, replicates of one day).
+
+        Counts and histograms add exactly and the document is derived again from the sum;
+        the cache and throttle statistics merge by their own ``merge()``. Timings add (the
+        total work), ``run`` is this summary's. Summaries read back from summary.json hold
+        no histograms: merging them raises :class:`SummaryError`.
+        """
+        all_ = (self, *others)
+        if any(s.parts is UNSET for s in all_):
+            raise SummaryError(
+                "merge: a summary read from summary.json holds percentiles, not histograms; "
+                "merge the summaries of the runs themselves (RunResult.summary)"
+            )
+        first: RunParts = self.parts
+        tally = RunTally(first.tally.day0, len(first.srvs))
+        for s in all_:
+            tally.merge(s.parts.tally)
+        cache = _merge_stats([s.parts.cache_stats for s in all_])
+        throttle = _merge_stats([s.parts.throttle_stats for s in all_])
+        parts = RunParts(
+            tally=tally, srvs=first.srvs, cache_stats=cache, throttle_stats=throttle,
+            throttle_config=first.throttle_config, retention_h=first.retention_h,
+            log_bytes=(sum(s.parts.log_bytes[0] for s in all_), sum(s.parts.log_bytes[1] for s in all_)),
+        )  # fmt: skip
+        wall = [s.wall_seconds for s in all_ if s.wall_seconds is not None]
+        return RunSummary.from_parts(parts, wall_seconds=round(sum(wall), 3) if wall else None, run=self.run)
+
+    # ------------------------------------------------------------------ reading and writing
+    def to_builtins(self) -> dict[str, Any]:
+        """The document as JSON data: what summary.json holds (NaN as null)."""
+        data = msgspec.to_builtins(msgspec.structs.replace(self, parts=UNSET))
+        return _no_nan(data)
+
+    def to_json(self) -> str:
+        """summary.json's text: standard JSON, keys sorted, null where nothing was measured."""
+        return json.dumps(self.to_builtins(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = "summary.json") -> RunSummary:
+        """Decode a summary.json; :class:`SummaryError` naming the file and the field otherwise."""
+        try:
+            return msgspec.json.decode(text, type=cls)
+        except msgspec.DecodeError as exc:
+            raise SummaryError(f"{source}: not a dccsim summary ({exc})") from None
+
+    def with_criteria(self, data: Mapping[str, Any]) -> RunSummary:
+        """A copy with ``exit_criteria`` set from the verdict's JSON data."""
+        return msgspec.structs.replace(self, exit_criteria=msgspec.convert(data, CriteriaSection))
+
+
+def _merge_stats(stats: Iterable[Any]) -> Any:
+    items = [s for s in stats if s is not None]
+    if not items:
+        return None
+    if any(isinstance(s, Mapping) for s in items):
+        if len(items) > 1:
+            raise SummaryError("merge: statistics received as plain data (a server's reply) cannot be merged")
+        return items[0]
+    return items[0].merge(*items[1:])
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(v) for v in value]
+    return value

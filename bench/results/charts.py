@@ -1,0 +1,386 @@
+"""Inline SVG charts and the value formatting shared by the HTML report and the command line.
+
+Nothing here knows about a run summary: :func:`time_chart` draws per-interval values (a list
+of :class:`Series`) against the time of day as one self-contained ``<svg>`` element, and the
+``fmt_*`` helpers turn numbers into the short texts a page or a table shows (``1.2k``,
+``4.8 s``, ``5.0 MiB``, ``00-DB-12-...``). Missing values (None, NaN, non-numbers) format as
+``n/a``.
+
+The SVG carries class names (``grid``, ``tick``, ``line``, ...) that the embedding page styles.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "PALETTE",
+    "Series",
+    "as_number",
+    "esc",
+    "fmt_bytes",
+    "fmt_eui",
+    "fmt_hhmm",
+    "fmt_int",
+    "fmt_pct",
+    "fmt_secs",
+    "fmt_si",
+    "fmt_tick_secs",
+    "linear_ticks",
+    "log_ticks",
+    "nice_step",
+    "time_chart",
+]
+
+
+# ------------------------------------------------------------------------------ formatting
+def esc(text: object) -> str:
+    """Text made safe for HTML element content and attribute values."""
+    return html.escape(str(text), quote=True)
+
+
+def as_number(value: Any) -> float | None:
+    """``value`` as a float, or None when it is missing, not a number (bools are not) or NaN."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return None if math.isnan(value) else float(value)
+
+
+def fmt_int(value: Any) -> str:
+    """A whole number with thousands separators (``1,234``); ``n/a`` when missing."""
+    v = as_number(value)
+    return "n/a" if v is None else f"{round(v):,}"
+
+
+def fmt_pct(value: Any, digits: int = 2) -> str:
+    """A share 0..1 as a percentage (``0.975`` -> ``97.50%``); ``n/a`` when missing."""
+    v = as_number(value)
+    return "n/a" if v is None else f"{v * 100:.{digits}f}%"
+
+
+def fmt_secs(value: Any) -> str:
+    """A duration to three figures or so: ``850 ms``, ``4.80 s``, ``38.0 s``, ``1,200 s``."""
+    v = as_number(value)
+    if v is None:
+        return "n/a"
+    if v < 1:
+        return f"{v * 1000:.0f} ms"
+    if v < 10:
+        return f"{v:.2f} s"
+    if v < 100:
+        return f"{v:.1f} s"
+    return f"{v:,.0f} s"
+
+
+def fmt_tick_secs(v: float) -> str:
+    """A duration as an axis tick: as short as exact (``500 ms``, ``2 s``, ``0 s``)."""
+    if v == 0:
+        return "0 s"
+    if v < 1:
+        return f"{v * 1000:g} ms"
+    return f"{v:g} s"
+
+
+def fmt_si(value: float) -> str:
+    """A count to three significant figures with a k, M or G suffix (``12.3k``, ``4.5M``)."""
+    a = abs(value)
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if a >= div:
+            return f"{value / div:.3g}{suffix}"
+    return f"{value:.3g}" if a < 1000 else f"{value:,.0f}"
+
+
+def fmt_bytes(value: Any) -> str:
+    """A size in bytes with a binary unit (``5.0 MiB``); ``n/a`` when missing."""
+    v = as_number(value)
+    if v is None:
+        return "n/a"
+    for div, unit in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if v >= div:
+            return f"{v / div:.1f} {unit}"
+    return f"{v:.0f} B"
+
+
+def fmt_hhmm(seconds: float) -> str:
+    """Seconds from the start of the day as ``HH:MM``, with `` +Nd`` on later days."""
+    s = int(round(seconds))
+    day, rest = divmod(s, 86_400)
+    text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}"
+    return text + (f" +{day}d" if day else "")
+
+
+def fmt_eui(device: Any) -> str:
+    """A 16-hex-digit device id as an EUI-64 (``00-DB-12-...``); anything else upper-cased as it is."""
+    text = str(device).upper()
+    if len(text) == 16 and all(c in "0123456789ABCDEF" for c in text):
+        return "-".join(text[i : i + 2] for i in range(0, 16, 2))
+    return text
+
+
+# ------------------------------------------------------------------------------ charts
+#: the colours the report's charts use, by name
+PALETTE = {
+    "blue": "#2563eb",
+    "orange": "#ea580c",
+    "green": "#16a34a",
+    "red": "#dc2626",
+    "grey": "#64748b",
+    "purple": "#7c3aed",
+    "teal": "#0d9488",
+    "amber": "#d97706",
+}
+#: the chart's size in SVG units, and its margins (left, right, top, bottom) around the plot
+_W, _H = 960, 270
+_ML, _MR, _MT, _MB = 72, 44, 40, 46
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One line (or stacked layer) of a chart."""
+
+    label: str
+    values: Sequence[float | None]
+    color: str
+    dash: bool = False
+    #: shade the area under the line
+    fill: bool = False
+
+
+def nice_step(span: float, target: int = 5) -> float:
+    """A 1-2-2.5-5 step that cuts ``span`` into about ``target`` pieces."""
+    raw = span / max(target, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 2.5, 5, 10):
+        if raw <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def linear_ticks(lo: float, hi: float) -> tuple[float, float, list[float]]:
+    """Axis ends on a nice step around [lo, hi], and the ticks from one end to the other."""
+    if hi <= lo:
+        hi = lo + 1
+    step = nice_step(hi - lo)
+    start = math.floor(lo / step) * step
+    end = math.ceil(hi / step) * step
+    ticks = []
+    v = start
+    while v <= end + step * 1e-9:
+        ticks.append(round(v, 12))
+        v += step
+    return start, end, ticks
+
+
+def log_ticks(lo: float, hi: float) -> tuple[float, float, list[float]]:
+    """Axis ends on the 1-2-5 grid around [lo, hi], and ticks on it (fewer when crowded)."""
+    grid = [
+        m * 10.0**e
+        for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+        for m in (1, 2, 5)
+    ]
+    ylo = max(v for v in grid if v <= lo * 1.0001)
+    yhi = min(v for v in grid if v >= hi / 1.0001)
+    if yhi <= ylo:
+        yhi = ylo * 2
+    ticks = [v for v in grid if ylo / 1.0001 <= v <= yhi * 1.0001]
+    if len(ticks) > 7:
+        ticks = [v for v in ticks if f"{v:.0e}"[0] in "15"]
+    return ylo, yhi, ticks
+
+
+def time_chart(
+    series: Sequence[Series],
+    *,
+    start_s: float,
+    interval_s: float,
+    y_label: str,
+    y_fmt: str = "count",
+    stacked: bool = False,
+    refs: Sequence[tuple[float, str]] = (),
+    log: bool = False,
+    y_range: tuple[float, float] | None = None,
+    aria: str = "",
+) -> str:
+    """An inline SVG chart of per-interval values against the time of day.
+
+    ``y_fmt``: ``count`` (1.2k, 3.4M), ``seconds`` or ``percent`` (values are shares 0..1).
+    ``stacked`` draws the series as stacked bars (first at the bottom); otherwise lines, with
+    gaps where a value is missing. ``refs`` are dashed horizontal reference lines (value, label).
+    """
+    n = max((len(s.values) for s in series), default=0)
+    if n == 0 or all(v is None for s in series for v in s.values):
+        return (
+            f'<svg class="chart" viewBox="0 0 {_W} 80" role="img" '
+            f'aria-label="{esc(aria)}: no data"><text x="{_W / 2}" y="45" text-anchor="middle" '
+            'class="nodata">no data in this run</text></svg>'
+        )
+    pw, ph = _W - _ML - _MR, _H - _MT - _MB
+    t0, t1 = start_s, start_s + n * interval_s
+
+    def x(t: float) -> float:
+        return _ML + (t - t0) / (t1 - t0) * pw
+
+    if stacked:
+        totals = [
+            sum((s.values[i] or 0) if i < len(s.values) else 0 for s in series) for i in range(n)
+        ]
+        vals = [v for v in totals if v is not None]
+    else:
+        vals = [v for s in series for v in s.values if v is not None]
+    vals += [r[0] for r in refs]
+    lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
+    if log:
+        pos = [v for v in vals if v > 0]
+        log = bool(pos) and max(pos) / min(pos) > 1
+        if log:
+            lo, hi = min(pos), max(pos)
+    if y_range is not None:
+        lo, hi = y_range
+    elif not log:
+        lo = min(0.0, lo)
+        if hi <= lo:
+            hi = lo + 1
+    if log:
+        ylo, yhi, yticks = log_ticks(lo, hi)
+    else:
+        ylo, yhi, yticks = linear_ticks(lo, hi)
+
+    def y(v: float) -> float:
+        if log:
+            v = max(v, ylo)
+            f = (math.log10(v) - math.log10(ylo)) / (math.log10(yhi) - math.log10(ylo))
+        else:
+            f = (v - ylo) / (yhi - ylo)
+        return _MT + ph - f * ph
+
+    def fmt(v: float, tooltip: bool = False) -> str:
+        if y_fmt == "percent":
+            digits = 0 if (yhi - ylo) >= 0.05 else 1 if (yhi - ylo) >= 0.005 else 2
+            return f"{v * 100:.{digits}f}%"
+        if y_fmt == "seconds":
+            return fmt_secs(v) if tooltip else fmt_tick_secs(v)
+        return fmt_si(v)
+
+    out = [f'<svg class="chart" viewBox="0 0 {_W} {_H}" role="img" aria-label="{esc(aria)}">']
+    # grid and y axis
+    for t in yticks:
+        yy = y(t)
+        out.append(f'<line class="grid" x1="{_ML}" x2="{_W - _MR}" y1="{yy:.1f}" y2="{yy:.1f}"/>')
+        out.append(
+            f'<text class="tick" x="{_ML - 8}" y="{yy + 4:.1f}" '
+            f'text-anchor="end">{esc(fmt(t))}</text>'
+        )
+    out.append(
+        f'<text class="axis" transform="translate(16 {_MT + ph / 2:.0f}) rotate(-90)" '
+        'text-anchor="middle">'
+        f"{esc(y_label)}{' (log scale)' if log else ''}</text>"
+    )
+    # x axis: ticks every 3 h (every hour on short spans)
+    span_h = (t1 - t0) / 3600
+    step_h = 1 if span_h <= 8 else 2 if span_h <= 16 else 3
+    h = math.ceil(t0 / 3600 / step_h) * step_h
+    while h * 3600 <= t1 + 1e-6:
+        xx = x(h * 3600)
+        out.append(
+            f'<line class="xtick" x1="{xx:.1f}" x2="{xx:.1f}" y1="{_MT + ph}" y2="{_MT + ph + 5}"/>'
+        )
+        out.append(
+            f'<text class="tick" x="{xx:.1f}" y="{_MT + ph + 19}" '
+            f'text-anchor="middle">{fmt_hhmm(h * 3600)}</text>'
+        )
+        h += step_h
+    out.append(
+        f'<line class="baseline" x1="{_ML}" x2="{_W - _MR}" y1="{_MT + ph}" y2="{_MT + ph}"/>'
+    )
+    out.append(
+        f'<text class="axis" x="{_ML + pw / 2:.0f}" y="{_H - 6}" text-anchor="middle">'
+        f"time of day (UTC), {interval_s / 60:g}-minute intervals</text>"
+    )
+    # data
+    bw = pw / n
+    if stacked:
+        base = [0.0] * n
+        for s in series:
+            parts = []
+            for i in range(n):
+                v = (s.values[i] or 0) if i < len(s.values) else 0
+                if v > 0:
+                    y_top, y_bot = y(base[i] + v), y(base[i])
+                    parts.append(
+                        f'<rect x="{x(t0 + i * interval_s) + 0.3:.1f}" y="{y_top:.1f}" '
+                        f'width="{max(bw - 0.6, 0.5):.2f}" height="{max(y_bot - y_top, 0.5):.1f}"/>'
+                    )
+                base[i] += v
+            out.append(f'<g class="bars" fill="{s.color}">{"".join(parts)}</g>')
+    else:
+        for s in series:
+            segs: list[list[str]] = [[]]
+            for i in range(n):
+                v = s.values[i] if i < len(s.values) else None
+                if v is None or (log and v <= 0):
+                    if segs[-1]:
+                        segs.append([])
+                    continue
+                segs[-1].append(f"{x(t0 + (i + 0.5) * interval_s):.1f},{y(v):.1f}")
+            for seg in segs:
+                if s.fill and len(seg) > 1:
+                    x0, x1 = seg[0].split(",")[0], seg[-1].split(",")[0]
+                    yb = f"{y(max(ylo, 0.0) if not log else ylo):.1f}"
+                    out.append(
+                        f'<polygon class="area" points="{x0},{yb} {" ".join(seg)} {x1},{yb}" '
+                        f'fill="{s.color}"/>'
+                    )
+                if len(seg) == 1:
+                    cx, cy = seg[0].split(",")
+                    out.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{s.color}"/>')
+                elif seg:
+                    dash = ' stroke-dasharray="6 4"' if s.dash else ""
+                    out.append(
+                        f'<polyline class="line" points="{" ".join(seg)}" '
+                        f'stroke="{s.color}"{dash}/>'
+                    )
+    # reference lines
+    for value, label in refs:
+        if ylo <= value <= yhi:
+            yy = y(value)
+            out.append(
+                f'<line class="ref" x1="{_ML}" x2="{_W - _MR}" y1="{yy:.1f}" y2="{yy:.1f}"/>'
+            )
+            out.append(
+                f'<text class="reflabel" x="{_W - _MR - 4}" y="{yy - 5:.1f}" '
+                f'text-anchor="end">{esc(label)}</text>'
+            )
+    # legend
+    lx = _ML
+    for s in series:
+        dash = ' stroke-dasharray="6 4"' if s.dash else ""
+        if stacked:
+            sw = f'<rect x="{lx}" y="10" width="14" height="12" fill="{s.color}"/>'
+        else:
+            sw = (
+                f'<line x1="{lx}" x2="{lx + 18}" y1="16" y2="16" stroke="{s.color}" '
+                f'stroke-width="3"{dash}/>'
+            )
+        out.append(sw + f'<text class="legend" x="{lx + 24}" y="21">{esc(s.label)}</text>')
+        lx += 40 + 6.9 * len(s.label)
+    # tooltips: one transparent column per interval
+    tips = []
+    for i in range(n):
+        parts = [f"{fmt_hhmm(t0 + i * interval_s)}-{fmt_hhmm(t0 + (i + 1) * interval_s)}"]
+        for s in series:
+            v = s.values[i] if i < len(s.values) else None
+            parts.append(
+                f"{s.label}: "
+                + ("-" if v is None else fmt(v, True) if y_fmt != "count" else f"{v:,.0f}")
+            )
+        tips.append(
+            f'<rect x="{x(t0 + i * interval_s):.1f}" y="{_MT}" width="{bw:.2f}" height="{ph}">'
+            f"<title>{esc(chr(10).join(parts))}</title></rect>"
+        )
+    out.append(f'<g class="tips">{"".join(tips)}</g>')
+    out.append("</svg>")
+    return "".join(out)

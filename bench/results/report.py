@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,6 @@ NS = 1_000_000_000
 
 class ReportError(ConfigError):
     """A run folder the report cannot be built from."""
-
 
 
 # ------------------------------------------------------------------------------ page parts
@@ -201,26 +200,44 @@ def _banner(result: crit.CriteriaResult | None, source: str, problem: str) -> st
 
 # ------------------------------------------------------------------------------ the page
 def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> str:
-    """The report page as one HTML string."""
+    """The report page as one HTML string: the sections below, top to bottom."""
     run_dir = Path(run_dir) if run_dir is not None else Path(".")
     run = summary.get("run") or {}
-    lat = summary.get("latency_s") or {}
-    cache = summary.get("cache") or {}
-    thr = summary.get("throttle") or {}
     series = summary.get("series") or {}
     interval_s = float(series.get("interval_s", 900) or 900)
-    start_ns = series.get("start_ns")
-    day_label = run.get("day") or (
-        datetime.fromtimestamp(start_ns / NS, UTC).strftime("%Y-%m-%d")
-        if isinstance(start_ns, int)
-        else ""
-    )
+    day_label = _day_label(run, series)
     result, source, problem = _verdict(summary, run_dir)
     scenario = _scenario(run_dir, summary)
     name = run.get("scenario", "run")
-    description = getattr(scenario, "description", "") if scenario is not None else ""
+    body = "".join(
+        [
+            _header(run, name, day_label, scenario),
+            _banner(result, source, problem),
+            _key_figures(summary, result),
+            _criteria_section(result, source, problem),
+            _traffic_section(summary, interval_s),
+            _latency_section(summary, result, scenario, interval_s),
+            _srv_section(summary, result),
+            _cache_section(summary, interval_s),
+            _throttle_section(summary, interval_s),
+            _details_section(summary),
+            _footer(run, run_dir),
+        ]
+    )
+    return _page(f"dccsim report: {name} {day_label}", body)
 
-    # ---- header and key figures
+
+def _day_label(run: Mapping[str, Any], series: Mapping[str, Any]) -> str:
+    """The simulated day as YYYY-MM-DD: the run's own, else the series' start, else empty."""
+    start_ns = series.get("start_ns")
+    return run.get("day") or (
+        datetime.fromtimestamp(start_ns / NS, UTC).strftime("%Y-%m-%d") if isinstance(start_ns, int) else ""
+    )
+
+
+def _header(run: Mapping[str, Any], name: str, day_label: str, scenario: Any) -> str:
+    """Scenario name and day, the scenario's description, and the run's settings."""
+    description = getattr(scenario, "description", "") if scenario is not None else ""
     facts = [
         ("scale", f"{as_number(run.get('scale')) or 0:g}"),
         ("meters", fmt_int(run.get("meters"))),
@@ -232,102 +249,109 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
         ("dccsim", run.get("dccsim_version", "n/a")),
     ]
     facts_html = "".join(f"<div><dt>{esc(k)}</dt><dd>{esc(v)}</dd></div>" for k, v in facts)
-    wt_crit = _criterion_refs(result, "within_target_ratio", "")
-
-    def tone(path: str) -> str:
-        judged = [v.passed for v in (result.verdicts if result else ()) if v.criterion.path == path]
-        return "" if not judged else "good" if all(judged) else "bad"
-
-    acts = summary.get("alert_actions") or {}
-    tiles = "".join(
-        [
-            _tile(
-                "requests", fmt_int(summary.get("requests")), f"{fmt_int(summary.get('retries'))} retries"
-            ),
-            _tile(
-                "within target time",
-                fmt_pct(summary.get("within_target_ratio")),
-                "of responses inside their target response time",
-                tone("within_target_ratio"),
-            ),
-            _tile(
-                "latency p50",
-                fmt_secs(lat.get("p50")),
-                "from scheduled time to response",
-                tone("latency_s.p50"),
-            ),
-            _tile(
-                "latency p99",
-                fmt_secs(lat.get("p99")),
-                f"max {fmt_secs(lat.get('max'))}",
-                tone("latency_s.p99"),
-            ),
-            _tile(
-                "peak DSP backlog",
-                fmt_int(summary.get("peak_backlog")),
-                f"mean wait {fmt_secs(summary.get('mean_wait_s'))}",
-                tone("peak_backlog"),
-            ),
-            _tile(
-                "cache hit ratio",
-                fmt_pct(cache.get("hit_ratio"), 1),
-                f"{fmt_int(cache.get('device_requests_saved', cache.get('hits')))} "
-                "device requests saved",
-                tone("cache.hit_ratio"),
-            ),
-            _tile(
-                "alerts throttled",
-                fmt_int(thr.get("throttled", acts.get("throttled"))),
-                f"of {fmt_int(summary.get('alerts'))} device alerts; "
-                f"{fmt_int(thr.get('forwarded', acts.get('forwarded')))} forwarded",
-            ),
-            _tile(
-                "wall time",
-                fmt_secs(summary.get("wall_seconds")),
-                f"{fmt_si(as_number(summary.get('events_per_second')) or 0)} events/s on this machine",
-            ),
-        ]
+    return (
+        '<header><div class="kicker">dccsim run report</div>'
+        f'<h1>{esc(name)} <span class="day">{esc(day_label)}</span></h1>'
+        + (f'<p class="desc">{esc(description)}</p>' if description else "")
+        + f'<dl class="facts">{facts_html}</dl></header>'
     )
 
-    # ---- exit criteria table
-    if result is not None:
-        rows = [
-            [
-                f'<span class="pill {"pass" if v.passed else "fail"}">'
-                f"{'PASS' if v.passed else 'FAIL'}</span>",
-                f"S{v.criterion.severity}",
-                f"<code>{esc(v.criterion.expression)}</code>",
-                esc(crit.format_value(v.actual)),
-            ]
-            for v in sorted(result.verdicts, key=lambda v: (v.passed, v.criterion.severity))
-        ]
-        crit_html = _table(
-            ["verdict", "severity", "criterion", "actual"], rows, numeric=[3], cls="criteria"
-        ) + (
-            '<p class="note">A failed criterion is a defect of its severity (S1 most severe). '
-            "The run passes when no "
-            "severity has more failures than it allows: "
-            + ", ".join(f"S{s} {result.thresholds.get(s, 0)}" for s in crit.SEVERITIES)
-            + f". Criteria from {esc(source)}.</p>"
-        )
-    else:
-        crit_html = (
-            f'<p class="note">{esc(problem) if problem else "No exit criteria for this run."}</p>'
-        )
 
-    # ---- traffic and backlog
-    t0 = 0.0
+def _tone(result: crit.CriteriaResult | None, path: str) -> str:
+    """A key figure's tile tone: ``good`` or ``bad`` when exit criteria judge it, else none."""
+    judged = [v.passed for v in (result.verdicts if result else ()) if v.criterion.path == path]
+    return "" if not judged else "good" if all(judged) else "bad"
+
+
+def _key_figures(summary: Mapping[str, Any], result: crit.CriteriaResult | None) -> str:
+    """The row of tiles under the verdict: traffic, latency, backlog, cache, alerts, wall time."""
+    lat = summary.get("latency_s") or {}
+    cache = summary.get("cache") or {}
+    thr = summary.get("throttle") or {}
+    acts = summary.get("alert_actions") or {}
+    tiles = [
+        _tile("requests", fmt_int(summary.get("requests")), f"{fmt_int(summary.get('retries'))} retries"),
+        _tile(
+            "within target time",
+            fmt_pct(summary.get("within_target_ratio")),
+            "of responses inside their target response time",
+            _tone(result, "within_target_ratio"),
+        ),
+        _tile(
+            "latency p50",
+            fmt_secs(lat.get("p50")),
+            "from scheduled time to response",
+            _tone(result, "latency_s.p50"),
+        ),
+        _tile(
+            "latency p99",
+            fmt_secs(lat.get("p99")),
+            f"max {fmt_secs(lat.get('max'))}",
+            _tone(result, "latency_s.p99"),
+        ),
+        _tile(
+            "peak DSP backlog",
+            fmt_int(summary.get("peak_backlog")),
+            f"mean wait {fmt_secs(summary.get('mean_wait_s'))}",
+            _tone(result, "peak_backlog"),
+        ),
+        _tile(
+            "cache hit ratio",
+            fmt_pct(cache.get("hit_ratio"), 1),
+            f"{fmt_int(cache.get('device_requests_saved', cache.get('hits')))} device requests saved",
+            _tone(result, "cache.hit_ratio"),
+        ),
+        _tile(
+            "alerts throttled",
+            fmt_int(thr.get("throttled", acts.get("throttled"))),
+            f"of {fmt_int(summary.get('alerts'))} device alerts; "
+            f"{fmt_int(thr.get('forwarded', acts.get('forwarded')))} forwarded",
+        ),
+        _tile(
+            "wall time",
+            fmt_secs(summary.get("wall_seconds")),
+            f"{fmt_si(as_number(summary.get('events_per_second')) or 0)} events/s on this machine",
+        ),
+    ]
+    return f'<div class="tiles">{"".join(tiles)}</div>'
+
+
+def _criteria_section(result: crit.CriteriaResult | None, source: str, problem: str) -> str:
+    """Every exit criterion with its verdict and actual value, failures first."""
+    if result is None:
+        note = esc(problem) if problem else "No exit criteria for this run."
+        return _section("criteria", "Exit criteria", "", f'<p class="note">{note}</p>')
+    rows = [
+        [
+            f'<span class="pill {"pass" if v.passed else "fail"}">{"PASS" if v.passed else "FAIL"}</span>',
+            f"S{v.criterion.severity}",
+            f"<code>{esc(v.criterion.expression)}</code>",
+            esc(crit.format_value(v.actual)),
+        ]
+        for v in sorted(result.verdicts, key=lambda v: (v.passed, v.criterion.severity))
+    ]
+    allowed = ", ".join(f"S{s} {result.thresholds.get(s, 0)}" for s in crit.SEVERITIES)
+    body = _table(["verdict", "severity", "criterion", "actual"], rows, numeric=[3], cls="criteria") + (
+        '<p class="note">A failed criterion is a defect of its severity (S1 most severe). '
+        f"The run passes when no severity has more failures than it allows: {allowed}. "
+        f"Criteria from {esc(source)}.</p>"
+    )
+    return _section("criteria", "Exit criteria", "", body)
+
+
+def _traffic_section(summary: Mapping[str, Any], interval_s: float) -> str:
+    """Requests and responses per interval, and the peak DSP backlog in each."""
+    series = summary.get("series") or {}
     req = series.get("requests") or []
-    resp = series.get("responses") or []
     peak_rate = max((as_number(v) or 0 for v in req), default=0) / interval_s
     traffic = _figure(
         "Requests and responses per 15 minutes",
         time_chart(
             [
                 Series("requests scheduled", req, PALETTE["blue"], fill=True),
-                Series("responses", resp, PALETTE["orange"], dash=True),
+                Series("responses", series.get("responses") or [], PALETTE["orange"], dash=True),
             ],
-            start_s=t0,
+            start_s=0.0,
             interval_s=interval_s,
             y_label="per 15 minutes",
             aria="requests and responses over the day",
@@ -337,29 +361,50 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
     backlog = _figure(
         "DSP backlog (peak in each 15 minutes)",
         time_chart(
-            [
-                Series(
-                    "peak backlog", series.get("peak_backlog") or [], PALETTE["purple"], fill=True
-                )
-            ],
-            start_s=t0,
+            [Series("peak backlog", series.get("peak_backlog") or [], PALETTE["purple"], fill=True)],
+            start_s=0.0,
             interval_s=interval_s,
             y_label="requests waiting",
             aria="DSP backlog over the day",
         ),
         f"peak {fmt_int(summary.get('peak_backlog'))} requests",
     )
+    return _section(
+        "traffic",
+        "Traffic and DSP backlog over the day",
+        "Service Requests by the 15 minutes they were scheduled in, responses by the 15 minutes they were "
+        "answered in, and the longest DSP queue seen in each interval.",
+        traffic + backlog,
+    )
 
-    # ---- latency and compliance over the day
+
+def _latency_section(
+    summary: Mapping[str, Any], result: crit.CriteriaResult | None, scenario: Any, interval_s: float
+) -> str:
+    """Latency percentiles and target-time compliance over the day, and latency by request class."""
+    return _section(
+        "latency",
+        "Latency and target response time over the day",
+        "Latency runs from the scheduled time to the response, so a stalled DSP cannot hide its queue.",
+        _latency_chart(summary, result, interval_s)
+        + _compliance_chart(summary, result, interval_s)
+        + _class_table(summary, scenario),
+    )
+
+
+def _latency_chart(summary: Mapping[str, Any], result: crit.CriteriaResult | None, interval_s: float) -> str:
+    """p50 and p99 per interval; on a log scale when they span more than a factor of 40."""
+    series = summary.get("series") or {}
+    lat = summary.get("latency_s") or {}
     p50 = series.get("latency_p50_s") or []
     p99 = series.get("latency_p99_s") or []
     lat_vals = [v for v in (*p50, *p99) if as_number(v)]
     use_log = bool(lat_vals) and max(lat_vals) / max(min(lat_vals), 1e-9) > 40
-    latency = _figure(
+    return _figure(
         "Latency per 15 minutes (scheduled time to response)",
         time_chart(
             [Series("p50", p50, PALETTE["blue"]), Series("p99", p99, PALETTE["red"])],
-            start_s=t0,
+            start_s=0.0,
             interval_s=interval_s,
             y_label="seconds",
             y_fmt="seconds",
@@ -368,20 +413,25 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
             aria="latency percentiles over the day",
         ),
         f"whole day: p50 {fmt_secs(lat.get('p50'))}, p90 {fmt_secs(lat.get('p90'))}, "
-        f"p99 {fmt_secs(lat.get('p99'))}, "
-        f"p99.9 {fmt_secs(lat.get('p999'))}, max {fmt_secs(lat.get('max'))}",
+        f"p99 {fmt_secs(lat.get('p99'))}, p99.9 {fmt_secs(lat.get('p999'))}, max {fmt_secs(lat.get('max'))}",
     )
-    within = _ratio(series.get("within_target") or [], req)
+
+
+def _compliance_chart(summary: Mapping[str, Any], result: crit.CriteriaResult | None, interval_s: float) -> str:
+    """The share of each interval's requests answered within target; the y axis ends at 100%."""
+    series = summary.get("series") or {}
+    wt_crit = _criterion_refs(result, "within_target_ratio", "")
+    within = _ratio(series.get("within_target") or [], series.get("requests") or [])
     wvals = [v for v in within if v is not None] + [r[0] for r in wt_crit]
     wlo = min(wvals, default=0.0)
     span = max(1.0 - wlo, 0.001)
     step = nice_step(span * 1.1, 4)
     ylo = max(0.0, math.floor((wlo - span * 0.1) / step) * step)
-    compliance = _figure(
+    return _figure(
         "Responses within their target response time, per 15 minutes",
         time_chart(
             [Series("within target", within, PALETTE["green"])],
-            start_s=t0,
+            start_s=0.0,
             interval_s=interval_s,
             y_label="share of requests",
             y_fmt="percent",
@@ -391,11 +441,15 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
         ),
         f"whole day {fmt_pct(summary.get('within_target_ratio'))}; by scheduled time",
     )
+
+
+def _class_table(summary: Mapping[str, Any], scenario: Any) -> str:
+    """Latency by request class, busiest first, with the scenario's target time for each."""
     classes = summary.get("latency_by_class") or {}
     targets = {}
     if scenario is not None:
         targets = {k: c.target_s for k, c in scenario.capacity.classes.items()}
-    class_rows = [
+    rows = [
         [
             esc(k.replace("_", " ")),
             fmt_int(c.get("requests")),
@@ -406,94 +460,94 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
         ]
         for k, c in sorted(classes.items(), key=lambda kv: -(as_number(kv[1].get("requests")) or 0))
     ]
-    class_html = (
-        _table(
-            ["request class", "requests", "p50", "p99", "max", "target"],
-            class_rows,
-            numeric=[1, 2, 3, 4, 5],
-        )
-        if class_rows
-        else ""
+    if not rows:
+        return ""
+    return _table(["request class", "requests", "p50", "p99", "max", "target"], rows, numeric=[1, 2, 3, 4, 5])
+
+
+def _srv_section(summary: Mapping[str, Any], result: crit.CriteriaResult | None) -> str:
+    """Compliance by SRV, worst first, then the response codes and outcomes."""
+    return _section(
+        "srv",
+        "Target response compliance by SRV",
+        "Share of each Service Reference Variant's responses inside their target response time, worst first.",
+        _srv_table(summary, result) + _codes_tables(summary),
     )
 
-    # ---- compliance by SRV
-    by_srv = summary.get("within_target_by_srv") or {}
+
+def _srv_names(srvs: Iterable[str]) -> dict[str, str]:
+    """Each SRV's name from the catalogue (none when the catalogue cannot be read)."""
     try:
         from dccsim.core.catalogue import catalogue
 
         cat = catalogue()
-        names = {s: cat[s].name for s in by_srv if s in cat}
+        return {s: cat[s].name for s in srvs if s in cat}
     except Exception:  # noqa: BLE001 - names are a nicety
-        names = {}
+        return {}
+
+
+def _srv_table(summary: Mapping[str, Any], result: crit.CriteriaResult | None) -> str:
+    """One row per SRV: its share within target, a bar of the share outside, and its verdict."""
+    by_srv = summary.get("within_target_by_srv") or {}
+    if not by_srv:
+        return '<p class="note">No requests by SRV in this run.</p>'
+    names = _srv_names(by_srv)
     srv_target = {
         v.criterion.path.removeprefix("within_target_by_srv."): v.criterion.threshold
         for v in (result.verdicts if result else ())
         if v.criterion.path.startswith("within_target_by_srv.")
     }
+    wt_crit = _criterion_refs(result, "within_target_ratio", "")
     default_target = wt_crit[0][0] if wt_crit else None
-    items = sorted(
-        by_srv.items(), key=lambda kv: (as_number(kv[1]) if as_number(kv[1]) is not None else -1, kv[0])
-    )
+    items = sorted(by_srv.items(), key=lambda kv: (as_number(kv[1]) if as_number(kv[1]) is not None else -1, kv[0]))
     # bars show the share OUTSIDE target, on a scale set by the worst SRV and the allowed share
     misses = [1 - r for _, v in items if (r := as_number(v)) is not None]
-    allowed = [
-        1 - t
-        for t in (*srv_target.values(), *([default_target] if default_target is not None else []))
-    ]
+    allowed = [1 - t for t in (*srv_target.values(), *([default_target] if default_target is not None else []))]
     scale = max([*misses, *allowed, 1e-9]) * 1.1
-    srv_rows = []
+    rows = []
     for srv, ratio in items:
         r = as_number(ratio)
         target = srv_target.get(srv, default_target)
         bad = r is not None and target is not None and r < target
         miss = 0.0 if r is None else 1 - r
-        mark = (
-            ""
-            if target is None
-            else f'<div class="allow" style="left:{(1 - target) / scale * 100:.2f}%"></div>'
-        )
-        bar = (
-            f'<div class="bar" title="{esc(fmt_pct(miss))} outside target">'
-            f'<div class="fill {"bad" if bad else "ok"}" '
-            f'style="width:{miss / scale * 100:.2f}%"></div>{mark}</div>'
-        )
-        verdict = (
-            "-"
-            if target is None
-            else (
-                f'<span class="{"bad" if bad else "ok"}">'
-                f"{'below' if bad else 'meets'} {fmt_pct(target, 1)}</span>"
-            )
-        )
-        srv_rows.append(
+        rows.append(
             [
                 f"<code>{esc(srv)}</code>",
                 esc(names.get(srv, "")),
                 fmt_pct(r),
                 fmt_pct(miss),
-                bar,
-                verdict,
+                _miss_bar(miss, target, bad, scale),
+                _srv_verdict(target, bad),
             ]
         )
-    srv_html = (
-        (
-            _table(
-                ["SRV", "service", "within target", "outside", "share outside target", "target"],
-                srv_rows,
-                numeric=[2, 3],
-                cls="srv",
-            )
-            + (
-                '<p class="note">Bars: share of responses outside their target time; '
-                "the tick marks what the "
-                "target allows.</p>"
-                if default_target is not None or srv_target
-                else ""
-            )
-        )
-        if srv_rows
-        else '<p class="note">No requests by SRV in this run.</p>'
+    head = ["SRV", "service", "within target", "outside", "share outside target", "target"]
+    note = (
+        '<p class="note">Bars: share of responses outside their target time; the tick marks what the '
+        "target allows.</p>"
+        if default_target is not None or srv_target
+        else ""
     )
+    return _table(head, rows, numeric=[2, 3], cls="srv") + note
+
+
+def _miss_bar(miss: float, target: float | None, bad: bool, scale: float) -> str:
+    """A bar of the share outside target on a 0..``scale`` axis, ticked at what ``target`` allows."""
+    mark = "" if target is None else f'<div class="allow" style="left:{(1 - target) / scale * 100:.2f}%"></div>'
+    return (
+        f'<div class="bar" title="{esc(fmt_pct(miss))} outside target">'
+        f'<div class="fill {"bad" if bad else "ok"}" style="width:{miss / scale * 100:.2f}%"></div>{mark}</div>'
+    )
+
+
+def _srv_verdict(target: float | None, bad: bool) -> str:
+    """``below 97.0%`` (in red) or ``meets 97.0%``; ``-`` for an SRV no criterion judges."""
+    if target is None:
+        return "-"
+    return f'<span class="{"bad" if bad else "ok"}">{"below" if bad else "meets"} {fmt_pct(target, 1)}</span>'
+
+
+def _codes_tables(summary: Mapping[str, Any]) -> str:
+    """Responses by response code and requests by outcome, side by side, commonest first."""
     codes = summary.get("response_codes") or {}
     total_codes = sum(as_number(v) or 0 for v in codes.values()) or 1
     code_rows = [
@@ -506,22 +560,26 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
         [esc(k), fmt_int(v), fmt_pct((as_number(v) or 0) / total_out)]
         for k, v in sorted(outcomes.items(), key=lambda kv: -(as_number(kv[1]) or 0))
     ]
-    codes_html = (
+    return (
         '<div class="cols">'
         + _table(["response code", "responses", "share"], code_rows, numeric=[1, 2])
         + _table(["outcome", "requests", "share"], out_rows, numeric=[1, 2])
         + "</div>"
     )
 
-    # ---- cache
-    cache_chart = _figure(
+
+def _cache_section(summary: Mapping[str, Any], interval_s: float) -> str:
+    """The readings cache: hit ratio, memory and retention, and hits against device requests over the day."""
+    series = summary.get("series") or {}
+    cache = summary.get("cache") or {}
+    chart = _figure(
         "Requests answered from the readings cache vs sent to a device, per 15 minutes",
         time_chart(
             [
                 Series("sent to a device", series.get("device_requests") or [], PALETTE["grey"]),
                 Series("answered from the cache", series.get("cache_hits") or [], PALETTE["teal"]),
             ],
-            start_s=t0,
+            start_s=0.0,
             interval_s=interval_s,
             y_label="per 15 minutes",
             stacked=True,
@@ -529,58 +587,56 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
         ),
         "all requests that reached a device or the cache",
     )
-    cache_tiles = "".join(
-        [
-            _tile(
-                "hit ratio",
-                fmt_pct(cache.get("hit_ratio"), 1),
-                f"{fmt_int(cache.get('hits'))} hits, {fmt_int(cache.get('misses'))} misses",
-            ),
-            _tile(
-                "device requests saved", fmt_int(cache.get("device_requests_saved", cache.get("hits")))
-            ),
-            _tile(
-                "memory per entry",
-                f"{as_number(cache.get('bytes_per_entry')) or 0:.1f} B"
-                if as_number(cache.get("bytes_per_entry"))
-                else "n/a",
-                f"{fmt_int(cache.get('resident'))} entries resident at the end",
-            ),
-            _tile(
-                "retention",
-                f"{as_number(cache.get('retention_hours')) or 0:g} h"
-                if as_number(cache.get("retention_hours"))
-                else "n/a",
-                f"{fmt_int(cache.get('stores'))} stored, {fmt_int(cache.get('expired'))} expired, "
-                f"{fmt_int(cache.get('evicted'))} evicted",
-            ),
-        ]
+    bytes_per_entry = as_number(cache.get("bytes_per_entry"))
+    retention_hours = as_number(cache.get("retention_hours"))
+    tiles = [
+        _tile(
+            "hit ratio",
+            fmt_pct(cache.get("hit_ratio"), 1),
+            f"{fmt_int(cache.get('hits'))} hits, {fmt_int(cache.get('misses'))} misses",
+        ),
+        _tile("device requests saved", fmt_int(cache.get("device_requests_saved", cache.get("hits")))),
+        _tile(
+            "memory per entry",
+            f"{bytes_per_entry:.1f} B" if bytes_per_entry else "n/a",
+            f"{fmt_int(cache.get('resident'))} entries resident at the end",
+        ),
+        _tile(
+            "retention",
+            f"{retention_hours:g} h" if retention_hours else "n/a",
+            f"{fmt_int(cache.get('stores'))} stored, {fmt_int(cache.get('expired'))} expired, "
+            f"{fmt_int(cache.get('evicted'))} evicted",
+        ),
+    ]
+    return _section(
+        "cache",
+        "Readings cache (SRVs 4.6.1, 4.8.1, 4.8.3)",
+        "A read of the same device, SRV and period within the retention window is answered from the cache "
+        "without a device round trip.",
+        f'<div class="tiles small">{"".join(tiles)}</div>' + chart,
     )
 
-    # ---- alert storm protection
-    alerts_series = series.get("alerts") or {}
-    throttle_chart = _figure(
-        "Device alerts by Alert Storm Protection action, per 15 minutes",
-        time_chart(
-            [
-                Series("forwarded", alerts_series.get("forwarded") or [], PALETTE["blue"]),
-                Series(
-                    "excluded (never throttled)",
-                    alerts_series.get("excluded") or [],
-                    PALETTE["amber"],
-                ),
-                Series(
-                    "throttled (discarded)", alerts_series.get("throttled") or [], PALETTE["red"]
-                ),
-            ],
-            start_s=t0,
-            interval_s=interval_s,
-            y_label="alerts per 15 minutes",
-            stacked=True,
-            aria="alert actions over the day",
-        ),
+
+def _throttle_section(summary: Mapping[str, Any], interval_s: float) -> str:
+    """Alert Storm Protection: what it discarded, over the day and by device, and its settings."""
+    return _section(
+        "throttle",
+        "Alert Storm Protection",
+        "Alerts per device and alert code over the threshold in a window are discarded; one per designated "
+        "period is forwarded with the throttled count.",
+        f'<div class="tiles small">{_storm_tiles(summary)}</div>'
+        + _alerts_chart(summary, interval_s)
+        + "<h3>Devices with the most throttled alerts</h3>"
+        + _top_devices(summary)
+        + _throttle_settings(summary),
     )
-    storm_tiles = "".join(
+
+
+def _storm_tiles(summary: Mapping[str, Any]) -> str:
+    """Alerts throttled, storm alerts let through, collateral and excluded alerts."""
+    thr = summary.get("throttle") or {}
+    acts = summary.get("alert_actions") or {}
+    return "".join(
         [
             _tile(
                 "alerts throttled",
@@ -597,42 +653,63 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
                 fmt_int(summary.get("nonstorm_alerts_throttled")),
                 "collateral: alerts from healthy devices",
             ),
-            _tile(
-                "excluded codes",
-                fmt_int(thr.get("excluded", acts.get("excluded"))),
-                "alerts on the exclusion list",
-            ),
+            _tile("excluded codes", fmt_int(thr.get("excluded", acts.get("excluded"))), "alerts on the exclusion list"),
         ]
     )
+
+
+def _alerts_chart(summary: Mapping[str, Any], interval_s: float) -> str:
+    """Device alerts per interval, stacked by what Alert Storm Protection did with them."""
+    alerts = (summary.get("series") or {}).get("alerts") or {}
+    return _figure(
+        "Device alerts by Alert Storm Protection action, per 15 minutes",
+        time_chart(
+            [
+                Series("forwarded", alerts.get("forwarded") or [], PALETTE["blue"]),
+                Series("excluded (never throttled)", alerts.get("excluded") or [], PALETTE["amber"]),
+                Series("throttled (discarded)", alerts.get("throttled") or [], PALETTE["red"]),
+            ],
+            start_s=0.0,
+            interval_s=interval_s,
+            y_label="alerts per 15 minutes",
+            stacked=True,
+            aria="alert actions over the day",
+        ),
+    )
+
+
+def _top_devices(summary: Mapping[str, Any]) -> str:
+    """The devices with the most throttled alerts, as EUI-64s."""
     top = summary.get("top_throttled_devices") or []
-    top_rows = [
+    rows = [
         [str(i + 1), f"<code>{esc(fmt_eui(d.get('device')))}</code>", fmt_int(d.get("throttled"))]
         for i, d in enumerate(top)
     ]
-    top_html = (
-        _table(["#", "device (EUI-64)", "alerts throttled"], top_rows, numeric=[0, 2], cls="narrow")
-        if top_rows
-        else '<p class="note">No device was throttled.</p>'
-    )
+    if not rows:
+        return '<p class="note">No device was throttled.</p>'
+    return _table(["#", "device (EUI-64)", "alerts throttled"], rows, numeric=[0, 2], cls="narrow")
+
+
+def _throttle_settings(summary: Mapping[str, Any]) -> str:
+    """The throttle's configuration as one line, when the summary has it."""
+    thr = summary.get("throttle") or {}
     cfg = thr.get("config") if isinstance(thr.get("config"), Mapping) else None
-    cfg_html = (
-        (
-            '<p class="note">Throttle settings: '
-            + ", ".join(
-                f"{esc(k)} = {esc(', '.join(map(str, v)) if isinstance(v, list | tuple) else v)}"
-                for k, v in cfg.items()
-            )
-            + "</p>"
+    if not cfg:
+        return ""
+    return (
+        '<p class="note">Throttle settings: '
+        + ", ".join(
+            f"{esc(k)} = {esc(', '.join(map(str, v)) if isinstance(v, list | tuple) else v)}" for k, v in cfg.items()
         )
-        if cfg
-        else ""
+        + "</p>"
     )
 
-    # ---- details
+
+def _details_section(summary: Mapping[str, Any]) -> str:
+    """Log sizes, memory, speed, future-dated alerts, and the invalid traffic rejected."""
     inv = summary.get("invalid_traffic") or {}
     inv_rows = [
-        [esc(k.replace("_", " ")), ", ".join(f"{esc(c)} {fmt_int(n)}" for c, n in v.items())]
-        for k, v in inv.items()
+        [esc(k.replace("_", " ")), ", ".join(f"{esc(c)} {fmt_int(n)}" for c, n in v.items())] for k, v in inv.items()
     ]
     logs = summary.get("logs") or {}
     detail_rows = [
@@ -648,67 +725,22 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
         + (_table(["invalid traffic", "rejected with"], inv_rows) if inv_rows else "")
         + "</div>"
     )
+    return _section("details", "Run details", "", details)
 
+
+def _footer(run: Mapping[str, Any], run_dir: Path) -> str:
+    """When and from what the page was generated."""
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    body = "".join(
-        [
-            '<header><div class="kicker">dccsim run report</div>'
-            f'<h1>{esc(name)} <span class="day">{esc(day_label)}</span></h1>'
-            + (f'<p class="desc">{esc(description)}</p>' if description else "")
-            + f'<dl class="facts">{facts_html}</dl></header>',
-            _banner(result, source, problem),
-            f'<div class="tiles">{tiles}</div>',
-            _section("criteria", "Exit criteria", "", crit_html),
-            _section(
-                "traffic",
-                "Traffic and DSP backlog over the day",
-                "Service Requests by the 15 minutes they were scheduled in, "
-                "responses by the 15 minutes they were "
-                "answered in, and the longest DSP queue seen in each interval.",
-                traffic + backlog,
-            ),
-            _section(
-                "latency",
-                "Latency and target response time over the day",
-                "Latency runs from the scheduled time to the response, "
-                "so a stalled DSP cannot hide its queue.",
-                latency + compliance + class_html,
-            ),
-            _section(
-                "srv",
-                "Target response compliance by SRV",
-                "Share of each Service Reference Variant's responses inside their target "
-                "response time, worst first.",
-                srv_html + codes_html,
-            ),
-            _section(
-                "cache",
-                "Readings cache (SRVs 4.6.1, 4.8.1, 4.8.3)",
-                "A read of the same device, SRV and period within the retention window "
-                "is answered from the cache "
-                "without a device round trip.",
-                f'<div class="tiles small">{cache_tiles}</div>' + cache_chart,
-            ),
-            _section(
-                "throttle",
-                "Alert Storm Protection",
-                "Alerts per device and alert code over the threshold in a window are "
-                "discarded; one per designated "
-                "period is forwarded with the throttled count.",
-                f'<div class="tiles small">{storm_tiles}</div>'
-                + throttle_chart
-                + "<h3>Devices with the most throttled alerts</h3>"
-                + top_html
-                + cfg_html,
-            ),
-            _section("details", "Run details", "", details),
-            f"<footer>Generated {generated} from {esc(run_dir.name or 'summary.json')}"
-            f"/summary.json by dccsim {esc(run.get('dccsim_version', ''))}. "
-            "Times of day are UTC from the start of the simulated day; "
-            "hover a chart for the values of an interval.</footer>",
-        ]
+    return (
+        f"<footer>Generated {generated} from {esc(run_dir.name or 'summary.json')}"
+        f"/summary.json by dccsim {esc(run.get('dccsim_version', ''))}. "
+        "Times of day are UTC from the start of the simulated day; "
+        "hover a chart for the values of an interval.</footer>"
     )
-    title = f"dccsim report: {name} {day_label}"
+
+
+def _page(title: str, body: str) -> str:
+    """The HTML document around ``body``, with the style sheet inline."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

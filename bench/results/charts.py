@@ -6,7 +6,9 @@ of :class:`Series`) against the time of day as one self-contained ``<svg>`` elem
 ``4.8 s``, ``5.0 MiB``, ``00-DB-12-...``). Missing values (None, NaN, non-numbers) format as
 ``n/a``.
 
-The SVG carries class names (``grid``, ``tick``, ``line``, ...) that the embedding page styles.
+The SVG carries class names (``grid``, ``tick``, ``line``, ...) that :data:`CHART_CSS` styles;
+a page showing charts puts those rules in its style sheet, and :func:`figure` gives a chart its
+caption.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "CHART_CSS",
     "PALETTE",
     "Series",
     "as_number",
     "esc",
+    "figure",
     "fmt_bytes",
     "fmt_eui",
     "fmt_hhmm",
@@ -384,3 +388,30 @@ def time_chart(
     out.append(f'<g class="tips">{"".join(tips)}</g>')
     out.append("</svg>")
     return "".join(out)
+
+
+def figure(title: str, chart: str, note: str = "") -> str:
+    """``chart`` (an ``<svg>``) in a ``<figure>`` captioned with its title and an optional note."""
+    return (
+        f'<figure><figcaption><span class="ftitle">{esc(title)}</span>'
+        + (f' <span class="fnote">{esc(note)}</span>' if note else "")
+        + f"</figcaption>{chart}</figure>"
+    )
+
+
+#: the style rules for :func:`figure` and for the class names :func:`time_chart` draws with;
+#: a page that shows charts puts them in its style sheet
+CHART_CSS = """figure{margin:12px 0 6px}figcaption{margin-bottom:2px}
+.ftitle{font-weight:600}.fnote{color:var(--muted);font-size:13px;margin-left:8px}
+svg.chart{width:100%;height:auto;display:block}
+svg .grid{stroke:#eef2f7}svg .baseline{stroke:#94a3b8}svg .xtick{stroke:#94a3b8}
+svg .tick{font-size:12px;fill:#64748b;font-variant-numeric:tabular-nums}
+svg .axis{font-size:12.5px;fill:#334155}svg .legend{font-size:13px;fill:#1e293b}
+svg .area{fill-opacity:.12;stroke:none}
+svg .line{fill:none;stroke-width:2.2;stroke-linejoin:round;stroke-linecap:round}
+svg .ref{stroke:#b91c1c;stroke-dasharray:5 4;stroke-width:1.3}
+svg .reflabel{font-size:12px;fill:#b91c1c;paint-order:stroke;stroke:#fff;stroke-width:4px;
+stroke-linejoin:round}
+svg .nodata{font-size:14px;fill:#94a3b8}
+svg .tips rect{fill:transparent}svg .tips rect:hover{fill:rgba(15,23,42,.06)}
+"""

@@ -29,10 +29,12 @@ from dccsim.core.errors import ConfigError
 
 from . import criteria as crit
 from .charts import (
+    CHART_CSS,
     PALETTE,
     Series,
     as_number,
     esc,
+    figure,
     fmt_bytes,
     fmt_eui,
     fmt_int,
@@ -88,14 +90,6 @@ def _section(id_: str, title: str, intro: str, body: str) -> str:
         + (f'<p class="intro">{intro}</p>' if intro else "")
         + body
         + "</section>"
-    )
-
-
-def _figure(title: str, chart: str, note: str = "") -> str:
-    return (
-        f'<figure><figcaption><span class="ftitle">{esc(title)}</span>'
-        + (f' <span class="fnote">{esc(note)}</span>' if note else "")
-        + f"</figcaption>{chart}</figure>"
     )
 
 
@@ -344,7 +338,7 @@ def _traffic_section(summary: Mapping[str, Any], interval_s: float) -> str:
     series = summary.get("series") or {}
     req = series.get("requests") or []
     peak_rate = max((as_number(v) or 0 for v in req), default=0) / interval_s
-    traffic = _figure(
+    traffic = figure(
         "Requests and responses per 15 minutes",
         time_chart(
             [
@@ -358,7 +352,7 @@ def _traffic_section(summary: Mapping[str, Any], interval_s: float) -> str:
         ),
         f"peak {fmt_si(peak_rate)} requests/s (15-minute average)",
     )
-    backlog = _figure(
+    backlog = figure(
         "DSP backlog (peak in each 15 minutes)",
         time_chart(
             [Series("peak backlog", series.get("peak_backlog") or [], PALETTE["purple"], fill=True)],
@@ -400,7 +394,7 @@ def _latency_chart(summary: Mapping[str, Any], result: crit.CriteriaResult | Non
     p99 = series.get("latency_p99_s") or []
     lat_vals = [v for v in (*p50, *p99) if as_number(v)]
     use_log = bool(lat_vals) and max(lat_vals) / max(min(lat_vals), 1e-9) > 40
-    return _figure(
+    return figure(
         "Latency per 15 minutes (scheduled time to response)",
         time_chart(
             [Series("p50", p50, PALETTE["blue"]), Series("p99", p99, PALETTE["red"])],
@@ -427,7 +421,7 @@ def _compliance_chart(summary: Mapping[str, Any], result: crit.CriteriaResult | 
     span = max(1.0 - wlo, 0.001)
     step = nice_step(span * 1.1, 4)
     ylo = max(0.0, math.floor((wlo - span * 0.1) / step) * step)
-    return _figure(
+    return figure(
         "Responses within their target response time, per 15 minutes",
         time_chart(
             [Series("within target", within, PALETTE["green"])],
@@ -572,7 +566,7 @@ def _cache_section(summary: Mapping[str, Any], interval_s: float) -> str:
     """The readings cache: hit ratio, memory and retention, and hits against device requests over the day."""
     series = summary.get("series") or {}
     cache = summary.get("cache") or {}
-    chart = _figure(
+    chart = figure(
         "Requests answered from the readings cache vs sent to a device, per 15 minutes",
         time_chart(
             [
@@ -661,7 +655,7 @@ def _storm_tiles(summary: Mapping[str, Any]) -> str:
 def _alerts_chart(summary: Mapping[str, Any], interval_s: float) -> str:
     """Device alerts per interval, stacked by what Alert Storm Protection did with them."""
     alerts = (summary.get("series") or {}).get("alerts") or {}
-    return _figure(
+    return figure(
         "Device alerts by Alert Storm Protection action, per 15 minutes",
         time_chart(
             [
@@ -773,7 +767,9 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
     return target
 
 
-_CSS = """
+#: the page's style sheet, with the chart rules of :mod:`.charts` in their place
+_CSS = (
+    """
 :root{--ink:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--card:#fff;--good:#15803d;
 --bad:#b91c1c}
 *{box-sizing:border-box}
@@ -810,19 +806,9 @@ section{background:var(--card);border:1px solid var(--line);border-radius:12px;p
 margin:16px 0}
 h2{font-size:19px;margin:0 0 4px}h3{font-size:15px;margin:16px 0 6px}
 .intro{margin:0 0 12px;color:#475569;font-size:14px}
-figure{margin:12px 0 6px}figcaption{margin-bottom:2px}
-.ftitle{font-weight:600}.fnote{color:var(--muted);font-size:13px;margin-left:8px}
-svg.chart{width:100%;height:auto;display:block}
-svg .grid{stroke:#eef2f7}svg .baseline{stroke:#94a3b8}svg .xtick{stroke:#94a3b8}
-svg .tick{font-size:12px;fill:#64748b;font-variant-numeric:tabular-nums}
-svg .axis{font-size:12.5px;fill:#334155}svg .legend{font-size:13px;fill:#1e293b}
-svg .area{fill-opacity:.12;stroke:none}
-svg .line{fill:none;stroke-width:2.2;stroke-linejoin:round;stroke-linecap:round}
-svg .ref{stroke:#b91c1c;stroke-dasharray:5 4;stroke-width:1.3}
-svg .reflabel{font-size:12px;fill:#b91c1c;paint-order:stroke;stroke:#fff;stroke-width:4px;
-stroke-linejoin:round}
-svg .nodata{font-size:14px;fill:#94a3b8}
-svg .tips rect{fill:transparent}svg .tips rect:hover{fill:rgba(15,23,42,.06)}
+"""
+    + CHART_CSS
+    + """\
 table{border-collapse:collapse;width:100%;margin:8px 0;font-size:14px}
 th{text-align:left;font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);
 border-bottom:2px solid var(--line);padding:6px 8px}
@@ -843,3 +829,4 @@ code{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 footer{color:var(--muted);font-size:12px;margin-top:20px}
 @media print{body{background:#fff}section{break-inside:avoid}}
 """
+)

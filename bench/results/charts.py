@@ -1,14 +1,16 @@
-"""Inline SVG charts and the value formatting shared by the HTML report and the command line.
+"""The drawing kit of the HTML report: value formatting, page parts and inline SVG charts.
 
-Nothing here knows about a run summary: :func:`time_chart` draws per-interval values (a list
-of :class:`Series`) against the time of day as one self-contained ``<svg>`` element, and the
-``fmt_*`` helpers turn numbers into the short texts a page or a table shows (``1.2k``,
-``4.8 s``, ``5.0 MiB``, ``00-DB-12-...``). Missing values (None, NaN, non-numbers) format as
-``n/a``.
+Nothing here knows about a run summary; :mod:`.report` decides what the page shows, and this
+module how it is drawn. The ``fmt_*`` helpers turn numbers into the short texts a page or a
+table shows (``1.2k``, ``4.8 s``, ``5.0 MiB``, ``00-DB-12-...``); missing values (None, NaN,
+non-numbers) format as ``n/a``. :func:`tile`, :func:`table`, :func:`section` and :func:`figure`
+build the page's blocks from HTML and text, and :func:`time_chart` draws per-interval values
+(a list of :class:`Series`) against the time of day as one self-contained ``<svg>`` element.
+The command line uses the formatting and tick helpers too (``dccsim throttle``'s table and
+``dccsim tune-throttle``'s plot).
 
-The SVG carries class names (``grid``, ``tick``, ``line``, ...) that :data:`CHART_CSS` styles;
-a page showing charts puts those rules in its style sheet, and :func:`figure` gives a chart its
-caption.
+:data:`CSS` styles the class names all of these produce; a page puts it in its style sheet,
+beside the colour variables it uses (``--card``, ``--line``, ``--muted``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "CHART_CSS",
+    "CSS",
     "PALETTE",
     "Series",
     "as_number",
@@ -37,6 +39,9 @@ __all__ = [
     "linear_ticks",
     "log_ticks",
     "nice_step",
+    "section",
+    "table",
+    "tile",
     "time_chart",
 ]
 
@@ -123,6 +128,56 @@ def fmt_eui(device: Any) -> str:
     if len(text) == 16 and all(c in "0123456789ABCDEF" for c in text):
         return "-".join(text[i : i + 2] for i in range(0, 16, 2))
     return text
+
+
+# ------------------------------------------------------------------------------ page parts
+def tile(label: str, value: str, note: str = "", tone: str = "") -> str:
+    """A key figure: label, value and note (text, escaped here); ``tone`` ``good`` or ``bad`` colours it."""
+    return (
+        f'<div class="tile {tone}"><div class="tlabel">{esc(label)}</div>'
+        f'<div class="tvalue">{esc(value)}</div>'
+        f'<div class="tnote">{esc(note)}</div></div>'
+    )
+
+
+def table(
+    head: Sequence[str] | None,
+    rows: Sequence[Sequence[str]],
+    numeric: Sequence[int] = (),
+    cls: str = "",
+) -> str:
+    """A table; cells are HTML already (escape before). ``head`` None: no header row."""
+    th = "".join(
+        f"<th{' class=num' if i in numeric else ''}>{esc(h)}</th>"
+        for i, h in enumerate(head or ())
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td{' class=num' if i in numeric else ''}>{c}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
+    thead = f"<thead><tr>{th}</tr></thead>" if head else ""
+    return f'<table class="{cls}">{thead}<tbody>{body}</tbody></table>'
+
+
+def section(id_: str, title: str, intro: str, body: str) -> str:
+    """A titled ``<section>``; ``intro`` and ``body`` are HTML already (an empty intro is left out)."""
+    return (
+        f'<section id="{id_}"><h2>{esc(title)}</h2>'
+        + (f'<p class="intro">{intro}</p>' if intro else "")
+        + body
+        + "</section>"
+    )
+
+
+def figure(title: str, chart: str, note: str = "") -> str:
+    """``chart`` (an ``<svg>``) in a ``<figure>`` captioned with its title and an optional note."""
+    return (
+        f'<figure><figcaption><span class="ftitle">{esc(title)}</span>'
+        + (f' <span class="fnote">{esc(note)}</span>' if note else "")
+        + f"</figcaption>{chart}</figure>"
+    )
 
 
 # ------------------------------------------------------------------------------ charts
@@ -390,18 +445,22 @@ def time_chart(
     return "".join(out)
 
 
-def figure(title: str, chart: str, note: str = "") -> str:
-    """``chart`` (an ``<svg>``) in a ``<figure>`` captioned with its title and an optional note."""
-    return (
-        f'<figure><figcaption><span class="ftitle">{esc(title)}</span>'
-        + (f' <span class="fnote">{esc(note)}</span>' if note else "")
-        + f"</figcaption>{chart}</figure>"
-    )
-
-
-#: the style rules for :func:`figure` and for the class names :func:`time_chart` draws with;
-#: a page that shows charts puts them in its style sheet
-CHART_CSS = """figure{margin:12px 0 6px}figcaption{margin-bottom:2px}
+#: the style rules for the class names of the page parts and charts drawn here
+CSS = """.tiles{display:grid;grid-template-columns:repeat(4,1fr);gap:10px;margin:0 0 8px}
+@media (max-width:720px){.tiles{grid-template-columns:repeat(2,1fr)}}
+.tiles.small{grid-template-columns:repeat(auto-fit,minmax(200px,1fr));margin:6px 0 14px}
+.tile{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:10px 12px}
+.tile.good{border-color:#86efac;background:#f0fdf4}
+.tile.bad{border-color:#fca5a5;background:#fef2f2}
+.tlabel{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.04em;
+font-weight:600}
+.tvalue{font-size:22px;font-weight:700;font-variant-numeric:tabular-nums;white-space:nowrap}
+.tnote{font-size:12px;color:var(--muted)}
+section{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:18px 22px;
+margin:16px 0}
+h2{font-size:19px;margin:0 0 4px}h3{font-size:15px;margin:16px 0 6px}
+.intro{margin:0 0 12px;color:#475569;font-size:14px}
+figure{margin:12px 0 6px}figcaption{margin-bottom:2px}
 .ftitle{font-weight:600}.fnote{color:var(--muted);font-size:13px;margin-left:8px}
 svg.chart{width:100%;height:auto;display:block}
 svg .grid{stroke:#eef2f7}svg .baseline{stroke:#94a3b8}svg .xtick{stroke:#94a3b8}
@@ -414,4 +473,9 @@ svg .reflabel{font-size:12px;fill:#b91c1c;paint-order:stroke;stroke:#fff;stroke-
 stroke-linejoin:round}
 svg .nodata{font-size:14px;fill:#94a3b8}
 svg .tips rect{fill:transparent}svg .tips rect:hover{fill:rgba(15,23,42,.06)}
+table{border-collapse:collapse;width:100%;margin:8px 0;font-size:14px}
+th{text-align:left;font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);
+border-bottom:2px solid var(--line);padding:6px 8px}
+td{border-bottom:1px solid var(--line);padding:5px 8px;vertical-align:middle}
+.num{text-align:right;font-variant-numeric:tabular-nums}
 """

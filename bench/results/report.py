@@ -29,7 +29,7 @@ from dccsim.core.errors import ConfigError
 
 from . import criteria as crit
 from .charts import (
-    CHART_CSS,
+    CSS,
     PALETTE,
     Series,
     as_number,
@@ -42,6 +42,9 @@ from .charts import (
     fmt_secs,
     fmt_si,
     nice_step,
+    section,
+    table,
+    tile,
     time_chart,
 )
 
@@ -54,46 +57,9 @@ class ReportError(ConfigError):
     """A run folder the report cannot be built from."""
 
 
-# ------------------------------------------------------------------------------ page parts
-def _tile(label: str, value: str, note: str = "", tone: str = "") -> str:
-    return (
-        f'<div class="tile {tone}"><div class="tlabel">{esc(label)}</div>'
-        f'<div class="tvalue">{esc(value)}</div>'
-        f'<div class="tnote">{esc(note)}</div></div>'
-    )
-
-
-def _table(
-    head: Sequence[str] | None,
-    rows: Sequence[Sequence[str]],
-    numeric: Sequence[int] = (),
-    cls: str = "",
-) -> str:
-    """A table; cells are HTML already (escape before). ``head`` None: no header row."""
-    th = "".join(
-        f"<th{' class=num' if i in numeric else ''}>{esc(h)}</th>"
-        for i, h in enumerate(head or ())
-    )
-    body = "".join(
-        "<tr>"
-        + "".join(f"<td{' class=num' if i in numeric else ''}>{c}</td>" for i, c in enumerate(r))
-        + "</tr>"
-        for r in rows
-    )
-    thead = f"<thead><tr>{th}</tr></thead>" if head else ""
-    return f'<table class="{cls}">{thead}<tbody>{body}</tbody></table>'
-
-
-def _section(id_: str, title: str, intro: str, body: str) -> str:
-    return (
-        f'<section id="{id_}"><h2>{esc(title)}</h2>'
-        + (f'<p class="intro">{intro}</p>' if intro else "")
-        + body
-        + "</section>"
-    )
-
-
+# ------------------------------------------------------------------------------ inputs
 def _ratio(a: Sequence[Any], b: Sequence[Any]) -> list[float | None]:
+    """``a[i] / b[i]`` for each interval; None where either is missing or ``b[i]`` is 0."""
     out: list[float | None] = []
     for i in range(max(len(a), len(b))):
         num = as_number(a[i]) if i < len(a) else None
@@ -105,6 +71,7 @@ def _ratio(a: Sequence[Any], b: Sequence[Any]) -> list[float | None]:
 def _criterion_refs(
     result: crit.CriteriaResult | None, path: str, label: str
 ) -> list[tuple[float, str]]:
+    """Reference lines (threshold, label) for a chart: the exit criteria on ``path``."""
     if result is None:
         return []
     return [
@@ -153,43 +120,6 @@ def _verdict(
         return crit.evaluate(summary, criteria), source, ""
     except crit.CriteriaError as exc:
         return None, "", str(exc)
-
-
-def _banner(result: crit.CriteriaResult | None, source: str, problem: str) -> str:
-    if problem:
-        return (
-            f'<div class="banner unknown"><div class="bmain">Verdict unavailable</div>'
-            f'<div class="bsub">The exit criteria could not be judged: {esc(problem)}</div></div>'
-        )
-    if result is None:
-        return (
-            '<div class="banner unknown"><div class="bmain">No exit criteria</div>'
-            '<div class="bsub">This run had no exit criteria, so it is neither passed nor failed. '
-            "Add an [exit_criteria] table to the scenario to judge it.</div></div>"
-        )
-    failing = [v for v in result.verdicts if not v.passed]
-    tone = "pass" if result.passed else "fail"
-    mark = "&#10004;" if result.passed else "&#10008;"
-    head = result.headline
-    detail = ", ".join(
-        f"{v.criterion.expression} (S{v.criterion.severity}, actual {crit.format_value(v.actual)})"
-        for v in failing[:4]
-    ) + (", ..." if len(failing) > 4 else "")
-    counts = " &middot; ".join(
-        f"S{s}: {result.failures.get(s, 0)} failed, {result.thresholds.get(s, 0)} allowed"
-        for s in crit.SEVERITIES
-    )
-    sub = (
-        f"{len(result.verdicts) - len(failing)} of {len(result.verdicts)} exit criteria pass"
-        + (f". Failing: {esc(detail)}" if failing else "")
-        + "."
-    )
-    return (
-        f'<div class="banner {tone}"><div class="bmain"><span class="mark">{mark}</span> '
-        f"{esc(head[0].upper() + head[1:])}"
-        f'</div><div class="bsub">{sub}</div><div class="bcounts">{counts} <span class="src">'
-        f"(criteria from {esc(source)})</span></div></div>"
-    )
 
 
 # ------------------------------------------------------------------------------ the page
@@ -251,6 +181,44 @@ def _header(run: Mapping[str, Any], name: str, day_label: str, scenario: Any) ->
     )
 
 
+def _banner(result: crit.CriteriaResult | None, source: str, problem: str) -> str:
+    """The verdict: meets targets, fails N criteria, or why there is none."""
+    if problem:
+        return (
+            f'<div class="banner unknown"><div class="bmain">Verdict unavailable</div>'
+            f'<div class="bsub">The exit criteria could not be judged: {esc(problem)}</div></div>'
+        )
+    if result is None:
+        return (
+            '<div class="banner unknown"><div class="bmain">No exit criteria</div>'
+            '<div class="bsub">This run had no exit criteria, so it is neither passed nor failed. '
+            "Add an [exit_criteria] table to the scenario to judge it.</div></div>"
+        )
+    failing = [v for v in result.verdicts if not v.passed]
+    tone = "pass" if result.passed else "fail"
+    mark = "&#10004;" if result.passed else "&#10008;"
+    head = result.headline
+    detail = ", ".join(
+        f"{v.criterion.expression} (S{v.criterion.severity}, actual {crit.format_value(v.actual)})"
+        for v in failing[:4]
+    ) + (", ..." if len(failing) > 4 else "")
+    counts = " &middot; ".join(
+        f"S{s}: {result.failures.get(s, 0)} failed, {result.thresholds.get(s, 0)} allowed"
+        for s in crit.SEVERITIES
+    )
+    sub = (
+        f"{len(result.verdicts) - len(failing)} of {len(result.verdicts)} exit criteria pass"
+        + (f". Failing: {esc(detail)}" if failing else "")
+        + "."
+    )
+    return (
+        f'<div class="banner {tone}"><div class="bmain"><span class="mark">{mark}</span> '
+        f"{esc(head[0].upper() + head[1:])}"
+        f'</div><div class="bsub">{sub}</div><div class="bcounts">{counts} <span class="src">'
+        f"(criteria from {esc(source)})</span></div></div>"
+    )
+
+
 def _tone(result: crit.CriteriaResult | None, path: str) -> str:
     """A key figure's tile tone: ``good`` or ``bad`` when exit criteria judge it, else none."""
     judged = [v.passed for v in (result.verdicts if result else ()) if v.criterion.path == path]
@@ -264,44 +232,44 @@ def _key_figures(summary: Mapping[str, Any], result: crit.CriteriaResult | None)
     thr = summary.get("throttle") or {}
     acts = summary.get("alert_actions") or {}
     tiles = [
-        _tile("requests", fmt_int(summary.get("requests")), f"{fmt_int(summary.get('retries'))} retries"),
-        _tile(
+        tile("requests", fmt_int(summary.get("requests")), f"{fmt_int(summary.get('retries'))} retries"),
+        tile(
             "within target time",
             fmt_pct(summary.get("within_target_ratio")),
             "of responses inside their target response time",
             _tone(result, "within_target_ratio"),
         ),
-        _tile(
+        tile(
             "latency p50",
             fmt_secs(lat.get("p50")),
             "from scheduled time to response",
             _tone(result, "latency_s.p50"),
         ),
-        _tile(
+        tile(
             "latency p99",
             fmt_secs(lat.get("p99")),
             f"max {fmt_secs(lat.get('max'))}",
             _tone(result, "latency_s.p99"),
         ),
-        _tile(
+        tile(
             "peak DSP backlog",
             fmt_int(summary.get("peak_backlog")),
             f"mean wait {fmt_secs(summary.get('mean_wait_s'))}",
             _tone(result, "peak_backlog"),
         ),
-        _tile(
+        tile(
             "cache hit ratio",
             fmt_pct(cache.get("hit_ratio"), 1),
             f"{fmt_int(cache.get('device_requests_saved', cache.get('hits')))} device requests saved",
             _tone(result, "cache.hit_ratio"),
         ),
-        _tile(
+        tile(
             "alerts throttled",
             fmt_int(thr.get("throttled", acts.get("throttled"))),
             f"of {fmt_int(summary.get('alerts'))} device alerts; "
             f"{fmt_int(thr.get('forwarded', acts.get('forwarded')))} forwarded",
         ),
-        _tile(
+        tile(
             "wall time",
             fmt_secs(summary.get("wall_seconds")),
             f"{fmt_si(as_number(summary.get('events_per_second')) or 0)} events/s on this machine",
@@ -314,7 +282,7 @@ def _criteria_section(result: crit.CriteriaResult | None, source: str, problem: 
     """Every exit criterion with its verdict and actual value, failures first."""
     if result is None:
         note = esc(problem) if problem else "No exit criteria for this run."
-        return _section("criteria", "Exit criteria", "", f'<p class="note">{note}</p>')
+        return section("criteria", "Exit criteria", "", f'<p class="note">{note}</p>')
     rows = [
         [
             f'<span class="pill {"pass" if v.passed else "fail"}">{"PASS" if v.passed else "FAIL"}</span>',
@@ -325,12 +293,12 @@ def _criteria_section(result: crit.CriteriaResult | None, source: str, problem: 
         for v in sorted(result.verdicts, key=lambda v: (v.passed, v.criterion.severity))
     ]
     allowed = ", ".join(f"S{s} {result.thresholds.get(s, 0)}" for s in crit.SEVERITIES)
-    body = _table(["verdict", "severity", "criterion", "actual"], rows, numeric=[3], cls="criteria") + (
+    body = table(["verdict", "severity", "criterion", "actual"], rows, numeric=[3], cls="criteria") + (
         '<p class="note">A failed criterion is a defect of its severity (S1 most severe). '
         f"The run passes when no severity has more failures than it allows: {allowed}. "
         f"Criteria from {esc(source)}.</p>"
     )
-    return _section("criteria", "Exit criteria", "", body)
+    return section("criteria", "Exit criteria", "", body)
 
 
 def _traffic_section(summary: Mapping[str, Any], interval_s: float) -> str:
@@ -363,7 +331,7 @@ def _traffic_section(summary: Mapping[str, Any], interval_s: float) -> str:
         ),
         f"peak {fmt_int(summary.get('peak_backlog'))} requests",
     )
-    return _section(
+    return section(
         "traffic",
         "Traffic and DSP backlog over the day",
         "Service Requests by the 15 minutes they were scheduled in, responses by the 15 minutes they were "
@@ -376,7 +344,7 @@ def _latency_section(
     summary: Mapping[str, Any], result: crit.CriteriaResult | None, scenario: Any, interval_s: float
 ) -> str:
     """Latency percentiles and target-time compliance over the day, and latency by request class."""
-    return _section(
+    return section(
         "latency",
         "Latency and target response time over the day",
         "Latency runs from the scheduled time to the response, so a stalled DSP cannot hide its queue.",
@@ -456,12 +424,12 @@ def _class_table(summary: Mapping[str, Any], scenario: Any) -> str:
     ]
     if not rows:
         return ""
-    return _table(["request class", "requests", "p50", "p99", "max", "target"], rows, numeric=[1, 2, 3, 4, 5])
+    return table(["request class", "requests", "p50", "p99", "max", "target"], rows, numeric=[1, 2, 3, 4, 5])
 
 
 def _srv_section(summary: Mapping[str, Any], result: crit.CriteriaResult | None) -> str:
     """Compliance by SRV, worst first, then the response codes and outcomes."""
-    return _section(
+    return section(
         "srv",
         "Target response compliance by SRV",
         "Share of each Service Reference Variant's responses inside their target response time, worst first.",
@@ -521,7 +489,7 @@ def _srv_table(summary: Mapping[str, Any], result: crit.CriteriaResult | None) -
         if default_target is not None or srv_target
         else ""
     )
-    return _table(head, rows, numeric=[2, 3], cls="srv") + note
+    return table(head, rows, numeric=[2, 3], cls="srv") + note
 
 
 def _miss_bar(miss: float, target: float | None, bad: bool, scale: float) -> str:
@@ -556,8 +524,8 @@ def _codes_tables(summary: Mapping[str, Any]) -> str:
     ]
     return (
         '<div class="cols">'
-        + _table(["response code", "responses", "share"], code_rows, numeric=[1, 2])
-        + _table(["outcome", "requests", "share"], out_rows, numeric=[1, 2])
+        + table(["response code", "responses", "share"], code_rows, numeric=[1, 2])
+        + table(["outcome", "requests", "share"], out_rows, numeric=[1, 2])
         + "</div>"
     )
 
@@ -584,25 +552,25 @@ def _cache_section(summary: Mapping[str, Any], interval_s: float) -> str:
     bytes_per_entry = as_number(cache.get("bytes_per_entry"))
     retention_hours = as_number(cache.get("retention_hours"))
     tiles = [
-        _tile(
+        tile(
             "hit ratio",
             fmt_pct(cache.get("hit_ratio"), 1),
             f"{fmt_int(cache.get('hits'))} hits, {fmt_int(cache.get('misses'))} misses",
         ),
-        _tile("device requests saved", fmt_int(cache.get("device_requests_saved", cache.get("hits")))),
-        _tile(
+        tile("device requests saved", fmt_int(cache.get("device_requests_saved", cache.get("hits")))),
+        tile(
             "memory per entry",
             f"{bytes_per_entry:.1f} B" if bytes_per_entry else "n/a",
             f"{fmt_int(cache.get('resident'))} entries resident at the end",
         ),
-        _tile(
+        tile(
             "retention",
             f"{retention_hours:g} h" if retention_hours else "n/a",
             f"{fmt_int(cache.get('stores'))} stored, {fmt_int(cache.get('expired'))} expired, "
             f"{fmt_int(cache.get('evicted'))} evicted",
         ),
     ]
-    return _section(
+    return section(
         "cache",
         "Readings cache (SRVs 4.6.1, 4.8.1, 4.8.3)",
         "A read of the same device, SRV and period within the retention window is answered from the cache "
@@ -613,7 +581,7 @@ def _cache_section(summary: Mapping[str, Any], interval_s: float) -> str:
 
 def _throttle_section(summary: Mapping[str, Any], interval_s: float) -> str:
     """Alert Storm Protection: what it discarded, over the day and by device, and its settings."""
-    return _section(
+    return section(
         "throttle",
         "Alert Storm Protection",
         "Alerts per device and alert code over the threshold in a window are discarded; one per designated "
@@ -632,22 +600,22 @@ def _storm_tiles(summary: Mapping[str, Any]) -> str:
     acts = summary.get("alert_actions") or {}
     return "".join(
         [
-            _tile(
+            tile(
                 "alerts throttled",
                 fmt_int(thr.get("throttled", acts.get("throttled"))),
                 f"of {fmt_int(summary.get('alerts'))} device alerts",
             ),
-            _tile(
+            tile(
                 "storm alerts let through",
                 fmt_int(summary.get("storm_alerts_forwarded")),
                 f"of {fmt_int(summary.get('storm_alerts'))} storm alerts",
             ),
-            _tile(
+            tile(
                 "non-storm alerts throttled",
                 fmt_int(summary.get("nonstorm_alerts_throttled")),
                 "collateral: alerts from healthy devices",
             ),
-            _tile("excluded codes", fmt_int(thr.get("excluded", acts.get("excluded"))), "alerts on the exclusion list"),
+            tile("excluded codes", fmt_int(thr.get("excluded", acts.get("excluded"))), "alerts on the exclusion list"),
         ]
     )
 
@@ -681,7 +649,7 @@ def _top_devices(summary: Mapping[str, Any]) -> str:
     ]
     if not rows:
         return '<p class="note">No device was throttled.</p>'
-    return _table(["#", "device (EUI-64)", "alerts throttled"], rows, numeric=[0, 2], cls="narrow")
+    return table(["#", "device (EUI-64)", "alerts throttled"], rows, numeric=[0, 2], cls="narrow")
 
 
 def _throttle_settings(summary: Mapping[str, Any]) -> str:
@@ -715,11 +683,11 @@ def _details_section(summary: Mapping[str, Any]) -> str:
     ]
     details = (
         '<div class="cols">'
-        + _table(None, detail_rows, numeric=[1], cls="kv")
-        + (_table(["invalid traffic", "rejected with"], inv_rows) if inv_rows else "")
+        + table(None, detail_rows, numeric=[1], cls="kv")
+        + (table(["invalid traffic", "rejected with"], inv_rows) if inv_rows else "")
         + "</div>"
     )
-    return _section("details", "Run details", "", details)
+    return section("details", "Run details", "", details)
 
 
 def _footer(run: Mapping[str, Any], run_dir: Path) -> str:
@@ -767,7 +735,7 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
     return target
 
 
-#: the page's style sheet, with the chart rules of :mod:`.charts` in their place
+#: the page's style sheet, with the rules of :mod:`.charts` in their place
 _CSS = (
     """
 :root{--ink:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--card:#fff;--good:#15803d;
@@ -792,28 +760,9 @@ font-weight:600}
 .banner.unknown{background:#f1f5f9;border-color:#cbd5e1}
 .bmain{font-size:24px;font-weight:700}.pass .bmain{color:var(--good)}.fail .bmain{color:var(--bad)}
 .bsub{margin-top:2px}.bcounts{margin-top:6px;font-size:13px;color:#475569}.src{color:var(--muted)}
-.tiles{display:grid;grid-template-columns:repeat(4,1fr);gap:10px;margin:0 0 8px}
-@media (max-width:720px){.tiles{grid-template-columns:repeat(2,1fr)}}
-.tiles.small{grid-template-columns:repeat(auto-fit,minmax(200px,1fr));margin:6px 0 14px}
-.tile{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:10px 12px}
-.tile.good{border-color:#86efac;background:#f0fdf4}
-.tile.bad{border-color:#fca5a5;background:#fef2f2}
-.tlabel{font-size:12px;color:var(--muted);text-transform:uppercase;letter-spacing:.04em;
-font-weight:600}
-.tvalue{font-size:22px;font-weight:700;font-variant-numeric:tabular-nums;white-space:nowrap}
-.tnote{font-size:12px;color:var(--muted)}
-section{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:18px 22px;
-margin:16px 0}
-h2{font-size:19px;margin:0 0 4px}h3{font-size:15px;margin:16px 0 6px}
-.intro{margin:0 0 12px;color:#475569;font-size:14px}
 """
-    + CHART_CSS
+    + CSS
     + """\
-table{border-collapse:collapse;width:100%;margin:8px 0;font-size:14px}
-th{text-align:left;font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);
-border-bottom:2px solid var(--line);padding:6px 8px}
-td{border-bottom:1px solid var(--line);padding:5px 8px;vertical-align:middle}
-.num{text-align:right;font-variant-numeric:tabular-nums}
 table.narrow{width:auto;min-width:420px}table.kv td:first-child{color:#475569}
 .cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:0 28px;
 align-items:start}

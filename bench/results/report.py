@@ -68,9 +68,7 @@ def _ratio(a: Sequence[Any], b: Sequence[Any]) -> list[float | None]:
     return out
 
 
-def _criterion_refs(
-    result: crit.CriteriaResult | None, path: str, label: str
-) -> list[tuple[float, str]]:
+def _criterion_refs(result: crit.CriteriaResult | None, path: str, label: str) -> list[tuple[float, str]]:
     """Reference lines (threshold, label) for a chart: the exit criteria on ``path``."""
     if result is None:
         return []
@@ -100,9 +98,7 @@ def _scenario(run_dir: Path, summary: Mapping[str, Any]) -> Any:
         return None
 
 
-def _verdict(
-    summary: Mapping[str, Any], run_dir: Path
-) -> tuple[crit.CriteriaResult | None, str, str]:
+def _verdict(summary: Mapping[str, Any], run_dir: Path) -> tuple[crit.CriteriaResult | None, str, str]:
     """(result, where the criteria came from, problem text)."""
     stored = summary.get("exit_criteria")
     if isinstance(stored, Mapping) and stored.get("criteria") is not None:
@@ -199,12 +195,10 @@ def _banner(result: crit.CriteriaResult | None, source: str, problem: str) -> st
     mark = "&#10004;" if result.passed else "&#10008;"
     head = result.headline
     detail = ", ".join(
-        f"{v.criterion.expression} (S{v.criterion.severity}, actual {crit.format_value(v.actual)})"
-        for v in failing[:4]
+        f"{v.criterion.expression} (S{v.criterion.severity}, actual {crit.format_value(v.actual)})" for v in failing[:4]
     ) + (", ..." if len(failing) > 4 else "")
     counts = " &middot; ".join(
-        f"S{s}: {result.failures.get(s, 0)} failed, {result.thresholds.get(s, 0)} allowed"
-        for s in crit.SEVERITIES
+        f"S{s}: {result.failures.get(s, 0)} failed, {result.thresholds.get(s, 0)} allowed" for s in crit.SEVERITIES
     )
     sub = (
         f"{len(result.verdicts) - len(failing)} of {len(result.verdicts)} exit criteria pass"
@@ -484,8 +478,7 @@ def _srv_table(summary: Mapping[str, Any], result: crit.CriteriaResult | None) -
         )
     head = ["SRV", "service", "within target", "outside", "share outside target", "target"]
     note = (
-        '<p class="note">Bars: share of responses outside their target time; the tick marks what the '
-        "target allows.</p>"
+        '<p class="note">Bars: share of responses outside their target time; the tick marks what the target allows.</p>'
         if default_target is not None or srv_target
         else ""
     )
@@ -718,9 +711,7 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
     run_dir = Path(run_dir)
     path = run_dir / "summary.json"
     if not path.is_file():
-        raise ReportError(
-            f"{run_dir}: no summary.json (expected a run folder written by dccsim run)"
-        )
+        raise ReportError(f"{run_dir}: no summary.json (expected a run folder written by dccsim run)")
     try:
         summary = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

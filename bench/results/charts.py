@@ -147,14 +147,9 @@ def table(
     cls: str = "",
 ) -> str:
     """A table; cells are HTML already (escape before). ``head`` None: no header row."""
-    th = "".join(
-        f"<th{' class=num' if i in numeric else ''}>{esc(h)}</th>"
-        for i, h in enumerate(head or ())
-    )
+    th = "".join(f"<th{' class=num' if i in numeric else ''}>{esc(h)}</th>" for i, h in enumerate(head or ()))
     body = "".join(
-        "<tr>"
-        + "".join(f"<td{' class=num' if i in numeric else ''}>{c}</td>" for i, c in enumerate(r))
-        + "</tr>"
+        "<tr>" + "".join(f"<td{' class=num' if i in numeric else ''}>{c}</td>" for i, c in enumerate(r)) + "</tr>"
         for r in rows
     )
     thead = f"<thead><tr>{th}</tr></thead>" if head else ""
@@ -195,6 +190,7 @@ PALETTE = {
 #: the chart's size in SVG units, and its margins (left, right, top, bottom) around the plot
 _W, _H = 960, 270
 _ML, _MR, _MT, _MB = 72, 44, 40, 46
+_PW, _PH = _W - _ML - _MR, _H - _MT - _MB  # the plot area inside the margins
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,9 +233,7 @@ def linear_ticks(lo: float, hi: float) -> tuple[float, float, list[float]]:
 def log_ticks(lo: float, hi: float) -> tuple[float, float, list[float]]:
     """Axis ends on the 1-2-5 grid around [lo, hi], and ticks on it (fewer when crowded)."""
     grid = [
-        m * 10.0**e
-        for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
-        for m in (1, 2, 5)
+        m * 10.0**e for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1) for m in (1, 2, 5)
     ]
     ylo = max(v for v in grid if v <= lo * 1.0001)
     yhi = min(v for v in grid if v >= hi / 1.0001)
@@ -269,6 +263,8 @@ def time_chart(
     ``y_fmt``: ``count`` (1.2k, 3.4M), ``seconds`` or ``percent`` (values are shares 0..1).
     ``stacked`` draws the series as stacked bars (first at the bottom); otherwise lines, with
     gaps where a value is missing. ``refs`` are dashed horizontal reference lines (value, label).
+    ``log`` asks for a log scale, used when there are positive values and they are not all equal;
+    ``y_range`` fixes the y axis's range (its ends are rounded out to ticks).
     """
     n = max((len(s.values) for s in series), default=0)
     if n == 0 or all(v is None for s in series for v in s.values):
@@ -277,16 +273,68 @@ def time_chart(
             f'aria-label="{esc(aria)}: no data"><text x="{_W / 2}" y="45" text-anchor="middle" '
             'class="nodata">no data in this run</text></svg>'
         )
-    pw, ph = _W - _ML - _MR, _H - _MT - _MB
-    t0, t1 = start_s, start_s + n * interval_s
+    frame, yticks = _frame(series, n, start_s, interval_s, y_fmt, stacked, refs, log, y_range)
+    out = [f'<svg class="chart" viewBox="0 0 {_W} {_H}" role="img" aria-label="{esc(aria)}">']
+    out += _y_axis(frame, yticks, y_label)
+    out += _x_axis(frame)
+    out += _bars(frame, series) if stacked else _lines(frame, series)
+    out += _ref_lines(frame, refs)
+    out += _legend(series, stacked)
+    out.append(_tooltips(frame, series))
+    out.append("</svg>")
+    return "".join(out)
 
-    def x(t: float) -> float:
-        return _ML + (t - t0) / (t1 - t0) * pw
 
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """A chart's scales: ``n`` intervals from ``t0`` to ``t1`` across, ``ylo`` to ``yhi`` up."""
+
+    t0: float
+    t1: float
+    interval_s: float
+    n: int
+    ylo: float
+    yhi: float
+    log: bool
+    y_fmt: str
+
+    def x(self, t: float) -> float:
+        """The x of time ``t`` (seconds from the start of the day)."""
+        return _ML + (t - self.t0) / (self.t1 - self.t0) * _PW
+
+    def y(self, v: float) -> float:
+        """The y of value ``v``; on a log scale, values below the axis sit on it."""
+        if self.log:
+            v = max(v, self.ylo)
+            f = (math.log10(v) - math.log10(self.ylo)) / (math.log10(self.yhi) - math.log10(self.ylo))
+        else:
+            f = (v - self.ylo) / (self.yhi - self.ylo)
+        return _MT + _PH - f * _PH
+
+    def fmt(self, v: float, tooltip: bool = False) -> str:
+        """A value as ``y_fmt`` shows it: short on a tick, fuller (for seconds) in a tooltip."""
+        if self.y_fmt == "percent":
+            digits = 0 if (self.yhi - self.ylo) >= 0.05 else 1 if (self.yhi - self.ylo) >= 0.005 else 2
+            return f"{v * 100:.{digits}f}%"
+        if self.y_fmt == "seconds":
+            return fmt_secs(v) if tooltip else fmt_tick_secs(v)
+        return fmt_si(v)
+
+
+def _frame(
+    series: Sequence[Series],
+    n: int,
+    start_s: float,
+    interval_s: float,
+    y_fmt: str,
+    stacked: bool,
+    refs: Sequence[tuple[float, str]],
+    log: bool,
+    y_range: tuple[float, float] | None,
+) -> tuple[_Frame, list[float]]:
+    """The scales that fit the values (stacked: their totals) and the reference lines, and the y ticks."""
     if stacked:
-        totals = [
-            sum((s.values[i] or 0) if i < len(s.values) else 0 for s in series) for i in range(n)
-        ]
+        totals = [sum((s.values[i] or 0) if i < len(s.values) else 0 for s in series) for i in range(n)]
         vals = [v for v in totals if v is not None]
     else:
         vals = [v for s in series for v in s.values if v is not None]
@@ -303,146 +351,136 @@ def time_chart(
         lo = min(0.0, lo)
         if hi <= lo:
             hi = lo + 1
-    if log:
-        ylo, yhi, yticks = log_ticks(lo, hi)
-    else:
-        ylo, yhi, yticks = linear_ticks(lo, hi)
+    ylo, yhi, yticks = log_ticks(lo, hi) if log else linear_ticks(lo, hi)
+    return _Frame(start_s, start_s + n * interval_s, interval_s, n, ylo, yhi, log, y_fmt), yticks
 
-    def y(v: float) -> float:
-        if log:
-            v = max(v, ylo)
-            f = (math.log10(v) - math.log10(ylo)) / (math.log10(yhi) - math.log10(ylo))
-        else:
-            f = (v - ylo) / (yhi - ylo)
-        return _MT + ph - f * ph
 
-    def fmt(v: float, tooltip: bool = False) -> str:
-        if y_fmt == "percent":
-            digits = 0 if (yhi - ylo) >= 0.05 else 1 if (yhi - ylo) >= 0.005 else 2
-            return f"{v * 100:.{digits}f}%"
-        if y_fmt == "seconds":
-            return fmt_secs(v) if tooltip else fmt_tick_secs(v)
-        return fmt_si(v)
-
-    out = [f'<svg class="chart" viewBox="0 0 {_W} {_H}" role="img" aria-label="{esc(aria)}">']
-    # grid and y axis
+def _y_axis(frame: _Frame, yticks: Sequence[float], y_label: str) -> list[str]:
+    """Grid lines and labels at the y ticks, and the axis title."""
+    out = []
     for t in yticks:
-        yy = y(t)
+        yy = frame.y(t)
         out.append(f'<line class="grid" x1="{_ML}" x2="{_W - _MR}" y1="{yy:.1f}" y2="{yy:.1f}"/>')
-        out.append(
-            f'<text class="tick" x="{_ML - 8}" y="{yy + 4:.1f}" '
-            f'text-anchor="end">{esc(fmt(t))}</text>'
-        )
+        out.append(f'<text class="tick" x="{_ML - 8}" y="{yy + 4:.1f}" text-anchor="end">{esc(frame.fmt(t))}</text>')
     out.append(
-        f'<text class="axis" transform="translate(16 {_MT + ph / 2:.0f}) rotate(-90)" '
-        'text-anchor="middle">'
-        f"{esc(y_label)}{' (log scale)' if log else ''}</text>"
+        f'<text class="axis" transform="translate(16 {_MT + _PH / 2:.0f}) rotate(-90)" text-anchor="middle">'
+        f"{esc(y_label)}{' (log scale)' if frame.log else ''}</text>"
     )
-    # x axis: ticks every 3 h (every hour on short spans)
-    span_h = (t1 - t0) / 3600
+    return out
+
+
+def _x_axis(frame: _Frame) -> list[str]:
+    """Times of day every 3 hours (every 2 or 1 on shorter spans), the baseline and the axis title."""
+    out = []
+    span_h = (frame.t1 - frame.t0) / 3600
     step_h = 1 if span_h <= 8 else 2 if span_h <= 16 else 3
-    h = math.ceil(t0 / 3600 / step_h) * step_h
-    while h * 3600 <= t1 + 1e-6:
-        xx = x(h * 3600)
+    h = math.ceil(frame.t0 / 3600 / step_h) * step_h
+    while h * 3600 <= frame.t1 + 1e-6:
+        xx = frame.x(h * 3600)
+        out.append(f'<line class="xtick" x1="{xx:.1f}" x2="{xx:.1f}" y1="{_MT + _PH}" y2="{_MT + _PH + 5}"/>')
         out.append(
-            f'<line class="xtick" x1="{xx:.1f}" x2="{xx:.1f}" y1="{_MT + ph}" y2="{_MT + ph + 5}"/>'
-        )
-        out.append(
-            f'<text class="tick" x="{xx:.1f}" y="{_MT + ph + 19}" '
-            f'text-anchor="middle">{fmt_hhmm(h * 3600)}</text>'
+            f'<text class="tick" x="{xx:.1f}" y="{_MT + _PH + 19}" text-anchor="middle">{fmt_hhmm(h * 3600)}</text>'
         )
         h += step_h
+    out.append(f'<line class="baseline" x1="{_ML}" x2="{_W - _MR}" y1="{_MT + _PH}" y2="{_MT + _PH}"/>')
     out.append(
-        f'<line class="baseline" x1="{_ML}" x2="{_W - _MR}" y1="{_MT + ph}" y2="{_MT + ph}"/>'
+        f'<text class="axis" x="{_ML + _PW / 2:.0f}" y="{_H - 6}" text-anchor="middle">'
+        f"time of day (UTC), {frame.interval_s / 60:g}-minute intervals</text>"
     )
-    out.append(
-        f'<text class="axis" x="{_ML + pw / 2:.0f}" y="{_H - 6}" text-anchor="middle">'
-        f"time of day (UTC), {interval_s / 60:g}-minute intervals</text>"
-    )
-    # data
-    bw = pw / n
-    if stacked:
-        base = [0.0] * n
-        for s in series:
-            parts = []
-            for i in range(n):
-                v = (s.values[i] or 0) if i < len(s.values) else 0
-                if v > 0:
-                    y_top, y_bot = y(base[i] + v), y(base[i])
-                    parts.append(
-                        f'<rect x="{x(t0 + i * interval_s) + 0.3:.1f}" y="{y_top:.1f}" '
-                        f'width="{max(bw - 0.6, 0.5):.2f}" height="{max(y_bot - y_top, 0.5):.1f}"/>'
-                    )
-                base[i] += v
-            out.append(f'<g class="bars" fill="{s.color}">{"".join(parts)}</g>')
-    else:
-        for s in series:
-            segs: list[list[str]] = [[]]
-            for i in range(n):
-                v = s.values[i] if i < len(s.values) else None
-                if v is None or (log and v <= 0):
-                    if segs[-1]:
-                        segs.append([])
-                    continue
-                segs[-1].append(f"{x(t0 + (i + 0.5) * interval_s):.1f},{y(v):.1f}")
-            for seg in segs:
-                if s.fill and len(seg) > 1:
-                    x0, x1 = seg[0].split(",")[0], seg[-1].split(",")[0]
-                    yb = f"{y(max(ylo, 0.0) if not log else ylo):.1f}"
-                    out.append(
-                        f'<polygon class="area" points="{x0},{yb} {" ".join(seg)} {x1},{yb}" '
-                        f'fill="{s.color}"/>'
-                    )
-                if len(seg) == 1:
-                    cx, cy = seg[0].split(",")
-                    out.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{s.color}"/>')
-                elif seg:
-                    dash = ' stroke-dasharray="6 4"' if s.dash else ""
-                    out.append(
-                        f'<polyline class="line" points="{" ".join(seg)}" '
-                        f'stroke="{s.color}"{dash}/>'
-                    )
-    # reference lines
+    return out
+
+
+def _bars(frame: _Frame, series: Sequence[Series]) -> list[str]:
+    """Stacked bars, one group per series, the first at the bottom; empty layers draw nothing."""
+    out = []
+    bw = _PW / frame.n
+    base = [0.0] * frame.n
+    for s in series:
+        parts = []
+        for i in range(frame.n):
+            v = (s.values[i] or 0) if i < len(s.values) else 0
+            if v > 0:
+                y_top, y_bot = frame.y(base[i] + v), frame.y(base[i])
+                parts.append(
+                    f'<rect x="{frame.x(frame.t0 + i * frame.interval_s) + 0.3:.1f}" y="{y_top:.1f}" '
+                    f'width="{max(bw - 0.6, 0.5):.2f}" height="{max(y_bot - y_top, 0.5):.1f}"/>'
+                )
+            base[i] += v
+        out.append(f'<g class="bars" fill="{s.color}">{"".join(parts)}</g>')
+    return out
+
+
+def _lines(frame: _Frame, series: Sequence[Series]) -> list[str]:
+    """A line per series through the middle of each interval, broken where a value is missing
+    (or not positive, on a log scale); a lone point is a dot, and ``fill`` shades under the line."""
+    out = []
+    for s in series:
+        segs: list[list[str]] = [[]]
+        for i in range(frame.n):
+            v = s.values[i] if i < len(s.values) else None
+            if v is None or (frame.log and v <= 0):
+                if segs[-1]:
+                    segs.append([])
+                continue
+            segs[-1].append(f"{frame.x(frame.t0 + (i + 0.5) * frame.interval_s):.1f},{frame.y(v):.1f}")
+        for seg in segs:
+            if s.fill and len(seg) > 1:
+                x0, x1 = seg[0].split(",")[0], seg[-1].split(",")[0]
+                yb = f"{frame.y(max(frame.ylo, 0.0) if not frame.log else frame.ylo):.1f}"
+                out.append(f'<polygon class="area" points="{x0},{yb} {" ".join(seg)} {x1},{yb}" fill="{s.color}"/>')
+            if len(seg) == 1:
+                cx, cy = seg[0].split(",")
+                out.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{s.color}"/>')
+            elif seg:
+                dash = ' stroke-dasharray="6 4"' if s.dash else ""
+                out.append(f'<polyline class="line" points="{" ".join(seg)}" stroke="{s.color}"{dash}/>')
+    return out
+
+
+def _ref_lines(frame: _Frame, refs: Sequence[tuple[float, str]]) -> list[str]:
+    """Dashed horizontal lines, labelled at the right, for the reference values on the axis."""
+    out = []
     for value, label in refs:
-        if ylo <= value <= yhi:
-            yy = y(value)
+        if frame.ylo <= value <= frame.yhi:
+            yy = frame.y(value)
+            out.append(f'<line class="ref" x1="{_ML}" x2="{_W - _MR}" y1="{yy:.1f}" y2="{yy:.1f}"/>')
             out.append(
-                f'<line class="ref" x1="{_ML}" x2="{_W - _MR}" y1="{yy:.1f}" y2="{yy:.1f}"/>'
+                f'<text class="reflabel" x="{_W - _MR - 4}" y="{yy - 5:.1f}" text-anchor="end">{esc(label)}</text>'
             )
-            out.append(
-                f'<text class="reflabel" x="{_W - _MR - 4}" y="{yy - 5:.1f}" '
-                f'text-anchor="end">{esc(label)}</text>'
-            )
-    # legend
-    lx = _ML
+    return out
+
+
+def _legend(series: Sequence[Series], stacked: bool) -> list[str]:
+    """A swatch (a block for bars, a stroke for lines) and the label of each series, left to right."""
+    out = []
+    lx: float = _ML
     for s in series:
         dash = ' stroke-dasharray="6 4"' if s.dash else ""
         if stacked:
             sw = f'<rect x="{lx}" y="10" width="14" height="12" fill="{s.color}"/>'
         else:
-            sw = (
-                f'<line x1="{lx}" x2="{lx + 18}" y1="16" y2="16" stroke="{s.color}" '
-                f'stroke-width="3"{dash}/>'
-            )
+            sw = f'<line x1="{lx}" x2="{lx + 18}" y1="16" y2="16" stroke="{s.color}" stroke-width="3"{dash}/>'
         out.append(sw + f'<text class="legend" x="{lx + 24}" y="21">{esc(s.label)}</text>')
         lx += 40 + 6.9 * len(s.label)
-    # tooltips: one transparent column per interval
+    return out
+
+
+def _tooltips(frame: _Frame, series: Sequence[Series]) -> str:
+    """One transparent column per interval, titled with the interval and each series' value."""
     tips = []
-    for i in range(n):
-        parts = [f"{fmt_hhmm(t0 + i * interval_s)}-{fmt_hhmm(t0 + (i + 1) * interval_s)}"]
+    bw = _PW / frame.n
+    for i in range(frame.n):
+        start, end = frame.t0 + i * frame.interval_s, frame.t0 + (i + 1) * frame.interval_s
+        parts = [f"{fmt_hhmm(start)}-{fmt_hhmm(end)}"]
         for s in series:
             v = s.values[i] if i < len(s.values) else None
-            parts.append(
-                f"{s.label}: "
-                + ("-" if v is None else fmt(v, True) if y_fmt != "count" else f"{v:,.0f}")
-            )
+            shown = "-" if v is None else frame.fmt(v, True) if frame.y_fmt != "count" else f"{v:,.0f}"
+            parts.append(f"{s.label}: {shown}")
         tips.append(
-            f'<rect x="{x(t0 + i * interval_s):.1f}" y="{_MT}" width="{bw:.2f}" height="{ph}">'
+            f'<rect x="{frame.x(frame.t0 + i * frame.interval_s):.1f}" y="{_MT}" width="{bw:.2f}" height="{_PH}">'
             f"<title>{esc(chr(10).join(parts))}</title></rect>"
         )
-    out.append(f'<g class="tips">{"".join(tips)}</g>')
-    out.append("</svg>")
-    return "".join(out)
+    return f'<g class="tips">{"".join(tips)}</g>'
 
 
 #: the style rules for the class names of the page parts and charts drawn here

@@ -11,6 +11,11 @@ the day, compliance by SRV (worst first), the readings cache, Alert Storm Protec
 run's details. Times of day are HH:MM in UTC from the start of the simulated day; series are
 15-minute intervals. Every chart point carries a tooltip with its interval and values.
 
+:func:`render_report` joins one function per part of the page, defined below it in page order;
+each takes the summary (or the parts it needs) and returns its HTML. What the page shows is
+decided here; how it is drawn (value formatting, tiles, tables, charts and their CSS) is
+:mod:`.charts`.
+
 Exit criteria come from ``summary.json`` (``exit_criteria``, as :func:`criteria.to_dict`
 stores them); a summary without them is judged here against the criteria of the scenario the
 run recorded, when there is one.

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from cli_helper import cli
 from dccsim.bench.results import criteria as crit
-from dccsim.bench.results.report import ReportError, Series, build_report, render_report, time_chart
+from dccsim.bench.results.charts import Series, time_chart
+from dccsim.bench.results.report import ReportError, build_report, render_report
 
 DAY_NS = 1_795_392_000 * 1_000_000_000  # 2026-11-23 00:00 UTC
 

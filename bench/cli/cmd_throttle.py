@@ -309,7 +309,7 @@ def _print_summary(
     from rich.console import Console
     from rich.table import Table
 
-    from ..results.report import _bytes, _eui
+    from ..results.charts import fmt_bytes, fmt_eui
 
     def pct(x: int) -> str:
         return f"{x / n:.2%}" if n else "-"
@@ -340,7 +340,7 @@ def _print_summary(
             f"{other / (n - storm_n):.2%} of others" if n > storm_n else "-",
         )
     table.add_row("keys holding state", f"{st.keys:,}", f"{st.evicted:,} evicted")
-    table.add_row("state memory", _bytes(st.state_bytes), f"{st.bytes_per_key:.0f} B/key")
+    table.add_row("state memory", fmt_bytes(st.state_bytes), f"{st.bytes_per_key:.0f} B/key")
     table.add_row("throttle time", f"{busy:.3f} s", f"{n / busy:,.0f} alerts/s" if busy else "")
     console = Console()
     console.print(
@@ -355,7 +355,7 @@ def _print_summary(
         keys.add_column("alert code")
         keys.add_column("discarded", justify="right")
         for d, c, k in top:
-            keys.add_row(_eui(f"{d:016X}"), format_alert_code(c), f"{k:,}")
+            keys.add_row(fmt_eui(f"{d:016X}"), format_alert_code(c), f"{k:,}")
         console.print(keys)
 
 
@@ -542,7 +542,7 @@ def tradeoff_svg(
     cols: dict[str, npt.NDArray[Any]], pareto: npt.NDArray[np.bool_], *, title: str
 ) -> str:
     """A self-contained SVG: storm alerts discarded (y) against collateral discards (x)."""
-    from ..results.report import _esc, _linear_ticks, _si
+    from ..results.charts import esc, fmt_si, linear_ticks
 
     w, h, ml, mr, mt, mb = 760, 480, 84, 24, 48, 58
     x = cols["collateral"].astype(float)
@@ -551,7 +551,7 @@ def tradeoff_svg(
     decades = max(1, math.ceil(math.log10(1 + float(x.max())))) if x.size else 1
     xt = [0.0] + [10.0**e for e in range(decades + 1)]
     x0, x1 = 0.0, math.log10(1 + 10.0**decades)
-    y0, y1, yt = _linear_ticks(float(y.min()) if y.size else 0.0, float(y.max()) if y.size else 1.0)
+    y0, y1, yt = linear_ticks(float(y.min()) if y.size else 0.0, float(y.max()) if y.size else 1.0)
 
     def px(v: float) -> float:
         return ml + (math.log10(1 + v) - x0) / (x1 - x0) * (w - ml - mr)
@@ -561,10 +561,10 @@ def tradeoff_svg(
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" '
-        f'font-family="system-ui,sans-serif" font-size="12" role="img" aria-label="{_esc(title)}">',
-        f"<title>{_esc(title)}</title>",
+        f'font-family="system-ui,sans-serif" font-size="12" role="img" aria-label="{esc(title)}">',
+        f"<title>{esc(title)}</title>",
         '<rect width="100%" height="100%" fill="#fff"/>',
-        f'<text x="{ml}" y="22" font-size="15" fill="#0f172a">{_esc(title)}</text>',
+        f'<text x="{ml}" y="22" font-size="15" fill="#0f172a">{esc(title)}</text>',
     ]
     for v in xt:
         parts.append(
@@ -572,7 +572,7 @@ def tradeoff_svg(
         )
         parts.append(
             f'<text x="{px(v):.1f}" y="{h - mb + 18}" text-anchor="middle" fill="#64748b">'
-            f"{_si(v)}</text>"
+            f"{fmt_si(v)}</text>"
         )
     for v in yt:
         parts.append(
@@ -580,7 +580,7 @@ def tradeoff_svg(
         )
         parts.append(
             f'<text x="{ml - 8}" y="{py(v) + 4:.1f}" text-anchor="end" fill="#64748b">'
-            f"{_si(v)}</text>"
+            f"{fmt_si(v)}</text>"
         )
     parts.append(f'<line x1="{ml}" y1="{h - mb}" x2="{w - mr}" y2="{h - mb}" stroke="#94a3b8"/>')
     parts.append(f'<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{h - mb}" stroke="#94a3b8"/>')
@@ -609,7 +609,7 @@ def tradeoff_svg(
         color = "#2563eb" if pareto[i] else "#94a3b8"
         parts.append(
             f'<circle cx="{px(x[i]):.1f}" cy="{py(y[i]):.1f}" r="{5 if pareto[i] else 3.5}" '
-            f'fill="{color}" fill-opacity="0.85"><title>{_esc(tip)}</title></circle>'
+            f'fill="{color}" fill-opacity="0.85"><title>{esc(tip)}</title></circle>'
         )
     parts.append(
         f'<text x="{w - mr}" y="{mt - 8}" text-anchor="end" fill="#2563eb">'

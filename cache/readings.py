@@ -157,24 +157,26 @@ def _index_slots(capacity: int) -> int:
 def _retention_ns(hours: object) -> int:
     if isinstance(hours, bool) or not isinstance(hours, Real):
         raise CacheConfigError(
-            f"retention_hours: expected a number of hours from {MIN_RETENTION_HOURS} to "
-            f"{MAX_RETENTION_HOURS}, got {hours!r}"
+            key="retention_hours",
+            value=hours,
+            expected=f"a number of hours from {MIN_RETENTION_HOURS} to {MAX_RETENTION_HOURS}",
         )
     if not math.isfinite(float(hours)) or not (
         MIN_RETENTION_HOURS <= hours <= MAX_RETENTION_HOURS
     ):
         raise CacheConfigError(
-            f"retention_hours: expected {MIN_RETENTION_HOURS} to {MAX_RETENTION_HOURS} hours "
-            f"(the Data Retention Period), got {hours!r}"
+            key="retention_hours",
+            value=hours,
+            expected=f"{MIN_RETENTION_HOURS} to {MAX_RETENTION_HOURS} hours (the Data Retention Period)",
         )
     return round(Fraction(hours) * _NS_PER_HOUR)
 
 
 def _capacity(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise CacheConfigError(f"{name}: expected a whole number of entries, got {value!r}")
+        raise CacheConfigError(key=name, value=value, expected="a whole number of entries")
     if not 1 <= value <= MAX_CAPACITY:
-        raise CacheConfigError(f"{name}: expected 1 to {MAX_CAPACITY} entries, got {value!r}")
+        raise CacheConfigError(key=name, value=value, expected=f"1 to {MAX_CAPACITY} entries")
     return int(value)
 
 
@@ -533,7 +535,10 @@ class ReadingsCache:
         new_cap = min(cap * 2, MAX_CAPACITY)
         if new_cap == cap:
             raise CacheConfigError(
-                f"capacity: an unbounded cache cannot grow past {MAX_CAPACITY} entries"
+                f"capacity: an unbounded cache cannot grow past {MAX_CAPACITY} entries",
+                key="capacity",
+                value=None,
+                expected=f"a cache that holds at most {MAX_CAPACITY} entries",
             )
         arena, index = self._allocate(new_cap)
         K.rebuild(self._arena, self._index, self._st, arena, index)

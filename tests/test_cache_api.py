@@ -79,6 +79,17 @@ def test_bad_capacity_is_a_clear_error(capacity: object) -> None:
         ReadingsCache(retention_hours=48, initial_capacity=capacity)  # type: ignore[arg-type]
 
 
+def test_config_errors_carry_key_value_and_expectation() -> None:
+    with pytest.raises(CacheConfigError) as info:
+        ReadingsCache(retention_hours=24)
+    assert (info.value.key, info.value.value) == ("retention_hours", 24)
+    assert info.value.expected == "25 to 72 hours (the Data Retention Period)"
+    with pytest.raises(CacheConfigError) as info:
+        ReadingsCache(retention_hours=48, capacity=MAX_CAPACITY + 1)
+    assert (info.value.key, info.value.value) == ("capacity", MAX_CAPACITY + 1)
+    assert info.value.expected == f"1 to {MAX_CAPACITY} entries"
+
+
 def test_errors_are_value_errors() -> None:
     assert issubclass(CacheConfigError, CacheError) and issubclass(CacheInputError, CacheError)
     assert issubclass(CacheError, ValueError)

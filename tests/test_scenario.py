@@ -23,8 +23,8 @@ def test_builtins_load_and_include_the_four_required() -> None:
     ("text", "words"),
     [
         ("scale = -1", "scale: got -1"),
-        ("sclae = 1", "unknown key 'sclae'"),
-        ("[population]\nmeters = 'many'", "population.meters: Expected `int`, got `str`"),
+        ("sclae = 1", "sclae: got an unknown key, expected one of: name, description, day, scale"),
+        ("[population]\nmeters = 'many'", "population.meters: got 'many', expected `int`"),
         ("[cache]\nretention_h = 24", "cache.retention_h: got 24.0, expected hours from 25 to 72"),
         ("[cache]\nretention_h = 73", "expected hours from 25 to 72"),
         ("[mhhs]\nwindow_h = [6, 1]", "mhhs.window_h: got [6.0, 1.0]"),

@@ -137,6 +137,60 @@ def test_bad_policies_say_what_and_where(text: str, message: str) -> None:
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("table", "key", "value", "got", "expected"),
+    [
+        ({"threshold": 0}, "threshold", 0, None, "an integer from 1 to 2147483647"),
+        ({"threshold": "ten"}, "threshold", "ten", None, "`int`"),
+        (
+            {"overrides": {"8F84": {"window_s": -1.5}}},
+            "overrides.8F84.window_s",
+            -1.5,
+            None,
+            "a number of seconds > 0 and <= 1000000000",
+        ),
+        (
+            {"overrides": {"8F84": {"window_s": "x"}}},
+            "overrides.8F84.window_s",
+            "x",
+            None,
+            "`float | null`",
+        ),
+        (
+            {"overrides": {"8F84": {"threshhold": 3}}},
+            "overrides.8F84.threshhold",
+            3,
+            "an unknown key",
+            "one of: threshold, window_s, designated_period_s",
+        ),
+        ({"exclude": ["8F75", "x"]}, "exclude[1]", "x", None, 'an alert code of 4 hex digits such as "8F84"'),
+        (
+            {"exclude": ["8f84"], "overrides": {"8F84": {"threshold": 1}}},
+            "overrides.8F84",
+            "8F84",
+            "an override of alert code 8F84, which is also excluded",
+            "an alert code excluded or overridden, not both",
+        ),
+        (
+            {"overrides": {f"{c:04X}": {} for c in range(MAX_OVERRIDES + 1)}},
+            "overrides",
+            MAX_OVERRIDES + 1,
+            f"{MAX_OVERRIDES + 1} alert codes",
+            f"at most {MAX_OVERRIDES}",
+        ),
+    ],
+)
+def test_errors_carry_key_value_and_expectation(
+    table: dict, key: str, value: object, got: str | None, expected: str
+) -> None:
+    with pytest.raises(ThrottleConfigError) as info:
+        policy_from_dict(table, source="scenario")
+    err = info.value
+    assert (err.key, err.value, err.got, err.expected, err.source) == (key, value, got, expected, "scenario")
+    assert type(err.value) is type(value)  # what arrived, not its text
+    assert str(err).startswith("scenario: ")
+
+
 def test_too_many_overrides() -> None:
     table = {f"{c:04X}": {"threshold": 1} for c in range(MAX_OVERRIDES + 1)}
     with pytest.raises(

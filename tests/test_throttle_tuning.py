@@ -214,3 +214,21 @@ def test_grid_errors_name_the_value(text: str, message: str) -> None:
         parse_grid(text, source="grid.toml")
     assert str(info.value).startswith("grid.toml: ")
     assert message in str(info.value)
+
+
+def test_grid_errors_carry_key_and_value() -> None:
+    with pytest.raises(ThrottleConfigError) as info:
+        parse_grid("[grid]\nthreshold = [3, 0]", source="grid.toml")
+    err = info.value
+    assert (err.key, err.value, err.expected, err.source) == (
+        "grid.threshold[1]",
+        0,
+        "an integer from 1 to 2147483647",
+        "grid.toml",
+    )
+    # a grid value the base policy refuses under another key says so
+    with pytest.raises(ThrottleConfigError) as info:
+        parse_grid('policy = "gcra"\nwindow_s = 0.000000004\nthreshold = 1\n[grid]\nthreshold = [5]')
+    err = info.value
+    assert (err.key, err.value) == ("grid.threshold[0]", 5)
+    assert err.expected is not None and "window_s = 4e-09: expected at least threshold (5)" in err.expected

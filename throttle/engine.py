@@ -232,7 +232,11 @@ class Throttle:
         policy = ThrottlePolicy() if policy is None else policy
         if not isinstance(policy, ThrottlePolicy):
             raise ThrottleConfigError(
-                f"policy: expected a ThrottlePolicy, got {type(policy).__name__}"
+                f"policy: expected a ThrottlePolicy, got {type(policy).__name__}",
+                key="policy",
+                value=policy,
+                got=f"a {type(policy).__name__}",
+                expected="a ThrottlePolicy",
             )
         for name, value in (("initial_keys", initial_keys), ("max_keys", max_keys)):
             if (
@@ -241,14 +245,16 @@ class Throttle:
                 or not (1 <= value <= 1 << 40)
             ):
                 raise ThrottleConfigError(
-                    f"{name} = {value!r}: expected an integer from 1 to 2**40"
+                    key=name, value=value, expected="an integer from 1 to 2**40"
                 )
         if (
             isinstance(max_load, bool)
             or not isinstance(max_load, float | int)
             or not (0 < max_load <= 0.9)
         ):
-            raise ThrottleConfigError(f"max_load = {max_load!r}: expected a number in (0, 0.9]")
+            raise ThrottleConfigError(
+                key="max_load", value=max_load, expected="a number in (0, 0.9]"
+            )
         self._policy = policy
         self._compiled = compile_policy(policy)
         self._max_load = float(max_load)

@@ -82,7 +82,7 @@ def parse_alert_code(text: object, *, field: str = "alert code") -> int:
     m = _CODE.fullmatch(text) if isinstance(text, str) else None
     if m is None:
         raise ThrottleConfigError(
-            f'{field} = {text!r}: expected an alert code of 4 hex digits such as "8F84"'
+            key=field, value=text, expected='an alert code of 4 hex digits such as "8F84"'
         )
     return int(m.group(1), 16)
 
@@ -160,40 +160,54 @@ def _resolve(p: ThrottlePolicy) -> _Resolved:
     """Check a policy and resolve it to limits per alert code."""
     if p.policy not in POLICIES:
         raise ThrottleConfigError(
-            f"policy = {p.policy!r}: expected one of {', '.join(map(repr, POLICIES))}"
+            key="policy", value=p.policy, expected=f"one of {', '.join(map(repr, POLICIES))}"
         )
     if not isinstance(p.dry_run, bool):
-        raise ThrottleConfigError(f"dry_run = {p.dry_run!r}: expected true or false")
+        raise ThrottleConfigError(key="dry_run", value=p.dry_run, expected="true or false")
     top = _limits("", p.threshold, p.window_s, p.designated_period_s, p.policy)
     if isinstance(p.exclude, str) or not isinstance(p.exclude, tuple | list):
         raise ThrottleConfigError(
-            f'exclude = {p.exclude!r}: expected a list of alert codes such as ["8F75"]'
+            key="exclude", value=p.exclude, expected='a list of alert codes such as ["8F75"]'
         )
     excluded = frozenset(
         parse_alert_code(text, field=f"exclude[{k}]") for k, text in enumerate(p.exclude)
     )
     if not isinstance(p.overrides, dict):
         raise ThrottleConfigError(
-            f"overrides = {p.overrides!r}: expected a table of alert code -> limits"
+            key="overrides", value=p.overrides, expected="a table of alert code -> limits"
         )
     if len(p.overrides) > MAX_OVERRIDES:
         raise ThrottleConfigError(
-            f"overrides: {len(p.overrides)} alert codes, expected at most {MAX_OVERRIDES}"
+            key="overrides",
+            value=len(p.overrides),
+            got=f"{len(p.overrides)} alert codes",
+            expected=f"at most {MAX_OVERRIDES}",
         )
     overrides: dict[int, CodeLimits] = {}
     for text, o in p.overrides.items():
         code = parse_alert_code(text, field="overrides key")
         name = format_alert_code(code)
         if code in overrides:
-            raise ThrottleConfigError(f"overrides.{text}: alert code {name} is overridden twice")
+            raise ThrottleConfigError(
+                f"overrides.{text}: alert code {name} is overridden twice",
+                key=f"overrides.{text}",
+                value=text,
+                got=f"a second override of alert code {name}",
+                expected="one override per alert code (any case, with or without 0x, is one code)",
+            )
         if code in excluded:
             raise ThrottleConfigError(
-                f"overrides.{text}: alert code {name} is also excluded; expected one or the other"
+                f"overrides.{text}: alert code {name} is also excluded; expected one or the other",
+                key=f"overrides.{text}",
+                value=text,
+                got=f"an override of alert code {name}, which is also excluded",
+                expected="an alert code excluded or overridden, not both",
             )
         if not isinstance(o, CodeOverride):
             raise ThrottleConfigError(
-                f"overrides.{text} = {o!r}: expected a table of threshold, window_s, "
-                "designated_period_s"
+                key=f"overrides.{text}",
+                value=o,
+                expected="a table of threshold, window_s, designated_period_s",
             )
         overrides[code] = _limits(
             f"overrides.{text}.",
@@ -214,14 +228,18 @@ def _limits(
         or not (1 <= threshold <= MAX_THRESHOLD)
     ):
         raise ThrottleConfigError(
-            f"{where}threshold = {threshold!r}: expected an integer from 1 to {MAX_THRESHOLD}"
+            key=f"{where}threshold",
+            value=threshold,
+            expected=f"an integer from 1 to {MAX_THRESHOLD}",
         )
     window_ns = _seconds_ns(f"{where}window_s", window_s, positive=True)
     period_ns = _seconds_ns(f"{where}designated_period_s", period_s, positive=False)
     if policy == "gcra" and window_ns < threshold:
         raise ThrottleConfigError(
-            f"{where}window_s = {window_s!r}: expected at least threshold ({threshold}) "
-            "nanoseconds, so that the GCRA emission interval W/N is at least 1 ns"
+            key=f"{where}window_s",
+            value=window_s,
+            expected=f"at least threshold ({threshold}) nanoseconds, so that the GCRA emission "
+            "interval W/N is at least 1 ns",
         )
     return CodeLimits(threshold, window_ns, period_ns)
 
@@ -238,41 +256,83 @@ def _seconds_ns(key: str, value: object, *, positive: bool) -> int:
     if not ok or (positive and ns < 1):
         bound = "> 0" if positive else ">= 0"
         raise ThrottleConfigError(
-            f"{key} = {value!r}: expected a number of seconds {bound} and <= {MAX_SECONDS:.0f}"
+            key=key, value=value, expected=f"a number of seconds {bound} and <= {MAX_SECONDS:.0f}"
         )
     return int(ns)
 
 
-def _explain(exc: msgspec.ValidationError, raw: object) -> str:
-    """msgspec's message, with its ``$.a.b`` path turned into the TOML key it names."""
-    text, _, path = str(exc).partition(" - at `")
-    path = path.rstrip("`").removeprefix("$").removeprefix(".")
+_LOCATION = re.compile(r"(?:\.[A-Za-z_]\w*|\[\d+\])*")
+_STEP = re.compile(r"\.([A-Za-z_]\w*)|\[(\d+)\]")
+
+
+def _value_at(root: object, location: str) -> tuple[bool, object]:
+    """Whether msgspec's ``location`` (``.a[0].b``) is in ``root``, and the value there."""
+    if not _LOCATION.fullmatch(location):
+        return False, None
+    node = root
+    for name, index in _STEP.findall(location):
+        try:
+            node = node[name] if name else node[int(index)]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            return False, None
+    return True, node
+
+
+def _from_msgspec(exc: msgspec.ValidationError, raw: object) -> ThrottleConfigError:
+    """The error behind msgspec's: one of the policy's checks (its cause), or msgspec's own.
+
+    msgspec keeps a check's exception as the cause, but it says where a value failed, and it
+    words its own checks (types, unknown keys), only in its message (a known msgspec
+    limitation, issue #264): this is the one place that reads that text.
+    """
+    if isinstance(exc.__cause__, ThrottleConfigError):
+        return exc.__cause__  # the policy's checks run on the whole policy: their keys are whole
+    text, _, at = str(exc).partition(" - at `")
+    location = at.rstrip("`").removeprefix("$")
+    root, path = raw, location.removeprefix(".")
     overrides = raw.get("overrides") if isinstance(raw, Mapping) else None
-    if "[...]" in path and isinstance(overrides, Mapping):
+    if "[...]" in location and isinstance(overrides, Mapping):
         for key, value in overrides.items():  # msgspec does not say which override failed
             try:
                 msgspec.convert(value, CodeOverride)
             except msgspec.ValidationError as inner:
-                text, _, sub = str(inner).partition(" - at `")
-                path = f"overrides.{key}" + sub.rstrip("`").removeprefix("$")
+                text, _, at = str(inner).partition(" - at `")
+                root, location = value, at.rstrip("`").removeprefix("$")
+                path = f"overrides.{key}{location}"
                 break
-    unknown = re.fullmatch(r"Object contains unknown field `(.*)`", text)
+    unknown = re.fullmatch(r"Object contains unknown field `(.*)`", text, re.S)
     if unknown:
-        inside = path.startswith("overrides")
-        known = (CodeOverride if inside else ThrottlePolicy).__struct_fields__
-        where = f"{path}: " if path else ""
-        return f"{where}unknown key {unknown.group(1)!r}; expected one of: {', '.join(known)}"
-    if not path:
-        return text
-    return f"{path}: {text[:1].lower()}{text[1:]}"
+        name = unknown.group(1)
+        known = ", ".join((CodeOverride if path.startswith("overrides") else ThrottlePolicy).__struct_fields__)
+        found, table = _value_at(root, location)
+        return ThrottleConfigError(
+            f"{path + ': ' if path else ''}unknown key {name!r}; expected one of: {known}",
+            key=f"{path}.{name}" if path else name,
+            value=table.get(name) if found and isinstance(table, Mapping) else None,
+            got="an unknown key",
+            expected=f"one of: {known}",
+        )
+    wrong = re.fullmatch(r"Expected (.*), got (.*)", text, re.S)
+    found, value = _value_at(root, location)
+    return ThrottleConfigError(
+        f"{path}: {text[:1].lower()}{text[1:]}" if path else text,
+        key=path or None,
+        value=value if found else None,
+        got=None if found or not wrong else wrong.group(2),
+        expected=wrong.group(1) if wrong else f"a valid value ({text})",
+    )
 
 
 def policy_from_dict(data: Mapping[str, Any], *, source: str = "throttle") -> ThrottlePolicy:
-    """A policy from plain data with the keys of a policy file (e.g. a scenario's table)."""
+    """A policy from plain data with the keys of a policy file (e.g. a scenario's table).
+
+    A bad one raises :class:`~dccsim.throttle.ThrottleConfigError` whose ``key`` is relative to
+    the table (``"overrides.8F84.window_s"``) and whose ``source`` is ``source``.
+    """
     try:
         return msgspec.convert(data, ThrottlePolicy)
     except msgspec.ValidationError as exc:
-        raise ThrottleConfigError(f"{source}: {_explain(exc, data)}") from exc
+        raise _from_msgspec(exc, data).replace(source=source) from exc
 
 
 def parse_policy(text: str | bytes, *, source: str = "<string>") -> ThrottlePolicy:
@@ -280,7 +340,7 @@ def parse_policy(text: str | bytes, *, source: str = "<string>") -> ThrottlePoli
     try:
         raw = msgspec.toml.decode(text)
     except msgspec.DecodeError as exc:
-        raise ThrottleConfigError(f"{source}: not valid TOML: {exc}") from exc
+        raise ThrottleConfigError(f"not valid TOML: {exc}", source=source) from exc
     return policy_from_dict(raw, source=source)
 
 
@@ -290,7 +350,7 @@ def load_policy(path: str | os.PathLike[str]) -> ThrottlePolicy:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
-        raise ThrottleConfigError(f"{os.fspath(path)}: cannot read: {exc.strerror}") from exc
+        raise ThrottleConfigError(f"cannot read: {exc.strerror}", source=os.fspath(path)) from exc
     return parse_policy(data, source=os.fspath(path))
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +53,7 @@ import numpy.typing as npt
 from . import _kernels as k
 from .engine import _column
 from .errors import ThrottleConfigError, ThrottleInputError, ThrottleTableFullError
-from .policy import ThrottlePolicy, compile_policy, policy_from_dict
+from .policy import ThrottlePolicy, _value_at, compile_policy, policy_from_dict
 
 __all__ = [
     "TuningGrid",
@@ -88,16 +89,29 @@ class TuningGrid(msgspec.Struct, frozen=True, kw_only=True):
         for axis in AXES:
             values = getattr(self, axis)
             if not values:
-                raise ThrottleConfigError(f"grid.{axis}: expected at least one value, got []")
+                raise ThrottleConfigError(
+                    f"grid.{axis}: expected at least one value, got []",
+                    key=f"grid.{axis}",
+                    value=[],
+                    got="no values",
+                    expected="at least one value",
+                )
             for i, v in enumerate(values):
                 try:
                     msgspec.structs.replace(self.base, **{axis: v})
-                except ThrottleConfigError as exc:
-                    msg = str(exc).removeprefix(f"{axis} = {v!r}")
-                    raise ThrottleConfigError(f"grid.{axis}[{i}] = {v!r}{msg}") from None
+                except ThrottleConfigError as exc:  # the base policy's check of this value
+                    expected = exc.expected if exc.key == axis else None
+                    raise ThrottleConfigError(
+                        key=f"grid.{axis}[{i}]",
+                        value=v,
+                        expected=expected or f"a value the base policy accepts ({exc})",
+                    ) from None
         if len(self) > MAX_SETTINGS:
             raise ThrottleConfigError(
-                f"grid: {len(self)} settings, expected at most {MAX_SETTINGS}"
+                key="grid",
+                value=len(self),
+                got=f"{len(self)} settings",
+                expected=f"at most {MAX_SETTINGS}",
             )
 
     def __len__(self) -> int:
@@ -113,6 +127,35 @@ class TuningGrid(msgspec.Struct, frozen=True, kw_only=True):
         ]
 
 
+def _grid_error(exc: msgspec.ValidationError, raw: object) -> ThrottleConfigError:
+    """msgspec's error for the ``[grid]`` table, as an error naming the key.
+
+    msgspec words its own checks (types, unknown keys) and says where they failed only in its
+    message (a known msgspec limitation, issue #264): this is the one place here that reads it.
+    """
+    text, _, at = str(exc).partition(" - at `")
+    location = at.rstrip("`").removeprefix("$")
+    unknown = re.fullmatch(r"Object contains unknown field `(.*)`", text, re.S)
+    if unknown:
+        name = unknown.group(1)
+        return ThrottleConfigError(
+            f"grid: unknown key {name!r}; expected one of: {', '.join(AXES)}",
+            key=f"grid.{name}",
+            value=raw.get(name) if isinstance(raw, Mapping) else None,
+            got="an unknown key",
+            expected=f"one of: {', '.join(AXES)}",
+        )
+    wrong = re.fullmatch(r"Expected (.*), got (.*)", text, re.S)
+    found, value = _value_at(raw, location)
+    return ThrottleConfigError(
+        f"grid{location}: {text[:1].lower()}{text[1:]}",
+        key=f"grid{location}",
+        value=value if found else None,
+        got=None if found or not wrong else wrong.group(2),
+        expected=wrong.group(1) if wrong else f"a valid value ({text})",
+    )
+
+
 def _grid_from_dict(raw: Mapping[str, Any], source: str) -> TuningGrid:
     data = dict(raw)
     axes_raw = data.pop("grid", {})
@@ -120,15 +163,7 @@ def _grid_from_dict(raw: Mapping[str, Any], source: str) -> TuningGrid:
     try:
         axes = msgspec.convert(axes_raw, _Axes)
     except msgspec.ValidationError as exc:
-        text, _, path = str(exc).partition(" - at `")
-        where = path.rstrip("`").removeprefix("$")
-        unknown = text.removeprefix("Object contains unknown field ")
-        if unknown != text:
-            raise ThrottleConfigError(
-                f"{source}: grid: unknown key {unknown.strip('`')!r}; expected one of: "
-                f"{', '.join(AXES)}"
-            ) from None
-        raise ThrottleConfigError(f"{source}: grid{where}: {text[:1].lower()}{text[1:]}") from None
+        raise _grid_error(exc, axes_raw).replace(source=source) from None
     values = {
         axis: tuple(
             getattr(axes, axis) if getattr(axes, axis) is not None else [getattr(base, axis)]
@@ -138,7 +173,7 @@ def _grid_from_dict(raw: Mapping[str, Any], source: str) -> TuningGrid:
     try:
         return TuningGrid(base=base, **values)
     except ThrottleConfigError as exc:
-        raise ThrottleConfigError(f"{source}: {exc}") from None
+        raise exc.replace(source=source) from None
 
 
 def parse_grid(text: str | bytes, *, source: str = "<string>") -> TuningGrid:
@@ -146,7 +181,7 @@ def parse_grid(text: str | bytes, *, source: str = "<string>") -> TuningGrid:
     try:
         raw = msgspec.toml.decode(text)
     except msgspec.DecodeError as exc:
-        raise ThrottleConfigError(f"{source}: not valid TOML: {exc}") from exc
+        raise ThrottleConfigError(f"not valid TOML: {exc}", source=source) from exc
     return _grid_from_dict(raw, source)
 
 
@@ -156,7 +191,7 @@ def load_grid(path: str | os.PathLike[str]) -> TuningGrid:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
-        raise ThrottleConfigError(f"{os.fspath(path)}: cannot read: {exc.strerror}") from exc
+        raise ThrottleConfigError(f"cannot read: {exc.strerror}", source=os.fspath(path)) from exc
     return parse_grid(data, source=os.fspath(path))
 
 
@@ -286,7 +321,7 @@ def sweep(
         )
     for name, value in (("workers", workers), ("pass_bytes", pass_bytes), ("max_keys", max_keys)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ThrottleConfigError(f"{name} = {value!r}: expected a positive integer")
+            raise ThrottleConfigError(key=name, value=value, expected="a positive integer")
     settings = grid.settings()
     total = len(settings)
     first = compile_policy(settings[0])

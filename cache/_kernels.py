@@ -31,13 +31,18 @@ a compare with the head's time unless something expires.
 A batch goes through two kernels: :func:`prepare` validates it (nothing is applied if a row
 is bad) and computes each row's packed period and hash in a branch-free loop; :func:`run_ops`
 then applies it in order. The hot loop hints loads of operations a few steps ahead
-(``AHEAD_*``): random index and ring lines are the cost, not arithmetic.
+(``AHEAD_*``): random index and ring lines are the cost, not arithmetic. The read-through
+kernel (:func:`read_through`, with its pending-store heap) runs the same steps interleaved with
+the stores that fall due.
+
+One concern, the cache's compiled code, which is why this module is longer than most.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ._jit import jit as jit_alloc
 from ._jit import jit_noalloc as jit
 from ._jit import prefetch
 
@@ -690,3 +695,215 @@ def prepare(
         kws[i] = kw
         hs[i] = key_hash(dev[i], kw, U64(srv[i]))
     return -1, OK
+
+
+# ---------------------------------------------------------------------------- read-through
+# The read-through kernel (:class:`dccsim.cache.readthrough.ReadThroughCache`): lookups
+# interleaved with the due pending stores of a binary min-heap that persists across calls.
+
+
+@jit_alloc
+def heap_less(ht, hq, a, b):  # type: ignore[no-untyped-def]
+    return ht[a] < ht[b] or (ht[a] == ht[b] and hq[a] < hq[b])
+
+
+@jit_alloc
+def heap_swap(ht, hq, hslot, a, b):  # type: ignore[no-untyped-def]
+    ht[a], ht[b] = ht[b], ht[a]
+    hq[a], hq[b] = hq[b], hq[a]
+    hslot[a], hslot[b] = hslot[b], hslot[a]
+
+
+@jit_alloc
+def heap_pop(ht, hq, hslot, meta):  # type: ignore[no-untyped-def]
+    """Remove the root; its pool slot goes back on the free stack (``hslot`` past the end)."""
+    m = meta[0] - 1
+    meta[0] = m
+    if m > 0:
+        heap_swap(ht, hq, hslot, 0, m)
+        j = 0
+        while True:
+            left = 2 * j + 1
+            if left >= m:
+                break
+            c = left
+            if left + 1 < m and heap_less(ht, hq, left + 1, left):
+                c = left + 1
+            if heap_less(ht, hq, c, j):
+                heap_swap(ht, hq, hslot, c, j)
+                j = c
+            else:
+                break
+
+
+@jit_alloc
+def heap_push(ht, hq, hslot, meta, when):  # type: ignore[no-untyped-def]
+    """Add an entry at ``when``; returns its pool slot (slots are recycled with the heap)."""
+    m = meta[0]
+    ht[m] = when
+    hq[m] = meta[1]
+    # the slot array holds a permutation of 0..cap-1: positions >= m are the free slots
+    slot = hslot[m]
+    meta[1] += 1
+    meta[0] = m + 1
+    j = m
+    while j > 0:
+        p = (j - 1) // 2
+        if heap_less(ht, hq, j, p):
+            heap_swap(ht, hq, hslot, j, p)
+            j = p
+        else:
+            break
+    return slot
+
+
+@jit
+def read_through(
+    arena,
+    index,
+    st,
+    t,
+    dev,
+    srv,
+    kws,
+    hs,
+    store_at,
+    code,
+    ref,
+    ht,
+    hq,
+    hslot,
+    pd,
+    pk,
+    ph,
+    psm,
+    meta,
+    out_hit,
+    out_code,
+    out_ref,
+    out_stored,
+    start,
+    until,
+):  # type: ignore[no-untyped-def]
+    """Lookups ``start..n`` interleaved with due pending stores; returns (next row, status).
+
+    After the lookups, the stores due by ``until`` are applied and the records it has expired
+    dropped (``until`` below the clock: nothing more), so a call with no lookups advances
+    the cache's time.
+
+    The expiry, lookup and store steps are those of :func:`dccsim.cache._kernels.run_ops`
+    (the same helpers, in the same order), fused with the heap so that one loop serves both
+    sources. status 0: done; 1: the cache's arrays must grow before the next store
+    (``st[NEED]`` says which); 2: the heap is full.
+    ``meta`` holds [heap size, next sequence number].
+    """
+    n = t.shape[0]
+    hcap = ht.shape[0]
+    a = arena.shape[0] // WORDS
+    retention = st[RETENTION]
+    cap = st[CAP]
+    now = st[NOW]
+    head = st[HEAD]
+    tail = st[TAIL]
+    nrec = st[NREC]
+    resident = st[RESIDENT]
+    head_s = head_time(arena, head, nrec, now)
+    hits = 0
+    misses = 0
+    stores = 0
+    replaced = 0
+    expired = 0
+    status = 0
+    i = start
+    ahead = start  # lookups up to here have had their index line hinted
+    while i < n or (meta[0] > 0 and ht[0] <= until):
+        # hint later lookups' loads, as run_ops does: the index line, then the record
+        while ahead < n and ahead < i + AHEAD_INDEX:
+            hint_index(index, hs[ahead])
+            ahead += 1
+        if i + AHEAD_ARENA < n:
+            hint_record(index, arena, hs[i + AHEAD_ARENA])
+        store = meta[0] > 0 and ht[0] <= (t[i] if i < n else until)
+        if store:
+            ti = ht[0]
+            slot = hslot[0]
+            dv = pd[slot]
+            kw = pk[slot]
+            h = ph[slot]
+            small = psm[slot]
+            sv = small >> np.uint64(40)
+        else:
+            ti = t[i]
+            dv = dev[i]
+            kw = kws[i]
+            h = hs[i]
+            sv = np.uint64(srv[i])
+            if store_at[i] >= 0 and meta[0] >= hcap:
+                status = 2
+                break
+        if nrec > 0 and head_s <= ti - retention:
+            head, nrec, head_s, popped = pop_expired(arena, index, head, nrec, head_s, now, ti - retention)
+            resident -= popped
+            expired += popped
+        now = ti
+        j = find_key(index, arena, h, dv, kw, sv)
+        if not store:
+            if j >= 0:
+                p = np.int64(index[j] & MASK32)
+                hits += 1
+                out_hit[i] = True
+                out_code[i] = rec_code(arena, p)
+                out_ref[i] = rec_ref(arena, p)
+                out_stored[i] = rec_stored(arena, p, now)
+            else:
+                misses += 1
+                out_hit[i] = False
+                out_code[i] = 0
+                out_ref[i] = 0
+                out_stored[i] = 0
+                if store_at[i] >= 0:
+                    packed = (sv << np.uint64(40)) | (np.uint64(code[i]) << np.uint64(32)) | np.uint64(ref[i])
+                    slot = heap_push(ht, hq, hslot, meta, store_at[i])
+                    pd[slot] = dv
+                    pk[slot] = kw
+                    ph[slot] = h
+                    psm[slot] = packed
+            i += 1
+            continue
+        if (j < 0 and resident >= cap) or nrec == a:
+            ok, head, tail, nrec, resident, head_s = make_room(
+                arena, index, st, j, head, tail, nrec, resident, head_s, ti
+            )
+            if not ok:
+                status = 1
+                break
+        if nrec == 0:
+            head_s = ti
+        write_record(
+            arena, index, j, tail, h, dv, kw, sv, ti,
+            (small >> np.uint64(32)) & np.uint64(0xFF), np.uint32(small & np.uint64(0xFFFFFFFF)),
+        )
+        replaced += j >= 0
+        resident += j < 0
+        tail += 1
+        if tail == a:
+            tail = 0
+        nrec += 1
+        stores += 1
+        heap_pop(ht, hq, hslot, meta)
+    if status == 0 and until > now:  # the time the caller advances to: drop what it expires
+        head, nrec, head_s, popped = pop_expired(arena, index, head, nrec, head_s, now, until - retention)
+        resident -= popped
+        expired += popped
+        now = until
+    st[NOW] = now
+    st[HEAD] = head
+    st[TAIL] = tail
+    st[NREC] = nrec
+    st[RESIDENT] = resident
+    st[HITS] += hits
+    st[MISSES] += misses
+    st[STORES] += stores
+    st[REPLACED] += replaced
+    st[EXPIRED] += expired
+    return i, status

@@ -36,220 +36,11 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _kernels as K
-from ._jit import jit, jit_noalloc
 from .errors import CacheInputError
 from .readings import LookupResult, ReadingsCache
 from .reference import ReferenceCache
 
 __all__ = ["ReadThroughCache", "ReferenceReadThrough"]
-
-
-@jit
-def _heap_less(ht, hq, a, b):  # type: ignore[no-untyped-def]
-    return ht[a] < ht[b] or (ht[a] == ht[b] and hq[a] < hq[b])
-
-
-@jit
-def _heap_swap(ht, hq, hslot, a, b):  # type: ignore[no-untyped-def]
-    ht[a], ht[b] = ht[b], ht[a]
-    hq[a], hq[b] = hq[b], hq[a]
-    hslot[a], hslot[b] = hslot[b], hslot[a]
-
-
-@jit
-def _heap_pop(ht, hq, hslot, meta):  # type: ignore[no-untyped-def]
-    """Remove the root; its pool slot goes back on the free stack (``hslot`` past the end)."""
-    m = meta[0] - 1
-    meta[0] = m
-    if m > 0:
-        _heap_swap(ht, hq, hslot, 0, m)
-        j = 0
-        while True:
-            left = 2 * j + 1
-            if left >= m:
-                break
-            c = left
-            if left + 1 < m and _heap_less(ht, hq, left + 1, left):
-                c = left + 1
-            if _heap_less(ht, hq, c, j):
-                _heap_swap(ht, hq, hslot, c, j)
-                j = c
-            else:
-                break
-
-
-@jit
-def _heap_push(ht, hq, hslot, meta, when):  # type: ignore[no-untyped-def]
-    """Add an entry at ``when``; returns its pool slot (slots are recycled with the heap)."""
-    m = meta[0]
-    ht[m] = when
-    hq[m] = meta[1]
-    # the slot array holds a permutation of 0..cap-1: positions >= m are the free slots
-    slot = hslot[m]
-    meta[1] += 1
-    meta[0] = m + 1
-    j = m
-    while j > 0:
-        p = (j - 1) // 2
-        if _heap_less(ht, hq, j, p):
-            _heap_swap(ht, hq, hslot, j, p)
-            j = p
-        else:
-            break
-    return slot
-
-
-@jit_noalloc
-def _read_through(
-    arena,
-    index,
-    st,
-    t,
-    dev,
-    srv,
-    kws,
-    hs,
-    store_at,
-    code,
-    ref,
-    ht,
-    hq,
-    hslot,
-    pd,
-    pk,
-    ph,
-    psm,
-    meta,
-    out_hit,
-    out_code,
-    out_ref,
-    out_stored,
-    start,
-    until,
-):  # type: ignore[no-untyped-def]
-    """Lookups ``start..n`` interleaved with due pending stores; returns (next row, status).
-
-    After the lookups, the stores due by ``until`` are applied and the records it has expired
-    dropped (``until`` below the clock: nothing more), so a call with no lookups advances
-    the cache's time.
-
-    The expiry, lookup and store steps are those of :func:`dccsim.cache._kernels.run_ops`
-    (the same helpers, in the same order), fused with the heap so that one loop serves both
-    sources. status 0: done; 1: the cache's arrays must grow before the next store
-    (``st[NEED]`` says which); 2: the heap is full.
-    ``meta`` holds [heap size, next sequence number].
-    """
-    n = t.shape[0]
-    hcap = ht.shape[0]
-    a = arena.shape[0] // K.WORDS
-    retention = st[K.RETENTION]
-    cap = st[K.CAP]
-    now = st[K.NOW]
-    head = st[K.HEAD]
-    tail = st[K.TAIL]
-    nrec = st[K.NREC]
-    resident = st[K.RESIDENT]
-    head_s = K.head_time(arena, head, nrec, now)
-    hits = 0
-    misses = 0
-    stores = 0
-    replaced = 0
-    expired = 0
-    status = 0
-    i = start
-    ahead = start  # lookups up to here have had their index line hinted
-    while i < n or (meta[0] > 0 and ht[0] <= until):
-        # hint later lookups' loads, as run_ops does: the index line, then the record
-        while ahead < n and ahead < i + K.AHEAD_INDEX:
-            K.hint_index(index, hs[ahead])
-            ahead += 1
-        if i + K.AHEAD_ARENA < n:
-            K.hint_record(index, arena, hs[i + K.AHEAD_ARENA])
-        store = meta[0] > 0 and ht[0] <= (t[i] if i < n else until)
-        if store:
-            ti = ht[0]
-            slot = hslot[0]
-            dv = pd[slot]
-            kw = pk[slot]
-            h = ph[slot]
-            small = psm[slot]
-            sv = small >> np.uint64(40)
-        else:
-            ti = t[i]
-            dv = dev[i]
-            kw = kws[i]
-            h = hs[i]
-            sv = np.uint64(srv[i])
-            if store_at[i] >= 0 and meta[0] >= hcap:
-                status = 2
-                break
-        if nrec > 0 and head_s <= ti - retention:
-            head, nrec, head_s, popped = K.pop_expired(arena, index, head, nrec, head_s, now, ti - retention)
-            resident -= popped
-            expired += popped
-        now = ti
-        j = K.find_key(index, arena, h, dv, kw, sv)
-        if not store:
-            if j >= 0:
-                p = np.int64(index[j] & K.MASK32)
-                hits += 1
-                out_hit[i] = True
-                out_code[i] = K.rec_code(arena, p)
-                out_ref[i] = K.rec_ref(arena, p)
-                out_stored[i] = K.rec_stored(arena, p, now)
-            else:
-                misses += 1
-                out_hit[i] = False
-                out_code[i] = 0
-                out_ref[i] = 0
-                out_stored[i] = 0
-                if store_at[i] >= 0:
-                    packed = (sv << np.uint64(40)) | (np.uint64(code[i]) << np.uint64(32)) | np.uint64(ref[i])
-                    slot = _heap_push(ht, hq, hslot, meta, store_at[i])
-                    pd[slot] = dv
-                    pk[slot] = kw
-                    ph[slot] = h
-                    psm[slot] = packed
-            i += 1
-            continue
-        if (j < 0 and resident >= cap) or nrec == a:
-            ok, head, tail, nrec, resident, head_s = K.make_room(
-                arena, index, st, j, head, tail, nrec, resident, head_s, ti
-            )
-            if not ok:
-                status = 1
-                break
-        if nrec == 0:
-            head_s = ti
-        K.write_record(
-            arena, index, j, tail, h, dv, kw, sv, ti,
-            (small >> np.uint64(32)) & np.uint64(0xFF), np.uint32(small & np.uint64(0xFFFFFFFF)),
-        )
-        replaced += j >= 0
-        resident += j < 0
-        tail += 1
-        if tail == a:
-            tail = 0
-        nrec += 1
-        stores += 1
-        _heap_pop(ht, hq, hslot, meta)
-    if status == 0 and until > now:  # the time the caller advances to: drop what it expires
-        head, nrec, head_s, popped = K.pop_expired(arena, index, head, nrec, head_s, now, until - retention)
-        resident -= popped
-        expired += popped
-        now = until
-    st[K.NOW] = now
-    st[K.HEAD] = head
-    st[K.TAIL] = tail
-    st[K.NREC] = nrec
-    st[K.RESIDENT] = resident
-    st[K.HITS] += hits
-    st[K.MISSES] += misses
-    st[K.STORES] += stores
-    st[K.REPLACED] += replaced
-    st[K.EXPIRED] += expired
-    return i, status
-
 
 _NO_ADVANCE = np.iinfo(np.int64).min
 _EMPTY_I64 = np.zeros(0, np.int64)
@@ -329,7 +120,7 @@ class ReadThroughCache:
         with np.errstate(over="ignore"):
             i = 0
             while True:
-                i, status = _read_through(
+                i, status = K.read_through(
                     c._arena,
                     c._index,
                     c._st,
@@ -378,7 +169,7 @@ class ReadThroughCache:
         c = self.cache
         with np.errstate(over="ignore"):
             while True:
-                _, status = _read_through(
+                _, status = K.read_through(
                     c._arena, c._index, c._st, _EMPTY_I64, _EMPTY_U64, _EMPTY_U8, _EMPTY_U64, _EMPTY_U64,
                     _EMPTY_I64, _EMPTY_U8, _EMPTY_U32, self._ht, self._hq, self._hslot, self._pd, self._pk,
                     self._ph, self._psm, self._meta, _EMPTY_B, _EMPTY_U8, _EMPTY_U32, _EMPTY_I64, 0, until,

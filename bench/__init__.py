@@ -17,10 +17,13 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "REQUESTS_SCHEMA": ".results.logs", "ALERTS_SCHEMA": ".results.logs", "ArrowLogWriter": ".results.logs", "read_log": ".results.logs",
-    "open_log": ".results.logs", "read_status": ".results.logs", "log_metadata": ".results.logs", "run_metadata": ".results.logs",
-    "LogError": ".results.logs", "LogTruncatedError": ".results.logs", "OUTCOMES": ".results.logs", "ALERT_ACTIONS": ".results.logs",
-    "LatencyHistogram": ".results.histogram", "IntervalHistograms": ".results.histogram", "RELATIVE_ERROR": ".results.histogram",
+    "REQUESTS_SCHEMA": ".results.logs", "ALERTS_SCHEMA": ".results.logs", "ArrowLogWriter": ".results.logs",
+    "read_log": ".results.logs", "open_log": ".results.logs", "read_status": ".results.logs",
+    "log_metadata": ".results.logs", "run_metadata": ".results.logs",
+    "LogError": ".results.logs", "LogTruncatedError": ".results.logs",
+    "OUTCOMES": "dccsim.core.records", "ALERT_ACTIONS": "dccsim.core.records",
+    "LatencyHistogram": ".results.histogram", "IntervalHistograms": ".results.histogram",
+    "RELATIVE_ERROR": ".results.histogram",
     "RunSink": ".results.runlog", "simulate": ".cli.cmd_run",
 }
 

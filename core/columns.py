@@ -37,7 +37,8 @@ import pyarrow as pa
 from . import _rows_kernel
 from .catalogue import catalogue
 from .errors import MessageError
-from .messages import ROLES, RequestRow, ServiceRequest, to_ns
+from .messages import RequestRow, ServiceRequest, to_ns
+from .records import ROLES
 from .wire import decode_rows
 
 __all__ = ["RequestBatch", "ROLE_UNKNOWN", "COLUMN_DTYPES"]

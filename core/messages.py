@@ -43,6 +43,7 @@ from msgspec import Struct
 
 from .errors import MessageError
 from .eui import EUI_RE, eui_to_int
+from .records import ROLES  # re-exported: defined in records, imported from here by loadgen.scenario
 
 __all__ = [
     "ROLES",
@@ -68,8 +69,6 @@ __all__ = [
     "from_ns",
 ]
 
-#: User roles: the DUIS roles plus MDR, the MHHS meter data retriever.
-ROLES: tuple[str, ...] = ("IS", "ES", "GS", "ED", "GT", "OU", "RSA", "MDR")
 RoleName = Literal["IS", "ES", "GS", "ED", "GT", "OU", "RSA", "MDR"]
 
 DCC_ALERT_CODES: tuple[str, ...] = ("AD1", *(f"N{i}" for i in range(1, 66)), "N999")

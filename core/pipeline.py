@@ -45,10 +45,10 @@ from ._jit import jit
 from .capacity import CapacityConfig, CapacityModel
 from .catalogue import DEVICE_KINDS, catalogue
 from .columns import RequestBatch
-from .validation import RESPONSE_CODES, DeviceRegistry, ReplayState, UserRegistry, validate_batch
+from .records import OUTCOMES, RESPONSE_CODES
+from .validation import DeviceRegistry, ReplayState, UserRegistry, validate_batch
 
 __all__ = [
-    "OUTCOMES",
     "FAULT_NONE",
     "FAULT_E20",
     "FAULT_E21",
@@ -57,9 +57,10 @@ __all__ = [
     "shard_of",
 ]
 
-#: outcome codes, by index
-OUTCOMES: tuple[str, ...] = ("device", "cache", "rejected", "failed", "dcc")
-O_DEVICE, O_CACHE, O_REJECTED, O_FAILED, O_DCC = range(5)
+#: outcome codes (indices into :data:`~dccsim.core.records.OUTCOMES`)
+O_DEVICE, O_CACHE, O_REJECTED, O_FAILED, O_DCC = (
+    OUTCOMES.index(o) for o in ("device", "cache", "rejected", "failed", "dcc")
+)
 FAULT_NONE, FAULT_E20, FAULT_E21 = 0, 1, 2
 
 _C = {c: i for i, c in enumerate(RESPONSE_CODES)}

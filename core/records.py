@@ -22,8 +22,9 @@ vocabulary            names
 ``srv``               the SRV catalogue's SRVs, :func:`vocabulary` reads them
 ====================  =========================================================
 
-Importing this module reads no file and compiles nothing (the SRV vocabulary is read from the
-catalogue on first use).
+Importing this module reads no file and compiles nothing: the SRV vocabulary is read from the
+catalogue, and :data:`ALERT_ACTIONS` from :mod:`dccsim.throttle` (which loads Numba), on first
+use. The message modules import this one, so ``dccsim --help`` stays light.
 
 >>> import numpy as np
 >>> rows = AlertRows(
@@ -41,11 +42,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
-from dccsim.throttle import ACTIONS as _THROTTLE_ACTIONS
 
 __all__ = [
     "ALERT_ACTIONS",
@@ -96,8 +96,10 @@ REQUEST_CLASSES: tuple[str, ...] = ("on_demand", "mhhs_read", "future_dated", "n
 #: The workload generator's labels for invalid traffic it injects (``none``: a valid request).
 INVALID_KINDS: tuple[str, ...] = ("none", "wrong_role", "replay", "unknown_device", "bad_period")
 
-#: Alert Storm Protection's actions on a device alert (the throttle's own codes).
-ALERT_ACTIONS: tuple[str, ...] = _THROTTLE_ACTIONS
+if TYPE_CHECKING:
+    #: Alert Storm Protection's actions on a device alert: the throttle's own codes,
+    #: :data:`dccsim.throttle.ACTIONS` (read on first use, see :func:`__getattr__`).
+    ALERT_ACTIONS: tuple[str, ...]
 
 _VOCABULARIES: dict[str, tuple[str, ...]] = {
     "role": ROLES,
@@ -105,7 +107,6 @@ _VOCABULARIES: dict[str, tuple[str, ...]] = {
     "outcome": OUTCOMES,
     "request_class": REQUEST_CLASSES,
     "invalid": INVALID_KINDS,
-    "action": ALERT_ACTIONS,
 }
 
 
@@ -115,11 +116,22 @@ def vocabulary(name: str) -> tuple[str, ...]:
         from .catalogue import catalogue  # reads the catalogue file: on first use, not at import
 
         return catalogue().srvs
+    if name == "action":
+        from dccsim.throttle import ACTIONS  # loads Numba: on first use, not at import
+
+        return ACTIONS
     try:
         return _VOCABULARIES[name]
     except KeyError:
-        known = ", ".join(sorted([*_VOCABULARIES, "srv"]))
+        known = ", ".join(sorted([*_VOCABULARIES, "action", "srv"]))
         raise KeyError(f"vocabulary: got {name!r}, expected one of {known}") from None
+
+
+def __getattr__(name: str) -> Any:
+    """:data:`ALERT_ACTIONS`, read from the throttle on first use (PEP 562)."""
+    if name == "ALERT_ACTIONS":
+        return vocabulary("action")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------- columns

@@ -110,7 +110,7 @@ from .duisxml import decode_request_xml, encode_response_xml
 from .errors import MessageError
 from .messages import DeviceAlert, Response, ServiceRequest, from_ns
 from .pipeline import Pipeline
-from .validation import RESPONSE_CODES
+from .records import RESPONSE_CODES
 from .wire import decode_rows
 
 __all__ = [

@@ -46,10 +46,10 @@ from .catalogue import DEVICE_KINDS, Catalogue, catalogue
 from .columns import ROLE_UNKNOWN, RequestBatch
 from .errors import MessageError
 from .eui import EUI_RE
-from .messages import ROLES, ServiceRequest, UpdateHANDeviceLog, to_ns
+from .messages import ServiceRequest, UpdateHANDeviceLog, to_ns
+from .records import RESPONSE_CODES, ROLES
 
 __all__ = [
-    "RESPONSE_CODES",
     "code_index",
     "Verdict",
     "DeviceRegistry",
@@ -61,24 +61,6 @@ __all__ = [
     "assign_counters",
 ]
 
-#: Response codes used in columns, by index (uint8). Index 0 is I0.
-RESPONSE_CODES: tuple[str, ...] = (
-    "I0",
-    "I99",
-    "E1",
-    "E2",
-    "E3",
-    "E4",
-    "E5",
-    "E11",
-    "E12",
-    "E13",
-    "E17",
-    "E19",
-    "E20",
-    "E21",
-    "E30",
-)
 _IDX = {c: i for i, c in enumerate(RESPONSE_CODES)}
 
 
@@ -522,7 +504,7 @@ def validate_batch(
     *,
     device_rows: npt.NDArray[np.int64] | None = None,
 ) -> npt.NDArray[np.uint8]:
-    """Response-code indices (into :data:`RESPONSE_CODES`) for every row; 0 = accepted.
+    """Response-code indices (into :data:`~dccsim.core.records.RESPONSE_CODES`) for every row; 0 = accepted.
 
     Rows are checked in order; ``replay`` carries the per-originator counters across calls.
     ``device_rows``, if given, must be ``devices.index(batch.device)`` (a caller that needs

@@ -29,11 +29,12 @@ from dccsim.core.capacity import CapacityClass, CapacityConfig
 from dccsim.core.columns import RequestBatch
 from dccsim.core.eui import eui_to_int
 from dccsim.core.pipeline import FAULT_E20, FAULT_E21, O_FAILED, Pipeline
+from dccsim.core.records import INVALID_KINDS, REQUEST_CLASSES
 from dccsim.core.validation import UserRegistry, assign_counters
 
 from .population import Population, build_population
-from .scenario import REQUEST_CLASSES, Scenario
-from .workload import CLS, INVALID_KINDS, NS, AlertChunk, DayWorkload, RequestChunk
+from .scenario import Scenario
+from .workload import CLS, NS, AlertChunk, DayWorkload, RequestChunk
 
 __all__ = ["Sink", "VirtualTimeDriver", "build_pipeline", "RunTotals"]
 

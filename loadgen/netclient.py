@@ -31,7 +31,8 @@ import numpy.typing as npt
 from dccsim.core._jit import jit
 from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import ROLE_UNKNOWN
-from dccsim.core.messages import ROLES, RequestRow
+from dccsim.core.messages import RequestRow
+from dccsim.core.records import INVALID_KINDS, ROLES
 from dccsim.core.server import (
     FINAL_RECORD,
     TAG_ACK,
@@ -51,7 +52,7 @@ from dccsim.core.server import (
     frame_head,
 )
 
-from .workload import INVALID_KINDS, DayWorkload
+from .workload import DayWorkload
 
 __all__ = ["Traffic", "LoadResult", "OpenLoopClient", "run_open_loop", "traffic_from_workload"]
 

@@ -11,7 +11,8 @@ from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import COLUMN_DTYPES, RequestBatch, _batch_length, _string_tables
 from dccsim.core.duisxml import decode_request_xml
 from dccsim.core.errors import MessageError
-from dccsim.core.messages import ROLES, RequestRow, to_ns
+from dccsim.core.messages import RequestRow, to_ns
+from dccsim.core.records import ROLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

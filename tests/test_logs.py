@@ -19,10 +19,8 @@ import pyarrow.ipc as ipc
 import pytest
 from dccsim.bench.results import logs
 from dccsim.bench.results.logs import (
-    ALERT_ACTIONS,
     ALERTS_SCHEMA,
     NULL_CODE,
-    OUTCOMES,
     REQUESTS_SCHEMA,
     SCHEMA_VERSION,
     ArrowLogWriter,
@@ -34,6 +32,7 @@ from dccsim.bench.results.logs import (
     read_status,
     run_metadata,
 )
+from dccsim.core.records import ALERT_ACTIONS, OUTCOMES
 
 SRVS = ("1.1.1", "4.6.1", "4.8.1", "4.8.3", "6.15.1")
 ROLES = ("IS", "ES", "GS", "ED", "GT", "OU", "RSA", "MDR")

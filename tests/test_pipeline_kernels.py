@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from dccsim.core.pipeline import _CODES, FAULT_E20, FAULT_E21, OUTCOMES, _device_leg, _finish
-from dccsim.core.validation import RESPONSE_CODES
+from dccsim.core.pipeline import _CODES, FAULT_E20, FAULT_E21, _device_leg, _finish
+from dccsim.core.records import OUTCOMES, RESPONSE_CODES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

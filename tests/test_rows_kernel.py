@@ -9,7 +9,7 @@ from dccsim.core import _rows_kernel
 from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import ROLE_UNKNOWN, RequestBatch, _string_tables
 from dccsim.core.errors import MessageError
-from dccsim.core.messages import ROLES
+from dccsim.core.records import ROLES
 
 
 def _parse(rows: list[list[object]]) -> tuple[int, np.ndarray]:

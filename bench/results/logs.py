@@ -74,12 +74,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 from dccsim.core.errors import DccsimError
+from dccsim.core.records import ALERT_ACTIONS, OUTCOMES
 
 __all__ = [
     "ALERTS_SCHEMA",
-    "ALERT_ACTIONS",
     "NULL_CODE",
-    "OUTCOMES",
     "REQUESTS_SCHEMA",
     "SCHEMA_VERSION",
     "ArrowLogWriter",
@@ -96,10 +95,6 @@ __all__ = [
 SCHEMA_VERSION = "1"
 #: the code that means null in a dictionary column
 NULL_CODE = 255
-#: ``outcome`` names, by code
-OUTCOMES: tuple[str, ...] = ("device", "cache", "rejected", "failed", "dcc")
-#: ``action`` names of the alerts log, by code
-ALERT_ACTIONS: tuple[str, ...] = ("forwarded", "throttled", "excluded")
 
 Compression = Literal["lz4", "zstd"] | None
 ReadStatus = Literal["complete", "unterminated", "truncated"]

@@ -20,14 +20,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from dccsim.core.catalogue import catalogue
-from dccsim.core.messages import ROLES
-from dccsim.core.pipeline import OUTCOMES
-from dccsim.core.validation import RESPONSE_CODES
-from dccsim.loadgen.scenario import REQUEST_CLASSES
-from dccsim.loadgen.workload import INVALID_KINDS
+from dccsim.core.records import ALERT_ACTIONS, INVALID_KINDS, OUTCOMES, REQUEST_CLASSES, RESPONSE_CODES, ROLES
 
 from .histogram import IntervalHistograms, LatencyHistogram
-from .logs import ALERT_ACTIONS, ALERTS_SCHEMA, REQUESTS_SCHEMA, ArrowLogWriter, run_metadata
+from .logs import ALERTS_SCHEMA, REQUESTS_SCHEMA, ArrowLogWriter, run_metadata
 
 __all__ = ["RunSink", "INTERVAL_NS", "SERIES_HOURS"]
 

@@ -1,10 +1,10 @@
 """The records dccsim logs, defined once: the request and alert log columns and their codes.
 
 Every producer of log rows (the virtual-time driver, the wall-clock server, the network load
-client, the ``throttle`` command) builds a :class:`RequestRows` or :class:`AlertRows`; the
-Arrow schemas of ``requests.arrow`` and ``alerts.arrow`` are derived from the same
-definitions (:mod:`dccsim.bench.results.logs`). A column added to one of the two classes below
-is a keyword every producer must give, and appears in every log.
+client) builds a :class:`RequestRows` or :class:`AlertRows` and hands it to a
+:class:`LogSink`; the Arrow schemas of ``requests.arrow`` and ``alerts.arrow`` are derived
+from the same definitions (:mod:`dccsim.bench.results.logs`). A column added to one of the
+two classes below is a keyword every producer must give, and appears in every log.
 
 Categorical columns are uint8 **codes** into a code vocabulary (a tuple of names, code ``i``
 meaning ``names[i]``). The vocabularies live here too, so that the pipeline, the generators
@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +51,7 @@ __all__ = [
     "ALERT_ACTIONS",
     "ALERT_COLUMNS",
     "INVALID_KINDS",
+    "LogSink",
     "OUTCOMES",
     "REQUEST_CLASSES",
     "REQUEST_COLUMNS",
@@ -237,3 +238,29 @@ AlertRows.COLUMNS = _columns_of(AlertRows)
 REQUEST_COLUMNS: tuple[Column, ...] = RequestRows.COLUMNS
 #: the columns of ``alerts.arrow``, in order
 ALERT_COLUMNS: tuple[Column, ...] = AlertRows.COLUMNS
+
+
+# ---------------------------------------------------------------------------- the sink
+
+
+class LogSink(Protocol):
+    """Where producers hand their rows: the one sink contract of dccsim.
+
+    The virtual-time driver calls all three methods (``requests`` and ``alerts`` possibly
+    from worker threads, one call in flight each, in order); the wall-clock server calls
+    ``requests`` and ``alerts`` and the network load client ``requests`` only: neither calls
+    ``progress``. The run folder's sink (:class:`dccsim.bench.results.runlog.RunSink`)
+    implements all three; so ``loadgen`` and ``core`` never import ``bench``.
+    """
+
+    def requests(self, rows: RequestRows) -> None:
+        """Take rows of ``requests.arrow``."""
+        ...
+
+    def alerts(self, rows: AlertRows) -> None:
+        """Take rows of ``alerts.arrow``."""
+        ...
+
+    def progress(self, done_ns: int, end_ns: int) -> None:
+        """Simulated time done so far out of ``end_ns`` (virtual time, ns since the epoch)."""
+        ...

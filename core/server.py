@@ -110,7 +110,7 @@ from .duisxml import decode_request_xml, encode_response_xml
 from .errors import MessageError
 from .messages import DeviceAlert, Response, ServiceRequest, from_ns
 from .pipeline import Pipeline
-from .records import RESPONSE_CODES
+from .records import RESPONSE_CODES, AlertRows, LogSink, RequestRows
 from .wire import decode_rows
 
 __all__ = [
@@ -281,11 +281,6 @@ class DeviceLeg(Protocol):
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]: ...
 
 
-class LogSink(Protocol):
-    def requests(self, cols: dict[str, npt.NDArray[Any]]) -> None: ...
-    def alerts(self, cols: dict[str, npt.NDArray[Any]]) -> None: ...
-
-
 # ---------------------------------------------------------------------------- pending finals
 class _Run:
     """Final answers of one micro-batch, sorted by due time; ``pos`` = next not yet sent.
@@ -382,8 +377,9 @@ class DccServer:
     clock:
         Monotonic int64 nanoseconds (``time.monotonic_ns``; a test may pass another).
     sink:
-        Optional server-side log (``requests``/``alerts`` columns, virtual time), written in
-        batches of ``config.log_batch`` rows and flushed by :meth:`close`.
+        Optional server-side log (request and alert rows, virtual time; ``progress`` is never
+        called), requests handed over in batches of ``config.log_batch`` rows and flushed by
+        :meth:`close`.
     """
 
     pipeline: Pipeline
@@ -418,7 +414,7 @@ class DccServer:
         self._last_t = self.config.origin_ns
         self._http_results: OrderedDict[str, bytes] = OrderedDict()
         self._subscribers: set[int] = set()
-        self._log: list[dict[str, npt.NDArray[Any]]] = []
+        self._log: list[RequestRows] = []
         self._log_rows = 0
         self._seq = 0
         self._server: asyncio.base_events.Server | None = None
@@ -601,28 +597,28 @@ class DccServer:
         self._seq += n
         zeros8 = np.zeros(n, np.uint8)
         self._log.append(
-            {
-                "seq": seq,
-                "t_scheduled_ns": batch.t_scheduled_ns.copy(),
-                "t_done_ns": res.t_done_ns,
-                "device": batch.device,
-                "srv": batch.srv,
-                "role": batch.role,
-                "command_variant": batch.command_variant,
-                "outcome": res.outcome,
-                "response_code": res.response_code,
-                "latency_ns": res.latency_ns,
-                "within_target": res.within_target,
-                "period_start_ns": batch.period_start_ns,
-                "period_end_ns": batch.period_end_ns,
-                "originator": batch.originator,
-                "counter": batch.counter,
-                "cls": cls,
-                "attempt": zeros8,
-                "invalid": zeros8,
-                "wait_ns": res.wait_ns,
-                "backlog": res.backlog,
-            }
+            RequestRows(
+                seq=seq,
+                t_scheduled_ns=batch.t_scheduled_ns.copy(),
+                t_done_ns=res.t_done_ns,
+                device=batch.device,
+                srv=batch.srv,
+                role=batch.role,
+                command_variant=batch.command_variant,
+                outcome=res.outcome,
+                response_code=res.response_code,
+                latency_ns=res.latency_ns,
+                within_target=res.within_target,
+                period_start_ns=batch.period_start_ns,
+                period_end_ns=batch.period_end_ns,
+                originator=batch.originator,
+                counter=batch.counter,
+                request_class=cls,
+                attempt=zeros8,
+                invalid=zeros8,
+                wait_ns=res.wait_ns,
+                backlog=res.backlog,
+            )
         )
         self._log_rows += n
         if self._log_rows >= self.config.log_batch:
@@ -632,7 +628,7 @@ class DccServer:
         if self.sink is None or not self._log:
             return
         parts, self._log, self._log_rows = self._log, [], 0
-        self.sink.requests({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+        self.sink.requests(RequestRows.concat(parts))
 
     def _process_alerts(self) -> None:
         items, self._alerts_in = self._alerts_in, []
@@ -643,17 +639,17 @@ class DccServer:
         if self.sink is not None:
             z16 = np.zeros(len(items), np.uint16)
             self.sink.alerts(
-                {
-                    "t_ns": t,
-                    "device": dev,
-                    "alert_code": code,
-                    "action": action,
-                    "throttled_count": count,
-                    "sequence_id": seq,
-                    "storm": np.zeros(len(items), np.bool_),
-                    "instruction": z16,
-                    "total_instructions": z16,
-                }
+                AlertRows(
+                    t_ns=t,
+                    device=dev,
+                    alert_code=code,
+                    action=action,
+                    throttled_count=count,
+                    sequence_id=seq,
+                    storm=np.zeros(len(items), np.bool_),
+                    instruction=z16,
+                    total_instructions=z16,
+                )
             )
         for i in np.flatnonzero(action != THROTTLED).tolist():
             a = items[i][3]

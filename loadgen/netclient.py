@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -32,7 +32,7 @@ from dccsim.core._jit import jit
 from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import ROLE_UNKNOWN
 from dccsim.core.messages import RequestRow
-from dccsim.core.records import INVALID_KINDS, ROLES
+from dccsim.core.records import INVALID_KINDS, ROLES, LogSink, RequestRows
 from dccsim.core.server import (
     FINAL_RECORD,
     TAG_ACK,
@@ -64,10 +64,6 @@ _busy_dec = msgspec.msgpack.Decoder(BusyReply)
 _err_dec = msgspec.msgpack.Decoder(ErrorReply)
 _stats_dec = msgspec.msgpack.Decoder(StatsReply | BusyReply | ErrorReply)
 _enc = msgspec.msgpack.Encoder()
-
-
-class Sink(Protocol):
-    def requests(self, cols: dict[str, npt.NDArray[Any]]) -> None: ...
 
 
 @dataclass
@@ -472,9 +468,9 @@ class OpenLoopClient(asyncio.Protocol):
         }
 
     def write_to(
-        self, sink: Sink, day0: int, targets_ns: npt.NDArray[np.int64], speed: float, chunk: int = 262_144
+        self, sink: LogSink, day0: int, targets_ns: npt.NDArray[np.int64], speed: float, chunk: int = 262_144
     ) -> None:
-        """Answered requests as run-log columns (wall-clock ns, offset to ``day0``)."""
+        """Answered requests as request-log rows (wall-clock ns, offset to ``day0``)."""
         res = self.res
         ok = np.flatnonzero(res.finals > 0)
         tr = self.traffic
@@ -485,28 +481,28 @@ class OpenLoopClient(asyncio.Protocol):
             latency = res.done_ns[k] - intended
             cls = tr.cls[day]
             sink.requests(
-                {
-                    "seq": k.astype(np.uint64),
-                    "t_scheduled_ns": day0 + res.intended_ns[k],
-                    "t_done_ns": day0 + (res.done_ns[k] - res.start_ns),
-                    "device": tr.device[day],
-                    "srv": tr.srv[day],
-                    "role": tr.role[day],
-                    "command_variant": tr.command_variant[day],
-                    "outcome": res.outcome[k],
-                    "response_code": res.code[k],
-                    "latency_ns": latency,
-                    "within_target": latency * speed <= targets_ns[cls],
-                    "period_start_ns": tr.period_start_ns[day],
-                    "period_end_ns": tr.period_end_ns[day],
-                    "originator": tr.originator[day],
-                    "counter": np.uint64(self.counter_base) + k.astype(np.uint64),
-                    "cls": cls,
-                    "attempt": np.zeros(len(k), np.uint8),
-                    "invalid": tr.invalid[day],
-                    "wait_ns": res.wait_ns[k],
-                    "backlog": res.backlog[k],
-                }
+                RequestRows(
+                    seq=k.astype(np.uint64),
+                    t_scheduled_ns=day0 + res.intended_ns[k],
+                    t_done_ns=day0 + (res.done_ns[k] - res.start_ns),
+                    device=tr.device[day],
+                    srv=tr.srv[day],
+                    role=tr.role[day],
+                    command_variant=tr.command_variant[day],
+                    outcome=res.outcome[k],
+                    response_code=res.code[k],
+                    latency_ns=latency,
+                    within_target=latency * speed <= targets_ns[cls],
+                    period_start_ns=tr.period_start_ns[day],
+                    period_end_ns=tr.period_end_ns[day],
+                    originator=tr.originator[day],
+                    counter=np.uint64(self.counter_base) + k.astype(np.uint64),
+                    request_class=cls,
+                    attempt=np.zeros(len(k), np.uint8),
+                    invalid=tr.invalid[day],
+                    wait_ns=res.wait_ns[k],
+                    backlog=res.backlog[k],
+                )
             )
 
 

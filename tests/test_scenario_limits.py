@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from dccsim.bench.cli import main
 from dccsim.core.errors import ConfigError
+from dccsim.core.records import AlertRows, RequestRows
 from dccsim.loadgen.scenario import (
     MAX_DAY_EVENTS,
     LatencyProfile,
@@ -239,11 +240,11 @@ class _CountingSink:
         self.requests_seen = 0
         self.retries_seen = 0
 
-    def requests(self, cols) -> None:  # type: ignore[no-untyped-def]
-        self.requests_seen += len(cols["seq"])
-        self.retries_seen += int((cols["attempt"] > 0).sum())
+    def requests(self, rows: RequestRows) -> None:
+        self.requests_seen += len(rows)
+        self.retries_seen += int((rows.attempt > 0).sum())
 
-    def alerts(self, cols) -> None:  # type: ignore[no-untyped-def]
+    def alerts(self, rows: AlertRows) -> None:
         pass
 
     def progress(self, done_ns: int, end_ns: int) -> None:

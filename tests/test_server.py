@@ -31,6 +31,7 @@ from dccsim.core.messages import (
     RequestRow,
     ServiceRequest,
 )
+from dccsim.core.records import REQUEST_CLASSES, LogSink
 from dccsim.core.server import (
     FINAL_RECORD,
     TAG_ACK,
@@ -69,10 +70,12 @@ def run(coro: Awaitable[Any]) -> Any:
 
 
 @asynccontextmanager
-async def server(world: tuple[Scenario, Population, Traffic], **cfg: Any) -> AsyncIterator[tuple[DccServer, int]]:
+async def server(
+    world: tuple[Scenario, Population, Traffic], sink: LogSink | None = None, **cfg: Any
+) -> AsyncIterator[tuple[DccServer, int]]:
     s, pop, _ = world
     config = ServerConfig(origin_ns=s.day_start_ns, **({"speed": 1000.0} | cfg))
-    srv = DccServer(build_pipeline(s, pop), classifier(), DeviceLegModel(s, pop), time.monotonic_ns, config)
+    srv = DccServer(build_pipeline(s, pop), classifier(), DeviceLegModel(s, pop), time.monotonic_ns, config, sink)
     port = await srv.start("127.0.0.1", 0)
     try:
         yield srv, port
@@ -153,6 +156,55 @@ def test_open_loop_every_request_answered_once(world: Any) -> None:
     sm = c.summary()
     assert sm["final_latency_s"]["p50"] > 0 and sm["send_lag_s"]["max"] >= 0
     assert res.stats is not None and res.stats.server["requests"] == 2000
+
+
+def test_the_server_and_the_client_log_request_and_alert_rows(world: Any, tmp_path: Path) -> None:
+    """The server's sink gets its micro-batches as request rows (concatenated per log batch)
+    and the throttled alerts as alert rows; the client's answers become request rows too."""
+    from dccsim.bench.results.logs import read_log
+    from dccsim.bench.results.runlog import RunSink
+
+    s, pop, traffic = world
+    served = RunSink(tmp_path / "srv", "served", s.seed, s.day_start_ns)
+    dev = int(pop.ids[0])
+    eui = "-".join(f"{dev:016X}"[i : i + 2] for i in range(0, 16, 2))
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    storm = [
+        DeviceAlert(device=eui, recipient=s.users[0].eui, counter=i, alert_code=0x8F84, time=t) for i in range(50)
+    ]
+
+    async def main() -> Any:
+        async with server(world, served, log_batch=300) as (srv, port):
+            c = await run_open_loop("127.0.0.1", port, traffic, 4000, 0.25, time.monotonic_ns, drain_timeout_s=T)
+            sub = await Raw.open(port)
+            await sub.send(frame(TAG_JSON, b'{"kind": "subscribe"}'))
+            await sub.send(frame(TAG_JSON, msgspec.json.encode(storm)))
+            tag, p = await sub.frame()  # forwarded after the sink took the batch's alert rows
+            assert json.loads(p)["kind"] == "device_alert"
+            await sub.close()
+            return c
+
+    c = run(main())
+    served.close()
+    assert c.res.answered == c.res.n == 1000
+    requests = read_log(tmp_path / "srv" / "requests.arrow", strict=True)
+    assert requests.column("seq").to_pylist() == list(range(1000))
+    assert set(requests.column("request_class").to_pylist()) <= set(REQUEST_CLASSES)
+    assert set(requests.column("attempt").to_pylist()) == {0}
+    alerts = read_log(tmp_path / "srv" / "alerts.arrow", strict=True)
+    assert alerts.num_rows == 50 and "throttled" in alerts.column("action").to_pylist()
+    assert alerts.column("device").to_pylist() == [dev] * 50
+
+    loaded = RunSink(tmp_path / "load", "loaded", s.seed, s.day_start_ns)
+    targets = np.arange(1, len(REQUEST_CLASSES) + 1, dtype=np.int64) * 10**9
+    c.write_to(loaded, s.day_start_ns, targets, 1000.0, chunk=300)
+    loaded.close()
+    table = read_log(tmp_path / "load" / "requests.arrow", strict=True)
+    assert table.column("seq").to_pylist() == list(range(1000))
+    lat = table.column("latency_ns").to_numpy()
+    assert (lat == table.column("t_done_ns").to_numpy() - table.column("t_scheduled_ns").to_numpy()).all()
+    classes = [REQUEST_CLASSES.index(k) for k in table.column("request_class").to_pylist()]
+    assert (table.column("within_target").to_numpy() == (lat * 1000.0 <= targets[classes])).all()
 
 
 def test_overload_is_refused_busy_not_lost(world: Any) -> None:

@@ -1,6 +1,7 @@
 """The run folder: a sink that writes a run's Arrow logs and accumulates its summary.
 
-:class:`RunSink` is what ``dccsim run`` hands the virtual-time driver. It writes
+:class:`RunSink` is what ``dccsim run`` hands the virtual-time driver (a
+:class:`~dccsim.core.records.LogSink`; ``dccsim serve`` and ``dccsim load`` use it too). It writes
 ``requests.arrow`` and ``alerts.arrow`` as it goes (a killed run leaves readable prefixes),
 and keeps only fixed-size accumulators: latency histograms (whole day and per interval),
 counts by response code, outcome, SRV and class, backlog and cache hits per interval, throttle
@@ -20,7 +21,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from dccsim.core.catalogue import catalogue
-from dccsim.core.records import ALERT_ACTIONS, INVALID_KINDS, OUTCOMES, REQUEST_CLASSES, RESPONSE_CODES, ROLES
+from dccsim.core.records import (
+    ALERT_ACTIONS,
+    INVALID_KINDS,
+    OUTCOMES,
+    REQUEST_CLASSES,
+    RESPONSE_CODES,
+    AlertRows,
+    RequestRows,
+)
 
 from .histogram import IntervalHistograms, LatencyHistogram
 from .logs import ALERTS_SCHEMA, REQUESTS_SCHEMA, ArrowLogWriter, run_metadata
@@ -86,20 +95,8 @@ class RunSink:
         meta = run_metadata(scenario_text, seed, **(extra_metadata or {}))
         cat = catalogue()
         self.srvs = cat.srvs
-        self.req_log = ArrowLogWriter(
-            self.out_dir / "requests.arrow",
-            REQUESTS_SCHEMA,
-            meta,
-            compression=compression,  # type: ignore[arg-type]
-            dictionaries={
-                "srv": cat.srvs,
-                "role": ROLES,
-                "response_code": RESPONSE_CODES,
-                "outcome": OUTCOMES,
-                "request_class": REQUEST_CLASSES,
-                "invalid": INVALID_KINDS,
-            },
-        )
+        # the dictionary columns take the records' vocabularies (the writer's default)
+        self.req_log = ArrowLogWriter(self.out_dir / "requests.arrow", REQUESTS_SCHEMA, meta, compression=compression)  # type: ignore[arg-type]
         self.alert_log = ArrowLogWriter(self.out_dir / "alerts.arrow", ALERTS_SCHEMA, meta, compression=compression)  # type: ignore[arg-type]
         # compression runs on worker threads, beside the simulation (2 cores: it pays)
         self.req_log.start_background()
@@ -138,91 +135,65 @@ class RunSink:
     def _interval(self, t: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return np.clip((t - self.day0) // INTERVAL_NS, 0, _N_INTERVALS - 1)
 
-    def requests(self, cols: dict[str, npt.NDArray[Any]]) -> None:
-        self.req_log.write_columns(
-            **{
-                k: cols[k]
-                for k in (
-                    "seq",
-                    "t_scheduled_ns",
-                    "t_done_ns",
-                    "device",
-                    "srv",
-                    "role",
-                    "command_variant",
-                    "outcome",
-                    "response_code",
-                    "latency_ns",
-                    "within_target",
-                    "period_start_ns",
-                    "period_end_ns",
-                    "originator",
-                    "counter",
-                    "attempt",
-                    "invalid",
-                    "wait_ns",
-                    "backlog",
-                )
-            },
-            request_class=cols["cls"],
-        )
-        n = len(cols["seq"])
+    def requests(self, rows: RequestRows) -> None:
+        self.req_log.write_rows(rows)
+        n = len(rows)
         self.requests_n += n
-        lat = cols["latency_ns"]
-        cls = cols["cls"]
+        lat = rows.latency_ns
+        cls = rows.request_class
         if n and int(cls.min()) == int(cls.max()):
             self.latency_by_class[int(cls[0])].record(lat)
         else:
             for k in np.unique(cls).tolist():
                 self.latency_by_class[k].record(lat[cls == k])
-        self.latency_series.record(cols["t_scheduled_ns"], lat)
-        within = cols["within_target"]
+        self.latency_series.record(rows.t_scheduled_ns, lat)
+        within = rows.within_target
         self.within += int(within.sum())
-        srv = cols["srv"]
+        srv = rows.srv
         self.by_srv += np.bincount(srv, minlength=len(self.by_srv))
         self.within_by_srv += np.bincount(srv[within], minlength=len(self.by_srv))
-        self.codes += np.bincount(cols["response_code"], minlength=len(self.codes))
-        self.outcomes += np.bincount(cols["outcome"], minlength=len(self.outcomes))
-        inv = cols["invalid"]
+        self.codes += np.bincount(rows.response_code, minlength=len(self.codes))
+        self.outcomes += np.bincount(rows.outcome, minlength=len(self.outcomes))
+        inv = rows.invalid
         n_codes = self.invalid.shape[1]
         self.invalid += np.bincount(
-            inv.astype(np.int64) * n_codes + cols["response_code"], minlength=self.invalid.size
+            inv.astype(np.int64) * n_codes + rows.response_code, minlength=self.invalid.size
         ).reshape(self.invalid.shape)
-        self.retries += int((cols["attempt"] > 0).sum())
-        backlog = cols["backlog"]
+        self.retries += int((rows.attempt > 0).sum())
+        backlog = rows.backlog
         if n:
             self.peak_backlog = max(self.peak_backlog, int(backlog.max()))
-        self.wait_sum_ns += int(cols["wait_ns"].sum())
-        iv = self._interval(cols["t_scheduled_ns"])
+        self.wait_sum_ns += int(rows.wait_ns.sum())
+        iv = self._interval(rows.t_scheduled_ns)
         self.series_requests += np.bincount(iv, minlength=_N_INTERVALS)
         self.series_within += np.bincount(iv[within], minlength=_N_INTERVALS)
-        self.series_done += np.bincount(self._interval(cols["t_done_ns"]), minlength=_N_INTERVALS)
+        self.series_done += np.bincount(self._interval(rows.t_done_ns), minlength=_N_INTERVALS)
         if n:  # iv never decreases within a chunk (rows are in scheduled order): one max per run
             starts = np.flatnonzero(np.r_[True, iv[1:] != iv[:-1]])
             peaks = np.maximum.reduceat(backlog, starts)
             self.series_backlog[iv[starts]] = np.maximum(self.series_backlog[iv[starts]], peaks)
-        out = cols["outcome"]
+        out = rows.outcome
         self.series_cache += np.bincount(iv[out == OUTCOMES.index("cache")], minlength=_N_INTERVALS)
         self.series_device += np.bincount(iv[out == OUTCOMES.index("device")], minlength=_N_INTERVALS)
 
-    def alerts(self, cols: dict[str, npt.NDArray[Any]]) -> None:
-        self.alert_log.write_columns(**cols)
-        n = len(cols["t_ns"])
+    def alerts(self, rows: AlertRows) -> None:
+        self.alert_log.write_rows(rows)
+        n = len(rows)
         self.alerts_n += n
-        action = cols["action"]
+        action = rows.action
         self.actions += np.bincount(action, minlength=len(ALERT_ACTIONS))
-        iv = self._interval(cols["t_ns"])
+        iv = self._interval(rows.t_ns)
         for a in range(len(ALERT_ACTIONS)):
             self.series_actions[a] += np.bincount(iv[action == a], minlength=_N_INTERVALS)
-        storm = cols["storm"]
+        storm = rows.storm
         throttled = action == ALERT_ACTIONS.index("throttled")
         self.storm_alerts += int(storm.sum())
         self.storm_forwarded += int((storm & ~throttled).sum())
         self.nonstorm_throttled += int((~storm & throttled).sum())
         if throttled.any():
-            devs, counts = np.unique(cols["device"][throttled], return_counts=True)
+            devs, counts = np.unique(rows.device[throttled], return_counts=True)
             self.throttled_by_device.update(dict(zip(devs.tolist(), counts.tolist(), strict=True)))
-        fd = cols["total_instructions"] > 0
+        fd = rows.total_instructions > 0
         self.fd_alerts += int(fd.sum())
 
     def progress(self, done_ns: int, end_ns: int) -> None:

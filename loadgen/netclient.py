@@ -2,7 +2,7 @@
 
 Every request has an **intended send time** from the load shape (a constant rate: request
 ``k`` is due ``k / rate`` seconds after the start). The sender wakes, sends every request that
-is due as one compact ``R`` frame (see :mod:`dccsim.core.server`), frames at least a
+is due as one compact ``R`` frame (see :mod:`dccsim.core.protocol`), frames at least a
 millisecond apart (paced by a thread of its own), and never waits for answers,
 so a slow server cannot slow the offered load (no coordinated omission): latency is measured
 from the intended time, and the lag between intended and actual send is recorded. When the
@@ -31,9 +31,8 @@ import numpy.typing as npt
 from dccsim.core._jit import jit
 from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import ROLE_UNKNOWN
-from dccsim.core.messages import RequestRow
-from dccsim.core.records import INVALID_KINDS, ROLES, LogSink, RequestRows
-from dccsim.core.server import (
+from dccsim.core.messages import BusyReply, ErrorReply, RequestRow, RowAck, StatsReply, StatsRequest
+from dccsim.core.protocol import (
     FINAL_RECORD,
     TAG_ACK,
     TAG_BUSY,
@@ -43,14 +42,10 @@ from dccsim.core.server import (
     TAG_JSON,
     TAG_MSGPACK,
     TAG_ROWS,
-    BusyReply,
-    ErrorReply,
-    RowAck,
-    StatsReply,
-    StatsRequest,
     frame,
     frame_head,
 )
+from dccsim.core.records import INVALID_KINDS, ROLES, LogSink, RequestRows
 
 from .workload import DayWorkload
 

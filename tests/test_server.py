@@ -31,8 +31,7 @@ from dccsim.core.messages import (
     RequestRow,
     ServiceRequest,
 )
-from dccsim.core.records import REQUEST_CLASSES, LogSink
-from dccsim.core.server import (
+from dccsim.core.protocol import (
     FINAL_RECORD,
     TAG_ACK,
     TAG_CLOSE,
@@ -41,10 +40,10 @@ from dccsim.core.server import (
     TAG_JSON,
     TAG_MSGPACK,
     TAG_ROWS,
-    DccServer,
-    ServerConfig,
     frame,
 )
+from dccsim.core.records import REQUEST_CLASSES, LogSink
+from dccsim.core.server import DccServer, ServerConfig
 from dccsim.core.wire import encode_rows
 from dccsim.loadgen.driver import build_pipeline
 from dccsim.loadgen.netclient import Traffic, run_open_loop, traffic_from_workload
@@ -434,6 +433,30 @@ def test_duis_xml_over_http(world: Any) -> None:
     run(main())
 
 
+async def _raw_http(port: int, data: bytes) -> tuple[int, bytes]:
+    """Send ``data`` as it is; the reply to a request the server closes after."""
+    r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), T)
+    w.write(data)
+    reply = await asyncio.wait_for(r.read(), T)
+    w.close()
+    await w.wait_closed()
+    head, _, rest = reply.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), rest
+
+
+def test_http_requests_the_server_cannot_take_get_their_status(world: Any) -> None:
+    async def main() -> None:
+        async with server(world) as (srv, port):
+            assert await _http(port, "GET", "/api/v1/serviceT") == (405, b"method not allowed: use POST\n")
+            bad_length = b"POST /api/v1/serviceS HTTP/1.1\r\nContent-Length: -1\r\n\r\n"
+            assert await _raw_http(port, bad_length) == (400, b"Content-Length: expected a non-negative integer\n")
+            assert await _raw_http(port, b"POST /api/v1/serviceS\r\n\r\n") == (400, b"malformed request line\n")
+            assert await _raw_http(port, b"GET /" + b"a" * 20_000) == (431, b"request header fields too large\n")
+            assert srv.counters.http_requests == 1  # only the first got as far as a request
+
+    run(main())
+
+
 # ---------------------------------------------------------------------------- SIGTERM
 def test_sigterm_flushes_the_server_log(world: Any, tmp_path: Path) -> None:
     s, pop, traffic = world
@@ -669,15 +692,15 @@ def test_an_idle_server_moves_the_cache_time_on_but_not_past_waiting_rows(world:
 def test_rows_the_compact_decoder_refuses_but_msgspec_takes_are_queued_as_sent() -> None:
     """Valid MessagePack in a form the compact decoder does not take (an array16 row header)
     goes through msgspec, and those rows, not stale arena contents, are queued."""
-    from dccsim.core.columns import RequestBatch
-    from dccsim.core.server import _Arena, _mp_enc
+    from dccsim.core.columns import RequestBatch, RowArena
+    from dccsim.core.server import _mp_enc
 
     row = [0x90B3D51F30010000, 0x00DB123456789000, 3, 1, "4.8.1", ""]
     inner = _mp_enc.encode(row)
     assert inner[0] == 0x96  # a fixarray row: rewrite its header as array16
     payload = bytes([0x91, 0xDC, 0x00, 0x06]) + inner[1:]
     srv = DccServer.__new__(DccServer)
-    srv._arena, srv._in_rows = _Arena(4), 0
+    srv._arena, srv._in_rows = RowArena(4), 0
     srv._arena.u64[:] = 777
     srv._arena.u8[:] = 255
     srv._arena.i64[:] = -777

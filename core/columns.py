@@ -34,14 +34,14 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from . import _rows_kernel
+from . import _kernels
 from .catalogue import catalogue
 from .errors import MessageError
 from .messages import RequestRow, ServiceRequest, to_ns
-from .records import ROLES
+from .records import ROLE_UNKNOWN, ROLES
 from .wire import decode_rows
 
-__all__ = ["RequestBatch", "RowArena", "ROLE_UNKNOWN", "COLUMN_DTYPES"]
+__all__ = ["RequestBatch", "RowArena", "COLUMN_DTYPES"]
 
 
 def _batch_length(buf: npt.NDArray[np.uint8]) -> int:
@@ -65,12 +65,10 @@ def _string_tables() -> tuple[
 ]:
     """Hash tables of string keys -> codes for SRVs and roles ("" is the unknown role)."""
 
-    srv_keys, srv_codes = _rows_kernel.string_table(catalogue().code_of)
-    role_keys, role_codes = _rows_kernel.string_table(_ROLE_OR_UNKNOWN)
+    srv_keys, srv_codes = _kernels.string_table(catalogue().code_of)
+    role_keys, role_codes = _kernels.string_table(_ROLE_OR_UNKNOWN)
     return srv_keys, srv_codes, role_keys, role_codes
 
-
-ROLE_UNKNOWN = 255
 
 COLUMN_DTYPES: dict[str, np.dtype[Any]] = {
     "device": np.dtype(np.uint64),
@@ -211,8 +209,8 @@ class RequestBatch:
             u8 = np.empty((3, n), np.uint8)
             i64 = np.empty((4, n), np.int64)
             tables = _string_tables()
-            status = _rows_kernel.parse_rows(buf, *tables, u64, u8, i64)[0]
-            if status == _rows_kernel.OK:
+            status = _kernels.parse_rows(buf, *tables, u64, u8, i64)[0]
+            if status == _kernels.OK:
                 return cls.from_parsed(u64, u8, i64)
         return cls.from_rows(decode_rows(data))
 
@@ -350,8 +348,8 @@ class RowArena:
         if n > 0:
             a = self.room_for(off + n)
             if (
-                _rows_kernel.parse_rows(buf, *_string_tables(), a.u64[:, off:], a.u8[:, off:], a.i64[:, off:])[0]
-                == _rows_kernel.OK
+                _kernels.parse_rows(buf, *_string_tables(), a.u64[:, off:], a.u8[:, off:], a.i64[:, off:])[0]
+                == _kernels.OK
             ):
                 return n
         # the compact decoder refused it (or it is empty): msgspec raises, naming the row and

@@ -57,6 +57,7 @@ __all__ = [
     "REQUEST_COLUMNS",
     "RESPONSE_CODES",
     "ROLES",
+    "ROLE_UNKNOWN",
     "AlertRows",
     "Column",
     "RequestRows",
@@ -67,6 +68,8 @@ __all__ = [
 
 #: User roles: the DUIS roles plus MDR, the MHHS meter data retriever.
 ROLES: tuple[str, ...] = ("IS", "ES", "GS", "ED", "GT", "OU", "RSA", "MDR")
+#: The role code of a request whose role is not known (null in the request log).
+ROLE_UNKNOWN = 255
 
 #: DUIS response codes dccsim answers with, by code (I99: acknowledged, final answer later).
 RESPONSE_CODES: tuple[str, ...] = (

@@ -30,7 +30,6 @@ import numpy as np
 import numpy.typing as npt
 from dccsim.core._jit import jit
 from dccsim.core.catalogue import catalogue
-from dccsim.core.columns import ROLE_UNKNOWN
 from dccsim.core.messages import BusyReply, ErrorReply, RequestRow, RowAck, StatsReply, StatsRequest
 from dccsim.core.protocol import (
     FINAL_RECORD,
@@ -45,7 +44,7 @@ from dccsim.core.protocol import (
     frame,
     frame_head,
 )
-from dccsim.core.records import INVALID_KINDS, ROLES, LogSink, RequestRows
+from dccsim.core.records import INVALID_KINDS, ROLE_UNKNOWN, ROLES, LogSink, RequestRows
 
 from .workload import DayWorkload
 

@@ -8,7 +8,7 @@ import msgspec
 import numpy as np
 import pytest
 from dccsim.core.catalogue import DEVICE_KINDS, catalogue
-from dccsim.core.columns import ROLE_UNKNOWN, RequestBatch
+from dccsim.core.columns import RequestBatch
 from dccsim.core.messages import (
     ReadActiveImportProfileData,
     ReadFirmwareVersion,
@@ -17,7 +17,7 @@ from dccsim.core.messages import (
     ServiceRequest,
     UpdateHANDeviceLog,
 )
-from dccsim.core.records import RESPONSE_CODES, ROLES
+from dccsim.core.records import RESPONSE_CODES, ROLE_UNKNOWN, ROLES
 from dccsim.core.validation import (
     DeviceRegistry,
     ReplayState,

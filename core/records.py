@@ -249,11 +249,12 @@ ALERT_COLUMNS: tuple[Column, ...] = AlertRows.COLUMNS
 class LogSink(Protocol):
     """Where producers hand their rows: the one sink contract of dccsim.
 
-    The virtual-time driver calls all three methods (``requests`` and ``alerts`` possibly
-    from worker threads, one call in flight each, in order); the wall-clock server calls
-    ``requests`` and ``alerts`` and the network load client ``requests`` only: neither calls
+    Producers are given a sink, so ``core`` and ``loadgen`` never import ``bench``. The
+    virtual-time driver calls all three methods (``requests`` and ``alerts`` possibly from
+    worker threads, one call in flight each, in order); the wall-clock server calls
+    ``requests`` and ``alerts``, the network load client ``requests`` only: neither calls
     ``progress``. The run folder's sink (:class:`dccsim.bench.results.runlog.RunSink`)
-    implements all three; so ``loadgen`` and ``core`` never import ``bench``.
+    implements all three.
     """
 
     def requests(self, rows: RequestRows) -> None:

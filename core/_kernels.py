@@ -1,8 +1,21 @@
 """Numba kernels of ``dccsim.core``: arrays and scalars in, preallocated arrays out.
 
-The public, checked entry points live in :mod:`dccsim.core.capacity`; the kernels here trust
-their caller for dtypes, shapes and ranges. Each kernel has a plain-Python reference
-(:func:`dccsim.core.capacity.reference_process`) and a differential test.
+Every kernel of the package lives here, under its one jit policy (:mod:`dccsim.core._jit`),
+and trusts its caller for dtypes, shapes and ranges. The checked entry points, and the
+plain-Python references the differential tests compare the kernels with, live beside the
+data they serve:
+
+- capacity model (:func:`check_requests`, :func:`dsp_fifo`):
+  :class:`dccsim.core.capacity.CapacityModel`; reference
+  :func:`dccsim.core.capacity.reference_process`;
+- compact row parser (:func:`parse_rows`): :meth:`dccsim.core.columns.RequestBatch.from_msgpack`
+  and :class:`dccsim.core.columns.RowArena`; reference: msgspec
+  (:func:`dccsim.core.wire.decode_rows`);
+- validation (:func:`static_checks`, :func:`replay_check` and the lookups):
+  :func:`dccsim.core.validation.validate_batch`; reference
+  :func:`dccsim.core.validation.validate_batch_reference`;
+- pipeline outcomes (:func:`device_leg`, :func:`finish_outcomes`):
+  :class:`dccsim.core.pipeline.Pipeline`; reference: the rules, in the kernel tests.
 
 Capacity model: why class lanes, not a heap of servers
 ------------------------------------------------------
@@ -63,9 +76,12 @@ State arrays, owned by :class:`dccsim.core.capacity.CapacityModel`:
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ._jit import jit
+from .catalogue import DEVICE_KINDS
+from .records import OUTCOMES, ROLE_UNKNOWN
 
 __all__ = [
     "ACC_BUSY_HI",
@@ -94,6 +110,37 @@ __all__ = [
     "SCAL_IDLE",
     "check_requests",
     "dsp_fifo",
+    # compact row parser
+    "BAD_LENGTH",
+    "BAD_TYPE",
+    "EMPTY",
+    "FIELDS",
+    "OK",
+    "OUT_OF_RANGE",
+    "TRAILING",
+    "TRUNCATED",
+    "UNKNOWN_STRING",
+    "parse_rows",
+    "string_key",
+    "string_table",
+    # validation
+    "assign_counters",
+    "binary_search",
+    "consecutive_rows",
+    "dense_ids",
+    "replay_check",
+    "static_checks",
+    # pipeline outcomes
+    "FAULT_E20",
+    "FAULT_E21",
+    "FAULT_NONE",
+    "O_CACHE",
+    "O_DCC",
+    "O_DEVICE",
+    "O_FAILED",
+    "O_REJECTED",
+    "device_leg",
+    "finish_outcomes",
 ]
 
 # scal: mutable scalar state carried across chunks
@@ -335,3 +382,414 @@ def dsp_fifo(
     acc[ACC_BUSY_LO] = busy_lo
     acc[ACC_BUSY_HI] = busy_hi
     return i
+
+
+# ---------------------------------------------------------------------------- compact row parser
+# A compact MessagePack request batch parsed straight into columns (see RequestBatch.from_msgpack).
+
+# status codes returned by the kernel
+OK, TRUNCATED, BAD_TYPE, OUT_OF_RANGE, UNKNOWN_STRING, BAD_LENGTH, TRAILING = range(7)
+FIELDS = (
+    "originator", "target", "counter", "command_variant", "srv", "role",
+    "t_scheduled_ns", "period_start_ns", "period_end_ns", "execution_ns",
+)
+
+
+def string_key(text: str) -> int:
+    """The uint64 key the kernel computes for a string of at most 7 bytes (length in the low byte)."""
+    raw = text.encode()
+    if len(raw) > 7:
+        raise ValueError(f"{text!r}: longer than 7 bytes")
+    key = 0
+    for b in raw:
+        key = (key << 8) | b
+    return (key << 8) | len(raw)
+
+
+def string_table(names: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """An open-addressing hash table of string keys -> codes, for :func:`parse_rows`.
+
+    ``keys`` has a power-of-two size at least four times the number of names (so a probe
+    sequence is short); an empty slot holds :data:`EMPTY`, which no string key can equal (its
+    length byte would be 255).
+    """
+    size = 8
+    while size < 4 * len(names):
+        size *= 2
+    keys = np.full(size, EMPTY, np.uint64)
+    codes = np.full(size, -1, np.int64)
+    for text, code in names.items():
+        key = string_key(text)
+        slot = _slot(key, size)
+        while keys[slot] != EMPTY:
+            slot = (slot + 1) & (size - 1)
+        keys[slot], codes[slot] = key, code
+    return keys, codes
+
+
+EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
+_MULT = 0x9E3779B97F4A7C15
+
+
+def _slot(key: int, size: int) -> int:
+    """The first slot of ``key`` in a table of ``size`` slots (Fibonacci hashing, as the kernel)."""
+    return ((key * _MULT) & 0xFFFFFFFFFFFFFFFF) >> (64 - (size.bit_length() - 1))  # size is a power of two
+
+
+@jit(inline="always")
+def _log2(size):  # type: ignore[no-untyped-def]
+    k = 0
+    while (1 << k) < size:
+        k += 1
+    return k
+
+
+@jit
+def parse_rows(buf, srv_keys, srv_codes, role_keys, role_codes, out_u64, out_u8, out_i64):  # type: ignore[no-untyped-def]
+    """Parse ``[[originator, target, counter, cv, srv, role, t, start, end, exec], ...]``.
+
+    ``out_u64`` is (3, n): originator, target, counter; ``out_u8`` (3, n): cv, srv, role;
+    ``out_i64`` (4, n). ``srv_*`` and ``role_*`` are hash tables from :func:`string_table`.
+    Returns (status, row, field, n_rows). Trailing fields may be omitted (they default to 0),
+    as msgspec allows. One flat loop, no helper returning tuples, and a hashed string lookup
+    (a binary search over the SRVs cost more than the rest of a row).
+    """
+    L = len(buf)
+    if L == 0:
+        return TRUNCATED, 0, 0, 0
+    b = np.int64(buf[0])
+    if 0x90 <= b <= 0x9F:
+        n = b - 0x90
+        pos = 1
+    elif b == 0xDC:
+        if L < 3:
+            return TRUNCATED, 0, 0, 0
+        n = (np.int64(buf[1]) << 8) | np.int64(buf[2])
+        pos = 3
+    elif b == 0xDD:
+        if L < 5:
+            return TRUNCATED, 0, 0, 0
+        n = (np.int64(buf[1]) << 24) | (np.int64(buf[2]) << 16) | (np.int64(buf[3]) << 8) | np.int64(buf[4])
+        pos = 5
+    else:
+        return BAD_TYPE, 0, 0, 0
+    if n > out_u64.shape[1]:
+        return BAD_LENGTH, 0, 0, n
+    srv_shift = np.uint64(64 - _log2(len(srv_keys)))
+    role_shift = np.uint64(64 - _log2(len(role_keys)))
+    for row in range(n):
+        if pos >= L:
+            return TRUNCATED, row, 0, n
+        b = np.int64(buf[pos])
+        if b < 0x96 or b > 0x9A:
+            return BAD_LENGTH, row, 0, n
+        m = b - 0x90
+        pos += 1
+        for f in range(m, 10):
+            out_i64[f - 6, row] = 0
+        for f in range(m):
+            if pos >= L:
+                return TRUNCATED, row, f, n
+            b = np.int64(buf[pos])
+            pos += 1
+            if f == 4 or f == 5:
+                if 0xA0 <= b <= 0xBF:
+                    k = b - 0xA0
+                elif b == 0xD9:
+                    if pos >= L:
+                        return TRUNCATED, row, f, n
+                    k = np.int64(buf[pos])
+                    pos += 1
+                else:
+                    return BAD_TYPE, row, f, n
+                if pos + k > L:
+                    return TRUNCATED, row, f, n
+                if k > 7:
+                    return UNKNOWN_STRING, row, f, n
+                key = np.uint64(0)
+                for q in range(k):
+                    key = (key << np.uint64(8)) | np.uint64(buf[pos + q])
+                key = (key << np.uint64(8)) | np.uint64(k)
+                pos += k
+                if f == 4:
+                    keys = srv_keys
+                    codes = srv_codes
+                else:
+                    keys = role_keys
+                    codes = role_codes
+                mask = np.uint64(len(keys) - 1)
+                slot = (key * np.uint64(0x9E3779B97F4A7C15)) >> (srv_shift if f == 4 else role_shift)
+                while keys[slot] != key and keys[slot] != EMPTY:
+                    slot = (slot + np.uint64(1)) & mask
+                if keys[slot] != key:
+                    return UNKNOWN_STRING, row, f, n
+                out_u8[f - 3, row] = np.uint8(codes[slot])
+                continue
+            neg = False
+            if b <= 0x7F:
+                v = np.uint64(b)
+            elif b >= 0xE0:
+                v = np.uint64(b - 256)
+                neg = True
+            elif 0xCC <= b <= 0xD3:  # uint8-64 (0xCC-0xCF), int8-64 (0xD0-0xD3), big-endian
+                w = np.int64(1) << ((b - 0xCC) & 3)
+                if pos + w > L:
+                    return TRUNCATED, row, f, n
+                v = np.uint64(0)
+                for q in range(w):
+                    v = (v << np.uint64(8)) | np.uint64(buf[pos + q])
+                pos += w
+                if b >= 0xD0:
+                    sh = np.uint64(64 - 8 * w)
+                    sv = np.int64(v << sh) >> np.int64(sh)  # sign-extend
+                    v = np.uint64(sv)
+                    neg = sv < 0
+            else:
+                return BAD_TYPE, row, f, n
+            if f <= 2:
+                if neg:
+                    return OUT_OF_RANGE, row, f, n
+                out_u64[f, row] = v
+            elif f == 3:
+                if neg or v > np.uint64(255):
+                    return OUT_OF_RANGE, row, f, n
+                out_u8[0, row] = np.uint8(v)
+            else:
+                if not neg and v > np.uint64(0x7FFFFFFFFFFFFFFF):
+                    return OUT_OF_RANGE, row, f, n
+                out_i64[f - 6, row] = np.int64(v)
+    if pos != L:
+        return TRAILING, n, 0, n
+    return OK, n, 0, n
+
+
+if numba.config.DISABLE_JIT:  # plain Python (coverage runs): the string hash's multiply wraps on purpose
+    _parse_rows_plain = parse_rows
+
+    def parse_rows(*args):  # type: ignore[no-untyped-def,no-redef]
+        with np.errstate(over="ignore"):
+            return _parse_rows_plain(*args)
+
+
+# ---------------------------------------------------------------------------- validation
+# Every check but replay (static_checks), the replay check, and the lookups they need.
+
+_ESME, _GSME = DEVICE_KINDS.index("ESME"), DEVICE_KINDS.index("GSME")
+
+
+@jit
+def binary_search(ids, values, out):  # type: ignore[no-untyped-def]
+    """``out[i]``: position of ``values[i]`` in the sorted ``ids``, or -1 (one pass, no temporaries)."""
+    n = ids.shape[0]
+    for i in range(values.shape[0]):
+        v = values[i]
+        lo = 0
+        hi = n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if ids[mid] < v:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[i] = lo if lo < n and ids[lo] == v else -1
+
+@jit
+def consecutive_rows(devices, first, n, rows):  # type: ignore[no-untyped-def]
+    """``devices[i] - first`` where that is in ``[0, n)``, else -1 (unsigned: below wraps)."""
+    un = np.uint64(n)
+    for i in range(devices.shape[0]):
+        off = devices[i] - first
+        rows[i] = np.int64(off) if off < un else -1
+
+@jit
+def dense_ids(values, table, out):  # type: ignore[no-untyped-def]
+    """Map each value to its index in ``table`` (first-seen order), adding new ones.
+
+    Linear search: DCC Users are few (a handful of originators per batch). Returns the number
+    of distinct values, or -1 if they do not fit ``table``.
+    """
+    m = 0
+    for i in range(len(values)):
+        v = values[i]
+        j = 0
+        while j < m and table[j] != v:
+            j += 1
+        if j == m:
+            if m == len(table):
+                return -1
+            table[m] = v
+            m += 1
+        out[i] = j
+    return m
+
+@jit
+def assign_counters(user_idx, replay, last, out, used):  # type: ignore[no-untyped-def]
+    """Counters per originator: the next number for a fresh request, the last for a replay
+    (a replay with nothing before it is made fresh)."""
+    for i in range(len(user_idx)):
+        u = user_idx[i]
+        r = replay[i] and last[u] > 0
+        if not r:
+            last[u] += 1
+        out[i] = last[u]
+        used[i] = r
+
+@jit
+def replay_check(user_idx, counter, ok, last, seen, out_code, replay_code):  # type: ignore[no-untyped-def]
+    """Sequential replay check over accepted rows; ``last``/``seen`` persist across calls."""
+    for i in range(len(user_idx)):
+        if not ok[i]:
+            continue
+        u = user_idx[i]
+        c = counter[i]
+        if seen[u] and c <= last[u]:
+            out_code[i] = replay_code
+        else:
+            last[u] = c
+            seen[u] = True
+
+@jit
+def static_checks(
+    srv,
+    role,
+    cv,
+    pstart,
+    pend,
+    user_row,
+    dev_row,
+    cacheable,
+    eligible,
+    cv_valid,
+    non_device,
+    kind_valid,
+    user_active,
+    user_role,
+    dev_in_service,
+    dev_kind,
+    gas_only,
+    elec_only,
+    has_users,
+    has_devices,
+    codes,
+    out,
+):  # type: ignore[no-untyped-def]
+    """Every check except replay, row by row, first failure wins (order of the module table).
+
+    ``codes`` holds the code indices [E13, E1, E3, E2, E12, E19, E5, E11, E4]; ``user_row`` and
+    ``dev_row`` are registry rows (-1 unknown).
+    """
+    n_roles = eligible.shape[1]
+    for i in range(len(srv)):
+        s = srv[i]
+        c = 0
+        r = role[i]
+        if cacheable[s] and pstart[i] >= pend[i]:
+            c = codes[0]
+        elif has_users and user_row[i] < 0:
+            c = codes[1]
+        elif has_users and not user_active[user_row[i]]:
+            c = codes[2]
+        elif has_users and r != ROLE_UNKNOWN and r != user_role[user_row[i]]:
+            c = codes[3]
+        else:
+            if has_users and r == ROLE_UNKNOWN:
+                r = user_role[user_row[i]]
+            if r == ROLE_UNKNOWN:
+                c = codes[1]
+            elif r >= n_roles or not eligible[s, r]:  # a role code outside ROLES is not eligible
+                c = codes[3]
+            elif cv[i] >= cv_valid.shape[1] or not cv_valid[s, cv[i]]:
+                c = codes[4]
+            elif has_devices and not non_device[s]:
+                d = dev_row[i]
+                if d < 0:
+                    c = codes[5]
+                elif not dev_in_service[d]:
+                    c = codes[6]
+                else:
+                    k = dev_kind[d]
+                    if not kind_valid[s, k]:
+                        c = codes[7]
+                    elif (k == _ESME and gas_only[r]) or (k == _GSME and elec_only[r]):
+                        c = codes[8]
+        out[i] = c
+
+
+# ---------------------------------------------------------------------------- pipeline outcomes
+# The device's answer to each accepted request, then each request's final code and outcome.
+
+#: outcome codes (indices into :data:`~dccsim.core.records.OUTCOMES`)
+O_DEVICE, O_CACHE, O_REJECTED, O_FAILED, O_DCC = (
+    OUTCOMES.index(o) for o in ("device", "cache", "rejected", "failed", "dcc")
+)
+#: fault of the device leg, drawn per request by the caller
+FAULT_NONE, FAULT_E20, FAULT_E21 = 0, 1, 2
+
+
+@jit
+def device_leg(cls, fault, dsp_done, latency, deadline, fd_class, codes, out_done, out_code):  # type: ignore[no-untyped-def]
+    """The device's answer to each accepted request, if it goes to the device.
+
+    E20: answered after the latency; E21: no answer, at the deadline; an answer after the
+    deadline is E21 (E30 for a future-dated command); otherwise I0 (I99 future-dated).
+    """
+    for i in range(len(cls)):
+        fd = cls[i] == fd_class
+        if fault[i] == FAULT_E21:
+            done = deadline[i]
+        else:
+            done = dsp_done[i] + latency[i]
+        late = done > deadline[i]
+        if late:
+            done = deadline[i]
+        out_done[i] = done
+        if fault[i] == FAULT_E20:
+            out_code[i] = codes[2]
+        elif fault[i] == FAULT_E21 or late:
+            out_code[i] = codes[4] if fd else codes[3]
+        else:
+            out_code[i] = codes[1] if fd else codes[0]
+
+@jit
+def finish_outcomes(
+    idx,
+    t,
+    cls,
+    non_device,
+    hit,
+    dsp_done,
+    deadline,
+    dev_done,
+    dev_code,
+    targets,
+    fd_class,
+    codes,
+    code,
+    outcome,
+    t_done,
+    latency,
+    within,
+):  # type: ignore[no-untyped-def]
+    """Final code, outcome, time and target verdict of each request (rejected rows stay)."""
+    for i in range(len(t)):
+        latency[i] = t_done[i] - t[i]
+    for j in range(len(idx)):
+        i = idx[j]
+        fd = cls[j] == fd_class
+        if non_device[j] or hit[j]:
+            done = min(dsp_done[j], deadline[j])
+            c = codes[0]
+            if dsp_done[j] > deadline[j]:  # the DSP queue alone exceeded the time-out
+                c = codes[4] if fd else codes[3]
+            o = O_DCC if non_device[j] else O_CACHE
+        else:
+            done = dev_done[j]
+            c = dev_code[j]
+            o = O_DEVICE
+        if c != codes[0] and c != codes[1]:
+            o = O_FAILED
+        code[i] = c
+        outcome[i] = o
+        t_done[i] = done
+        latency[i] = done - t[i]
+        within[i] = latency[i] <= targets[cls[j]]

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import MessageError
-from .messages import ROLES
+from .records import ROLES
 
 __all__ = [
     "SrvInfo",

@@ -34,13 +34,14 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from . import _rows_kernel
+from . import _kernels
 from .catalogue import catalogue
 from .errors import MessageError
-from .messages import ROLES, RequestRow, ServiceRequest, to_ns
+from .messages import RequestRow, ServiceRequest, to_ns
+from .records import ROLE_UNKNOWN, ROLES
 from .wire import decode_rows
 
-__all__ = ["RequestBatch", "ROLE_UNKNOWN", "COLUMN_DTYPES"]
+__all__ = ["RequestBatch", "RowArena", "COLUMN_DTYPES"]
 
 
 def _batch_length(buf: npt.NDArray[np.uint8]) -> int:
@@ -64,12 +65,10 @@ def _string_tables() -> tuple[
 ]:
     """Hash tables of string keys -> codes for SRVs and roles ("" is the unknown role)."""
 
-    srv_keys, srv_codes = _rows_kernel.string_table(catalogue().code_of)
-    role_keys, role_codes = _rows_kernel.string_table(_ROLE_OR_UNKNOWN)
+    srv_keys, srv_codes = _kernels.string_table(catalogue().code_of)
+    role_keys, role_codes = _kernels.string_table(_ROLE_OR_UNKNOWN)
     return srv_keys, srv_codes, role_keys, role_codes
 
-
-ROLE_UNKNOWN = 255
 
 COLUMN_DTYPES: dict[str, np.dtype[Any]] = {
     "device": np.dtype(np.uint64),
@@ -210,8 +209,8 @@ class RequestBatch:
             u8 = np.empty((3, n), np.uint8)
             i64 = np.empty((4, n), np.int64)
             tables = _string_tables()
-            status = _rows_kernel.parse_rows(buf, *tables, u64, u8, i64)[0]
-            if status == _rows_kernel.OK:
+            status = _kernels.parse_rows(buf, *tables, u64, u8, i64)[0]
+            if status == _kernels.OK:
                 return cls.from_parsed(u64, u8, i64)
         return cls.from_rows(decode_rows(data))
 
@@ -304,3 +303,63 @@ class RequestBatch:
         if not bs:
             return cls.empty()
         return cls(**{k: np.concatenate([getattr(b, k) for b in bs]) for k in COLUMN_DTYPES})
+
+
+class RowArena:
+    """Columns of received rows, laid out as the compact decoder writes them (grown on demand).
+
+    The wall-clock server decodes every compact batch it receives straight into one arena,
+    after the rows already waiting there; a micro-batch is a copy of the filled part
+    (:meth:`take`). ``u64``: originator, device, counter; ``u8``: command variant, SRV,
+    role; ``i64``: arrival time, period start, period end, execution time.
+    """
+
+    def __init__(self, cap: int):
+        self.u64 = np.empty((3, cap), np.uint64)
+        self.u8 = np.empty((3, cap), np.uint8)
+        self.i64 = np.empty((4, cap), np.int64)
+
+    def room_for(self, rows: int) -> RowArena:
+        cap = self.u64.shape[1]
+        if rows > cap:
+            new = RowArena(max(rows, 2 * cap))
+            new.u64[:, :cap], new.u8[:, :cap], new.i64[:, :cap] = self.u64, self.u8, self.i64
+            self.u64, self.u8, self.i64 = new.u64, new.u8, new.i64
+        return self
+
+    def put(self, off: int, b: RequestBatch) -> None:
+        end = off + len(b)
+        self.u64[0, off:end], self.u64[1, off:end], self.u64[2, off:end] = b.originator, b.device, b.counter
+        self.u8[0, off:end], self.u8[1, off:end], self.u8[2, off:end] = b.command_variant, b.srv, b.role
+        self.i64[1, off:end], self.i64[2, off:end], self.i64[3, off:end] = (
+            b.period_start_ns,
+            b.period_end_ns,
+            b.execution_ns,
+        )
+
+    def decode(self, payload: bytes, off: int) -> int:
+        """Decode a compact row batch into the arena after its first ``off`` rows; its row count.
+
+        The arrival times are left to the caller. A batch the compact decoder does not accept
+        raises the :class:`MessageError` of :meth:`RequestBatch.from_msgpack`.
+        """
+        buf = np.frombuffer(payload, np.uint8)
+        n = _batch_length(buf)
+        if n > 0:
+            a = self.room_for(off + n)
+            if (
+                _kernels.parse_rows(buf, *_string_tables(), a.u64[:, off:], a.u8[:, off:], a.i64[:, off:])[0]
+                == _kernels.OK
+            ):
+                return n
+        # the compact decoder refused it (or it is empty): msgspec raises, naming the row and
+        # field, or (valid MessagePack the compact decoder does not take, e.g. array16 rows)
+        # decodes it; as RequestBatch.from_msgpack does, without running the kernel again
+        batch = RequestBatch.from_rows(decode_rows(payload))
+        if len(batch):
+            self.room_for(off + len(batch)).put(off, batch)
+        return len(batch)
+
+    def take(self, n: int) -> RequestBatch:
+        """The first ``n`` rows as a batch of their own (copied: the arena is reused)."""
+        return RequestBatch.from_parsed(self.u64[:, :n].copy(), self.u8[:, :n].copy(), self.i64[:, :n].copy())

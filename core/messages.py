@@ -25,6 +25,10 @@ originators, or the JSON/MessagePack sender).
 All Structs are frozen and keyword-only. Hot-path types are ``gc=False``. For the
 high-throughput MessagePack path there is a flat, ``array_like`` :class:`RequestRow`.
 
+The wall-clock server's control and reply messages (:mod:`dccsim.core.protocol`) are here
+too: :class:`Subscribe` and :class:`StatsRequest` (client to server), :class:`StatsReply`,
+:class:`BusyReply`, :class:`ErrorReply` and :class:`RowAck` (server to client).
+
 >>> import msgspec
 >>> rid = RequestId.parse("90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90-A0:1002")
 >>> rid.counter, rid.target
@@ -37,12 +41,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from msgspec import Struct
 
 from .errors import MessageError
 from .eui import EUI_RE, eui_to_int
+from .records import ROLES  # re-exported: defined in records, imported from here by loadgen.scenario
 
 __all__ = [
     "ROLES",
@@ -64,12 +69,16 @@ __all__ = [
     "DCC_ALERT_CODES",
     "Message",
     "RequestRow",
+    "Subscribe",
+    "StatsRequest",
+    "StatsReply",
+    "BusyReply",
+    "ErrorReply",
+    "RowAck",
     "to_ns",
     "from_ns",
 ]
 
-#: User roles: the DUIS roles plus MDR, the MHHS meter data retriever.
-ROLES: tuple[str, ...] = ("IS", "ES", "GS", "ED", "GT", "OU", "RSA", "MDR")
 RoleName = Literal["IS", "ES", "GS", "ED", "GT", "OU", "RSA", "MDR"]
 
 DCC_ALERT_CODES: tuple[str, ...] = ("AD1", *(f"N{i}" for i in range(1, 66)), "N999")
@@ -352,3 +361,53 @@ class RequestRow(Struct, frozen=True, array_like=True, gc=False):
             if not 0 <= value <= _U64_MAX:
                 what = "an unsigned 64-bit integer" if name == "counter" else "an EUI-64 as an unsigned 64-bit integer"
                 raise MessageError(f"{where}.{name}", value, what)
+
+
+# ---------------------------------------------------------------------------- server control and replies
+class Subscribe(Struct, frozen=True, kw_only=True, tag_field="kind", tag="subscribe"):
+    """Ask for the device alerts that pass Alert Storm Protection on this connection."""
+
+    alerts: bool = True
+
+
+class StatsRequest(Struct, frozen=True, kw_only=True, tag_field="kind", tag="stats"):
+    """Ask for the server's counters, cache and throttle statistics."""
+
+
+class StatsReply(Struct, frozen=True, kw_only=True, tag_field="kind", tag="stats_reply"):
+    server: dict[str, int]
+    cache: dict[str, Any]
+    throttle: dict[str, Any]
+
+
+class BusyReply(Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="kind", tag="busy"):
+    """A batch (``batch_id``, ``count`` rows) or messages (``request_ids``) refused unprocessed."""
+
+    reason: str
+    batch_id: int | None = None
+    count: int = 0
+    request_ids: list[str] = []
+
+
+class ErrorReply(Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="kind", tag="error"):
+    """A malformed frame or message: nothing of it was processed."""
+
+    message: str
+    field: str = ""
+    value: str = ""
+    expected: str = ""
+    code: str = "malformed"
+    batch_id: int | None = None
+    count: int = 0
+    request_ids: list[str] = []
+
+    @classmethod
+    def of(cls, exc: MessageError, **extra: Any) -> ErrorReply:
+        """The reply to a :class:`~dccsim.core.errors.MessageError` (its value cut to 200 characters)."""
+        value = exc.value if isinstance(exc.value, str) else repr(exc.value)
+        return cls(message=str(exc), field=exc.field, value=value[:200], expected=exc.expected, code=exc.code, **extra)
+
+
+class RowAck(Struct, frozen=True, array_like=True, gc=False):
+    batch_id: int
+    count: int

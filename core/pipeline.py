@@ -41,100 +41,32 @@ from dccsim.cache import CacheStats, ReadingsCache
 from dccsim.cache.readthrough import ReadThroughCache
 from dccsim.throttle import Throttle, ThrottlePolicy, ThrottleStats, policy_from_dict
 
-from ._jit import jit
+from . import _kernels as K
+from ._kernels import FAULT_E20, FAULT_E21, FAULT_NONE, O_CACHE, O_DCC, O_DEVICE, O_FAILED, O_REJECTED
 from .capacity import CapacityConfig, CapacityModel
 from .catalogue import DEVICE_KINDS, catalogue
 from .columns import RequestBatch
-from .validation import RESPONSE_CODES, DeviceRegistry, ReplayState, UserRegistry, validate_batch
+from .records import RESPONSE_CODES
+from .validation import DeviceRegistry, ReplayState, UserRegistry, validate_batch
 
+# FAULT_* and O_* are the kernels' codes, re-exported: callers draw the faults and read the outcomes
 __all__ = [
-    "OUTCOMES",
     "FAULT_NONE",
     "FAULT_E20",
     "FAULT_E21",
+    "O_CACHE",
+    "O_DCC",
+    "O_DEVICE",
+    "O_FAILED",
+    "O_REJECTED",
     "RequestResult",
     "Pipeline",
     "shard_of",
 ]
 
-#: outcome codes, by index
-OUTCOMES: tuple[str, ...] = ("device", "cache", "rejected", "failed", "dcc")
-O_DEVICE, O_CACHE, O_REJECTED, O_FAILED, O_DCC = range(5)
-FAULT_NONE, FAULT_E20, FAULT_E21 = 0, 1, 2
-
 _C = {c: i for i, c in enumerate(RESPONSE_CODES)}
 #: code indices the kernels need: I0, I99, E20, E21, E30
 _CODES = np.array([_C["I0"], _C["I99"], _C["E20"], _C["E21"], _C["E30"]], np.uint8)
-
-
-@jit
-def _device_leg(cls, fault, dsp_done, latency, deadline, fd_class, codes, out_done, out_code):  # type: ignore[no-untyped-def]
-    """The device's answer to each accepted request, if it goes to the device.
-
-    E20: answered after the latency; E21: no answer, at the deadline; an answer after the
-    deadline is E21 (E30 for a future-dated command); otherwise I0 (I99 future-dated).
-    """
-    for i in range(len(cls)):
-        fd = cls[i] == fd_class
-        if fault[i] == FAULT_E21:
-            done = deadline[i]
-        else:
-            done = dsp_done[i] + latency[i]
-        late = done > deadline[i]
-        if late:
-            done = deadline[i]
-        out_done[i] = done
-        if fault[i] == FAULT_E20:
-            out_code[i] = codes[2]
-        elif fault[i] == FAULT_E21 or late:
-            out_code[i] = codes[4] if fd else codes[3]
-        else:
-            out_code[i] = codes[1] if fd else codes[0]
-
-
-@jit
-def _finish(
-    idx,
-    t,
-    cls,
-    non_device,
-    hit,
-    dsp_done,
-    deadline,
-    dev_done,
-    dev_code,
-    targets,
-    fd_class,
-    codes,
-    code,
-    outcome,
-    t_done,
-    latency,
-    within,
-):  # type: ignore[no-untyped-def]
-    """Final code, outcome, time and target verdict of each request (rejected rows stay)."""
-    for i in range(len(t)):
-        latency[i] = t_done[i] - t[i]
-    for j in range(len(idx)):
-        i = idx[j]
-        fd = cls[j] == fd_class
-        if non_device[j] or hit[j]:
-            done = min(dsp_done[j], deadline[j])
-            c = codes[0]
-            if dsp_done[j] > deadline[j]:  # the DSP queue alone exceeded the time-out
-                c = codes[4] if fd else codes[3]
-            o = O_DCC if non_device[j] else O_CACHE
-        else:
-            done = dev_done[j]
-            c = dev_code[j]
-            o = O_DEVICE
-        if c != codes[0] and c != codes[1]:
-            o = O_FAILED
-        code[i] = c
-        outcome[i] = o
-        t_done[i] = done
-        latency[i] = done - t[i]
-        within[i] = latency[i] <= targets[cls[j]]
 
 
 _ESME = DEVICE_KINDS.index("ESME")
@@ -300,7 +232,7 @@ class Pipeline:
         cacheable = self._cat.cacheable[srv] & (row >= 0) & (kind == _ESME) & self.cache_enabled
         dev_done = np.empty(len(idx), np.int64)
         dev_code = np.empty(len(idx), np.uint8)
-        _device_leg(
+        K.device_leg(
             a_cls,
             take(fault),
             dsp_done,
@@ -346,7 +278,7 @@ class Pipeline:
             )
         latency = np.empty(n, np.int64)
         within = np.ones(n, np.bool_)
-        _finish(
+        K.finish_outcomes(
             f.idx,
             f.t,
             f.cls,

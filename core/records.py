@@ -1,10 +1,10 @@
 """The records dccsim logs, defined once: the request and alert log columns and their codes.
 
 Every producer of log rows (the virtual-time driver, the wall-clock server, the network load
-client, the ``throttle`` command) builds a :class:`RequestRows` or :class:`AlertRows`; the
-Arrow schemas of ``requests.arrow`` and ``alerts.arrow`` are derived from the same
-definitions (:mod:`dccsim.bench.results.logs`). A column added to one of the two classes below
-is a keyword every producer must give, and appears in every log.
+client) builds a :class:`RequestRows` or :class:`AlertRows` and hands it to a
+:class:`LogSink`; the Arrow schemas of ``requests.arrow`` and ``alerts.arrow`` are derived
+from the same definitions (:mod:`dccsim.bench.results.logs`). A column added to one of the
+two classes below is a keyword every producer must give, and appears in every log.
 
 Categorical columns are uint8 **codes** into a code vocabulary (a tuple of names, code ``i``
 meaning ``names[i]``). The vocabularies live here too, so that the pipeline, the generators
@@ -22,8 +22,9 @@ vocabulary            names
 ``srv``               the SRV catalogue's SRVs, :func:`vocabulary` reads them
 ====================  =========================================================
 
-Importing this module reads no file and compiles nothing (the SRV vocabulary is read from the
-catalogue on first use).
+Importing this module reads no file and compiles nothing: the SRV vocabulary is read from the
+catalogue, and :data:`ALERT_ACTIONS` from :mod:`dccsim.throttle` (which loads Numba), on first
+use. The message modules import this one, so ``dccsim --help`` stays light.
 
 >>> import numpy as np
 >>> rows = AlertRows(
@@ -41,21 +42,22 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
-from dccsim.throttle import ACTIONS as _THROTTLE_ACTIONS
 
 __all__ = [
     "ALERT_ACTIONS",
     "ALERT_COLUMNS",
     "INVALID_KINDS",
+    "LogSink",
     "OUTCOMES",
     "REQUEST_CLASSES",
     "REQUEST_COLUMNS",
     "RESPONSE_CODES",
     "ROLES",
+    "ROLE_UNKNOWN",
     "AlertRows",
     "Column",
     "RequestRows",
@@ -66,6 +68,8 @@ __all__ = [
 
 #: User roles: the DUIS roles plus MDR, the MHHS meter data retriever.
 ROLES: tuple[str, ...] = ("IS", "ES", "GS", "ED", "GT", "OU", "RSA", "MDR")
+#: The role code of a request whose role is not known (null in the request log).
+ROLE_UNKNOWN = 255
 
 #: DUIS response codes dccsim answers with, by code (I99: acknowledged, final answer later).
 RESPONSE_CODES: tuple[str, ...] = (
@@ -96,8 +100,10 @@ REQUEST_CLASSES: tuple[str, ...] = ("on_demand", "mhhs_read", "future_dated", "n
 #: The workload generator's labels for invalid traffic it injects (``none``: a valid request).
 INVALID_KINDS: tuple[str, ...] = ("none", "wrong_role", "replay", "unknown_device", "bad_period")
 
-#: Alert Storm Protection's actions on a device alert (the throttle's own codes).
-ALERT_ACTIONS: tuple[str, ...] = _THROTTLE_ACTIONS
+if TYPE_CHECKING:
+    #: Alert Storm Protection's actions on a device alert: the throttle's own codes,
+    #: :data:`dccsim.throttle.ACTIONS` (read on first use, see :func:`__getattr__`).
+    ALERT_ACTIONS: tuple[str, ...]
 
 _VOCABULARIES: dict[str, tuple[str, ...]] = {
     "role": ROLES,
@@ -105,7 +111,6 @@ _VOCABULARIES: dict[str, tuple[str, ...]] = {
     "outcome": OUTCOMES,
     "request_class": REQUEST_CLASSES,
     "invalid": INVALID_KINDS,
-    "action": ALERT_ACTIONS,
 }
 
 
@@ -115,11 +120,22 @@ def vocabulary(name: str) -> tuple[str, ...]:
         from .catalogue import catalogue  # reads the catalogue file: on first use, not at import
 
         return catalogue().srvs
+    if name == "action":
+        from dccsim.throttle import ACTIONS  # loads Numba: on first use, not at import
+
+        return ACTIONS
     try:
         return _VOCABULARIES[name]
     except KeyError:
-        known = ", ".join(sorted([*_VOCABULARIES, "srv"]))
+        known = ", ".join(sorted([*_VOCABULARIES, "action", "srv"]))
         raise KeyError(f"vocabulary: got {name!r}, expected one of {known}") from None
+
+
+def __getattr__(name: str) -> Any:
+    """:data:`ALERT_ACTIONS`, read from the throttle on first use (PEP 562)."""
+    if name == "ALERT_ACTIONS":
+        return vocabulary("action")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------- columns
@@ -225,3 +241,30 @@ AlertRows.COLUMNS = _columns_of(AlertRows)
 REQUEST_COLUMNS: tuple[Column, ...] = RequestRows.COLUMNS
 #: the columns of ``alerts.arrow``, in order
 ALERT_COLUMNS: tuple[Column, ...] = AlertRows.COLUMNS
+
+
+# ---------------------------------------------------------------------------- the sink
+
+
+class LogSink(Protocol):
+    """Where producers hand their rows: the one sink contract of dccsim.
+
+    Producers are given a sink, so ``core`` and ``loadgen`` never import ``bench``. The
+    virtual-time driver calls all three methods (``requests`` and ``alerts`` possibly from
+    worker threads, one call in flight each, in order); the wall-clock server calls
+    ``requests`` and ``alerts``, the network load client ``requests`` only: neither calls
+    ``progress``. The run folder's sink (:class:`dccsim.bench.results.runlog.RunSink`)
+    implements all three.
+    """
+
+    def requests(self, rows: RequestRows) -> None:
+        """Take rows of ``requests.arrow``."""
+        ...
+
+    def alerts(self, rows: AlertRows) -> None:
+        """Take rows of ``alerts.arrow``."""
+        ...
+
+    def progress(self, done_ns: int, end_ns: int) -> None:
+        """Simulated time done so far out of ``end_ns`` (virtual time, ns since the epoch)."""
+        ...

@@ -6,59 +6,10 @@ over HTTP/1.1 (a connection that starts with ``POST``/``GET``) and length-prefix
 arrived while the loop was busy, at most ``max_batch`` rows), turned into columns and run
 through :meth:`~dccsim.core.pipeline.Pipeline.process`, exactly like a virtual-time chunk.
 
-Frames
-------
-Every frame, both ways, is::
-
-    length: uint32 big-endian (bytes that follow: tag + payload, 1 .. max_frame_bytes)
-    tag:    1 byte
-    payload
-
-Client -> server tags:
-
-``R`` compact request batch (the fast path)
-    ``batch_id`` (uint64 big-endian) + a MessagePack array of
-    :class:`~dccsim.core.messages.RequestRow` arrays. Row ``k`` of the batch is known by
-    ``batch_id + k`` in the answers, so a client that numbers its requests ``0, 1, 2 ...`` and
-    uses the first number of a batch as its id gets its own numbers back.
-``M`` / ``J`` one message or an array of messages, MessagePack / JSON
-    :class:`~dccsim.core.messages.ServiceRequest` (kind ``request``),
-    :class:`~dccsim.core.messages.DeviceAlert` (``device_alert``, a device emulator feeding
-    Alert Storm Protection), :class:`Subscribe` (``subscribe``: forward the alerts that pass
-    the throttle to this connection, in this format) or :class:`StatsRequest` (``stats``).
-    Answers come in the same format.
-
-Server -> client tags:
-
-``A`` :class:`RowAck` ``[batch_id, count]``: every row of the batch accepted, ``I99``.
-``F`` final answers of rows: the payload is a whole number of fixed 26-byte records
-    (:data:`FINAL_RECORD`, little-endian, no padding): ``id`` uint64, ``wait_ns`` int64 (DSP
-    queue, virtual ns), ``backlog`` int64, ``code`` uint8 (index in ``RESPONSE_CODES``),
-    ``outcome`` uint8 (index in ``OUTCOMES``). No MessagePack: the server sends slices of
-    records it laid out once per micro-batch, the client reads them with one ``frombuffer``.
-``B`` :class:`BusyReply` (MessagePack map): the whole batch was refused, nothing of it was
-    processed; the client may send it again later.
-``E`` :class:`ErrorReply` (MessagePack map): the frame was malformed (names the field, the
-    value and what was expected); nothing of it was processed; the connection goes on.
-``M`` / ``J`` for the full-message path: a ``Response`` ``I99`` for each request at receipt,
-    then its final ``Response``; ``BusyReply`` / ``ErrorReply`` (kinds ``busy`` / ``error``,
-    with ``request_ids``); ``DeviceAlert`` to subscribers; ``StatsReply``.
-``X`` close: a UTF-8 reason, then the server closes the connection. Sent when the framing
-    itself is broken (a zero length) or the connection limit is reached.
-
-A frame longer than ``max_frame_bytes`` is skipped as it streams in and answered with an
-``E`` frame; the connection goes on. "Busy" is a server-level reply, not a DUIS code: DUIS
-has none, and a refused request never reached the DSP.
-
-HTTP (DUIS XML, like the DCC's test tools)
-------------------------------------------
-``POST /api/v1/serviceS``, ``/api/v1/serviceT`` and ``/api/v1/serviceD`` take one DUIS XML
-Service Request (``Content-Length`` required; keep-alive). The answer is synchronous: a DUIS
-``Response`` with ``I99`` (200), ``400`` with the :class:`~dccsim.core.errors.MessageError`
-text for a bad request, ``413`` for a body over ``max_frame_bytes`` (then close), ``503`` when
-busy. The final response is kept (bounded, oldest dropped first) and polled with
-``GET /api/v1/response/<RequestID>``: 200 with the DUIS XML, 404 while pending or unknown.
-The three paths are treated alike (dccsim does not check signatures).
+The frames and the control messages are :mod:`dccsim.core.protocol` and
+:mod:`dccsim.core.messages`; DUIS XML over HTTP is :mod:`dccsim.core.http`. This module is the
+server (intake, micro-batches, the pending final answers, the log) and the per-connection
+framing.
 
 Time
 ----
@@ -104,94 +55,46 @@ import numpy as np
 import numpy.typing as npt
 from dccsim.throttle import THROTTLED
 
-from . import _rows_kernel
-from .columns import RequestBatch, _batch_length, _string_tables
-from .duisxml import decode_request_xml, encode_response_xml
+from .columns import RequestBatch, RowArena
+from .duisxml import encode_response_xml
 from .errors import MessageError
-from .messages import DeviceAlert, Response, ServiceRequest, from_ns
+from .http import HttpAdapter, starts_http
+from .messages import (
+    BusyReply,
+    DeviceAlert,
+    ErrorReply,
+    Response,
+    RowAck,
+    ServiceRequest,
+    StatsReply,
+    StatsRequest,
+    Subscribe,
+    from_ns,
+)
 from .pipeline import Pipeline
-from .validation import RESPONSE_CODES
-from .wire import decode_rows
+from .protocol import (
+    FINAL_RECORD,
+    FINAL_RECORD_BYTES,
+    HEADER_BYTES,
+    TAG_ACK,
+    TAG_BUSY,
+    TAG_CLOSE,
+    TAG_ERROR,
+    TAG_FINALS,
+    TAG_JSON,
+    TAG_MSGPACK,
+    TAG_ROWS,
+    frame,
+    frame_head,
+)
+from .records import RESPONSE_CODES, AlertRows, LogSink, RequestRows
 
-__all__ = [
-    "ServerConfig",
-    "DccServer",
-    "Subscribe",
-    "StatsRequest",
-    "StatsReply",
-    "RowAck",
-    "FINAL_RECORD",
-    "BusyReply",
-    "ErrorReply",
-    "TAG_ROWS",
-    "TAG_MSGPACK",
-    "TAG_JSON",
-    "TAG_ACK",
-    "TAG_FINALS",
-    "TAG_BUSY",
-    "TAG_ERROR",
-    "TAG_CLOSE",
-    "frame",
-    "SERVICE_PATHS",
-]
+__all__ = ["DccServer", "ServerConfig"]
 
-TAG_ROWS, TAG_MSGPACK, TAG_JSON = b"R"[0], b"M"[0], b"J"[0]
-TAG_ACK, TAG_FINALS, TAG_BUSY, TAG_ERROR, TAG_CLOSE = b"A"[0], b"F"[0], b"B"[0], b"E"[0], b"X"[0]
-SERVICE_PATHS = (b"/api/v1/serviceS", b"/api/v1/serviceT", b"/api/v1/serviceD")
-_RESULT_PATH = b"/api/v1/response/"
-_HTTP_STARTS = (b"POST", b"GET ", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC")
 _I99 = RESPONSE_CODES.index("I99")
 
 # kinds of a pending row: who gets the final answer and how
 K_ROW, K_MSGPACK, K_JSON, K_HTTP = 0, 1, 2, 3
-
-
-# ---------------------------------------------------------------------------- control messages
-class Subscribe(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="subscribe"):
-    """Ask for the device alerts that pass Alert Storm Protection on this connection."""
-
-    alerts: bool = True
-
-
-class StatsRequest(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="stats"):
-    """Ask for the server's counters, cache and throttle statistics."""
-
-
-class StatsReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="stats_reply"):
-    server: dict[str, int]
-    cache: dict[str, Any]
-    throttle: dict[str, Any]
-
-
-class BusyReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="kind", tag="busy"):
-    """A batch (``batch_id``, ``count`` rows) or messages (``request_ids``) refused unprocessed."""
-
-    reason: str
-    batch_id: int | None = None
-    count: int = 0
-    request_ids: list[str] = []
-
-
-class ErrorReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="kind", tag="error"):
-    """A malformed frame or message: nothing of it was processed."""
-
-    message: str
-    field: str = ""
-    value: str = ""
-    expected: str = ""
-    code: str = "malformed"
-    batch_id: int | None = None
-    count: int = 0
-    request_ids: list[str] = []
-
-
-class RowAck(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    batch_id: int
-    count: int
-
-
-#: one final answer of an ``F`` frame: 26 bytes, little-endian, packed (see the module docstring)
-FINAL_RECORD = np.dtype([("id", "<u8"), ("wait_ns", "<i8"), ("backlog", "<i8"), ("code", "u1"), ("outcome", "u1")])
 
 
 Inbound = ServiceRequest | DeviceAlert | Subscribe | StatsRequest
@@ -199,27 +102,8 @@ _mp_in = msgspec.msgpack.Decoder(Inbound | list[Inbound])
 _js_in = msgspec.json.Decoder(Inbound | list[Inbound])
 _mp_enc = msgspec.msgpack.Encoder()
 _js_enc = msgspec.json.Encoder()
-_HDR = 5
-_REC = FINAL_RECORD.itemsize
 _SPIN_NS = 1_000_000  # answers due within this are waited for by polling the loop, not by a timer
 _HOUSEKEEP_S = 0.01  # how often an idle server moves the cache's time on (see DccServer._housekeep)
-
-
-def frame_head(tag: int, payload_len: int) -> bytes:
-    """The first 5 bytes of a frame: 4-byte big-endian length of tag + payload, the tag byte."""
-    return (payload_len + 1).to_bytes(4, "big") + bytes((tag,))
-
-
-def frame(tag: int, payload: bytes) -> bytes:
-    """One frame: :func:`frame_head`, then the payload."""
-    return frame_head(tag, len(payload)) + payload
-
-
-def _error_reply(exc: MessageError, **extra: Any) -> ErrorReply:
-    value = exc.value if isinstance(exc.value, str) else repr(exc.value)
-    return ErrorReply(
-        message=str(exc), field=exc.field, value=value[:200], expected=exc.expected, code=exc.code, **extra
-    )
 
 
 def _decode_problem(exc: Exception, payload: bytes, fmt: int) -> MessageError:
@@ -281,11 +165,6 @@ class DeviceLeg(Protocol):
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]: ...
 
 
-class LogSink(Protocol):
-    def requests(self, cols: dict[str, npt.NDArray[Any]]) -> None: ...
-    def alerts(self, cols: dict[str, npt.NDArray[Any]]) -> None: ...
-
-
 # ---------------------------------------------------------------------------- pending finals
 class _Run:
     """Final answers of one micro-batch, sorted by due time; ``pos`` = next not yet sent.
@@ -308,41 +187,6 @@ class _Run:
     ):
         self.due, self.rec, self.conn, self.kind, self.t_done = due, rec, conn, kind, t_done
         self.pos = 0
-
-
-class _Arena:
-    """Columns of received rows, laid out as the compact decoder writes them (grown on demand).
-
-    ``u64``: originator, device, counter; ``u8``: command variant, SRV, role; ``i64``:
-    arrival time, period start, period end, execution time.
-    """
-
-    def __init__(self, cap: int):
-        self.u64 = np.empty((3, cap), np.uint64)
-        self.u8 = np.empty((3, cap), np.uint8)
-        self.i64 = np.empty((4, cap), np.int64)
-
-    def room_for(self, rows: int) -> _Arena:
-        cap = self.u64.shape[1]
-        if rows > cap:
-            new = _Arena(max(rows, 2 * cap))
-            new.u64[:, :cap], new.u8[:, :cap], new.i64[:, :cap] = self.u64, self.u8, self.i64
-            self.u64, self.u8, self.i64 = new.u64, new.u8, new.i64
-        return self
-
-    def put(self, off: int, b: RequestBatch) -> None:
-        end = off + len(b)
-        self.u64[0, off:end], self.u64[1, off:end], self.u64[2, off:end] = b.originator, b.device, b.counter
-        self.u8[0, off:end], self.u8[1, off:end], self.u8[2, off:end] = b.command_variant, b.srv, b.role
-        self.i64[1, off:end], self.i64[2, off:end], self.i64[3, off:end] = (
-            b.period_start_ns,
-            b.period_end_ns,
-            b.execution_ns,
-        )
-
-    def take(self, n: int) -> RequestBatch:
-        """The first ``n`` rows as a batch of their own (copied: the arena is reused)."""
-        return RequestBatch.from_parsed(self.u64[:, :n].copy(), self.u8[:, :n].copy(), self.i64[:, :n].copy())
 
 
 @dataclass
@@ -382,8 +226,9 @@ class DccServer:
     clock:
         Monotonic int64 nanoseconds (``time.monotonic_ns``; a test may pass another).
     sink:
-        Optional server-side log (``requests``/``alerts`` columns, virtual time), written in
-        batches of ``config.log_batch`` rows and flushed by :meth:`close`.
+        Optional server-side log (request and alert rows, virtual time; ``progress`` is never
+        called), requests handed over in batches of ``config.log_batch`` rows and flushed by
+        :meth:`close`.
     """
 
     pipeline: Pipeline
@@ -402,7 +247,7 @@ class DccServer:
         # (rows, connection, kind, first id) per frame; a micro-batch is a copy of the filled part
         self._in: list[tuple[int, int, int, int]] = []
         self._in_rows = 0
-        self._arena = _Arena(4096)
+        self._arena = RowArena(4096)
         self.decode_rows(_mp_enc.encode([[1, 1, 1, 1, "4.8.1", ""]]))  # load the decoder for the arena's views now
         self._alerts_in: list[tuple[int, int, int, DeviceAlert]] = []
         self._objects: dict[int, tuple[ServiceRequest, int]] = {}
@@ -418,7 +263,7 @@ class DccServer:
         self._last_t = self.config.origin_ns
         self._http_results: OrderedDict[str, bytes] = OrderedDict()
         self._subscribers: set[int] = set()
-        self._log: list[dict[str, npt.NDArray[Any]]] = []
+        self._log: list[RequestRows] = []
         self._log_rows = 0
         self._seq = 0
         self._server: asyncio.base_events.Server | None = None
@@ -487,23 +332,7 @@ class DccServer:
         Nothing is queued yet (see :meth:`enqueue_decoded`). A batch the compact decoder does
         not accept raises the :class:`MessageError` of :meth:`RequestBatch.from_msgpack`.
         """
-        buf = np.frombuffer(payload, np.uint8)
-        n = _batch_length(buf)
-        if n > 0:
-            a = self._arena.room_for(self._in_rows + n)
-            off = self._in_rows
-            if (
-                _rows_kernel.parse_rows(buf, *_string_tables(), a.u64[:, off:], a.u8[:, off:], a.i64[:, off:])[0]
-                == _rows_kernel.OK
-            ):
-                return n
-        # the compact decoder refused it (or it is empty): msgspec raises, naming the row and
-        # field, or (valid MessagePack the compact decoder does not take, e.g. array16 rows)
-        # decodes it; as RequestBatch.from_msgpack does, without running the kernel again
-        batch = RequestBatch.from_rows(decode_rows(payload))
-        if len(batch):
-            self._arena.room_for(self._in_rows + len(batch)).put(self._in_rows, batch)
-        return len(batch)
+        return self._arena.decode(payload, self._in_rows)
 
     def enqueue_decoded(self, n: int, conn: int, kind: int, cid0: int) -> None:
         """Queue the ``n`` rows just decoded by :meth:`decode_rows` (ids ``cid0 .. cid0+n-1``)."""
@@ -533,6 +362,10 @@ class DccServer:
         key = next(self._obj_ids)
         self._objects[key] = (req, conn)
         self.enqueue(row, conn, kind, key)
+
+    def enqueue_http(self, req: ServiceRequest, row: RequestBatch, conn: int) -> None:
+        """A DUIS XML request over HTTP: its final response is kept for polling (:mod:`.http`)."""
+        self.enqueue_object(req, row, conn, K_HTTP)
 
     def enqueue_alert(self, alert: DeviceAlert, conn: int, fmt: int) -> None:
         self._alerts_in.append((self.virtual_now(), conn, fmt, alert))
@@ -601,28 +434,28 @@ class DccServer:
         self._seq += n
         zeros8 = np.zeros(n, np.uint8)
         self._log.append(
-            {
-                "seq": seq,
-                "t_scheduled_ns": batch.t_scheduled_ns.copy(),
-                "t_done_ns": res.t_done_ns,
-                "device": batch.device,
-                "srv": batch.srv,
-                "role": batch.role,
-                "command_variant": batch.command_variant,
-                "outcome": res.outcome,
-                "response_code": res.response_code,
-                "latency_ns": res.latency_ns,
-                "within_target": res.within_target,
-                "period_start_ns": batch.period_start_ns,
-                "period_end_ns": batch.period_end_ns,
-                "originator": batch.originator,
-                "counter": batch.counter,
-                "cls": cls,
-                "attempt": zeros8,
-                "invalid": zeros8,
-                "wait_ns": res.wait_ns,
-                "backlog": res.backlog,
-            }
+            RequestRows(
+                seq=seq,
+                t_scheduled_ns=batch.t_scheduled_ns.copy(),
+                t_done_ns=res.t_done_ns,
+                device=batch.device,
+                srv=batch.srv,
+                role=batch.role,
+                command_variant=batch.command_variant,
+                outcome=res.outcome,
+                response_code=res.response_code,
+                latency_ns=res.latency_ns,
+                within_target=res.within_target,
+                period_start_ns=batch.period_start_ns,
+                period_end_ns=batch.period_end_ns,
+                originator=batch.originator,
+                counter=batch.counter,
+                request_class=cls,
+                attempt=zeros8,
+                invalid=zeros8,
+                wait_ns=res.wait_ns,
+                backlog=res.backlog,
+            )
         )
         self._log_rows += n
         if self._log_rows >= self.config.log_batch:
@@ -632,7 +465,7 @@ class DccServer:
         if self.sink is None or not self._log:
             return
         parts, self._log, self._log_rows = self._log, [], 0
-        self.sink.requests({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+        self.sink.requests(RequestRows.concat(parts))
 
     def _process_alerts(self) -> None:
         items, self._alerts_in = self._alerts_in, []
@@ -643,17 +476,17 @@ class DccServer:
         if self.sink is not None:
             z16 = np.zeros(len(items), np.uint16)
             self.sink.alerts(
-                {
-                    "t_ns": t,
-                    "device": dev,
-                    "alert_code": code,
-                    "action": action,
-                    "throttled_count": count,
-                    "sequence_id": seq,
-                    "storm": np.zeros(len(items), np.bool_),
-                    "instruction": z16,
-                    "total_instructions": z16,
-                }
+                AlertRows(
+                    t_ns=t,
+                    device=dev,
+                    alert_code=code,
+                    action=action,
+                    throttled_count=count,
+                    sequence_id=seq,
+                    storm=np.zeros(len(items), np.bool_),
+                    instruction=z16,
+                    total_instructions=z16,
+                )
             )
         for i in np.flatnonzero(action != THROTTLED).tolist():
             a = items[i][3]
@@ -732,13 +565,13 @@ class DccServer:
             else:
                 self._emit_mixed(out, run, np.arange(a, b))
         for c, chunks in out.items():
-            k = sum(len(x) for x in chunks) // _REC
+            k = sum(len(x) for x in chunks) // FINAL_RECORD_BYTES
             target = self._conns.get(c)
             if target is None:
                 self.counters.orphaned += k
                 continue
             self.counters.finals += k
-            target.send(b"".join([frame_head(TAG_FINALS, k * _REC), *chunks]))
+            target.send(b"".join([frame_head(TAG_FINALS, k * FINAL_RECORD_BYTES), *chunks]))
 
     def _emit_mixed(self, out: dict[int, list[bytes]], run: _Run, rows: npt.NDArray[np.intp]) -> None:
         """Compact rows of a run from several connections (or mixed with full messages)."""
@@ -799,7 +632,8 @@ class DccServer:
 
 # ---------------------------------------------------------------------------- one connection
 class _Conn(asyncio.Protocol):
-    """Frame (or HTTP) parsing for one connection; all work is handed to the server."""
+    """Frame parsing for one connection (HTTP: its :class:`~dccsim.core.http.HttpAdapter`);
+    all work is handed to the server."""
 
     def __init__(self, server: DccServer):
         self.server = server
@@ -811,6 +645,7 @@ class _Conn(asyncio.Protocol):
         self.fmt = TAG_MSGPACK
         self.out: list[bytes] = []
         self.holding = False
+        self.http = HttpAdapter(self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -865,6 +700,10 @@ class _Conn(asyncio.Protocol):
 
     def close_with(self, reason: str) -> None:
         self.send(frame(TAG_CLOSE, reason.encode()))
+        self.close_now()
+
+    def close_now(self) -> None:
+        """Write what was held, then close the connection."""
         self.release()
         self.mode = "closed"
         self.transport.close()
@@ -885,9 +724,9 @@ class _Conn(asyncio.Protocol):
         if self.mode == "?":
             if len(buf) < 4:
                 return
-            self.mode = "http" if bytes(buf[:4]) in _HTTP_STARTS else "frames"
+            self.mode = "http" if starts_http(bytes(buf[:4])) else "frames"
         if self.mode == "http":
-            self._http()
+            self.http.received()
             return
         off = 0
         end = len(buf)
@@ -922,7 +761,7 @@ class _Conn(asyncio.Protocol):
             if end - off < 4 + length:
                 break
             tag = buf[off + 4]
-            payload = bytes(buf[off + _HDR : off + 4 + length])
+            payload = bytes(buf[off + HEADER_BYTES : off + 4 + length])
             off += 4 + length
             self.server.counters.frames += 1
             self._frame(tag, payload)
@@ -963,7 +802,7 @@ class _Conn(asyncio.Protocol):
             n = srv.decode_rows(payload[8:])
         except MessageError as exc:
             srv.counters.malformed += 1
-            self._send_error(_error_reply(exc, batch_id=batch_id))
+            self._send_error(ErrorReply.of(exc, batch_id=batch_id))
             return
         except Exception as exc:  # noqa: BLE001 - any decoder failure is the sender's malformed frame
             srv.counters.malformed += 1
@@ -996,7 +835,7 @@ class _Conn(asyncio.Protocol):
             decoded = (_js_in if fmt == TAG_JSON else _mp_in).decode(payload)
         except msgspec.MsgspecError as exc:
             srv.counters.malformed += 1
-            self.send_message(_error_reply(_decode_problem(exc, payload, fmt)))
+            self.send_message(ErrorReply.of(_decode_problem(exc, payload, fmt)))
             return
         items = decoded if isinstance(decoded, list) else [decoded]
         reqs: list[ServiceRequest] = []
@@ -1009,7 +848,7 @@ class _Conn(asyncio.Protocol):
                         row = RequestBatch.from_requests([item])  # SRV, EUI-64s: refuse here, naming the field
                     except MessageError as exc:
                         srv.counters.malformed += 1
-                        self.send_message(_error_reply(exc, request_ids=[str(item.request_id)]))
+                        self.send_message(ErrorReply.of(exc, request_ids=[str(item.request_id)]))
                         continue
                     reqs.append(item)
                     rows.append(row)
@@ -1036,107 +875,3 @@ class _Conn(asyncio.Protocol):
         )
         for r, row in zip(reqs, rows, strict=True):
             srv.enqueue_object(r, row, self.id, kind)
-
-    # -------------------------------------------------------------- HTTP
-    def _http(self) -> None:
-        buf = self.buf
-        while self.mode == "http":
-            head_end = buf.find(b"\r\n\r\n")
-            if head_end < 0:
-                if len(buf) > 16384:
-                    self._http_reply(431, b"text/plain", b"request header fields too large\n", close=True)
-                return
-            head = bytes(buf[:head_end]).decode("latin-1")
-            lines = head.split("\r\n")
-            parts = lines[0].split(" ")
-            if len(parts) != 3:
-                self._http_reply(400, b"text/plain", b"malformed request line\n", close=True)
-                return
-            method, path, _version = parts
-            headers = {}
-            for line in lines[1:]:
-                k, _, v = line.partition(":")
-                headers[k.strip().lower()] = v.strip()
-            try:
-                length = int(headers.get("content-length", "0"))
-                if length < 0:
-                    raise ValueError
-            except ValueError:
-                self._http_reply(400, b"text/plain", b"Content-Length: expected a non-negative integer\n", close=True)
-                return
-            if length > self.cfg.max_frame_bytes:
-                self.server.counters.oversized += 1
-                self._http_reply(
-                    413,
-                    b"text/plain",
-                    f"body of {length} bytes exceeds the maximum of {self.cfg.max_frame_bytes}\n".encode(),
-                    close=True,
-                )
-                return
-            if len(buf) < head_end + 4 + length:
-                return
-            body = bytes(buf[head_end + 4 : head_end + 4 + length])
-            del buf[: head_end + 4 + length]
-            close = headers.get("connection", "").lower() == "close"
-            self._http_request(method, path.encode(), body, close)
-
-    def _http_request(self, method: str, path: bytes, body: bytes, close: bool) -> None:
-        srv = self.server
-        srv.counters.http_requests += 1
-        if method == "GET" and path.startswith(_RESULT_PATH):
-            from urllib.parse import unquote
-
-            rid = unquote(path[len(_RESULT_PATH) :].decode("latin-1"))
-            xml = srv.http_result(rid)
-            if xml is None:
-                self._http_reply(
-                    404, b"text/plain", f"no final response for {rid} (pending or unknown)\n".encode(), close
-                )
-            else:
-                self._http_reply(200, b"application/xml", xml, close)
-            return
-        if path not in SERVICE_PATHS:
-            self._http_reply(404, b"text/plain", b"not found: POST to /api/v1/serviceS, serviceT or serviceD\n", close)
-            return
-        if method != "POST":
-            self._http_reply(405, b"text/plain", b"method not allowed: use POST\n", close)
-            return
-        try:
-            req = decode_request_xml(body)
-            row = RequestBatch.from_requests([req])
-        except MessageError as exc:
-            srv.counters.malformed += 1
-            self._http_reply(400, b"text/plain", (str(exc) + "\n").encode(), close)
-            return
-        why = srv.room(1)
-        if why is not None:
-            srv.counters.refused_busy += 1
-            self._http_reply(503, b"text/plain", f"busy: {why}\n".encode(), close)
-            return
-        srv.counters.acked += 1
-        ack = Response.for_request(req, "I99", srv.now_datetime())
-        self._http_reply(200, b"application/xml", encode_response_xml(ack), close)
-        srv.enqueue_object(req, row, self.id, K_HTTP)
-
-    def _http_reply(self, status: int, ctype: bytes, body: bytes, close: bool) -> None:
-        reason = {
-            200: "OK",
-            400: "Bad Request",
-            404: "Not Found",
-            405: "Method Not Allowed",
-            413: "Content Too Large",
-            431: "Request Header Fields Too Large",
-            503: "Service Unavailable",
-        }[status]
-        head = (
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: ".encode()
-            + ctype
-            + f"\r\nContent-Length: {len(body)}\r\n".encode()
-            + (b"Connection: close\r\n" if close else b"")
-            + b"\r\n"
-        )
-        self.send(head + body)
-        if close:
-            self.release()
-            self.mode = "closed"
-            self.transport.close()

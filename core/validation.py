@@ -41,15 +41,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from ._jit import jit
+from . import _kernels as K
 from .catalogue import DEVICE_KINDS, Catalogue, catalogue
-from .columns import ROLE_UNKNOWN, RequestBatch
+from .columns import RequestBatch
 from .errors import MessageError
 from .eui import EUI_RE
-from .messages import ROLES, ServiceRequest, UpdateHANDeviceLog, to_ns
+from .messages import ServiceRequest, UpdateHANDeviceLog, to_ns
+from .records import RESPONSE_CODES, ROLE_UNKNOWN, ROLES
 
 __all__ = [
-    "RESPONSE_CODES",
     "code_index",
     "Verdict",
     "DeviceRegistry",
@@ -61,24 +61,6 @@ __all__ = [
     "assign_counters",
 ]
 
-#: Response codes used in columns, by index (uint8). Index 0 is I0.
-RESPONSE_CODES: tuple[str, ...] = (
-    "I0",
-    "I99",
-    "E1",
-    "E2",
-    "E3",
-    "E4",
-    "E5",
-    "E11",
-    "E12",
-    "E13",
-    "E17",
-    "E19",
-    "E20",
-    "E21",
-    "E30",
-)
 _IDX = {c: i for i, c in enumerate(RESPONSE_CODES)}
 
 
@@ -90,7 +72,6 @@ def code_index(code: str) -> int:
 _I0, _E1, _E2, _E3, _E4, _E5 = (_IDX[c] for c in ("I0", "E1", "E2", "E3", "E4", "E5"))
 _E11, _E12, _E13, _E17, _E19 = (_IDX[c] for c in ("E11", "E12", "E13", "E17", "E19"))
 
-_ESME, _GSME = DEVICE_KINDS.index("ESME"), DEVICE_KINDS.index("GSME")
 _GAS_ONLY_ROLES = np.array([r in ("GS", "GT") for r in ROLES], dtype=np.bool_)
 _ELEC_ONLY_ROLES = np.array([r in ("ES", "ED", "MDR") for r in ROLES], dtype=np.bool_)
 _HEX_RE = re.compile(r"^(?:[0-9A-Fa-f]{2})+$")
@@ -111,25 +92,8 @@ class Verdict:
 def _sorted_index(ids: npt.NDArray[np.uint64], values: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
     """Position of each value in the sorted ``ids``, -1 where absent (binary search)."""
     out = np.empty(len(values), np.int64)
-    _binary_search(ids, np.ascontiguousarray(values, np.uint64), out)
+    K.binary_search(ids, np.ascontiguousarray(values, np.uint64), out)
     return out
-
-
-@jit
-def _binary_search(ids, values, out):  # type: ignore[no-untyped-def]
-    """``out[i]``: position of ``values[i]`` in the sorted ``ids``, or -1 (one pass, no temporaries)."""
-    n = ids.shape[0]
-    for i in range(values.shape[0]):
-        v = values[i]
-        lo = 0
-        hi = n
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if ids[mid] < v:
-                lo = mid + 1
-            else:
-                hi = mid
-        out[i] = lo if lo < n and ids[lo] == v else -1
 
 
 @dataclass(frozen=True)
@@ -165,18 +129,9 @@ class DeviceRegistry:
         if self._consecutive:  # type: ignore[attr-defined]
             rows = np.empty(len(devices), np.int64)
             with np.errstate(over="ignore"):  # unsigned: below the range wraps (only plain-Python runs warn)
-                _consecutive_rows(np.ascontiguousarray(devices, np.uint64), self.ids[0], len(self.ids), rows)
+                K.consecutive_rows(np.ascontiguousarray(devices, np.uint64), self.ids[0], len(self.ids), rows)
             return rows
         return _sorted_index(self.ids, devices)
-
-
-@jit
-def _consecutive_rows(devices, first, n, rows):  # type: ignore[no-untyped-def]
-    """``devices[i] - first`` where that is in ``[0, n)``, else -1 (unsigned: below wraps)."""
-    un = np.uint64(n)
-    for i in range(devices.shape[0]):
-        off = devices[i] - first
-        rows[i] = np.int64(off) if off < un else -1
 
 
 @dataclass(frozen=True)
@@ -296,50 +251,15 @@ def _content_problem(req: ServiceRequest) -> str:
 # ------------------------------------------------------------------ columns (vectorised)
 
 
-@jit
-def _dense_ids(values, table, out):  # type: ignore[no-untyped-def]
-    """Map each value to its index in ``table`` (first-seen order), adding new ones.
-
-    Linear search: DCC Users are few (a handful of originators per batch). Returns the number
-    of distinct values, or -1 if they do not fit ``table``.
-    """
-    m = 0
-    for i in range(len(values)):
-        v = values[i]
-        j = 0
-        while j < m and table[j] != v:
-            j += 1
-        if j == m:
-            if m == len(table):
-                return -1
-            table[m] = v
-            m += 1
-        out[i] = j
-    return m
-
-
 def dense_originators(originator: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
     """Distinct originators (first-seen order) and each row's index among them."""
     table = np.zeros(64, np.uint64)
     idx = np.empty(len(originator), np.int64)
-    m = _dense_ids(originator, table, idx)
+    m = K.dense_ids(originator, table, idx)
     if m < 0:  # many originators: fall back to sorting
         uniq, inv = np.unique(originator, return_inverse=True)
         return uniq, inv.astype(np.int64)
     return table[:m].copy(), idx
-
-
-@jit
-def _assign_counters(user_idx, replay, last, out, used):  # type: ignore[no-untyped-def]
-    """Counters per originator: the next number for a fresh request, the last for a replay
-    (a replay with nothing before it is made fresh)."""
-    for i in range(len(user_idx)):
-        u = user_idx[i]
-        r = replay[i] and last[u] > 0
-        if not r:
-            last[u] += 1
-        out[i] = last[u]
-        used[i] = r
 
 
 def assign_counters(
@@ -356,92 +276,10 @@ def assign_counters(
     counters = np.array([last.get(int(o), 0) for o in uniq.tolist()], np.uint64)
     out = np.empty(len(idx), np.uint64)
     used = np.empty(len(idx), np.bool_)
-    _assign_counters(idx, replay, counters, out, used)
+    K.assign_counters(idx, replay, counters, out, used)
     for o, c in zip(uniq.tolist(), counters.tolist(), strict=True):
         last[int(o)] = int(c)
     return out, used
-
-
-@jit
-def _replay_kernel(user_idx, counter, ok, last, seen, out_code, replay_code):  # type: ignore[no-untyped-def]
-    """Sequential replay check over accepted rows; ``last``/``seen`` persist across calls."""
-    for i in range(len(user_idx)):
-        if not ok[i]:
-            continue
-        u = user_idx[i]
-        c = counter[i]
-        if seen[u] and c <= last[u]:
-            out_code[i] = replay_code
-        else:
-            last[u] = c
-            seen[u] = True
-
-
-@jit
-def _static_kernel(
-    srv,
-    role,
-    cv,
-    pstart,
-    pend,
-    user_row,
-    dev_row,
-    cacheable,
-    eligible,
-    cv_valid,
-    non_device,
-    kind_valid,
-    user_active,
-    user_role,
-    dev_in_service,
-    dev_kind,
-    gas_only,
-    elec_only,
-    has_users,
-    has_devices,
-    codes,
-    out,
-):  # type: ignore[no-untyped-def]
-    """Every check except replay, row by row, first failure wins (order of the module table).
-
-    ``codes`` holds the code indices [E13, E1, E3, E2, E12, E19, E5, E11, E4]; ``user_row`` and
-    ``dev_row`` are registry rows (-1 unknown).
-    """
-    n_roles = eligible.shape[1]
-    for i in range(len(srv)):
-        s = srv[i]
-        c = 0
-        r = role[i]
-        if cacheable[s] and pstart[i] >= pend[i]:
-            c = codes[0]
-        elif has_users and user_row[i] < 0:
-            c = codes[1]
-        elif has_users and not user_active[user_row[i]]:
-            c = codes[2]
-        elif has_users and r != ROLE_UNKNOWN and r != user_role[user_row[i]]:
-            c = codes[3]
-        else:
-            if has_users and r == ROLE_UNKNOWN:
-                r = user_role[user_row[i]]
-            if r == ROLE_UNKNOWN:
-                c = codes[1]
-            elif r >= n_roles or not eligible[s, r]:  # a role code outside ROLES is not eligible
-                c = codes[3]
-            elif cv[i] >= cv_valid.shape[1] or not cv_valid[s, cv[i]]:
-                c = codes[4]
-            elif has_devices and not non_device[s]:
-                d = dev_row[i]
-                if d < 0:
-                    c = codes[5]
-                elif not dev_in_service[d]:
-                    c = codes[6]
-                else:
-                    k = dev_kind[d]
-                    if not kind_valid[s, k]:
-                        c = codes[7]
-                    elif (k == _ESME and gas_only[r]) or (k == _GSME and elec_only[r]):
-                        c = codes[8]
-        out[i] = c
 
 
 _STATIC_CODES = np.array([_E13, _E1, _E3, _E2, _E12, _E19, _E5, _E11, _E4], np.uint8)
@@ -479,7 +317,7 @@ def _static_codes(
         dev_row = devices.index(batch.device) if device_rows is None else device_rows
     dev_in_service = devices.in_service if devices is not None else _NONE_B
     dev_kind = devices.kind if devices is not None else _NONE_U8
-    _static_kernel(
+    K.static_checks(
         batch.srv,
         batch.role,
         batch.command_variant,
@@ -522,7 +360,7 @@ def validate_batch(
     *,
     device_rows: npt.NDArray[np.int64] | None = None,
 ) -> npt.NDArray[np.uint8]:
-    """Response-code indices (into :data:`RESPONSE_CODES`) for every row; 0 = accepted.
+    """Response-code indices (into :data:`~dccsim.core.records.RESPONSE_CODES`) for every row; 0 = accepted.
 
     Rows are checked in order; ``replay`` carries the per-originator counters across calls.
     ``device_rows``, if given, must be ``devices.index(batch.device)`` (a caller that needs
@@ -538,7 +376,7 @@ def validate_batch(
         if o in replay.last:
             last[j] = replay.last[o]
             seen[j] = True
-    _replay_kernel(user_idx, batch.counter, code == _I0, last, seen, code, np.uint8(_E17))
+    K.replay_check(user_idx, batch.counter, code == _I0, last, seen, code, np.uint8(_E17))
     for j, o in enumerate(uniq.tolist()):
         if seen[j]:
             replay.last[o] = int(last[j])

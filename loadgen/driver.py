@@ -3,13 +3,8 @@
 The driver only moves data: it slices the workload into time-ordered chunks, assigns
 RequestID counters, draws each request's WAN/device latency and fault from the population's
 profiles, merges in retries of failed MHHS reads, runs the pipeline, and hands every chunk's
-columns to a **sink** it is given (so ``loadgen`` never imports ``bench``).
-
-A sink has three methods::
-
-    sink.requests(cols: dict[str, np.ndarray]) -> None
-    sink.alerts(cols: dict[str, np.ndarray]) -> None
-    sink.progress(done_ns: int, end_ns: int) -> None
+rows (:class:`~dccsim.core.records.RequestRows`, :class:`~dccsim.core.records.AlertRows`) to a
+:class:`~dccsim.core.records.LogSink` it is given (so ``loadgen`` never imports ``bench``).
 
 Randomness comes from generators seeded by ``(seed, purpose, chunk)``, so a scenario, scale
 and seed give the same columns whatever the shard count.
@@ -21,27 +16,24 @@ import math
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from dccsim.core.columns import RequestBatch
 from dccsim.core.pipeline import FAULT_E20, FAULT_E21, O_FAILED, Pipeline
+from dccsim.core.records import INVALID_KINDS, AlertRows, LogSink, RequestRows
 from dccsim.core.validation import assign_counters
 
 from .population import Population
 from .scenario import Scenario
-from .workload import CLS, INVALID_KINDS, NS, AlertChunk, DayWorkload, RequestChunk
+from .workload import CLS, NS, AlertChunk, DayWorkload, RequestChunk
 
-__all__ = ["Sink", "VirtualTimeDriver", "RunTotals"]
+__all__ = ["VirtualTimeDriver", "RunTotals"]
 
 _REPLAY = INVALID_KINDS.index("replay")
 
 
-class Sink(Protocol):
-    def requests(self, cols: dict[str, npt.NDArray[np.generic]]) -> None: ...
-    def alerts(self, cols: dict[str, npt.NDArray[np.generic]]) -> None: ...
-    def progress(self, done_ns: int, end_ns: int) -> None: ...
 
 
 @dataclass
@@ -96,7 +88,7 @@ class VirtualTimeDriver:
             self._sink_job.result()
             self._sink_job = None
 
-    def run(self, sink: Sink) -> RunTotals:
+    def run(self, sink: LogSink) -> RunTotals:
         s = self.scenario
         assert self.workload is not None
         chunk_ns = int(s.chunk_s * NS)
@@ -143,7 +135,7 @@ class VirtualTimeDriver:
         req.latency_ns, req.fault = self._draw_device(np.random.default_rng([self.scenario.seed, 5, k]), req)
         return req
 
-    def _chunk(self, k: int, req: RequestChunk, t1: int, sink: Sink) -> None:
+    def _chunk(self, k: int, req: RequestChunk, t1: int, sink: LogSink) -> None:
         assert self.pipeline is not None
         # Retries of chunk k-1 (which may still be being finished) fall due at least
         # retry_delay_s >= 2 chunk_s after that chunk's start, so none is due in this chunk:
@@ -160,7 +152,7 @@ class VirtualTimeDriver:
         if len(req):
             self._requests(k, req, sink)
 
-    def _alert_chunk(self, t0: int, t1: int, sink: Sink) -> None:
+    def _alert_chunk(self, t0: int, t1: int, sink: LogSink) -> None:
         assert self.workload is not None
         alerts = self.workload.alerts(t0, t1)
         if len(alerts):
@@ -198,7 +190,7 @@ class VirtualTimeDriver:
         fault = np.where(u < e20, FAULT_E20, np.where(u < e21, FAULT_E21, 0)).astype(np.uint8)
         return latency, fault
 
-    def _requests(self, k: int, req: RequestChunk, sink: Sink) -> None:
+    def _requests(self, k: int, req: RequestChunk, sink: LogSink) -> None:
         assert self.pipeline is not None
         counter = self._counters(req)
         batch = RequestBatch(
@@ -223,42 +215,44 @@ class VirtualTimeDriver:
         else:
             self._finish_chunk(k, req, counter, front, sink)
 
-    def _finish_chunk(self, k: int, req: RequestChunk, counter: npt.NDArray[np.uint64], front: Any, sink: Sink) -> None:
+    def _finish_chunk(
+        self, k: int, req: RequestChunk, counter: npt.NDArray[np.uint64], front: Any, sink: LogSink
+    ) -> None:
         assert self.pipeline is not None
         res = self.pipeline.finish(front)
         n = len(req)
         seq = np.arange(self._seq, self._seq + n, dtype=np.uint64)
         self._seq += n
         self.totals.requests += n
-        cols = {
-            "seq": seq,
-            "t_scheduled_ns": req.t_scheduled_ns,
-            "t_done_ns": res.t_done_ns,
-            "device": req.device,
-            "srv": req.srv,
-            "role": req.role,
-            "command_variant": req.command_variant,
-            "outcome": res.outcome,
-            "response_code": res.response_code,
-            "latency_ns": res.latency_ns,
-            "within_target": res.within_target,
-            "period_start_ns": req.period_start_ns,
-            "period_end_ns": req.period_end_ns,
-            "originator": req.originator,
-            "counter": counter,
-            "cls": req.cls,
-            "attempt": req.attempt,
-            "invalid": req.invalid,
-            "wait_ns": res.wait_ns,
-            "backlog": res.backlog,
-        }
+        rows = RequestRows(
+            seq=seq,
+            t_scheduled_ns=req.t_scheduled_ns,
+            t_done_ns=res.t_done_ns,
+            device=req.device,
+            srv=req.srv,
+            role=req.role,
+            command_variant=req.command_variant,
+            outcome=res.outcome,
+            response_code=res.response_code,
+            latency_ns=res.latency_ns,
+            within_target=res.within_target,
+            period_start_ns=req.period_start_ns,
+            period_end_ns=req.period_end_ns,
+            originator=req.originator,
+            counter=counter,
+            request_class=req.cls,
+            attempt=req.attempt,
+            invalid=req.invalid,
+            wait_ns=res.wait_ns,
+            backlog=res.backlog,
+        )
         # the sink (log batches, histograms, counts) takes the chunk on its own thread while
         # the next chunk is simulated; one chunk in flight keeps the order and bounds memory
         self._drain()
         if self._out is not None:
-            self._sink_job = self._out.submit(sink.requests, cols)
+            self._sink_job = self._out.submit(sink.requests, rows)
         else:
-            sink.requests(cols)
+            sink.requests(rows)
         # retries of failed MHHS reads
         m = self.scenario.mhhs
         again = (
@@ -278,20 +272,20 @@ class VirtualTimeDriver:
                 merged = RequestChunk.concat([self._pending, r])
                 self._pending = merged.take(np.argsort(merged.t_scheduled_ns, kind="stable"))
 
-    def _alerts(self, a: AlertChunk, sink: Sink) -> None:
+    def _alerts(self, a: AlertChunk, sink: LogSink) -> None:
         assert self.pipeline is not None
         action, count, seq_id = self.pipeline.process_alerts(a.t_ns, a.device, a.alert_code)
         self.totals.alerts += len(a)
         sink.alerts(
-            {
-                "t_ns": a.t_ns,
-                "device": a.device,
-                "alert_code": a.alert_code,
-                "action": action,
-                "throttled_count": count,
-                "sequence_id": seq_id,
-                "storm": a.storm,
-                "instruction": a.instruction,
-                "total_instructions": a.total_instructions,
-            }
+            AlertRows(
+                t_ns=a.t_ns,
+                device=a.device,
+                alert_code=a.alert_code,
+                action=action,
+                throttled_count=count,
+                sequence_id=seq_id,
+                storm=a.storm,
+                instruction=a.instruction,
+                total_instructions=a.total_instructions,
+            )
         )

@@ -2,7 +2,7 @@
 
 Every request has an **intended send time** from the load shape (a constant rate: request
 ``k`` is due ``k / rate`` seconds after the start). The sender wakes, sends every request that
-is due as one compact ``R`` frame (see :mod:`dccsim.core.server`), frames at least a
+is due as one compact ``R`` frame (see :mod:`dccsim.core.protocol`), frames at least a
 millisecond apart (paced by a thread of its own), and never waits for answers,
 so a slow server cannot slow the offered load (no coordinated omission): latency is measured
 from the intended time, and the lag between intended and actual send is recorded. When the
@@ -23,16 +23,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 from dccsim.core._jit import jit
 from dccsim.core.catalogue import catalogue
-from dccsim.core.columns import ROLE_UNKNOWN
-from dccsim.core.messages import ROLES, RequestRow
-from dccsim.core.server import (
+from dccsim.core.messages import BusyReply, ErrorReply, RequestRow, RowAck, StatsReply, StatsRequest
+from dccsim.core.protocol import (
     FINAL_RECORD,
     TAG_ACK,
     TAG_BUSY,
@@ -42,16 +41,12 @@ from dccsim.core.server import (
     TAG_JSON,
     TAG_MSGPACK,
     TAG_ROWS,
-    BusyReply,
-    ErrorReply,
-    RowAck,
-    StatsReply,
-    StatsRequest,
     frame,
     frame_head,
 )
+from dccsim.core.records import INVALID_KINDS, ROLE_UNKNOWN, ROLES, LogSink, RequestRows
 
-from .workload import INVALID_KINDS, DayWorkload
+from .workload import DayWorkload
 
 __all__ = ["Traffic", "LoadResult", "OpenLoopClient", "run_open_loop", "traffic_from_workload"]
 
@@ -63,10 +58,6 @@ _busy_dec = msgspec.msgpack.Decoder(BusyReply)
 _err_dec = msgspec.msgpack.Decoder(ErrorReply)
 _stats_dec = msgspec.msgpack.Decoder(StatsReply | BusyReply | ErrorReply)
 _enc = msgspec.msgpack.Encoder()
-
-
-class Sink(Protocol):
-    def requests(self, cols: dict[str, npt.NDArray[Any]]) -> None: ...
 
 
 @dataclass
@@ -471,9 +462,9 @@ class OpenLoopClient(asyncio.Protocol):
         }
 
     def write_to(
-        self, sink: Sink, day0: int, targets_ns: npt.NDArray[np.int64], speed: float, chunk: int = 262_144
+        self, sink: LogSink, day0: int, targets_ns: npt.NDArray[np.int64], speed: float, chunk: int = 262_144
     ) -> None:
-        """Answered requests as run-log columns (wall-clock ns, offset to ``day0``)."""
+        """Answered requests as request-log rows (wall-clock ns, offset to ``day0``)."""
         res = self.res
         ok = np.flatnonzero(res.finals > 0)
         tr = self.traffic
@@ -484,28 +475,28 @@ class OpenLoopClient(asyncio.Protocol):
             latency = res.done_ns[k] - intended
             cls = tr.cls[day]
             sink.requests(
-                {
-                    "seq": k.astype(np.uint64),
-                    "t_scheduled_ns": day0 + res.intended_ns[k],
-                    "t_done_ns": day0 + (res.done_ns[k] - res.start_ns),
-                    "device": tr.device[day],
-                    "srv": tr.srv[day],
-                    "role": tr.role[day],
-                    "command_variant": tr.command_variant[day],
-                    "outcome": res.outcome[k],
-                    "response_code": res.code[k],
-                    "latency_ns": latency,
-                    "within_target": latency * speed <= targets_ns[cls],
-                    "period_start_ns": tr.period_start_ns[day],
-                    "period_end_ns": tr.period_end_ns[day],
-                    "originator": tr.originator[day],
-                    "counter": np.uint64(self.counter_base) + k.astype(np.uint64),
-                    "cls": cls,
-                    "attempt": np.zeros(len(k), np.uint8),
-                    "invalid": tr.invalid[day],
-                    "wait_ns": res.wait_ns[k],
-                    "backlog": res.backlog[k],
-                }
+                RequestRows(
+                    seq=k.astype(np.uint64),
+                    t_scheduled_ns=day0 + res.intended_ns[k],
+                    t_done_ns=day0 + (res.done_ns[k] - res.start_ns),
+                    device=tr.device[day],
+                    srv=tr.srv[day],
+                    role=tr.role[day],
+                    command_variant=tr.command_variant[day],
+                    outcome=res.outcome[k],
+                    response_code=res.code[k],
+                    latency_ns=latency,
+                    within_target=latency * speed <= targets_ns[cls],
+                    period_start_ns=tr.period_start_ns[day],
+                    period_end_ns=tr.period_end_ns[day],
+                    originator=tr.originator[day],
+                    counter=np.uint64(self.counter_base) + k.astype(np.uint64),
+                    request_class=cls,
+                    attempt=np.zeros(len(k), np.uint8),
+                    invalid=tr.invalid[day],
+                    wait_ns=res.wait_ns[k],
+                    backlog=res.backlog[k],
+                )
             )
 
 

@@ -45,6 +45,7 @@ from dccsim.core.config import throttle_policy as _throttle_policy
 from dccsim.core.errors import ConfigError
 from dccsim.core.eui import EUI_RE
 from dccsim.core.messages import ROLES
+from dccsim.core.records import REQUEST_CLASSES
 
 __all__ = [
     "Scenario",
@@ -64,8 +65,6 @@ __all__ = [
     "REQUEST_CLASSES",
 ]
 
-#: Request classes of the capacity model, by index.
-REQUEST_CLASSES: tuple[str, ...] = ("on_demand", "mhhs_read", "future_dated", "non_device")
 _HEX16 = re.compile(r"^[0-9A-Fa-f]{1,4}$")
 
 #: Longest duration a scenario may give (latencies, time-outs, targets, retry delay): a day.

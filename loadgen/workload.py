@@ -34,16 +34,15 @@ import numpy as np
 import numpy.typing as npt
 from dccsim.core.catalogue import DEVICE_KINDS, catalogue
 from dccsim.core.eui import eui_to_int
-from dccsim.core.messages import ROLES
+from dccsim.core.records import INVALID_KINDS, REQUEST_CLASSES, ROLES
 
 from .population import ESME, GSME, UNKNOWN_DEVICE_PREFIX, Population
-from .scenario import REQUEST_CLASSES, Scenario
+from .scenario import Scenario
 
 __all__ = [
     "DayWorkload",
     "RequestChunk",
     "AlertChunk",
-    "INVALID_KINDS",
     "flat_times",
     "profile_times",
 ]
@@ -51,7 +50,7 @@ __all__ = [
 NS = 1_000_000_000
 HOUR = 3600 * NS
 DAY = 24 * HOUR
-INVALID_KINDS: tuple[str, ...] = ("none", "wrong_role", "replay", "unknown_device", "bad_period")
+#: request class name -> code (index into REQUEST_CLASSES)
 CLS = {name: i for i, name in enumerate(REQUEST_CLASSES)}
 ALERT_FD_DONE = 0x8F66
 ALERT_FD_NOT_DONE = 0x8F67

@@ -6,12 +6,13 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 import pytest
-from dccsim.core import _rows_kernel, wire
+from dccsim.core import _kernels, wire
 from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import COLUMN_DTYPES, RequestBatch, _batch_length, _string_tables
 from dccsim.core.duisxml import decode_request_xml
 from dccsim.core.errors import MessageError
-from dccsim.core.messages import ROLES, RequestRow, to_ns
+from dccsim.core.messages import RequestRow, to_ns
+from dccsim.core.records import ROLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -129,8 +130,8 @@ def test_numba_msgpack_parser_matches_msgspec(rows, keep, cut) -> None:
     n = _batch_length(buf)
     if n >= 0:
         u64, u8, i64 = np.empty((3, n), np.uint64), np.empty((3, n), np.uint8), np.empty((4, n), np.int64)
-        status = _rows_kernel.parse_rows(buf, *_string_tables(), u64, u8, i64)[0]
-        assert (status == _rows_kernel.OK) == (expected is not None), status
+        status = _kernels.parse_rows(buf, *_string_tables(), u64, u8, i64)[0]
+        assert (status == _kernels.OK) == (expected is not None), status
         if expected is not None:
             parsed = RequestBatch.from_parsed(u64, u8, i64)
             for k in COLUMN_DTYPES:

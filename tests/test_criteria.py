@@ -314,20 +314,3 @@ def test_a_key_the_run_did_not_see_is_not_measured_or_zero() -> None:
     for bad in ("within_target_by_srv.99.1 >= 0.5", "response_codes.E99 <= 0", "latency_by_class.nightly.p99_s < 1"):
         with pytest.raises(CriteriaError, match="unknown path"):
             evaluate(SUMMARY, {bad: 3})
-
-
-def test_summary_json_is_standard_json_with_null_for_not_measured() -> None:
-    from dccsim.bench.results.runlog import summary_json
-
-    text = summary_json(
-        {"within_target_ratio": math.nan, "latency_s": {"p99": math.inf, "p50": 1.5}, "n": [math.nan, 2]}
-    )
-
-    def refuse(name: str) -> None:
-        raise AssertionError(f"non-standard JSON constant {name}")
-
-    assert json.loads(text, parse_constant=refuse) == {
-        "within_target_ratio": None,
-        "latency_s": {"p99": None, "p50": 1.5},
-        "n": [None, 2],
-    }

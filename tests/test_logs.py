@@ -19,10 +19,8 @@ import pyarrow.ipc as ipc
 import pytest
 from dccsim.bench.results import logs
 from dccsim.bench.results.logs import (
-    ALERT_ACTIONS,
     ALERTS_SCHEMA,
     NULL_CODE,
-    OUTCOMES,
     REQUESTS_SCHEMA,
     SCHEMA_VERSION,
     ArrowLogWriter,
@@ -33,6 +31,15 @@ from dccsim.bench.results.logs import (
     read_log,
     read_status,
     run_metadata,
+)
+from dccsim.core.records import (
+    ALERT_ACTIONS,
+    OUTCOMES,
+    REQUEST_COLUMNS,
+    RESPONSE_CODES,
+    AlertRows,
+    RequestRows,
+    vocabulary,
 )
 
 SRVS = ("1.1.1", "4.6.1", "4.8.1", "4.8.3", "6.15.1")
@@ -390,7 +397,6 @@ def test_mixed_bad_codes_and_nulls(tmp_path: Path, rng: np.random.Generator) -> 
 @pytest.mark.parametrize(
     ("dictionaries", "match"),
     [
-        ({"srv": SRVS, "role": ROLES}, "the names of column 'response_code' are required"),
         ({**NAMES, "device": ("a",)}, "no dictionary column named 'device'"),
         ({**NAMES, "srv": ("4.8.1", "4.8.1")}, "names must be unique"),
         ({**NAMES, "srv": tuple(map(str, range(256)))}, "at most 255 names fit uint8 codes"),
@@ -402,6 +408,47 @@ def test_bad_dictionaries_are_rejected(
 ) -> None:
     with pytest.raises(LogError, match=match):
         ArrowLogWriter(tmp_path / "r.arrow", REQUESTS_SCHEMA, META, dictionaries=dictionaries)
+
+
+def test_a_dictionary_column_the_records_do_not_define_needs_its_names(tmp_path: Path) -> None:
+    schema = pa.schema([pa.field("colour", pa.dictionary(pa.uint8(), pa.string())), ALERTS_SCHEMA.field("action")])
+    with pytest.raises(LogError, match="the names of column 'colour' are required"):
+        ArrowLogWriter(tmp_path / "c.arrow", schema, META)
+    with ArrowLogWriter(tmp_path / "c.arrow", schema, META, dictionaries={"colour": ("red", "blue")}) as log:
+        log.write_columns(colour=np.array([1, 0], np.uint8), action=np.array([2, 1], np.uint8))
+    table = read_log(tmp_path / "c.arrow")
+    assert table.column("colour").to_pylist() == ["blue", "red"]
+    assert table.column("action").to_pylist() == [ALERT_ACTIONS[2], ALERT_ACTIONS[1]]
+
+
+def test_record_columns_default_to_their_vocabularies(tmp_path: Path, rng: np.random.Generator) -> None:
+    """No ``dictionaries``: every categorical column of requests.arrow is named by its records
+    vocabulary (the run folder's sink relies on it); a given tuple still wins."""
+    cols = request_columns(rng, 200)
+    cols["srv"] = rng.integers(0, len(vocabulary("srv")), 200).astype(np.uint8)
+    cols["response_code"] = rng.integers(0, len(RESPONSE_CODES), 200).astype(np.uint8)
+    path = tmp_path / "requests.arrow"
+    with ArrowLogWriter(path, REQUESTS_SCHEMA, META, dictionaries={"role": ROLES[::-1]}) as log:
+        log.write_rows(RequestRows(**cols))
+    table = read_log(path)
+    for column in REQUEST_COLUMNS:
+        if column.vocabulary is None:
+            continue
+        names = ROLES[::-1] if column.name == "role" else vocabulary(column.vocabulary)
+        got = table.column(column.name).combine_chunks().dictionary.to_pylist()
+        assert got == list(names), column.name
+        assert table.column(column.name).to_pylist() == [names[c] for c in cols[column.name].tolist()]
+
+
+def test_write_rows_writes_the_columns_of_a_rows_object(tmp_path: Path, rng: np.random.Generator) -> None:
+    cols = alert_columns(rng, 40)
+    a, b = tmp_path / "rows.arrow", tmp_path / "columns.arrow"
+    with ArrowLogWriter(a, ALERTS_SCHEMA, META) as log:
+        log.write_rows(AlertRows(**cols))
+    with ArrowLogWriter(b, ALERTS_SCHEMA, META) as log:
+        log.write_columns(**cols)
+    assert a.read_bytes() == b.read_bytes()
+    assert_table_equals_columns(read_log(a), cols)
 
 
 def test_bad_batches_and_arguments_are_rejected(tmp_path: Path, rng: np.random.Generator) -> None:

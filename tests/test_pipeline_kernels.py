@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from dccsim.core.pipeline import _CODES, FAULT_E20, FAULT_E21, OUTCOMES, _device_leg, _finish
-from dccsim.core.validation import RESPONSE_CODES
+from dccsim.core._kernels import FAULT_E20, FAULT_E21, device_leg, finish_outcomes
+from dccsim.core.pipeline import _CODES
+from dccsim.core.records import OUTCOMES, RESPONSE_CODES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -73,14 +74,14 @@ def test_outcome_kernels_match_the_rules(rows) -> None:
     targets = np.array([300_000, 600_000, 450_000, 100_000], np.int64)
     dev_done = np.empty(m, np.int64)
     dev_code = np.empty(m, np.uint8)
-    _device_leg(cls, fault, dsp_done, latency, deadline, FD, _CODES, dev_done, dev_code)
+    device_leg(cls, fault, dsp_done, latency, deadline, FD, _CODES, dev_done, dev_code)
     rejected = RESPONSE_CODES.index("E2")
     code = np.full(len(rows), rejected, np.uint8)
     outcome = np.full(len(rows), OUTCOMES.index("rejected"), np.uint8)
     t_done = t.copy()
     lat = np.full(len(rows), -7, np.int64)
     within = np.ones(len(rows), np.bool_)
-    _finish(
+    finish_outcomes(
         idx,
         t,
         cls,

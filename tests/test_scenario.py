@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from dccsim.core.errors import ConfigError
-from dccsim.core.messages import ROLES
+from dccsim.core.records import INVALID_KINDS, ROLES
 from dccsim.loadgen.population import build_population
 from dccsim.loadgen.scenario import Scenario, builtin_scenarios, load_scenario, parse_scenario
-from dccsim.loadgen.workload import INVALID_KINDS, DayWorkload, flat_times, profile_times
+from dccsim.loadgen.workload import DayWorkload, flat_times, profile_times
 
 
 def test_builtins_load_and_include_the_four_required() -> None:

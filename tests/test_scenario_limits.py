@@ -256,8 +256,8 @@ def test_first_and_last_day_with_the_shortest_retry_delay_run(day: str) -> None:
 def test_the_capacity_model_gets_the_scenario_s_server_count() -> None:
     """The driver's DSP has floor(slots x scale x uplift x threshold) servers: uplift counts
     at small scales (it used to be applied to slots already rounded at the scale)."""
-    from dccsim.core.capacity import CapacityModel
     from dccsim.bench.compose import capacity_config
+    from dccsim.core.capacity import CapacityModel
     from dccsim.loadgen.scenario import load_scenario
 
     base, _ = load_scenario("smoke")

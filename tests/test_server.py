@@ -32,7 +32,7 @@ from dccsim.core.messages import (
     RequestRow,
     ServiceRequest,
 )
-from dccsim.core.server import (
+from dccsim.core.protocol import (
     FINAL_RECORD,
     TAG_ACK,
     TAG_CLOSE,
@@ -41,10 +41,10 @@ from dccsim.core.server import (
     TAG_JSON,
     TAG_MSGPACK,
     TAG_ROWS,
-    DccServer,
-    ServerConfig,
     frame,
 )
+from dccsim.core.records import REQUEST_CLASSES, LogSink
+from dccsim.core.server import DccServer, ServerConfig
 from dccsim.core.wire import encode_rows
 from dccsim.loadgen.netclient import Traffic, run_open_loop, traffic_from_workload
 from dccsim.loadgen.population import Population, build_population
@@ -68,9 +68,9 @@ def run(coro: Awaitable[Any]) -> Any:
     return uvloop.run(asyncio.wait_for(coro, 30))  # type: ignore[arg-type]
 
 
-def server(world: tuple[Scenario, Population, Traffic], **cfg: Any) -> Any:
+def server(world: tuple[Scenario, Population, Traffic], sink: LogSink | None = None, **cfg: Any) -> Any:
     """A server for the smoke scenario on an ephemeral port (the test harness's)."""
-    return started_server(SMOKE, **cfg)
+    return started_server(SMOKE, sink=sink, **cfg)
 
 
 class Raw:
@@ -146,6 +146,55 @@ def test_open_loop_every_request_answered_once(world: Any) -> None:
     sm = c.summary()
     assert sm["final_latency_s"]["p50"] > 0 and sm["send_lag_s"]["max"] >= 0
     assert res.stats is not None and res.stats.server["requests"] == 2000
+
+
+def test_the_server_and_the_client_log_request_and_alert_rows(world: Any, tmp_path: Path) -> None:
+    """The server's sink gets its micro-batches as request rows (concatenated per log batch)
+    and the throttled alerts as alert rows; the client's answers become request rows too."""
+    from dccsim.bench.results.logs import read_log
+    from dccsim.bench.results.runlog import RunSink
+
+    s, pop, traffic = world
+    served = RunSink(tmp_path / "srv", "served", s.seed, s.day_start_ns)
+    dev = int(pop.ids[0])
+    eui = "-".join(f"{dev:016X}"[i : i + 2] for i in range(0, 16, 2))
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    storm = [
+        DeviceAlert(device=eui, recipient=s.users[0].eui, counter=i, alert_code=0x8F84, time=t) for i in range(50)
+    ]
+
+    async def main() -> Any:
+        async with server(world, served, log_batch=300) as (srv, port):
+            c = await run_open_loop("127.0.0.1", port, traffic, 4000, 0.25, time.monotonic_ns, drain_timeout_s=T)
+            sub = await Raw.open(port)
+            await sub.send(frame(TAG_JSON, b'{"kind": "subscribe"}'))
+            await sub.send(frame(TAG_JSON, msgspec.json.encode(storm)))
+            tag, p = await sub.frame()  # forwarded after the sink took the batch's alert rows
+            assert json.loads(p)["kind"] == "device_alert"
+            await sub.close()
+            return c
+
+    c = run(main())
+    served.close()
+    assert c.res.answered == c.res.n == 1000
+    requests = read_log(tmp_path / "srv" / "requests.arrow", strict=True)
+    assert requests.column("seq").to_pylist() == list(range(1000))
+    assert set(requests.column("request_class").to_pylist()) <= set(REQUEST_CLASSES)
+    assert set(requests.column("attempt").to_pylist()) == {0}
+    alerts = read_log(tmp_path / "srv" / "alerts.arrow", strict=True)
+    assert alerts.num_rows == 50 and "throttled" in alerts.column("action").to_pylist()
+    assert alerts.column("device").to_pylist() == [dev] * 50
+
+    loaded = RunSink(tmp_path / "load", "loaded", s.seed, s.day_start_ns)
+    targets = np.arange(1, len(REQUEST_CLASSES) + 1, dtype=np.int64) * 10**9
+    c.write_to(loaded, s.day_start_ns, targets, 1000.0, chunk=300)
+    loaded.close()
+    table = read_log(tmp_path / "load" / "requests.arrow", strict=True)
+    assert table.column("seq").to_pylist() == list(range(1000))
+    lat = table.column("latency_ns").to_numpy()
+    assert (lat == table.column("t_done_ns").to_numpy() - table.column("t_scheduled_ns").to_numpy()).all()
+    classes = [REQUEST_CLASSES.index(k) for k in table.column("request_class").to_pylist()]
+    assert (table.column("within_target").to_numpy() == (lat * 1000.0 <= targets[classes])).all()
 
 
 def test_overload_is_refused_busy_not_lost(world: Any) -> None:
@@ -371,6 +420,30 @@ def test_duis_xml_over_http(world: Any) -> None:
                     break
                 await asyncio.sleep(0.02)
             assert status == 200 and b"<sr:ResponseCode>" in body and b"I99" not in body
+
+    run(main())
+
+
+async def _raw_http(port: int, data: bytes) -> tuple[int, bytes]:
+    """Send ``data`` as it is; the reply to a request the server closes after."""
+    r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), T)
+    w.write(data)
+    reply = await asyncio.wait_for(r.read(), T)
+    w.close()
+    await w.wait_closed()
+    head, _, rest = reply.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), rest
+
+
+def test_http_requests_the_server_cannot_take_get_their_status(world: Any) -> None:
+    async def main() -> None:
+        async with server(world) as (srv, port):
+            assert await _http(port, "GET", "/api/v1/serviceT") == (405, b"method not allowed: use POST\n")
+            bad_length = b"POST /api/v1/serviceS HTTP/1.1\r\nContent-Length: -1\r\n\r\n"
+            assert await _raw_http(port, bad_length) == (400, b"Content-Length: expected a non-negative integer\n")
+            assert await _raw_http(port, b"POST /api/v1/serviceS\r\n\r\n") == (400, b"malformed request line\n")
+            assert await _raw_http(port, b"GET /" + b"a" * 20_000) == (431, b"request header fields too large\n")
+            assert srv.counters.http_requests == 1  # only the first got as far as a request
 
     run(main())
 
@@ -607,15 +680,15 @@ def test_an_idle_server_moves_the_cache_time_on_but_not_past_waiting_rows(world:
 def test_rows_the_compact_decoder_refuses_but_msgspec_takes_are_queued_as_sent() -> None:
     """Valid MessagePack in a form the compact decoder does not take (an array16 row header)
     goes through msgspec, and those rows, not stale arena contents, are queued."""
-    from dccsim.core.columns import RequestBatch
-    from dccsim.core.server import _Arena, _mp_enc
+    from dccsim.core.columns import RequestBatch, RowArena
+    from dccsim.core.server import _mp_enc
 
     row = [0x90B3D51F30010000, 0x00DB123456789000, 3, 1, "4.8.1", ""]
     inner = _mp_enc.encode(row)
     assert inner[0] == 0x96  # a fixarray row: rewrite its header as array16
     payload = bytes([0x91, 0xDC, 0x00, 0x06]) + inner[1:]
     srv = DccServer.__new__(DccServer)
-    srv._arena, srv._in_rows = _Arena(4), 0
+    srv._arena, srv._in_rows = RowArena(4), 0
     srv._arena.u64[:] = 777
     srv._arena.u8[:] = 255
     srv._arena.i64[:] = -777

@@ -89,12 +89,12 @@ def test_shards_give_the_same_outcomes(smoke_run: Path, tmp_path: Path) -> None:
     summary = result.summary
     # four shards really held state, each a part of it, and together the whole
     pipeline = result.pipeline
-    assert len(pipeline.caches) == len(pipeline.throttles) == summary["run"]["shards"] == 4
+    assert len(pipeline.caches) == len(pipeline.throttles) == summary.run.shards == 4
     stores = [c.cache.stats().stores for c in pipeline.caches]
     keys = [t.stats().keys for t in pipeline.throttles]
     assert all(x > 0 for x in stores + keys), (stores, keys)
     one = json.loads((smoke_run / "summary.json").read_text())
-    assert sum(stores) == summary["cache"]["stores"] == one["cache"]["stores"]
+    assert sum(stores) == summary.cache.stores == one["cache"]["stores"]
     assert max(stores) < one["cache"]["stores"]
     a = _table(smoke_run, "requests.arrow")
     b = _table(sharded, "requests.arrow")
@@ -317,7 +317,7 @@ def test_retries_are_exact_however_late_the_worker_threads_run(tmp_path: Path, m
         text = text.replace(old, new)
     (tmp_path / "retries.toml").write_text(text)
     normal = simulate(str(tmp_path / "retries.toml"), out=tmp_path / "normal").summary
-    assert normal["retries"] > 100
+    assert normal.retries > 100
     monkeypatch.setattr(driver, "ThreadPoolExecutor", _LazyPool)
     simulate(str(tmp_path / "retries.toml"), out=tmp_path / "lazy")
     assert (tmp_path / "lazy" / "requests.arrow").read_bytes() == (tmp_path / "normal" / "requests.arrow").read_bytes()

@@ -8,9 +8,8 @@ import msgspec
 import numpy as np
 import pytest
 from dccsim.core.catalogue import DEVICE_KINDS, catalogue
-from dccsim.core.columns import ROLE_UNKNOWN, RequestBatch
+from dccsim.core.columns import RequestBatch
 from dccsim.core.messages import (
-    ROLES,
     ReadActiveImportProfileData,
     ReadFirmwareVersion,
     ReadLogPeriod,
@@ -18,8 +17,8 @@ from dccsim.core.messages import (
     ServiceRequest,
     UpdateHANDeviceLog,
 )
+from dccsim.core.records import RESPONSE_CODES, ROLE_UNKNOWN, ROLES
 from dccsim.core.validation import (
-    RESPONSE_CODES,
     DeviceRegistry,
     ReplayState,
     UserRegistry,

@@ -18,7 +18,8 @@ import click
 import msgspec
 from dccsim.core import duisxml, wire
 from dccsim.core.errors import ConfigError, MessageError
-from dccsim.core.messages import ROLES, DCCAlert, DeviceAlert, Message, RequestRow, Response, ServiceRequest
+from dccsim.core.messages import DCCAlert, DeviceAlert, Message, RequestRow, Response, ServiceRequest
+from dccsim.core.records import ROLES
 
 from .errors import CliError
 

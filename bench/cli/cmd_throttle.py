@@ -40,7 +40,6 @@ from .errors import CliError
 
 __all__ = ["throttle", "tune_throttle", "make_alert_trace", "read_trace"]
 
-_CATEGORY = pa.dictionary(pa.uint8(), pa.string())
 #: required trace columns and their types; ``storm`` is optional
 TRACE_COLUMNS: dict[str, pa.DataType] = {
     "t_ns": pa.int64(),
@@ -48,6 +47,8 @@ TRACE_COLUMNS: dict[str, pa.DataType] = {
     "alert_code": pa.uint16(),
 }
 STORM_TYPE = pa.bool_()
+#: the throttle's columns of the log, after the trace's
+_THROTTLE_COLUMNS = ("action", "throttled_count", "sequence_id")
 
 
 # ------------------------------------------------------------------------------ trace I/O
@@ -93,14 +94,12 @@ def read_trace(path: Path) -> tuple[dict[str, npt.NDArray[Any]], dict[str, str]]
 
 
 def _log_schema(columns: Sequence[str], dry_run: bool) -> pa.Schema:
-    fields = [pa.field(n, TRACE_COLUMNS[n], nullable=False) for n in TRACE_COLUMNS]
-    if "storm" in columns:
-        fields.append(pa.field("storm", STORM_TYPE, nullable=False))
-    fields += [
-        pa.field("action", _CATEGORY),
-        pa.field("throttled_count", pa.uint32(), nullable=False),
-        pa.field("sequence_id", pa.uint32(), nullable=False),
-    ]
+    """The throttle's log: columns of alerts.arrow (the trace's, then the throttle's), typed as
+    there, and ``would_throttle`` in dry-run mode."""
+    from ..results.logs import ALERTS_SCHEMA
+
+    names = [*TRACE_COLUMNS, *(["storm"] if "storm" in columns else []), *_THROTTLE_COLUMNS]
+    fields = [ALERTS_SCHEMA.field(n) for n in names]
     if dry_run:
         fields.append(pa.field("would_throttle", pa.bool_(), nullable=False))
     return pa.schema(fields)
@@ -235,7 +234,7 @@ def _top_keys(
 )
 def throttle(trace: Path, config_path: Path, out: Path, batch: int, max_keys: int) -> None:
     """Apply an Alert Storm Protection policy to TRACE and write the alerts log OUT."""
-    from dccsim.throttle import ACTIONS, Throttle, ThrottleError, load_policy
+    from dccsim.throttle import Throttle, ThrottleError, load_policy
 
     from ..results.logs import ArrowLogWriter, LogError
 
@@ -260,7 +259,8 @@ def throttle(trace: Path, config_path: Path, out: Path, batch: int, max_keys: in
     storm_discarded = 0
     busy = 0.0
     try:
-        with ArrowLogWriter(out, schema, meta, dictionaries={"action": ACTIONS}) as log:
+        # the action names are the records' vocabulary (the writer's default: the throttle's)
+        with ArrowLogWriter(out, schema, meta) as log:
             for a in range(0, n, batch):
                 b = min(a + batch, n)
                 t0 = time.perf_counter()

@@ -26,7 +26,8 @@ import numpy as np
 from dccsim.core import duisxml, wire
 from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import RequestBatch
-from dccsim.core.messages import ROLES, RequestRow
+from dccsim.core.messages import RequestRow
+from dccsim.core.records import ROLES
 from dccsim.core.wire import decode_rows
 
 _ROLE_CODE = {r: i for i, r in enumerate(ROLES)}

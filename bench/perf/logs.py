@@ -3,9 +3,10 @@
 Run with ``python -m dccsim.bench.perf.logs`` (``--help`` for sizes). It times
 
 - **log write**: :class:`dccsim.bench.results.logs.ArrowLogWriter` writing ``--rows`` request rows
-  (all 13 columns of ``requests.arrow``, four of them dictionary columns), handed over in
-  chunks of ``--chunk`` rows as a pipeline would, with no compression, LZ4 and Zstandard; to
-  a file in a temporary directory (the page cache, not the disk, for files this size).
+  (:class:`dccsim.core.records.RequestRows`: every column of ``requests.arrow``, six of them
+  dictionary columns), handed over in chunks of ``--chunk`` rows as a pipeline would, with no
+  compression, LZ4 and Zstandard; to a file in a temporary directory (the page cache, not the
+  disk, for files this size).
   The reference is the standard library's ``csv.writer`` on the first ``--csv-rows`` rows,
   including the conversion of the columns to Python objects it needs;
 - **log read**: :func:`dccsim.bench.results.logs.read_log` of each file;
@@ -35,42 +36,48 @@ import numpy as np
 import pyarrow as pa
 from dccsim.bench.results import _kernels
 from dccsim.bench.results.histogram import IntervalHistograms, LatencyHistogram, bucket_bounds
-from dccsim.bench.results.logs import (
-    OUTCOMES,
-    REQUESTS_SCHEMA,
-    ArrowLogWriter,
-    read_log,
-    run_metadata,
-)
+from dccsim.bench.results.logs import REQUESTS_SCHEMA, ArrowLogWriter, read_log, run_metadata
+from dccsim.core.records import REQUEST_COLUMNS, RequestRows, vocabulary
 
-SRVS = tuple(f"{a}.{b}.{c}" for a in range(1, 13) for b in range(1, 4) for c in range(1, 4))
-ROLES = ("IS", "ES", "GS", "ED", "GT", "OU", "RSA", "MDR")
-CODES = ("I0", "I99", *(f"E{i}" for i in range(1, 31)))
-NAMES = {"srv": SRVS, "role": ROLES, "response_code": CODES}
 DAY_NS = 86_400 * 10**9
 
 
-def request_columns(n: int, seed: int = 1) -> dict[str, np.ndarray]:
+def request_rows(n: int, seed: int = 1) -> RequestRows:
     """A day of ``n`` synthetic request rows (the shape, not the statistics, of a run)."""
     rng = np.random.default_rng(seed)
     t = np.sort(rng.integers(0, DAY_NS, n))
     latency = rng.lognormal(21, 1.5, n).astype(np.int64)
     period = t - t % (1800 * 10**9)
-    return {
-        "seq": np.arange(n, dtype=np.uint64),
-        "t_scheduled_ns": t,
-        "t_done_ns": t + latency,
-        "device": rng.integers(0, 2**63, n, dtype=np.uint64) | np.uint64(0x0012_4B00 << 32),
-        "srv": rng.integers(0, len(SRVS), n).astype(np.uint8),
-        "role": rng.integers(0, len(ROLES), n).astype(np.uint8),
-        "command_variant": rng.integers(1, 9, n).astype(np.uint8),
-        "outcome": rng.choice(np.array([0, 0, 0, 1, 2, 3], np.uint8), n),
-        "response_code": rng.choice(np.array([0, 0, 0, 1, 2, 19], np.uint8), n),
-        "latency_ns": latency,
-        "within_target": latency < 30 * 10**9,
-        "period_start_ns": period,
-        "period_end_ns": period + 1800 * 10**9,
-    }
+
+    def codes(name: str) -> np.ndarray:
+        return rng.integers(0, len(vocabulary(name)), n).astype(np.uint8)
+
+    return RequestRows(
+        seq=np.arange(n, dtype=np.uint64),
+        t_scheduled_ns=t,
+        t_done_ns=t + latency,
+        device=rng.integers(0, 2**63, n, dtype=np.uint64) | np.uint64(0x0012_4B00 << 32),
+        srv=codes("srv"),
+        role=codes("role"),
+        command_variant=rng.integers(1, 9, n).astype(np.uint8),
+        outcome=rng.choice(np.array([0, 0, 0, 1, 2, 3], np.uint8), n),
+        response_code=rng.choice(np.array([0, 0, 0, 1, 2, 11], np.uint8), n),
+        latency_ns=latency,
+        within_target=latency < 30 * 10**9,
+        period_start_ns=period,
+        period_end_ns=period + 1800 * 10**9,
+        originator=rng.integers(0, 16, n, dtype=np.uint64) | np.uint64(0x90B3_D51F_3001_0000),
+        counter=np.arange(1, n + 1, dtype=np.uint64),
+        request_class=codes("request_class"),
+        attempt=np.zeros(n, np.uint8),
+        invalid=rng.choice(np.array([0] * 19 + [1], np.uint8), n),
+        wait_ns=latency // 4,
+        backlog=rng.integers(0, 10_000, n),
+    )
+
+
+def _slice(rows: RequestRows, start: int, stop: int) -> RequestRows:
+    return RequestRows(**{name: col[start:stop] for name, col in rows})
 
 
 def cpu_model() -> str:
@@ -94,28 +101,29 @@ def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
-def write_arrow(path: str, cols: dict[str, np.ndarray], chunk: int, compression: Any) -> int:
-    n = len(cols["seq"])
+def write_arrow(path: str, rows: RequestRows, chunk: int, compression: Any) -> int:
+    n = len(rows)
     meta = run_metadata("bench", 1)
-    log = ArrowLogWriter(path, REQUESTS_SCHEMA, meta, dictionaries=NAMES, compression=compression)
+    log = ArrowLogWriter(path, REQUESTS_SCHEMA, meta, compression=compression)
     with log:
         for start in range(0, n, chunk):
-            log.write_columns(**{k: v[start : start + chunk] for k, v in cols.items()})
+            log.write_rows(_slice(rows, start, start + chunk))
     assert log.rows == n
     return log.bytes
 
 
-def write_csv(path: str, cols: dict[str, np.ndarray]) -> int:
-    names = {**NAMES, "outcome": OUTCOMES}
+def write_csv(path: str, rows: RequestRows) -> int:
     columns = []
-    for name, values in cols.items():
-        if name in names:
-            columns.append([names[name][c] for c in values.tolist()])
+    for column in REQUEST_COLUMNS:
+        values = getattr(rows, column.name).tolist()
+        if column.vocabulary is not None:
+            names = vocabulary(column.vocabulary)
+            columns.append([names[c] for c in values])
         else:
-            columns.append(values.tolist())
+            columns.append(values)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(list(cols))
+        w.writerow([c.name for c in REQUEST_COLUMNS])
         w.writerows(zip(*columns, strict=True))
     return os.path.getsize(path)
 
@@ -128,8 +136,8 @@ def numpy_record(values: np.ndarray) -> tuple[np.ndarray, int, int, int]:
 
 
 def bench_logs(args: argparse.Namespace) -> None:
-    cols = request_columns(args.rows)
-    sub = {k: v[: args.csv_rows] for k, v in cols.items()}
+    rows = request_rows(args.rows)
+    sub = _slice(rows, 0, args.csv_rows)
     print(f"log write: {args.rows:,} request rows in chunks of {args.chunk:,}; "
           f"csv reference on {args.csv_rows:,} rows")  # fmt: skip
     header = f"{'format':<10} {'write ns/row':>13} {'B/row':>7} {'read ns/row':>12} {'ratio':>7}"
@@ -141,7 +149,7 @@ def bench_logs(args: argparse.Namespace) -> None:
         for compression in (None, "lz4", "zstd"):
             path = os.path.join(tmp, f"requests-{compression}.arrow")
             s, size = median_time(
-                lambda: write_arrow(path, cols, args.chunk, compression),  # noqa: B023
+                lambda: write_arrow(path, rows, args.chunk, compression),  # noqa: B023
                 args.repeats,
             )
             r, table = median_time(lambda: read_log(path), args.repeats)  # noqa: B023

@@ -41,8 +41,8 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from dccsim.core.messages import RequestRow
-from dccsim.core.server import FINAL_RECORD, TAG_ACK, TAG_FINALS, TAG_ROWS, RowAck, frame
+from dccsim.core.messages import RequestRow, RowAck
+from dccsim.core.protocol import FINAL_RECORD, TAG_ACK, TAG_FINALS, TAG_ROWS, frame
 
 _rows = msgspec.msgpack.Decoder(list[RequestRow])
 _enc = msgspec.msgpack.Encoder()

@@ -303,10 +303,7 @@ def _per_run_keys() -> tuple[tuple[str, frozenset[str], float], ...]:
     """Tables of summary.json that list only what the run saw: (table, the keys it may hold,
     the value of an absent one: a count of 0, or NaN for not measured)."""
     from dccsim.core.catalogue import catalogue
-    from dccsim.core.pipeline import OUTCOMES
-    from dccsim.core.validation import RESPONSE_CODES
-    from dccsim.loadgen.scenario import REQUEST_CLASSES
-    from dccsim.loadgen.workload import INVALID_KINDS
+    from dccsim.core.records import INVALID_KINDS, OUTCOMES, REQUEST_CLASSES, RESPONSE_CODES
 
     def by_class(*fields: str) -> frozenset[str]:
         return frozenset(f"{k}.{f}" for k in REQUEST_CLASSES for f in fields)

@@ -5,13 +5,21 @@ end), one record batch per write. Each batch reaches the operating system before
 :meth:`ArrowLogWriter.write_columns` returns, so a run killed midway leaves a readable prefix;
 :func:`read_log` returns the complete batches of such a file and says how it ended.
 
+The columns of both logs are defined once, in :mod:`dccsim.core.records`
+(:class:`~dccsim.core.records.RequestRows`, :class:`~dccsim.core.records.AlertRows`);
+:data:`REQUESTS_SCHEMA` and :data:`ALERTS_SCHEMA` are derived from them
+(:func:`arrow_schema`), and producers hand over row objects
+(:meth:`ArrowLogWriter.write_rows`).
+
 Columns are NumPy arrays. Categorical columns (``srv``, ``role``, ``outcome``,
-``response_code``, ``action``) are Arrow ``dictionary<uint8, string>``: the writer takes uint8
-**codes** and a fixed tuple of **names** per column, given once when the log is opened (the
-names tuple is fixed per log, so the stream carries one dictionary per column, written once).
-Code ``i`` means ``names[i]``; code :data:`NULL_CODE` (255) means null (unknown), so a tuple
-holds at most 255 names. The core's code tables (``ROLES``, ``RESPONSE_CODES``, the SRV
-catalogue) are uint8 indices of exactly this kind and pass through without a copy.
+``response_code``, ``request_class``, ``invalid``, ``action``) are Arrow
+``dictionary<uint8, string>``: the writer takes uint8 **codes** and a fixed tuple of
+**names** per column, given once when the log is opened (the names tuple is fixed per log, so
+the stream carries one dictionary per column, written once); by default, the column's code
+vocabulary in :mod:`dccsim.core.records`. Code ``i`` means ``names[i]``; code
+:data:`NULL_CODE` (255) means null (unknown), so a tuple holds at most 255 names. The core's
+code tables (``ROLES``, ``RESPONSE_CODES``, the SRV catalogue) are uint8 indices of exactly
+this kind and pass through without a copy.
 
 The schema metadata carries ``dccsim.version``, ``dccsim.schema_version``,
 ``dccsim.scenario`` (the scenario text), ``dccsim.seed`` and any other ``str -> str`` pairs
@@ -74,17 +82,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 from dccsim.core.errors import DccsimError
+from dccsim.core.records import ALERT_COLUMNS, REQUEST_COLUMNS, AlertRows, Column, RequestRows, vocabulary
 
 __all__ = [
     "ALERTS_SCHEMA",
-    "ALERT_ACTIONS",
     "NULL_CODE",
-    "OUTCOMES",
     "REQUESTS_SCHEMA",
     "SCHEMA_VERSION",
     "ArrowLogWriter",
     "LogError",
     "LogTruncatedError",
+    "arrow_field",
+    "arrow_schema",
     "log_metadata",
     "open_log",
     "read_log",
@@ -96,10 +105,6 @@ __all__ = [
 SCHEMA_VERSION = "1"
 #: the code that means null in a dictionary column
 NULL_CODE = 255
-#: ``outcome`` names, by code
-OUTCOMES: tuple[str, ...] = ("device", "cache", "rejected", "failed", "dcc")
-#: ``action`` names of the alerts log, by code
-ALERT_ACTIONS: tuple[str, ...] = ("forwarded", "throttled", "excluded")
 
 Compression = Literal["lz4", "zstd"] | None
 ReadStatus = Literal["complete", "unterminated", "truncated"]
@@ -112,55 +117,30 @@ _RESERVED = ("dccsim.version", "dccsim.schema_version")
 _REQUIRED = ("dccsim.scenario", "dccsim.seed")
 
 
-def _field(name: str, type_: pa.DataType) -> pa.Field:
-    # only categorical columns can hold nulls (NULL_CODE); numbers are always present
-    return pa.field(name, type_, nullable=pa.types.is_dictionary(type_))
+def arrow_field(column: Column) -> pa.Field:
+    """The Arrow field of a log column: ``dictionary<uint8, string>`` (nullable, code
+    :data:`NULL_CODE` is null) for a categorical column, else the column's NumPy type, never
+    null."""
+    if column.categorical:
+        return pa.field(column.name, _CATEGORY, nullable=True)
+    return pa.field(column.name, pa.from_numpy_dtype(column.dtype), nullable=False)
 
 
-#: one row per Service Request
-REQUESTS_SCHEMA = pa.schema(
-    [
-        _field("seq", pa.uint64()),
-        _field("t_scheduled_ns", pa.int64()),
-        _field("t_done_ns", pa.int64()),
-        _field("device", pa.uint64()),
-        _field("srv", _CATEGORY),
-        _field("role", _CATEGORY),
-        _field("command_variant", pa.uint8()),
-        _field("outcome", _CATEGORY),
-        _field("response_code", _CATEGORY),
-        _field("latency_ns", pa.int64()),
-        _field("within_target", pa.bool_()),
-        _field("period_start_ns", pa.int64()),
-        _field("period_end_ns", pa.int64()),
-        # beyond DESIGN's minimum: who sent it, the DSP's view, and the generator's labels
-        _field("originator", pa.uint64()),
-        _field("counter", pa.uint64()),
-        _field("request_class", _CATEGORY),
-        _field("attempt", pa.uint8()),
-        _field("invalid", _CATEGORY),
-        _field("wait_ns", pa.int64()),
-        _field("backlog", pa.int64()),
-    ]
-)
+def arrow_schema(columns: Sequence[Column]) -> pa.Schema:
+    """The Arrow schema of a log with these columns, in their order (no metadata)."""
+    return pa.schema([arrow_field(c) for c in columns])
 
-#: one row per device alert
-ALERTS_SCHEMA = pa.schema(
-    [
-        _field("t_ns", pa.int64()),
-        _field("device", pa.uint64()),
-        _field("alert_code", pa.uint16()),
-        _field("action", _CATEGORY),
-        _field("throttled_count", pa.uint32()),
-        _field("sequence_id", pa.uint32()),
-        _field("storm", pa.bool_()),
-        # future-dated command alerts (0x8F66 / 0x8F67): instruction i of n; 0 otherwise
-        _field("instruction", pa.uint16()),
-        _field("total_instructions", pa.uint16()),
-    ]
-)
 
-_DEFAULT_NAMES: dict[str, tuple[str, ...]] = {"outcome": OUTCOMES, "action": ALERT_ACTIONS}
+#: one row per Service Request: :data:`~dccsim.core.records.REQUEST_COLUMNS`
+REQUESTS_SCHEMA = arrow_schema(REQUEST_COLUMNS)
+#: one row per device alert: :data:`~dccsim.core.records.ALERT_COLUMNS`
+ALERTS_SCHEMA = arrow_schema(ALERT_COLUMNS)
+
+#: code vocabulary of each categorical column of the records, by column name: the names a
+#: writer uses for a dictionary column of that name when it is given none
+_RECORD_VOCABULARIES: dict[str, str] = {
+    c.name: c.vocabulary for c in (*REQUEST_COLUMNS, *ALERT_COLUMNS) if c.vocabulary is not None
+}
 
 
 class LogError(DccsimError, ValueError):
@@ -211,9 +191,11 @@ class ArrowLogWriter:
         ``dccsim.seed`` (:func:`run_metadata` builds them). ``dccsim.version`` and
         ``dccsim.schema_version`` are added here.
     dictionaries:
-        The names tuple of each dictionary column, fixed for the whole log. ``outcome`` and
-        ``action`` default to :data:`OUTCOMES` and :data:`ALERT_ACTIONS`; ``srv``, ``role``
-        and ``response_code`` come from the core's tables and must be given.
+        The names tuple of each dictionary column, fixed for the whole log. A column named
+        as a categorical column of the records (:mod:`dccsim.core.records`: ``srv``,
+        ``role``, ``outcome``, ``response_code``, ``request_class``, ``invalid``,
+        ``action``) defaults to that column's vocabulary; any other dictionary column must
+        be given.
     compression:
         ``"lz4"`` (default; LZ4 frame), ``"zstd"`` or ``None``. Every reader named in the
         module docstring decompresses both.
@@ -280,7 +262,9 @@ class ArrowLogWriter:
             )
         out = {}
         for name in dict_fields:
-            names = given.get(name, _DEFAULT_NAMES.get(name))
+            names = given.get(name)
+            if names is None and name in _RECORD_VOCABULARIES:
+                names = vocabulary(_RECORD_VOCABULARIES[name])
             if names is None:
                 raise LogError(f"dictionaries: the names of column {name!r} are required")
             names = tuple(names)
@@ -373,6 +357,10 @@ class ArrowLogWriter:
         for start in range(0, n, step):
             arrays = [self._array(f, columns[f][start : start + step]) for f in self._names]
             self._write(pa.RecordBatch.from_arrays(arrays, schema=self._schema))
+
+    def write_rows(self, rows: RequestRows | AlertRows) -> None:
+        """Append a producer's rows: :meth:`write_columns` of ``rows.columns()``."""
+        self.write_columns(**rows.columns())
 
     def write_batch(self, batch: pa.RecordBatch) -> None:
         """Append one record batch of the log's schema, with the log's own dictionaries."""

@@ -51,11 +51,11 @@ class RunSink:
 
     # ------------------------------------------------------------------ sink protocol
     def requests(self, rows: RequestRows) -> None:
-        self.req_log.write_columns(**rows.columns())
+        self.req_log.write_rows(rows)
         self.tally.record_requests(rows)
 
     def alerts(self, rows: AlertRows) -> None:
-        self.alert_log.write_columns(**rows.columns())
+        self.alert_log.write_rows(rows)
         self.tally.record_alerts(rows)
 
     def progress(self, done_ns: int, end_ns: int) -> None:

@@ -355,11 +355,12 @@ class RunParts:
 
 
 def _round6(x: float) -> float:
-    return round(x, 6)
+    return round(float(x), 6)
 
 
 def _nan_none(x: float) -> float | None:
-    return None if (isinstance(x, float) and not math.isfinite(x)) else x
+    x = float(x)
+    return None if not math.isfinite(x) else x
 
 
 class RunSummary(Struct, kw_only=True):
@@ -419,7 +420,9 @@ class RunSummary(Struct, kw_only=True):
             h = t.latency_by_class[k]
             if h.count:
                 p = h.percentiles([50.0, 99.0])
-                by_class[name] = ClassLatency(requests=h.count, p50_s=p[0] / NS, p99_s=p[1] / NS, max_s=h.max / NS)
+                by_class[name] = ClassLatency(
+                    requests=h.count, p50_s=float(p[0] / NS), p99_s=float(p[1] / NS), max_s=h.max / NS
+                )
         invalid = {}
         for k, name in enumerate(INVALID_KINDS):
             row = t.invalid[k]
@@ -436,8 +439,8 @@ class RunSummary(Struct, kw_only=True):
             peak_backlog=t.series_backlog[:used].tolist(),
             cache_hits=t.series_cache[:used].tolist(),
             device_requests=t.series_device[:used].tolist(),
-            latency_p50_s=[None if np.isnan(v) else v / NS for v in series_pct[:used, 0]],
-            latency_p99_s=[None if np.isnan(v) else v / NS for v in series_pct[:used, 1]],
+            latency_p50_s=[None if np.isnan(v) else float(v / NS) for v in series_pct[:used, 0]],
+            latency_p99_s=[None if np.isnan(v) else float(v / NS) for v in series_pct[:used, 1]],
             alerts={ALERT_ACTIONS[a]: t.series_actions[a, :used].tolist() for a in range(len(ALERT_ACTIONS))},
         )
         cache = None

@@ -150,7 +150,7 @@ def build_pipeline(s: Scenario, pop: Population, shards: int | None = None) -> P
         cache_capacity=s.cache.capacity or None,
         cache_enabled=s.cache.enabled,
         shards=shards or s.shards,
-        throttle=s.throttle,
+        throttle_policy=s.throttle_policy,
         # a day's cacheable reads stay resident for the retention: size for them up front
         cache_initial_capacity=int(
             len(pop.esme) * (1.6 + s.mhhs.daily_read_share) * max(1.0, s.cache.retention_h / 24)

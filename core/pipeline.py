@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 from dccsim.cache import CacheStats, ReadingsCache
 from dccsim.cache.readthrough import ReadThroughCache
-from dccsim.throttle import Throttle, ThrottlePolicy, ThrottleStats, policy_from_dict
+from dccsim.throttle import Throttle, ThrottlePolicy, ThrottleStats
 
 from . import _kernels as K
 from ._kernels import FAULT_E20, FAULT_E21, FAULT_NONE, O_CACHE, O_DCC, O_DEVICE, O_FAILED, O_REJECTED
@@ -156,7 +156,8 @@ class Pipeline:
     cache_enabled: bool = True
     shards: int = 1
     replay: ReplayState = field(default_factory=ReplayState)
-    throttle: dict[str, object] | None = None
+    #: Alert Storm Protection's policy, converted once by whoever configures the run
+    throttle_policy: ThrottlePolicy = field(default_factory=ThrottlePolicy)
 
     def __post_init__(self) -> None:
         self.dsp = CapacityModel(self.capacity)
@@ -172,7 +173,6 @@ class Pipeline:
         self._timeout = self.capacity.timeout_ns_array()
         self._service_ns = self.capacity.service_ns_array()
         self._cat = catalogue()
-        self.throttle_policy: ThrottlePolicy = policy_from_dict(self.throttle or {}, source="scenario [throttle]")
         self.throttles = [Throttle(self.throttle_policy) for _ in range(self.shards)]
 
     def process(

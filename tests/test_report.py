@@ -372,6 +372,20 @@ def test_the_callers_summary_and_scenario_are_used_as_given(tmp_path: Path) -> N
     assert "mhhs read 400,000 5.00 s 40.0 s 120 s 90.0 s" in text
 
 
+def test_write_run_folder_reports_the_summary_and_scenario_it_holds(tmp_path: Path) -> None:
+    from dccsim.bench.compose import load_run, write_run_folder
+
+    run = load_run("smoke")
+    own = msgspec.structs.replace(run.scenario, description="The scenario the run was given")
+    summary, result = write_run_folder(tmp_path, ran_summary(), run.criteria, own)
+    page = (tmp_path / "report.html").read_text()
+    text = text_of(page)
+    assert "The scenario the run was given" in text and "criteria from summary.json" in text
+    assert f"{len(result.verdicts) - result.failed_count} of {len(result.verdicts)} exit criteria pass" in text
+    again = build_report(tmp_path, tmp_path / "again.html", scenario=own).read_text()  # from summary.json
+    assert mask_clock(page) == mask_clock(again)
+
+
 def test_an_empty_run_builds(tmp_path: Path) -> None:
     srvs = catalogue().srvs
     empty = RunSummary.from_parts(RunParts(tally=RunTally(DAY_NS, len(srvs)), srvs=srvs))

@@ -236,9 +236,12 @@ def run_summary(
     return RunSummary.from_parts(parts, run=info, **sections)
 
 
-def write_run_folder(out: Path, summary: RunSummary, criteria: Criteria) -> tuple[RunSummary, CriteriaResult]:
+def write_run_folder(
+    out: Path, summary: RunSummary, criteria: Criteria, scenario: Scenario | None = None
+) -> tuple[RunSummary, CriteriaResult]:
     """Judge the criteria on the summary, then write ``summary.json`` and ``report.html`` into
-    ``out``; returns the summary with its verdict, and the verdict.
+    ``out``; returns the summary with its verdict, and the verdict. The report is built from
+    this summary and ``scenario`` (the run's; without it, the one recorded in ``out``'s log).
 
     A criterion whose path the summary lacks still leaves both files (the run is kept), then
     raises its :class:`~dccsim.bench.results.criteria.CriteriaError` saying so.
@@ -249,11 +252,11 @@ def write_run_folder(out: Path, summary: RunSummary, criteria: Criteria) -> tupl
         result = evaluate(summary.to_builtins(), criteria)
     except CriteriaError as exc:
         (out / "summary.json").write_text(summary.to_json())
-        build_report(out)
+        build_report(out, summary=summary, scenario=scenario)
         raise CriteriaError(f"{exc} (the run is kept in {out}/)") from None
     summary = summary.with_criteria(criteria_dict(result))
     (out / "summary.json").write_text(summary.to_json())
-    build_report(out)
+    build_report(out, summary=summary, scenario=scenario)
     return summary, result
 
 
@@ -268,7 +271,7 @@ def finish_serve(
         mode="wall-clock", wall_seconds=round(wall_s, 3), server=counters,
         events_per_second=round(counters["requests"] / wall_s) if wall_s > 0 else None,
     )  # fmt: skip
-    return write_run_folder(out, summary, run.criteria)
+    return write_run_folder(out, summary, run.criteria, run.scenario)
 
 
 def finish_load(
@@ -281,7 +284,7 @@ def finish_load(
         dsp_servers=run.scenario.dsp_servers, mode="wall-clock", wallclock=wallclock, wall_seconds=round(wall_s, 3),
         server=stats.server if stats else None, events_per_second=wallclock["answer_rate_per_s"],
     )  # fmt: skip
-    return write_run_folder(out, summary, run.criteria)
+    return write_run_folder(out, summary, run.criteria, run.scenario)
 
 
 @dataclass
@@ -362,6 +365,6 @@ def simulate(
         events_per_second=round(sink.events / wall) if wall > 0 else None,
         peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     )  # fmt: skip
-    summary, verdict = write_run_folder(out_dir, summary, run.criteria)
+    summary, verdict = write_run_folder(out_dir, summary, run.criteria, run.scenario)
     return RunResult(summary=summary, criteria=verdict, out_dir=out_dir, pipeline=pipeline)
 

@@ -18,17 +18,35 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import numpy as np
 import pytest
 from cli_helper import cli
 from dccsim.bench.results import criteria as crit
 from dccsim.bench.results.charts import Series, time_chart
 from dccsim.bench.results.report import ReportError, build_report, render_report
+from dccsim.bench.results.summary import RunInfo, RunParts, RunSummary, RunTally, TopDevice
+from dccsim.core.catalogue import catalogue
+from dccsim.core.records import ALERT_ACTIONS, OUTCOMES, REQUEST_CLASSES, RESPONSE_CODES, AlertRows, RequestRows
+from dccsim.loadgen.scenario import load_scenario
 
-DAY_NS = 1_795_392_000 * 1_000_000_000  # 2026-11-23 00:00 UTC
+NS = 1_000_000_000
+DAY_NS = 1_795_392_000 * NS  # 2026-11-23 00:00 UTC
 
 
-def make_summary(n: int = 104, bad_night: bool = False) -> dict[str, Any]:
-    """A summary.json in the shape ``dccsim run`` writes: an MHHS night, re-reads, two storms."""
+def summary_from(doc: dict[str, Any]) -> RunSummary:
+    """The typed summary of a complete summary.json document (every field checked, as on reading)."""
+    return msgspec.convert(doc, RunSummary)
+
+
+def with_run(summary: RunSummary, **changes: Any) -> RunSummary:
+    """A copy of ``summary`` with fields of its ``run`` section changed."""
+    assert isinstance(summary.run, RunInfo)
+    return msgspec.structs.replace(summary, run=msgspec.structs.replace(summary.run, **changes))
+
+
+def make_summary(n: int = 104, bad_night: bool = False) -> RunSummary:
+    """A summary in the shape ``dccsim run`` writes: an MHHS night, re-reads, two storms."""
     req, resp, within, backlog, cache, device, p50, p99, fwd, thr, exc = ([] for _ in range(11))
     for i in range(n):
         h = (i + 0.5) / 4
@@ -48,7 +66,7 @@ def make_summary(n: int = 104, bad_night: bool = False) -> dict[str, Any]:
         exc.append(8)
     total = sum(req)
     p50[-1] = p99[-1] = None  # an interval without requests
-    return {
+    doc = {
         "requests": total,
         "alerts": sum(fwd) + sum(thr) + sum(exc),
         "latency_s": {
@@ -126,12 +144,18 @@ def make_summary(n: int = 104, bad_night: bool = False) -> dict[str, Any]:
             "dsp_servers": 1,
         },
     }
+    return summary_from(doc)
 
 
-def write_run(folder: Path, summary: dict[str, Any]) -> Path:
+def write_run(folder: Path, summary: RunSummary) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "summary.json").write_text(json.dumps(summary))
+    (folder / "summary.json").write_text(summary.to_json())
     return folder
+
+
+def mask_clock(page: str) -> str:
+    """The page without its generation time (the one line that differs between two renderings)."""
+    return re.sub(r"Generated \d{4}-\d\d-\d\d \d\d:\d\d UTC", "Generated (time)", page)
 
 
 def text_of(page: str) -> str:
@@ -162,6 +186,7 @@ def test_passing_run_headline_and_sections(tmp_path: Path) -> None:
     assert "00-DB-12-34-56-78-90-00" in text  # storm devices as EUI-64s
     assert "40.0 B" in text and "48 h" in text  # cache bytes per entry and retention
     assert "x1.5" in text and "0.0005" in text and "12.5 s" in text  # uplift, scale, wall time
+    assert "Throttle settings: policy = fixed-window, threshold = 10" in text
 
 
 def test_failing_run_counts_failed_criteria(tmp_path: Path) -> None:
@@ -178,7 +203,7 @@ def test_failing_run_counts_failed_criteria(tmp_path: Path) -> None:
 def test_stored_verdicts_take_precedence(tmp_path: Path) -> None:
     summary = make_summary()
     result = crit.evaluate(summary, {"latency_s.p50 < 1": 3, "requests > 1": 1})
-    summary["exit_criteria"] = crit.to_dict(result)
+    summary = summary.with_criteria(crit.to_dict(result))
     text = text_of(build_report(write_run(tmp_path / "run", summary)).read_text())
     assert "Meets targets (1 failure within thresholds)" in text
     assert "latency_s.p50 < 1" in text and "within_target_ratio >= 0.97" not in text
@@ -186,8 +211,7 @@ def test_stored_verdicts_take_precedence(tmp_path: Path) -> None:
 
 
 def test_no_criteria_is_neither_pass_nor_fail(tmp_path: Path) -> None:
-    summary = make_summary()
-    summary["run"]["scenario"] = "not-a-builtin"
+    summary = with_run(make_summary(), scenario="not-a-builtin")
     text = text_of(build_report(write_run(tmp_path / "run", summary)).read_text())
     assert "No exit criteria" in text and "Meets targets" not in text and "Fails" not in text
 
@@ -261,9 +285,8 @@ def test_log_scale_for_wide_latency_ranges() -> None:
 
 
 def test_untrusted_text_is_escaped(tmp_path: Path) -> None:
-    summary = make_summary()
-    summary["run"]["scenario"] = "<script>alert(1)</script>"
-    summary["top_throttled_devices"] = [{"device": "<img src=x>", "throttled": 1}]
+    summary = with_run(make_summary(), scenario="<script>alert(1)</script>")
+    summary.top_throttled_devices = [TopDevice(device="<img src=x>", throttled=1)]
     page = render_report(summary, tmp_path)
     assert "<script>" not in page and "<img" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -281,23 +304,139 @@ def test_page_is_self_contained(tmp_path: Path) -> None:
     assert "<img" not in page and "@font-face" not in page
 
 
-def test_sparse_and_odd_summaries_still_build(tmp_path: Path) -> None:
-    minimal = {"requests": 0, "within_target_ratio": math.nan, "latency_s": {"p50": math.nan}}
-    text = text_of(build_report(write_run(tmp_path / "min", minimal)).read_text())
-    assert "no data in this run" in text and "n/a" in text
+def ran_summary() -> RunSummary:
+    """The summary a run holds in memory, derived from a few thousand rows; NaN for the cache
+    figures nothing measured (summary.json has null there)."""
+    srvs = catalogue().srvs
+    rng = np.random.default_rng(5)
+    n, m = 3000, 400
+    t = np.sort(DAY_NS + rng.integers(0, 20 * 3600 * NS, n))
+    lat = rng.lognormal(22.0, 1.2, n).astype(np.int64)  # a few seconds, a tail of minutes
+    u8 = lambda values: np.asarray(values, np.uint8)  # noqa: E731
+    zeros = np.zeros(n, np.int64)
+    requests = RequestRows(
+        seq=np.arange(n, dtype=np.uint64), t_scheduled_ns=t, t_done_ns=t + lat,
+        device=rng.integers(1, 1 << 40, n).astype(np.uint64), srv=u8(rng.integers(0, 6, n)), role=u8(zeros),
+        command_variant=u8(zeros + 1), outcome=u8(rng.choice([OUTCOMES.index("device"), OUTCOMES.index("cache")], n)),
+        response_code=u8(rng.choice([RESPONSE_CODES.index("I0"), RESPONSE_CODES.index("E2")], n, p=[0.98, 0.02])),
+        latency_ns=lat, within_target=lat < 30 * NS, period_start_ns=zeros, period_end_ns=zeros,
+        originator=np.full(n, 1 << 40, np.uint64), counter=np.arange(n, dtype=np.uint64),
+        request_class=u8(rng.integers(0, len(REQUEST_CLASSES), n)), attempt=u8(rng.random(n) < 0.01),
+        invalid=u8(zeros), wait_ns=lat // 4, backlog=rng.integers(0, 80, n),
+    )  # fmt: skip
+    alerts = AlertRows(
+        t_ns=np.sort(DAY_NS + rng.integers(0, 20 * 3600 * NS, m)), device=rng.integers(1, 30, m).astype(np.uint64),
+        alert_code=np.full(m, 0x8F84, np.uint16), action=u8(rng.integers(0, len(ALERT_ACTIONS), m)),
+        throttled_count=np.zeros(m, np.uint32), sequence_id=np.zeros(m, np.uint32), storm=rng.random(m) < 0.5,
+        instruction=np.zeros(m, np.uint16), total_instructions=np.zeros(m, np.uint16),
+    )  # fmt: skip
+    tally = RunTally(DAY_NS, len(srvs))
+    tally.record_requests(requests)
+    tally.record_alerts(alerts)
+    cache = {"hits": 0, "misses": 0, "hit_ratio": math.nan, "stores": 0, "bytes_per_entry": math.nan}
+    return RunSummary.from_parts(
+        RunParts(tally=tally, srvs=srvs, cache_stats=cache, throttle_config={"threshold": 10}),
+        run=msgspec.convert(make_summary().to_builtins()["run"], RunInfo),
+        wall_seconds=1.25,
+        events_per_second=2720,
+    )
+
+
+def test_a_summary_held_in_memory_renders_as_its_summary_json(tmp_path: Path) -> None:
+    held = ran_summary()
+    assert held.cache is not None and math.isnan(held.cache.bytes_per_entry or 0.0)  # null in summary.json
+    folder = tmp_path / "run"
+    folder.mkdir()
+    # the process that ran the day passes its summary: the folder has no summary.json to read
+    from_memory = build_report(folder, folder / "held.html", summary=held).read_text()
+    from_file = build_report(write_run(folder, held)).read_text()
+    assert mask_clock(from_memory) == mask_clock(from_file)
+    text = text_of(from_file)
+    assert "memory per entry n/a" in text and "hit ratio n/a" in text
+    assert f"requests {held.requests:,}" in text and "wall time 1.25 s" in text
+
+
+def test_the_callers_summary_and_scenario_are_used_as_given(tmp_path: Path) -> None:
+    folder = write_run(tmp_path / "run", make_summary(bad_night=True))  # not what the caller holds
+    text = text_of(build_report(folder, summary=make_summary()).read_text())
+    assert "Meets targets" in text and "Fails" not in text
+    # without a scenario: the built-in one the run names (this folder has no log recording one)
+    assert "A tiny MHHS day" in text and "mhhs read 400,000 5.00 s 40.0 s 120 s 60.0 s" in text
+    smoke, _ = load_scenario("smoke")
+    mhhs = msgspec.structs.replace(smoke.capacity.classes["mhhs_read"], target_s=90.0)
+    classes = {**smoke.capacity.classes, "mhhs_read": mhhs}
+    capacity = msgspec.structs.replace(smoke.capacity, classes=classes)
+    own = msgspec.structs.replace(smoke, description="The day as its caller ran it", capacity=capacity)
+    text = text_of(build_report(folder, summary=make_summary(), scenario=own).read_text())
+    assert "The day as its caller ran it" in text and "A tiny MHHS day" not in text
+    assert "mhhs read 400,000 5.00 s 40.0 s 120 s 90.0 s" in text
+
+
+def test_write_run_folder_reports_the_summary_and_scenario_it_holds(tmp_path: Path) -> None:
+    from dccsim.bench.compose import load_run, write_run_folder
+
+    run = load_run("smoke")
+    own = msgspec.structs.replace(run.scenario, description="The scenario the run was given")
+    summary, result = write_run_folder(tmp_path, ran_summary(), run.criteria, own)
+    page = (tmp_path / "report.html").read_text()
+    text = text_of(page)
+    assert "The scenario the run was given" in text and "criteria from summary.json" in text
+    assert f"{len(result.verdicts) - result.failed_count} of {len(result.verdicts)} exit criteria pass" in text
+    again = build_report(tmp_path, tmp_path / "again.html", scenario=own).read_text()  # from summary.json
+    assert mask_clock(page) == mask_clock(again)
+
+
+def test_an_empty_run_builds(tmp_path: Path) -> None:
+    srvs = catalogue().srvs
+    empty = RunSummary.from_parts(RunParts(tally=RunTally(DAY_NS, len(srvs)), srvs=srvs))
+    assert empty.run is msgspec.UNSET and empty.cache is None and empty.latency_s.p50 is None
+    text = text_of(build_report(tmp_path, summary=empty).read_text())
+    assert "run report run 2026-11-23" in text  # no run section: named "run", the day from the series
+    assert "scale n/a meters n/a seed n/a" in text  # and no settings (not zeros)
+    assert "No exit criteria" in text and "latency p50 n/a" in text and "no data in this run" in text
+    assert "No requests by SRV in this run." in text and "No device was throttled." in text
+    assert "peak memory (RSS) n/a" in text
+
+
+def test_a_run_without_server_statistics(tmp_path: Path) -> None:
+    full = make_summary()
+    alerts_only = msgspec.structs.replace(full.series, alerts={})
+    summary = msgspec.structs.replace(full, cache=None, throttle=None, series=alerts_only)
+    page = build_report(write_run(tmp_path / "run", summary)).read_text()
+    # the smoke scenario judges the cache's hit ratio, which this run did not measure
+    assert "Verdict unavailable" in text_of(page) and "cache.hit_ratio" in text_of(page)
+    cache = text_of(page[page.index('id="cache"') : page.index('id="throttle"')])
+    assert "hit ratio n/a n/a hits, n/a misses" in cache and "retention n/a" in cache
+    throttle = text_of(page[page.index('id="throttle"') : page.index('id="details"')])
+    assert f"alerts throttled {full.alert_actions['throttled']:,} of" in throttle  # counted in the alerts
+    assert f"excluded codes {full.alert_actions['excluded']:,}" in throttle
+    assert "no data in this run" in throttle and "Throttle settings" not in throttle
+
+
+def test_a_stored_verdict_that_cannot_be_read(tmp_path: Path) -> None:
     summary = make_summary()
-    del summary["series"]["alerts"], summary["cache"], summary["throttle"]
-    summary["exit_criteria"] = {"criteria": "garbage"}
-    text = text_of(build_report(write_run(tmp_path / "odd", summary)).read_text())
-    assert "Verdict unavailable" in text
+    stored = crit.to_dict(crit.evaluate(summary, {"requests > 1": 1}))
+    summary = summary.with_criteria({**stored, "failures_by_severity": {"S1": 0}})
+    text = text_of(build_report(write_run(tmp_path / "run", summary)).read_text())
+    assert "Verdict unavailable" in text and "not a stored verdict document" in text
 
 
 def test_build_report_errors(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="no summary.json"):
         build_report(tmp_path)
-    (tmp_path / "summary.json").write_text("[1]")
-    with pytest.raises(ReportError, match="expected a JSON object"):
-        build_report(tmp_path)
+    path = tmp_path / "summary.json"
+    wrong_type = json.dumps({**make_summary().to_builtins(), "requests": "many"})
+    for text, why in (
+        ("[1]", "Expected `object`, got `array`"),
+        ("{not json", "malformed"),
+        ('{"requests": 1}', "missing required field"),
+        (wrong_type, "Expected `int`, got `str` - at `$.requests`"),
+    ):
+        path.write_text(text)
+        with pytest.raises(ReportError, match=re.escape(f"{path}: not a dccsim summary")) as err:
+            build_report(tmp_path)
+        assert why in str(err.value)
+    assert not (tmp_path / "report.html").exists()
 
 
 def test_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -314,6 +453,9 @@ def test_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     empty.mkdir()
     code, _, err = cli("report", str(empty), capsys=capsys)
     assert code == 2 and "no summary.json" in err
+    (empty / "summary.json").write_text('{"requests": 1}')
+    code, out, err = cli("report", str(empty), capsys=capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "not a dccsim summary" in err
 
 
 # ------------------------------------------------------------------------------ in a browser

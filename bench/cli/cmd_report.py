@@ -1,6 +1,7 @@
 """``dccsim report``, ``compare`` and ``check``: reading results, and gating CI on them.
 
-``dccsim report RUN_DIR`` (re)builds the run folder's ``report.html``.
+``dccsim report RUN_DIR`` (re)builds the run folder's ``report.html`` from what the folder
+holds: its ``summary.json`` and the scenario recorded in its ``requests.arrow``.
 
 ``dccsim check RUN_DIR [--criteria FILE]`` judges the run's ``summary.json`` against exit
 criteria (by default those of the scenario the run recorded) and exits 1 when the run fails.
@@ -59,11 +60,11 @@ def _run_dir(path: Path) -> Path:
     help="Where to write the page (default RUN_DIR/report.html).",
 )
 def report(run_dir: Path, out: Path | None) -> None:
-    """Build RUN_DIR/report.html: one self-contained page with the run's tables and charts."""
+    """Build RUN_DIR/report.html from RUN_DIR/summary.json: one self-contained page with the run's tables and charts."""
     from ..results.report import ReportError, build_report
 
     try:
-        path = build_report(_run_dir(run_dir), out)
+        path = build_report(_run_dir(run_dir), out)  # no summary given: read from the folder
     except ReportError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:

@@ -1,9 +1,11 @@
 """``report.html``: one self-contained page that tells a tester how the simulated day went.
 
-:func:`build_report` reads a run folder's ``summary.json`` and writes ``report.html`` beside
-it. The page needs nothing but a browser: charts are inline SVG drawn in Python by
-:mod:`.charts` (no scripts, fonts, images or style sheets from anywhere else), so it opens
-offline, prints, and can be attached to a test-phase record as it is.
+:func:`build_report` writes ``report.html`` into a run folder (or elsewhere) from the run's
+typed summary (:class:`~.summary.RunSummary`): the one the caller holds (the process that
+ran the day), else the folder's ``summary.json``. The page needs nothing but a browser:
+charts are inline SVG drawn in Python by :mod:`.charts` (no scripts, fonts, images or style
+sheets from anywhere else), so it opens offline, prints, and can be attached to a test-phase
+record as it is.
 
 From top to bottom: the verdict (``meets targets`` / ``fails N criteria``), the key figures,
 the exit criteria, traffic and backlog over the day, latency and target-time compliance over
@@ -12,25 +14,30 @@ run's details. Times of day are HH:MM in UTC from the start of the simulated day
 15-minute intervals. Every chart point carries a tooltip with its interval and values.
 
 :func:`render_report` joins one function per part of the page, defined below it in page order;
-each takes the summary (or the parts it needs) and returns its HTML. What the page shows is
+each takes the summary (or the typed sections it needs) and returns its HTML. Sections some
+runs lack are handled where they are shown: ``run`` and ``exit_criteria`` may be unset,
+``cache`` and ``throttle`` None (a load run whose server gave no statistics: the cache's
+figures read ``n/a``, the alert counts come from ``alert_actions``). What the page shows is
 decided here; how it is drawn (value formatting, tiles, tables, charts and their CSS) is
 :mod:`.charts`.
 
-Exit criteria come from ``summary.json`` (``exit_criteria``, as :func:`criteria.to_dict`
-stores them); a summary without them is judged here against the criteria of the scenario the
-run recorded, when there is one.
+Exit criteria come from the summary (``exit_criteria``, as :func:`criteria.to_dict` stores
+them); a summary without them is judged here against the criteria of the scenario the run
+recorded, when there is one. The scenario (request classes' target times, description) is
+the one the caller passes, else the one recorded in the folder's ``requests.arrow``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import msgspec
 from dccsim.core.errors import ConfigError
+from msgspec import UNSET
 
 from . import criteria as crit
 from .charts import (
@@ -52,6 +59,11 @@ from .charts import (
     tile,
     time_chart,
 )
+from .summary import CacheSection, ClassLatency, RunInfo, RunSummary, SummaryError, ThrottleSection, TopDevice
+from .summary import Series as SummarySeries
+
+if TYPE_CHECKING:
+    from dccsim.loadgen.scenario import Scenario
 
 __all__ = ["build_report", "render_report", "ReportError"]
 
@@ -78,17 +90,19 @@ def _criterion_refs(result: crit.CriteriaResult | None, path: str, label: str) -
     if result is None:
         return []
     return [
-        (
-            v.criterion.threshold,
-            f"exit criterion: {label} {v.criterion.op} {v.criterion.threshold:g}",
-        )
+        (v.criterion.threshold, f"exit criterion: {label} {v.criterion.op} {v.criterion.threshold:g}")
         for v in result.verdicts
         if v.criterion.path == path
     ]
 
 
-def _scenario(run_dir: Path, summary: Mapping[str, Any]) -> Any:
-    """The run's scenario (for targets and description), or None."""
+def _run_info(summary: RunSummary) -> RunInfo | None:
+    """The run's metadata, or None for a summary without it."""
+    return None if summary.run is UNSET else summary.run
+
+
+def _scenario(run_dir: Path, run: RunInfo | None) -> Scenario | None:
+    """The scenario recorded in the run folder's log, else the built-in one the run names, or None."""
     try:
         from dccsim.loadgen.scenario import builtin_scenarios, parse_scenario
 
@@ -96,19 +110,18 @@ def _scenario(run_dir: Path, summary: Mapping[str, Any]) -> Any:
 
         log = run_dir / "requests.arrow"
         text = log_metadata(log).get("dccsim.scenario") if log.is_file() else None
-        if text is None:
-            text = builtin_scenarios().get((summary.get("run") or {}).get("scenario", ""))
+        if text is None and run is not None:
+            text = builtin_scenarios().get(run.scenario)
         return parse_scenario(text) if text else None
-    except Exception:  # noqa: BLE001 - the report must build from summary.json alone
+    except Exception:  # noqa: BLE001 - the report must build from the summary alone
         return None
 
 
-def _verdict(summary: Mapping[str, Any], run_dir: Path) -> tuple[crit.CriteriaResult | None, str, str]:
+def _verdict(summary: RunSummary, run_dir: Path) -> tuple[crit.CriteriaResult | None, str, str]:
     """(result, where the criteria came from, problem text)."""
-    stored = summary.get("exit_criteria")
-    if isinstance(stored, Mapping) and stored.get("criteria") is not None:
+    if summary.exit_criteria is not UNSET:
         try:
-            return crit.from_dict(stored), "summary.json", ""
+            return crit.from_dict(msgspec.to_builtins(summary.exit_criteria)), "summary.json", ""
         except crit.CriteriaError as exc:
             return None, "", str(exc)
     try:
@@ -123,17 +136,36 @@ def _verdict(summary: Mapping[str, Any], run_dir: Path) -> tuple[crit.CriteriaRe
         return None, "", str(exc)
 
 
+def _alert_counts(summary: RunSummary) -> tuple[int | None, int | None, int | None]:
+    """Alerts (throttled, forwarded, excluded): Alert Storm Protection's own statistics, else
+    (no ``throttle`` section) the actions counted in the run's alerts."""
+    thr = summary.throttle
+    if thr is not None:
+        return thr.throttled, thr.forwarded, thr.excluded
+    acts = summary.alert_actions
+    return acts.get("throttled"), acts.get("forwarded"), acts.get("excluded")
+
+
+def _cache_figures(summary: RunSummary) -> CacheSection:
+    """The cache section; without one (no statistics from the server) every figure is ``n/a``."""
+    return summary.cache if summary.cache is not None else CacheSection()
+
+
 # ------------------------------------------------------------------------------ the page
-def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> str:
-    """The report page as one HTML string: the sections below, top to bottom."""
+def render_report(summary: RunSummary, run_dir: Path | None = None, scenario: Scenario | None = None) -> str:
+    """The report page as one HTML string: the sections below, top to bottom.
+
+    ``scenario`` gives the request classes' target times and the description; without it they
+    come from the scenario recorded in ``run_dir`` (see :func:`_scenario`).
+    """
     run_dir = Path(run_dir) if run_dir is not None else Path(".")
-    run = summary.get("run") or {}
-    series = summary.get("series") or {}
-    interval_s = float(series.get("interval_s", 900) or 900)
-    day_label = _day_label(run, series)
+    run = _run_info(summary)
+    interval_s = float(summary.series.interval_s or 900)
+    day_label = _day_label(run, summary.series)
     result, source, problem = _verdict(summary, run_dir)
-    scenario = _scenario(run_dir, summary)
-    name = run.get("scenario", "run")
+    if scenario is None:
+        scenario = _scenario(run_dir, run)
+    name = run.scenario if run is not None else "run"
     body = "".join(
         [
             _header(run, name, day_label, scenario),
@@ -143,7 +175,7 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
             _traffic_section(summary, interval_s),
             _latency_section(summary, result, scenario, interval_s),
             _srv_section(summary, result),
-            _cache_section(summary, interval_s),
+            _cache_section(_cache_figures(summary), summary.series, interval_s),
             _throttle_section(summary, interval_s),
             _details_section(summary),
             _footer(run, run_dir),
@@ -152,28 +184,34 @@ def render_report(summary: Mapping[str, Any], run_dir: Path | None = None) -> st
     return _page(f"dccsim report: {name} {day_label}", body)
 
 
-def _day_label(run: Mapping[str, Any], series: Mapping[str, Any]) -> str:
-    """The simulated day as YYYY-MM-DD: the run's own, else the series' start, else empty."""
-    start_ns = series.get("start_ns")
-    return run.get("day") or (
-        datetime.fromtimestamp(start_ns / NS, UTC).strftime("%Y-%m-%d") if isinstance(start_ns, int) else ""
+def _day_label(run: RunInfo | None, series: SummarySeries) -> str:
+    """The simulated day as YYYY-MM-DD: the run's own, else the series' start."""
+    if run is not None and run.day:
+        return run.day
+    return datetime.fromtimestamp(series.start_ns / NS, UTC).strftime("%Y-%m-%d")
+
+
+_FACTS = ("scale", "meters", "seed", "capacity uplift", "demand", "DSP servers", "shards", "dccsim")
+
+
+def _header(run: RunInfo | None, name: str, day_label: str, scenario: Scenario | None) -> str:
+    """Scenario name and day, the scenario's description, and the run's settings (``n/a`` without them)."""
+    description = scenario.description if scenario is not None else ""
+    values: list[object] = (
+        [
+            f"{run.scale:g}",
+            fmt_int(run.meters),
+            run.seed,
+            f"x{run.uplift:g}",
+            f"x{run.demand:g}",
+            fmt_int(run.dsp_servers),
+            run.shards,
+            run.dccsim_version,
+        ]
+        if run is not None
+        else ["n/a"] * len(_FACTS)
     )
-
-
-def _header(run: Mapping[str, Any], name: str, day_label: str, scenario: Any) -> str:
-    """Scenario name and day, the scenario's description, and the run's settings."""
-    description = getattr(scenario, "description", "") if scenario is not None else ""
-    facts = [
-        ("scale", f"{as_number(run.get('scale')) or 0:g}"),
-        ("meters", fmt_int(run.get("meters"))),
-        ("seed", run.get("seed", "n/a")),
-        ("capacity uplift", f"x{as_number(run.get('uplift')) or 0:g}"),
-        ("demand", f"x{as_number(run.get('demand')) or 0:g}"),
-        ("DSP servers", fmt_int(run.get("dsp_servers"))),
-        ("shards", run.get("shards", "n/a")),
-        ("dccsim", run.get("dccsim_version", "n/a")),
-    ]
-    facts_html = "".join(f"<div><dt>{esc(k)}</dt><dd>{esc(v)}</dd></div>" for k, v in facts)
+    facts_html = "".join(f"<div><dt>{esc(k)}</dt><dd>{esc(v)}</dd></div>" for k, v in zip(_FACTS, values, strict=True))
     return (
         '<header><div class="kicker">dccsim run report</div>'
         f'<h1>{esc(name)} <span class="day">{esc(day_label)}</span></h1>'
@@ -224,54 +262,52 @@ def _tone(result: crit.CriteriaResult | None, path: str) -> str:
     return "" if not judged else "good" if all(judged) else "bad"
 
 
-def _key_figures(summary: Mapping[str, Any], result: crit.CriteriaResult | None) -> str:
+def _key_figures(summary: RunSummary, result: crit.CriteriaResult | None) -> str:
     """The row of tiles under the verdict: traffic, latency, backlog, cache, alerts, wall time."""
-    lat = summary.get("latency_s") or {}
-    cache = summary.get("cache") or {}
-    thr = summary.get("throttle") or {}
-    acts = summary.get("alert_actions") or {}
+    lat = summary.latency_s
+    cache = _cache_figures(summary)
+    throttled, forwarded, _ = _alert_counts(summary)
     tiles = [
-        tile("requests", fmt_int(summary.get("requests")), f"{fmt_int(summary.get('retries'))} retries"),
+        tile("requests", fmt_int(summary.requests), f"{fmt_int(summary.retries)} retries"),
         tile(
             "within target time",
-            fmt_pct(summary.get("within_target_ratio")),
+            fmt_pct(summary.within_target_ratio),
             "of responses inside their target response time",
             _tone(result, "within_target_ratio"),
         ),
         tile(
             "latency p50",
-            fmt_secs(lat.get("p50")),
+            fmt_secs(lat.p50),
             "from scheduled time to response",
             _tone(result, "latency_s.p50"),
         ),
         tile(
             "latency p99",
-            fmt_secs(lat.get("p99")),
-            f"max {fmt_secs(lat.get('max'))}",
+            fmt_secs(lat.p99),
+            f"max {fmt_secs(lat.max)}",
             _tone(result, "latency_s.p99"),
         ),
         tile(
             "peak DSP backlog",
-            fmt_int(summary.get("peak_backlog")),
-            f"mean wait {fmt_secs(summary.get('mean_wait_s'))}",
+            fmt_int(summary.peak_backlog),
+            f"mean wait {fmt_secs(summary.mean_wait_s)}",
             _tone(result, "peak_backlog"),
         ),
         tile(
             "cache hit ratio",
-            fmt_pct(cache.get("hit_ratio"), 1),
-            f"{fmt_int(cache.get('device_requests_saved', cache.get('hits')))} device requests saved",
+            fmt_pct(cache.hit_ratio, 1),
+            f"{fmt_int(cache.device_requests_saved)} device requests saved",
             _tone(result, "cache.hit_ratio"),
         ),
         tile(
             "alerts throttled",
-            fmt_int(thr.get("throttled", acts.get("throttled"))),
-            f"of {fmt_int(summary.get('alerts'))} device alerts; "
-            f"{fmt_int(thr.get('forwarded', acts.get('forwarded')))} forwarded",
+            fmt_int(throttled),
+            f"of {fmt_int(summary.alerts)} device alerts; {fmt_int(forwarded)} forwarded",
         ),
         tile(
             "wall time",
-            fmt_secs(summary.get("wall_seconds")),
-            f"{fmt_si(as_number(summary.get('events_per_second')) or 0)} events/s on this machine",
+            fmt_secs(summary.wall_seconds),
+            f"{fmt_si(as_number(summary.events_per_second) or 0)} events/s on this machine",
         ),
     ]
     return f'<div class="tiles">{"".join(tiles)}</div>'
@@ -300,17 +336,16 @@ def _criteria_section(result: crit.CriteriaResult | None, source: str, problem: 
     return section("criteria", "Exit criteria", "", body)
 
 
-def _traffic_section(summary: Mapping[str, Any], interval_s: float) -> str:
+def _traffic_section(summary: RunSummary, interval_s: float) -> str:
     """Requests and responses per interval, and the peak DSP backlog in each."""
-    series = summary.get("series") or {}
-    req = series.get("requests") or []
-    peak_rate = max((as_number(v) or 0 for v in req), default=0) / interval_s
+    series = summary.series
+    peak_rate = max(series.requests, default=0) / interval_s
     traffic = figure(
         "Requests and responses per 15 minutes",
         time_chart(
             [
-                Series("requests scheduled", req, PALETTE["blue"], fill=True),
-                Series("responses", series.get("responses") or [], PALETTE["orange"], dash=True),
+                Series("requests scheduled", series.requests, PALETTE["blue"], fill=True),
+                Series("responses", series.responses, PALETTE["orange"], dash=True),
             ],
             start_s=0.0,
             interval_s=interval_s,
@@ -322,13 +357,13 @@ def _traffic_section(summary: Mapping[str, Any], interval_s: float) -> str:
     backlog = figure(
         "DSP backlog (peak in each 15 minutes)",
         time_chart(
-            [Series("peak backlog", series.get("peak_backlog") or [], PALETTE["purple"], fill=True)],
+            [Series("peak backlog", series.peak_backlog, PALETTE["purple"], fill=True)],
             start_s=0.0,
             interval_s=interval_s,
             y_label="requests waiting",
             aria="DSP backlog over the day",
         ),
-        f"peak {fmt_int(summary.get('peak_backlog'))} requests",
+        f"peak {fmt_int(summary.peak_backlog)} requests",
     )
     return section(
         "traffic",
@@ -340,7 +375,7 @@ def _traffic_section(summary: Mapping[str, Any], interval_s: float) -> str:
 
 
 def _latency_section(
-    summary: Mapping[str, Any], result: crit.CriteriaResult | None, scenario: Any, interval_s: float
+    summary: RunSummary, result: crit.CriteriaResult | None, scenario: Scenario | None, interval_s: float
 ) -> str:
     """Latency percentiles and target-time compliance over the day, and latency by request class."""
     return section(
@@ -349,17 +384,16 @@ def _latency_section(
         "Latency runs from the scheduled time to the response, so a stalled DSP cannot hide its queue.",
         _latency_chart(summary, result, interval_s)
         + _compliance_chart(summary, result, interval_s)
-        + _class_table(summary, scenario),
+        + _class_table(summary.latency_by_class, scenario),
     )
 
 
-def _latency_chart(summary: Mapping[str, Any], result: crit.CriteriaResult | None, interval_s: float) -> str:
+def _latency_chart(summary: RunSummary, result: crit.CriteriaResult | None, interval_s: float) -> str:
     """p50 and p99 per interval; on a log scale when they span more than a factor of 40."""
-    series = summary.get("series") or {}
-    lat = summary.get("latency_s") or {}
-    p50 = series.get("latency_p50_s") or []
-    p99 = series.get("latency_p99_s") or []
-    lat_vals = [v for v in (*p50, *p99) if as_number(v)]
+    lat = summary.latency_s
+    p50 = summary.series.latency_p50_s
+    p99 = summary.series.latency_p99_s
+    lat_vals = [x for v in (*p50, *p99) if (x := as_number(v))]
     use_log = bool(lat_vals) and max(lat_vals) / max(min(lat_vals), 1e-9) > 40
     return figure(
         "Latency per 15 minutes (scheduled time to response)",
@@ -373,16 +407,15 @@ def _latency_chart(summary: Mapping[str, Any], result: crit.CriteriaResult | Non
             refs=_criterion_refs(result, "latency_s.p99", "whole-day p99"),
             aria="latency percentiles over the day",
         ),
-        f"whole day: p50 {fmt_secs(lat.get('p50'))}, p90 {fmt_secs(lat.get('p90'))}, "
-        f"p99 {fmt_secs(lat.get('p99'))}, p99.9 {fmt_secs(lat.get('p999'))}, max {fmt_secs(lat.get('max'))}",
+        f"whole day: p50 {fmt_secs(lat.p50)}, p90 {fmt_secs(lat.p90)}, "
+        f"p99 {fmt_secs(lat.p99)}, p99.9 {fmt_secs(lat.p999)}, max {fmt_secs(lat.max)}",
     )
 
 
-def _compliance_chart(summary: Mapping[str, Any], result: crit.CriteriaResult | None, interval_s: float) -> str:
+def _compliance_chart(summary: RunSummary, result: crit.CriteriaResult | None, interval_s: float) -> str:
     """The share of each interval's requests answered within target; the y axis ends at 100%."""
-    series = summary.get("series") or {}
     wt_crit = _criterion_refs(result, "within_target_ratio", "")
-    within = _ratio(series.get("within_target") or [], series.get("requests") or [])
+    within = _ratio(summary.series.within_target, summary.series.requests)
     wvals = [v for v in within if v is not None] + [r[0] for r in wt_crit]
     wlo = min(wvals, default=0.0)
     span = max(1.0 - wlo, 0.001)
@@ -400,39 +433,36 @@ def _compliance_chart(summary: Mapping[str, Any], result: crit.CriteriaResult | 
             refs=[(v, f"exit criterion: whole day ≥ {fmt_pct(v, 1)}") for v, _ in wt_crit],
             aria="target response compliance over the day",
         ),
-        f"whole day {fmt_pct(summary.get('within_target_ratio'))}; by scheduled time",
+        f"whole day {fmt_pct(summary.within_target_ratio)}; by scheduled time",
     )
 
 
-def _class_table(summary: Mapping[str, Any], scenario: Any) -> str:
+def _class_table(classes: Mapping[str, ClassLatency], scenario: Scenario | None) -> str:
     """Latency by request class, busiest first, with the scenario's target time for each."""
-    classes = summary.get("latency_by_class") or {}
-    targets = {}
-    if scenario is not None:
-        targets = {k: c.target_s for k, c in scenario.capacity.classes.items()}
+    targets = {k: c.target_s for k, c in scenario.capacity.classes.items()} if scenario is not None else {}
     rows = [
         [
             esc(k.replace("_", " ")),
-            fmt_int(c.get("requests")),
-            fmt_secs(c.get("p50_s")),
-            fmt_secs(c.get("p99_s")),
-            fmt_secs(c.get("max_s")),
+            fmt_int(c.requests),
+            fmt_secs(c.p50_s),
+            fmt_secs(c.p99_s),
+            fmt_secs(c.max_s),
             fmt_secs(targets[k]) if k in targets else "-",
         ]
-        for k, c in sorted(classes.items(), key=lambda kv: -(as_number(kv[1].get("requests")) or 0))
+        for k, c in sorted(classes.items(), key=lambda kv: -kv[1].requests)
     ]
     if not rows:
         return ""
     return table(["request class", "requests", "p50", "p99", "max", "target"], rows, numeric=[1, 2, 3, 4, 5])
 
 
-def _srv_section(summary: Mapping[str, Any], result: crit.CriteriaResult | None) -> str:
+def _srv_section(summary: RunSummary, result: crit.CriteriaResult | None) -> str:
     """Compliance by SRV, worst first, then the response codes and outcomes."""
     return section(
         "srv",
         "Target response compliance by SRV",
         "Share of each Service Reference Variant's responses inside their target response time, worst first.",
-        _srv_table(summary, result) + _codes_tables(summary),
+        _srv_table(summary.within_target_by_srv, result) + _codes_tables(summary.response_codes, summary.outcomes),
     )
 
 
@@ -447,9 +477,8 @@ def _srv_names(srvs: Iterable[str]) -> dict[str, str]:
         return {}
 
 
-def _srv_table(summary: Mapping[str, Any], result: crit.CriteriaResult | None) -> str:
+def _srv_table(by_srv: Mapping[str, float], result: crit.CriteriaResult | None) -> str:
     """One row per SRV: its share within target, a bar of the share outside, and its verdict."""
-    by_srv = summary.get("within_target_by_srv") or {}
     if not by_srv:
         return '<p class="note">No requests by SRV in this run.</p>'
     names = _srv_names(by_srv)
@@ -460,17 +489,16 @@ def _srv_table(summary: Mapping[str, Any], result: crit.CriteriaResult | None) -
     }
     wt_crit = _criterion_refs(result, "within_target_ratio", "")
     default_target = wt_crit[0][0] if wt_crit else None
-    items = sorted(by_srv.items(), key=lambda kv: (as_number(kv[1]) if as_number(kv[1]) is not None else -1, kv[0]))
+    items = sorted(by_srv.items(), key=lambda kv: (kv[1], kv[0]))
     # bars show the share OUTSIDE target, on a scale set by the worst SRV and the allowed share
-    misses = [1 - r for _, v in items if (r := as_number(v)) is not None]
+    misses = [1 - r for _, r in items]
     allowed = [1 - t for t in (*srv_target.values(), *([default_target] if default_target is not None else []))]
     scale = max([*misses, *allowed, 1e-9]) * 1.1
     rows = []
-    for srv, ratio in items:
-        r = as_number(ratio)
+    for srv, r in items:
         target = srv_target.get(srv, default_target)
-        bad = r is not None and target is not None and r < target
-        miss = 0.0 if r is None else 1 - r
+        bad = target is not None and r < target
+        miss = 1 - r
         rows.append(
             [
                 f"<code>{esc(srv)}</code>",
@@ -506,19 +534,16 @@ def _srv_verdict(target: float | None, bad: bool) -> str:
     return f'<span class="{"bad" if bad else "ok"}">{"below" if bad else "meets"} {fmt_pct(target, 1)}</span>'
 
 
-def _codes_tables(summary: Mapping[str, Any]) -> str:
+def _codes_tables(codes: Mapping[str, int], outcomes: Mapping[str, int]) -> str:
     """Responses by response code and requests by outcome, side by side, commonest first."""
-    codes = summary.get("response_codes") or {}
-    total_codes = sum(as_number(v) or 0 for v in codes.values()) or 1
+    total_codes = sum(codes.values()) or 1
     code_rows = [
-        [f"<code>{esc(k)}</code>", fmt_int(v), fmt_pct((as_number(v) or 0) / total_codes)]
-        for k, v in sorted(codes.items(), key=lambda kv: -(as_number(kv[1]) or 0))
+        [f"<code>{esc(k)}</code>", fmt_int(v), fmt_pct(v / total_codes)]
+        for k, v in sorted(codes.items(), key=lambda kv: -kv[1])
     ]
-    outcomes = summary.get("outcomes") or {}
-    total_out = sum(as_number(v) or 0 for v in outcomes.values()) or 1
+    total_out = sum(outcomes.values()) or 1
     out_rows = [
-        [esc(k), fmt_int(v), fmt_pct((as_number(v) or 0) / total_out)]
-        for k, v in sorted(outcomes.items(), key=lambda kv: -(as_number(kv[1]) or 0))
+        [esc(k), fmt_int(v), fmt_pct(v / total_out)] for k, v in sorted(outcomes.items(), key=lambda kv: -kv[1])
     ]
     return (
         '<div class="cols">'
@@ -528,16 +553,14 @@ def _codes_tables(summary: Mapping[str, Any]) -> str:
     )
 
 
-def _cache_section(summary: Mapping[str, Any], interval_s: float) -> str:
+def _cache_section(cache: CacheSection, series: SummarySeries, interval_s: float) -> str:
     """The readings cache: hit ratio, memory and retention, and hits against device requests over the day."""
-    series = summary.get("series") or {}
-    cache = summary.get("cache") or {}
     chart = figure(
         "Requests answered from the readings cache vs sent to a device, per 15 minutes",
         time_chart(
             [
-                Series("sent to a device", series.get("device_requests") or [], PALETTE["grey"]),
-                Series("answered from the cache", series.get("cache_hits") or [], PALETTE["teal"]),
+                Series("sent to a device", series.device_requests, PALETTE["grey"]),
+                Series("answered from the cache", series.cache_hits, PALETTE["teal"]),
             ],
             start_s=0.0,
             interval_s=interval_s,
@@ -547,25 +570,20 @@ def _cache_section(summary: Mapping[str, Any], interval_s: float) -> str:
         ),
         "all requests that reached a device or the cache",
     )
-    bytes_per_entry = as_number(cache.get("bytes_per_entry"))
-    retention_hours = as_number(cache.get("retention_hours"))
+    bytes_per_entry = as_number(cache.bytes_per_entry)  # NaN (no entries) reads n/a, as null does
+    retention_hours = as_number(cache.retention_hours)
     tiles = [
-        tile(
-            "hit ratio",
-            fmt_pct(cache.get("hit_ratio"), 1),
-            f"{fmt_int(cache.get('hits'))} hits, {fmt_int(cache.get('misses'))} misses",
-        ),
-        tile("device requests saved", fmt_int(cache.get("device_requests_saved", cache.get("hits")))),
+        tile("hit ratio", fmt_pct(cache.hit_ratio, 1), f"{fmt_int(cache.hits)} hits, {fmt_int(cache.misses)} misses"),
+        tile("device requests saved", fmt_int(cache.device_requests_saved)),
         tile(
             "memory per entry",
             f"{bytes_per_entry:.1f} B" if bytes_per_entry else "n/a",
-            f"{fmt_int(cache.get('resident'))} entries resident at the end",
+            f"{fmt_int(cache.resident)} entries resident at the end",
         ),
         tile(
             "retention",
             f"{retention_hours:g} h" if retention_hours else "n/a",
-            f"{fmt_int(cache.get('stores'))} stored, {fmt_int(cache.get('expired'))} expired, "
-            f"{fmt_int(cache.get('evicted'))} evicted",
+            f"{fmt_int(cache.stores)} stored, {fmt_int(cache.expired)} expired, {fmt_int(cache.evicted)} evicted",
         ),
     ]
     return section(
@@ -577,7 +595,7 @@ def _cache_section(summary: Mapping[str, Any], interval_s: float) -> str:
     )
 
 
-def _throttle_section(summary: Mapping[str, Any], interval_s: float) -> str:
+def _throttle_section(summary: RunSummary, interval_s: float) -> str:
     """Alert Storm Protection: what it discarded, over the day and by device, and its settings."""
     return section(
         "throttle",
@@ -585,49 +603,43 @@ def _throttle_section(summary: Mapping[str, Any], interval_s: float) -> str:
         "Alerts per device and alert code over the threshold in a window are discarded; one per designated "
         "period is forwarded with the throttled count.",
         f'<div class="tiles small">{_storm_tiles(summary)}</div>'
-        + _alerts_chart(summary, interval_s)
+        + _alerts_chart(summary.series.alerts, interval_s)
         + "<h3>Devices with the most throttled alerts</h3>"
-        + _top_devices(summary)
-        + _throttle_settings(summary),
+        + _top_devices(summary.top_throttled_devices)
+        + _throttle_settings(summary.throttle),
     )
 
 
-def _storm_tiles(summary: Mapping[str, Any]) -> str:
+def _storm_tiles(summary: RunSummary) -> str:
     """Alerts throttled, storm alerts let through, collateral and excluded alerts."""
-    thr = summary.get("throttle") or {}
-    acts = summary.get("alert_actions") or {}
+    throttled, _, excluded = _alert_counts(summary)
     return "".join(
         [
-            tile(
-                "alerts throttled",
-                fmt_int(thr.get("throttled", acts.get("throttled"))),
-                f"of {fmt_int(summary.get('alerts'))} device alerts",
-            ),
+            tile("alerts throttled", fmt_int(throttled), f"of {fmt_int(summary.alerts)} device alerts"),
             tile(
                 "storm alerts let through",
-                fmt_int(summary.get("storm_alerts_forwarded")),
-                f"of {fmt_int(summary.get('storm_alerts'))} storm alerts",
+                fmt_int(summary.storm_alerts_forwarded),
+                f"of {fmt_int(summary.storm_alerts)} storm alerts",
             ),
             tile(
                 "non-storm alerts throttled",
-                fmt_int(summary.get("nonstorm_alerts_throttled")),
+                fmt_int(summary.nonstorm_alerts_throttled),
                 "collateral: alerts from healthy devices",
             ),
-            tile("excluded codes", fmt_int(thr.get("excluded", acts.get("excluded"))), "alerts on the exclusion list"),
+            tile("excluded codes", fmt_int(excluded), "alerts on the exclusion list"),
         ]
     )
 
 
-def _alerts_chart(summary: Mapping[str, Any], interval_s: float) -> str:
+def _alerts_chart(alerts: Mapping[str, list[int]], interval_s: float) -> str:
     """Device alerts per interval, stacked by what Alert Storm Protection did with them."""
-    alerts = (summary.get("series") or {}).get("alerts") or {}
     return figure(
         "Device alerts by Alert Storm Protection action, per 15 minutes",
         time_chart(
             [
-                Series("forwarded", alerts.get("forwarded") or [], PALETTE["blue"]),
-                Series("excluded (never throttled)", alerts.get("excluded") or [], PALETTE["amber"]),
-                Series("throttled (discarded)", alerts.get("throttled") or [], PALETTE["red"]),
+                Series("forwarded", alerts.get("forwarded", []), PALETTE["blue"]),
+                Series("excluded (never throttled)", alerts.get("excluded", []), PALETTE["amber"]),
+                Series("throttled (discarded)", alerts.get("throttled", []), PALETTE["red"]),
             ],
             start_s=0.0,
             interval_s=interval_s,
@@ -638,46 +650,42 @@ def _alerts_chart(summary: Mapping[str, Any], interval_s: float) -> str:
     )
 
 
-def _top_devices(summary: Mapping[str, Any]) -> str:
+def _top_devices(top: Sequence[TopDevice]) -> str:
     """The devices with the most throttled alerts, as EUI-64s."""
-    top = summary.get("top_throttled_devices") or []
-    rows = [
-        [str(i + 1), f"<code>{esc(fmt_eui(d.get('device')))}</code>", fmt_int(d.get("throttled"))]
-        for i, d in enumerate(top)
-    ]
+    rows = [[str(i + 1), f"<code>{esc(fmt_eui(d.device))}</code>", fmt_int(d.throttled)] for i, d in enumerate(top)]
     if not rows:
         return '<p class="note">No device was throttled.</p>'
     return table(["#", "device (EUI-64)", "alerts throttled"], rows, numeric=[0, 2], cls="narrow")
 
 
-def _throttle_settings(summary: Mapping[str, Any]) -> str:
+def _throttle_settings(thr: ThrottleSection | None) -> str:
     """The throttle's configuration as one line, when the summary has it."""
-    thr = summary.get("throttle") or {}
-    cfg = thr.get("config") if isinstance(thr.get("config"), Mapping) else None
-    if not cfg:
+    if thr is None or not thr.config:
         return ""
     return (
         '<p class="note">Throttle settings: '
         + ", ".join(
-            f"{esc(k)} = {esc(', '.join(map(str, v)) if isinstance(v, list | tuple) else v)}" for k, v in cfg.items()
+            f"{esc(k)} = {esc(', '.join(map(str, v)) if isinstance(v, list | tuple) else v)}"
+            for k, v in thr.config.items()
         )
         + "</p>"
     )
 
 
-def _details_section(summary: Mapping[str, Any]) -> str:
+def _details_section(summary: RunSummary) -> str:
     """Log sizes, memory, speed, future-dated alerts, and the invalid traffic rejected."""
-    inv = summary.get("invalid_traffic") or {}
     inv_rows = [
-        [esc(k.replace("_", " ")), ", ".join(f"{esc(c)} {fmt_int(n)}" for c, n in v.items())] for k, v in inv.items()
+        [esc(k.replace("_", " ")), ", ".join(f"{esc(c)} {fmt_int(n)}" for c, n in v.items())]
+        for k, v in summary.invalid_traffic.items()
     ]
-    logs = summary.get("logs") or {}
+    logs = summary.logs
     detail_rows = [
-        ["future-dated command alerts", fmt_int(summary.get("future_dated_alerts"))],
-        ["requests.arrow", fmt_bytes(logs.get("requests_arrow_bytes"))],
-        ["alerts.arrow", fmt_bytes(logs.get("alerts_arrow_bytes"))],
-        ["peak memory (RSS)", fmt_bytes(summary.get("peak_rss_bytes"))],
-        ["events per second", fmt_int(summary.get("events_per_second"))],
+        ["future-dated command alerts", fmt_int(summary.future_dated_alerts)],
+        ["requests.arrow", fmt_bytes(logs.requests_arrow_bytes)],
+        ["alerts.arrow", fmt_bytes(logs.alerts_arrow_bytes)],
+        # only dccsim run measures its memory: n/a for the wall-clock commands
+        ["peak memory (RSS)", fmt_bytes(None if summary.peak_rss_bytes is UNSET else summary.peak_rss_bytes)],
+        ["events per second", fmt_int(summary.events_per_second)],
     ]
     details = (
         '<div class="cols">'
@@ -688,12 +696,12 @@ def _details_section(summary: Mapping[str, Any]) -> str:
     return section("details", "Run details", "", details)
 
 
-def _footer(run: Mapping[str, Any], run_dir: Path) -> str:
+def _footer(run: RunInfo | None, run_dir: Path) -> str:
     """When and from what the page was generated."""
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"<footer>Generated {generated} from {esc(run_dir.name or 'summary.json')}"
-        f"/summary.json by dccsim {esc(run.get('dccsim_version', ''))}. "
+        f"/summary.json by dccsim {esc(run.dccsim_version if run is not None else '')}. "
         "Times of day are UTC from the start of the simulated day; "
         "hover a chart for the values of an interval.</footer>"
     )
@@ -708,23 +716,38 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def build_report(run_dir: Path, out: Path | None = None) -> Path:
-    """Write ``report.html`` for a run folder (or ``out``) and return its path.
-
-    Raises :class:`ReportError` when the folder has no readable ``summary.json``.
-    """
-    run_dir = Path(run_dir)
-    path = run_dir / "summary.json"
+def _read_summary(run_dir: Path) -> RunSummary:
+    """A run folder's ``summary.json``, decoded; :class:`ReportError` naming the file otherwise."""
+    path = Path(run_dir) / "summary.json"
     if not path.is_file():
         raise ReportError(f"{run_dir}: no summary.json (expected a run folder written by dccsim run)")
     try:
-        summary = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return RunSummary.from_json(path.read_bytes(), str(path))
+    except OSError as exc:
         raise ReportError(f"{path}: not a readable summary.json ({exc})") from None
-    if not isinstance(summary, dict):
-        raise ReportError(f"{path}: expected a JSON object, got {type(summary).__name__}")
+    except SummaryError as exc:
+        raise ReportError(str(exc)) from None
+
+
+def build_report(
+    run_dir: Path,
+    out: Path | None = None,
+    *,
+    summary: RunSummary | None = None,
+    scenario: Scenario | None = None,
+) -> Path:
+    """Write ``report.html`` for a run folder (or ``out``) and return its path.
+
+    ``summary`` and ``scenario`` are the run's own when the caller holds them (the process
+    that ran the day): used as they are. Without them, the summary is read from the folder's
+    ``summary.json`` (:class:`ReportError` when it is missing, unreadable or not a dccsim
+    summary) and the scenario from the folder's ``requests.arrow``.
+    """
+    run_dir = Path(run_dir)
+    if summary is None:
+        summary = _read_summary(run_dir)
     target = Path(out) if out is not None else run_dir / "report.html"
-    text = render_report(summary, run_dir)
+    text = render_report(summary, run_dir, scenario)
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(target)

@@ -414,15 +414,14 @@ class RunSummary(Struct, kw_only=True):
         lat = LatencyHistogram()  # the whole day: the sum of the per-class histograms (exact)
         for h in t.latency_by_class:
             lat.merge(h)
-        pct = lat.percentiles(list(_PCT)) if lat.count else [math.nan] * 4
+        # plain floats throughout: msgspec encodes no NumPy scalars
+        pct = lat.percentiles(list(_PCT)).tolist() if lat.count else [math.nan] * 4
         by_class = {}
         for k, name in enumerate(REQUEST_CLASSES):
             h = t.latency_by_class[k]
             if h.count:
-                p = h.percentiles([50.0, 99.0])
-                by_class[name] = ClassLatency(
-                    requests=h.count, p50_s=float(p[0] / NS), p99_s=float(p[1] / NS), max_s=h.max / NS
-                )
+                p = h.percentiles([50.0, 99.0]).tolist()
+                by_class[name] = ClassLatency(requests=h.count, p50_s=p[0] / NS, p99_s=p[1] / NS, max_s=h.max / NS)
         invalid = {}
         for k, name in enumerate(INVALID_KINDS):
             row = t.invalid[k]
@@ -439,8 +438,8 @@ class RunSummary(Struct, kw_only=True):
             peak_backlog=t.series_backlog[:used].tolist(),
             cache_hits=t.series_cache[:used].tolist(),
             device_requests=t.series_device[:used].tolist(),
-            latency_p50_s=[None if np.isnan(v) else float(v / NS) for v in series_pct[:used, 0]],
-            latency_p99_s=[None if np.isnan(v) else float(v / NS) for v in series_pct[:used, 1]],
+            latency_p50_s=[None if np.isnan(v) else v / NS for v in series_pct[:used, 0].tolist()],
+            latency_p99_s=[None if np.isnan(v) else v / NS for v in series_pct[:used, 1].tolist()],
             alerts={ALERT_ACTIONS[a]: t.series_actions[a, :used].tolist() for a in range(len(ALERT_ACTIONS))},
         )
         cache = None

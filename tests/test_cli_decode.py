@@ -173,3 +173,12 @@ def test_schema_that_is_not_a_schema_is_one_line(tmp_path, capsys) -> None:
         )
         assert code == 2 and len(err) == 1, err
         assert err[0].startswith(f"dccsim: error: --schema {schema}: not an XML schema (") and "Traceback" not in err[0]
+
+
+def test_demo_finds_the_shipped_examples_and_shows_each_verdict() -> None:
+    """``dccsim demo`` with no flags reads the examples beside the checkout."""
+    done = run_cli("demo", env={"COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr.decode()
+    out = done.stdout.decode()
+    for name in sorted(p.name for p in EXAMPLES.iterdir()):
+        assert name in out, name

@@ -190,7 +190,7 @@ def demo(examples: Path | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    folder = examples or Path(__file__).resolve().parents[1] / "examples" / "requests"
+    folder = examples or Path(__file__).resolve().parents[2] / "examples" / "requests"
     if not folder.is_dir():
         raise click.UsageError(f"--examples: folder {folder} not found")
     table = Table("file", "format", "request", "SRV", "role", "verdict", title="dccsim: DUIS messages in, verdicts out")

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         f"json + dataclasses -> columns {args.n / t_ref:>12,.0f} requests/s  ({t_ref / args.n * 1e9:5.0f} ns/request)"
     )
     print(f"ratio (ours / json)           {t_ref / t_ours:>12.1f}x   (msgspec path: {t_ref / t_msgspec:.1f}x)")
-    examples = Path(__file__).resolve().parents[1] / "examples" / "requests"
+    examples = Path(__file__).resolve().parents[2] / "examples" / "requests"
     docs = [p.read_bytes() for p in sorted(examples.glob("0[12]*.xml"))]
     reps = 2000
     t_xml = _median_time(lambda: [duisxml.decode_request_xml(d) for d in docs for _ in range(reps)], 3)

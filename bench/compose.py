@@ -165,33 +165,15 @@ def build_driver(run: RunConfig) -> VirtualTimeDriver:
     return VirtualTimeDriver(s, population=pop, workload=DayWorkload(s, pop), pipeline=build_pipeline(s, pop))
 
 
-def _warm_kernels(s: Scenario, pop: Population) -> None:
-    """Load (or compile) every kernel a request and an alert pass through, outside any timed path.
-
-    The kernels are cached on disk (``cache=True``): this loads them. It runs a few rows
-    through a pipeline of its own, so the served pipeline's state stays untouched.
-    """
-    from dccsim.core.columns import RequestBatch
-    from dccsim.loadgen.wallclock import classifier
-
-    warm = build_pipeline(s, pop)
-    b = RequestBatch.from_columns(
-        device=pop.ids[:4], originator=np.full(4, 1 << 40, np.uint64), counter=np.arange(1, 5),
-        srv=np.zeros(4), command_variant=np.ones(4), t_scheduled_ns=np.full(4, s.day_start_ns),
-    )  # fmt: skip
-    warm.process(b, classifier()(b), np.full(4, 10**9, np.int64), np.zeros(4, np.uint8))
-    warm.process_alerts(np.full(2, s.day_start_ns, np.int64), pop.ids[:2], np.full(2, 0x8F84, np.uint16))
-
-
 def build_server(run: RunConfig, clock: Callable[[], int], config: Any, sink: Any = None) -> Any:
     """A :class:`~dccsim.core.server.DccServer` for a run: population, pipeline, request
-    classes and device leg, with its kernels loaded (see :func:`_warm_kernels`)."""
+    classes and device leg, with its kernels loaded (:meth:`Pipeline.warm_up`)."""
     from dccsim.core.server import DccServer
     from dccsim.loadgen.wallclock import DeviceLegModel, classifier
 
     s = run.scenario
     pop = build_population(s)
-    _warm_kernels(s, pop)
+    Pipeline.warm_up()
     return DccServer(build_pipeline(s, pop), classifier(), DeviceLegModel(s, pop), clock, config, sink=sink)
 
 

@@ -109,3 +109,17 @@ def test_outcome_kernels_match_the_rules(rows) -> None:
     others = np.setdiff1d(np.arange(len(rows)), idx)
     assert (code[others] == rejected).all() and (outcome[others] == OUTCOMES.index("rejected")).all()
     assert (t_done[others] == t[others]).all() and within[others].all()
+
+
+def test_warm_up_reaches_the_cache_and_throttle_kernels() -> None:
+    """``Pipeline.warm_up`` (run before a server takes traffic) sends a cacheable read and an
+    alert through a pipeline of its own, so their kernels are loaded before the first batch."""
+    import numba
+    from dccsim.cache import _kernels as cache_kernels
+    from dccsim.core import _kernels as core_kernels
+    from dccsim.core.pipeline import Pipeline
+
+    Pipeline.warm_up()
+    kernels = [cache_kernels.read_through, core_kernels.check_requests]
+    if all(isinstance(k, numba.core.registry.CPUDispatcher) for k in kernels):  # not under NUMBA_DISABLE_JIT
+        assert all(k.signatures for k in kernels)

@@ -28,7 +28,6 @@ from typing import Any
 import msgspec
 import numpy as np
 import numpy.typing as npt
-from dccsim.core._jit import jit
 from dccsim.core.catalogue import catalogue
 from dccsim.core.messages import BusyReply, ErrorReply, RequestRow, RowAck, StatsReply, StatsRequest
 from dccsim.core.protocol import (
@@ -46,13 +45,12 @@ from dccsim.core.protocol import (
 )
 from dccsim.core.records import INVALID_KINDS, ROLE_UNKNOWN, ROLES, LogSink, RequestRows
 
+from . import _kernels as K
 from .workload import DayWorkload
 
 __all__ = ["Traffic", "LoadResult", "OpenLoopClient", "run_open_loop", "traffic_from_workload"]
 
 _REPLAY = INVALID_KINDS.index("replay")
-_COUNTER_OFFSET = 20  # fixarray byte + 0xcf/8 originator + 0xcf/8 target + 0xcf marker of the counter
-_HEAD = 13  # frame length, tag, batch id
 _ack_dec = msgspec.msgpack.Decoder(RowAck)
 _busy_dec = msgspec.msgpack.Decoder(BusyReply)
 _err_dec = msgspec.msgpack.Decoder(ErrorReply)
@@ -110,43 +108,12 @@ class Traffic:
                 )
             )
             # EUI-64s of real devices and users are > 2**32, so the counter sits at a fixed offset
-            if row[_COUNTER_OFFSET - 1] != 0xCF or row[1] != 0xCF or row[10] != 0xCF:
+            if row[K.COUNTER_OFFSET - 1] != 0xCF or row[1] != 0xCF or row[10] != 0xCF:
                 raise ValueError(f"traffic row: originator {o:#x} / device {d:#x}: expected EUI-64s >= 2**32")
             parts.append(row)
         off = np.zeros(len(parts) + 1, np.int64)
         off[1:] = np.cumsum([len(p) for p in parts])
         return np.frombuffer(b"".join(parts), np.uint8), off
-
-
-@jit
-def _fill_rows(blob, off, a, b, counter_base, out):  # type: ignore[no-untyped-def]
-    """Write requests ``a .. b-1`` (row ``k % len``, counter ``counter_base + k``) as a MessagePack
-    array after the frame head of ``out``; returns the end of the frame."""
-    days = len(off) - 1
-    n = b - a
-    p = _HEAD
-    if n < 65536:
-        out[p], out[p + 1], out[p + 2] = 0xDC, (n >> 8) & 0xFF, n & 0xFF
-        p += 3
-    else:
-        out[p] = 0xDD
-        for q in range(4):
-            out[p + 1 + q] = (n >> (24 - 8 * q)) & 0xFF
-        p += 5
-    k = a
-    while k < b:  # the rows are the day's rows in order: copy whole stretches, up to the day's end
-        d = k % days
-        m = min(b - k, days - d)
-        s, e = off[d], off[d + m]
-        out[p : p + e - s] = blob[s:e]
-        for r in range(m):
-            c = counter_base + np.uint64(k + r)
-            at = p + off[d + r] - s + _COUNTER_OFFSET
-            for q in range(8):
-                out[at + q] = (c >> np.uint64(56 - 8 * q)) & np.uint64(0xFF)
-        p += e - s
-        k += m
-    return p
 
 
 def traffic_from_workload(wl: DayWorkload) -> Traffic:
@@ -234,7 +201,7 @@ class OpenLoopClient(asyncio.Protocol):
         self.traffic = traffic
         self.blob, self.off = traffic.encode()
         self.max_row_bytes = int(np.diff(self.off).max()) if len(traffic) else 0
-        self.out = np.empty(_HEAD + 5 + min(n, max_rows) * self.max_row_bytes, np.uint8)
+        self.out = np.empty(K.HEAD + 5 + min(n, max_rows) * self.max_row_bytes, np.uint8)
         self.n = n
         self.clock = clock
         self.counter_base = counter_base
@@ -270,11 +237,11 @@ class OpenLoopClient(asyncio.Protocol):
     def rows_frame(self, a: int, b: int) -> bytes:
         """Requests ``a .. b-1`` as one R frame (batch id = ``a``)."""
         out = self.out
-        need = _HEAD + 5 + (b - a) * self.max_row_bytes
+        need = K.HEAD + 5 + (b - a) * self.max_row_bytes
         if len(out) < need:
             out = self.out = np.empty(max(need, 2 * len(out)), np.uint8)
-        end = int(_fill_rows(self.blob, self.off, a, b, np.uint64(self.counter_base), out))
-        out[:_HEAD] = np.frombuffer(frame_head(TAG_ROWS, end - 5) + a.to_bytes(8, "big"), np.uint8)
+        end = int(K.fill_rows(self.blob, self.off, a, b, np.uint64(self.counter_base), out))
+        out[:K.HEAD] = np.frombuffer(frame_head(TAG_ROWS, end - 5) + a.to_bytes(8, "big"), np.uint8)
         return out[:end].tobytes()
 
     async def send_all(self, lead_ns: int = 20_000_000, gap_ns: int = 1_000_000) -> None:

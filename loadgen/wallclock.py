@@ -18,14 +18,13 @@ from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
-from dccsim.core._jit import jit
 from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import RequestBatch
-from dccsim.core.pipeline import FAULT_E20, FAULT_E21
 
+from . import _kernels as K
 from .population import Population
 from .scenario import Scenario
-from .workload import CLS, NS
+from .workload import CLS
 
 __all__ = ["classifier", "DeviceLegModel"]
 
@@ -41,17 +40,10 @@ def classifier() -> Callable[[RequestBatch], npt.NDArray[np.uint8]]:
 
     def classify(batch: RequestBatch) -> npt.NDArray[np.uint8]:
         out = np.empty(len(batch), np.uint8)
-        _classify(batch.srv, batch.execution_ns, table, non_device, future, out)
+        K.classify(batch.srv, batch.execution_ns, table, non_device, future, out)
         return out
 
     return classify
-
-
-@jit
-def _classify(srv, execution_ns, table, non_device, future, out):  # type: ignore[no-untyped-def]
-    for i in range(len(srv)):
-        c = table[srv[i]]
-        out[i] = future if execution_ns[i] != 0 and c != non_device else c
 
 
 class DeviceLegModel:
@@ -75,7 +67,7 @@ class DeviceLegModel:
         base = self.pop.ids[0] if len(self.pop) else np.uint64(0)
         latency = np.empty(n, np.int64)
         fault = np.empty(n, np.uint8)
-        _device_leg(
+        K.device_leg(
             batch.device,
             base,
             self.pop.smets1,
@@ -93,24 +85,3 @@ class DeviceLegModel:
             fault,
         )
         return latency, fault
-
-
-@jit
-def _device_leg(device, base, smets1, z, u, mu2, mu1, sg2, sg1, e20_2, e20_1, e21_2, e21_1, latency, fault):  # type: ignore[no-untyped-def]
-    """Latency (virtual ns) and fault of each row from its draws ``z`` (normal) and ``u`` (uniform).
-
-    One pass instead of a dozen whole-array numpy operations: a micro-batch is a few hundred
-    rows, where numpy's per-call cost was most of the time. A device outside the population
-    (``device - base`` out of range) is taken as SMETS2.
-    """
-    npop = np.uint64(len(smets1))
-    for i in range(len(device)):
-        d = device[i]
-        s1 = d >= base and d - base < npop and smets1[d - base]
-        if s1:
-            latency[i] = np.int64(np.exp(mu1 + sg1 * z[i]) * NS)
-            a, b = e20_1, e21_1
-        else:
-            latency[i] = np.int64(np.exp(mu2 + sg2 * z[i]) * NS)
-            a, b = e20_2, e21_2
-        fault[i] = FAULT_E20 if u[i] < a else (FAULT_E21 if u[i] < a + b else 0)

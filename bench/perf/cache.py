@@ -133,6 +133,9 @@ _PHI = np.uint64(0x9E3779B97F4A7C15)
 _S40 = np.uint64(40)
 
 
+# The floors below are benchmark yardsticks (the machine's limit for this kind of work, timed
+# beside the product kernel), not product code, so they live with the benchmark, not in _kernels.py.
+
 @numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 def _open_addressing(stream: np.ndarray, table: np.ndarray, ahead: int) -> int:
     """Lookup-or-insert of the keys of ``stream`` in a linear-probing table of (key, count)

@@ -62,6 +62,9 @@ POLICY = ThrottlePolicy(
 )
 
 
+# The floors below are benchmark yardsticks (the machine's limit for this kind of work, timed
+# beside the product kernel), not product code, so they live with the benchmark, not in _kernels.py.
+
 @jit
 def gather_scatter(
     t_ns, device, alert_code, table, action, throttled_count, sequence_id, would, ahead=0

@@ -1,0 +1,84 @@
+"""Numba kernels of the load generators: arrays and scalars in, preallocated arrays out.
+
+- :func:`classify`: the capacity class of each request of a batch (the wall-clock server's
+  classifier, :func:`dccsim.loadgen.wallclock.classifier`);
+- :func:`device_leg`: WAN + device latency and fault of each row from its draws
+  (:class:`dccsim.loadgen.wallclock.DeviceLegModel`);
+- :func:`fill_rows`: a frame of compact MessagePack request rows with fresh counters (the
+  open-loop client, :mod:`dccsim.loadgen.netclient`).
+
+They use the core's jit policy (``cache=True``, ``nogil=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from dccsim.core._jit import jit
+from dccsim.core.pipeline import FAULT_E20, FAULT_E21
+
+__all__ = ["COUNTER_OFFSET", "HEAD", "NS", "classify", "device_leg", "fill_rows"]
+
+NS = 1_000_000_000
+#: where a request row's counter starts: fixarray byte + 0xcf/8 originator + 0xcf/8 target + the counter's 0xcf marker
+COUNTER_OFFSET = 20
+#: a rows frame's head: frame length, tag, batch id
+HEAD = 13
+
+
+@jit
+def classify(srv, execution_ns, table, non_device, future, out):  # type: ignore[no-untyped-def]
+    for i in range(len(srv)):
+        c = table[srv[i]]
+        out[i] = future if execution_ns[i] != 0 and c != non_device else c
+
+
+@jit
+def device_leg(device, base, smets1, z, u, mu2, mu1, sg2, sg1, e20_2, e20_1, e21_2, e21_1, latency, fault):  # type: ignore[no-untyped-def]
+    """Latency (virtual ns) and fault of each row from its draws ``z`` (normal) and ``u`` (uniform).
+
+    One pass instead of a dozen whole-array numpy operations: a micro-batch is a few hundred
+    rows, where numpy's per-call cost was most of the time. A device outside the population
+    (``device - base`` out of range) is taken as SMETS2.
+    """
+    npop = np.uint64(len(smets1))
+    for i in range(len(device)):
+        d = device[i]
+        s1 = d >= base and d - base < npop and smets1[d - base]
+        if s1:
+            latency[i] = np.int64(np.exp(mu1 + sg1 * z[i]) * NS)
+            a, b = e20_1, e21_1
+        else:
+            latency[i] = np.int64(np.exp(mu2 + sg2 * z[i]) * NS)
+            a, b = e20_2, e21_2
+        fault[i] = FAULT_E20 if u[i] < a else (FAULT_E21 if u[i] < a + b else 0)
+
+
+@jit
+def fill_rows(blob, off, a, b, counter_base, out):  # type: ignore[no-untyped-def]
+    """Write requests ``a .. b-1`` (row ``k % len``, counter ``counter_base + k``) as a MessagePack
+    array after the frame head of ``out``; returns the end of the frame."""
+    days = len(off) - 1
+    n = b - a
+    p = HEAD
+    if n < 65536:
+        out[p], out[p + 1], out[p + 2] = 0xDC, (n >> 8) & 0xFF, n & 0xFF
+        p += 3
+    else:
+        out[p] = 0xDD
+        for q in range(4):
+            out[p + 1 + q] = (n >> (24 - 8 * q)) & 0xFF
+        p += 5
+    k = a
+    while k < b:  # the rows are the day's rows in order: copy whole stretches, up to the day's end
+        d = k % days
+        m = min(b - k, days - d)
+        s, e = off[d], off[d + m]
+        out[p : p + e - s] = blob[s:e]
+        for r in range(m):
+            c = counter_base + np.uint64(k + r)
+            at = p + off[d + r] - s + COUNTER_OFFSET
+            for q in range(8):
+                out[at + q] = (c >> np.uint64(56 - 8 * q)) & np.uint64(0xFF)
+        p += e - s
+        k += m
+    return p

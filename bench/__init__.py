@@ -1,6 +1,8 @@
 """The composition root, the results and the command line of dccsim.
 
-Three rooms, by kind:
+The composition root, :mod:`dccsim.bench.compose`, turns a scenario into a run (``simulate``,
+the library entry point, is re-exported here); :mod:`dccsim.bench.testing` is the test
+harness. The rest is in three rooms, by kind:
 
 - :mod:`dccsim.bench.cli`: the ``dccsim`` command line (flag parsing and printing);
 - :mod:`dccsim.bench.results`: Arrow logs, histograms, the run summary, report, criteria,
@@ -33,6 +35,7 @@ _EXPORTS = {
     "IntervalHistograms": ".results.histogram",
     "RELATIVE_ERROR": ".results.histogram",
     "RunSink": ".results.runlog",
+    "RunSummary": ".results.summary",
     "simulate": ".compose",
     "load_run": ".compose",
     "RunConfig": ".compose",

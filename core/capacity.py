@@ -74,6 +74,9 @@ Examples
 ([0, 10, 20], [0, 1, 2])
 >>> r.t_done_ns.tolist(), r.timed_out.tolist()
 ([10, 20, 25], [False, False, True])
+
+One concern, the DSP capacity model (its configuration, checks, wrapper and reference), which
+is why the module is longer than most.
 """
 
 from __future__ import annotations

@@ -37,6 +37,10 @@ Limits
 whole with a busy reply. A client that does not read its answers stops being read from
 (transport flow control at ``write_high_water`` bytes), so its buffer stays bounded. A client
 that disconnects, even mid-frame, loses only its own answers (counted as ``orphaned``).
+
+One concern, the server side of the wire: micro-batching what connections send, the answers
+and their timing, and per-connection framing (the protocol is in :mod:`dccsim.core.protocol`,
+HTTP in :mod:`dccsim.core.http`); hence its length.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ Sections (see ``loadgen/scenarios/mhhs-day.toml`` for a commented example):
 
 ``scale`` multiplies the population and every volume together; 1.0 is Great Britain (about
 32 M meters). ``demand`` multiplies volumes only; ``capacity.uplift`` multiplies DSP slots.
+
+One concern, the scenario file: its sections, their limits and the errors that name the key,
+which is why the module is longer than most.
 """
 
 from __future__ import annotations

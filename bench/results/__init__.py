@@ -1,5 +1,6 @@
-"""The results layer: Arrow logs, latency histograms, the run sink and summary, the HTML
-report, exit criteria and run comparison.
+"""The results layer: Arrow logs (``logs``), latency histograms (``histogram``), the run
+folder's sink (``runlog``), the typed run summary (``summary``), the HTML report (``report``,
+drawn with ``charts``), exit criteria (``criteria``) and run comparison (``compare``).
 
 Names are re-exported lazily (PEP 562): importing this package loads neither pyarrow nor numba.
 """
@@ -15,6 +16,7 @@ _EXPORTS = {
     "LogError": ".logs", "LogTruncatedError": ".logs",
     "LatencyHistogram": ".histogram", "IntervalHistograms": ".histogram", "RELATIVE_ERROR": ".histogram",
     "RunSink": ".runlog",
+    "RunSummary": ".summary", "RunTally": ".summary", "SummaryError": ".summary",
 }  # fmt: skip
 
 __all__ = sorted(_EXPORTS)

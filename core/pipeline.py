@@ -46,7 +46,7 @@ from ._kernels import FAULT_E20, FAULT_E21, FAULT_NONE, O_CACHE, O_DCC, O_DEVICE
 from .capacity import CapacityConfig, CapacityModel
 from .catalogue import DEVICE_KINDS, catalogue
 from .columns import RequestBatch
-from .records import RESPONSE_CODES
+from .records import RESPONSE_CODES, RequestRows
 from .validation import DeviceRegistry, ReplayState, UserRegistry, validate_batch
 
 # FAULT_* and O_* are the kernels' codes, re-exported: callers draw the faults and read the outcomes
@@ -115,6 +115,41 @@ class RequestResult:
     within_target: npt.NDArray[np.bool_]
     wait_ns: npt.NDArray[np.int64]
     backlog: npt.NDArray[np.int64]
+
+    def rows(
+        self,
+        req: Any,
+        *,
+        seq: npt.NDArray[np.uint64],
+        counter: npt.NDArray[np.uint64],
+        request_class: npt.NDArray[np.uint8],
+        attempt: npt.NDArray[np.uint8],
+        invalid: npt.NDArray[np.uint8],
+    ) -> RequestRows:
+        """The log rows of a chunk: its requests' columns (``req``: a :class:`RequestBatch`
+        or the generator's chunk, same column names), these outcomes and the given labels."""
+        return RequestRows(
+            seq=seq,
+            t_scheduled_ns=req.t_scheduled_ns,
+            t_done_ns=self.t_done_ns,
+            device=req.device,
+            srv=req.srv,
+            role=req.role,
+            command_variant=req.command_variant,
+            outcome=self.outcome,
+            response_code=self.response_code,
+            latency_ns=self.latency_ns,
+            within_target=self.within_target,
+            period_start_ns=req.period_start_ns,
+            period_end_ns=req.period_end_ns,
+            originator=req.originator,
+            counter=counter,
+            request_class=request_class,
+            attempt=attempt,
+            invalid=invalid,
+            wait_ns=self.wait_ns,
+            backlog=self.backlog,
+        )
 
 
 @dataclass

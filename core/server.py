@@ -437,30 +437,9 @@ class DccServer:
         seq = np.arange(self._seq, self._seq + n, dtype=np.uint64)
         self._seq += n
         zeros8 = np.zeros(n, np.uint8)
-        self._log.append(
-            RequestRows(
-                seq=seq,
-                t_scheduled_ns=batch.t_scheduled_ns.copy(),
-                t_done_ns=res.t_done_ns,
-                device=batch.device,
-                srv=batch.srv,
-                role=batch.role,
-                command_variant=batch.command_variant,
-                outcome=res.outcome,
-                response_code=res.response_code,
-                latency_ns=res.latency_ns,
-                within_target=res.within_target,
-                period_start_ns=batch.period_start_ns,
-                period_end_ns=batch.period_end_ns,
-                originator=batch.originator,
-                counter=batch.counter,
-                request_class=cls,
-                attempt=zeros8,
-                invalid=zeros8,
-                wait_ns=res.wait_ns,
-                backlog=res.backlog,
-            )
-        )
+        rows = res.rows(batch, seq=seq, counter=batch.counter, request_class=cls, attempt=zeros8, invalid=zeros8)
+        rows.t_scheduled_ns = rows.t_scheduled_ns.copy()  # the log keeps its own, as it always has
+        self._log.append(rows)
         self._log_rows += n
         if self._log_rows >= self.config.log_batch:
             self._flush_log()

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from dccsim.core.columns import RequestBatch
 from dccsim.core.pipeline import FAULT_E20, FAULT_E21, O_FAILED, Pipeline
-from dccsim.core.records import INVALID_KINDS, AlertRows, LogSink, RequestRows
+from dccsim.core.records import INVALID_KINDS, AlertRows, LogSink
 from dccsim.core.validation import assign_counters
 
 from .population import Population
@@ -224,27 +224,8 @@ class VirtualTimeDriver:
         seq = np.arange(self._seq, self._seq + n, dtype=np.uint64)
         self._seq += n
         self.totals.requests += n
-        rows = RequestRows(
-            seq=seq,
-            t_scheduled_ns=req.t_scheduled_ns,
-            t_done_ns=res.t_done_ns,
-            device=req.device,
-            srv=req.srv,
-            role=req.role,
-            command_variant=req.command_variant,
-            outcome=res.outcome,
-            response_code=res.response_code,
-            latency_ns=res.latency_ns,
-            within_target=res.within_target,
-            period_start_ns=req.period_start_ns,
-            period_end_ns=req.period_end_ns,
-            originator=req.originator,
-            counter=counter,
-            request_class=req.cls,
-            attempt=req.attempt,
-            invalid=req.invalid,
-            wait_ns=res.wait_ns,
-            backlog=res.backlog,
+        rows = res.rows(
+            req, seq=seq, counter=counter, request_class=req.cls, attempt=req.attempt, invalid=req.invalid
         )
         # the sink (log batches, histograms, counts) takes the chunk on its own thread while
         # the next chunk is simulated; one chunk in flight keeps the order and bounds memory

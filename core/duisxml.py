@@ -28,12 +28,14 @@ from .messages import (
     DCCAlert,
     DeviceAlert,
     GenericBody,
+    Message,
     ReadActiveImportProfileData,
     ReadExportProfileData,
     ReadFirmwareVersion,
     ReadInstantaneousImportRegisters,
     ReadLogPeriod,
     RequestId,
+    RequestRow,
     Response,
     RetrieveImportDailyReadLog,
     ServiceRequest,
@@ -47,6 +49,7 @@ __all__ = [
     "encode_request_xml",
     "encode_response_xml",
     "encode_alert_xml",
+    "encode_xml",
     "load_schema",
     "schema_errors",
     "format_datetime",
@@ -390,3 +393,26 @@ def schema_errors(document: bytes, schema: etree.XMLSchema) -> list[str]:
     if schema.validate(doc):
         return []
     return [f"line {e.line}: {e.message}" for e in schema.error_log]
+
+
+def encode_xml(msg: Message | RequestRow, schema: etree.XMLSchema | None = None) -> bytes:
+    """The DUIS XML document of a request, response or alert, checked against ``schema`` if given.
+
+    :class:`MessageError` when there is no such document (a compact :class:`RequestRow` has
+    no DUIS body) or the document breaks the schema (the error names its first problem).
+    """
+    if isinstance(msg, RequestRow):
+        raise MessageError("message", "RequestRow", "a full message (a compact row has no DUIS body)")
+    if isinstance(msg, ServiceRequest):
+        doc = encode_request_xml(msg)
+    elif isinstance(msg, Response):
+        doc = encode_response_xml(msg)
+    elif isinstance(msg, DeviceAlert | DCCAlert):
+        doc = encode_alert_xml(msg)
+    else:
+        raise MessageError("message", type(msg).__name__, "a request, response or alert")
+    if schema is not None:
+        problems = schema_errors(doc, schema)
+        if problems:
+            raise MessageError("xml", problems[0], "a document valid against the DUIS schema")
+    return doc

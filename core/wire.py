@@ -8,6 +8,9 @@ Three shapes travel:
   high-throughput path that :func:`dccsim.core.columns.RequestBatch.from_msgpack` turns
   into columns.
 
+:func:`decode_file` takes the bytes of one file in any of these formats, or DUIS XML
+(:mod:`dccsim.core.duisxml`), and returns every message in it, bad ones as errors in place.
+
 Decoding errors become :class:`~dccsim.core.errors.MessageError` naming the JSON path, the
 value found there and the expected type. What the types alone do not say is checked after
 decoding (:func:`check_message`), as the DUIS XML reader checks it: RequestIDs (EUI-64s and
@@ -44,6 +47,7 @@ __all__ = [
     "encode_rows",
     "decode_rows",
     "detect_format",
+    "decode_file",
     "check_message",
 ]
 
@@ -134,8 +138,8 @@ def _check_all(msgs: list[Message]) -> list[Message]:
     return msgs
 
 
-def encode_json(msg: Message) -> bytes:
-    """One message as compact JSON."""
+def encode_json(msg: Message | RequestRow) -> bytes:
+    """One message (or compact request row) as compact JSON."""
     return _json_enc.encode(msg)
 
 
@@ -171,8 +175,8 @@ def decode_json_lines(data: bytes) -> list[Message | MessageError]:
     return out
 
 
-def encode_msgpack(msg: Message | list[Message]) -> bytes:
-    """One message, or a list of them, as MessagePack."""
+def encode_msgpack(msg: Message | RequestRow | list[Message | RequestRow]) -> bytes:
+    """One message, or a list of them (compact request rows among them), as MessagePack."""
     return _mp_enc.encode(msg)
 
 
@@ -220,3 +224,42 @@ def detect_format(data: bytes) -> str:
                 return "jsonl"
         return "json"
     return "msgpack"
+
+
+def decode_file(data: bytes) -> list[Message | RequestRow | MessageError]:
+    """Every message in the bytes of one file, whatever its format (:func:`detect_format`).
+
+    DUIS XML holds one ``sr:Request``; JSON one message or an array of them; JSON lines one
+    message a line; MessagePack one message, an array of messages, or a compact request batch
+    (an array of :class:`RequestRow` arrays, each row checked). A bad message comes back as
+    its :class:`MessageError` in its place (one for a bad line of JSON lines, otherwise one
+    for the whole file), so that the good ones can still be used; nothing is raised for bad
+    input.
+    """
+    fmt = detect_format(data)
+    try:
+        if fmt == "xml":
+            from .duisxml import decode_request_xml  # here: it loads lxml, which JSON and MessagePack need not
+
+            return [decode_request_xml(data)]
+        if fmt == "jsonl":
+            return list(decode_json_lines(data))
+        if fmt == "json":
+            if data.lstrip()[:1] == b"[":
+                return list(decode_json_batch(data))
+            return [decode_json(data)]
+        if not (data[:1] and (data[0] in (0xDC, 0xDD) or 0x90 <= data[0] <= 0x9F)):
+            return [decode_msgpack(data)]
+        # an array: of messages, or a compact request batch of RequestRow arrays
+        try:
+            return list(decode_msgpack_batch(data))
+        except MessageError as batch_error:
+            try:
+                rows = decode_rows(data)
+            except MessageError:
+                raise batch_error from None
+            for i, row in enumerate(rows):
+                row.check(f"$[{i}]")
+            return list(rows)
+    except MessageError as err:
+        return [err]

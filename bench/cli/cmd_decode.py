@@ -1,8 +1,9 @@
 """``dccsim decode``: convert DUIS XML, JSON and MessagePack messages; ``dccsim srvs``.
 
-Input formats are detected per file: DUIS XML (one ``sr:Request``), JSON (one message or an
-array of messages), JSON lines (one message a line), MessagePack (one message, an array of
-messages, or a compact request batch of ``RequestRow`` arrays).
+Input formats are detected per file (:func:`dccsim.core.wire.decode_file`): DUIS XML (one
+``sr:Request``), JSON (one message or an array of messages), JSON lines (one message a
+line), MessagePack (one message, an array of messages, or a compact request batch of
+``RequestRow`` arrays).
 
 Good messages are written to stdout as soon as their file is read; every bad message gets
 one line on stderr naming the file, the field, the value and what was expected, and the
@@ -18,54 +19,12 @@ import click
 import msgspec
 from dccsim.core import duisxml, wire
 from dccsim.core.errors import ConfigError, MessageError
-from dccsim.core.messages import DCCAlert, DeviceAlert, Message, RequestRow, Response, ServiceRequest
+from dccsim.core.messages import Message, RequestRow, ServiceRequest
 from dccsim.core.records import ROLES
 
 from .errors import CliError
 
-__all__ = ["decode", "srvs", "demo", "read_messages"]
-
-_rows_dec = msgspec.msgpack.Decoder(list[RequestRow])
-
-
-def read_messages(path: Path) -> list[Message | RequestRow | MessageError]:
-    """All messages of one file, with bad ones as :class:`MessageError` in their place."""
-    data = path.read_bytes()
-    fmt = wire.detect_format(data)
-    try:
-        if fmt == "xml":
-            return [duisxml.decode_request_xml(data)]
-        if fmt == "jsonl":
-            return list(wire.decode_json_lines(data))
-        if fmt == "json":
-            if data.lstrip()[:1] == b"[":
-                return list(wire.decode_json_batch(data))
-            return [wire.decode_json(data)]
-        if not (data[:1] and (data[0] in (0xDC, 0xDD) or 0x90 <= data[0] <= 0x9F)):
-            return [wire.decode_msgpack(data)]
-        # an array: of messages, or a compact request batch of RequestRow arrays
-        try:
-            return list(wire.decode_msgpack_batch(data))
-        except MessageError as batch_error:
-            try:
-                rows = _rows_dec.decode(data)
-            except msgspec.MsgspecError:
-                raise batch_error from None
-            for i, row in enumerate(rows):
-                row.check(f"$[{i}]")
-            return list(rows)
-    except MessageError as err:
-        return [err]
-
-
-def _to_xml(msg: Message) -> bytes:
-    if isinstance(msg, ServiceRequest):
-        return duisxml.encode_request_xml(msg)
-    if isinstance(msg, Response):
-        return duisxml.encode_response_xml(msg)
-    if isinstance(msg, DeviceAlert | DCCAlert):
-        return duisxml.encode_alert_xml(msg)
-    raise MessageError("message", type(msg).__name__, "a request, response or alert")
+__all__ = ["decode", "srvs", "demo"]
 
 
 @click.command()
@@ -102,7 +61,7 @@ def decode(files: tuple[Path, ...], to: str, validate: bool, role: str | None, s
         xsd = duisxml.load_schema(schema) if schema else None
     except (ConfigError, OSError) as exc:
         raise CliError(f"--schema {schema}: {exc}") from None
-    packed: list[object] = []
+    packed: list[Message | RequestRow] = []
 
     def bad(path: Path, text: str) -> None:
         nonlocal errors
@@ -113,7 +72,7 @@ def decode(files: tuple[Path, ...], to: str, validate: bool, role: str | None, s
         if not path.is_file():
             bad(path, "file: not found, expected a readable file")
             continue
-        for item in read_messages(path):
+        for item in wire.decode_file(path.read_bytes()):
             if isinstance(item, MessageError):
                 bad(path, str(item))
                 continue
@@ -130,23 +89,16 @@ def decode(files: tuple[Path, ...], to: str, validate: bool, role: str | None, s
                     continue
             try:
                 if to == "json":
-                    out.write(msgspec.json.encode(item) + b"\n")
+                    out.write(wire.encode_json(item) + b"\n")
                 elif to == "msgpack":
                     packed.append(item)
                 else:
-                    if isinstance(item, RequestRow):
-                        raise MessageError("message", "RequestRow", "a full message (a compact row has no DUIS body)")
-                    doc = _to_xml(item)
-                    if xsd is not None:
-                        problems = duisxml.schema_errors(doc, xsd)
-                        if problems:
-                            raise MessageError("xml", problems[0], "a document valid against the DUIS schema")
-                    out.write(doc)
+                    out.write(duisxml.encode_xml(item, xsd))
             except MessageError as err:
                 bad(path, str(err))
         out.flush()
     if to == "msgpack":
-        out.write(msgspec.msgpack.encode(packed))
+        out.write(wire.encode_msgpack(packed))
         out.flush()
     if errors:
         click.echo(f"dccsim decode: {errors} bad message(s)", err=True)
@@ -198,8 +150,9 @@ def demo(examples: Path | None) -> None:
 
     validator = Validator()
     for path in sorted(folder.iterdir()):
-        fmt = wire.detect_format(path.read_bytes())
-        for item in read_messages(path):
+        data = path.read_bytes()
+        fmt = wire.detect_format(data)
+        for item in wire.decode_file(data):
             if isinstance(item, MessageError):
                 table.add_row(path.name, fmt, "", "", "", f"[red]{item.code}[/]: {item}")
                 continue

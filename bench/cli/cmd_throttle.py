@@ -19,109 +19,28 @@ A TRACE is an Arrow IPC file (or stream) with columns ``t_ns`` (int64, non-decre
 are Arrow IPC streams (:mod:`dccsim.bench.results.logs`): ``pyarrow.ipc.open_stream`` or
 ``polars.read_ipc_stream`` read them. A bad flag, file or config is one line on stderr and
 exit code 2.
+
+The work (reading and checking traces, the replay, the tuning run, the logs and the plot) is
+in :mod:`dccsim.bench.alerts`; this module parses flags, calls it and prints.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
-import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.ipc as ipc
 
 from .errors import CliError
 
-__all__ = ["throttle", "tune_throttle", "make_alert_trace", "read_trace"]
+if TYPE_CHECKING:
+    from dccsim.throttle import ThrottlePolicy
 
-#: required trace columns and their types; ``storm`` is optional
-TRACE_COLUMNS: dict[str, pa.DataType] = {
-    "t_ns": pa.int64(),
-    "device": pa.uint64(),
-    "alert_code": pa.uint16(),
-}
-STORM_TYPE = pa.bool_()
-#: the throttle's columns of the log, after the trace's
-_THROTTLE_COLUMNS = ("action", "throttled_count", "sequence_id")
+    from ..alerts import ReplayResult, TuningRun
 
-
-# ------------------------------------------------------------------------------ trace I/O
-def read_trace(path: Path) -> tuple[dict[str, npt.NDArray[Any]], dict[str, str]]:
-    """Columns and schema metadata of a trace; any problem is a :class:`CliError`."""
-    try:
-        try:
-            table = ipc.open_file(path).read_all()
-        except pa.ArrowInvalid:
-            table = ipc.open_stream(path).read_all()
-    except pa.ArrowInvalid as exc:
-        raise CliError(f"{path}: expected an Arrow IPC file or stream ({exc})") from None
-    except OSError as exc:
-        raise CliError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    want = ", ".join(f"{n} ({t})" for n, t in TRACE_COLUMNS.items())
-    names = table.column_names
-    for name, type_ in [*TRACE_COLUMNS.items(), ("storm", STORM_TYPE)]:
-        if name not in names:
-            if name == "storm":
-                continue
-            raise CliError(
-                f"{path}: missing column {name!r}; expected columns {want}, optional storm (bool); "
-                f"got {', '.join(names) or 'none'}"
-            )
-        column = table.column(name)
-        if column.type != type_:
-            raise CliError(f"{path}: column {name!r} has type {column.type}, expected {type_}")
-        if column.null_count:
-            raise CliError(f"{path}: column {name!r} has {column.null_count} nulls, expected none")
-    columns = {
-        name: table.column(name).to_numpy() for name in [*TRACE_COLUMNS, "storm"] if name in names
-    }
-    t = columns["t_ns"]
-    bad = np.flatnonzero(t[1:] < t[:-1])
-    if bad.size:
-        i = int(bad[0]) + 1
-        raise CliError(
-            f"{path}: column 't_ns' must be non-decreasing (sorted by time); "
-            f"row {i} has {t[i]} after {t[i - 1]}"
-        )
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    return columns, meta
-
-
-def _log_schema(columns: Sequence[str], dry_run: bool) -> pa.Schema:
-    """The throttle's log: columns of alerts.arrow (the trace's, then the throttle's), typed as
-    there, and ``would_throttle`` in dry-run mode."""
-    from ..results.logs import ALERTS_SCHEMA
-
-    names = [*TRACE_COLUMNS, *(["storm"] if "storm" in columns else []), *_THROTTLE_COLUMNS]
-    fields = [ALERTS_SCHEMA.field(n) for n in names]
-    if dry_run:
-        fields.append(pa.field("would_throttle", pa.bool_(), nullable=False))
-    return pa.schema(fields)
-
-
-def _metadata(
-    config_text: str, trace: Path, trace_meta: dict[str, str], **extra: str
-) -> dict[str, str]:
-    meta = {
-        "dccsim.scenario": config_text,
-        "dccsim.seed": trace_meta.get("dccsim.seed", ""),
-        "dccsim.trace": trace.name,
-    }
-    meta.update({f"dccsim.{k}": v for k, v in extra.items()})
-    return meta
-
-
-def _config_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise CliError(f"{path}: cannot read ({exc.strerror})") from None
+__all__ = ["throttle", "tune_throttle", "make_alert_trace"]
 
 
 # ------------------------------------------------------------------------------ make-alert-trace
@@ -157,10 +76,11 @@ def make_alert_trace(
     """Draw an alert trace with labelled storms and write it to OUT (Arrow IPC file)."""
     from dccsim.loadgen.alert_trace import make_alert_trace as draw
 
+    from ..alerts import write_trace
+    from ..results.logs import LogError
+
     try:
-        trace = draw(
-            alerts, devices, storms, seed=seed, duration_s=duration_s, storm_share=storm_share
-        )
+        trace = draw(alerts, devices, storms, seed=seed, duration_s=duration_s, storm_share=storm_share)
     except ValueError as exc:
         raise CliError(f"make-alert-trace: --{str(exc).replace('_', '-')}") from None
     params = {
@@ -170,17 +90,10 @@ def make_alert_trace(
         "duration_s": duration_s,
         "storm_share": storm_share,
     }
-    meta = {
-        "dccsim.scenario": "\n".join(f"{k} = {v!r}" for k, v in params.items()),
-        "dccsim.seed": str(seed),
-        "dccsim.generator": "dccsim.loadgen.alert_trace",
-    }
-    table = trace.to_table(meta)
     try:
-        with pa.OSFile(str(out), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table, max_chunksize=1 << 20)
-    except OSError as exc:
-        raise CliError(f"{out}: cannot write ({exc.strerror or exc})") from None
+        write_trace(out, trace, seed=seed, params=params)
+    except LogError as exc:
+        raise CliError(str(exc)) from None
     click.echo(
         f"wrote {out}: {len(trace):,} alerts from {len(np.unique(trace.device)):,} devices, "
         f"{int(trace.storm.sum()):,} of them in {storms} storms, over {duration_s:g} s"
@@ -188,20 +101,6 @@ def make_alert_trace(
 
 
 # ------------------------------------------------------------------------------ throttle
-def _top_keys(
-    device: npt.NDArray[np.uint64], code: npt.NDArray[np.uint16], k: int
-) -> list[tuple[int, int, int]]:
-    """The ``k`` (device, alert code) keys with most rows, most first."""
-    from dccsim.throttle import group_keys
-
-    if not device.size:
-        return []
-    key, first = group_keys(device, code)
-    counts = np.bincount(key)
-    top = np.argsort(-counts, kind="stable")[:k]
-    return [(int(device[first[i]]), int(code[first[i]]), int(counts[i])) for i in top]
-
-
 @click.command("throttle")
 @click.argument("trace", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -234,88 +133,35 @@ def _top_keys(
 )
 def throttle(trace: Path, config_path: Path, out: Path, batch: int, max_keys: int) -> None:
     """Apply an Alert Storm Protection policy to TRACE and write the alerts log OUT."""
-    from dccsim.throttle import Throttle, ThrottleError, load_policy
+    from dccsim.throttle import ThrottleError, load_policy
 
-    from ..results.logs import ArrowLogWriter, LogError
+    from ..alerts import read_trace, replay_trace
+    from ..results.logs import LogError
 
     try:
         policy = load_policy(config_path)
-    except ThrottleError as exc:
+        result = replay_trace(
+            read_trace(trace), policy, out, config_path=config_path, batch=batch, max_keys=max_keys
+        )
+    except (ThrottleError, LogError) as exc:
         raise CliError(str(exc)) from None
-    columns, trace_meta = read_trace(trace)
-    t, dev, code = columns["t_ns"], columns["device"], columns["alert_code"]
-    storm = columns.get("storm")
-    n = t.shape[0]
-    Throttle.warm_up()
-    th = Throttle(policy, max_keys=max_keys)
-    schema = _log_schema(list(columns), policy.dry_run)
-    meta = _metadata(
-        _config_text(config_path),
-        trace,
-        trace_meta,
-        policy=json.dumps(policy.to_dict(), sort_keys=True),
-    )
-    discarded: list[tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint16]]] = []
-    storm_discarded = 0
-    busy = 0.0
-    try:
-        # the action names are the records' vocabulary (the writer's default: the throttle's)
-        with ArrowLogWriter(out, schema, meta) as log:
-            for a in range(0, n, batch):
-                b = min(a + batch, n)
-                t0 = time.perf_counter()
-                try:
-                    res = th.process(t[a:b], dev[a:b], code[a:b])
-                except ThrottleError as exc:
-                    raise CliError(f"{trace}: rows from {a}: {exc}") from None
-                busy += time.perf_counter() - t0
-                cols = {
-                    "t_ns": t[a:b],
-                    "device": dev[a:b],
-                    "alert_code": code[a:b],
-                    "action": res.action,
-                    "throttled_count": res.throttled_count,
-                    "sequence_id": res.sequence_id,
-                }
-                if storm is not None:
-                    cols["storm"] = storm[a:b]
-                    storm_discarded += int(np.count_nonzero(res.would_throttle & storm[a:b]))
-                if policy.dry_run:
-                    cols["would_throttle"] = res.would_throttle
-                log.write_columns(**cols)
-                discarded.append((dev[a:b][res.would_throttle], code[a:b][res.would_throttle]))
-    except (LogError, OSError) as exc:
-        raise CliError(f"{out}: cannot write ({getattr(exc, 'strerror', None) or exc})") from None
-    top = _top_keys(
-        np.concatenate([d for d, _ in discarded]) if discarded else np.empty(0, np.uint64),
-        np.concatenate([c for _, c in discarded]) if discarded else np.empty(0, np.uint16),
-        5,
-    )
-    _print_summary(th.stats(), policy, trace, out, n, busy, storm, storm_discarded, top)
+    _print_summary(result, policy, trace)
 
 
-def _print_summary(
-    st: Any,
-    policy: Any,
-    trace: Path,
-    out: Path,
-    n: int,
-    busy: float,
-    storm: npt.NDArray[np.bool_] | None,
-    storm_discarded: int,
-    top: list[tuple[int, int, int]],
-) -> None:
+def _print_summary(result: ReplayResult, policy: ThrottlePolicy, trace: Path) -> None:
     from dccsim.throttle import format_alert_code
     from rich.console import Console
     from rich.table import Table
 
     from ..results.charts import fmt_bytes, fmt_eui
 
+    st, n, busy = result.stats, result.alerts, result.busy_s
+
     def pct(x: int) -> str:
         return f"{x / n:.2%}" if n else "-"
 
     mode = "dry run: " if policy.dry_run else ""
-    table = Table(title=f"Alert Storm Protection: {trace.name} -> {out.name}", title_justify="left")
+    table = Table(title=f"Alert Storm Protection: {trace.name} -> {result.out.name}", title_justify="left")
     table.add_column("")
     table.add_column("alerts", justify="right")
     table.add_column("share", justify="right")
@@ -326,14 +172,14 @@ def _print_summary(
         table.add_row("would be throttled", f"{st.would_throttle:,}", pct(st.would_throttle))
     table.add_row("excluded", f"{st.excluded:,}", pct(st.excluded))
     table.add_row("near-limit events", f"{st.near_limit:,}", "")
-    if storm is not None:
-        storm_n = int(storm.sum())
+    if result.storm_alerts is not None:
+        storm_n, storm_discarded = result.storm_alerts, result.storm_discarded
         table.add_row(
             "storm alerts discarded",
             f"{storm_discarded:,}",
             f"{storm_discarded / storm_n:.2%} of storm" if storm_n else "-",
         )
-        other = st.would_throttle - storm_discarded
+        other = result.collateral
         table.add_row(
             "non-storm discarded (collateral)",
             f"{other:,}",
@@ -349,12 +195,12 @@ def _print_summary(
         f"overrides {', '.join(policy.overrides) or 'none'}"
     )
     console.print(table)
-    if top:
+    if result.top_discarded:
         keys = Table(title="most discarded keys", title_justify="left")
         keys.add_column("device")
         keys.add_column("alert code")
         keys.add_column("discarded", justify="right")
-        for d, c, k in top:
+        for d, c, k in result.top_discarded:
             keys.add_row(fmt_eui(f"{d:016X}"), format_alert_code(c), f"{k:,}")
         console.print(keys)
 
@@ -394,80 +240,43 @@ def tune_throttle(
     trace: Path, grid_path: Path, out: Path, workers: int | None, max_keys: int
 ) -> None:
     """Run a grid of (N, W, P) over TRACE and report what each setting discards."""
-    from dccsim.throttle import ThrottleError, load_grid, sweep
-    from dccsim.throttle.tuning import warm_up
+    from dccsim.throttle import ThrottleError, load_grid
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..results.logs import ArrowLogWriter, LogError
+    from ..alerts import read_trace, tune
+    from ..results.logs import LogError
 
-    try:
-        grid = load_grid(grid_path)
-    except ThrottleError as exc:
-        raise CliError(str(exc)) from None
-    columns, trace_meta = read_trace(trace)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CliError(f"{out}: cannot create the folder ({exc.strerror})") from None
-    warm_up()
-    t0 = time.perf_counter()
-    with Progress(
+    bar = Progress(
         TextColumn("[bold]tuning"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("settings"),
         TimeElapsedColumn(),
         transient=True,
-    ) as bar:
-        task = bar.add_task("tuning", total=len(grid))
-        try:
-            result = sweep(
-                columns["t_ns"],
-                columns["device"],
-                columns["alert_code"],
-                grid,
-                storm=columns.get("storm"),
-                workers=workers,
-                max_keys=max_keys,
-                progress=lambda done, total: bar.update(task, completed=done),
-            )
-        except ThrottleError as exc:
-            raise CliError(f"{trace}: {exc}") from None
-    wall = time.perf_counter() - t0
-    cols = result.columns
-    schema = pa.schema(
-        [pa.field(name, pa.from_numpy_dtype(a.dtype), nullable=False) for name, a in cols.items()]
     )
-    meta = _metadata(
-        _config_text(grid_path), trace, trace_meta, alerts=str(columns["t_ns"].shape[0])
-    )
+
+    def report(done: int, total: int) -> None:
+        bar.start()  # on the first report, as the sweep starts (no bar for the warm-up)
+        bar.update(task, completed=done)
+
     try:
-        with ArrowLogWriter(out / "tuning.arrow", schema, meta, compression=None) as log:
-            log.write_columns(**cols)
-    except (LogError, OSError) as exc:
-        raise CliError(
-            f"{out / 'tuning.arrow'}: cannot write ({getattr(exc, 'strerror', None) or exc})"
-        ) from None
-    has_storm = "storm" in columns
-    pareto = _pareto(cols) if has_storm else np.zeros(len(result), bool)
-    if has_storm:
-        svg = tradeoff_svg(cols, pareto, title=f"{trace.name}: {len(result)} settings")
-        try:
-            (out / "tuning.svg").write_text(svg, encoding="utf-8")
-        except OSError as exc:
-            raise CliError(f"{out / 'tuning.svg'}: cannot write ({exc.strerror})") from None
-    _print_tuning(cols, pareto, has_storm, columns["t_ns"].shape[0], wall, out)
-
-
-def _pareto(cols: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.bool_]:
-    """Settings no other setting beats on both storm alerts discarded and collateral."""
-    y = cols["storm_discarded"]
-    x = cols["collateral"]
-    keep = np.ones(len(x), bool)
-    for i in range(len(x)):
-        better = (y >= y[i]) & (x <= x[i]) & ((y > y[i]) | (x < x[i]))
-        keep[i] = not better.any()
-    return keep
+        grid = load_grid(grid_path)
+        task = bar.add_task("tuning", total=len(grid))
+        run = tune(
+            read_trace(trace),
+            grid,
+            out,
+            config_path=grid_path,
+            workers=workers,
+            max_keys=max_keys,
+            progress=report,
+        )
+    except (ThrottleError, LogError) as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+    _print_tuning(run)
 
 
 def _span(seconds: float) -> str:
@@ -478,21 +287,14 @@ def _span(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _print_tuning(
-    cols: dict[str, npt.NDArray[Any]],
-    pareto: npt.NDArray[np.bool_],
-    has_storm: bool,
-    n: int,
-    wall: float,
-    out: Path,
-) -> None:
+def _print_tuning(run: TuningRun) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
+    cols, pareto, has_storm = run.columns, run.pareto, run.has_storm
     table = Table(
-        title=f"throttle tuning: {len(cols['threshold'])} settings over {n:,} alerts "
-        f"in {wall:.1f} s",
+        title=f"throttle tuning: {len(run)} settings over {run.alerts:,} alerts in {run.wall_s:.1f} s",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
@@ -502,7 +304,7 @@ def _print_tuning(
         heads += ["storm fwd", "storm disc", "collateral", "caught", "catch s"]
     for h in heads:
         table.add_column(h, justify="right", no_wrap=True)
-    for i in range(len(cols["threshold"])):
+    for i in range(len(run)):
         row = [
             f"{cols['threshold'][i]}",
             _span(cols["window_s"][i]),
@@ -529,91 +331,7 @@ def _print_tuning(
         console.print(
             f"bold: settings no other setting beats on both storm alerts discarded and "
             f"collateral; catch s: median seconds from a storm's first alert to its first "
-            f"discard. Wrote {out / 'tuning.arrow'} and {out / 'tuning.svg'}."
+            f"discard. Wrote {run.log} and {run.plot}."
         )
     else:
-        console.print(
-            "the trace has no storm column: no storm scores and no plot. "
-            f"Wrote {out / 'tuning.arrow'}."
-        )
-
-
-def tradeoff_svg(
-    cols: dict[str, npt.NDArray[Any]], pareto: npt.NDArray[np.bool_], *, title: str
-) -> str:
-    """A self-contained SVG: storm alerts discarded (y) against collateral discards (x)."""
-    from ..results.charts import esc, fmt_si, linear_ticks
-
-    w, h, ml, mr, mt, mb = 760, 480, 84, 24, 48, 58
-    x = cols["collateral"].astype(float)
-    y = cols["storm_discarded"].astype(float)
-    # x on a log scale with 0 kept (log10(1 + x)): collateral spans decades
-    decades = max(1, math.ceil(math.log10(1 + float(x.max())))) if x.size else 1
-    xt = [0.0] + [10.0**e for e in range(decades + 1)]
-    x0, x1 = 0.0, math.log10(1 + 10.0**decades)
-    y0, y1, yt = linear_ticks(float(y.min()) if y.size else 0.0, float(y.max()) if y.size else 1.0)
-
-    def px(v: float) -> float:
-        return ml + (math.log10(1 + v) - x0) / (x1 - x0) * (w - ml - mr)
-
-    def py(v: float) -> float:
-        return h - mb - (v - y0) / (y1 - y0) * (h - mt - mb)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" '
-        f'font-family="system-ui,sans-serif" font-size="12" role="img" aria-label="{esc(title)}">',
-        f"<title>{esc(title)}</title>",
-        '<rect width="100%" height="100%" fill="#fff"/>',
-        f'<text x="{ml}" y="22" font-size="15" fill="#0f172a">{esc(title)}</text>',
-    ]
-    for v in xt:
-        parts.append(
-            f'<line x1="{px(v):.1f}" y1="{mt}" x2="{px(v):.1f}" y2="{h - mb}" stroke="#eef2f7"/>'
-        )
-        parts.append(
-            f'<text x="{px(v):.1f}" y="{h - mb + 18}" text-anchor="middle" fill="#64748b">'
-            f"{fmt_si(v)}</text>"
-        )
-    for v in yt:
-        parts.append(
-            f'<line x1="{ml}" y1="{py(v):.1f}" x2="{w - mr}" y2="{py(v):.1f}" stroke="#eef2f7"/>'
-        )
-        parts.append(
-            f'<text x="{ml - 8}" y="{py(v) + 4:.1f}" text-anchor="end" fill="#64748b">'
-            f"{fmt_si(v)}</text>"
-        )
-    parts.append(f'<line x1="{ml}" y1="{h - mb}" x2="{w - mr}" y2="{h - mb}" stroke="#94a3b8"/>')
-    parts.append(f'<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{h - mb}" stroke="#94a3b8"/>')
-    parts.append(
-        f'<text x="{(ml + w - mr) / 2}" y="{h - 14}" text-anchor="middle" fill="#334155">'
-        "collateral: non-storm alerts discarded (log scale)</text>"
-    )
-    parts.append(
-        f'<text transform="translate(20 {(mt + h - mb) / 2}) rotate(-90)" text-anchor="middle" '
-        'fill="#334155">storm alerts discarded</text>'
-    )
-    order = np.flatnonzero(pareto)[np.argsort(x[pareto], kind="stable")]
-    if order.size > 1:
-        pts = " ".join(f"{px(x[i]):.1f},{py(y[i]):.1f}" for i in order)
-        parts.append(
-            f'<polyline points="{pts}" fill="none" stroke="#2563eb" stroke-width="1.5" '
-            'stroke-dasharray="4 3"/>'
-        )
-    for i in range(x.shape[0]):
-        tip = (
-            f"N={cols['threshold'][i]} W={cols['window_s'][i]:g}s "
-            f"P={cols['designated_period_s'][i]:g}s: "
-            f"storm discarded {int(y[i]):,}, collateral {int(x[i]):,}, "
-            f"caught {cols['storms_caught'][i]}/{cols['storms'][i]}"
-        )
-        color = "#2563eb" if pareto[i] else "#94a3b8"
-        parts.append(
-            f'<circle cx="{px(x[i]):.1f}" cy="{py(y[i]):.1f}" r="{5 if pareto[i] else 3.5}" '
-            f'fill="{color}" fill-opacity="0.85"><title>{esc(tip)}</title></circle>'
-        )
-    parts.append(
-        f'<text x="{w - mr}" y="{mt - 8}" text-anchor="end" fill="#2563eb">'
-        "blue: best trade-offs (no setting beats them on both axes)</text>"
-    )
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
+        console.print(f"the trace has no storm column: no storm scores and no plot. Wrote {run.log}.")

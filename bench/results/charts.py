@@ -7,7 +7,7 @@ non-numbers) format as ``n/a``. :func:`tile`, :func:`table`, :func:`section` and
 build the page's blocks from HTML and text, and :func:`time_chart` draws per-interval values
 (a list of :class:`Series`) against the time of day as one self-contained ``<svg>`` element.
 The command line uses the formatting and tick helpers too (``dccsim throttle``'s table and
-``dccsim tune-throttle``'s plot).
+``dccsim tune-throttle``'s plot, :mod:`.tuning_plot`).
 
 :data:`CSS` styles the class names all of these produce; a page puts it in its style sheet,
 beside the colour variables it uses (``--card``, ``--line``, ``--muted``).

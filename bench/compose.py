@@ -23,8 +23,11 @@ The ``cmd_*`` modules of :mod:`dccsim.bench.cli` only parse flags, call these, a
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import resource
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -63,6 +66,11 @@ __all__ = [
     "write_run_folder",
     "finish_serve",
     "finish_load",
+    "run_loop",
+    "serve",
+    "run_load",
+    "LoadOutcome",
+    "sweep",
     "default_out",
 ]
 
@@ -350,3 +358,133 @@ def simulate(
     summary, verdict = write_run_folder(out_dir, summary, run.criteria, run.scenario)
     return RunResult(summary=summary, criteria=verdict, out_dir=out_dir, pipeline=pipeline)
 
+
+# ---------------------------------------------------------------------------- several runs
+
+
+def sweep(
+    scenario: str | os.PathLike[str],
+    settings: list[tuple[float | None, float | None]],
+    out: Path,
+    *,
+    scale: float | None = None,
+    seed: int | None = None,
+    on_setting: Callable[[str], None] | None = None,
+) -> list[RunSummary]:
+    """Run ``scenario`` once per ``(uplift, demand)`` setting (None: the scenario's own), each
+    into ``out/uplift{U}-demand{D}``, and write ``out/sweep.json``; returns the summaries.
+
+    Every setting is loaded before the first runs, so a bad one fails before any work.
+    """
+    runs = []
+    for u, d in settings:
+        label = f"uplift{u if u is not None else 'base'}-demand{d if d is not None else 'base'}"
+        runs.append((label, load_run(scenario, scale=scale, seed=seed, uplift=u, demand=d)))
+    summaries = []
+    for label, run in runs:
+        if on_setting is not None:
+            on_setting(label)
+        summaries.append(simulate(run, out=Path(out) / label).summary)
+    keep = ("run", "within_target_ratio", "latency_s", "peak_backlog", "cache", "requests")
+    docs = [s.to_builtins() for s in summaries]
+    (Path(out) / "sweep.json").write_text(json.dumps([{k: d[k] for k in keep} for d in docs], indent=2) + "\n")
+    return summaries
+
+
+# ---------------------------------------------------------------------------- the wall clock
+
+
+def run_loop(main: Any) -> Any:
+    """Run a coroutine on uvloop, or asyncio where uvloop is missing."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; the fallback is for odd platforms
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def serve(
+    run: RunConfig, host: str, port: int, config: Any, sink: RunSink | None, on_listening: Callable[[int], None]
+) -> tuple[Any, float]:
+    """Serve ``run`` on ``host:port`` until SIGINT or SIGTERM; returns the closed server and
+    the seconds it served. ``on_listening(port)`` is called once the port is bound (0 picks a
+    free one). Raises ``OSError`` when the port cannot be bound."""
+    import gc
+
+    async def main() -> tuple[Any, float]:
+        server = build_server(run, time.monotonic_ns, config, sink)
+        gc.freeze()  # what start-up allocated stays out of the collector's way
+        bound = await server.start(host, port)
+        stop = _stop_on_signals()
+        on_listening(bound)
+        t0 = time.perf_counter()
+        await stop.wait()
+        await server.close()
+        return server, time.perf_counter() - t0
+
+    return run_loop(main())  # type: ignore[no-any-return]
+
+
+@dataclass
+class LoadOutcome:
+    """What :func:`run_load` returns: the client's figures, the verdict and the run folder."""
+
+    wallclock: dict[str, Any]
+    summary: RunSummary
+    criteria: CriteriaResult
+    out_dir: Path
+
+
+def run_load(
+    run: RunConfig,
+    host: str,
+    port: int,
+    out: Path,
+    *,
+    rate: float,
+    duration_s: float,
+    speed: float,
+    drain_s: float,
+) -> LoadOutcome:
+    """Offer ``run``'s day of requests to a server at ``rate`` per second for ``duration_s``
+    (open loop, until SIGINT/SIGTERM or the end), then write the run folder into ``out``.
+
+    Raises ``OSError``/``TimeoutError`` when the server cannot be reached and ``ValueError``
+    when the scenario has no requests to send.
+    """
+    import gc
+
+    from dccsim.loadgen.netclient import run_open_loop, traffic_from_workload
+
+    s = run.scenario
+    traffic = traffic_from_workload(DayWorkload(s, build_population(s)))
+    if not len(traffic):
+        raise ValueError(f"scenario {s.name}: no requests to send")
+    targets = np.array([int(s.capacity.classes[c].target_s * NS) for c in REQUEST_CLASSES], np.int64)
+
+    async def main() -> Any:
+        stop = _stop_on_signals()
+        gc.freeze()
+        # counters above anything an earlier run against the same server used
+        return await run_open_loop(host, port, traffic, rate, duration_s, time.monotonic_ns,
+                                   counter_base=time.time_ns() // 1000, drain_timeout_s=drain_s, stop=stop)  # fmt: skip
+
+    t0 = time.perf_counter()
+    client = run_loop(main())
+    wall = time.perf_counter() - t0
+    sink = open_sink(run, out, mode="load", **{"dccsim.rate": repr(rate)})
+    try:
+        client.write_to(sink, s.day_start_ns, targets, speed)
+    finally:
+        sink.close()
+    wc = client.summary() | {"rate": rate, "duration_s": duration_s, "speed": speed, "target": f"tcp://{host}:{port}"}
+    summary, verdict = finish_load(run, out, sink, client.res.stats, wc, wall)
+    return LoadOutcome(wallclock=wc, summary=summary, criteria=verdict, out_dir=out)

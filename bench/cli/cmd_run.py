@@ -8,7 +8,6 @@ scenario at several uplift / demand settings and compares them.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Iterator
@@ -194,23 +193,20 @@ def sweep(
     from rich.console import Console
     from rich.table import Table
 
-    from ..compose import simulate
+    from .. import compose
 
     ups = _floats(uplifts, "--uplift") or [None]
     dems = _floats(demands, "--demand") or [None]
     if ups == [None] and dems == [None]:
         raise click.UsageError("give --uplift and/or --demand, e.g. --uplift 1,1.5,2,3")
-    rows = []
     console = Console(stderr=True)
-    for u in ups:
-        for d in dems:
-            label = f"uplift{u if u is not None else 'base'}-demand{d if d is not None else 'base'}"
-            console.print(f"running {label} ...")
-            try:
-                outcome = simulate(scenario, scale=scale, seed=seed, uplift=u, demand=d, out=out / label)
-            except ConfigError as exc:
-                raise CliError(str(exc)) from None
-            rows.append(outcome.summary)
+    try:
+        rows = compose.sweep(
+            scenario, [(u, d) for u in ups for d in dems], out, scale=scale, seed=seed,
+            on_setting=lambda label: console.print(f"running {label} ..."),
+        )  # fmt: skip
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
     t = Table(
         "uplift",
         "demand",
@@ -234,7 +230,4 @@ def sweep(
             f"{s.wall_seconds:.1f} s",
         )
     Console().print(t)
-    keep = ("run", "within_target_ratio", "latency_s", "peak_backlog", "cache", "requests")
-    docs = [s.to_builtins() for s in rows]
-    (out / "sweep.json").write_text(json.dumps([{k: d[k] for k in keep} for d in docs], indent=2) + "\n")
     click.echo(f"results: {out}/")

@@ -10,10 +10,7 @@ open-loop generator (:mod:`dccsim.loadgen.netclient`) and writes the same run fo
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -23,16 +20,7 @@ from dccsim.core.errors import ConfigError, MessageError
 
 from .errors import CliError
 
-__all__ = ["serve", "load", "run_loop"]
-
-
-def run_loop(main: Any) -> Any:
-    """Run a coroutine on uvloop, or asyncio where uvloop is missing."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; the fallback is for odd platforms
-        return asyncio.run(main)
-    return uvloop.run(main)
+__all__ = ["serve", "load"]
 
 
 def _load(ref: str, scale: float | None, seed: int | None, criteria: dict[str, int] | None = None) -> Any:
@@ -72,9 +60,7 @@ def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: in
           max_connections: int | None, max_frame_bytes: int | None, max_inbound: int | None, max_pending: int | None,
           out: Path | None, no_log: bool) -> None:
     """Serve the DCC core over TCP (frames) and HTTP (DUIS XML) until SIGINT/SIGTERM."""
-    import gc
-
-    from ..compose import build_server, finish_serve, open_sink
+    from .. import compose
 
     run = _load(scenario_ref, scale, seed)
     s = run.scenario
@@ -83,35 +69,23 @@ def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: in
     cfg = _server_config(speed, origin_ns=s.day_start_ns, max_connections=max_connections,
                          max_frame_bytes=max_frame_bytes, max_inbound=max_inbound, max_pending=max_pending)
     out = out or Path("runs") / f"serve-{s.name}"
-    sink = None if no_log else open_sink(run, out, mode="serve", **{"dccsim.speed": repr(speed)})
+    sink = None if no_log else compose.open_sink(run, out, mode="serve", **{"dccsim.speed": repr(speed)})
 
-    async def main() -> Any:
-        server = build_server(run, time.monotonic_ns, cfg, sink)
-        gc.freeze()
-        try:
-            bound = await server.start(host, port)
-        except OSError as exc:
-            raise CliError(f"--port: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    def listening(bound: int) -> None:
         click.echo(f"dccsim serve: {s.name} x{s.scale:g}, speed {speed:g}: frames and DUIS XML (HTTP) on "
                    f"{host}:{bound}; stop with Ctrl-C", err=True)
-        t0 = time.perf_counter()
-        await stop.wait()
-        await server.close()
-        return server, time.perf_counter() - t0
 
     try:
-        server, wall = run_loop(main())
+        server, wall = compose.serve(run, host, port, cfg, sink, listening)
+    except OSError as exc:
+        raise CliError(f"--port: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     finally:
         if sink is not None:
             sink.close()
     c = server.counters.to_dict()
     click.echo("dccsim serve: stopped; " + ", ".join(f"{k} {v:,}" for k, v in c.items() if v), err=True)
     if sink is not None:
-        finish_serve(run, out, sink, server, wall)
+        compose.finish_serve(run, out, sink, server, wall)
         click.echo(f"dccsim serve: server-side log in {out}/", err=True)
 
 
@@ -168,15 +142,7 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
     The scenario's own [exit_criteria] judge its simulated day (dccsim run); a load run replays
     that day's requests at whatever rate is asked, so it is judged by --criterion instead.
     """
-    import gc
-
-    import numpy as np
-    from dccsim.core.records import REQUEST_CLASSES
-    from dccsim.loadgen.netclient import run_open_loop, traffic_from_workload
-    from dccsim.loadgen.population import build_population
-    from dccsim.loadgen.workload import NS, DayWorkload
-
-    from ..compose import finish_load, open_sink
+    from .. import compose
 
     host, port = _target(target)
     if not (rate > 0 and duration > 0 and speed > 0):
@@ -184,36 +150,14 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
     if rate * duration > 50_000_000:
         raise CliError(f"--rate x --duration: got {rate * duration:,.0f} requests, expected at most 50,000,000")
     run = _load(scenario_ref, scale, seed, _load_criteria(criteria_given))
-    s = run.scenario
-    traffic = traffic_from_workload(DayWorkload(s, build_population(s)))
-    if not len(traffic):
-        raise CliError(f"scenario {s.name}: no requests to send")
-    out = out or Path("runs") / f"load-{s.name}-r{rate:g}"
-    targets = np.array([int(s.capacity.classes[c].target_s * NS) for c in REQUEST_CLASSES], np.int64)
-
-    async def main() -> Any:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        gc.freeze()
-        # counters above anything an earlier run against the same server used
-        return await run_open_loop(host, port, traffic, rate, duration, time.monotonic_ns,
-                                   counter_base=time.time_ns() // 1000, drain_timeout_s=drain, stop=stop)
-
-    t0 = time.perf_counter()
+    out = out or Path("runs") / f"load-{run.scenario.name}-r{rate:g}"
     try:
-        client = run_loop(main())
+        outcome = compose.run_load(run, host, port, out, rate=rate, duration_s=duration, speed=speed, drain_s=drain)
     except (OSError, TimeoutError) as exc:
         raise CliError(f"--target: cannot connect to {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
-    wall = time.perf_counter() - t0
-    sink = open_sink(run, out, mode="load", **{"dccsim.rate": repr(rate)})
-    try:
-        client.write_to(sink, s.day_start_ns, targets, speed)
-    finally:
-        sink.close()
-    wc = client.summary() | {"rate": rate, "duration_s": duration, "speed": speed, "target": target}
-    _, verdict = finish_load(run, out, sink, client.res.stats, wc, wall)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    wc, verdict = outcome.wallclock, outcome.criteria
     lat = wc["final_latency_s"]
     click.echo(f"dccsim load: {wc['sent']:,} sent at {wc['send_rate_per_s']:,.0f}/s, {wc['answered']:,} answered, "
                f"{wc['refused_busy']:,} busy, {wc['refused_error']:,} errors, {wc['lost']:,} lost; final latency "

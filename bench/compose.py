@@ -17,7 +17,7 @@ The ``cmd_*`` modules of :mod:`dccsim.bench.cli` only parse flags, call these, a
 >>> from dccsim.bench.compose import load_run, simulate
 >>> run = load_run("smoke", scale=0.0002)                               # doctest: +SKIP
 >>> result = simulate(run, out="runs/smoke-tiny")                       # doctest: +SKIP
->>> result.summary["within_target_ratio"], result.passed                # doctest: +SKIP
+>>> result.summary.within_target_ratio, result.passed                  # doctest: +SKIP
 (0.99..., True)
 """
 
@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 from dccsim.core.capacity import CapacityClass, CapacityConfig
+from dccsim.core.errors import ConfigError
 from dccsim.core.eui import eui_to_int
 from dccsim.core.pipeline import Pipeline
 from dccsim.core.records import REQUEST_CLASSES
@@ -67,6 +68,7 @@ __all__ = [
     "finish_serve",
     "finish_load",
     "run_loop",
+    "ListenError",
     "serve",
     "run_load",
     "LoadOutcome",
@@ -119,12 +121,10 @@ def load_run(
     return RunConfig(scenario=s, text=text, criteria=criteria)
 
 
-def default_out(run: RunConfig, kind: str = "run") -> Path:
-    """The default run folder: ``runs/NAME-sSCALE-seedSEED`` (``run``) or ``runs/KIND-NAME``."""
+def default_out(run: RunConfig) -> Path:
+    """The default run folder of ``dccsim run``: ``runs/NAME-sSCALE-seedSEED``."""
     s = run.scenario
-    if kind == "run":
-        return Path("runs") / f"{s.name}-s{s.scale:g}-seed{s.seed}"
-    return Path("runs") / f"{kind}-{s.name}"
+    return Path("runs") / f"{s.name}-s{s.scale:g}-seed{s.seed}"
 
 
 # ---------------------------------------------------------------------------- assembly
@@ -176,13 +176,19 @@ def build_driver(run: RunConfig) -> VirtualTimeDriver:
 def build_server(run: RunConfig, clock: Callable[[], int], config: Any, sink: Any = None) -> Any:
     """A :class:`~dccsim.core.server.DccServer` for a run: population, pipeline, request
     classes and device leg, with its kernels loaded (:meth:`Pipeline.warm_up`)."""
+    from dccsim.core.columns import RequestBatch
     from dccsim.core.server import DccServer
     from dccsim.loadgen.wallclock import DeviceLegModel, classifier
 
     s = run.scenario
     pop = build_population(s)
+    classify, leg = classifier(), DeviceLegModel(s, pop)
     Pipeline.warm_up()
-    return DccServer(build_pipeline(s, pop), classifier(), DeviceLegModel(s, pop), clock, config, sink=sink)
+    # and the request classes' and device leg's kernels, on a few rows (the leg's draws come
+    # from a generator of its own, so the server's leg is untouched)
+    rows = RequestBatch.from_columns(device=pop.ids[:4], srv=np.zeros(4), execution_ns=np.arange(4))
+    DeviceLegModel(s, pop, seed=0)(rows, classify(rows))
+    return DccServer(build_pipeline(s, pop), classify, leg, clock, config, sink=sink)
 
 
 # ---------------------------------------------------------------------------- the run folder
@@ -322,6 +328,8 @@ def simulate(
     RunResult
         ``summary`` (the typed ``summary.json`` document, :class:`RunSummary`), ``criteria`` (the verdict), ``out_dir``.
     """
+    if progress is not None and not callable(progress):
+        raise TypeError(f"simulate: progress: expected a callable or None, got {progress!r}")
     if isinstance(scenario, RunConfig):
         if overrides:
             raise TypeError(f"simulate: overrides {sorted(overrides)} go to load_run, not with a RunConfig")
@@ -411,18 +419,25 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
+class ListenError(OSError):
+    """The server could not listen on the address it was given (the cause is chained)."""
+
+
 def serve(
     run: RunConfig, host: str, port: int, config: Any, sink: RunSink | None, on_listening: Callable[[int], None]
 ) -> tuple[Any, float]:
     """Serve ``run`` on ``host:port`` until SIGINT or SIGTERM; returns the closed server and
     the seconds it served. ``on_listening(port)`` is called once the port is bound (0 picks a
-    free one). Raises ``OSError`` when the port cannot be bound."""
+    free one). Raises :class:`ListenError` when the port cannot be bound."""
     import gc
 
     async def main() -> tuple[Any, float]:
         server = build_server(run, time.monotonic_ns, config, sink)
         gc.freeze()  # what start-up allocated stays out of the collector's way
-        bound = await server.start(host, port)
+        try:
+            bound = await server.start(host, port)
+        except OSError as exc:
+            raise ListenError(exc.errno, exc.strerror or str(exc)) from exc
         stop = _stop_on_signals()
         on_listening(bound)
         t0 = time.perf_counter()
@@ -453,12 +468,14 @@ def run_load(
     duration_s: float,
     speed: float,
     drain_s: float,
+    target: str | None = None,
 ) -> LoadOutcome:
     """Offer ``run``'s day of requests to a server at ``rate`` per second for ``duration_s``
     (open loop, until SIGINT/SIGTERM or the end), then write the run folder into ``out``.
 
-    Raises ``OSError``/``TimeoutError`` when the server cannot be reached and ``ValueError``
-    when the scenario has no requests to send.
+    ``target`` is how the server was named (kept in the summary; default ``tcp://HOST:PORT``).
+    Raises ``OSError``/``TimeoutError`` when the server cannot be reached and
+    :class:`~dccsim.core.errors.ConfigError` when the scenario has no requests to send.
     """
     import gc
 
@@ -467,7 +484,7 @@ def run_load(
     s = run.scenario
     traffic = traffic_from_workload(DayWorkload(s, build_population(s)))
     if not len(traffic):
-        raise ValueError(f"scenario {s.name}: no requests to send")
+        raise ConfigError(key="scenario", value=s.name, expected="a day with requests to send", source=s.name)
     targets = np.array([int(s.capacity.classes[c].target_s * NS) for c in REQUEST_CLASSES], np.int64)
 
     async def main() -> Any:
@@ -485,6 +502,8 @@ def run_load(
         client.write_to(sink, s.day_start_ns, targets, speed)
     finally:
         sink.close()
-    wc = client.summary() | {"rate": rate, "duration_s": duration_s, "speed": speed, "target": f"tcp://{host}:{port}"}
+    wc = client.summary() | {
+        "rate": rate, "duration_s": duration_s, "speed": speed, "target": target or f"tcp://{host}:{port}"
+    }  # fmt: skip
     summary, verdict = finish_load(run, out, sink, client.res.stats, wc, wall)
     return LoadOutcome(wallclock=wc, summary=summary, criteria=verdict, out_dir=out)

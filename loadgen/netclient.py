@@ -182,8 +182,8 @@ class LoadResult:
 def _pct(x: npt.NDArray[np.int64]) -> dict[str, float]:
     if not len(x):
         return {}
-    p = np.percentile(x, [50, 90, 99, 99.9])
-    return {"p50": p[0] / 1e9, "p90": p[1] / 1e9, "p99": p[2] / 1e9, "p999": p[3] / 1e9, "max": float(x.max()) / 1e9}
+    p = (np.percentile(x, [50, 90, 99, 99.9]) / 1e9).tolist()
+    return {"p50": p[0], "p90": p[1], "p99": p[2], "p999": p[3], "max": float(x.max()) / 1e9}
 
 
 class OpenLoopClient(asyncio.Protocol):

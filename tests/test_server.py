@@ -449,8 +449,9 @@ def test_http_requests_the_server_cannot_take_get_their_status(world: Any) -> No
 
 
 # ---------------------------------------------------------------------------- SIGTERM
-def test_sigterm_flushes_the_server_log(world: Any, tmp_path: Path) -> None:
-    s, pop, traffic = world
+def test_serve_and_load_end_to_end_and_sigterm_flushes_the_server_log(world: Any, tmp_path: Path) -> None:
+    """``dccsim serve`` and ``dccsim load`` as a user runs them: the load's run folder holds
+    its wall-clock figures; SIGTERM makes the server write its own."""
     out = tmp_path / "srv"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
@@ -463,8 +464,12 @@ def test_sigterm_flushes_the_server_log(world: Any, tmp_path: Path) -> None:
         line = proc.stderr.readline().decode()
         assert "127.0.0.1:" in line, line
         port = int(line.split("127.0.0.1:")[1].split(";")[0])
-        c = run(run_open_loop("127.0.0.1", port, traffic, 2000, 0.5, time.monotonic_ns, drain_timeout_s=T))
-        assert c.res.answered == c.res.n
+        load = subprocess.run(
+            [sys.executable, "-m", "dccsim.bench", "load", "smoke", "--target", f"tcp://127.0.0.1:{port}",
+             "--rate", "2000", "--duration", "0.5", "--drain", str(T), "--out", str(tmp_path / "load")],
+            capture_output=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert load.returncode == 0, load.stderr.decode()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
@@ -475,11 +480,15 @@ def test_sigterm_flushes_the_server_log(world: Any, tmp_path: Path) -> None:
             proc.stderr.close()
     import pyarrow as pa
 
+    wallclock = json.loads((tmp_path / "load" / "summary.json").read_text())["wallclock"]
+    sent = wallclock["sent"]
+    assert sent == wallclock["answered"] == 1000 and wallclock["lost"] == 0
+    assert wallclock["final_latency_s"]["p99"] > 0 and (tmp_path / "load" / "report.html").is_file()
     with pa.ipc.open_stream(out / "requests.arrow") as reader:
         table = reader.read_all()
-    assert table.num_rows == c.res.n
+    assert table.num_rows == sent
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["server"]["finals"] == c.res.n and (out / "report.html").is_file()
+    assert summary["server"]["finals"] == sent and (out / "report.html").is_file()
 
 
 # ---------------------------------------------------------------------------- pacing and writes

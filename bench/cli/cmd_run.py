@@ -66,6 +66,11 @@ def _progress_bar(label: str, enabled: bool) -> Iterator[Any]:
         yield update
 
 
+def _f(value: Any, spec: str, unit: str = "") -> str:
+    """``value`` formatted by ``spec`` (and its unit), or n/a when nothing was measured."""
+    return "n/a" if value is None else f"{value:{spec}}{unit}"
+
+
 def _print_summary(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -88,8 +93,11 @@ def _print_summary(result: Any) -> None:
     rows = [
         ("requests", f"{summary.requests:,}"),
         ("alerts", f"{summary.alerts:,}"),
-        ("within target response time", f"{summary.within_target_ratio:.4%}"),
-        ("latency p50 / p99 / max", f"{lat.p50:.2f} s / {lat.p99:.2f} s / {lat.max:.1f} s"),
+        ("within target response time", _f(summary.within_target_ratio, ".4%")),
+        (
+            "latency p50 / p99 / max",
+            f"{_f(lat.p50, '.2f', ' s')} / {_f(lat.p99, '.2f', ' s')} / {_f(lat.max, '.1f', ' s')}",
+        ),
         ("peak DSP backlog", f"{summary.peak_backlog:,} requests"),
         ("response codes", ", ".join(f"{k} {v:,}" for k, v in codes)),
         ("cache hit ratio", f"{cache.hit_ratio:.2%} ({cache.device_requests_saved:,} device requests saved)"),
@@ -223,8 +231,8 @@ def sweep(
             f"{s.run.uplift:g}",
             f"{s.run.demand:g}",
             f"{s.requests:,}",
-            f"{s.within_target_ratio:.4%}",
-            f"{s.latency_s.p99:.2f} s",
+            _f(s.within_target_ratio, ".4%"),
+            _f(s.latency_s.p99, ".2f", " s"),
             f"{s.peak_backlog:,}",
             f"{s.cache.device_requests_saved:,}",
             f"{s.wall_seconds:.1f} s",

@@ -77,7 +77,7 @@ def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: in
 
     try:
         server, wall = compose.serve(run, host, port, cfg, sink, listening)
-    except OSError as exc:
+    except compose.ListenError as exc:
         raise CliError(f"--port: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     finally:
         if sink is not None:
@@ -152,10 +152,12 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
     run = _load(scenario_ref, scale, seed, _load_criteria(criteria_given))
     out = out or Path("runs") / f"load-{run.scenario.name}-r{rate:g}"
     try:
-        outcome = compose.run_load(run, host, port, out, rate=rate, duration_s=duration, speed=speed, drain_s=drain)
+        outcome = compose.run_load(
+            run, host, port, out, rate=rate, duration_s=duration, speed=speed, drain_s=drain, target=target
+        )
     except (OSError, TimeoutError) as exc:
         raise CliError(f"--target: cannot connect to {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
-    except ValueError as exc:
+    except ConfigError as exc:
         raise CliError(str(exc)) from None
     wc, verdict = outcome.wallclock, outcome.criteria
     lat = wc["final_latency_s"]

@@ -354,6 +354,16 @@ class RunParts:
     log_bytes: tuple[int, int] = (0, 0)
 
 
+def _sorted(value: Any) -> Any:
+    """``value`` with every dict's keys in sorted order, as summary.json writes them, so that a
+    summary in memory and one read back list their tables alike."""
+    if isinstance(value, Mapping):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list | tuple):
+        return type(value)(_sorted(v) for v in value)
+    return value
+
+
 def _round6(x: float) -> float:
     return round(float(x), 6)
 
@@ -440,7 +450,7 @@ class RunSummary(Struct, kw_only=True):
             device_requests=t.series_device[:used].tolist(),
             latency_p50_s=[None if np.isnan(v) else v / NS for v in series_pct[:used, 0].tolist()],
             latency_p99_s=[None if np.isnan(v) else v / NS for v in series_pct[:used, 1].tolist()],
-            alerts={ALERT_ACTIONS[a]: t.series_actions[a, :used].tolist() for a in range(len(ALERT_ACTIONS))},
+            alerts=_sorted({ALERT_ACTIONS[a]: t.series_actions[a, :used].tolist() for a in range(len(ALERT_ACTIONS))}),
         )
         cache = None
         if parts.cache_stats is not None:
@@ -449,7 +459,8 @@ class RunSummary(Struct, kw_only=True):
         throttle = None
         if parts.throttle_stats is not None:
             ts = parts.throttle_stats if isinstance(parts.throttle_stats, Mapping) else parts.throttle_stats.to_dict()
-            throttle = msgspec.convert({**ts, "config": parts.throttle_config or ts.get("config", {})}, ThrottleSection)
+            config = _sorted(parts.throttle_config or ts.get("config", {}))
+            throttle = msgspec.convert({**ts, "config": config}, ThrottleSection)
         return cls(
             requests=t.requests,
             alerts=t.alerts,
@@ -459,22 +470,23 @@ class RunSummary(Struct, kw_only=True):
                 p999=_nan_none(pct[3] / NS), max=(lat.max / NS) if lat.count else None,
                 mean=(lat.mean / NS) if lat.count else None,
             ),  # fmt: skip
-            latency_by_class=by_class,
+            latency_by_class=_sorted(by_class),
             within_target_ratio=_round6(t.within / t.requests) if t.requests else None,
-            within_target_by_srv={
-                parts.srvs[i]: _round6(t.within_by_srv[i] / t.by_srv[i]) for i in np.flatnonzero(t.by_srv).tolist()
-            },
-            response_codes={RESPONSE_CODES[c]: int(v) for c, v in enumerate(t.codes) if v},
-            outcomes={OUTCOMES[c]: int(v) for c, v in enumerate(t.outcomes) if v},
-            invalid_traffic=invalid,
+            within_target_by_srv=_sorted(
+                {parts.srvs[i]: _round6(t.within_by_srv[i] / t.by_srv[i]) for i in np.flatnonzero(t.by_srv).tolist()}
+            ),
+            response_codes=_sorted({RESPONSE_CODES[c]: int(v) for c, v in enumerate(t.codes) if v}),
+            outcomes=_sorted({OUTCOMES[c]: int(v) for c, v in enumerate(t.outcomes) if v}),
+            invalid_traffic=_sorted(invalid),
             peak_backlog=t.peak_backlog,
             mean_wait_s=t.wait_sum_ns / NS / max(t.requests, 1),
-            alert_actions={ALERT_ACTIONS[a]: int(v) for a, v in enumerate(t.actions)},
+            alert_actions=_sorted({ALERT_ACTIONS[a]: int(v) for a, v in enumerate(t.actions)}),
             storm_alerts=t.storm_alerts,
             storm_alerts_forwarded=t.storm_forwarded,
             nonstorm_alerts_throttled=t.nonstorm_throttled,
             top_throttled_devices=[
-                TopDevice(device=f"{d:016X}", throttled=c) for d, c in t.throttled_by_device.most_common(10)
+                TopDevice(device=f"{d:016X}", throttled=c)
+                for d, c in sorted(t.throttled_by_device.items(), key=lambda dc: (-dc[1], dc[0]))[:10]
             ],
             future_dated_alerts=t.fd_alerts,
             series=series,
@@ -489,10 +501,12 @@ class RunSummary(Struct, kw_only=True):
     def merge(self, *others: RunSummary) -> RunSummary:
         """One summary of this run and ``others`` (shards, workers, replicates of one day).
 
-        Counts and histograms add exactly and the document is derived again from the sum;
-        the cache and throttle statistics merge by their own ``merge()``. Timings add (the
-        total work), ``run`` is this summary's. Summaries read back from summary.json hold
-        no histograms: merging them raises :class:`SummaryError`.
+        Counts, series and histograms add exactly and the document is derived again from the
+        sum; the cache and throttle statistics merge by their own ``merge()``; peaks take the
+        maximum (the whole run's peak when the parts are device shards of one run). Timings
+        add (the total work); ``run`` is this summary's; exit criteria, memory, events per
+        second and wall-clock sections are not carried over. Summaries read back from
+        summary.json hold no histograms: merging them raises :class:`SummaryError`.
         """
         all_ = (self, *others)
         if any(s.parts is UNSET for s in all_):
@@ -517,7 +531,7 @@ class RunSummary(Struct, kw_only=True):
     # ------------------------------------------------------------------ reading and writing
     def to_builtins(self) -> dict[str, Any]:
         """The document as JSON data: what summary.json holds (NaN as null)."""
-        data = msgspec.to_builtins(msgspec.structs.replace(self, parts=UNSET))
+        data = msgspec.to_builtins(msgspec.structs.replace(self, parts=UNSET), enc_hook=_numpy_scalar)
         return _no_nan(data)
 
     def to_json(self) -> str:
@@ -546,6 +560,13 @@ def _merge_stats(stats: Iterable[Any]) -> Any:
             raise SummaryError("merge: statistics received as plain data (a server's reply) cannot be merged")
         return items[0]
     return items[0].merge(*items[1:])
+
+
+def _numpy_scalar(value: Any) -> Any:
+    """NumPy scalars in the free-form sections (``wallclock``, ``server``) as Python numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise NotImplementedError(f"summary: cannot encode a {type(value).__name__} ({value!r})")
 
 
 def _no_nan(value: Any) -> Any:

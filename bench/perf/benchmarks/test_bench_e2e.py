@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dccsim.bench.compose import simulate
+from dccsim.bench.results.summary import RunSummary
 
 SCENARIO = "smoke"
 
@@ -33,7 +34,7 @@ def yardstick() -> int:
 
 
 @pytest.fixture(scope="module")
-def warmed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+def warmed(tmp_path_factory: pytest.TempPathFactory) -> RunSummary:
     """One run outside timing: compiles (or loads) every kernel and gives the expected totals."""
     return simulate(SCENARIO, out=tmp_path_factory.mktemp("warm")).summary
 
@@ -52,14 +53,14 @@ def test_simulate_smoke_day(benchmark, warmed, tmp_path: Path) -> None:  # type:
             yardstick()
             yard_s.append(time.perf_counter() - t0)
 
-    def one_day() -> dict[str, object]:
+    def one_day() -> RunSummary:
         return simulate(SCENARIO, out=tmp_path / f"run{next(runs)}").summary
 
     summary = benchmark.pedantic(one_day, setup=time_yardstick, rounds=7, iterations=1)
     # the same scenario and seed give the same day
-    assert (summary["requests"], summary["alerts"]) == (warmed["requests"], warmed["alerts"])
-    assert summary["within_target_ratio"] == warmed["within_target_ratio"]
-    benchmark.extra_info["events"] = int(summary["requests"]) + int(summary["alerts"])  # type: ignore[call-overload]
+    assert (summary.requests, summary.alerts) == (warmed.requests, warmed.alerts)
+    assert summary.within_target_ratio == warmed.within_target_ratio
+    benchmark.extra_info["events"] = summary.requests + summary.alerts
     days = list(benchmark.stats.stats.data)
     # fastest of each over the same window: load only ever adds time
     benchmark.extra_info["paired_ratio"] = min(days) / min(yard_s)

@@ -56,6 +56,8 @@ __all__ = [
     "LatencyProfile",
     "User",
     "Mhhs",
+    "MHHS_MODES",
+    "SCHEDULE_OVERRUNS",
     "Background",
     "FutureDated",
     "Alerts",
@@ -67,6 +69,11 @@ __all__ = [
     "builtin_scenarios",
     "REQUEST_CLASSES",
 ]
+
+#: How the MDR's nightly reads reach the DSP (``mhhs.mode``).
+MHHS_MODES = ("on_demand", "dcc_scheduled")
+#: What a DCC schedule does with reads it could not release in the window (``mhhs.schedule_overrun``).
+SCHEDULE_OVERRUNS = ("at_window_end", "after_window")
 
 _HEX16 = re.compile(r"^[0-9A-Fa-f]{1,4}$")
 
@@ -219,6 +226,19 @@ class Mhhs(_Section):
     4.8.3 goes to every export meter. The supplier (IS) and the network operator (ED) each
     re-read a meter's 4.8.1 for the same day with the given probability within their window:
     the readings cache answers those when the MDR's read is still retained.
+
+    ``mode``: how the MDR's nightly reads reach the DSP. ``"on_demand"`` (default): sent by the
+    MDR, spread evenly over ``window_h``. ``"dcc_scheduled"``: held on a DCC schedule and
+    released by the DCC, below on-demand priority, into the DSP capacity that the scenario's
+    on-demand traffic leaves in each ``schedule_interval_s``, filling the DSP's servers to at
+    most ``schedule_utilisation`` (a queue run at 100 % grows without bound), at most
+    ``schedule_rate_cap_per_s`` releases a second (at scale 1.0 and demand 1.0; scaled with
+    both). ``schedule_overrun``: what the schedule has not released when the window ends is
+    released in the window's last interval (``"at_window_end"``, default: the reads meet the
+    supplier's need, in one burst) or goes on being released the same way after the window, up
+    to the day's end, where any rest is released in the last interval (``"after_window"``: late
+    for the supplier, no burst). See :func:`dccsim.loadgen.workload.dcc_schedule`. The cap, the
+    interval, the utilisation and the overrun are ASSUMED (the DCC publishes none of them).
     """
 
     window_h: tuple[float, float] = (0.5, 6.0)
@@ -229,6 +249,11 @@ class Mhhs(_Section):
     dno_window_h: tuple[float, float] = (7.0, 15.0)
     retry_delay_s: float = 1800.0
     max_retries: int = 2
+    mode: str = "on_demand"
+    schedule_rate_cap_per_s: float = 3000.0
+    schedule_interval_s: float = 60.0
+    schedule_utilisation: float = 0.9
+    schedule_overrun: str = "at_window_end"
 
     def __post_init__(self) -> None:
         _check_hours("mhhs.window_h", self.window_h)
@@ -239,6 +264,17 @@ class Mhhs(_Section):
         _check_positive("mhhs.retry_delay_s", self.retry_delay_s, at_most=MAX_SECONDS)
         if not isinstance(self.max_retries, int) or not 0 <= self.max_retries <= 10:
             raise _fail("mhhs.max_retries", self.max_retries, "an integer from 0 to 10")
+        if self.mode not in MHHS_MODES:
+            raise _fail("mhhs.mode", self.mode, f"one of {', '.join(MHHS_MODES)}")
+        _check_positive("mhhs.schedule_rate_cap_per_s", self.schedule_rate_cap_per_s, at_most=1e9)
+        s = self.schedule_interval_s
+        if not (isinstance(s, int | float) and math.isfinite(s) and 1 <= s <= 3600):
+            raise _fail("mhhs.schedule_interval_s", s, "seconds from 1 to 3600")
+        u = self.schedule_utilisation
+        if not (isinstance(u, int | float) and 0 < u <= 1):
+            raise _fail("mhhs.schedule_utilisation", u, "a share in (0, 1] of the DSP's servers")
+        if self.schedule_overrun not in SCHEDULE_OVERRUNS:
+            raise _fail("mhhs.schedule_overrun", self.schedule_overrun, f"one of {', '.join(SCHEDULE_OVERRUNS)}")
 
 
 _FLAT = (1.0,) * 24

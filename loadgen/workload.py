@@ -12,7 +12,9 @@ scenario, scale and seed give the same traffic whatever the chunking or sharding
 Streams of requests (``cls`` is the capacity class):
 
 - ``mhhs``: the MDR's nightly 4.8.1 for every ESME (demand > 1 reads extra past days), 4.6.1
-  for a share of ESMEs, 4.8.3 for export meters, spread evenly over the MHHS window;
+  for a share of ESMEs, 4.8.3 for export meters, spread evenly over the MHHS window
+  (``mhhs.mode = "on_demand"``), or released by a DCC schedule into the DSP capacity the
+  on-demand streams leave (``"dcc_scheduled"``, :func:`dcc_schedule`);
 - ``supplier`` / ``dno``: the supplier (IS) and network operator (ED) re-read the same day's
   4.8.1 with their probabilities in their windows: readings-cache hits when retained;
 - ``background``: on-demand SRVs by weight over the diurnal profile, from a role eligible for
@@ -27,6 +29,7 @@ counter, unknown device, bad period), labelled in ``invalid`` so tests can check
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -41,6 +44,9 @@ from .scenario import Scenario
 
 __all__ = [
     "DayWorkload",
+    "Schedule",
+    "dcc_schedule",
+    "spread_times",
     "RequestChunk",
     "AlertChunk",
     "flat_times",
@@ -85,6 +91,91 @@ def profile_times(
     rank = np.arange(n) - first
     frac = (rank + rng.random(n)) / counts[slot]
     return (start_ns + (slot + frac) * slot_ns).astype(np.int64)
+
+
+def spread_times(
+    rng: np.random.Generator, counts: npt.NDArray[np.int64], edges: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """``counts[k]`` times spread evenly (one per slot, jittered in it) over ``[edges[k], edges[k+1])``.
+
+    Sorted by construction: every interval's times lie in it, in order.
+    """
+    counts = np.asarray(counts, np.int64)
+    n = int(counts.sum())
+    if n == 0:
+        return np.zeros(0, np.int64)
+    k = np.repeat(np.arange(len(counts)), counts)
+    rank = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+    start = edges[:-1][k]
+    width = (edges[1:] - edges[:-1])[k]
+    return np.minimum(start + ((rank + rng.random(n)) / counts[k] * width).astype(np.int64), start + width - 1)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A DCC schedule's releases, interval by interval (see :func:`dcc_schedule`)."""
+
+    #: interval bounds, ``len(released) + 1`` of them (ns): from the window's start to its end
+    #: (``mhhs.schedule_overrun = "at_window_end"``) or to the day's end (``"after_window"``)
+    edges: npt.NDArray[np.int64]
+    #: reads released in each interval, the forced release included in the last
+    released: npt.NDArray[np.int64]
+    #: the cap on releases in each interval (a fraction is never reached: releases are whole)
+    cap: npt.NDArray[np.float64]
+    #: the spare DSP capacity of each interval as reads (after on-demand work and its backlog)
+    spare_reads: npt.NDArray[np.float64]
+    #: the MHHS window's end (ns): the time the supplier needs the data by
+    window_end_ns: int
+    #: reads the cap and the spare capacity did not release by the last interval: released in it
+    forced: int
+
+    @property
+    def reads(self) -> int:
+        return int(self.released.sum())
+
+    @property
+    def after_window(self) -> int:
+        """Reads released at or after the window's end (only with ``schedule_overrun = "after_window"``)."""
+        return int(self.released[self.edges[:-1] >= self.window_end_ns].sum())
+
+
+def dcc_schedule(
+    reads: int,
+    on_demand_work_s: npt.ArrayLike,
+    capacity_s: npt.ArrayLike,
+    cap: npt.ArrayLike,
+    read_service_s: float,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], int]:
+    """How many of ``reads`` scheduled reads the DCC releases in each interval, below on-demand priority.
+
+    Per interval ``k`` (arrays of one value per interval): ``capacity_s[k]`` is the DSP's work
+    in server-seconds (servers x interval length), ``on_demand_work_s[k]`` the on-demand work
+    arriving in it (each request's class service time), ``cap[k]`` the most releases allowed.
+    A fluid model of the DSP carries on-demand work the interval could not serve as a backlog
+    into the next; the spare capacity is what is left after both::
+
+        spare[k]    = max(0, capacity[k] - on_demand[k] - backlog[k-1])
+        released[k] = min(reads left, floor(min(cap[k], spare[k] / read_service_s)))
+        backlog[k]  = max(0, backlog[k-1] + on_demand[k] + released[k] x read_service_s - capacity[k])
+
+    Reads not released carry forward. Returns ``(released, spare_reads, left)``: ``left`` reads
+    were still unreleased after the last interval (the caller decides what becomes of them).
+    """
+    od = np.asarray(on_demand_work_s, np.float64)
+    cs = np.broadcast_to(np.asarray(capacity_s, np.float64), od.shape)
+    cp = np.broadcast_to(np.asarray(cap, np.float64), od.shape)
+    released = np.zeros(len(od), np.int64)
+    spare_reads = np.zeros(len(od), np.float64)
+    left = int(reads)
+    backlog = 0.0
+    for k in range(len(od)):
+        spare = max(0.0, cs[k] - od[k] - backlog)
+        spare_reads[k] = spare / read_service_s
+        r = min(left, int(math.floor(min(cp[k], spare_reads[k]))))
+        released[k] = r
+        left -= r
+        backlog = max(0.0, backlog + od[k] + r * read_service_s - cs[k])
+    return released, spare_reads, left
 
 
 @dataclass
@@ -198,6 +289,10 @@ class DayWorkload:
             alerts = pool.submit(self._build_alerts, np.random.default_rng([s.seed, 3]))
             self.request_streams: list[_Stream] = [*mhhs.result(), background.result(), fd_stream]
             self.alert_streams: list[_Stream] = alerts.result()
+        #: the DCC schedule of the MDR's reads (``mhhs.mode = "dcc_scheduled"``), else None
+        self.schedule: Schedule | None = None
+        if s.mhhs.mode == "dcc_scheduled":
+            self._schedule_mhhs(np.random.default_rng([s.seed, 8]))
 
     # ------------------------------------------------------------------ requests
     def _req_stream(
@@ -283,6 +378,42 @@ class DayWorkload:
                 )
             )
         return streams
+
+    def _schedule_mhhs(self, rng: np.random.Generator) -> None:
+        """Re-time the MDR's reads (the first three streams) as a DCC schedule releases them.
+
+        The reads keep the order of their on-demand draw; the k-th released is the k-th of that
+        order. The on-demand work per interval comes from every other request stream (known up
+        front: the workload is drawn before the pipeline runs); retries are not foreseen.
+        """
+        s = self.s
+        m = s.mhhs
+        mdr, others = self.request_streams[:3], self.request_streams[3:]
+        ws, we = self._hours(m.window_h)
+        # past the window, the schedule goes on to the day's end (the intervals restart at the window's end)
+        end = we if m.schedule_overrun == "at_window_end" else self.day0 + DAY
+        step = int(m.schedule_interval_s * NS)
+        edges = np.unique(np.concatenate([np.arange(ws, we, step), np.arange(we, end, step), [we, end]]))
+        width_s = np.diff(edges) / NS
+        service_s = np.array([s.capacity.classes[c].service_ms / 1e3 for c in REQUEST_CLASSES])
+        od = np.zeros(len(width_s), np.float64)
+        for st in others:
+            inside = (st.t >= ws) & (st.t < end)
+            k = np.searchsorted(edges, st.t[inside], side="right") - 1
+            od += np.bincount(k, weights=service_s[st.cols["cls"][inside]], minlength=len(od))
+        cap = m.schedule_rate_cap_per_s * s.scale * s.capacity.demand * width_s
+        n = sum(len(st.t) for st in mdr)
+        released, spare_reads, left = dcc_schedule(
+            n, od, s.dsp_servers * m.schedule_utilisation * width_s, cap, service_s[CLS["mhhs_read"]]
+        )
+        released[-1] += left
+        self.schedule = Schedule(
+            edges=edges, released=released, cap=cap, spare_reads=spare_reads, window_end_ns=we, forced=left
+        )
+        t = np.concatenate([st.t for st in mdr])
+        order = np.argsort(t, kind="stable")
+        cols = {k: np.concatenate([st.cols[k] for st in mdr])[order] for k in mdr[0].cols}
+        self.request_streams = [_Stream(t=spread_times(rng, released, edges), cols=cols), *others]
 
     def _build_background(self, rng: np.random.Generator) -> _Stream:
         s, pop, cat = self.s, self.pop, self._cat

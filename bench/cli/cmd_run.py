@@ -118,6 +118,21 @@ def _print_summary(result: Any) -> None:
 
 
 _SCENARIO_ARG = click.argument("scenario", required=False, default=DEFAULT_SCENARIO)
+_SET_OPTION = click.option(
+    "--set", "set_", multiple=True, metavar="KEY=VALUE",
+    help="Set a scenario key (dotted, e.g. cache.enabled=false, capacity.uplift=1.2, 'mhhs.window_h=[0.5, 6.0]'); "
+    "VALUE in TOML, a bare word as a string. Repeatable; applied before the scenario is checked.",
+)  # fmt: skip
+
+
+def _settings(given: tuple[str, ...]) -> dict[str, Any]:
+    """``--set`` values as dotted-key settings; a bad one is a one-line error (exit 2)."""
+    from ..settings import parse_settings
+
+    try:
+        return parse_settings(given)
+    except ConfigError as exc:
+        raise CliError(f"--set: {exc}") from None
 
 
 @click.command()
@@ -135,6 +150,7 @@ _SCENARIO_ARG = click.argument("scenario", required=False, default=DEFAULT_SCENA
 )
 @click.option("--compression", type=click.Choice(["lz4", "zstd", "none"]), default="lz4", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar or table; print the run folder only.")
+@_SET_OPTION
 def run(
     scenario: str,
     scale: float | None,
@@ -145,12 +161,16 @@ def run(
     out: Path | None,
     compression: str,
     quiet: bool,
+    set_: tuple[str, ...],
 ) -> None:
     """Simulate a day of DCC traffic in virtual time and write the run folder."""
     from ..compose import load_run, simulate
 
+    settings = _settings(set_)
     try:
-        config = load_run(scenario, scale=scale, seed=seed, uplift=uplift, demand=demand, shards=shards)
+        config = load_run(
+            scenario, scale=scale, seed=seed, uplift=uplift, demand=demand, shards=shards, settings=settings
+        )
         s = config.scenario
         with _progress_bar(f"{s.name} x{s.scale:g}", enabled=not quiet) as progress:
             outcome = simulate(

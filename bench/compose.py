@@ -10,7 +10,9 @@ Everything that turns configuration into objects lives here, once:
 - :func:`simulate` runs a scenario's day in virtual time and writes its run folder; this is
   the library entry point (``dccsim.bench.simulate``);
 - :func:`open_sink` and :func:`write_run_folder` are the run folder's two ends, shared by
-  ``dccsim run``, ``dccsim serve`` and ``dccsim load``.
+  ``dccsim run``, ``dccsim serve`` and ``dccsim load``;
+- :func:`sweep` and :func:`find` run a scenario at several settings, side by side in worker
+  processes (:mod:`dccsim.bench.sweeps`).
 
 The ``cmd_*`` modules of :mod:`dccsim.bench.cli` only parse flags, call these, and print.
 
@@ -48,11 +50,13 @@ from dccsim.loadgen.population import Population, build_population
 from dccsim.loadgen.scenario import Scenario, apply_settings, load_scenario, parse_scenario
 from dccsim.loadgen.workload import CLS, NS, DayWorkload
 
+from . import sweeps as _sweeps
 from .results.criteria import Criteria, CriteriaError, CriteriaResult, evaluate, parse_criteria
 from .results.criteria import to_dict as criteria_dict
 from .results.runlog import RunSink
 from .results.summary import RunInfo, RunSummary
 from .settings import toml_text
+from .sweeps import SweepResult
 
 __all__ = [
     "RunConfig",
@@ -75,6 +79,8 @@ __all__ = [
     "run_load",
     "LoadOutcome",
     "sweep",
+    "find",
+    "SweepResult",
     "default_out",
 ]
 
@@ -404,26 +410,21 @@ def sweep(
     *,
     scale: float | None = None,
     seed: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    workers: int = 1,
     on_setting: Callable[[str], None] | None = None,
-) -> list[RunSummary]:
+) -> SweepResult:
     """Run ``scenario`` once per ``(uplift, demand)`` setting (None: the scenario's own), each
-    into ``out/uplift{U}-demand{D}``, and write ``out/sweep.json``; returns the summaries.
+    into ``out/uplift{U}-demand{D}``, ``workers`` at a time, and write ``out/sweep.json`` and
+    ``out/sweep.html`` (:func:`dccsim.bench.sweeps.sweep`; :func:`find` searches instead).
 
     Every setting is loaded before the first runs, so a bad one fails before any work.
     """
-    runs = []
-    for u, d in settings:
-        label = f"uplift{u if u is not None else 'base'}-demand{d if d is not None else 'base'}"
-        runs.append((label, load_run(scenario, scale=scale, seed=seed, uplift=u, demand=d)))
-    summaries = []
-    for label, run in runs:
-        if on_setting is not None:
-            on_setting(label)
-        summaries.append(simulate(run, out=Path(out) / label).summary)
-    keep = ("run", "within_target_ratio", "latency_s", "peak_backlog", "cache", "requests")
-    docs = [s.to_builtins() for s in summaries]
-    (Path(out) / "sweep.json").write_text(json.dumps([{k: d[k] for k in keep} for d in docs], indent=2) + "\n")
-    return summaries
+    return _sweeps.sweep(scenario, settings, out, scale=scale, seed=seed, overrides=overrides, workers=workers,
+                         on_setting=on_setting)  # fmt: skip
+
+
+find = _sweeps.find
 
 
 # ---------------------------------------------------------------------------- the wall clock

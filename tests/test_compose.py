@@ -54,15 +54,33 @@ def test_sweep_loads_every_setting_before_it_runs_any(tmp_path: Path) -> None:
 def test_sweep_runs_each_setting_into_its_folder(tmp_path: Path) -> None:
     seen: list[str] = []
     out = tmp_path / "sweep"
-    summaries = compose.sweep("smoke", [(1.0, None), (3.0, 0.5)], out, scale=0.0002, on_setting=seen.append)
+    result = compose.sweep("smoke", [(1.0, None), (3.0, 0.5)], out, scale=0.0002, on_setting=seen.append)
+    summaries = result.summaries
     assert seen == ["uplift1.0-demandbase", "uplift3.0-demand0.5"]
     assert [(s.run.uplift, s.run.demand) for s in summaries] == [(1.0, 1.0), (3.0, 0.5)]
     assert summaries[1].requests < summaries[0].requests  # half the demand
-    table = json.loads((out / "sweep.json").read_text())
-    assert [row["run"]["uplift"] for row in table] == [1.0, 3.0]
-    assert [row["requests"] for row in table] == [s.requests for s in summaries]
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["find"] is None and "answer" not in doc
+    assert [row["uplift"] for row in doc["settings"]] == [1.0, 3.0]
+    assert [row["requests"] for row in doc["settings"]] == [s.requests for s in summaries]
+    assert [row["passed"] for row in doc["settings"]] == [s.exit_criteria.passed for s in summaries]
+    assert (out / "sweep.html").read_text().count("<svg") == 3
     for label in seen:
         assert (out / label / "summary.json").is_file() and (out / label / "report.html").is_file()
+
+
+def test_a_list_sweep_gives_the_same_settings_on_two_workers(tmp_path: Path) -> None:
+    docs = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        compose.sweep("smoke", [(1.0, None), (2.0, None), (1.0, 0.5)], out, scale=0.0002, workers=workers,
+                      overrides={"cache.enabled": False})  # fmt: skip
+        doc = json.loads((out / "sweep.json").read_text())
+        for row in doc["settings"]:
+            assert row.pop("wall_seconds") > 0
+            assert row["cache"]["hits"] in (0, None)  # the override reached every worker
+        docs.append(doc)
+    assert docs[0] == docs[1]
 
 
 # ---------------------------------------------------------------------------- --set

@@ -47,6 +47,8 @@ def test_the_greatest_passing_value_is_within_the_tolerance_below_the_boundary(p
         found = find_boundary(Judge(float(b), pass_above=False), 0.1, 2.0, tolerance=0.01, points=points,
                               pass_above=False)  # fmt: skip
         assert found.answer is not None and b - 0.01 < found.answer <= b, (b, found)
+        assert [x for x, _ in found.tried[:2]] == [0.1, 2.0]  # the low end first
+        assert all(ok == (x <= b) for x, ok in found.tried)
 
 
 def test_none_passing_gives_none_and_all_passing_gives_the_passing_end() -> None:
@@ -149,3 +151,16 @@ def test_the_sweep_page_draws_refused_work_when_the_summaries_have_it() -> None:
     assert sweep_page(doc).count("<svg") == 4 and "refused work" in sweep_page(doc)
     assert "no data" in xy_chart([], x_label="x", y_label="y")
     assert xy_chart([(1.0, None, True)], x_label="x", y_label="y").count("<circle") == 0
+
+
+def test_find_max_demand_gives_the_greatest_passing_demand(tmp_path: Path) -> None:
+    tight = {"capacity.slots": 9000, "capacity.classes.mhhs_read.service_ms": 10000}
+    result = compose.find("smoke", "max-demand", tmp_path / "d", uplift=2.5, low=1.0, high=2.0, tolerance=0.1,
+                          scale=0.0002, overrides=tight, workers=2)  # fmt: skip
+    rows = result.rows
+    assert [r["demand"] for r in rows[:2]] == [1.0, 2.0] and all(r["uplift"] == 2.5 for r in rows)
+    assert rows[0]["passed"] and not rows[1]["passed"]
+    passing = [r["demand"] for r in rows if r["passed"]]
+    failing = [r["demand"] for r in rows if not r["passed"]]
+    assert result.answer == max(passing) and max(passing) < min(failing) <= max(passing) + 0.1
+    assert result.answer_line == f"max-demand: {result.answer:g}"

@@ -215,8 +215,8 @@ def scenarios() -> None:
               help="Comma-separated demand factors (with --find min-uplift: the one demand).")
 @click.option("--find", "find", type=click.Choice(["min-uplift", "max-demand"]), default=None,
               help="Search for the least uplift (or the most demand) that passes the scenario's exit criteria.")
-@click.option("--low", type=float, default=None, help="--find: the bracket's low end (min-uplift 1, max-demand 0.1).")
-@click.option("--high", type=float, default=None, help="--find: the bracket's high end (min-uplift 3, max-demand 2).")
+@click.option("--low", type=float, default=None, help="--find: the bracket's low end (default 1).")
+@click.option("--high", type=float, default=None, help="--find: the bracket's high end (default 3).")
 @click.option("--tolerance", type=float, default=0.01, show_default=True, help="--find: the answer's precision.")
 @click.option("--points", type=click.IntRange(1, 64), default=3, show_default=True,
               help="--find: settings judged per round (side by side); the answer does not depend on --workers.")

@@ -10,7 +10,9 @@ Everything that turns configuration into objects lives here, once:
 - :func:`simulate` runs a scenario's day in virtual time and writes its run folder; this is
   the library entry point (``dccsim.bench.simulate``);
 - :func:`open_sink` and :func:`write_run_folder` are the run folder's two ends, shared by
-  ``dccsim run``, ``dccsim serve`` and ``dccsim load``.
+  ``dccsim run``, ``dccsim serve`` and ``dccsim load``;
+- :func:`sweep` and :func:`find` run a scenario at several settings, side by side in worker
+  processes (:mod:`dccsim.bench.sweeps`).
 
 The ``cmd_*`` modules of :mod:`dccsim.bench.cli` only parse flags, call these, and print.
 
@@ -35,6 +37,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 from dccsim.core.capacity import CapacityClass, CapacityConfig
 from dccsim.core.errors import ConfigError
@@ -44,13 +47,16 @@ from dccsim.core.records import REQUEST_CLASSES
 from dccsim.core.validation import UserRegistry
 from dccsim.loadgen.driver import VirtualTimeDriver
 from dccsim.loadgen.population import Population, build_population
-from dccsim.loadgen.scenario import Scenario, load_scenario, parse_scenario
+from dccsim.loadgen.scenario import Scenario, apply_settings, load_scenario, parse_scenario
 from dccsim.loadgen.workload import CLS, NS, DayWorkload
 
+from . import sweeps as _sweeps
 from .results.criteria import Criteria, CriteriaError, CriteriaResult, evaluate, parse_criteria
 from .results.criteria import to_dict as criteria_dict
 from .results.runlog import RunSink
 from .results.summary import RunInfo, RunSummary
+from .settings import toml_text
+from .sweeps import SweepResult
 
 __all__ = [
     "RunConfig",
@@ -73,6 +79,8 @@ __all__ = [
     "run_load",
     "LoadOutcome",
     "sweep",
+    "find",
+    "SweepResult",
     "default_out",
 ]
 
@@ -82,11 +90,13 @@ Progress = Callable[[int, int, int], None]
 
 @dataclass(frozen=True)
 class RunConfig:
-    """A scenario loaded once: the validated scenario, its TOML text, its exit criteria."""
+    """A scenario loaded once: the validated scenario, its TOML text (with the settings
+    applied: what the logs record), its exit criteria, and the dotted-key settings given."""
 
     scenario: Scenario
     text: str
     criteria: Criteria
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -103,22 +113,43 @@ def load_run(
     demand: float | None = None,
     shards: int | None = None,
     exit_criteria: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> RunConfig:
     """Load a scenario (a built-in name or a TOML file) and apply the overrides.
 
     With ``text``, the scenario is that TOML text and ``scenario`` only names it (in errors and
-    in the logs' metadata). ``exit_criteria`` replaces the scenario's own ``[exit_criteria]`` table (``{}`` judges
+    in the logs' metadata). ``settings`` (``dccsim run --set``) set dotted keys of the
+    scenario's TOML before it is checked (``{"cache.enabled": False, "mhhs.window_h": [0.5, 6]}``,
+    :func:`~dccsim.loadgen.scenario.apply_settings`); the run's ``text`` is then the scenario
+    with them, as the logs record it. The keyword overrides (``scale``...) apply after them.
+    ``exit_criteria`` replaces the scenario's own ``[exit_criteria]`` table (``{}`` judges
     nothing). Raises :class:`~dccsim.core.errors.ConfigError` naming the key on any problem.
     """
+    source = os.fspath(scenario)
     if text is not None:
-        s = parse_scenario(text, os.fspath(scenario))
+        s = parse_scenario(text, source)
     else:
-        s, text = load_scenario(os.fspath(scenario))
+        s, text = load_scenario(source)
+    settings = dict(settings or {})
+    if settings:
+        try:
+            data = apply_settings(msgspec.toml.decode(text.encode()), settings)
+        except ConfigError as exc:
+            raise exc.replace(source=source) from None
+        try:
+            text = f"# {source} with settings {_settings_comment(settings)}\n" + toml_text(data)
+        except TypeError as exc:
+            raise ConfigError(f"settings: {exc}", source=source) from None
+        s = parse_scenario(text, source)
     s = s.with_overrides(
         scale=scale, seed=seed, shards=shards, **{"capacity.uplift": uplift, "capacity.demand": demand}
     )
     criteria = parse_criteria(s.exit_criteria if exit_criteria is None else exit_criteria)
-    return RunConfig(scenario=s, text=text, criteria=criteria)
+    return RunConfig(scenario=s, text=text, criteria=criteria, settings=settings)
+
+
+def _settings_comment(settings: Mapping[str, Any]) -> str:
+    return json.dumps(settings, default=str, separators=(", ", ": ")).replace("\n", " ")
 
 
 def default_out(run: RunConfig) -> Path:
@@ -200,6 +231,8 @@ def open_sink(
     """The run folder's sink (creates ``out``): logs with the run's metadata, and the figures."""
     s = run.scenario
     meta = {"dccsim.name": s.name, **({"dccsim.mode": mode} if mode else {}), **metadata}
+    if run.settings:
+        meta["settings"] = json.dumps(run.settings, default=str)  # the logs call it dccsim.settings
     return RunSink(out, run.text, s.seed, s.day_start_ns, compression=compression, extra_metadata=meta)
 
 
@@ -377,26 +410,21 @@ def sweep(
     *,
     scale: float | None = None,
     seed: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    workers: int = 1,
     on_setting: Callable[[str], None] | None = None,
-) -> list[RunSummary]:
+) -> SweepResult:
     """Run ``scenario`` once per ``(uplift, demand)`` setting (None: the scenario's own), each
-    into ``out/uplift{U}-demand{D}``, and write ``out/sweep.json``; returns the summaries.
+    into ``out/uplift{U}-demand{D}``, ``workers`` at a time, and write ``out/sweep.json`` and
+    ``out/sweep.html`` (:func:`dccsim.bench.sweeps.sweep`; :func:`find` searches instead).
 
     Every setting is loaded before the first runs, so a bad one fails before any work.
     """
-    runs = []
-    for u, d in settings:
-        label = f"uplift{u if u is not None else 'base'}-demand{d if d is not None else 'base'}"
-        runs.append((label, load_run(scenario, scale=scale, seed=seed, uplift=u, demand=d)))
-    summaries = []
-    for label, run in runs:
-        if on_setting is not None:
-            on_setting(label)
-        summaries.append(simulate(run, out=Path(out) / label).summary)
-    keep = ("run", "within_target_ratio", "latency_s", "peak_backlog", "cache", "requests")
-    docs = [s.to_builtins() for s in summaries]
-    (Path(out) / "sweep.json").write_text(json.dumps([{k: d[k] for k in keep} for d in docs], indent=2) + "\n")
-    return summaries
+    return _sweeps.sweep(scenario, settings, out, scale=scale, seed=seed, overrides=overrides, workers=workers,
+                         on_setting=on_setting)  # fmt: skip
+
+
+find = _sweeps.find
 
 
 # ---------------------------------------------------------------------------- the wall clock

@@ -19,18 +19,18 @@ True
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 import numpy as np
 from dccsim.core.records import AlertRows, RequestRows
 from dccsim.loadgen.driver import VirtualTimeDriver
-from dccsim.loadgen.scenario import builtin_scenarios, load_scenario
+from dccsim.loadgen.scenario import builtin_scenarios
 
 from .compose import RunConfig, build_driver, build_server, load_run
+from .settings import toml_text
 
 __all__ = ["ListSink", "ManualClock", "drive", "scenario", "started_server", "toml_text"]
 
@@ -38,53 +38,18 @@ __all__ = ["ListSink", "ManualClock", "drive", "scenario", "started_server", "to
 # ---------------------------------------------------------------------------- scenarios
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return msgspec.json.encode(value).decode()  # a JSON string is a TOML basic string
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"toml_text: cannot write a {type(value).__name__} ({value!r})")
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else msgspec.json.encode(key).decode()
-
-
-def toml_text(data: Mapping[str, Any], _prefix: str = "") -> str:
-    """TOML text of a table of scalars, lists and tables (enough for a scenario)."""
-    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]
-    # arrays of tables (storms, users) as inline tables in a list
-    for k, v in data.items():
-        if isinstance(v, Mapping):
-            name = f"{_prefix}.{_toml_key(k)}" if _prefix else _toml_key(k)
-            lines.append(f"\n[{name}]\n" + toml_text(v, name))
-    return "\n".join(lines)
-
-
 def scenario(base: str = "smoke", /, **settings: Any) -> RunConfig:
     """A run of built-in scenario ``base`` with ``settings`` by dotted key.
 
     A key names a place in the scenario's TOML (``"capacity.uplift"``, ``"throttle.threshold"``,
     ``"mhhs.max_retries"``); a value replaces what is there. ``exit_criteria`` is kept unless
-    set. Raises :class:`~dccsim.core.errors.ConfigError` for a bad setting, as a file would.
+    set. The settings are applied as ``dccsim run --set`` applies them
+    (:func:`~dccsim.loadgen.scenario.apply_settings`, in :func:`~dccsim.bench.compose.load_run`).
+    Raises :class:`~dccsim.core.errors.ConfigError` for a bad setting, as a file would.
     """
     if base not in builtin_scenarios():
         raise ValueError(f"scenario: got {base!r}, expected a built-in scenario ({', '.join(builtin_scenarios())})")
-    _, text = load_scenario(base)
-    data = msgspec.toml.decode(text.encode())
-    for key, value in settings.items():
-        *path, last = key.split(".")
-        node = data
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return load_run(f"{base}+settings", text=toml_text(data))
+    return load_run(base, settings=settings)
 
 
 # ---------------------------------------------------------------------------- sinks and runs

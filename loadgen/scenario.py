@@ -30,6 +30,7 @@ which is why the module is longer than most.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import re
@@ -67,6 +68,7 @@ __all__ = [
     "CacheSettings",
     "load_scenario",
     "builtin_scenarios",
+    "apply_settings",
     "REQUEST_CLASSES",
 ]
 
@@ -870,3 +872,51 @@ def load_scenario(name_or_path: str) -> tuple[Scenario, str]:
         )
     text = path.read_text()
     return parse_scenario(text, str(path)), text
+
+
+def _setting_path(key: object, value: object) -> list[str]:
+    """The parts of a dotted scenario key (TOML's dotted-key syntax: ``capacity.uplift``,
+    ``exit_criteria."latency_s.p99 < 60"``); :class:`ConfigError` when it is not one."""
+    try:
+        node: Any = msgspec.toml.decode(f"{key} = 0".encode()) if isinstance(key, str) and "\n" not in key else None
+    except msgspec.DecodeError:
+        node = None
+    path: list[str] = []
+    while isinstance(node, dict) and len(node) == 1:
+        (part, node), = node.items()
+        path.append(part)
+    if node != 0 or not path:
+        raise ConfigError(key=str(key), value=value, expected="a dotted scenario key, e.g. capacity.uplift")
+    return path
+
+
+def apply_settings(data: dict[str, Any], settings: typing.Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a scenario's TOML data (``msgspec.toml.decode`` of its text) with ``settings``
+    by dotted key: ``{"capacity.uplift": 1.2, "cache.enabled": False}``.
+
+    A key names a place in the TOML; its value replaces what is there, or is added (checking
+    is the scenario's, when the data is converted). A step into an array of tables takes an
+    index (``storms.0.devices``). Raises :class:`ConfigError` naming the key for a key that is
+    not a dotted key, or that goes through a value that is not a table.
+    """
+    out = copy.deepcopy(dict(data))
+    for key, value in settings.items():
+        path = _setting_path(key, value)
+        node: Any = out
+        for depth, part in enumerate(path):
+            last = depth == len(path) - 1
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                if last:
+                    node[int(part)] = value
+                node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                node = node.setdefault(part, {})
+            else:
+                raise ConfigError(
+                    key=key, value=value,
+                    expected=f"a key inside a table ({'.'.join(path[:depth]) or 'it'} is not a table, "
+                    "or an array index is past its end)",
+                )  # fmt: skip
+    return out

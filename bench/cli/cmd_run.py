@@ -118,6 +118,21 @@ def _print_summary(result: Any) -> None:
 
 
 _SCENARIO_ARG = click.argument("scenario", required=False, default=DEFAULT_SCENARIO)
+_SET_OPTION = click.option(
+    "--set", "set_", multiple=True, metavar="KEY=VALUE",
+    help="Set a scenario key (dotted, e.g. cache.enabled=false, capacity.uplift=1.2, 'mhhs.window_h=[0.5, 6.0]'); "
+    "VALUE in TOML, a bare word as a string. Repeatable; applied before the scenario is checked.",
+)  # fmt: skip
+
+
+def _settings(given: tuple[str, ...]) -> dict[str, Any]:
+    """``--set`` values as dotted-key settings; a bad one is a one-line error (exit 2)."""
+    from ..settings import parse_settings
+
+    try:
+        return parse_settings(given)
+    except ConfigError as exc:
+        raise CliError(f"--set: {exc}") from None
 
 
 @click.command()
@@ -135,6 +150,7 @@ _SCENARIO_ARG = click.argument("scenario", required=False, default=DEFAULT_SCENA
 )
 @click.option("--compression", type=click.Choice(["lz4", "zstd", "none"]), default="lz4", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar or table; print the run folder only.")
+@_SET_OPTION
 def run(
     scenario: str,
     scale: float | None,
@@ -145,12 +161,16 @@ def run(
     out: Path | None,
     compression: str,
     quiet: bool,
+    set_: tuple[str, ...],
 ) -> None:
     """Simulate a day of DCC traffic in virtual time and write the run folder."""
     from ..compose import load_run, simulate
 
+    settings = _settings(set_)
     try:
-        config = load_run(scenario, scale=scale, seed=seed, uplift=uplift, demand=demand, shards=shards)
+        config = load_run(
+            scenario, scale=scale, seed=seed, uplift=uplift, demand=demand, shards=shards, settings=settings
+        )
         s = config.scenario
         with _progress_bar(f"{s.name} x{s.scale:g}", enabled=not quiet) as progress:
             outcome = simulate(
@@ -189,53 +209,86 @@ def scenarios() -> None:
 
 @click.command()
 @_SCENARIO_ARG
-@click.option("--uplift", "uplifts", default=None, help="Comma-separated uplift factors, e.g. 1,1.5,2,3.")
-@click.option("--demand", "demands", default=None, help="Comma-separated demand factors.")
+@click.option("--uplift", "uplifts", default=None,
+              help="Comma-separated uplift factors, e.g. 1,1.5,2,3 (with --find max-demand: the one uplift).")
+@click.option("--demand", "demands", default=None,
+              help="Comma-separated demand factors (with --find min-uplift: the one demand).")
+@click.option("--find", "find", type=click.Choice(["min-uplift", "max-demand"]), default=None,
+              help="Search for the least uplift (or the most demand) that passes the scenario's exit criteria.")
+@click.option("--low", type=float, default=None, help="--find: the bracket's low end (default 1).")
+@click.option("--high", type=float, default=None, help="--find: the bracket's high end (default 3).")
+@click.option("--tolerance", type=float, default=0.01, show_default=True, help="--find: the answer's precision.")
+@click.option("--points", type=click.IntRange(1, 64), default=3, show_default=True,
+              help="--find: settings judged per round (side by side); the answer does not depend on --workers.")
+@click.option("--workers", type=click.IntRange(1, 1024), default=None,
+              help="Worker processes running settings side by side (default: the CPU count).")
 @click.option("--scale", type=float, default=None)
 @click.option("--seed", type=int, default=None)
+@_SET_OPTION
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/sweep"), show_default=True)
 def sweep(
-    scenario: str, uplifts: str | None, demands: str | None, scale: float | None, seed: int | None, out: Path
-) -> None:
-    """Run one scenario at several uplift and/or demand settings and compare."""
+    scenario: str, uplifts: str | None, demands: str | None, find: str | None, low: float | None, high: float | None,
+    tolerance: float, points: int, workers: int | None, scale: float | None, seed: int | None, set_: tuple[str, ...],
+    out: Path,
+) -> None:  # fmt: skip
+    """Run one scenario at several uplift and/or demand settings and compare, or search for the
+    capacity boundary (--find); writes sweep.json and sweep.html (the saturation curve)."""
     from rich.console import Console
     from rich.table import Table
 
     from .. import compose
+    from ..sweeps import default_workers
 
+    settings = _settings(set_)
     ups = _floats(uplifts, "--uplift") or [None]
     dems = _floats(demands, "--demand") or [None]
-    if ups == [None] and dems == [None]:
-        raise click.UsageError("give --uplift and/or --demand, e.g. --uplift 1,1.5,2,3")
+    workers = workers or default_workers()
     console = Console(stderr=True)
+
+    def running(label: str) -> None:
+        console.print(f"running {label} ...")
+
     try:
-        rows = compose.sweep(
-            scenario, [(u, d) for u in ups for d in dems], out, scale=scale, seed=seed,
-            on_setting=lambda label: console.print(f"running {label} ..."),
-        )  # fmt: skip
+        if find is not None:
+            fixed, given = ("--demand", dems) if find == "min-uplift" else ("--uplift", ups)
+            swept = ups if find == "min-uplift" else dems
+            if swept != [None]:
+                raise click.UsageError(f"--find {find} searches {'--uplift' if find == 'min-uplift' else '--demand'}; "
+                                       "give --low and --high for its bracket")  # fmt: skip
+            if len(given) > 1:
+                raise click.UsageError(f"--find {find}: give one {fixed} value, got {len(given)}")
+            result = compose.find(
+                scenario, find, out, low=low, high=high, tolerance=tolerance, points=points,
+                uplift=ups[0], demand=dems[0], scale=scale, seed=seed, overrides=settings, workers=workers,
+                on_setting=running,
+            )  # fmt: skip
+        else:
+            if ups == [None] and dems == [None]:
+                raise click.UsageError("give --uplift and/or --demand, e.g. --uplift 1,1.5,2,3 (or --find min-uplift)")
+            result = compose.sweep(
+                scenario, [(u, d) for u in ups for d in dems], out, scale=scale, seed=seed, overrides=settings,
+                workers=workers, on_setting=running,
+            )  # fmt: skip
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     t = Table(
-        "uplift",
-        "demand",
-        "requests",
-        "within target",
-        "p99 latency",
-        "peak backlog",
-        "cache saved",
-        "wall",
-        title=f"dccsim sweep: {scenario}",
-    )
-    for s in rows:
+        "uplift", "demand", "servers", "requests", "within target", "p99 latency", "peak backlog", "cache saved",
+        "verdict", "wall", title=f"dccsim sweep: {scenario}" + (f" --find {find}" if find else ""),
+    )  # fmt: skip
+    for r in result.rows:
         t.add_row(
-            f"{s.run.uplift:g}",
-            f"{s.run.demand:g}",
-            f"{s.requests:,}",
-            _f(s.within_target_ratio, ".4%"),
-            _f(s.latency_s.p99, ".2f", " s"),
-            f"{s.peak_backlog:,}",
-            f"{s.cache.device_requests_saved:,}",
-            f"{s.wall_seconds:.1f} s",
+            f"{r['uplift']:g}",
+            f"{r['demand']:g}",
+            f"{r['dsp_servers']:,}",
+            f"{r['requests']:,}",
+            _f(r["within_target_ratio"], ".4%"),
+            _f(r["latency_s"]["p99"], ".2f", " s"),
+            f"{r['peak_backlog']:,}",
+            _f((r["cache"] or {}).get("device_requests_saved"), ","),
+            "pass" if r["passed"] else "FAIL" if r["passed"] is False else "n/a",
+            _f(r["wall_seconds"], ".1f", " s"),
         )
     Console().print(t)
-    click.echo(f"results: {out}/")
+    click.echo(f"results: {out}/ (sweep.json, sweep.html)")
+    if find is not None:
+        click.echo(result.answer_line)

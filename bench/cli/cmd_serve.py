@@ -23,13 +23,29 @@ from .errors import CliError
 __all__ = ["serve", "load"]
 
 
-def _load(ref: str, scale: float | None, seed: int | None, criteria: dict[str, int] | None = None) -> Any:
+def _load(
+    ref: str, scale: float | None, seed: int | None, criteria: dict[str, int] | None = None, set_: tuple[str, ...] = ()
+) -> Any:
     from ..compose import load_run
+    from ..settings import parse_settings
 
     try:
-        return load_run(ref, scale=scale, seed=seed, exit_criteria=criteria if criteria is not None else {})
+        settings = parse_settings(set_)
+    except ConfigError as exc:
+        raise CliError(f"--set: {exc}") from None
+    try:
+        return load_run(
+            ref, scale=scale, seed=seed, exit_criteria=criteria if criteria is not None else {}, settings=settings
+        )
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+
+
+_SET_OPTION = click.option(
+    "--set", "set_", multiple=True, metavar="KEY=VALUE",
+    help="Set a scenario key (dotted, VALUE in TOML), as dccsim run --set; repeatable. dccsim load needs the same "
+    "settings as the server for the same devices.",
+)  # fmt: skip
 
 
 def _server_config(speed: float, **limits: Any) -> Any:
@@ -56,13 +72,14 @@ def _server_config(speed: float, **limits: Any) -> Any:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Server-side run folder (default runs/serve-SCENARIO).")
 @click.option("--no-log", is_flag=True, help="Write no server-side log.")
+@_SET_OPTION
 def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: int | None, speed: float,
           max_connections: int | None, max_frame_bytes: int | None, max_inbound: int | None, max_pending: int | None,
-          out: Path | None, no_log: bool) -> None:
+          out: Path | None, no_log: bool, set_: tuple[str, ...]) -> None:
     """Serve the DCC core over TCP (frames) and HTTP (DUIS XML) until SIGINT/SIGTERM."""
     from .. import compose
 
-    run = _load(scenario_ref, scale, seed)
+    run = _load(scenario_ref, scale, seed, set_=set_)
     s = run.scenario
     if not speed > 0:
         raise CliError(f"--speed: got {speed}, expected a number > 0")
@@ -135,8 +152,9 @@ def _target(text: str) -> tuple[str, int]:
 @click.option("--criterion", "criteria_given", multiple=True, metavar="'PATH OP NUMBER[:SEVERITY]'",
               help="An exit criterion on summary.json (repeatable; severity 1 unless given). Replaces the "
                    "defaults: every request answered once (lost == 0, duplicates == 0), none refused.")
+@_SET_OPTION
 def load(scenario_ref: str, target: str, rate: float, duration: float, scale: float | None, seed: int | None,
-         speed: float, drain: float, out: Path | None, criteria_given: tuple[str, ...]) -> None:
+         speed: float, drain: float, out: Path | None, criteria_given: tuple[str, ...], set_: tuple[str, ...]) -> None:
     """Offer a scenario's requests to a server at a constant rate; write the run folder.
 
     The scenario's own [exit_criteria] judge its simulated day (dccsim run); a load run replays
@@ -149,7 +167,7 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
         raise CliError(f"--rate, --duration, --speed: got {rate}, {duration}, {speed}, expected numbers > 0")
     if rate * duration > 50_000_000:
         raise CliError(f"--rate x --duration: got {rate * duration:,.0f} requests, expected at most 50,000,000")
-    run = _load(scenario_ref, scale, seed, _load_criteria(criteria_given))
+    run = _load(scenario_ref, scale, seed, _load_criteria(criteria_given), set_)
     out = out or Path("runs") / f"load-{run.scenario.name}-r{rate:g}"
     try:
         outcome = compose.run_load(

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from dccsim.core.columns import RequestBatch
-from dccsim.core.pipeline import FAULT_E20, FAULT_E21, O_FAILED, Pipeline
+from dccsim.core.pipeline import O_FAILED, Pipeline
 from dccsim.core.records import INVALID_KINDS, AlertRows, LogSink
 from dccsim.core.validation import assign_counters
 
-from .population import Population
+from .population import CONTACT_OK, Population, draw_faults
 from .scenario import Scenario
 from .workload import CLS, NS, AlertChunk, DayWorkload, RequestChunk
 
@@ -179,16 +179,18 @@ class VirtualTimeDriver:
         pop = self.population
         idx = (req.device - pop.ids[0]).astype(np.int64)
         known = (idx >= 0) & (idx < len(pop))
-        gen = (pop.smets1[np.where(known, idx, 0)] & known).view(np.uint8)  # 0 SMETS2, 1 SMETS1
+        at = np.where(known, idx, 0)
+        gen = (pop.smets1[at] & known).view(np.uint8)  # 0 SMETS2, 1 SMETS1
         p2, p1 = s.population.smets2, s.population.smets1
         mu = np.array([math.log(p2.median_s), math.log(p1.median_s)])[gen]
         sigma = np.array([p2.sigma, p1.sigma])[gen]
         latency = (np.exp(mu + sigma * rng.standard_normal(n)) * NS).astype(np.int64)
         u = rng.random(n)
         e20 = np.array([p2.e20_share, p1.e20_share])[gen]
-        e21 = e20 + np.array([p2.e21_share, p1.e21_share])[gen]
-        fault = np.where(u < e20, FAULT_E20, np.where(u < e21, FAULT_E21, 0)).astype(np.uint8)
-        return latency, fault
+        e21 = np.array([p2.e21_share, p1.e21_share])[gen]
+        flaky_p = np.array([p2.flaky_failure_prob, p1.flaky_failure_prob])[gen]
+        contact = np.where(known, pop.contact[at], CONTACT_OK)  # an unknown device: in contact (rejected anyway)
+        return latency, draw_faults(contact, u, e20, e21, flaky_p)
 
     def _requests(self, k: int, req: RequestChunk, sink: LogSink) -> None:
         assert self.pipeline is not None

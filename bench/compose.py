@@ -200,7 +200,7 @@ def open_sink(
     """The run folder's sink (creates ``out``): logs with the run's metadata, and the figures."""
     s = run.scenario
     meta = {"dccsim.name": s.name, **({"dccsim.mode": mode} if mode else {}), **metadata}
-    return RunSink(out, run.text, s.seed, s.day_start_ns, compression=compression, extra_metadata=meta)
+    return RunSink(out, run.text, s.seed, s.day_start_ns, compression=compression, extra_metadata=meta, days=s.days)
 
 
 def run_summary(

@@ -27,7 +27,7 @@ from dccsim.core.validation import assign_counters
 
 from .population import CONTACT_OK, Population, draw_faults
 from .scenario import Scenario
-from .workload import CLS, NS, AlertChunk, DayWorkload, RequestChunk
+from .workload import CLS, DAY, NS, AlertChunk, DayWorkload, RequestChunk
 
 __all__ = ["VirtualTimeDriver", "RunTotals"]
 
@@ -63,7 +63,11 @@ class VirtualTimeDriver:
         self._last_counter: dict[int, int] = {}
         self._pending = RequestChunk.empty()
         self._seq = 0
-        self._day_end = s.day_start_ns + 24 * 3600 * NS
+        # the run's days, back to back: the end of the last one; each day's workload is drawn
+        # when first needed (day 0 is the one handed in) and dropped once its last alert is past
+        self._day_end = s.day_start_ns + s.days * DAY
+        self._days: dict[int, DayWorkload] = {0: self.workload}
+        self._days_lock = threading.Lock()
         self._out: ThreadPoolExecutor | None = None
         self._sink_job: Future[None] | None = None
         self._back: ThreadPoolExecutor | None = None
@@ -93,7 +97,7 @@ class VirtualTimeDriver:
         assert self.workload is not None
         chunk_ns = int(s.chunk_s * NS)
         day0 = s.day_start_ns
-        day_end = day0 + 24 * 3600 * NS
+        day_end = self._day_end
         k = 0
         t0 = day0
         # Threads, each taking its chunks in order (the kernels release the GIL): the main one
@@ -131,7 +135,11 @@ class VirtualTimeDriver:
         assert self.workload is not None
         if t0 >= self._day_end:
             return RequestChunk.empty()
-        req = self.workload.requests(k, t0, t1)
+        first, last = self._day_of(t0), self._day_of(min(t1, self._day_end) - 1)
+        if first == last:
+            req = self._day(first).requests(k, t0, t1)
+        else:  # a chunk across midnight: the days' times do not overlap, so the parts stay in order
+            req = RequestChunk.concat([self._day(d).requests(k, t0, t1) for d in range(first, last + 1)])
         req.latency_ns, req.fault = self._draw_device(np.random.default_rng([self.scenario.seed, 5, k]), req)
         return req
 
@@ -152,9 +160,39 @@ class VirtualTimeDriver:
         if len(req):
             self._requests(k, req, sink)
 
+    # ------------------------------------------------------------------ days
+    def _day_of(self, t: int) -> int:
+        return (t - self.scenario.day_start_ns) // DAY
+
+    def _day(self, d: int) -> DayWorkload:
+        """Day ``d``'s workload, drawn on first use (by whichever worker thread needs it first)."""
+        with self._days_lock:
+            if d not in self._days:
+                self._days[d] = DayWorkload(self.scenario, self.population, day=d)
+            return self._days[d]
+
+    def _alert_days(self, t0: int, t1: int) -> list[DayWorkload]:
+        """The workloads with alerts in ``[t0, t1)``: the days begun by ``t1`` whose last alert
+        is not yet past (a day's future-dated alerts run past its midnight); older ones are
+        dropped (the alerts worker takes its chunks in time order)."""
+        begun = min(self._day_of(t1 - 1), self.scenario.days - 1)
+        for d in range(begun + 1):
+            if d not in self._days and d * DAY + self.scenario.day_start_ns < t1:
+                self._day(d)
+        with self._days_lock:
+            live = sorted(self._days.items())
+            for d, w in live:
+                if w.end_ns <= t0 and d < begun:
+                    del self._days[d]
+            return [w for d, w in live if w.end_ns > t0 and d <= begun]
+
     def _alert_chunk(self, t0: int, t1: int, sink: LogSink) -> None:
         assert self.workload is not None
-        alerts = self.workload.alerts(t0, t1)
+        days = self._alert_days(t0, t1) if self.scenario.days > 1 else [self.workload]
+        if len(days) == 1:
+            alerts = days[0].alerts(t0, t1)
+        else:  # the days' alerts merged in time order (ties: the earlier day first)
+            alerts = AlertChunk.concat([w.alerts(t0, t1) for w in days])
         if len(alerts):
             self._alerts(alerts, sink)
 

@@ -521,6 +521,8 @@ class Scenario(_Section, dict=True):
     seed: int = 1
     chunk_s: float = 300.0
     shards: int = 1
+    #: days simulated back to back (the cache, throttle and counters carry across midnight)
+    days: int = 1
     population: Population = Population()
     users: tuple[User, ...] = msgspec.field(default_factory=_default_users)
     mhhs: Mhhs = Mhhs()
@@ -557,6 +559,8 @@ class Scenario(_Section, dict=True):
                 f"at least 2 x chunk_s (chunk_s = {self.chunk_s:g}, so >= {2 * self.chunk_s:g}): a retry must not be "
                 "due before the chunk after its own has been queued",
             )
+        if not isinstance(self.days, int) or isinstance(self.days, bool) or not 1 <= self.days <= 7:
+            raise _fail("days", self.days, "an integer from 1 to 7 (days simulated back to back)")
         if not isinstance(self.shards, int) or not 1 <= self.shards <= 256:
             raise _fail("shards", self.shards, "an integer from 1 to 256")
         roles = {u.role for u in self.users}

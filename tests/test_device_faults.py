@@ -6,7 +6,8 @@ import functools
 
 import numpy as np
 from dccsim.bench.testing import drive, scenario
-from dccsim.core.records import OUTCOMES, REQUEST_CLASSES, RESPONSE_CODES
+from dccsim.core.catalogue import catalogue
+from dccsim.core.records import INVALID_KINDS, OUTCOMES, REQUEST_CLASSES, RESPONSE_CODES, ROLES
 from dccsim.loadgen._kernels import device_leg
 from dccsim.loadgen.population import CONTACT_FLAKY, CONTACT_NONE, CONTACT_OK, build_population, draw_faults
 from hypothesis import given, settings
@@ -91,7 +92,6 @@ def test_out_of_contact_devices_never_answer_and_their_retries_are_counted() -> 
     flaky devices fail far more often than the rest; the tally counts the retries that got no
     answer."""
     from dccsim.bench.results.summary import RunTally
-    from dccsim.core.catalogue import catalogue
 
     run = scenario("smoke", scale=0.005, **{"population.smets2.dead_share": 0.02, "population.smets1.dead_share": 0.02})
     sink, driver = drive(run)
@@ -127,3 +127,110 @@ def test_bad_contact_shares_name_key_value_and_expectation() -> None:
         scenario("smoke", **{"population.smets2.dead_share": 0.5, "population.smets2.flaky_share": 0.6})
     with pytest.raises(ConfigError, match=r"population\.smets2\.flaky_failure_prob: got -0\.1"):
         scenario("smoke", **{"population.smets2.flaky_failure_prob": -0.1})
+
+
+# ---------------------------------------------------------------------------- several days
+
+DAY_NS = 86_400 * 10**9
+
+
+@functools.lru_cache(maxsize=4)
+def _days(days: int, **settings):  # type: ignore[no-untyped-def]
+    sink, driver = drive(scenario("smoke", days=days, **settings))
+    return sink, driver
+
+
+def test_day_zero_of_a_two_day_run_is_the_one_day_run() -> None:
+    """Every request and alert before the first midnight is the same, column by column, in a
+    one-day and a two-day run (day 0 keeps its seeds; later days only come after)."""
+    one, d1 = _days(1)
+    two, _ = _days(2)
+    midnight = d1.scenario.day_start_ns + DAY_NS
+    for rows_of in ("request_rows", "alert_rows"):
+        a, b = getattr(one, rows_of)(), getattr(two, rows_of)()
+        t = "t_scheduled_ns" if rows_of == "request_rows" else "t_ns"
+        ka, kb = getattr(a, t) < midnight, getattr(b, t) < midnight
+        assert ka.sum() == kb.sum() > 1000
+        for c in type(a).COLUMNS:
+            assert np.array_equal(getattr(a, c.name)[ka], getattr(b, c.name)[kb]), (rows_of, c.name)
+
+
+def test_each_day_has_its_own_traffic_and_counters_carry_across_midnight() -> None:
+    sink, driver = _days(2)
+    rows = sink.request_rows()
+    day0 = driver.scenario.day_start_ns
+    day = (rows.t_scheduled_ns - day0) // DAY_NS
+    per_day = np.bincount(day[rows.attempt == 0])
+    assert len(per_day) == 2 and per_day.min() > 0.9 * per_day.max()
+    # not the same traffic shifted by a day
+    t0 = np.sort(rows.t_scheduled_ns[(day == 0) & (rows.attempt == 0)] - day0)
+    t1 = np.sort(rows.t_scheduled_ns[(day == 1) & (rows.attempt == 0)] - day0 - DAY_NS)
+    assert len(t0) != len(t1) or not np.array_equal(t0, t1)
+    # each day's MHHS reads are for the day before it
+    mdr_481 = (rows.srv == catalogue().code("4.8.1")) & (rows.role == ROLES.index("MDR")) & (rows.invalid == 0)
+    for d in range(2):
+        starts = set(rows.period_start_ns[mdr_481 & (day == d) & (rows.attempt == 0)].tolist())
+        assert day0 + (d - 1) * DAY_NS in starts
+    # RequestID counters strictly increase per originator over the whole run
+    ok = rows.invalid != INVALID_KINDS.index("replay")
+    for o in np.unique(rows.originator):
+        c = rows.counter[ok & (rows.originator == o)]
+        assert (np.diff(c.astype(np.int64)) > 0).all()
+    # the progress covers both days
+    assert sink.progressed[-1] == (day0 + 2 * DAY_NS, day0 + 2 * DAY_NS)
+
+
+def test_future_dated_alerts_after_midnight_are_simulated() -> None:
+    """Day 0's future-dated commands executing after midnight report back on day 1: every
+    future-dated alert day 0 generates is in a two-day run's alerts."""
+    from dccsim.loadgen.workload import DayWorkload
+
+    sink, driver = _days(2)
+    day0 = DayWorkload(driver.scenario, driver.population, day=0)
+    midnight = driver.scenario.day_start_ns + DAY_NS
+    fd = day0.alert_streams[-1]
+    assert (fd.t >= midnight).sum() > 10
+    a = sink.alert_rows()
+    got = set(zip(a.t_ns.tolist(), a.device.tolist(), a.instruction.tolist(), strict=True))
+    want = zip(fd.t.tolist(), driver.population.ids[fd.cols["dev"]].tolist(), fd.cols["instruction"].tolist(),
+               strict=True)  # fmt: skip
+    assert all(w in got for w in want)
+
+
+def test_a_re_read_of_an_earlier_days_period_hits_only_within_retention() -> None:
+    """With demand 2 the MDR reads every ESME twice a night, in order through its window
+    (0.5-6 h): yesterday's period in the first half (0.5-3.25 h), the period of two days back
+    in the second (3.25-6 h) -- the period it read the night before, 24 h + (t2 - t1) earlier.
+    At 72 h retention those are hits; at 25 h only when t2 - t1 < 1 h: for t1, t2 uniform on
+    the two halves, P = (1 / 2.75)^2 / 2 = 0.066."""
+    hits = {}
+    for hours in (25, 72):
+        sink, driver = _days(2, **{"capacity.demand": 2.0, "cache.retention_h": hours})
+        rows = sink.request_rows()
+        day = (rows.t_scheduled_ns - driver.scenario.day_start_ns) // DAY_NS
+        back2 = (day == 1) & (rows.period_start_ns == driver.scenario.day_start_ns - DAY_NS) & (rows.attempt == 0)
+        hits[hours] = (rows.outcome[back2] == OUTCOMES.index("cache")).mean()
+    assert hits[72] > 0.95 and abs(hits[25] - 0.066) < 0.03
+
+
+def test_days_out_of_range_is_a_config_error() -> None:
+    import pytest
+    from dccsim.core.errors import ConfigError
+
+    for bad in (0, 8):
+        with pytest.raises(ConfigError, match=rf"days: got {bad}, expected an integer from 1 to 7"):
+            scenario("smoke", days=bad)
+    with pytest.raises(ConfigError, match=r"days: got 1\.5, expected `int`"):
+        scenario("smoke", days=1.5)
+
+
+def test_series_cover_the_run_s_days_plus_twelve_hours() -> None:
+    from dccsim.bench.results.summary import INTERVAL_NS, RunTally, SummaryError
+
+    for days in (1, 3):
+        t = RunTally(0, len(catalogue().srvs), days=days)
+        assert t.n_intervals * INTERVAL_NS == (days * 24 + 12) * 3600 * 10**9 == len(t.series_requests) * INTERVAL_NS
+    import pytest
+
+    with pytest.raises(SummaryError, match="days"):
+        RunTally(0, 5, days=1).merge(RunTally(0, 5, days=2))

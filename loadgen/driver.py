@@ -176,9 +176,7 @@ class VirtualTimeDriver:
         is not yet past (a day's future-dated alerts run past its midnight); older ones are
         dropped (the alerts worker takes its chunks in time order)."""
         begun = min(self._day_of(t1 - 1), self.scenario.days - 1)
-        for d in range(begun + 1):
-            if d not in self._days and d * DAY + self.scenario.day_start_ns < t1:
-                self._day(d)
+        self._day(begun)  # a chunk is at most an hour: every day begins in some chunk, and is kept while newest
         with self._days_lock:
             live = sorted(self._days.items())
             for d, w in live:

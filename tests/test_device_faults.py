@@ -136,7 +136,23 @@ DAY_NS = 86_400 * 10**9
 
 @functools.lru_cache(maxsize=4)
 def _days(days: int, **settings):  # type: ignore[no-untyped-def]
-    sink, driver = drive(scenario("smoke", days=days, **settings))
+    """A run of ``days`` smoke days; the driver's ``drawn`` lists the days it drew itself."""
+    from dccsim.loadgen import driver as driver_module
+
+    plain = driver_module.DayWorkload
+    drawn: list[int] = []
+
+    class Counted(plain):  # type: ignore[misc,valid-type]
+        def __init__(self, s, pop, day=0):  # type: ignore[no-untyped-def]
+            drawn.append(day)
+            super().__init__(s, pop, day)
+
+    driver_module.DayWorkload = Counted  # type: ignore[misc]
+    try:
+        sink, driver = drive(scenario("smoke", days=days, **settings))
+    finally:
+        driver_module.DayWorkload = plain  # type: ignore[misc]
+    driver.drawn = drawn
     return sink, driver
 
 
@@ -176,6 +192,8 @@ def test_each_day_has_its_own_traffic_and_counters_carry_across_midnight() -> No
     for o in np.unique(rows.originator):
         c = rows.counter[ok & (rows.originator == o)]
         assert (np.diff(c.astype(np.int64)) > 0).all()
+    # each later day is drawn once, and only the newest is still held at the end
+    assert driver.drawn == [1] and sorted(driver._days) == [1]
     # the progress covers both days
     assert sink.progressed[-1] == (day0 + 2 * DAY_NS, day0 + 2 * DAY_NS)
 

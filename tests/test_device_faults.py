@@ -252,3 +252,20 @@ def test_series_cover_the_run_s_days_plus_twelve_hours() -> None:
 
     with pytest.raises(SummaryError, match="days"):
         RunTally(0, 5, days=1).merge(RunTally(0, 5, days=2))
+
+
+def test_the_progress_bar_spans_the_run_s_days(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The bar's total comes from the callback's end (three days here), and its clock says the day."""
+    import rich.progress
+    from dccsim.bench.cli.cmd_run import _progress_bar
+
+    seen: list[dict] = []  # type: ignore[type-arg]
+    monkeypatch.setattr(rich.progress.Progress, "update", lambda self, task, **kw: seen.append(kw))
+    hour = 3600 * 10**9
+    with _progress_bar("x", True) as update:
+        update(30 * hour + 5 * 60 * 10**9, 72 * hour, 7)
+    assert seen[-1]["total"] == 72 * 3600 and seen[-1]["completed"] == 30 * 3600 + 300
+    assert seen[-1]["clock"] == "day 2 06:05"
+    with _progress_bar("x", True) as update:
+        update(6 * hour, 24 * hour, 7)
+    assert seen[-1]["clock"] == "06:00" and seen[-1]["total"] == 24 * 3600

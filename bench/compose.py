@@ -233,7 +233,7 @@ def open_sink(
     meta = {"dccsim.name": s.name, **({"dccsim.mode": mode} if mode else {}), **metadata}
     if run.settings:
         meta["settings"] = json.dumps(run.settings, default=str)  # the logs call it dccsim.settings
-    return RunSink(out, run.text, s.seed, s.day_start_ns, compression=compression, extra_metadata=meta)
+    return RunSink(out, run.text, s.seed, s.day_start_ns, compression=compression, extra_metadata=meta, days=s.days)
 
 
 def run_summary(

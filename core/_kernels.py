@@ -730,8 +730,10 @@ FAULT_NONE, FAULT_E20, FAULT_E21 = 0, 1, 2
 def device_leg(cls, fault, dsp_done, latency, deadline, fd_class, codes, out_done, out_code):  # type: ignore[no-untyped-def]
     """The device's answer to each accepted request, if it goes to the device.
 
-    E20: answered after the latency; E21: no answer, at the deadline; an answer after the
-    deadline is E21 (E30 for a future-dated command); otherwise I0 (I99 future-dated).
+    E20: answered after the latency; E21: no answer, at the deadline. Lateness comes first:
+    any answer (E20 included) that would come after the deadline is E21 at the deadline (E30
+    for a future-dated command), since the caller has stopped waiting; otherwise I0 (I99
+    future-dated).
     """
     for i in range(len(cls)):
         fd = cls[i] == fd_class
@@ -743,12 +745,13 @@ def device_leg(cls, fault, dsp_done, latency, deadline, fd_class, codes, out_don
         if late:
             done = deadline[i]
         out_done[i] = done
-        if fault[i] == FAULT_E20:
-            out_code[i] = codes[2]
-        elif fault[i] == FAULT_E21 or late:
+        if fault[i] == FAULT_E21 or late:
             out_code[i] = codes[4] if fd else codes[3]
+        elif fault[i] == FAULT_E20:
+            out_code[i] = codes[2]
         else:
             out_code[i] = codes[1] if fd else codes[0]
+
 
 @jit
 def finish_outcomes(

@@ -16,8 +16,9 @@ Per request (in arrival order, ties in input order):
    device answers I0 in time, the answer is stored **at the time it arrives**, and serves any
    later lookup of the same key from then on (within retention).
 4. **Device leg**: a latency and a fault drawn by the caller per request. ``E20`` (cannot
-   communicate) answers after the latency; ``E21`` (no response) at the class time-out; an
-   answer later than the time-out becomes ``E21`` (``E30`` for future-dated commands).
+   communicate) answers after the latency; ``E21`` (no response) at the class time-out; any
+   answer (``E20`` included) later than the time-out becomes ``E21`` (``E30`` for
+   future-dated commands) at the time-out.
    Non-device requests are answered by the DCC when the DSP is done (outcome ``dcc``).
    Future-dated commands are acknowledged ``I99`` (the result comes later, by alerts).
 5. ``latency = t_done - t_scheduled`` (from the scheduled time, so a stall cannot hide) and

@@ -16,6 +16,9 @@ import numpy as np
 from dccsim.core._jit import jit
 from dccsim.core.pipeline import FAULT_E20, FAULT_E21
 
+#: a device's persistent contact states (:mod:`dccsim.loadgen.population` draws them)
+CONTACT_OK, CONTACT_NONE, CONTACT_FLAKY = 0, 1, 2
+
 __all__ = ["COUNTER_OFFSET", "HEAD", "NS", "classify", "device_leg", "fill_rows"]
 
 NS = 1_000_000_000
@@ -33,24 +36,34 @@ def classify(srv, execution_ns, table, non_device, future, out):  # type: ignore
 
 
 @jit
-def device_leg(device, base, smets1, z, u, mu2, mu1, sg2, sg1, e20_2, e20_1, e21_2, e21_1, latency, fault):  # type: ignore[no-untyped-def]
+def device_leg(device, base, smets1, contact, z, u, mu2, mu1, sg2, sg1, e20_2, e20_1, e21_2, e21_1, fp2, fp1, latency, fault):  # type: ignore[no-untyped-def]  # noqa: E501
     """Latency (virtual ns) and fault of each row from its draws ``z`` (normal) and ``u`` (uniform).
 
     One pass instead of a dozen whole-array numpy operations: a micro-batch is a few hundred
     rows, where numpy's per-call cost was most of the time. A device outside the population
-    (``device - base`` out of range) is taken as SMETS2.
+    (``device - base`` out of range) is taken as SMETS2 in contact. The fault follows the
+    device's ``contact`` state as :func:`dccsim.loadgen.population.draw_faults` (the reference).
     """
     npop = np.uint64(len(smets1))
     for i in range(len(device)):
         d = device[i]
-        s1 = d >= base and d - base < npop and smets1[d - base]
+        inside = d >= base and d - base < npop
+        s1 = inside and smets1[d - base]
+        c = contact[d - base] if inside else CONTACT_OK
         if s1:
             latency[i] = np.int64(np.exp(mu1 + sg1 * z[i]) * NS)
-            a, b = e20_1, e21_1
+            a, b, fp = e20_1, e21_1, fp1
         else:
             latency[i] = np.int64(np.exp(mu2 + sg2 * z[i]) * NS)
-            a, b = e20_2, e21_2
-        fault[i] = FAULT_E20 if u[i] < a else (FAULT_E21 if u[i] < a + b else 0)
+            a, b, fp = e20_2, e21_2, fp2
+        if c == CONTACT_NONE:
+            fault[i] = FAULT_E21
+        elif c == CONTACT_FLAKY:
+            both = a + b
+            cut = fp * (a / both) if both > 0 else 0.0
+            fault[i] = FAULT_E20 if u[i] < cut else (FAULT_E21 if u[i] < fp else 0)
+        else:
+            fault[i] = FAULT_E20 if u[i] < a else (FAULT_E21 if u[i] < a + b else 0)
 
 
 @jit

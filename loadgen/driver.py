@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from dccsim.core.columns import RequestBatch
-from dccsim.core.pipeline import FAULT_E20, FAULT_E21, O_FAILED, Pipeline
+from dccsim.core.pipeline import O_FAILED, Pipeline
 from dccsim.core.records import INVALID_KINDS, AlertRows, LogSink
 from dccsim.core.validation import assign_counters
 
-from .population import Population
+from .population import CONTACT_OK, Population, draw_faults
 from .scenario import Scenario
-from .workload import CLS, NS, AlertChunk, DayWorkload, RequestChunk
+from .workload import CLS, DAY, NS, AlertChunk, DayWorkload, RequestChunk
 
 __all__ = ["VirtualTimeDriver", "RunTotals"]
 
@@ -63,7 +63,11 @@ class VirtualTimeDriver:
         self._last_counter: dict[int, int] = {}
         self._pending = RequestChunk.empty()
         self._seq = 0
-        self._day_end = s.day_start_ns + 24 * 3600 * NS
+        # the run's days, back to back: the end of the last one; each day's workload is drawn
+        # when first needed (day 0 is the one handed in) and dropped once its last alert is past
+        self._day_end = s.day_start_ns + s.days * DAY
+        self._days: dict[int, DayWorkload] = {0: self.workload}
+        self._days_lock = threading.Lock()
         self._out: ThreadPoolExecutor | None = None
         self._sink_job: Future[None] | None = None
         self._back: ThreadPoolExecutor | None = None
@@ -93,7 +97,7 @@ class VirtualTimeDriver:
         assert self.workload is not None
         chunk_ns = int(s.chunk_s * NS)
         day0 = s.day_start_ns
-        day_end = day0 + 24 * 3600 * NS
+        day_end = self._day_end
         k = 0
         t0 = day0
         # Threads, each taking its chunks in order (the kernels release the GIL): the main one
@@ -131,7 +135,11 @@ class VirtualTimeDriver:
         assert self.workload is not None
         if t0 >= self._day_end:
             return RequestChunk.empty()
-        req = self.workload.requests(k, t0, t1)
+        first, last = self._day_of(t0), self._day_of(min(t1, self._day_end) - 1)
+        if first == last:
+            req = self._day(first).requests(k, t0, t1)
+        else:  # a chunk across midnight: the days' times do not overlap, so the parts stay in order
+            req = RequestChunk.concat([self._day(d).requests(k, t0, t1) for d in range(first, last + 1)])
         req.latency_ns, req.fault = self._draw_device(np.random.default_rng([self.scenario.seed, 5, k]), req)
         return req
 
@@ -152,9 +160,37 @@ class VirtualTimeDriver:
         if len(req):
             self._requests(k, req, sink)
 
+    # ------------------------------------------------------------------ days
+    def _day_of(self, t: int) -> int:
+        return (t - self.scenario.day_start_ns) // DAY
+
+    def _day(self, d: int) -> DayWorkload:
+        """Day ``d``'s workload, drawn on first use (by whichever worker thread needs it first)."""
+        with self._days_lock:
+            if d not in self._days:
+                self._days[d] = DayWorkload(self.scenario, self.population, day=d)
+            return self._days[d]
+
+    def _alert_days(self, t0: int, t1: int) -> list[DayWorkload]:
+        """The workloads with alerts in ``[t0, t1)``: the days begun by ``t1`` whose last alert
+        is not yet past (a day's future-dated alerts run past its midnight); older ones are
+        dropped (the alerts worker takes its chunks in time order)."""
+        begun = min(self._day_of(t1 - 1), self.scenario.days - 1)
+        self._day(begun)  # a chunk is at most an hour: every day begins in some chunk, and is kept while newest
+        with self._days_lock:
+            live = sorted(self._days.items())
+            for d, w in live:
+                if w.end_ns <= t0 and d < begun:
+                    del self._days[d]
+            return [w for d, w in live if w.end_ns > t0 and d <= begun]
+
     def _alert_chunk(self, t0: int, t1: int, sink: LogSink) -> None:
         assert self.workload is not None
-        alerts = self.workload.alerts(t0, t1)
+        days = self._alert_days(t0, t1) if self.scenario.days > 1 else [self.workload]
+        if len(days) == 1:
+            alerts = days[0].alerts(t0, t1)
+        else:  # the days' alerts merged in time order (ties: the earlier day first)
+            alerts = AlertChunk.concat([w.alerts(t0, t1) for w in days])
         if len(alerts):
             self._alerts(alerts, sink)
 
@@ -179,16 +215,18 @@ class VirtualTimeDriver:
         pop = self.population
         idx = (req.device - pop.ids[0]).astype(np.int64)
         known = (idx >= 0) & (idx < len(pop))
-        gen = (pop.smets1[np.where(known, idx, 0)] & known).view(np.uint8)  # 0 SMETS2, 1 SMETS1
+        at = np.where(known, idx, 0)
+        gen = (pop.smets1[at] & known).view(np.uint8)  # 0 SMETS2, 1 SMETS1
         p2, p1 = s.population.smets2, s.population.smets1
         mu = np.array([math.log(p2.median_s), math.log(p1.median_s)])[gen]
         sigma = np.array([p2.sigma, p1.sigma])[gen]
         latency = (np.exp(mu + sigma * rng.standard_normal(n)) * NS).astype(np.int64)
         u = rng.random(n)
         e20 = np.array([p2.e20_share, p1.e20_share])[gen]
-        e21 = e20 + np.array([p2.e21_share, p1.e21_share])[gen]
-        fault = np.where(u < e20, FAULT_E20, np.where(u < e21, FAULT_E21, 0)).astype(np.uint8)
-        return latency, fault
+        e21 = np.array([p2.e21_share, p1.e21_share])[gen]
+        flaky_p = np.array([p2.flaky_failure_prob, p1.flaky_failure_prob])[gen]
+        contact = np.where(known, pop.contact[at], CONTACT_OK)  # an unknown device: in contact (rejected anyway)
+        return latency, draw_faults(contact, u, e20, e21, flaky_p)
 
     def _requests(self, k: int, req: RequestChunk, sink: LogSink) -> None:
         assert self.pipeline is not None

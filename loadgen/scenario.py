@@ -139,13 +139,23 @@ class LatencyProfile(_Section):
     """WAN + device round trip of one device kind: lognormal by median and 95th percentile.
 
     ``e20_share``: requests that cannot reach the device (E20); ``e21_share``: requests the
-    device does not answer (E21, answered at the class time-out).
+    device does not answer (E21, answered at the class time-out). Both are transient: drawn
+    afresh for every request to a device in ordinary contact.
+
+    Persistent states, drawn once per device (ASSUMED shares, no DCC figure is public):
+    ``dead_share`` of devices are out of contact all day (no WAN, dormant): every request to
+    one is E21 at the class time-out (the DSP sends it and nothing comes back), so retries to
+    them are wasted work; ``flaky_share`` of devices fail each request with probability
+    ``flaky_failure_prob`` (E20 and E21 in the ratio of ``e20_share`` to ``e21_share``).
     """
 
     median_s: float = 4.0
     p95_s: float = 12.0
     e20_share: float = 0.002
     e21_share: float = 0.003
+    dead_share: float = 0.002
+    flaky_share: float = 0.01
+    flaky_failure_prob: float = 0.3
 
     def __post_init__(self) -> None:
         # key names are relative: a scenario error names the generation (population.smets2...)
@@ -174,6 +184,11 @@ class LatencyProfile(_Section):
         _check_share("e21_share", self.e21_share)
         if self.e20_share + self.e21_share > 1:
             raise _fail("e21_share", self.e21_share, f"at most 1 - e20_share ({1 - self.e20_share:g})")
+        _check_share("dead_share", self.dead_share)
+        _check_share("flaky_share", self.flaky_share)
+        _check_share("flaky_failure_prob", self.flaky_failure_prob)
+        if self.dead_share + self.flaky_share > 1:
+            raise _fail("flaky_share", self.flaky_share, f"at most 1 - dead_share ({1 - self.dead_share:g})")
 
     @property
     def sigma(self) -> float:
@@ -191,7 +206,9 @@ class Population(_Section):
     regions: tuple[str, ...] = ("north", "central", "south")
     region_shares: tuple[float, ...] = (0.3, 0.4, 0.3)
     smets2: LatencyProfile = LatencyProfile()
-    smets1: LatencyProfile = LatencyProfile(median_s=9.0, p95_s=30.0, e20_share=0.004, e21_share=0.006)
+    smets1: LatencyProfile = LatencyProfile(
+        median_s=9.0, p95_s=30.0, e20_share=0.004, e21_share=0.006, dead_share=0.005, flaky_share=0.02
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.meters, int) or not 1 <= self.meters <= MAX_METERS:
@@ -542,6 +559,8 @@ class Scenario(_Section, dict=True):
     seed: int = 1
     chunk_s: float = 300.0
     shards: int = 1
+    #: days simulated back to back (the cache, throttle and counters carry across midnight)
+    days: int = 1
     population: Population = Population()
     users: tuple[User, ...] = msgspec.field(default_factory=_default_users)
     mhhs: Mhhs = Mhhs()
@@ -578,6 +597,8 @@ class Scenario(_Section, dict=True):
                 f"at least 2 x chunk_s (chunk_s = {self.chunk_s:g}, so >= {2 * self.chunk_s:g}): a retry must not be "
                 "due before the chunk after its own has been queued",
             )
+        if not isinstance(self.days, int) or isinstance(self.days, bool) or not 1 <= self.days <= 7:
+            raise _fail("days", self.days, "an integer from 1 to 7 (days simulated back to back)")
         if not isinstance(self.shards, int) or not 1 <= self.shards <= 256:
             raise _fail("shards", self.shards, "an integer from 1 to 256")
         roles = {u.role for u in self.users}

@@ -8,7 +8,8 @@ these two functions, built from the scenario:
   ``future_dated``; the MHHS reads (4.6.1, 4.8.1, 4.8.3) -> ``mhhs_read``; the rest ->
   ``on_demand``.
 - :class:`DeviceLegModel`: lognormal WAN+device latency and ``E20``/``E21`` faults by SMETS
-  generation, as the virtual-time driver draws them, from one seeded generator.
+  generation and the device's persistent contact state, as the virtual-time driver draws
+  them, from one seeded generator.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class DeviceLegModel:
         self.sigma = (p2.sigma, p1.sigma)
         self.e20 = (p2.e20_share, p1.e20_share)
         self.e21 = (p2.e21_share, p1.e21_share)
+        self.flaky_p = (p2.flaky_failure_prob, p1.flaky_failure_prob)
 
     def __call__(
         self, batch: RequestBatch, cls: npt.NDArray[np.uint8]
@@ -71,6 +73,7 @@ class DeviceLegModel:
             batch.device,
             base,
             self.pop.smets1,
+            self.pop.contact,
             z,
             u,
             self.mu[0],
@@ -81,6 +84,8 @@ class DeviceLegModel:
             self.e20[1],
             self.e21[0],
             self.e21[1],
+            self.flaky_p[0],
+            self.flaky_p[1],
             latency,
             fault,
         )

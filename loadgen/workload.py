@@ -245,6 +245,13 @@ class AlertChunk:
     def __len__(self) -> int:
         return len(self.t_ns)
 
+    @classmethod
+    def concat(cls, parts: list[AlertChunk]) -> AlertChunk:
+        """The parts' alerts in one chunk sorted by time (ties in the parts' order)."""
+        merged = {k: np.concatenate([getattr(p, k) for p in parts]) for k in cls.__dataclass_fields__}
+        order = np.argsort(merged["t_ns"], kind="stable")
+        return cls(**{k: v[order] for k, v in merged.items()})
+
 
 @dataclass
 class _Stream:
@@ -268,12 +275,19 @@ def _merge(streams: list[_Stream], t0: int, t1: int) -> dict[str, npt.NDArray[np
 
 
 class DayWorkload:
-    """All streams of one scenario day, drawn once; :meth:`requests` and :meth:`alerts` slice."""
+    """All streams of one scenario day, drawn once; :meth:`requests` and :meth:`alerts` slice.
 
-    def __init__(self, s: Scenario, pop: Population):
+    ``day`` is the day's index in a run of several days (``days`` in the scenario): the day
+    starts ``day x 24 h`` after the scenario's ``day``, and its generators are seeded with the
+    index too (day 0 keeps the seeds of a one-day run, so its traffic is the same byte for
+    byte; each later day draws its own). Every day's MHHS reads are for the day before it.
+    """
+
+    def __init__(self, s: Scenario, pop: Population, day: int = 0):
         self.s = s
         self.pop = pop
-        self.day0 = s.day_start_ns
+        self.day = day
+        self.day0 = s.day_start_ns + day * DAY
         cat = catalogue()
         self._cat = cat
         self.user_of_role: dict[str, int] = {}
@@ -282,17 +296,22 @@ class DayWorkload:
         self._code = {srv: cat.code(srv) for srv in ("4.6.1", "4.8.1", "4.8.3", "4.1.1")}
         # The streams are independent draws, each from its own seeded generator, so they are
         # built side by side (NumPy releases the GIL in the big fills) and kept in a fixed order.
-        fd_stream = self._build_future_dated(np.random.default_rng([s.seed, 7]))
+        def rng(purpose: int) -> np.random.Generator:
+            return np.random.default_rng([s.seed, purpose] if day == 0 else [s.seed, purpose, day])
+
+        fd_stream = self._build_future_dated(rng(7))
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="workload") as pool:
-            mhhs = pool.submit(self._build_mhhs, np.random.default_rng([s.seed, 2]))
-            background = pool.submit(self._build_background, np.random.default_rng([s.seed, 6]))
-            alerts = pool.submit(self._build_alerts, np.random.default_rng([s.seed, 3]))
+            mhhs = pool.submit(self._build_mhhs, rng(2))
+            background = pool.submit(self._build_background, rng(6))
+            alerts = pool.submit(self._build_alerts, rng(3))
             self.request_streams: list[_Stream] = [*mhhs.result(), background.result(), fd_stream]
             self.alert_streams: list[_Stream] = alerts.result()
         #: the DCC schedule of the MDR's reads (``mhhs.mode = "dcc_scheduled"``), else None
         self.schedule: Schedule | None = None
         if s.mhhs.mode == "dcc_scheduled":
-            self._schedule_mhhs(np.random.default_rng([s.seed, 8]))
+            self._schedule_mhhs(rng(8))
+        #: the time after the day's last message (future-dated alerts may run past midnight)
+        self.end_ns = max([self.day0 + DAY] + [int(st.t[-1]) + 1 for st in self.alert_streams if len(st.t)])
 
     # ------------------------------------------------------------------ requests
     def _req_stream(

@@ -26,10 +26,10 @@ def reference(t, cls, fault, non_device, hit, dsp_done, deadline, latency, targe
             answer = deadline[i] if fault[i] == FAULT_E21 else dsp_done[i] + latency[i]
             late = answer > deadline[i]
             done = min(answer, deadline[i])
-            if fault[i] == FAULT_E20:
-                code = "E20"
-            elif fault[i] == FAULT_E21 or late:
+            if fault[i] == FAULT_E21 or late:  # lateness first: the caller stopped waiting
                 code = timeout_code
+            elif fault[i] == FAULT_E20:
+                code = "E20"
             else:
                 code = "I99" if fd else "I0"
             outcome = "device"

@@ -8,7 +8,7 @@ import numpy as np
 from dccsim.core.catalogue import catalogue
 from dccsim.core.columns import RequestBatch
 from dccsim.core.pipeline import FAULT_E20, FAULT_E21
-from dccsim.loadgen.population import build_population
+from dccsim.loadgen.population import CONTACT_FLAKY, CONTACT_NONE, build_population, draw_faults
 from dccsim.loadgen.scenario import load_scenario
 from dccsim.loadgen.wallclock import DeviceLegModel, classifier
 from dccsim.loadgen.workload import CLS, NS
@@ -44,8 +44,13 @@ def test_device_leg_matches_the_whole_array_draw() -> None:
     u = rng.random(len(b))
     e20 = np.where(s1, p1.e20_share, p2.e20_share)
     e21 = np.where(s1, p1.e21_share, p2.e21_share)
-    want_fault = np.where(u < e20, FAULT_E20, np.where(u < e20 + e21, FAULT_E21, 0))
+    flaky_p = np.where(s1, p1.flaky_failure_prob, p2.flaky_failure_prob)
+    contact = np.zeros(len(b), np.uint8)
+    contact[known] = pop.contact[idx[known]]
+    want_fault = draw_faults(contact, u, e20, e21, flaky_p)
     assert s1.any() and (~s1).any() and (~known).any()
+    assert (contact == CONTACT_NONE).any() and (contact == CONTACT_FLAKY).any()
+    assert (fault[contact == CONTACT_NONE] == FAULT_E21).all()
     assert np.allclose(lat, want_lat, rtol=1e-12, atol=1)
     assert np.array_equal(fault, want_fault)
     assert (fault == FAULT_E20).any() and (fault == FAULT_E21).any()

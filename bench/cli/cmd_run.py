@@ -41,7 +41,8 @@ def _floats(text: str | None, name: str) -> list[float] | None:
 
 @contextmanager
 def _progress_bar(label: str, enabled: bool) -> Iterator[Any]:
-    """A progress bar over the simulated day; yields the callback for ``simulate``."""
+    """A progress bar over the simulated days (the total from the callback's ``end_ns``);
+    yields the callback for ``simulate``."""
     if not enabled:
         yield None
         return
@@ -58,10 +59,11 @@ def _progress_bar(label: str, enabled: bool) -> Iterator[Any]:
         task = bar.add_task(label, total=24 * 3600, clock="00:00", events=0)
 
         def update(done_ns: int, end_ns: int, events: int) -> None:
-            secs = done_ns // 1_000_000_000
-            bar.update(
-                task, completed=min(secs, 24 * 3600), clock=f"{secs // 3600:02d}:{secs % 3600 // 60:02d}", events=events
-            )
+            secs, total = done_ns // 1_000_000_000, max(1, end_ns // 1_000_000_000)
+            clock = f"{secs % 86400 // 3600:02d}:{secs % 3600 // 60:02d}"
+            if total > 24 * 3600:  # several days: which one
+                clock = f"day {min(secs, total - 1) // 86400 + 1} {clock}"
+            bar.update(task, total=total, completed=min(secs, total), clock=clock, events=events)
 
         yield update
 

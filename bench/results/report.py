@@ -268,7 +268,11 @@ def _key_figures(summary: RunSummary, result: crit.CriteriaResult | None) -> str
     cache = _cache_figures(summary)
     throttled, forwarded, _ = _alert_counts(summary)
     tiles = [
-        tile("requests", fmt_int(summary.requests), f"{fmt_int(summary.retries)} retries"),
+        tile(
+            "requests",
+            fmt_int(summary.requests),
+            f"{fmt_int(summary.retries)} retries, {fmt_int(summary.retries_unanswered)} unanswered (wasted)",
+        ),
         tile(
             "within target time",
             fmt_pct(summary.within_target_ratio),

@@ -34,6 +34,7 @@ class RunSink:
         day_start_ns: int,
         compression: str | None = "lz4",
         extra_metadata: dict[str, str] | None = None,
+        days: int = 1,
     ):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -45,7 +46,7 @@ class RunSink:
         self.req_log.start_background()
         self.alert_log.start_background()
         self.day0 = day_start_ns
-        self.tally = RunTally(day_start_ns, len(self.srvs))
+        self.tally = RunTally(day_start_ns, len(self.srvs), days=days)
         #: ``progress_callback(simulated_ns_done, simulated_ns_total, events_so_far)``
         self.progress_callback: Callable[[int, int, int], None] | None = None
 

@@ -62,12 +62,18 @@ __all__ = [
 NS = 1_000_000_000
 #: the series' interval: 15 minutes
 INTERVAL_NS = 15 * 60 * NS
-#: series cover the day plus the spill-over of retries and late answers
+#: series cover the day plus the spill-over of retries and late answers (one day; a run of
+#: ``days`` days covers ``days x 24 + 12`` hours, :func:`series_intervals`)
 SERIES_HOURS = 36
 N_INTERVALS = SERIES_HOURS * 3600 * NS // INTERVAL_NS
+
+
+def series_intervals(days: int = 1) -> int:
+    """Intervals of the series of a run of ``days`` days: ``days x 24 + 12`` hours of them."""
+    return (days * 24 + SERIES_HOURS - 24) * 3600 * NS // INTERVAL_NS
 _PCT = (50.0, 90.0, 99.0, 99.9)
 _THROTTLED = ALERT_ACTIONS.index("throttled")
-_CACHE, _DEVICE = OUTCOMES.index("cache"), OUTCOMES.index("device")
+_CACHE, _DEVICE, _FAILED = OUTCOMES.index("cache"), OUTCOMES.index("device"), OUTCOMES.index("failed")
 
 
 class SummaryError(ValueError):
@@ -86,12 +92,16 @@ class RunTally:
         The start of the simulated day: interval 0 of the series starts there.
     n_srvs:
         The SRV catalogue's size (the ``srv`` codes run from 0 to ``n_srvs - 1``).
+    days:
+        The run's days: the series cover ``days x 24 + 12`` hours.
     """
 
-    def __init__(self, day_start_ns: int, n_srvs: int) -> None:
+    def __init__(self, day_start_ns: int, n_srvs: int, days: int = 1) -> None:
         self.day0 = int(day_start_ns)
+        self.days = int(days)
+        self.n_intervals = n = series_intervals(self.days)
         self.latency_by_class = [LatencyHistogram() for _ in REQUEST_CLASSES]
-        self.latency_series = IntervalHistograms(INTERVAL_NS, N_INTERVALS, start_ns=self.day0)
+        self.latency_series = IntervalHistograms(INTERVAL_NS, n, start_ns=self.day0)
         self.by_srv = np.zeros(n_srvs, np.int64)
         self.within_by_srv = np.zeros(n_srvs, np.int64)
         self.codes = np.zeros(len(RESPONSE_CODES), np.int64)
@@ -100,17 +110,20 @@ class RunTally:
         self.within = 0
         self.requests = 0
         self.retries = 0
+        #: retries that got no answer (failed again): wasted device work, every retry to an
+        #: out-of-contact device among them
+        self.retries_unanswered = 0
         self.peak_backlog = 0
         self.wait_sum_ns = 0
-        self.series_requests = np.zeros(N_INTERVALS, np.int64)
-        self.series_done = np.zeros(N_INTERVALS, np.int64)
-        self.series_backlog = np.zeros(N_INTERVALS, np.int64)  # a peak per interval: merged by max
-        self.series_cache = np.zeros(N_INTERVALS, np.int64)
-        self.series_device = np.zeros(N_INTERVALS, np.int64)
-        self.series_within = np.zeros(N_INTERVALS, np.int64)
+        self.series_requests = np.zeros(n, np.int64)
+        self.series_done = np.zeros(n, np.int64)
+        self.series_backlog = np.zeros(n, np.int64)  # a peak per interval: merged by max
+        self.series_cache = np.zeros(n, np.int64)
+        self.series_device = np.zeros(n, np.int64)
+        self.series_within = np.zeros(n, np.int64)
         self.alerts = 0
         self.actions = np.zeros(len(ALERT_ACTIONS), np.int64)
-        self.series_actions = np.zeros((len(ALERT_ACTIONS), N_INTERVALS), np.int64)
+        self.series_actions = np.zeros((len(ALERT_ACTIONS), n), np.int64)
         self.storm_alerts = 0
         self.storm_forwarded = 0
         self.nonstorm_throttled = 0
@@ -118,7 +131,7 @@ class RunTally:
         self.fd_alerts = 0
 
     def _interval(self, t: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        return np.clip((t - self.day0) // INTERVAL_NS, 0, N_INTERVALS - 1)
+        return np.clip((t - self.day0) // INTERVAL_NS, 0, self.n_intervals - 1)
 
     def record_requests(self, rows: Any) -> None:
         """Count a batch of request rows (:class:`~dccsim.core.records.RequestRows`), in
@@ -144,22 +157,24 @@ class RunTally:
         self.invalid += np.bincount(
             rows.invalid.astype(np.int64) * n_codes + rows.response_code, minlength=self.invalid.size
         ).reshape(self.invalid.shape)
-        self.retries += int((rows.attempt > 0).sum())
+        retry = rows.attempt > 0
+        self.retries += int(retry.sum())
+        self.retries_unanswered += int((retry & (rows.outcome == _FAILED)).sum())
         backlog = rows.backlog
         if n:
             self.peak_backlog = max(self.peak_backlog, int(backlog.max()))
         self.wait_sum_ns += int(rows.wait_ns.sum())
         iv = self._interval(rows.t_scheduled_ns)
-        self.series_requests += np.bincount(iv, minlength=N_INTERVALS)
-        self.series_within += np.bincount(iv[within], minlength=N_INTERVALS)
-        self.series_done += np.bincount(self._interval(rows.t_done_ns), minlength=N_INTERVALS)
+        self.series_requests += np.bincount(iv, minlength=self.n_intervals)
+        self.series_within += np.bincount(iv[within], minlength=self.n_intervals)
+        self.series_done += np.bincount(self._interval(rows.t_done_ns), minlength=self.n_intervals)
         if n:  # iv never decreases within a chunk (rows are in scheduled order): one max per run
             starts = np.flatnonzero(np.r_[True, iv[1:] != iv[:-1]])
             peaks = np.maximum.reduceat(backlog, starts)
             self.series_backlog[iv[starts]] = np.maximum(self.series_backlog[iv[starts]], peaks)
         out = rows.outcome
-        self.series_cache += np.bincount(iv[out == _CACHE], minlength=N_INTERVALS)
-        self.series_device += np.bincount(iv[out == _DEVICE], minlength=N_INTERVALS)
+        self.series_cache += np.bincount(iv[out == _CACHE], minlength=self.n_intervals)
+        self.series_device += np.bincount(iv[out == _DEVICE], minlength=self.n_intervals)
 
     def record_alerts(self, rows: Any) -> None:
         """Count a batch of alert rows (:class:`~dccsim.core.records.AlertRows`)."""
@@ -168,7 +183,7 @@ class RunTally:
         self.actions += np.bincount(action, minlength=len(ALERT_ACTIONS))
         iv = self._interval(rows.t_ns)
         for a in range(len(ALERT_ACTIONS)):
-            self.series_actions[a] += np.bincount(iv[action == a], minlength=N_INTERVALS)
+            self.series_actions[a] += np.bincount(iv[action == a], minlength=self.n_intervals)
         storm = rows.storm
         throttled = action == _THROTTLED
         self.storm_alerts += int(storm.sum())
@@ -181,10 +196,11 @@ class RunTally:
 
     def merge(self, other: RunTally) -> RunTally:
         """Add ``other`` into this tally (exact: counts add, histograms add, peaks take the max)."""
-        if other.day0 != self.day0 or len(other.by_srv) != len(self.by_srv):
+        if other.day0 != self.day0 or len(other.by_srv) != len(self.by_srv) or other.days != self.days:
             raise SummaryError(
-                f"merge: expected tallies of one day and one SRV catalogue, got day start {other.day0} "
-                f"and {len(other.by_srv)} SRVs against {self.day0} and {len(self.by_srv)}"
+                f"merge: expected tallies of one day and one SRV catalogue, got day start {other.day0}, "
+                f"{other.days} days and {len(other.by_srv)} SRVs against {self.day0}, {self.days} days "
+                f"and {len(self.by_srv)}"
             )
         for mine, theirs in zip(self.latency_by_class, other.latency_by_class, strict=True):
             mine.merge(theirs)
@@ -192,8 +208,8 @@ class RunTally:
         for name in ("by_srv", "within_by_srv", "codes", "outcomes", "invalid", "series_requests", "series_done",
                      "series_cache", "series_device", "series_within", "actions", "series_actions"):  # fmt: skip
             getattr(self, name).__iadd__(getattr(other, name))
-        for name in ("within", "requests", "retries", "wait_sum_ns", "alerts", "storm_alerts", "storm_forwarded",
-                     "nonstorm_throttled", "fd_alerts"):  # fmt: skip
+        for name in ("within", "requests", "retries", "retries_unanswered", "wait_sum_ns", "alerts", "storm_alerts",
+                     "storm_forwarded", "nonstorm_throttled", "fd_alerts"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.peak_backlog = max(self.peak_backlog, other.peak_backlog)
         np.maximum(self.series_backlog, other.series_backlog, out=self.series_backlog)
@@ -380,6 +396,8 @@ class RunSummary(Struct, kw_only=True):
     requests: int
     alerts: int
     retries: int
+    #: retries that got no answer either (wasted device work: all those to out-of-contact devices)
+    retries_unanswered: int = 0
     # latency and target response times
     latency_s: Latency
     latency_by_class: dict[str, ClassLatency]
@@ -465,6 +483,7 @@ class RunSummary(Struct, kw_only=True):
             requests=t.requests,
             alerts=t.alerts,
             retries=t.retries,
+            retries_unanswered=t.retries_unanswered,
             latency_s=Latency(
                 p50=_nan_none(pct[0] / NS), p90=_nan_none(pct[1] / NS), p99=_nan_none(pct[2] / NS),
                 p999=_nan_none(pct[3] / NS), max=(lat.max / NS) if lat.count else None,
@@ -515,7 +534,7 @@ class RunSummary(Struct, kw_only=True):
                 "merge the summaries of the runs themselves (RunResult.summary)"
             )
         first: RunParts = self.parts
-        tally = RunTally(first.tally.day0, len(first.srvs))
+        tally = RunTally(first.tally.day0, len(first.srvs), days=first.tally.days)
         for s in all_:
             tally.merge(s.parts.tally)
         cache = _merge_stats([s.parts.cache_stats for s in all_])

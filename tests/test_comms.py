@@ -4,9 +4,11 @@ pipeline's use of it (cache hits use none, scope), and the ``[comms]`` / ``[cach
 from __future__ import annotations
 
 import doctest
+from pathlib import Path
 
 import numpy as np
 import pytest
+from dccsim.bench import load_run, simulate
 from dccsim.core import comms as comms_module
 from dccsim.core.capacity import CapacityClass, CapacityConfig
 from dccsim.core.catalogue import DEVICE_KINDS, catalogue
@@ -16,7 +18,7 @@ from dccsim.core.errors import ConfigError
 from dccsim.core.pipeline import O_CACHE, O_DEVICE, Pipeline
 from dccsim.core.records import REQUEST_CLASSES, ROLES
 from dccsim.core.validation import DeviceRegistry, UserRegistry
-from dccsim.loadgen.scenario import parse_scenario
+from dccsim.loadgen.scenario import load_scenario, parse_scenario
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -169,3 +171,28 @@ def test_comms_and_cache_keys_are_checked() -> None:
     s = parse_scenario("[comms]\ncsp_capacity_per_s = {north = 10, central = 20, south = 30}\n", "t.toml")
     assert [s.comms.csp_capacity(r) for r in s.population.regions] == [10.0, 20.0, 30.0]
     assert s.cache.scope == "smets1" and s.comms.s1sp_wakeups_per_read == 1.0
+
+
+# ------------------------------------------------------------------ end to end
+def _run(name: str, tmp: Path, text: str | None = None) -> dict:  # type: ignore[type-arg]
+    run = load_run(name, text=text, scale=0.002)
+    return simulate(run, out=tmp / name).summary.to_builtins()
+
+
+def test_the_cache_decides_the_comms_pressure_verdict(tmp_path: Path) -> None:
+    _, text = load_scenario("mhhs-comms-pressure")
+    assert "[cache]\nretention_h = 48\n" in text
+    without = text.replace("[cache]\nretention_h = 48\n", "[cache]\nretention_h = 48\nenabled = false\n")
+    on = _run("mhhs-comms-pressure", tmp_path)
+    off = _run("pressure-no-cache", tmp_path, without)
+    s1_on, s1_off = on["comms"]["resources"]["s1sp"], off["comms"]["resources"]["s1sp"]
+    assert on["within_target_ratio"] >= 0.97 > 0.9 > off["within_target_ratio"]
+    assert s1_off["utilisation"] > 1.3 * s1_on["utilisation"]
+    assert s1_off["peak_queue"] > 10 * s1_on["peak_queue"] and s1_off["timed_out"] > 10 * s1_on["timed_out"]
+    assert on["comms"]["wakeups_saved"] == s1_on["cache_hits"] > 0 and off["comms"]["wakeups_saved"] == 0
+
+
+def test_the_default_day_is_not_comms_bound(tmp_path: Path) -> None:
+    s = _run("mhhs-day", tmp_path)
+    for name, r in s["comms"]["resources"].items():
+        assert r["max_wait_s"] < 2.0 and r["mean_wait_s"] < 0.05, name

@@ -190,6 +190,8 @@ def test_the_cache_decides_the_comms_pressure_verdict(tmp_path: Path) -> None:
     assert s1_off["utilisation"] > 1.3 * s1_on["utilisation"]
     assert s1_off["peak_queue"] > 10 * s1_on["peak_queue"] and s1_off["timed_out"] > 10 * s1_on["timed_out"]
     assert on["comms"]["wakeups_saved"] == s1_on["cache_hits"] > 0 and off["comms"]["wakeups_saved"] == 0
+    page = (tmp_path / "pressure-no-cache" / "report.html").read_text()
+    assert "Comms leg (CSP regions, S1SP)" in page and f"{s1_off['peak_queue']:,.1f}" in page
 
 
 def test_the_default_day_is_not_comms_bound(tmp_path: Path) -> None:

@@ -69,7 +69,12 @@ class CommsConfig:
 @dataclass
 class CommsStats:
     """Per-resource totals of a run (arrays indexed like ``names``); :meth:`merge` adds them
-    (peaks and maximum waits take the maximum)."""
+    (peaks and maximum waits take the maximum).
+
+    ``sent``: device requests that went over the resource; ``timed_out``: those answered in
+    time without their comms wait and too late with it (E21, E30 for a future-dated command);
+    ``cache_hits``: reads of the resource's devices answered from the cache (never sent).
+    """
 
     names: tuple[str, ...]
     capacity_per_s: npt.NDArray[np.float64]

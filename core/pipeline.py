@@ -52,7 +52,7 @@ from ._kernels import FAULT_E20, FAULT_E21, FAULT_NONE, O_CACHE, O_DCC, O_DEVICE
 from .capacity import CapacityConfig, CapacityModel
 from .catalogue import DEVICE_KINDS, catalogue
 from .columns import RequestBatch
-from .comms import CommsLeg
+from .comms import CommsConfig, CommsLeg
 from .records import RESPONSE_CODES, RequestRows
 from .validation import DeviceRegistry, ReplayState, UserRegistry, validate_batch
 
@@ -249,6 +249,7 @@ class Pipeline:
             devices=DeviceRegistry.build(devices, np.full(4, DEVICE_KINDS.index("ESME"), np.uint8)),
             users=UserRegistry.build({int(user): "MDR"}),
             future_dated_class=REQUEST_CLASSES.index("future_dated"),
+            comms=CommsLeg(CommsConfig(names=("csp",), capacity_per_s=(1.0,), s1sp=0), np.zeros(4, np.uint8)),
         )
         cat = catalogue()
         day = 86_400 * second
@@ -421,7 +422,9 @@ class Pipeline:
             f.cls[go], fault, f.dsp_done[go] + wait, f.device_latency[go], f.deadline[go],
             self.future_dated_class, _CODES, done, code,
         )  # fmt: skip
-        late = (fault == FAULT_NONE) & ((code == _CODES[3]) | (code == _CODES[4]))
+        # timed out by the queue: answered in time without the comms wait, late with it
+        before = f.dev_code[go]
+        late = ((before == _CODES[0]) | (before == _CODES[1])) & ((code == _CODES[3]) | (code == _CODES[4]))
         self.comms.count(res[late], timed_out=True)
         f.dev_done[go] = done
         f.dev_code[go] = code

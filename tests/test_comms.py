@@ -16,7 +16,7 @@ from dccsim.core.columns import RequestBatch
 from dccsim.core.comms import CommsConfig, CommsLeg, reference_fluid
 from dccsim.core.errors import ConfigError
 from dccsim.core.pipeline import O_CACHE, O_DEVICE, Pipeline
-from dccsim.core.records import REQUEST_CLASSES, ROLES
+from dccsim.core.records import REQUEST_CLASSES, RESPONSE_CODES, ROLES
 from dccsim.core.validation import DeviceRegistry, UserRegistry
 from dccsim.loadgen.scenario import load_scenario, parse_scenario
 from hypothesis import given, settings
@@ -198,3 +198,14 @@ def test_the_default_day_is_not_comms_bound(tmp_path: Path) -> None:
     s = _run("mhhs-day", tmp_path)
     for name, r in s["comms"]["resources"].items():
         assert r["max_wait_s"] < 2.0 and r["mean_wait_s"] < 0.05, name
+
+
+def test_a_comms_queue_past_the_time_out_answers_e21_and_counts_it() -> None:
+    # eight SMETS1 reads at once; the S1SP takes one every 100 s and the class time-out is 600 s
+    p = _pipeline([True] * 8, s1sp_per_s=0.01, cache_rows=None)
+    r = _reads(p, list(range(8)), [0.0] * 8, [0] * 8)
+    codes = [RESPONSE_CODES[c] for c in r.response_code]
+    assert codes == ["I0"] * 6 + ["E21"] * 2
+    assert r.latency_ns[6:].tolist() == [600 * S, 600 * S]  # answered at the time-out
+    s = p.comms_stats().to_dict()["resources"]["s1sp"]
+    assert s["timed_out"] == 2 and s["requests"] == 8  # the late ones still used the S1SP

@@ -39,7 +39,12 @@ import numpy.typing as npt
 
 from . import _kernels as K
 
-__all__ = ["CommsConfig", "CommsLeg", "CommsStats", "reference_fluid"]
+__all__ = ["CommsConfig", "CommsLeg", "CommsStats", "reference_fluid", "PEAK_INTERVAL_S"]
+
+#: the interval over which :attr:`CommsStats.peak_utilisation` is taken (15 minutes, as the
+#: summary's series)
+PEAK_INTERVAL_S = 900
+_PEAK_NS = PEAK_INTERVAL_S * 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,9 @@ class CommsStats:
 
     ``sent``: device requests that went over the resource; ``timed_out``: those answered in
     time without their comms wait and too late with it (E21, E30 for a future-dated command);
-    ``cache_hits``: reads of the resource's devices answered from the cache (never sent).
+    ``cache_hits``: reads of the resource's devices answered from the cache (never sent);
+    ``peak_utilisation``: the busiest ``PEAK_INTERVAL_S`` of the run, its arrivals' work over
+    the interval (above 1: the queue grew through it).
     """
 
     names: tuple[str, ...]
@@ -86,6 +93,7 @@ class CommsStats:
     wait_s: npt.NDArray[np.float64]
     max_wait_s: npt.NDArray[np.float64]
     peak_queue: npt.NDArray[np.float64]
+    peak_utilisation: npt.NDArray[np.float64]
     window_s: float = 0.0
 
     @classmethod
@@ -96,7 +104,7 @@ class CommsStats:
         return cls(
             names=config.names, capacity_per_s=np.asarray(config.capacity_per_s, np.float64), s1sp=config.s1sp,
             wakeups_per_read=config.wakeups_per_read, sent=z, timed_out=z.copy(),
-            cache_hits=z.copy(), wait_s=f, max_wait_s=f.copy(), peak_queue=f.copy(),
+            cache_hits=z.copy(), wait_s=f, max_wait_s=f.copy(), peak_queue=f.copy(), peak_utilisation=f.copy(),
         )  # fmt: skip
 
     def merge(self, *others: CommsStats) -> CommsStats:
@@ -113,7 +121,9 @@ class CommsStats:
             wakeups_per_read=self.wakeups_per_read, sent=self.sent + other.sent,
             timed_out=self.timed_out + other.timed_out, cache_hits=self.cache_hits + other.cache_hits,
             wait_s=self.wait_s + other.wait_s, max_wait_s=np.maximum(self.max_wait_s, other.max_wait_s),
-            peak_queue=np.maximum(self.peak_queue, other.peak_queue), window_s=self.window_s + other.window_s,
+            peak_queue=np.maximum(self.peak_queue, other.peak_queue),
+            peak_utilisation=np.maximum(self.peak_utilisation, other.peak_utilisation),
+            window_s=self.window_s + other.window_s,
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,6 +139,7 @@ class CommsStats:
                 "cache_hits": int(self.cache_hits[r]),
                 "utilisation": busy / self.window_s if self.window_s > 0 else 0.0,
                 "peak_queue": float(self.peak_queue[r]),
+                "peak_utilisation": float(self.peak_utilisation[r]),
                 "mean_wait_s": float(self.wait_s[r]) / sent if sent else 0.0,
                 "max_wait_s": float(self.max_wait_s[r]),
             }
@@ -163,6 +174,7 @@ class CommsLeg:
         self._t_first: int | None = None
         self._t_end: int | None = None
         self._stats = CommsStats.empty(self.config)
+        self._per_interval: dict[int, npt.NDArray[np.int64]] = {}  # arrivals per resource, by interval
 
     def process(self, resource: npt.NDArray[Any], t_arrive_ns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Queue wait (ns) of each request, in the given rows' order (any order in time): the
@@ -181,6 +193,7 @@ class CommsLeg:
         K.comms_fluid(np.ascontiguousarray(res[order], np.uint8), t, self._work, self._backlog, self._t_last, acc, w)
         wait[order] = w
         self._add(acc, int(t[0]), int(t[-1]))
+        self._count_intervals(res[order], t)
         return wait
 
     def _add(self, acc: npt.NDArray[np.float64], t0: int, t1: int) -> None:
@@ -193,6 +206,17 @@ class CommsLeg:
             self._t_first = t0
         self._t_end = max(t1, self._t_end if self._t_end is not None else t1)
         s.window_s = (self._t_end - self._t_first) / 1e9
+
+    def _count_intervals(self, res: npt.NDArray[Any], t: npt.NDArray[np.int64]) -> None:
+        """Arrivals per resource per interval (``t`` sorted), for the peak utilisation."""
+        r = len(self.config.names)
+        iv = t // _PEAK_NS
+        first = int(iv[0])
+        counts = np.bincount((iv - first) * r + res.astype(np.int64), minlength=(int(iv[-1]) - first + 1) * r)
+        for k, row in enumerate(counts.reshape(-1, r)):
+            if row.any():
+                have = self._per_interval.get(first + k)
+                self._per_interval[first + k] = row if have is None else have + row
 
     def count(self, resource: npt.NDArray[Any], *, timed_out: bool = False, cache_hits: bool = False) -> None:
         """Add requests (their resources) to the time-out or cache-hit counts."""
@@ -208,8 +232,15 @@ class CommsLeg:
             names=s.names, capacity_per_s=s.capacity_per_s.copy(), s1sp=s.s1sp, wakeups_per_read=s.wakeups_per_read,
             sent=s.sent.copy(), timed_out=s.timed_out.copy(),
             cache_hits=s.cache_hits.copy(), wait_s=s.wait_s.copy(), max_wait_s=s.max_wait_s.copy(),
-            peak_queue=s.peak_queue.copy(), window_s=s.window_s,
+            peak_queue=s.peak_queue.copy(), peak_utilisation=self._peak_utilisation(), window_s=s.window_s,
         )  # fmt: skip
+
+    def _peak_utilisation(self) -> npt.NDArray[np.float64]:
+        r = len(self.config.names)
+        if not self._per_interval:
+            return np.zeros(r, np.float64)
+        busiest = np.max(np.stack(list(self._per_interval.values())), axis=0)
+        return busiest / (np.asarray(self.config.capacity_per_s, np.float64) * PEAK_INTERVAL_S)
 
 
 def reference_fluid(

@@ -66,6 +66,7 @@ def test_a_saturated_resource_queues_fifo_with_the_fluid_waits() -> None:
     assert s["requests"] == 40
     assert s["peak_queue"] == pytest.approx(39 * 0.6)  # requests ahead of the last one
     assert s["utilisation"] == pytest.approx(40 / 4 / 3.9)  # 10 s of work over a 3.9 s window
+    assert s["peak_utilisation"] == pytest.approx(40 / (4 * 900))  # all in one 15-minute interval
     # the same arrivals given out of order: joined in time order, each row keeps its own wait
     leg2 = CommsLeg(CommsConfig(names=("s1sp",), capacity_per_s=(4.0,), s1sp=0), route=np.zeros(1, np.uint8))
     perm = np.random.default_rng(1).permutation(40)
@@ -188,6 +189,7 @@ def test_the_cache_decides_the_comms_pressure_verdict(tmp_path: Path) -> None:
     s1_on, s1_off = on["comms"]["resources"]["s1sp"], off["comms"]["resources"]["s1sp"]
     assert on["within_target_ratio"] >= 0.97 > 0.9 > off["within_target_ratio"]
     assert s1_off["utilisation"] > 1.3 * s1_on["utilisation"]
+    assert s1_off["peak_utilisation"] > 1.05 and s1_off["peak_utilisation"] > s1_on["peak_utilisation"] > 0.8
     assert s1_off["peak_queue"] > 10 * s1_on["peak_queue"] and s1_off["timed_out"] > 10 * s1_on["timed_out"]
     assert on["comms"]["wakeups_saved"] == s1_on["cache_hits"] > 0 and off["comms"]["wakeups_saved"] == 0
     page = (tmp_path / "pressure-no-cache" / "report.html").read_text()
@@ -209,3 +211,15 @@ def test_a_comms_queue_past_the_time_out_answers_e21_and_counts_it() -> None:
     assert r.latency_ns[6:].tolist() == [600 * S, 600 * S]  # answered at the time-out
     s = p.comms_stats().to_dict()["resources"]["s1sp"]
     assert s["timed_out"] == 2 and s["requests"] == 8  # the late ones still used the S1SP
+
+
+def test_peak_utilisation_is_the_busiest_interval_across_chunks() -> None:
+    leg = CommsLeg(CommsConfig(names=("a", "b"), capacity_per_s=(1.0, 2.0), s1sp=1), route=np.zeros(1, np.uint8))
+    q = 900 * S
+    # a: 3 arrivals in interval 0 (two chunks), 5 in interval 2; b: 9 in interval 1
+    leg.process(np.zeros(2, np.uint8), np.array([10, 20], np.int64))
+    leg.process(np.array([0, 1, 1], np.uint8), np.array([30, q + 1, q + 2], np.int64))
+    leg.process(np.array([1] * 7 + [0] * 5, np.uint8), np.array([q + 3] * 7 + [2 * q + 5] * 5, np.int64))
+    s = leg.stats()
+    assert s.peak_utilisation.tolist() == pytest.approx([5 / 900, 9 / 1800])
+    assert s.merge(s).peak_utilisation.tolist() == s.peak_utilisation.tolist()  # a maximum, as the peaks

@@ -609,23 +609,25 @@ def _comms_section(summary: RunSummary) -> str:
             fmt_int(r.requests),
             fmt_int(r.cache_hits),
             fmt_pct(r.utilisation, 1),
+            fmt_pct(r.peak_utilisation, 0),
             f"{r.peak_queue:,.1f}",
             f"{r.mean_wait_s:.3f}",
             f"{r.max_wait_s:.1f}",
             fmt_int(r.timed_out),
-        ]  # fmt: skip
+        ]
         for name, r in comms.resources.items()
     ]
-    head = ["resource", "capacity /s", "requests", "cache hits", "utilisation", "peak queue", "mean wait s",
-            "max wait s", "timed out"]  # fmt: skip
+    head = ["resource", "capacity /s", "requests", "cache hits", "utilisation", "busiest 15 min", "peak queue",
+            "mean wait s", "max wait s", "timed out"]  # fmt: skip
     return section(
         "comms",
         "Comms leg (CSP regions, S1SP)",
         "Device requests queue FIFO at their CSP region (SMETS2) or the S1SP (SMETS1) after the DSP; a cache hit "
         f"uses none. S1SP wake-ups: {fmt_int(round(comms.wakeups))} spent, "
         f"{fmt_int(round(comms.wakeups_saved))} saved by the cache. Capacities are per second at the run's scale; "
-        "utilisation is over the day, the peak queue shows saturation.",
-        table(head, rows, numeric=list(range(1, 9))),
+        "utilisation is over the day; the busiest 15 minutes' offered work over capacity (above 100%: the queue "
+        "grew) and the peak queue show saturation.",
+        table(head, rows, numeric=list(range(1, 10))),
     )
 
 

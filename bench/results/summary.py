@@ -292,6 +292,7 @@ class CommsResource(_Doc):
     cache_hits: int
     utilisation: float
     peak_queue: float
+    peak_utilisation: float
     mean_wait_s: float
     max_wait_s: float
 

@@ -52,7 +52,7 @@ from ._kernels import FAULT_E20, FAULT_E21, FAULT_NONE, O_CACHE, O_DCC, O_DEVICE
 from .capacity import CapacityConfig, CapacityModel
 from .catalogue import DEVICE_KINDS, catalogue
 from .columns import RequestBatch
-from .comms import CommsConfig, CommsLeg
+from .comms import CommsConfig, CommsLeg, CommsStats
 from .records import RESPONSE_CODES, RequestRows
 from .validation import DeviceRegistry, ReplayState, UserRegistry, validate_batch
 
@@ -470,7 +470,7 @@ class Pipeline:
         st = self.throttle_stats().to_dict()
         return {**st, "config": self.throttle_policy.to_dict()}
 
-    def comms_stats(self) -> Any:
+    def comms_stats(self) -> CommsStats | None:
         """The comms leg's :class:`~dccsim.core.comms.CommsStats`, ``None`` without one."""
         return None if self.comms is None else self.comms.stats()
 

@@ -40,6 +40,7 @@ from typing import Any
 import msgspec
 import numpy as np
 from dccsim.core.capacity import CapacityClass, CapacityConfig
+from dccsim.core.comms import CommsConfig, CommsLeg
 from dccsim.core.errors import ConfigError
 from dccsim.core.eui import eui_to_int
 from dccsim.core.pipeline import Pipeline
@@ -190,11 +191,27 @@ def build_pipeline(s: Scenario, pop: Population, shards: int | None = None) -> P
         cache_enabled=s.cache.enabled,
         shards=shards or s.shards,
         throttle_policy=s.throttle_policy,
+        comms=comms_leg(s, pop),
+        cache_rows=pop.smets1 if s.cache.scope == "smets1" else None,
         # a day's cacheable reads stay resident for the retention: size for them up front
         cache_initial_capacity=int(
             len(pop.esme) * (1.6 + s.mhhs.daily_read_share) * max(1.0, s.cache.retention_h / 24)
         ),
     )
+
+
+def comms_leg(s: Scenario, pop: Population) -> CommsLeg:
+    """The comms leg of a scenario: a CSP per region for SMETS2 devices, the S1SP for SMETS1
+    ones, capacities scaled with the scenario like the DSP's slots."""
+    regions = s.population.regions
+    c = s.comms
+    config = CommsConfig(
+        names=(*(f"csp_{r}" for r in regions), "s1sp"),
+        capacity_per_s=(*(c.csp_capacity(r) * s.scale for r in regions), c.s1sp_capacity_per_s * s.scale),
+        s1sp=len(regions),
+        wakeups_per_read=c.s1sp_wakeups_per_read,
+    )
+    return CommsLeg(config, np.where(pop.smets1, len(regions), pop.region).astype(np.uint8))
 
 
 def build_driver(run: RunConfig) -> VirtualTimeDriver:
@@ -242,6 +259,7 @@ def run_summary(
     *,
     cache: Any,
     throttle: Any,
+    comms: Any = None,
     throttle_config: Mapping[str, Any] | None = None,
     dsp_servers: int,
     mode: str | None = None,
@@ -255,6 +273,7 @@ def run_summary(
     parts = sink.parts()
     parts.cache_stats = cache
     parts.throttle_stats = throttle
+    parts.comms_stats = comms
     parts.throttle_config = dict(throttle_config or {})
     parts.retention_h = s.cache.retention_h
     info = RunInfo(
@@ -296,6 +315,7 @@ def finish_serve(
     counters = server.counters.to_dict()
     summary = run_summary(
         run, sink, cache=server.pipeline.cache_stats(), throttle=server.pipeline.throttle_stats(),
+        comms=server.pipeline.comms_stats(),
         throttle_config=server.pipeline.throttle_policy.to_dict(), dsp_servers=run.scenario.dsp_servers,
         mode="wall-clock", wall_seconds=round(wall_s, 3), server=counters,
         events_per_second=round(counters["requests"] / wall_s) if wall_s > 0 else None,
@@ -389,6 +409,7 @@ def simulate(
         run, sink,
         cache=pipeline.cache_stats(),
         throttle=pipeline.throttle_stats(),
+        comms=pipeline.comms_stats(),
         throttle_config=pipeline.throttle_policy.to_dict(),
         dsp_servers=pipeline.dsp.servers,
         chunks=totals.chunks,

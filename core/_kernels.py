@@ -15,7 +15,9 @@ data they serve:
   :func:`dccsim.core.validation.validate_batch`; reference
   :func:`dccsim.core.validation.validate_batch_reference`;
 - pipeline outcomes (:func:`device_leg`, :func:`finish_outcomes`):
-  :class:`dccsim.core.pipeline.Pipeline`; reference: the rules, in the kernel tests.
+  :class:`dccsim.core.pipeline.Pipeline`; reference: the rules, in the kernel tests;
+- comms leg (:func:`comms_fluid`): :class:`dccsim.core.comms.CommsLeg`; reference
+  :func:`dccsim.core.comms.reference_fluid`.
 
 Capacity model: why class lanes, not a heap of servers
 ------------------------------------------------------
@@ -796,3 +798,38 @@ def finish_outcomes(
         t_done[i] = done
         latency[i] = done - t[i]
         within[i] = latency[i] <= targets[cls[j]]
+
+
+# comms leg accumulators, per resource (float64 columns of ``acc``)
+CACC_SENT, CACC_WAIT_S, CACC_MAX_WAIT_S, CACC_PEAK_QUEUE = 0, 1, 2, 3
+N_CACC = 4
+
+
+@jit
+def comms_fluid(res, t_arrive, work_ns, backlog_ns, t_last, acc, out_wait):  # type: ignore[no-untyped-def]
+    """Fluid FIFO queues of the comms resources (reference: :func:`dccsim.core.comms.reference_fluid`).
+
+    Request ``i`` arrives at resource ``r = res[i]`` at ``t_arrive[i]`` (clamped to the
+    resource's last arrival, so time never runs back). The resource's backlog of work (ns)
+    drains at one ns per ns; the request waits the backlog it finds and adds ``work_ns[r]``
+    (1e9 / its capacity per second). State: ``backlog_ns``, ``t_last``; per-resource sums
+    into ``acc`` (``CACC_*``).
+    """
+    for i in range(len(res)):
+        r = res[i]
+        t = t_arrive[i]
+        if t > t_last[r]:
+            if backlog_ns[r] > 0.0:  # then t_last is a real arrival (the first is INT64_MIN)
+                b = backlog_ns[r] - (t - t_last[r])
+                backlog_ns[r] = b if b > 0.0 else 0.0
+            t_last[r] = t
+        wait = np.int64(backlog_ns[r])
+        out_wait[i] = wait
+        queue = backlog_ns[r] / work_ns[r]
+        backlog_ns[r] += work_ns[r]
+        acc[r, CACC_SENT] += 1.0
+        acc[r, CACC_WAIT_S] += wait * 1e-9
+        if wait * 1e-9 > acc[r, CACC_MAX_WAIT_S]:
+            acc[r, CACC_MAX_WAIT_S] = wait * 1e-9
+        if queue > acc[r, CACC_PEAK_QUEUE]:
+            acc[r, CACC_PEAK_QUEUE] = queue

@@ -15,13 +15,19 @@ Per request (in arrival order, ties in input order):
    the DSP is done (outcome ``cache``, no device traffic). A miss goes to the device; if the
    device answers I0 in time, the answer is stored **at the time it arrives**, and serves any
    later lookup of the same key from then on (within retention).
-4. **Device leg**: a latency and a fault drawn by the caller per request. ``E20`` (cannot
+4. **Comms leg** (:class:`~dccsim.core.comms.CommsLeg`, when the pipeline has one): a
+   request for a device (not a cache hit) waits in the FIFO queue of its device's comms
+   resource (the CSP of its region, or the S1SP) from the time the DSP is done, then goes
+   to the device. A miss's answer is stored in the cache at its arrival time *without* the
+   comms wait (early by that wait; a late answer is still stored): the lookups run before
+   the comms queue, which depends on them.
+5. **Device leg**: a latency and a fault drawn by the caller per request. ``E20`` (cannot
    communicate) answers after the latency; ``E21`` (no response) at the class time-out; any
    answer (``E20`` included) later than the time-out becomes ``E21`` (``E30`` for
    future-dated commands) at the time-out.
    Non-device requests are answered by the DCC when the DSP is done (outcome ``dcc``).
    Future-dated commands are acknowledged ``I99`` (the result comes later, by alerts).
-5. ``latency = t_done - t_scheduled`` (from the scheduled time, so a stall cannot hide) and
+6. ``latency = t_done - t_scheduled`` (from the scheduled time, so a stall cannot hide) and
    ``within_target = latency <= target of the class``.
 
 Sharding: the cache and the throttle keep per-device state, so they run as ``shards``
@@ -47,6 +53,7 @@ from ._kernels import FAULT_E20, FAULT_E21, FAULT_NONE, O_CACHE, O_DCC, O_DEVICE
 from .capacity import CapacityConfig, CapacityModel
 from .catalogue import DEVICE_KINDS, catalogue
 from .columns import RequestBatch
+from .comms import CommsConfig, CommsLeg, CommsStats
 from .records import RESPONSE_CODES, RequestRows
 from .validation import DeviceRegistry, ReplayState, UserRegistry, validate_batch
 
@@ -170,6 +177,9 @@ class _Front:
     dev_code: npt.NDArray[np.uint8]
     period_start: npt.NDArray[np.int64]
     period_end: npt.NDArray[np.int64]
+    row: npt.NDArray[np.int64]
+    fault: npt.NDArray[np.uint8]
+    device_latency: npt.NDArray[np.int64]
     code: npt.NDArray[np.uint8]
     outcome: npt.NDArray[np.uint8]
     t_done: npt.NDArray[np.int64]
@@ -194,6 +204,10 @@ class Pipeline:
     replay: ReplayState = field(default_factory=ReplayState)
     #: Alert Storm Protection's policy, converted once by whoever configures the run
     throttle_policy: ThrottlePolicy = field(default_factory=ThrottlePolicy)
+    #: the comms leg between the DSP and the devices; ``None``: unlimited (no queue)
+    comms: CommsLeg | None = None
+    #: per device registry row, whether the cache holds its reads (``[cache] scope``); ``None``: every ESME
+    cache_rows: npt.NDArray[np.bool_] | None = None
 
     def __post_init__(self) -> None:
         self.dsp = CapacityModel(self.capacity)
@@ -236,6 +250,7 @@ class Pipeline:
             devices=DeviceRegistry.build(devices, np.full(4, DEVICE_KINDS.index("ESME"), np.uint8)),
             users=UserRegistry.build({int(user): "MDR"}),
             future_dated_class=REQUEST_CLASSES.index("future_dated"),
+            comms=CommsLeg(CommsConfig(names=("csp",), capacity_per_s=(1.0,), s1sp=0), np.zeros(4, np.uint8)),
         )
         cat = catalogue()
         day = 86_400 * second
@@ -305,6 +320,8 @@ class Pipeline:
         row = take(rows)
         kind = self.devices.kind[np.maximum(row, 0)] if len(self.devices.ids) else np.zeros(len(idx), np.uint8)
         cacheable = self._cat.cacheable[srv] & (row >= 0) & (kind == _ESME) & self.cache_enabled
+        if self.cache_rows is not None and len(self.cache_rows):
+            cacheable &= self.cache_rows[np.maximum(row, 0)]
         dev_done = np.empty(len(idx), np.int64)
         dev_code = np.empty(len(idx), np.uint8)
         K.device_leg(
@@ -332,6 +349,9 @@ class Pipeline:
             dev_code=dev_code,
             period_start=take(batch.period_start_ns),
             period_end=take(batch.period_end_ns),
+            row=row,
+            fault=take(fault),
+            device_latency=take(device_latency_ns),
             code=code,
             outcome=outcome,
             t_done=t_done,
@@ -351,6 +371,8 @@ class Pipeline:
             hit[ci] = self._read_through(
                 f.start[ci], f.dev[ci], f.srv[ci], f.period_start[ci], f.period_end[ci], store_at
             )
+        if self.comms is not None:
+            self._comms(f, hit)
         latency = np.empty(n, np.int64)
         within = np.ones(n, np.bool_)
         K.finish_outcomes(
@@ -381,6 +403,32 @@ class Pipeline:
             wait_ns=f.wait,
             backlog=f.backlog,
         )
+
+    def _comms(self, f: _Front, hit: npt.NDArray[np.bool_]) -> None:
+        """The comms leg of a chunk's device requests (not cache hits): their queue waits,
+        then their device leg again from the time the comms resource takes them."""
+        assert self.comms is not None
+        known = f.row >= 0
+        if hit.any():
+            self.comms.count(self.comms.route[f.row[hit & known]], cache_hits=True)
+        go = np.flatnonzero(~self._cat.non_device[f.srv] & ~hit & known)
+        if not len(go):
+            return
+        res = self.comms.route[f.row[go]]
+        wait = self.comms.process(res, f.dsp_done[go])
+        fault = f.fault[go]
+        done = np.empty(len(go), np.int64)
+        code = np.empty(len(go), np.uint8)
+        K.device_leg(
+            f.cls[go], fault, f.dsp_done[go] + wait, f.device_latency[go], f.deadline[go],
+            self.future_dated_class, _CODES, done, code,
+        )  # fmt: skip
+        # timed out by the queue: answered in time without the comms wait, late with it
+        before = f.dev_code[go]
+        late = ((before == _CODES[0]) | (before == _CODES[1])) & ((code == _CODES[3]) | (code == _CODES[4]))
+        self.comms.count(res[late], timed_out=True)
+        f.dev_done[go] = done
+        f.dev_code[go] = code
 
     def _read_through(
         self,
@@ -422,6 +470,10 @@ class Pipeline:
     def throttle_summary(self) -> dict[str, object]:
         st = self.throttle_stats().to_dict()
         return {**st, "config": self.throttle_policy.to_dict()}
+
+    def comms_stats(self) -> CommsStats | None:
+        """The comms leg's :class:`~dccsim.core.comms.CommsStats`, ``None`` without one."""
+        return None if self.comms is None else self.comms.stats()
 
     def cache_stats(self) -> CacheStats:
         return CacheStats.merge_all(c.stats() for c in self.caches)

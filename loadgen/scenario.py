@@ -17,7 +17,8 @@ Sections (see ``loadgen/scenarios/mhhs-day.toml`` for a commented example):
 ``[[storms]]``     alert storms: devices, code, rate, duration
 ``[invalid]``      a share of invalid traffic that validation must reject
 ``[capacity]``     DSP slots, service times, time-outs and targets per request class
-``[cache]``        readings-cache retention and capacity
+``[cache]``        readings-cache retention, capacity and scope (SMETS1 ESMEs, or every ESME)
+``[comms]``        the comms leg after the DSP: CSP capacity per region, S1SP capacity and wake-ups
 ``[throttle]``     Alert Storm Protection, in the keys of a ``dccsim throttle`` config file
 ``[exit_criteria]`` checks on the summary that decide the run's exit code
 
@@ -528,9 +529,39 @@ class CacheSettings(_Section):
     retention_h: float = 48.0
     capacity: int = 0
     enabled: bool = True
+    #: whose reads the cache holds: "smets1" (the S1SP's cache, as the release has it) or "esme" (every ESME)
+    scope: str = "smets1"
 
     def __post_init__(self) -> None:
         check_cache_settings(self.retention_h, self.capacity, key="cache")
+        if self.scope not in ("smets1", "esme"):
+            raise _fail("cache.scope", self.scope, '"smets1" (SMETS1 ESMEs, in the S1SP) or "esme" (every ESME)')
+
+
+class Comms(_Section):
+    """The comms leg after the DSP: per CSP region and the S1SP, requests per second at scale
+    1.0 (scaled with the scenario), and S1SP wake-ups per SMETS1 device request.
+
+    ``csp_capacity_per_s`` is one figure for every region or a table by region name. All
+    defaults are assumed, far above a GB MHHS day's peak (about 300-450 requests per second a
+    CSP region, 650 at the S1SP), so the comms leg does not bind unless a scenario says so.
+    """
+
+    csp_capacity_per_s: float | dict[str, float] = 5000.0
+    s1sp_capacity_per_s: float = 4000.0
+    s1sp_wakeups_per_read: float = 1.0
+
+    def __post_init__(self) -> None:
+        caps = self.csp_capacity_per_s
+        for key, value in caps.items() if isinstance(caps, dict) else [("", caps)]:
+            _check_positive(f"comms.csp_capacity_per_s{'.' + key if key else ''}", value, at_most=1e9)
+        _check_positive("comms.s1sp_capacity_per_s", self.s1sp_capacity_per_s, at_most=1e9)
+        _check_positive("comms.s1sp_wakeups_per_read", self.s1sp_wakeups_per_read, allow_zero=True, at_most=1000)
+
+    def csp_capacity(self, region: str) -> float:
+        """Requests per second of the CSP of ``region`` at scale 1.0."""
+        caps = self.csp_capacity_per_s
+        return float(caps[region]) if isinstance(caps, dict) else float(caps)
 
 
 def _default_users() -> tuple[User, ...]:
@@ -571,6 +602,7 @@ class Scenario(_Section, dict=True):
     invalid: Invalid = Invalid()
     capacity: Capacity = Capacity()
     cache: CacheSettings = CacheSettings()
+    comms: Comms = Comms()
     throttle: dict[str, Any] = msgspec.field(default_factory=dict)
     exit_criteria: dict[str, Any] = msgspec.field(default_factory=dict)
 
@@ -618,6 +650,10 @@ class Scenario(_Section, dict=True):
             )
         self._check_volumes()
         self._check_capacity()
+        caps = self.comms.csp_capacity_per_s
+        if isinstance(caps, dict) and set(caps) != set(self.population.regions):
+            regions = ", ".join(self.population.regions)
+            raise _fail("comms.csp_capacity_per_s", sorted(caps), f"one capacity per region: {regions}")
         _ = self.throttle_policy  # the [throttle] table, checked as the throttle package parses it
 
     def _check_volumes(self) -> None:

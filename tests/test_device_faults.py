@@ -223,7 +223,8 @@ def test_a_re_read_of_an_earlier_days_period_hits_only_within_retention() -> Non
     the two halves, P = (1 / 2.75)^2 / 2 = 0.066."""
     hits = {}
     for hours in (25, 72):
-        sink, driver = _days(2, **{"capacity.demand": 2.0, "cache.retention_h": hours})
+        # every ESME cached (the default caches SMETS1 reads only, at the S1SP)
+        sink, driver = _days(2, **{"capacity.demand": 2.0, "cache.retention_h": hours, "cache.scope": "esme"})
         rows = sink.request_rows()
         day = (rows.t_scheduled_ns - driver.scenario.day_start_ns) // DAY_NS
         back2 = (day == 1) & (rows.period_start_ns == driver.scenario.day_start_ns - DAY_NS) & (rows.attempt == 0)

@@ -120,6 +120,6 @@ def test_warm_up_reaches_the_cache_and_throttle_kernels() -> None:
     from dccsim.core.pipeline import Pipeline
 
     Pipeline.warm_up()
-    kernels = [cache_kernels.read_through, core_kernels.check_requests]
+    kernels = [cache_kernels.read_through, core_kernels.check_requests, core_kernels.comms_fluid]
     if all(isinstance(k, numba.core.registry.CPUDispatcher) for k in kernels):  # not under NUMBA_DISABLE_JIT
         assert all(k.signatures for k in kernels)

@@ -106,8 +106,44 @@ def test_shards_give_the_same_outcomes(smoke_run: Path, tmp_path: Path) -> None:
         assert x[col] == y[col], col
 
 
-def test_cache_answers_exactly_when_a_stored_read_is_within_retention(smoke_run: Path) -> None:
+@pytest.fixture(scope="module")
+def every_esme_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke day with every ESME's reads cached and a comms leg that never queues (a
+    miss's answer is stored without the comms wait, so the log's answer time is then the
+    store time)."""
+    from dccsim.bench import load_run
+
+    _, text = load_scenario("smoke")
+    assert "[cache]\n" in text
+    text = text.replace("[cache]\n", '[cache]\nscope = "esme"\n')
+    text += "\n[comms]\ncsp_capacity_per_s = 1e9\ns1sp_capacity_per_s = 1e9\n"
+    out = tmp_path_factory.mktemp("run") / "every-esme"
+    simulate(load_run("smoke-every-esme", text=text), out=out)
+    return out
+
+
+def test_cache_scope_smets1_answers_no_smets2_read(smoke_run: Path) -> None:
+    from dccsim.loadgen.population import build_population
+
+    s, _ = load_scenario("smoke")
+    assert s.cache.scope == "smets1"
+    pop = build_population(s)
     req = _table(smoke_run, "requests.arrow")
+    dev = np.array(req["device"], np.uint64)
+    out = np.array(req["outcome"])
+    row = (dev - pop.ids[0]).astype(np.int64)
+    known = (row >= 0) & (row < len(pop))
+    smets1 = np.zeros(len(dev), bool)
+    smets1[known] = pop.smets1[row[known]]
+    assert (out == "cache").sum() > 100
+    assert not ((out == "cache") & ~smets1).any()
+    summary = json.loads((smoke_run / "summary.json").read_text())
+    assert summary["comms"]["resources"]["s1sp"]["cache_hits"] == (out == "cache").sum()
+    assert summary["cache"]["wakeups_saved"] == (out == "cache").sum()  # one wake-up per read by default
+
+
+def test_cache_answers_exactly_when_a_stored_read_is_within_retention(every_esme_run: Path) -> None:
+    req = _table(every_esme_run, "requests.arrow")
     # successful device reads (I0 from the device) of cacheable SRVs: when each was stored
     stored: dict[tuple[int, str, int, int], list[int]] = {}
     for dev, srv, out, code, start, end, done in zip(

@@ -176,6 +176,7 @@ def render_report(summary: RunSummary, run_dir: Path | None = None, scenario: Sc
             _latency_section(summary, result, scenario, interval_s),
             _srv_section(summary, result),
             _cache_section(_cache_figures(summary), summary.series, interval_s),
+            _comms_section(summary),
             _throttle_section(summary, interval_s),
             _details_section(summary),
             _footer(run, run_dir),
@@ -596,6 +597,41 @@ def _cache_section(cache: CacheSection, series: SummarySeries, interval_s: float
         "A read of the same device, SRV and period within the retention window is answered from the cache "
         "without a device round trip.",
         f'<div class="tiles small">{"".join(tiles)}</div>' + chart,
+    )
+
+
+def _comms_section(summary: RunSummary) -> str:
+    """The comms leg: per resource (CSP regions, S1SP) its load, queue and time-outs; none
+    when the run had no comms leg."""
+    comms = summary.comms
+    if comms is None:
+        return ""
+    rows = [
+        [
+            f"<code>{esc(name)}</code>",
+            f"{r.capacity_per_s:,.1f}",
+            fmt_int(r.requests),
+            fmt_int(r.cache_hits),
+            fmt_pct(r.utilisation, 1),
+            fmt_pct(r.peak_utilisation, 0),
+            f"{r.peak_queue:,.1f}",
+            f"{r.mean_wait_s:.3f}",
+            f"{r.max_wait_s:.1f}",
+            fmt_int(r.timed_out),
+        ]
+        for name, r in comms.resources.items()
+    ]
+    head = ["resource", "capacity /s", "requests", "cache hits", "utilisation", "busiest 15 min", "peak queue",
+            "mean wait s", "max wait s", "timed out"]  # fmt: skip
+    return section(
+        "comms",
+        "Comms leg (CSP regions, S1SP)",
+        "Device requests queue FIFO at their CSP region (SMETS2) or the S1SP (SMETS1) after the DSP; a cache hit "
+        f"uses none. S1SP wake-ups: {fmt_int(round(comms.wakeups))} spent, "
+        f"{fmt_int(round(comms.wakeups_saved))} saved by the cache. Capacities are per second at the run's scale; "
+        "utilisation is over the day; the busiest 15 minutes' offered work over capacity (above 100%: the queue "
+        "grew) and the peak queue show saturation.",
+        table(head, rows, numeric=list(range(1, 10))),
     )
 
 

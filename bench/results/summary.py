@@ -287,6 +287,8 @@ class CacheSection(_Doc):
     resident: int | None = None
     bytes_per_entry: float | None = None
     retention_hours: float | None = None
+    #: S1SP wake-ups (SMS) the hits on SMETS1 meters saved (from the comms leg)
+    wakeups_saved: float | None = None
 
     @classmethod
     def from_stats(cls, stats: Mapping[str, Any], retention_h: float) -> CacheSection:
@@ -295,6 +297,28 @@ class CacheSection(_Doc):
         return cls(
             **{k: stats.get(k) for k in keys}, device_requests_saved=stats.get("hits"), retention_hours=retention_h
         )
+
+
+class CommsResource(_Doc):
+    """One comms resource (a CSP region or the S1SP) over the run."""
+
+    capacity_per_s: float
+    requests: int
+    timed_out: int
+    cache_hits: int
+    utilisation: float
+    peak_queue: float
+    peak_utilisation: float
+    mean_wait_s: float
+    max_wait_s: float
+
+
+class CommsSection(_Doc):
+    """The comms leg: each resource's load and queue, and the S1SP's wake-ups."""
+
+    resources: dict[str, CommsResource]
+    wakeups: float
+    wakeups_saved: float
 
 
 class ThrottleSection(_Doc):
@@ -365,6 +389,7 @@ class RunParts:
     srvs: tuple[str, ...]
     cache_stats: Any = None  # dccsim.cache.CacheStats (or a stats mapping from a server)
     throttle_stats: Any = None  # dccsim.throttle.ThrottleStats
+    comms_stats: Any = None  # dccsim.core.comms.CommsStats
     throttle_config: dict[str, Any] = field(default_factory=dict)
     retention_h: float = 48.0
     log_bytes: tuple[int, int] = (0, 0)
@@ -421,6 +446,7 @@ class RunSummary(Struct, kw_only=True):
     logs: LogSizes
     cache: CacheSection | None = None
     throttle: ThrottleSection | None = None
+    comms: CommsSection | None = None
     # timings and run metadata
     wall_seconds: float | None = None
     events_per_second: float | None = None
@@ -474,6 +500,12 @@ class RunSummary(Struct, kw_only=True):
         if parts.cache_stats is not None:
             stats = parts.cache_stats if isinstance(parts.cache_stats, Mapping) else parts.cache_stats.to_dict()
             cache = CacheSection.from_stats(stats, parts.retention_h) if stats else None
+        comms = None
+        if parts.comms_stats is not None:
+            cs = parts.comms_stats
+            comms = msgspec.convert(cs if isinstance(cs, Mapping) else cs.to_dict(), CommsSection)
+            if cache is not None:
+                cache = msgspec.structs.replace(cache, wakeups_saved=comms.wakeups_saved)
         throttle = None
         if parts.throttle_stats is not None:
             ts = parts.throttle_stats if isinstance(parts.throttle_stats, Mapping) else parts.throttle_stats.to_dict()
@@ -512,6 +544,7 @@ class RunSummary(Struct, kw_only=True):
             logs=LogSizes(requests_arrow_bytes=parts.log_bytes[0], alerts_arrow_bytes=parts.log_bytes[1]),
             cache=cache,
             throttle=throttle,
+            comms=comms,
             parts=parts,
             **sections,
         )
@@ -541,6 +574,7 @@ class RunSummary(Struct, kw_only=True):
         throttle = _merge_stats([s.parts.throttle_stats for s in all_])
         parts = RunParts(
             tally=tally, srvs=first.srvs, cache_stats=cache, throttle_stats=throttle,
+            comms_stats=_merge_stats([s.parts.comms_stats for s in all_]),
             throttle_config=first.throttle_config, retention_h=first.retention_h,
             log_bytes=(sum(s.parts.log_bytes[0] for s in all_), sum(s.parts.log_bytes[1] for s in all_)),
         )  # fmt: skip

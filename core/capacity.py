@@ -1,4 +1,5 @@
-"""Capacity model of the DSP for the virtual-time simulation: a FIFO multi-server queue.
+"""Capacity model of the DSP for the virtual-time simulation: a FIFO multi-server queue, or
+its many-server (fluid) limit, with admission control and shedding of expired requests.
 
 The DCC's Data Service Provider has a finite number of processing slots. Requests that find
 every slot busy wait in one global first-in, first-out queue. This module turns a time-ordered
@@ -32,9 +33,23 @@ Time-outs
     for a future-dated request). A timed-out request still holds its server for its full
     service time, also when its wait alone exceeded the time-out: the DSP works through its
     queue and does not cancel a request whose caller has given up; only the answer is late.
-    This is the pessimistic choice: under overload the backlog keeps growing instead of
-    shedding the requests that are already late. ``wait_ns`` is always the true queueing
-    delay, even beyond the time-out.
+    This is the pessimistic choice (``shed_expired=False``, the default here): under overload
+    the backlog keeps growing instead of shedding the requests that are already late.
+    ``wait_ns`` is always the true queueing delay, even beyond the time-out.
+Overload control
+    A class's ``max_wait_ns``: a request whose wait would exceed it is *refused* (``status``
+    ``DSP_REFUSED``, answered at arrival, no server taken, not timed out). With
+    ``shed_expired``, a request whose wait would reach its class's time-out is *shed*
+    (``DSP_SHED``: no server taken, answered and timed out at ``t_arrive + timeout``; its
+    ``wait_ns`` is the time-out). FIFO fixes a request's start at its arrival, so both are
+    decided then, exactly.
+Fluid model (``model="fluid"``)
+    No servers: a capacity of ``rate = slots * uplift * operating_threshold``
+    server-equivalents, not floored. The accepted service work not yet worked off drains at
+    ``rate`` per ns; a request waits that work divided by ``rate``. Outputs, stats, time-outs,
+    admission and shedding as above; see :func:`reference_fluid`. It is the c-server queue's
+    many-server limit: at GB scale (~1,000 servers) the two agree, and unlike a floored
+    server count its verdict does not change with the scale.
 Backlog
     ``backlog_i`` is the number of requests waiting (arrived, not started) just after request
     ``i`` arrived, counting ``i`` itself if it has to wait: a request that starts at exactly

@@ -270,6 +270,10 @@ class Pipeline:
             cls_ = np.full(4, REQUEST_CLASSES.index("mhhs_read"), np.uint8)
             p.process(b, cls_, np.full(4, second, np.int64), np.array([0, 0, FAULT_E20, FAULT_E21], np.uint8))
         p.process_alerts(np.full(2, t0, np.int64), devices[:2], np.full(2, 0x8F84, np.uint16))
+        for model in ("fluid", "servers"):  # both DSP models' kernels, with admission and shedding
+            bounded = tuple(CapacityClass(service_ns=second, timeout_ns=2 * second, max_wait_ns=0) for _ in classes)
+            dsp = CapacityModel(CapacityConfig(slots=1, classes=bounded, model=model, shed_expired=True))
+            dsp.process(np.zeros(3, np.int64), np.zeros(3, np.uint8), np.zeros(3, np.int64))
 
     def process(
         self,

@@ -33,6 +33,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -163,17 +164,32 @@ def default_out(run: RunConfig) -> Path:
 
 
 def capacity_config(s: Scenario) -> CapacityConfig:
-    """The DSP capacity model's configuration: one class per request class, and the servers."""
+    """The DSP capacity model's configuration: one class per request class (with its admission
+    bound when ``capacity.admission`` is on), the model, and the capacity."""
+    c = s.capacity
+
+    def bound(name: str) -> int | None:
+        k = c.classes[name]
+        return int((k.target_s / 2 if k.max_wait_s is None else k.max_wait_s) * NS) if c.admission else None
+
     classes = tuple(
         CapacityClass(
-            service_ns=int(s.capacity.classes[name].service_ms * 1e6),
-            timeout_ns=int(s.capacity.classes[name].timeout_s * NS),
+            service_ns=int(c.classes[name].service_ms * 1e6),
+            timeout_ns=int(c.classes[name].timeout_s * NS),
             name=name,
+            max_wait_ns=bound(name),
         )
         for name in REQUEST_CLASSES
     )
+    overload = {"model": c.model, "shed_expired": c.shed_expired}
+    if c.model == "fluid":
+        # fractional: slots x scale x uplift x threshold server-equivalents, not floored
+        uplift = float(Decimal(repr(float(s.scale))) * Decimal(repr(float(c.uplift))))
+        return CapacityConfig(
+            slots=c.slots, classes=classes, uplift=uplift, operating_threshold=c.operating_threshold, **overload
+        )
     # the server count is one product, floor(slots x scale x uplift x threshold), at least 1
-    return CapacityConfig(slots=s.dsp_servers, classes=classes, uplift=1.0, operating_threshold=1.0)
+    return CapacityConfig(slots=s.dsp_servers, classes=classes, uplift=1.0, operating_threshold=1.0, **overload)
 
 
 def build_pipeline(s: Scenario, pop: Population, shards: int | None = None) -> Pipeline:
@@ -186,6 +202,7 @@ def build_pipeline(s: Scenario, pop: Population, shards: int | None = None) -> P
         devices=pop.registry(),
         users=users,
         future_dated_class=CLS["future_dated"],
+        refuse_code=s.capacity.refuse_code,
         retention_hours=s.cache.retention_h,
         cache_capacity=s.cache.capacity or None,
         cache_enabled=s.cache.enabled,

@@ -5,9 +5,9 @@ and trusts its caller for dtypes, shapes and ranges. The checked entry points, a
 plain-Python references the differential tests compare the kernels with, live beside the
 data they serve:
 
-- capacity model (:func:`check_requests`, :func:`dsp_fifo`):
-  :class:`dccsim.core.capacity.CapacityModel`; reference
-  :func:`dccsim.core.capacity.reference_process`;
+- capacity model (:func:`check_requests`, :func:`dsp_fifo`, :func:`dsp_fluid`):
+  :class:`dccsim.core.capacity.CapacityModel`; references
+  :func:`dccsim.core.capacity.reference_process` and :func:`dccsim.core.capacity.reference_fluid`;
 - compact row parser (:func:`parse_rows`): :meth:`dccsim.core.columns.RequestBatch.from_msgpack`
   and :class:`dccsim.core.columns.RowArena`; reference: msgspec
   (:func:`dccsim.core.wire.decode_rows`);
@@ -93,6 +93,14 @@ __all__ = [
     "ACC_TIMED_OUT",
     "ACC_WAIT_HI",
     "ACC_WAIT_LO",
+    "ACC_REFUSED",
+    "ACC_SHED",
+    "DSP_REFUSED",
+    "DSP_SERVED",
+    "DSP_SHED",
+    "SCAL_LAST_START",
+    "SCAL_T_PREV",
+    "dsp_fluid",
     "CHECK_BAD_CLASS",
     "CHECK_NEGATIVE_LATENCY",
     "CHECK_OK",
@@ -140,7 +148,9 @@ __all__ = [
     "O_DCC",
     "O_DEVICE",
     "O_FAILED",
+    "O_REFUSED",
     "O_REJECTED",
+    "O_SHED",
     "device_leg",
     "finish_outcomes",
 ]
@@ -150,7 +160,9 @@ SCAL_IDLE = 0  # servers free as of the last arrival
 SCAL_HEAD = 1  # index of the oldest waiting request in the pending ring
 SCAL_COUNT = 2  # number of waiting requests (the backlog)
 SCAL_FULL = 3  # why the kernel stopped early
-N_SCALARS = 4
+SCAL_T_PREV = 4  # fluid model: the previous arrival (the time the work backlog is as of)
+SCAL_LAST_START = 5  # fluid model: the latest start time given (starts never decrease)
+N_SCALARS = 6
 FULL_NONE = -1
 FULL_PENDING = -2
 
@@ -169,7 +181,12 @@ ACC_MAX_WAIT = 3
 ACC_PEAK = 4  # largest backlog seen by an arrival of this chunk
 ACC_BUSY_LO = 5  # service time asked for, in the same two halves
 ACC_BUSY_HI = 6
-N_ACC = 7
+ACC_REFUSED = 7  # refused at admission (expected wait above the class's bound)
+ACC_SHED = 8  # shed: still waiting when its caller timed out
+N_ACC = 9
+
+#: what became of each request at the DSP (``status_out``)
+DSP_SERVED, DSP_REFUSED, DSP_SHED = 0, 1, 2
 
 CHECK_OK = 0
 CHECK_TIME_DECREASES = 1
@@ -207,6 +224,8 @@ def dsp_fifo(
     device_latency,
     service_ns,
     timeout_ns,
+    max_wait_ns,
+    shed,
     lanes,
     lane_meta,
     tree_val,
@@ -219,9 +238,15 @@ def dsp_fifo(
     timed_out_out,
     wait_out,
     backlog_out,
+    status_out,
     begin,
 ):
     """Run requests ``begin..`` of a chunk through the DSP's FIFO multi-server queue.
+
+    Admission: a request whose wait would exceed ``max_wait_ns`` of its class is refused; with
+    ``shed`` set, one whose wait would reach its class's time-out is shed. Neither takes a
+    server (``status_out``: ``DSP_SERVED``, ``DSP_REFUSED``, ``DSP_SHED``). A request that
+    finds a free server waits 0, so only the path that waits for a server can refuse or shed.
 
     Returns the index of the first request not processed: ``len(t_arrive)`` when the chunk is
     done, less when a ring is full (``scal[SCAL_FULL]`` says which; the caller grows it and
@@ -245,6 +270,8 @@ def dsp_fifo(
     peak = acc[ACC_PEAK]
     busy_lo = acc[ACC_BUSY_LO]
     busy_hi = acc[ACC_BUSY_HI]
+    n_refused = acc[ACC_REFUSED]
+    n_shed = acc[ACC_SHED]
 
     # Lanes whose head changed since the winner tree was last brought up to date. The tree is
     # only read when the request's own lane cannot serve it, so it is repaired lazily.
@@ -330,6 +357,23 @@ def dsp_fifo(
                 j = tree_idx[1]
                 head = tree_val[1]
                 start = head if head > t else t
+                # admission and shedding: decided before the server is taken (FIFO: the start
+                # time is known at arrival), so a refused or shed request takes no server
+                status = DSP_SERVED
+                if start - t > max_wait_ns[k]:
+                    status = DSP_REFUSED
+                elif shed and start - t >= timeout_ns[k]:
+                    status = DSP_SHED
+                if status != DSP_SERVED:
+                    _not_served(i, t, status, timeout_ns[k], p_count, start_out, done_out, timed_out_out,
+                                wait_out, backlog_out, status_out)  # fmt: skip
+                    if status == DSP_REFUSED:
+                        n_refused += 1
+                    else:
+                        n_shed += 1
+                        n_timed_out += 1
+                    i += 1
+                    continue
                 cnt = lane_meta[j, LANE_COUNT] - 1
                 h = (lane_meta[j, LANE_HEAD] + 1) & lane_meta[j, LANE_MASK]
                 lane_meta[j, LANE_HEAD] = h
@@ -366,6 +410,7 @@ def dsp_fifo(
         start_out[i] = start
         wait_out[i] = wait
         backlog_out[i] = p_count
+        status_out[i] = DSP_SERVED
         busy_lo += s & _LO_MASK
         busy_hi += s >> 32
         i += 1
@@ -383,6 +428,154 @@ def dsp_fifo(
     acc[ACC_PEAK] = peak
     acc[ACC_BUSY_LO] = busy_lo
     acc[ACC_BUSY_HI] = busy_hi
+    acc[ACC_REFUSED] = n_refused
+    acc[ACC_SHED] = n_shed
+    return i
+
+
+@jit(inline="always")
+def _not_served(i, t, status, timeout, p_count, start_out, done_out, timed_out_out, wait_out, backlog_out, status_out):  # type: ignore[no-untyped-def]
+    """Outputs of a refused request (answered at once) or a shed one (at its time-out)."""
+    if status == DSP_REFUSED:
+        start_out[i] = t
+        done_out[i] = t
+        timed_out_out[i] = False
+        wait_out[i] = 0
+    else:
+        start_out[i] = t + timeout
+        done_out[i] = t + timeout
+        timed_out_out[i] = True
+        wait_out[i] = timeout
+    backlog_out[i] = p_count
+    status_out[i] = status
+
+
+@jit
+def dsp_fluid(
+    t_arrive,
+    cls,
+    device_latency,
+    service_ns,
+    timeout_ns,
+    max_wait_ns,
+    shed,
+    rate,
+    work,
+    pending,
+    scal,
+    acc,
+    start_out,
+    done_out,
+    timed_out_out,
+    wait_out,
+    backlog_out,
+    status_out,
+    begin,
+):
+    """Run requests ``begin..`` of a chunk through the fluid (rate-based) DSP: FIFO, capacity
+    ``rate`` server-equivalents (a float, not floored), no per-server state.
+
+    ``work[0]`` is the backlog of service work (server-ns) as of the previous arrival
+    ``scal[SCAL_T_PREV]``; it drains at ``rate`` per ns. A request waits ``work / rate``
+    (rounded to the nearest ns, and never starting before the previous start), then takes its
+    class's service time; admission and shedding as in :func:`dsp_fifo`, and only a served
+    request adds its service time to the backlog. Returns the index of the first request not
+    processed: less than ``len(t_arrive)`` only when the ``pending`` ring (start times of the
+    waiting requests, for the backlog count) is full (``scal[SCAL_FULL] = FULL_PENDING``).
+
+    Fast twin of :func:`dccsim.core.capacity.reference_fluid`.
+    """
+    n = t_arrive.shape[0]
+    p_mask = pending.shape[0] - 1
+    p_cap = pending.shape[0]
+    p_head = scal[SCAL_HEAD]
+    p_count = scal[SCAL_COUNT]
+    t_prev = scal[SCAL_T_PREV]
+    last_start = scal[SCAL_LAST_START]
+    w = work[0]
+    full = FULL_NONE
+    n_timed_out = acc[ACC_TIMED_OUT]
+    wait_lo = acc[ACC_WAIT_LO]
+    wait_hi = acc[ACC_WAIT_HI]
+    max_wait = acc[ACC_MAX_WAIT]
+    peak = acc[ACC_PEAK]
+    busy_lo = acc[ACC_BUSY_LO]
+    busy_hi = acc[ACC_BUSY_HI]
+    n_refused = acc[ACC_REFUSED]
+    n_shed = acc[ACC_SHED]
+    i = begin
+    while i < n:
+        t = t_arrive[i]
+        k = cls[i]
+        s = service_ns[k]
+        while p_count > 0 and pending[p_head] <= t:
+            p_head = (p_head + 1) & p_mask
+            p_count -= 1
+        if w > 0.0:
+            w = max(0.0, w - rate * float(t - t_prev))
+        t_prev = t
+        start = t + np.int64(w / rate + 0.5)
+        if start < last_start:
+            start = last_start
+        wait = start - t
+        status = DSP_SERVED
+        if wait > max_wait_ns[k]:
+            status = DSP_REFUSED
+        elif shed and wait >= timeout_ns[k]:
+            status = DSP_SHED
+        if status != DSP_SERVED:
+            _not_served(i, t, status, timeout_ns[k], p_count, start_out, done_out, timed_out_out,
+                        wait_out, backlog_out, status_out)  # fmt: skip
+            if status == DSP_REFUSED:
+                n_refused += 1
+            else:
+                n_shed += 1
+                n_timed_out += 1
+            i += 1
+            continue
+        if wait > 0:
+            if p_count == p_cap:
+                full = FULL_PENDING
+                break
+            pending[(p_head + p_count) & p_mask] = start
+            p_count += 1
+            wait_lo += wait & _LO_MASK
+            wait_hi += wait >> 32
+            max_wait = max(max_wait, wait)
+            peak = max(peak, p_count)
+        w += float(s)
+        last_start = start
+        tmo = timeout_ns[k]
+        lat = device_latency[i]
+        if lat > tmo - (wait + s):
+            done_out[i] = t + tmo
+            timed_out_out[i] = True
+            n_timed_out += 1
+        else:
+            done_out[i] = start + s + lat
+            timed_out_out[i] = False
+        start_out[i] = start
+        wait_out[i] = wait
+        backlog_out[i] = p_count
+        status_out[i] = DSP_SERVED
+        busy_lo += s & _LO_MASK
+        busy_hi += s >> 32
+        i += 1
+    work[0] = w
+    scal[SCAL_HEAD] = p_head
+    scal[SCAL_COUNT] = p_count
+    scal[SCAL_T_PREV] = t_prev
+    scal[SCAL_LAST_START] = last_start
+    scal[SCAL_FULL] = full
+    acc[ACC_TIMED_OUT] = n_timed_out
+    acc[ACC_WAIT_LO] = wait_lo
+    acc[ACC_WAIT_HI] = wait_hi
+    acc[ACC_MAX_WAIT] = max_wait
+    acc[ACC_PEAK] = peak
+    acc[ACC_BUSY_LO] = busy_lo
+    acc[ACC_BUSY_HI] = busy_hi
+    acc[ACC_REFUSED] = n_refused
+    acc[ACC_SHED] = n_shed
     return i
 
 
@@ -721,8 +914,8 @@ def static_checks(
 # The device's answer to each accepted request, then each request's final code and outcome.
 
 #: outcome codes (indices into :data:`~dccsim.core.records.OUTCOMES`)
-O_DEVICE, O_CACHE, O_REJECTED, O_FAILED, O_DCC = (
-    OUTCOMES.index(o) for o in ("device", "cache", "rejected", "failed", "dcc")
+O_DEVICE, O_CACHE, O_REJECTED, O_FAILED, O_DCC, O_REFUSED, O_SHED = (
+    OUTCOMES.index(o) for o in ("device", "cache", "rejected", "failed", "dcc", "refused", "shed")
 )
 #: fault of the device leg, drawn per request by the caller
 FAULT_NONE, FAULT_E20, FAULT_E21 = 0, 1, 2

@@ -1,4 +1,5 @@
-"""Capacity model of the DSP for the virtual-time simulation: a FIFO multi-server queue.
+"""Capacity model of the DSP for the virtual-time simulation: a FIFO multi-server queue, or
+its many-server (fluid) limit, with admission control and shedding of expired requests.
 
 The DCC's Data Service Provider has a finite number of processing slots. Requests that find
 every slot busy wait in one global first-in, first-out queue. This module turns a time-ordered
@@ -32,9 +33,23 @@ Time-outs
     for a future-dated request). A timed-out request still holds its server for its full
     service time, also when its wait alone exceeded the time-out: the DSP works through its
     queue and does not cancel a request whose caller has given up; only the answer is late.
-    This is the pessimistic choice: under overload the backlog keeps growing instead of
-    shedding the requests that are already late. ``wait_ns`` is always the true queueing
-    delay, even beyond the time-out.
+    This is the pessimistic choice (``shed_expired=False``, the default here): under overload
+    the backlog keeps growing instead of shedding the requests that are already late.
+    ``wait_ns`` is always the true queueing delay, even beyond the time-out.
+Overload control
+    A class's ``max_wait_ns``: a request whose wait would exceed it is *refused* (``status``
+    ``DSP_REFUSED``, answered at arrival, no server taken, not timed out). With
+    ``shed_expired``, a request whose wait would reach its class's time-out is *shed*
+    (``DSP_SHED``: no server taken, answered and timed out at ``t_arrive + timeout``; its
+    ``wait_ns`` is the time-out). FIFO fixes a request's start at its arrival, so both are
+    decided then, exactly.
+Fluid model (``model="fluid"``)
+    No servers: a capacity of ``rate = slots * uplift * operating_threshold``
+    server-equivalents, not floored. The accepted service work not yet worked off drains at
+    ``rate`` per ns; a request waits that work divided by ``rate``. Outputs, stats, time-outs,
+    admission and shedding as above; see :func:`reference_fluid`. It is the c-server queue's
+    many-server limit: at GB scale (~1,000 servers) the two agree, and unlike a floored
+    server count its verdict does not change with the scale.
 Backlog
     ``backlog_i`` is the number of requests waiting (arrived, not started) just after request
     ``i`` arrived, counting ``i`` itself if it has to wait: a request that starts at exactly
@@ -107,8 +122,12 @@ __all__ = [
     "CapacityStats",
     "IntervalAggregates",
     "interval_aggregates",
+    "reference_fluid",
     "reference_process",
 ]
+
+#: The DSP models: ``"fluid"`` (rate-based, fractional capacity) and ``"servers"`` (FIFO c-server).
+MODELS: tuple[str, ...] = ("fluid", "servers")
 
 #: Largest accepted service time or time-out (2**53 ns, about 104 days): keeps every sum of
 #: times and durations far inside int64.
@@ -158,11 +177,15 @@ class CapacityClass(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         ``0 < timeout_ns <= 2**53``.
     name:
         Optional label for reports, e.g. ``"4.8.1"`` or ``"on-demand"``.
+    max_wait_ns:
+        Admission bound: a request whose wait in the queue would exceed it is refused at once
+        and takes no DSP service; an integer >= 0, or None (the default) for no bound.
     """
 
     service_ns: int
     timeout_ns: int
     name: str | None = None
+    max_wait_ns: int | None = None
 
     def __post_init__(self) -> None:
         for field in ("service_ns", "timeout_ns"):
@@ -171,6 +194,12 @@ class CapacityClass(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
                 raise CapacityConfigError(
                     f"{field}: expected an integer number of ns in (0, 2**53], got {value!r}"
                 )
+        if self.max_wait_ns is not None and (
+            not _is_int(self.max_wait_ns) or not 0 <= self.max_wait_ns <= MAX_DURATION_NS
+        ):
+            raise CapacityConfigError(
+                f"max_wait_ns: expected None or an integer number of ns in [0, 2**53], got {self.max_wait_ns!r}"
+            )
         if self.name is not None and not isinstance(self.name, str):
             raise CapacityConfigError(f"name: expected a string or None, got {self.name!r}")
 
@@ -190,6 +219,15 @@ class CapacityConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     operating_threshold:
         Share of the uplifted slots the DSP runs at before requests queue; in (0, 1].
         Default 1.0.
+    model:
+        ``"servers"`` (the default here): :attr:`servers` identical servers, FIFO.
+        ``"fluid"``: a capacity of :attr:`rate` server-equivalents, not floored; the backlog of
+        service work drains at that rate and a request waits the work ahead of it divided by
+        the rate (see :func:`reference_fluid`). Its verdict does not depend on the scale.
+    shed_expired:
+        Shed requests whose caller has timed out while they wait: a request whose wait would
+        reach its class's time-out takes no service and is answered at its time-out. Default
+        False: the DSP serves every queued request, however late.
 
     Examples
     --------
@@ -207,8 +245,14 @@ class CapacityConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     classes: tuple[CapacityClass, ...]
     uplift: float = 1.0
     operating_threshold: float = 1.0
+    model: str = "servers"
+    shed_expired: bool = False
 
     def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise CapacityConfigError(f"model: expected one of {', '.join(MODELS)}, got {self.model!r}")
+        if not isinstance(self.shed_expired, bool):
+            raise CapacityConfigError(f"shed_expired: expected true or false, got {self.shed_expired!r}")
         if not _is_int(self.slots) or self.slots < 1:
             raise CapacityConfigError(f"slots: expected an integer >= 1, got {self.slots!r}")
         if (
@@ -269,6 +313,16 @@ class CapacityConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         return max(1, int(product))  # int() truncates, which is floor for a positive product
 
     @property
+    def rate(self) -> float:
+        """Fluid capacity in server-equivalents: ``slots * uplift * operating_threshold``, not
+        floored (exact on the decimal values as written, then rounded to a float)."""
+        return float(
+            Decimal(int(self.slots))
+            * Decimal(repr(float(self.uplift)))
+            * Decimal(repr(float(self.operating_threshold)))
+        )
+
+    @property
     def n_classes(self) -> int:
         """Number of request classes ``K``."""
         return len(self.classes)
@@ -288,6 +342,12 @@ class CapacityConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     def timeout_ns_array(self) -> npt.NDArray[np.int64]:
         """Time-out per class, int64, indexed by ``cls``."""
         return np.array([item.timeout_ns for item in self.classes], dtype=np.int64)
+
+    def max_wait_ns_array(self) -> npt.NDArray[np.int64]:
+        """Admission bound per class, int64 (the int64 maximum where a class has none)."""
+        return np.array(
+            [_INT64_MAX if item.max_wait_ns is None else item.max_wait_ns for item in self.classes], dtype=np.int64
+        )
 
 
 class CapacityStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -309,6 +369,8 @@ class CapacityStats(msgspec.Struct, frozen=True, kw_only=True):
     peak_backlog: int = 0
     busy_ns: int = 0
     capacity_ns: int = 0
+    refused: int = 0
+    shed: int = 0
 
     def merge(self, other: CapacityStats) -> CapacityStats:
         """Combine two stats: counts and times add, maxima take the larger.
@@ -327,6 +389,8 @@ class CapacityStats(msgspec.Struct, frozen=True, kw_only=True):
             peak_backlog=max(self.peak_backlog, other.peak_backlog),
             busy_ns=self.busy_ns + other.busy_ns,
             capacity_ns=self.capacity_ns + other.capacity_ns,
+            refused=self.refused + other.refused,
+            shed=self.shed + other.shed,
         )
 
     @property
@@ -352,7 +416,9 @@ class CapacityStats(msgspec.Struct, frozen=True, kw_only=True):
 class CapacityResult:
     """Per-request outputs of one chunk, aligned with the input arrays, and the chunk's stats.
 
-    ``start_ns``, ``t_done_ns``, ``wait_ns``: int64; ``timed_out``: bool; ``backlog``: int32.
+    ``start_ns``, ``t_done_ns``, ``wait_ns``: int64; ``timed_out``: bool; ``backlog``: int32;
+    ``status``: uint8, ``K.DSP_SERVED`` (0), ``K.DSP_REFUSED`` (1, answered at once, no service)
+    or ``K.DSP_SHED`` (2, answered at its time-out, no service).
     """
 
     start_ns: npt.NDArray[np.int64]
@@ -361,6 +427,7 @@ class CapacityResult:
     wait_ns: npt.NDArray[np.int64]
     backlog: npt.NDArray[np.int32]
     stats: CapacityStats
+    status: npt.NDArray[np.uint8] | None = None
 
 
 def _check_array(name: str, value: object, dtype: type[np.generic], n: int | None) -> None:
@@ -413,6 +480,10 @@ class CapacityModel:
         self._servers = config.servers
         self._service = config.service_ns_array()
         self._timeout = config.timeout_ns_array()
+        self._max_wait = config.max_wait_ns_array()
+        self._fluid = config.model == "fluid"
+        self._rate = config.rate
+        self._work = np.zeros(1, dtype=np.float64)  # fluid: backlog of work, server-ns
         # State, see dccsim.core._kernels: the count of servers never used, per class a lane
         # of the free times of the servers it used last, a winner tree over the lane heads,
         # and the ring of waiting requests' start times.
@@ -432,7 +503,9 @@ class CapacityModel:
         self._scal = np.zeros(K.N_SCALARS, dtype=np.int64)
         self._scal[K.SCAL_IDLE] = self._servers
         self._scal[K.SCAL_FULL] = K.FULL_NONE
+        self._scal[K.SCAL_LAST_START] = _INT64_MIN  # fluid: no start given yet
         self._t_last: int | None = None
+        self._t_first: int | None = None
         self._stats = CapacityStats()
         self._broken: str | None = None
 
@@ -442,8 +515,13 @@ class CapacityModel:
 
     @property
     def servers(self) -> int:
-        """Effective number of servers ``c``."""
+        """Effective number of servers ``c`` (the c-server model's)."""
         return self._servers
+
+    @property
+    def capacity(self) -> float:
+        """Capacity in server-equivalents: ``c``, or the fluid model's unfloored rate."""
+        return self._rate if self._fluid else float(self._servers)
 
     @property
     def stats(self) -> CapacityStats:
@@ -472,6 +550,7 @@ class CapacityModel:
                 self._tree_idx,
                 self._pending,
                 self._scal,
+                self._work,
             )
         )
 
@@ -505,8 +584,9 @@ class CapacityModel:
             np.empty(n, dtype=np.int64),
             np.empty(n, dtype=np.int32),
         )
-        stats = self._apply(t_arrive_ns, cls, device_latency_ns, outputs)
-        return CapacityResult(*outputs, stats)
+        status = np.zeros(n, dtype=np.uint8)
+        stats = self._apply(t_arrive_ns, cls, device_latency_ns, (*outputs, status))
+        return CapacityResult(*outputs, stats, status)
 
     def process_into(
         self,
@@ -519,26 +599,31 @@ class CapacityModel:
         timed_out: npt.NDArray[np.bool_],
         wait_ns: npt.NDArray[np.int64],
         backlog: npt.NDArray[np.int32],
+        status: npt.NDArray[np.uint8] | None = None,
     ) -> CapacityStats:
         """Process one chunk writing into preallocated outputs; return the chunk's stats.
 
         Outputs must be contiguous 1-D arrays of the input length: ``start_ns``, ``t_done_ns``,
-        ``wait_ns`` int64, ``timed_out`` bool, ``backlog`` int32. Inputs as in :meth:`process`.
+        ``wait_ns`` int64, ``timed_out`` bool, ``backlog`` int32, ``status`` uint8 (optional).
+        Inputs as in :meth:`process`.
         """
         n = self._check_inputs(t_arrive_ns, cls, device_latency_ns)
+        if status is None:
+            status = np.empty(n, dtype=np.uint8)
         outputs = (
             ("start_ns", start_ns, np.int64),
             ("t_done_ns", t_done_ns, np.int64),
             ("timed_out", timed_out, np.bool_),
             ("wait_ns", wait_ns, np.int64),
             ("backlog", backlog, np.int32),
+            ("status", status, np.uint8),
         )
         for name, out, dtype in outputs:
             _check_array(name, out, dtype, n)
             if not out.flags.writeable:
                 raise CapacityInputError(f"{name}: expected a writeable array, got read-only")
         return self._apply(
-            t_arrive_ns, cls, device_latency_ns, (start_ns, t_done_ns, timed_out, wait_ns, backlog)
+            t_arrive_ns, cls, device_latency_ns, (start_ns, t_done_ns, timed_out, wait_ns, backlog, status)
         )
 
     def _check_inputs(
@@ -567,7 +652,7 @@ class CapacityModel:
         device_latency_ns: npt.NDArray[np.int64],
         outputs: tuple[npt.NDArray[np.generic], ...],
     ) -> CapacityStats:
-        """Checked arrays in, outputs (start, done, timed out, wait, backlog) written: the
+        """Checked arrays in, outputs (start, done, timed out, wait, backlog, status) written: the
         values are checked here, then the chunk is run and its stats returned."""
         n = t_arrive_ns.shape[0]
         if n == 0:
@@ -588,10 +673,22 @@ class CapacityModel:
             max_wait_ns=int(acc[K.ACC_MAX_WAIT]),
             peak_backlog=int(acc[K.ACC_PEAK]),
             busy_ns=int(acc[K.ACC_BUSY_HI]) * 2**32 + int(acc[K.ACC_BUSY_LO]),
-            capacity_ns=self._servers * (t_last - window_start),
+            capacity_ns=self._capacity_ns(window_start, t_last),
+            refused=int(acc[K.ACC_REFUSED]),
+            shed=int(acc[K.ACC_SHED]),
         )
         self._stats = self._stats.merge(stats)
         return stats
+
+    def _capacity_ns(self, window_start: int, t_last: int) -> int:
+        """Capacity over ``[window_start, t_last]``; the fluid model's fractional rate is rounded
+        on the run so far, so consecutive chunks tile the run's total exactly."""
+        if not self._fluid:
+            return self._servers * (t_last - window_start)
+        if self._t_first is None:
+            self._t_first = window_start
+        before = round(self._rate * (window_start - self._t_first))
+        return round(self._rate * (t_last - self._t_first)) - before
 
     def _run(
         self,
@@ -603,14 +700,30 @@ class CapacityModel:
     ) -> None:
         """The kernel over a whole, already checked chunk, growing rings when they fill."""
         n = t_arrive_ns.shape[0]
+        shed = self._config.shed_expired
         i = 0
         while True:
+            if self._fluid:
+                i = K.dsp_fluid(
+                    t_arrive_ns, cls, device_latency_ns, self._service, self._timeout, self._max_wait, shed,
+                    self._rate, self._work, self._pending, self._scal, acc, *outputs, i,
+                )  # fmt: skip
+                if i == n:
+                    return
+                try:
+                    self._grow_pending()
+                except (CapacityInputError, MemoryError) as exc:
+                    self._broken = str(exc)
+                    raise
+                continue
             i = K.dsp_fifo(
                 t_arrive_ns,
                 cls,
                 device_latency_ns,
                 self._service,
                 self._timeout,
+                self._max_wait,
+                shed,
                 self._lanes,
                 self._lane_meta,
                 self._tree_val,
@@ -718,21 +831,35 @@ def reference_process(
     servers = config.servers
     service = [item.service_ns for item in config.classes]
     timeout = [item.timeout_ns for item in config.classes]
+    bound = [item.max_wait_ns for item in config.classes]
     times = [int(t) for t in t_arrive_ns]
     free_at: list[int] = []  # free times of the servers used so far (a min-heap)
     waiting: list[int] = []  # start times of requests that arrived and have not started
-    starts, dones, timeouts, waits, backlogs = [], [], [], [], []
-    n_timed_out = total_wait = max_wait = peak = busy = 0
+    starts, dones, timeouts, waits, backlogs, statuses = [], [], [], [], [], []
+    n_timed_out = total_wait = max_wait = peak = busy = n_refused = n_shed = 0
     for t, k, latency in zip(times, cls, device_latency_ns, strict=True):
         k, latency = int(k), int(latency)
-        if len(free_at) < servers:  # a server never used yet is free
-            start = t
-            heapq.heappush(free_at, start + service[k])
-        else:
-            start = max(t, free_at[0])
-            heapq.heapreplace(free_at, start + service[k])
         while waiting and waiting[0] <= t:
             heapq.heappop(waiting)
+        start = t if len(free_at) < servers else max(t, free_at[0])
+        refused = bound[k] is not None and start - t > bound[k]
+        shed = not refused and config.shed_expired and start - t >= timeout[k]
+        if refused or shed:  # takes no server; answered now (refused) or at its time-out (shed)
+            n_refused += refused
+            n_shed += shed
+            n_timed_out += shed
+            done = t if refused else t + timeout[k]
+            starts.append(done)
+            dones.append(done)
+            timeouts.append(shed)
+            waits.append(done - t)
+            backlogs.append(len(waiting))
+            statuses.append(K.DSP_REFUSED if refused else K.DSP_SHED)
+            continue
+        if len(free_at) < servers:  # a server never used yet is free
+            heapq.heappush(free_at, start + service[k])
+        else:
+            heapq.heapreplace(free_at, start + service[k])
         if start > t:
             heapq.heappush(waiting, start)
         done = start + service[k] + latency
@@ -750,6 +877,7 @@ def reference_process(
         timeouts.append(late)
         waits.append(wait)
         backlogs.append(len(waiting))
+        statuses.append(K.DSP_SERVED)
     stats = CapacityStats(
         requests=len(times),
         timed_out=n_timed_out,
@@ -758,7 +886,21 @@ def reference_process(
         peak_backlog=peak,
         busy_ns=busy,
         capacity_ns=servers * (times[-1] - times[0]) if times else 0,
+        refused=n_refused,
+        shed=n_shed,
     )
+    return _result(starts, dones, timeouts, waits, backlogs, statuses, stats)
+
+
+def _result(
+    starts: list[int],
+    dones: list[int],
+    timeouts: list[bool],
+    waits: list[int],
+    backlogs: list[int],
+    statuses: list[int],
+    stats: CapacityStats,
+) -> CapacityResult:
     return CapacityResult(
         np.array(starts, dtype=np.int64),
         np.array(dones, dtype=np.int64),
@@ -766,7 +908,90 @@ def reference_process(
         np.array(waits, dtype=np.int64),
         np.array(backlogs, dtype=np.int32),
         stats,
+        np.array(statuses, dtype=np.uint8),
     )
+
+
+def reference_fluid(
+    config: CapacityConfig,
+    t_arrive_ns: Sequence[int] | npt.NDArray[np.int64],
+    cls: Sequence[int] | npt.NDArray[np.uint8],
+    device_latency_ns: Sequence[int] | npt.NDArray[np.int64],
+) -> CapacityResult:
+    """Plain-Python reference of the fluid model (``config.model == "fluid"``) for one run.
+
+    The DSP is a capacity of ``rate = slots * uplift * operating_threshold`` server-equivalents
+    (fractional, not floored). ``work`` is the service time (server-ns) accepted and not yet
+    worked off; between arrivals it drains at ``rate`` per ns, never below 0. A request waits
+    ``work / rate`` (to the nearest ns; FIFO, so never starting before the previous start),
+    then takes its class's service time; time-outs, admission and shedding as in
+    :func:`reference_process`, and only a served request adds its service time to ``work``.
+    Queueing from the randomness of arrivals within a moment, which a few servers show and
+    GB's ~1,000 do not, is not modelled: the model is the many-server limit at any scale.
+    """
+    rate = config.rate
+    service = [item.service_ns for item in config.classes]
+    timeout = [item.timeout_ns for item in config.classes]
+    bound = [item.max_wait_ns for item in config.classes]
+    times = [int(t) for t in t_arrive_ns]
+    work = 0.0
+    t_prev = times[0] if times else 0
+    last_start = -(2**63)
+    waiting: list[int] = []  # start times of waiting requests (sorted: FIFO starts never decrease)
+    starts, dones, timeouts, waits, backlogs, statuses = [], [], [], [], [], []
+    n_timed_out = total_wait = max_wait = peak = busy = n_refused = n_shed = 0
+    for t, k, latency in zip(times, cls, device_latency_ns, strict=True):
+        k, latency = int(k), int(latency)
+        waiting = [w for w in waiting if w > t]
+        work = max(0.0, work - rate * float(t - t_prev))
+        t_prev = t
+        start = max(t + int(work / rate + 0.5), last_start)
+        wait = start - t
+        refused = bound[k] is not None and wait > bound[k]
+        shed = not refused and config.shed_expired and wait >= timeout[k]
+        if refused or shed:
+            n_refused += refused
+            n_shed += shed
+            n_timed_out += shed
+            done = t if refused else t + timeout[k]
+            starts.append(done)
+            dones.append(done)
+            timeouts.append(shed)
+            waits.append(done - t)
+            backlogs.append(len(waiting))
+            statuses.append(K.DSP_REFUSED if refused else K.DSP_SHED)
+            continue
+        work += float(service[k])
+        last_start = start
+        if wait > 0:
+            waiting.append(start)
+        done = start + service[k] + latency
+        late = done - t > timeout[k]
+        if late:
+            done = t + timeout[k]
+            n_timed_out += 1
+        total_wait += wait
+        max_wait = max(max_wait, wait)
+        peak = max(peak, len(waiting))
+        busy += service[k]
+        starts.append(start)
+        dones.append(done)
+        timeouts.append(late)
+        waits.append(wait)
+        backlogs.append(len(waiting))
+        statuses.append(K.DSP_SERVED)
+    stats = CapacityStats(
+        requests=len(times),
+        timed_out=n_timed_out,
+        total_wait_ns=total_wait,
+        max_wait_ns=max_wait,
+        peak_backlog=peak,
+        busy_ns=busy,
+        capacity_ns=round(rate * (times[-1] - times[0])) if times else 0,
+        refused=n_refused,
+        shed=n_shed,
+    )
+    return _result(starts, dones, timeouts, waits, backlogs, statuses, stats)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,10 @@ Per request (in arrival order, ties in input order):
 1. **Validation and access control** (:func:`~dccsim.core.validation.validate_batch`): a
    rejected request is answered at once (``t_done = t_scheduled``, outcome ``rejected``).
 2. **DSP** (:class:`~dccsim.core.capacity.CapacityModel`): every accepted request takes a
-   processing slot for its class's service time, FIFO. The DSP's work does not depend on
+   processing slot for its class's service time, FIFO. Overload control: a request refused
+   at admission is answered at once with ``refuse_code`` (outcome ``refused``); one shed
+   because its caller timed out while it queued is answered with the time-out code at its
+   deadline (outcome ``shed``); neither goes further. The DSP's work does not depend on
    whether the answer then comes from the cache or a device, so the queue is computed first.
 3. **Readings cache** (4.6.1, 4.8.1, 4.8.3 to an ESME): looked up when the DSP picks the
    request up (its start time, which never decreases in FIFO order). A hit is answered when
@@ -49,7 +52,20 @@ from dccsim.cache.readthrough import ReadThroughCache
 from dccsim.throttle import Throttle, ThrottlePolicy, ThrottleStats
 
 from . import _kernels as K
-from ._kernels import FAULT_E20, FAULT_E21, FAULT_NONE, O_CACHE, O_DCC, O_DEVICE, O_FAILED, O_REJECTED
+from ._kernels import (
+    DSP_REFUSED,
+    DSP_SERVED,
+    FAULT_E20,
+    FAULT_E21,
+    FAULT_NONE,
+    O_CACHE,
+    O_DCC,
+    O_DEVICE,
+    O_FAILED,
+    O_REFUSED,
+    O_REJECTED,
+    O_SHED,
+)
 from .capacity import CapacityConfig, CapacityModel
 from .catalogue import DEVICE_KINDS, catalogue
 from .columns import RequestBatch
@@ -66,7 +82,9 @@ __all__ = [
     "O_DCC",
     "O_DEVICE",
     "O_FAILED",
+    "O_REFUSED",
     "O_REJECTED",
+    "O_SHED",
     "RequestResult",
     "Pipeline",
     "shard_of",
@@ -185,6 +203,7 @@ class _Front:
     t_done: npt.NDArray[np.int64]
     wait: npt.NDArray[np.int64]
     backlog: npt.NDArray[np.int64]
+    dsp_status: npt.NDArray[np.uint8]
 
 
 @dataclass
@@ -196,6 +215,8 @@ class Pipeline:
     devices: DeviceRegistry
     users: UserRegistry | None
     future_dated_class: int
+    #: DUIS code of a request the DSP refuses at admission (the scenario's capacity.refuse_code)
+    refuse_code: str = "E20"
     retention_hours: float = 48.0
     cache_capacity: int | None = None
     cache_initial_capacity: int = 4096
@@ -222,6 +243,7 @@ class Pipeline:
         ]
         self._timeout = self.capacity.timeout_ns_array()
         self._service_ns = self.capacity.service_ns_array()
+        self._refuse_code = np.uint8(_C[self.refuse_code])
         self._cat = catalogue()
         self.throttles = [Throttle(self.throttle_policy) for _ in range(self.shards)]
 
@@ -264,6 +286,10 @@ class Pipeline:
             cls_ = np.full(4, REQUEST_CLASSES.index("mhhs_read"), np.uint8)
             p.process(b, cls_, np.full(4, second, np.int64), np.array([0, 0, FAULT_E20, FAULT_E21], np.uint8))
         p.process_alerts(np.full(2, t0, np.int64), devices[:2], np.full(2, 0x8F84, np.uint16))
+        for model in ("fluid", "servers"):  # both DSP models' kernels, with admission and shedding
+            bounded = tuple(CapacityClass(service_ns=second, timeout_ns=2 * second, max_wait_ns=0) for _ in classes)
+            dsp = CapacityModel(CapacityConfig(slots=1, classes=bounded, model=model, shed_expired=True))
+            dsp.process(np.zeros(3, np.int64), np.zeros(3, np.uint8), np.zeros(3, np.int64))
 
     def process(
         self,
@@ -322,6 +348,8 @@ class Pipeline:
         cacheable = self._cat.cacheable[srv] & (row >= 0) & (kind == _ESME) & self.cache_enabled
         if self.cache_rows is not None and len(self.cache_rows):
             cacheable &= self.cache_rows[np.maximum(row, 0)]
+        assert res.status is not None
+        cacheable &= res.status == DSP_SERVED  # refused and shed requests go no further
         dev_done = np.empty(len(idx), np.int64)
         dev_code = np.empty(len(idx), np.uint8)
         K.device_leg(
@@ -357,6 +385,7 @@ class Pipeline:
             t_done=t_done,
             wait=wait,
             backlog=backlog,
+            dsp_status=res.status,
         )
 
     def finish(self, f: _Front) -> RequestResult:
@@ -394,6 +423,7 @@ class Pipeline:
             latency,
             within,
         )
+        self._not_served(f, latency, within)
         return RequestResult(
             response_code=f.code,
             outcome=f.outcome,
@@ -411,7 +441,8 @@ class Pipeline:
         known = f.row >= 0
         if hit.any():
             self.comms.count(self.comms.route[f.row[hit & known]], cache_hits=True)
-        go = np.flatnonzero(~self._cat.non_device[f.srv] & ~hit & known)
+        # refused and shed requests never reach the comms leg
+        go = np.flatnonzero(~self._cat.non_device[f.srv] & ~hit & known & (f.dsp_status == DSP_SERVED))
         if not len(go):
             return
         res = self.comms.route[f.row[go]]
@@ -429,6 +460,21 @@ class Pipeline:
         self.comms.count(res[late], timed_out=True)
         f.dev_done[go] = done
         f.dev_code[go] = code
+
+    def _not_served(self, f: _Front, latency: npt.NDArray[np.int64], within: npt.NDArray[np.bool_]) -> None:
+        """Refused requests: answered at once with the refuse code, not within target. Shed
+        ones: the time-out code (E30 future-dated, else E21) at their deadline."""
+        j = np.flatnonzero(f.dsp_status != DSP_SERVED)
+        if not len(j):
+            return
+        i = f.idx[j]
+        refused = f.dsp_status[j] == DSP_REFUSED
+        fd = f.cls[j] == self.future_dated_class
+        f.code[i] = np.where(refused, self._refuse_code, np.where(fd, _CODES[4], _CODES[3]))
+        f.outcome[i] = np.where(refused, O_REFUSED, O_SHED)
+        f.t_done[i] = np.where(refused, f.t[i], f.deadline[j])
+        latency[i] = f.t_done[i] - f.t[i]
+        within[i] = ~refused & (latency[i] <= self.targets_ns[f.cls[j]])
 
     def _read_through(
         self,

@@ -91,8 +91,10 @@ RESPONSE_CODES: tuple[str, ...] = (
 )
 
 #: What became of a request: answered by the device, from the readings cache, rejected by
-#: validation, failed at the device, or answered by the DCC itself (non-device SRVs).
-OUTCOMES: tuple[str, ...] = ("device", "cache", "rejected", "failed", "dcc")
+#: validation, failed at the device, answered by the DCC itself (non-device SRVs), refused by
+#: the DSP's admission control (overload), or shed from the DSP queue because its caller had
+#: timed out (answered with the time-out code at its deadline).
+OUTCOMES: tuple[str, ...] = ("device", "cache", "rejected", "failed", "dcc", "refused", "shed")
 
 #: Request classes of the capacity model (each has its service time, time-out and target).
 REQUEST_CLASSES: tuple[str, ...] = ("on_demand", "mhhs_read", "future_dated", "non_device")

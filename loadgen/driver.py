@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from dccsim.core.columns import RequestBatch
-from dccsim.core.pipeline import O_FAILED, Pipeline
+from dccsim.core.pipeline import O_FAILED, O_REFUSED, O_SHED, Pipeline
 from dccsim.core.records import INVALID_KINDS, AlertRows, LogSink
 from dccsim.core.validation import assign_counters
 
@@ -272,10 +272,10 @@ class VirtualTimeDriver:
             self._sink_job = self._out.submit(sink.requests, rows)
         else:
             sink.requests(rows)
-        # retries of failed MHHS reads
+        # retries of failed MHHS reads: device failures and time-outs, and work the DSP refused or shed
         m = self.scenario.mhhs
         again = (
-            (res.outcome == O_FAILED)
+            ((res.outcome == O_FAILED) | (res.outcome == O_REFUSED) | (res.outcome == O_SHED))
             & (req.cls == CLS["mhhs_read"])
             & (req.attempt < m.max_retries)
             & (req.invalid == 0)

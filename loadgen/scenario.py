@@ -43,14 +43,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
-from dccsim.core.capacity import MAX_SERVERS
+from dccsim.core.capacity import MAX_SERVERS, MODELS
 from dccsim.core.catalogue import catalogue
 from dccsim.core.config import ThrottlePolicy, check_cache_settings
 from dccsim.core.config import throttle_policy as _throttle_policy
 from dccsim.core.errors import ConfigError
 from dccsim.core.eui import EUI_RE
 from dccsim.core.messages import ROLES
-from dccsim.core.records import REQUEST_CLASSES
+from dccsim.core.records import REQUEST_CLASSES, RESPONSE_CODES
 
 __all__ = [
     "Scenario",
@@ -475,11 +475,15 @@ class Invalid(_Section):
 
 
 class ClassSettings(_Section):
-    """DSP service time, time-out and target response time of one request class."""
+    """DSP service time, time-out and target response time of one request class, and its
+    admission bound ``max_wait_s`` (absent: half the class's ``target_s``, ASSUMED, which
+    leaves half the target for the device leg): with ``capacity.admission`` on, a request
+    whose expected DSP wait exceeds it is refused."""
 
     service_ms: float
     timeout_s: float
     target_s: float
+    max_wait_s: float | None = None
 
     def __post_init__(self) -> None:
         # key names are relative: a scenario error names the class (capacity.classes.on_demand...)
@@ -490,6 +494,9 @@ class ClassSettings(_Section):
             v = getattr(self, f)
             if not (isinstance(v, int | float) and math.isfinite(v) and 0.001 <= v <= MAX_SECONDS):
                 raise _fail(f, v, f"seconds from 0.001 to {MAX_SECONDS:g}")
+        w = self.max_wait_s
+        if w is not None and not (isinstance(w, int | float) and math.isfinite(w) and 0 <= w <= MAX_SECONDS):
+            raise _fail("max_wait_s", w, f"seconds from 0 to {MAX_SECONDS:g}")
 
 
 def _default_classes() -> dict[str, ClassSettings]:
@@ -502,13 +509,27 @@ def _default_classes() -> dict[str, ClassSettings]:
 
 
 class Capacity(_Section):
-    """The DSP: processing slots at scale 1.0 (scaled with the scenario), uplift, classes."""
+    """The DSP: processing slots at scale 1.0 (scaled with the scenario), uplift, classes.
+
+    ``model``: ``"fluid"`` (default; capacity ``slots x scale x uplift x operating_threshold``
+    server-equivalents, not floored, so the verdict does not depend on the scale) or
+    ``"servers"`` (that product floored to a count of FIFO servers). Overload control
+    (ASSUMED defaults, not DCC figures): with ``admission`` a request whose expected wait
+    exceeds its class's ``max_wait_s`` is refused at once with ``refuse_code``; with
+    ``shed_expired`` a request still queued when its caller times out is shed (answered with
+    the time-out code, no DSP service). ``admission = false, shed_expired = false`` is the DSP
+    that serves every request however late.
+    """
 
     slots: int = 1500
     uplift: float = 1.0
     demand: float = 1.0
     operating_threshold: float = 0.8
     classes: dict[str, ClassSettings] = msgspec.field(default_factory=_default_classes)
+    model: str = "fluid"
+    admission: bool = True
+    shed_expired: bool = True
+    refuse_code: str = "E20"
 
     def __post_init__(self) -> None:
         if not isinstance(self.slots, int) or not 1 <= self.slots <= 10_000_000:
@@ -521,6 +542,14 @@ class Capacity(_Section):
         extra = set(self.classes) - set(REQUEST_CLASSES)
         if missing or extra:
             raise _fail("capacity.classes", sorted(self.classes), f"exactly the classes {', '.join(REQUEST_CLASSES)}")
+        if self.model not in MODELS:
+            raise _fail("capacity.model", self.model, f"one of {', '.join(MODELS)}")
+        for f in ("admission", "shed_expired"):
+            if not isinstance(getattr(self, f), bool):
+                raise _fail(f"capacity.{f}", getattr(self, f), "true or false")
+        if self.refuse_code not in RESPONSE_CODES or not self.refuse_code.startswith("E"):
+            errors = ", ".join(c for c in RESPONSE_CODES if c.startswith("E"))
+            raise _fail("capacity.refuse_code", self.refuse_code, f"a DUIS error code dccsim answers with ({errors})")
 
 
 class CacheSettings(_Section):

@@ -21,6 +21,7 @@ from dccsim.core.capacity import (
     CapacityResult,
     CapacityStats,
     interval_aggregates,
+    reference_fluid,
     reference_process,
 )
 from dccsim.core.errors import ConfigError, DccsimError
@@ -28,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 OUTPUTS = ("start_ns", "t_done_ns", "timed_out", "wait_ns", "backlog")
+ALL_OUTPUTS = (*OUTPUTS, "status")
 I64_MAX = np.iinfo(np.int64).max
 
 
@@ -61,12 +63,12 @@ def run_chunked(cfg: CapacityConfig, t, cls, lat, cuts) -> tuple[dict, CapacityM
     parts = [
         model.process(t[a:b], cls[a:b], lat[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)
     ]
-    joined = {name: np.concatenate([getattr(p, name) for p in parts]) for name in OUTPUTS}
+    joined = {name: np.concatenate([getattr(p, name) for p in parts]) for name in ALL_OUTPUTS}
     return joined, model, [p.stats for p in parts]
 
 
-def assert_same(got, ref: CapacityResult, note: str = "") -> None:
-    for name in OUTPUTS:
+def assert_same(got, ref: CapacityResult, note: str = "", names: tuple[str, ...] = OUTPUTS) -> None:
+    for name in names:
         a = got[name] if isinstance(got, dict) else getattr(got, name)
         b = getattr(ref, name)
         assert a.dtype == b.dtype, (name, a.dtype, b.dtype, note)
@@ -647,6 +649,167 @@ def test_import_compiles_nothing():
     code = (
         "import dccsim.core.capacity, dccsim.core._kernels as k;"
         "assert not getattr(k.dsp_fifo, 'signatures', None);"
+        "assert not getattr(k.dsp_fluid, 'signatures', None);"
         "assert not getattr(k.check_requests, 'signatures', None)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- the fluid model, admission and shedding ----------------------------------------------------
+
+SERVED, REFUSED, SHED = 0, 1, 2
+
+
+def fluid(slots: int = 1, *classes: tuple[int, int], **kw) -> CapacityConfig:
+    return config(slots, *classes, model="fluid", **kw)
+
+
+def test_fluid_waits_are_the_work_ahead_over_the_rate():
+    # 2 server-equivalents, service 10: the work ahead drains at 2 per ns
+    r = run(fluid(2, (10, 1_000)), [0, 0, 0, 10])
+    assert r.wait_ns.tolist() == [0, 5, 10, 5]  # at 10: work 30 - 2 * 10 = 10 ahead -> wait 5
+    assert r.start_ns.tolist() == [0, 5, 10, 15]
+    assert r.backlog.tolist() == [0, 1, 2, 1]  # at 10 the third starts: only the fourth waits
+
+
+def test_fluid_capacity_is_fractional():
+    # 1 slot x 1.5 = 1.5 server-equivalents (the server model floors it to 1)
+    cfg = fluid(1, (30, 10**6), uplift=1.5)
+    assert cfg.rate == 1.5 and cfg.servers == 1
+    r = run(cfg, [0, 0, 0])
+    assert r.wait_ns.tolist() == [0, 20, 40]
+    assert r.stats.busy_ns == 90
+
+
+def test_fluid_tells_uplifts_apart_where_floored_servers_do_not():
+    t = list(range(0, 10_000, 9))  # offered 10/9 = 1.11 servers of work
+    waits = {}
+    for model in ("fluid", "servers"):
+        for uplift in (1.05, 1.1):
+            r = run(config(1, (10, 10**9), uplift=uplift, model=model), t)
+            waits[model, uplift] = int(r.wait_ns.sum())
+    assert waits["servers", 1.05] == waits["servers", 1.1]  # both floor to one server
+    assert waits["fluid", 1.05] > waits["fluid", 1.1] > 0
+
+
+@pytest.mark.parametrize("model", ["servers", "fluid"])
+def test_admission_refuses_without_taking_service(model):
+    one = CapacityClass(service_ns=10, timeout_ns=1_000, max_wait_ns=15)
+    cfg = CapacityConfig(slots=1, model=model, classes=(one,))
+    r = CapacityModel(cfg).process(*arrays([0, 0, 0, 0, 20]))
+    assert r.status.tolist() == [SERVED, SERVED, REFUSED, REFUSED, SERVED]
+    assert r.t_done_ns.tolist()[:4] == [10, 20, 0, 0]  # refused: answered at once
+    assert r.wait_ns.tolist() == [0, 10, 0, 0, 0]  # the refused took no service: free at 20
+    assert r.stats.refused == 2 and r.stats.busy_ns == 30 and r.stats.timed_out == 0
+
+
+@pytest.mark.parametrize("model", ["servers", "fluid"])
+def test_expired_requests_are_shed_or_served_late(model):
+    t = [0, 0, 0, 0, 0]
+    shed = CapacityModel(config(1, (10, 25), model=model, shed_expired=True)).process(*arrays(t))
+    # waits 0, 10, 20, then 30 >= 25: shed (answered at the time-out, no service), and the next too
+    assert shed.status.tolist() == [SERVED, SERVED, SERVED, SHED, SHED]
+    assert shed.t_done_ns.tolist() == [10, 20, 25, 25, 25]
+    assert shed.timed_out.tolist() == [False, False, True, True, True]
+    assert shed.stats.shed == 2 and shed.stats.busy_ns == 30 and shed.stats.timed_out == 3
+    late = CapacityModel(config(1, (10, 25), model=model)).process(*arrays(t))
+    assert late.status.tolist() == [SERVED] * 5 and late.stats.busy_ns == 50
+    assert late.wait_ns.tolist() == [0, 10, 20, 30, 40]
+
+
+@st.composite
+def overload_workloads(draw, model: str, max_n: int = 160):
+    n_classes = draw(st.integers(1, 4))
+    classes = tuple(
+        CapacityClass(
+            service_ns=draw(st.integers(1, 40)),
+            timeout_ns=draw(st.integers(1, 150)),
+            max_wait_ns=draw(st.one_of(st.none(), st.integers(0, 100))),
+        )
+        for _ in range(n_classes)
+    )
+    n = draw(st.integers(0, max_n))
+    slots = draw(st.sampled_from([1, 2, 3, 5, 17]))
+    uplift = draw(st.sampled_from([1.0, 0.37, 1.05, 1.1, 2.5]))
+    gaps = draw(st.lists(st.sampled_from([0, 0, 0, 1, 2, 3, 7, 20, 60]), min_size=n, max_size=n))
+    t0 = draw(st.integers(-(10**12), 10**12))
+    t = (t0 + np.cumsum(np.array(gaps, dtype=np.int64))).astype(np.int64)
+    cls = np.array(draw(st.lists(st.integers(0, n_classes - 1), min_size=n, max_size=n)), dtype=np.uint8)
+    lat = np.array(draw(st.lists(st.sampled_from([0, 1, 5, 30, 10**6]), min_size=n, max_size=n)), dtype=np.int64)
+    cuts = draw(st.lists(st.integers(0, n), max_size=4))
+    cfg = CapacityConfig(
+        slots=slots, uplift=uplift, classes=classes, model=model, shed_expired=draw(st.booleans())
+    )
+    return cfg, t, cls, lat, cuts
+
+
+@pytest.mark.parametrize(("model", "reference"), [("servers", reference_process), ("fluid", reference_fluid)])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_kernels_match_references_with_admission_and_shedding(model, reference, data):
+    cfg, t, cls, lat, cuts = data.draw(overload_workloads(model))
+    ref = reference(cfg, t, cls, lat)
+    got, m, chunk_stats = run_chunked(cfg, t, cls, lat, cuts)
+    assert_same(got, ref, names=ALL_OUTPUTS)
+    assert m.stats == ref.stats
+    merged = CapacityStats()
+    for one in chunk_stats:
+        merged = merged.merge(one)
+    assert merged == ref.stats
+    # a refused or shed request takes no service; every served one does
+    service = cfg.service_ns_array()[cls]
+    assert ref.stats.busy_ns == int(service[ref.status == SERVED].sum())
+    assert ref.stats.refused == int((ref.status == REFUSED).sum())
+    assert ref.stats.shed == int((ref.status == SHED).sum())
+
+
+@settings(max_examples=100, deadline=None)
+@given(overload_workloads("fluid", max_n=100))
+def test_fluid_reference_is_fifo_and_work_conserving(work):
+    """FIFO starts never decrease; the served work never outruns the rate."""
+    cfg, t, cls, lat, _ = work
+    ref = reference_fluid(cfg, t, cls, lat)
+    served = ref.status == SERVED
+    start = ref.start_ns[served]
+    assert (np.diff(start) >= 0).all() and (start >= t[served]).all()
+    service = cfg.service_ns_array()[cls][served]
+    for i in range(len(start)):  # work started before start[i] fits in the time since the first arrival
+        ahead = int(service[:i].sum())
+        assert ahead <= cfg.rate * (start[i] - t[0]) + cfg.rate + 1e-6 * ahead + service.max(initial=0) + 1
+
+
+@pytest.mark.parametrize("load", [0.5, 0.97, 1.3])
+def test_fluid_kernel_matches_reference_on_long_runs(rng, load):
+    n, rate = 40_000, 37.5
+    classes = tuple(CapacityClass(service_ns=s, timeout_ns=400_000, max_wait_ns=w) for s, w in
+                    [(20_000, None), (35_000, 150_000), (5_000, 50_000)])  # fmt: skip
+    cfg = CapacityConfig(slots=25, uplift=1.5, classes=classes, model="fluid", shed_expired=True)
+    assert cfg.rate == rate
+    cls = rng.integers(0, 3, size=n).astype(np.uint8)
+    t = np.cumsum(rng.exponential(20_000 / (rate * load), size=n)).astype(np.int64)
+    lat = rng.integers(0, 300_000, size=n) * (rng.random(n) < 0.7)
+    ref = reference_fluid(cfg, t, cls, lat)
+    got, model, _ = run_chunked(cfg, t, cls, lat, rng.integers(0, n, size=4).tolist())
+    assert_same(got, ref, names=ALL_OUTPUTS)
+    assert model.stats == ref.stats
+    if load > 1:  # refusals and shedding bound the wait below the time-out
+        assert ref.stats.refused > 0 and ref.stats.max_wait_ns < 400_000
+
+
+def test_fluid_big_burst_grows_the_waiting_ring():
+    cfg = fluid(3, (10, 10**9), (7, 10**9), uplift=0.9)
+    n = 5_000
+    t, cls, lat = np.zeros(n, dtype=np.int64), (np.arange(n) % 2).astype(np.uint8), np.zeros(n, dtype=np.int64)
+    ref = reference_fluid(cfg, t, cls, lat)
+    got, model, _ = run_chunked(cfg, t, cls, lat, [1, 2, 2, 4_000])
+    assert_same(got, ref, names=ALL_OUTPUTS)
+    assert model.backlog == n - 1 == model.stats.peak_backlog
+
+
+def test_model_and_admission_errors_name_the_field():
+    with pytest.raises(CapacityConfigError, match="model: expected one of fluid, servers, got 'heap'"):
+        config(1, model="heap")
+    with pytest.raises(CapacityConfigError, match="max_wait_ns: expected None or an integer"):
+        CapacityClass(service_ns=1, timeout_ns=1, max_wait_ns=-1)
+    with pytest.raises(CapacityConfigError, match="shed_expired: expected true or false"):
+        config(1, shed_expired=1)

@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 
 @functools.lru_cache(maxsize=1)
 def _no_uplift():  # type: ignore[no-untyped-def]
-    """A small day of mhhs-no-uplift (its DSP queue pushes many answers past the time-out)."""
-    sink, driver = drive(scenario("mhhs-no-uplift", scale=0.003))
+    """A small day of mhhs-no-uplift with the DSP's old pessimistic options (c-server queue, no
+    admission, expired work served late), so its queue pushes many answers past the time-out."""
+    settings = {"capacity.model": "servers", "capacity.admission": False, "capacity.shed_expired": False}
+    sink, driver = drive(scenario("mhhs-no-uplift", scale=0.003, **settings))
     return sink.request_rows(), driver
 
 
@@ -224,7 +226,9 @@ def test_a_re_read_of_an_earlier_days_period_hits_only_within_retention() -> Non
     hits = {}
     for hours in (25, 72):
         # every ESME cached (the default caches SMETS1 reads only, at the S1SP)
-        sink, driver = _days(2, **{"capacity.demand": 2.0, "cache.retention_h": hours, "cache.scope": "esme"})
+        # enough DSP for twice the reads (none refused, so every answer is stored)
+        settings = {"capacity.demand": 2.0, "capacity.uplift": 3.0, "cache.retention_h": hours, "cache.scope": "esme"}
+        sink, driver = _days(2, **settings)
         rows = sink.request_rows()
         day = (rows.t_scheduled_ns - driver.scenario.day_start_ns) // DAY_NS
         back2 = (day == 1) & (rows.period_start_ns == driver.scenario.day_start_ns - DAY_NS) & (rows.attempt == 0)

@@ -84,7 +84,9 @@ def test_the_search_refuses_a_bad_bracket_tolerance_or_judge() -> None:
 
 # a smoke day where capacity decides: 9000 slots x 0.0002 x 0.8 = 1.44 servers per unit of uplift,
 # and MHHS reads take 10 s at the DSP, so 3 servers pass and 2 do not: uplift 3 / 1.44 = 2.0833...
-TIGHT = ("--scale", "0.0002", "--set", "capacity.slots=9000", "--set", "capacity.classes.mhhs_read.service_ms=10000")
+# (the c-server DSP without overload control, whose boundary is this step)
+TIGHT = ("--scale", "0.0002", "--set", "capacity.slots=9000", "--set", "capacity.classes.mhhs_read.service_ms=10000",
+         "--set", "capacity.model=servers", "--set", "capacity.admission=false", "--set", "capacity.shed_expired=false")
 BOUNDARY = 3 / 1.44
 
 

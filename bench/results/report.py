@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -341,23 +341,49 @@ def _criteria_section(result: crit.CriteriaResult | None, source: str, problem: 
     return section("criteria", "Exit criteria", "", body)
 
 
+def _overload_note(summary: RunSummary, interval_s: float) -> str:
+    """When, how much and for which classes the DSP refused or shed work ("" if it did not)."""
+
+    def by_class(counts: dict[str, int]) -> str:
+        return ", ".join(f"{k} {fmt_int(v)}" for k, v in sorted(counts.items()))
+
+    notes = []
+    if summary.refused_by_class:
+        total = sum(summary.refused_by_class.values())
+        busy = [j for j, v in enumerate(summary.series.refused) if v]
+        when = ""
+        if busy:
+            day0 = datetime.fromtimestamp(summary.series.start_ns / NS, UTC)
+            first = day0 + timedelta(seconds=busy[0] * interval_s)
+            last = day0 + timedelta(seconds=(busy[-1] + 1) * interval_s)
+            when = f" between {first:%H:%M} and {last:%H:%M}{'' if last.date() == day0.date() else ' (+1 day)'}"
+        notes.append(f"DSP refused {fmt_int(total)} requests{when} ({by_class(summary.refused_by_class)})")
+    if summary.shed_by_class:
+        total = sum(summary.shed_by_class.values())
+        notes.append(f"shed {fmt_int(total)} whose caller had timed out ({by_class(summary.shed_by_class)})")
+    return "; " + "; ".join(notes) if notes else ""
+
+
 def _traffic_section(summary: RunSummary, interval_s: float) -> str:
     """Requests and responses per interval, and the peak DSP backlog in each."""
     series = summary.series
     peak_rate = max(series.requests, default=0) / interval_s
+    lines = [
+        Series("requests scheduled", series.requests, PALETTE["blue"], fill=True),
+        Series("responses", series.responses, PALETTE["orange"], dash=True),
+    ]
+    if series.refused:
+        lines.append(Series("refused by the DSP", series.refused, PALETTE["red"]))
     traffic = figure(
         "Requests and responses per 15 minutes",
         time_chart(
-            [
-                Series("requests scheduled", series.requests, PALETTE["blue"], fill=True),
-                Series("responses", series.responses, PALETTE["orange"], dash=True),
-            ],
+            lines,
             start_s=0.0,
             interval_s=interval_s,
             y_label="per 15 minutes",
             aria="requests and responses over the day",
         ),
-        f"peak {fmt_si(peak_rate)} requests/s (15-minute average)",
+        f"peak {fmt_si(peak_rate)} requests/s (15-minute average)" + _overload_note(summary, interval_s),
     )
     backlog = figure(
         "DSP backlog (peak in each 15 minutes)",

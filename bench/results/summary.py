@@ -74,6 +74,7 @@ def series_intervals(days: int = 1) -> int:
 _PCT = (50.0, 90.0, 99.0, 99.9)
 _THROTTLED = ALERT_ACTIONS.index("throttled")
 _CACHE, _DEVICE, _FAILED = OUTCOMES.index("cache"), OUTCOMES.index("device"), OUTCOMES.index("failed")
+_REFUSED, _SHED = OUTCOMES.index("refused"), OUTCOMES.index("shed")
 
 
 class SummaryError(ValueError):
@@ -129,6 +130,10 @@ class RunTally:
         self.nonstorm_throttled = 0
         self.throttled_by_device: Counter[int] = Counter()
         self.fd_alerts = 0
+        # DSP overload control: refused and shed requests per class, refused per interval
+        self.refused_by_class = np.zeros(len(REQUEST_CLASSES), np.int64)
+        self.shed_by_class = np.zeros(len(REQUEST_CLASSES), np.int64)
+        self.series_refused = np.zeros(self.n_intervals, np.int64)
 
     def _interval(self, t: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return np.clip((t - self.day0) // INTERVAL_NS, 0, self.n_intervals - 1)
@@ -175,6 +180,11 @@ class RunTally:
         out = rows.outcome
         self.series_cache += np.bincount(iv[out == _CACHE], minlength=self.n_intervals)
         self.series_device += np.bincount(iv[out == _DEVICE], minlength=self.n_intervals)
+        refused, shed = out == _REFUSED, out == _SHED
+        if refused.any() or shed.any():
+            self.refused_by_class += np.bincount(cls[refused], minlength=len(REQUEST_CLASSES))
+            self.shed_by_class += np.bincount(cls[shed], minlength=len(REQUEST_CLASSES))
+            self.series_refused += np.bincount(iv[refused], minlength=self.n_intervals)
 
     def record_alerts(self, rows: Any) -> None:
         """Count a batch of alert rows (:class:`~dccsim.core.records.AlertRows`)."""
@@ -206,7 +216,8 @@ class RunTally:
             mine.merge(theirs)
         self.latency_series.merge(other.latency_series)
         for name in ("by_srv", "within_by_srv", "codes", "outcomes", "invalid", "series_requests", "series_done",
-                     "series_cache", "series_device", "series_within", "actions", "series_actions"):  # fmt: skip
+                     "series_cache", "series_device", "series_within", "actions", "series_actions",
+                     "refused_by_class", "shed_by_class", "series_refused"):  # fmt: skip
             getattr(self, name).__iadd__(getattr(other, name))
         for name in ("within", "requests", "retries", "retries_unanswered", "wait_sum_ns", "alerts", "storm_alerts",
                      "storm_forwarded", "nonstorm_throttled", "fd_alerts"):  # fmt: skip
@@ -265,6 +276,8 @@ class Series(_Doc):
     latency_p50_s: list[float | None]
     latency_p99_s: list[float | None]
     alerts: dict[str, list[int]]
+    #: requests the DSP refused at admission, by scheduled interval
+    refused: list[int] = []
 
 
 class LogSizes(_Doc):
@@ -435,6 +448,9 @@ class RunSummary(Struct, kw_only=True):
     # the DSP
     peak_backlog: int
     mean_wait_s: float
+    #: DSP overload control: requests refused at admission and shed (caller timed out), by class
+    refused_by_class: dict[str, int] = {}
+    shed_by_class: dict[str, int] = {}
     # alerts and Alert Storm Protection
     alert_actions: dict[str, int]
     storm_alerts: int
@@ -495,6 +511,7 @@ class RunSummary(Struct, kw_only=True):
             latency_p50_s=[None if np.isnan(v) else v / NS for v in series_pct[:used, 0].tolist()],
             latency_p99_s=[None if np.isnan(v) else v / NS for v in series_pct[:used, 1].tolist()],
             alerts=_sorted({ALERT_ACTIONS[a]: t.series_actions[a, :used].tolist() for a in range(len(ALERT_ACTIONS))}),
+            refused=t.series_refused[:used].tolist() if t.series_refused.any() else [],
         )
         cache = None
         if parts.cache_stats is not None:
@@ -531,6 +548,8 @@ class RunSummary(Struct, kw_only=True):
             invalid_traffic=_sorted(invalid),
             peak_backlog=t.peak_backlog,
             mean_wait_s=t.wait_sum_ns / NS / max(t.requests, 1),
+            refused_by_class={REQUEST_CLASSES[k]: int(v) for k, v in enumerate(t.refused_by_class) if v},
+            shed_by_class={REQUEST_CLASSES[k]: int(v) for k, v in enumerate(t.shed_by_class) if v},
             alert_actions=_sorted({ALERT_ACTIONS[a]: int(v) for a, v in enumerate(t.actions)}),
             storm_alerts=t.storm_alerts,
             storm_alerts_forwarded=t.storm_forwarded,

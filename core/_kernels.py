@@ -479,9 +479,11 @@ def dsp_fluid(
     ``scal[SCAL_T_PREV]``; it drains at ``rate`` per ns. A request waits ``work / rate``
     (rounded to the nearest ns, and never starting before the previous start), then takes its
     class's service time; admission and shedding as in :func:`dsp_fifo`, and only a served
-    request adds its service time to the backlog. Returns the index of the first request not
-    processed: less than ``len(t_arrive)`` only when the ``pending`` ring (start times of the
-    waiting requests, for the backlog count) is full (``scal[SCAL_FULL] = FULL_PENDING``).
+    request adds its service time to the backlog, less what it uses of the credit left,
+    ``work[1]`` (:meth:`dccsim.core.capacity.CapacityModel.credit`; 0 without credits).
+    Returns the index of the first request not processed: less than ``len(t_arrive)`` only
+    when the ``pending`` ring (start times of the waiting requests, for the backlog count) is
+    full (``scal[SCAL_FULL] = FULL_PENDING``).
 
     Fast twin of :func:`dccsim.core.capacity.reference_fluid`.
     """
@@ -493,6 +495,7 @@ def dsp_fluid(
     t_prev = scal[SCAL_T_PREV]
     last_start = scal[SCAL_LAST_START]
     w = work[0]
+    left = work[1]
     full = FULL_NONE
     n_timed_out = acc[ACC_TIMED_OUT]
     wait_lo = acc[ACC_WAIT_LO]
@@ -543,7 +546,12 @@ def dsp_fluid(
             wait_hi += wait >> 32
             max_wait = max(max_wait, wait)
             peak = max(peak, p_count)
-        w += float(s)
+        if left > 0.0:
+            used = min(left, float(s))
+            left -= used
+            w += float(s) - used
+        else:
+            w += float(s)
         last_start = start
         tmo = timeout_ns[k]
         lat = device_latency[i]
@@ -562,6 +570,7 @@ def dsp_fluid(
         busy_hi += s >> 32
         i += 1
     work[0] = w
+    work[1] = left
     scal[SCAL_HEAD] = p_head
     scal[SCAL_COUNT] = p_count
     scal[SCAL_T_PREV] = t_prev

@@ -483,7 +483,8 @@ class CapacityModel:
         self._max_wait = config.max_wait_ns_array()
         self._fluid = config.model == "fluid"
         self._rate = config.rate
-        self._work = np.zeros(1, dtype=np.float64)  # fluid: backlog of work, server-ns
+        # fluid: the backlog of work and the credit not yet used (see credit), server-ns
+        self._work = np.zeros(2, dtype=np.float64)
         # State, see dccsim.core._kernels: the count of servers never used, per class a lane
         # of the free times of the servers it used last, a winner tree over the lane heads,
         # and the ring of waiting requests' start times.
@@ -532,6 +533,42 @@ class CapacityModel:
     def backlog(self) -> int:
         """Requests waiting just after the last arrival."""
         return int(self._scal[K.SCAL_COUNT])
+
+    @property
+    def work_ns(self) -> float:
+        """Fluid model: the backlog of service work (server-ns) as of the last arrival."""
+        return float(self._work[0])
+
+    @property
+    def credit_left_ns(self) -> float:
+        """Fluid model: credited work not yet used (what the backlog could not take, see :meth:`credit`)."""
+        return float(self._work[1])
+
+    def credit(self, work_ns: float) -> float:
+        """Credit the fluid DSP with ``work_ns`` server-ns of service it was charged and did not
+        need; return what came off the backlog at once.
+
+        For a readings-cache hit that takes less than its class's service time (``[cache]
+        hit_service_share``), credited after the fact. The backlog as of the last arrival drops
+        by the credit, never below zero; what it cannot take (the DSP had less queued than it
+        saved) stays as credit left, which the next requests served use up: each adds that much
+        less service to the backlog, until it is gone. A new credit replaces what is left of the
+        previous one (the saving was capacity for about one chunk, not a store). Start times
+        already given stand, and FIFO holds: no later request starts before the last start
+        given. Only the fluid model takes a credit (the c-server model's per-server free times do
+        not say whose work to cancel); ``work_ns`` must be a finite number >= 0.
+        """
+        if not self._fluid:
+            raise CapacityInputError('credit: expected the fluid model (model="fluid"), got model="servers"')
+        if not _is_real(work_ns) or not math.isfinite(work_ns) or work_ns < 0:
+            raise CapacityInputError(f"work_ns: expected a finite number >= 0, got {work_ns!r}")
+        if self._broken is not None:
+            raise CapacityInputError(f"model: unusable after an earlier error: {self._broken}")
+        before = float(self._work[0])
+        taken = min(before, float(work_ns))
+        self._work[0] = before - taken
+        self._work[1] = float(work_ns) - taken
+        return taken
 
     @property
     def t_last_ns(self) -> int | None:
@@ -917,6 +954,7 @@ def reference_fluid(
     t_arrive_ns: Sequence[int] | npt.NDArray[np.int64],
     cls: Sequence[int] | npt.NDArray[np.uint8],
     device_latency_ns: Sequence[int] | npt.NDArray[np.int64],
+    credits: dict[int, float] | None = None,
 ) -> CapacityResult:
     """Plain-Python reference of the fluid model (``config.model == "fluid"``) for one run.
 
@@ -928,21 +966,31 @@ def reference_fluid(
     :func:`reference_process`, and only a served request adds its service time to ``work``.
     Queueing from the randomness of arrivals within a moment, which a few servers show and
     GB's ~1,000 do not, is not modelled: the model is the many-server limit at any scale.
+
+    ``credits`` maps a request index ``i`` to work (server-ns) credited just before request
+    ``i`` arrives, as of the arrival before it (:meth:`CapacityModel.credit` between two
+    chunks): off the backlog, never below zero; what is left replaces the credit left, which
+    each request served then uses up against its service time, as far as it goes.
     """
+    credits = credits or {}
     rate = config.rate
     service = [item.service_ns for item in config.classes]
     timeout = [item.timeout_ns for item in config.classes]
     bound = [item.max_wait_ns for item in config.classes]
     times = [int(t) for t in t_arrive_ns]
     work = 0.0
+    left = 0.0  # credit not yet used
     t_prev = times[0] if times else 0
     last_start = -(2**63)
     waiting: list[int] = []  # start times of waiting requests (sorted: FIFO starts never decrease)
     starts, dones, timeouts, waits, backlogs, statuses = [], [], [], [], [], []
     n_timed_out = total_wait = max_wait = peak = busy = n_refused = n_shed = 0
-    for t, k, latency in zip(times, cls, device_latency_ns, strict=True):
+    for i, (t, k, latency) in enumerate(zip(times, cls, device_latency_ns, strict=True)):
         k, latency = int(k), int(latency)
         waiting = [w for w in waiting if w > t]
+        if i in credits:
+            taken = min(work, float(credits[i]))
+            work, left = work - taken, float(credits[i]) - taken
         work = max(0.0, work - rate * float(t - t_prev))
         t_prev = t
         start = max(t + int(work / rate + 0.5), last_start)
@@ -961,7 +1009,9 @@ def reference_fluid(
             backlogs.append(len(waiting))
             statuses.append(K.DSP_REFUSED if refused else K.DSP_SHED)
             continue
-        work += float(service[k])
+        used = min(left, float(service[k]))
+        left -= used
+        work += float(service[k]) - used
         last_start = start
         if wait > 0:
             waiting.append(start)

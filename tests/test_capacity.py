@@ -813,3 +813,60 @@ def test_model_and_admission_errors_name_the_field():
         CapacityClass(service_ns=1, timeout_ns=1, max_wait_ns=-1)
     with pytest.raises(CapacityConfigError, match="shed_expired: expected true or false"):
         config(1, shed_expired=1)
+
+
+# --- credits: work the DSP was charged and did not need (cache hits, [cache] hit_service_share) ----
+
+
+def test_credit_lowers_the_fluid_backlog_exactly_and_never_below_zero():
+    model = CapacityModel(fluid(1, (10, 1_000)))
+    model.process(*arrays([0, 0, 0]))  # 30 server-ns of work as of t = 0
+    assert model.work_ns == 30.0
+    assert model.credit(12) == 12.0 and model.work_ns == 18.0 and model.credit_left_ns == 0.0
+    assert model.credit(25) == 18.0 and model.work_ns == 0.0  # never below zero ...
+    assert model.credit_left_ns == 7.0  # ... the rest is left for the next requests served
+    r = model.process(*arrays([40, 40]))
+    # the first uses 7 of the credit (adds 3), the second adds its 10: no wait before them
+    assert r.wait_ns.tolist() == [0, 3] and model.credit_left_ns == 0.0
+    assert r.stats.busy_ns == 20  # the requests' service is still what they asked
+
+
+def test_credit_does_not_let_a_later_request_start_before_an_earlier_one():
+    model = CapacityModel(fluid(1, (10, 1_000)))
+    model.process(*arrays([0, 0, 0, 0]))  # starts 0, 10, 20, 30
+    model.credit(40)
+    r = model.process(*arrays([1]))
+    assert r.start_ns.tolist() == [30]  # FIFO: not before the last start given
+    assert model.credit(0) == 0.0 and model.credit_left_ns == 0.0  # a new credit replaces what is left
+
+
+@pytest.mark.parametrize("bad", [-1, -0.5, math.nan, math.inf, "3", None])
+def test_credit_takes_a_finite_amount_of_work(bad):
+    model = CapacityModel(fluid(1, (10, 1_000)))
+    with pytest.raises(CapacityInputError, match="work_ns"):
+        model.credit(bad)
+
+
+def test_credit_needs_the_fluid_model():
+    with pytest.raises(CapacityInputError, match="fluid"):
+        CapacityModel(config(1, (10, 1_000))).credit(5)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fluid_kernel_matches_reference_with_credits_between_chunks(data):
+    cfg, t, cls, lat, cuts = data.draw(overload_workloads("fluid"))
+    bounds = sorted(set(c for c in cuts if 0 < c < len(t)))
+    amounts = [float(data.draw(st.sampled_from([0, 1, 5, 17.5, 60, 10**4]))) for _ in bounds]
+    ref = reference_fluid(cfg, t, cls, lat, credits=dict(zip(bounds, amounts, strict=True)))
+    model = CapacityModel(cfg)
+    parts, edges = [], [0, *bounds, len(t)]
+    for j, (a, b) in enumerate(zip(edges, edges[1:], strict=False)):
+        if j:
+            model.credit(amounts[j - 1])
+        parts.append(model.process(t[a:b], cls[a:b], lat[a:b]))
+    got = {name: np.concatenate([getattr(p, name) for p in parts]) for name in ALL_OUTPUTS}
+    assert_same(got, ref, names=ALL_OUTPUTS)
+    assert model.stats == ref.stats
+    if not any(amounts):  # no credit: the run without credits
+        assert_same(got, reference_fluid(cfg, t, cls, lat), names=ALL_OUTPUTS)

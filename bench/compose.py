@@ -210,6 +210,7 @@ def build_pipeline(s: Scenario, pop: Population, shards: int | None = None) -> P
         throttle_policy=s.throttle_policy,
         comms=comms_leg(s, pop),
         cache_rows=pop.smets1 if s.cache.scope == "smets1" else None,
+        hit_service_share=s.cache.hit_service_share,
         # a day's cacheable reads stay resident for the retention: size for them up front
         cache_initial_capacity=int(
             len(pop.esme) * (1.6 + s.mhhs.daily_read_share) * max(1.0, s.cache.retention_h / 24)

@@ -18,6 +18,16 @@ Per request (in arrival order, ties in input order):
    the DSP is done (outcome ``cache``, no device traffic). A miss goes to the device; if the
    device answers I0 in time, the answer is stored **at the time it arrives**, and serves any
    later lookup of the same key from then on (within retention).
+   ``hit_service_share`` (``[cache] hit_service_share``, default 1.0) is the share of its
+   class's DSP service time a hit takes: a hit is answered at ``start + share x service``,
+   and the work it did not need, ``(1 - share) x service``, is credited to the fluid DSP
+   (:meth:`~dccsim.core.capacity.CapacityModel.credit`: off its backlog, the rest off the
+   next requests' service) two chunks later, when
+   :meth:`Pipeline.front` starts chunk ``k + 2`` (``finish(k)`` is certainly done by then;
+   ``finish(k + 1)`` may still be running beside it), so runs stay deterministic.
+   :meth:`Pipeline.process` (front then finish, the server's micro-batches) credits at once,
+   before the next micro-batch. An approximation: the queue is worked out before the
+   lookups, so the requests queued meanwhile keep the waits they were given.
 4. **Comms leg** (:class:`~dccsim.core.comms.CommsLeg`, when the pipeline has one): a
    request for a device (not a cache hit) waits in the FIFO queue of its device's comms
    resource (the CSP of its region, or the S1SP) from the time the DSP is done, then goes
@@ -41,6 +51,7 @@ once over the merged stream.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +81,7 @@ from .capacity import CapacityConfig, CapacityModel
 from .catalogue import DEVICE_KINDS, catalogue
 from .columns import RequestBatch
 from .comms import CommsConfig, CommsLeg, CommsStats
+from .errors import ConfigError
 from .records import RESPONSE_CODES, RequestRows
 from .validation import DeviceRegistry, ReplayState, UserRegistry, validate_batch
 
@@ -204,6 +216,8 @@ class _Front:
     wait: npt.NDArray[np.int64]
     backlog: npt.NDArray[np.int64]
     dsp_status: npt.NDArray[np.uint8]
+    #: the chunk's number, counted by :meth:`Pipeline.front` from 0
+    chunk: int = 0
 
 
 @dataclass
@@ -229,9 +243,29 @@ class Pipeline:
     comms: CommsLeg | None = None
     #: per device registry row, whether the cache holds its reads (``[cache] scope``); ``None``: every ESME
     cache_rows: npt.NDArray[np.bool_] | None = None
+    #: share of its class's DSP service time a cache hit takes (``[cache] hit_service_share``);
+    #: below 1 the rest is credited to the DSP two chunks later (fluid model only)
+    hit_service_share: float = 1.0
 
     def __post_init__(self) -> None:
+        share = self.hit_service_share
+        key = "cache.hit_service_share"
+        if not isinstance(share, int | float) or isinstance(share, bool) or not 0.0 <= share <= 1.0:
+            raise ConfigError(key=key, value=share, expected="a number in [0, 1] (1.0: a hit takes full DSP work)")
+        if share < 1.0 and self.capacity.model != "fluid":
+            raise ConfigError(
+                key=key, value=share,
+                expected='1.0 with capacity.model = "servers" (the saved DSP work is credited to the fluid model only)',
+            )  # fmt: skip
         self.dsp = CapacityModel(self.capacity)
+        self._credit = share < 1.0
+        #: per class, the DSP time a hit holds: its service time x the share, to the nearest ns
+        self._hit_service_ns = np.rint(self.capacity.service_ns_array() * float(share)).astype(np.int64)
+        self._fronted = 0  # chunks started by front
+        self._finished = 0  # chunks done by finish (in order)
+        self._credits: dict[int, float] = {}  # per finished chunk not yet credited: its hits' saved work
+        self._credited_ns = 0.0
+        self._credit_lock = threading.Lock()
         initial = max(1024, self.cache_initial_capacity // self.shards)
         self.caches = [
             ReadThroughCache(
@@ -299,7 +333,30 @@ class Pipeline:
         fault: npt.NDArray[np.uint8],
     ) -> RequestResult:
         """Outcomes for one chunk of requests sorted by ``t_scheduled_ns``."""
-        return self.finish(self.front(batch, cls, device_latency_ns, fault))
+        f = self.front(batch, cls, device_latency_ns, fault)
+        res = self.finish(f)
+        if self._credit:  # front and finish in turn: this chunk's hits are credited before the next
+            self._take_credits(f.chunk)
+        return res
+
+    @property
+    def hit_credit_ns(self) -> float:
+        """DSP work (server-ns) credited so far for cache hits' saved service (``hit_service_share``)."""
+        return self._credited_ns
+
+    def _take_credits(self, upto: int) -> None:
+        """Credit the DSP with the saved work of the finished chunks up to ``upto``, in order."""
+        with self._credit_lock:
+            if self._finished <= upto:
+                raise RuntimeError(
+                    f"Pipeline.front: chunk {upto} must be finished before chunk {upto + 2} is started "
+                    "(its cache hits' saved DSP work is credited then)"
+                )
+            due = sorted(k for k in self._credits if k <= upto)
+            work = [self._credits.pop(k) for k in due]
+        for w in work:
+            self.dsp.credit(w)
+            self._credited_ns += w
 
     def front(
         self,
@@ -313,6 +370,10 @@ class Pipeline:
         :meth:`finish` does the rest (state: the caches). The two may run on different
         threads, one chunk apart, as long as each sees its chunks in order.
         """
+        chunk = self._fronted
+        self._fronted += 1
+        if self._credit and chunk >= 2:
+            self._take_credits(chunk - 2)
         n = len(batch)
         t = batch.t_scheduled_ns
         rows = self.devices.index(batch.device)
@@ -386,6 +447,7 @@ class Pipeline:
             wait=wait,
             backlog=backlog,
             dsp_status=res.status,
+            chunk=chunk,
         )
 
     def finish(self, f: _Front) -> RequestResult:
@@ -400,6 +462,8 @@ class Pipeline:
             hit[ci] = self._read_through(
                 f.start[ci], f.dev[ci], f.srv[ci], f.period_start[ci], f.period_end[ci], store_at
             )
+        if self._credit:
+            self._hits_save(f, hit)
         if self.comms is not None:
             self._comms(f, hit)
         latency = np.empty(n, np.int64)
@@ -433,6 +497,18 @@ class Pipeline:
             wait_ns=f.wait,
             backlog=f.backlog,
         )
+
+    def _hits_save(self, f: _Front, hit: npt.NDArray[np.bool_]) -> None:
+        """A hit holds the DSP for ``hit_service_share`` of its service time: answered that much
+        sooner; the work saved is kept for :meth:`front` to credit two chunks on."""
+        saved = 0.0
+        if hit.any():
+            k = f.cls[hit]
+            f.dsp_done[hit] = f.start[hit] + self._hit_service_ns[k]
+            saved = float(int(self._service_ns[k].sum()) - int(self._hit_service_ns[k].sum()))
+        with self._credit_lock:
+            self._credits[f.chunk] = saved
+            self._finished = f.chunk + 1
 
     def _comms(self, f: _Front, hit: npt.NDArray[np.bool_]) -> None:
         """The comms leg of a chunk's device requests (not cache hits): their queue waits,

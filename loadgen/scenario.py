@@ -17,7 +17,7 @@ Sections (see ``loadgen/scenarios/mhhs-day.toml`` for a commented example):
 ``[[storms]]``     alert storms: devices, code, rate, duration
 ``[invalid]``      a share of invalid traffic that validation must reject
 ``[capacity]``     DSP slots, service times, time-outs and targets per request class
-``[cache]``        readings-cache retention, capacity and scope (SMETS1 ESMEs, or every ESME)
+``[cache]``        readings-cache retention, capacity, scope (SMETS1 ESMEs, or every ESME) and a hit's DSP work
 ``[comms]``        the comms leg after the DSP: CSP capacity per region, S1SP capacity and wake-ups
 ``[throttle]``     Alert Storm Protection, in the keys of a ``dccsim throttle`` config file
 ``[exit_criteria]`` checks on the summary that decide the run's exit code
@@ -560,11 +560,19 @@ class CacheSettings(_Section):
     enabled: bool = True
     #: whose reads the cache holds: "smets1" (the S1SP's cache, as the release has it) or "esme" (every ESME)
     scope: str = "smets1"
+    #: share of its class's DSP service time a hit takes, in [0, 1]. ASSUMED 1.0: the DCC's cache
+    #: sits in the S1SP, after the DSP, so a hit costs the DSP what a miss does; a DSP-side cache
+    #: would save most of it. Below 1 the saved work is credited to the DSP two chunks later
+    #: (fluid model only).
+    hit_service_share: float = 1.0
 
     def __post_init__(self) -> None:
         check_cache_settings(self.retention_h, self.capacity, key="cache")
         if self.scope not in ("smets1", "esme"):
             raise _fail("cache.scope", self.scope, '"smets1" (SMETS1 ESMEs, in the S1SP) or "esme" (every ESME)')
+        share = self.hit_service_share
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise _fail("cache.hit_service_share", share, "a number in [0, 1] (1.0: a hit takes full DSP work)")
 
 
 class Comms(_Section):
@@ -734,6 +742,13 @@ class Scenario(_Section, dict=True):
             )
 
     def _check_capacity(self) -> None:
+        if self.cache.hit_service_share < 1 and self.capacity.model != "fluid":
+            raise _fail(
+                "cache.hit_service_share",
+                self.cache.hit_service_share,
+                f'1.0 with capacity.model = "{self.capacity.model}" (the saved DSP work is credited to the fluid '
+                "model only)",
+            )
         if self.dsp_servers > MAX_SERVERS:
             raise _fail(
                 "capacity.slots",

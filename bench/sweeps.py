@@ -167,19 +167,6 @@ def _pool(workers: int) -> Iterator[Executor | None]:
         yield pool
 
 
-def _resolve(summary: Mapping[str, Any], path: str) -> float | None:
-    node: Any = summary
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return float(node) if isinstance(node, int | float) and not isinstance(node, bool) else None
-
-
-#: where a summary may say how much work the DSP refused (an overload control's figure)
-REFUSED_PATHS = ("refused", "dsp.refused", "overload.refused", "capacity.refused")
-
-
 def setting_row(summary: RunSummary, label: str) -> dict[str, Any]:
     """One setting's line of ``sweep.json``: its run, figures and verdict."""
     d = summary.to_builtins()
@@ -198,10 +185,8 @@ def setting_row(summary: RunSummary, label: str) -> dict[str, Any]:
         "headline": crit.get("headline"),
         "failed_criteria": [c["expression"] for c in crit.get("criteria", ()) if not c["passed"]],
     }
-    for path in REFUSED_PATHS:
-        if (v := _resolve(d, path)) is not None:
-            row["refused"] = v
-            break
+    # work the DSP's overload control refused, all classes together
+    row["refused"] = sum(summary.refused_by_class.values())
     row["wall_seconds"] = d.get("wall_seconds")
     return row
 

@@ -442,27 +442,8 @@ def simulate(
 # ---------------------------------------------------------------------------- several runs
 
 
-def sweep(
-    scenario: str | os.PathLike[str],
-    settings: list[tuple[float | None, float | None]],
-    out: Path,
-    *,
-    scale: float | None = None,
-    seed: int | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    workers: int = 1,
-    on_setting: Callable[[str], None] | None = None,
-) -> SweepResult:
-    """Run ``scenario`` once per ``(uplift, demand)`` setting (None: the scenario's own), each
-    into ``out/uplift{U}-demand{D}``, ``workers`` at a time, and write ``out/sweep.json`` and
-    ``out/sweep.html`` (:func:`dccsim.bench.sweeps.sweep`; :func:`find` searches instead).
-
-    Every setting is loaded before the first runs, so a bad one fails before any work.
-    """
-    return _sweeps.sweep(scenario, settings, out, scale=scale, seed=seed, overrides=overrides, workers=workers,
-                         on_setting=on_setting)  # fmt: skip
-
-
+#: independent runs of one scenario (:mod:`dccsim.bench.sweeps`): a list of settings, or a search
+sweep = _sweeps.sweep
 find = _sweeps.find
 
 

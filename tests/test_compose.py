@@ -64,7 +64,9 @@ def test_sweep_runs_each_setting_into_its_folder(tmp_path: Path) -> None:
     assert [row["uplift"] for row in doc["settings"]] == [1.0, 3.0]
     assert [row["requests"] for row in doc["settings"]] == [s.requests for s in summaries]
     assert [row["passed"] for row in doc["settings"]] == [s.exit_criteria.passed for s in summaries]
-    assert (out / "sweep.html").read_text().count("<svg") == 3
+    assert [row["refused"] for row in doc["settings"]] == [sum(s.refused_by_class.values()) for s in summaries]
+    page = (out / "sweep.html").read_text()
+    assert page.count("<svg") == 4 and "refused work" in page  # within target, p99, backlog, refused
     for label in seen:
         assert (out / label / "summary.json").is_file() and (out / label / "report.html").is_file()
 

@@ -74,6 +74,9 @@ State arrays, owned by :class:`dccsim.core.capacity.CapacityModel`:
     the kernel early: ``FULL_NONE``, ``FULL_PENDING`` or a lane index.
 ``acc`` (int64, ``N_ACC``)
     Per-chunk accumulators, see the ``ACC_*`` indices.
+
+One concern, the core's compiled code (validation, the DSP models, the comms leg, the device
+leg and outcomes, the compact row parser), which is why the module is longer than most.
 """
 
 from __future__ import annotations

@@ -25,6 +25,9 @@ Exit criteria come from the summary (``exit_criteria``, as :func:`criteria.to_di
 them); a summary without them is judged here against the criteria of the scenario the run
 recorded, when there is one. The scenario (request classes' target times, description) is
 the one the caller passes, else the one recorded in the folder's ``requests.arrow``.
+
+One concern, what the report page shows (how it is drawn is :mod:`.charts`), which is why the
+module is longer than most.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import msgspec
 import numpy as np
 import pytest
 from dccsim.bench.compose import build_server, load_run
-from dccsim.bench.testing import ManualClock, started_server
+from dccsim.bench.testing import ManualClock, scenario, started_server
 from dccsim.core.messages import (
     DeviceAlert,
     ReadActiveImportProfileData,
@@ -200,8 +200,12 @@ def test_the_server_and_the_client_log_request_and_alert_rows(world: Any, tmp_pa
 def test_overload_is_refused_busy_not_lost(world: Any) -> None:
     s, pop, traffic = world
 
+    # a DSP that takes everything (no admission control answering at once), so answers wait
+    # and the pending limit is what refuses
+    takes_all = scenario("smoke", **{"capacity.admission": False})
+
     async def main() -> Any:
-        async with server(world, max_inbound=64, max_pending=300) as (srv, port):
+        async with started_server(takes_all, max_inbound=64, max_pending=300) as (srv, port):
             c = await run_open_loop("127.0.0.1", port, traffic, 40_000, 0.4, time.monotonic_ns, drain_timeout_s=T)
             return c, srv.counters
 

@@ -69,6 +69,7 @@ __all__ = [
     "build_pipeline",
     "build_driver",
     "build_server",
+    "check_out",
     "open_sink",
     "simulate",
     "run_summary",
@@ -260,15 +261,41 @@ def build_server(run: RunConfig, clock: Callable[[], int], config: Any, sink: An
 # ---------------------------------------------------------------------------- the run folder
 
 
+def check_out(out: Path) -> None:
+    """Make the run folder ``out`` and check that a file can be written in it, before any
+    work is done; a :class:`~dccsim.core.errors.ConfigError` naming it otherwise."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".dccsim-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            key="out", value=str(out), expected=f"a folder dccsim can create and write ({exc.strerror or exc})"
+        ) from exc
+
+
 def open_sink(
     run: RunConfig, out: Path, *, mode: str | None = None, compression: str | None = "lz4", **metadata: str
 ) -> RunSink:
-    """The run folder's sink (creates ``out``): logs with the run's metadata, and the figures."""
+    """The run folder's sink (creates ``out``): logs with the run's metadata, and the figures.
+
+    A folder that cannot be made or written (read-only, under a file, no space) is a
+    :class:`~dccsim.core.errors.ConfigError` naming it, raised before any work is done.
+    """
     s = run.scenario
     meta = {"dccsim.name": s.name, **({"dccsim.mode": mode} if mode else {}), **metadata}
     if run.settings:
         meta["settings"] = json.dumps(run.settings, default=str)  # the logs call it dccsim.settings
-    return RunSink(out, run.text, s.seed, s.day_start_ns, compression=compression, extra_metadata=meta, days=s.days)
+    try:
+        return RunSink(
+            out, run.text, s.seed, s.day_start_ns, compression=compression, extra_metadata=meta, days=s.days
+        )
+    except OSError as exc:
+        raise ConfigError(
+            key="out", value=str(out), expected=f"a folder dccsim can create and write ({exc.strerror or exc})"
+        ) from exc
 
 
 def run_summary(
@@ -410,7 +437,7 @@ def simulate(
     s = run.scenario
     out_dir = Path(out) if out is not None else default_out(run)
     t_start = time.perf_counter()
-    driver = build_driver(run)
+    # the run folder first: one that cannot be written fails before the day is built
     sink = open_sink(
         run, out_dir, compression=compression,
         **{"dccsim.scale": repr(s.scale), "dccsim.uplift": repr(s.capacity.uplift),
@@ -418,6 +445,7 @@ def simulate(
     )  # fmt: skip
     sink.progress_callback = progress
     try:
+        driver = build_driver(run)
         totals = driver.run(sink)
     finally:
         sink.close()
@@ -542,6 +570,7 @@ def run_load(
         return await run_open_loop(host, port, traffic, rate, duration_s, time.monotonic_ns,
                                    counter_base=time.time_ns() // 1000, drain_timeout_s=drain_s, stop=stop)  # fmt: skip
 
+    check_out(out)  # the measurements must have somewhere to go before the load is offered
     t0 = time.perf_counter()
     client = run_loop(main())
     wall = time.perf_counter() - t0

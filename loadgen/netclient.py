@@ -414,6 +414,7 @@ class OpenLoopClient(asyncio.Protocol):
         return {
             "offered": res.n,
             "sent": int(sent.sum()),
+            "never_sent": res.n - int(sent.sum()),
             "answered": int(ok.sum()),
             "duplicates": res.duplicates,
             "refused_busy": int((res.refused == 1).sum()),

@@ -495,6 +495,39 @@ def test_serve_and_load_end_to_end_and_sigterm_flushes_the_server_log(world: Any
     assert summary["server"]["finals"] == sent and (out / "report.html").is_file()
 
 
+def test_load_that_could_not_offer_its_requests_exits_1(tmp_path: Path) -> None:
+    """A server that closes the load's connection at once (its one connection is taken): the
+    load says how many of its requests it sent and exits 1, not 0."""
+    import socket
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dccsim.bench", "serve", "--port", "0", "--no-log", "--max-connections", "1"],
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline().decode()
+        port = int(line.split("127.0.0.1:")[1].split(";")[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=T):  # takes the one connection
+            load = subprocess.run(
+                [sys.executable, "-m", "dccsim.bench", "load", "smoke", "--target", f"tcp://127.0.0.1:{port}",
+                 "--rate", "2000", "--duration", "0.2", "--drain", "1", "--out", str(tmp_path / "load")],
+                capture_output=True, env=env, timeout=120,
+            )  # fmt: skip
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    err = load.stderr.decode()
+    assert load.returncode == 1, err
+    assert "dccsim load: sent 0 of the 400 requests asked for" in err, err
+    wallclock = json.loads((tmp_path / "load" / "summary.json").read_text())["wallclock"]
+    assert wallclock["never_sent"] == wallclock["offered"] == 400
+
+
 # ---------------------------------------------------------------------------- pacing and writes
 def test_open_loop_never_sends_early_and_spaces_its_frames(world: Any) -> None:
     s, pop, traffic = world

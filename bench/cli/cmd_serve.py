@@ -10,6 +10,7 @@ open-loop generator (:mod:`dccsim.loadgen.netclient`) and writes the same run fo
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,8 @@ def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: in
 
     run = _load(scenario_ref, scale, seed, set_=set_)
     s = run.scenario
-    if not speed > 0:
-        raise CliError(f"--speed: got {speed}, expected a number > 0")
+    if not (math.isfinite(speed) and speed > 0):
+        raise CliError(f"--speed: got {speed}, expected a finite number > 0")
     cfg = _server_config(speed, origin_ns=s.day_start_ns, max_connections=max_connections,
                          max_frame_bytes=max_frame_bytes, max_inbound=max_inbound, max_pending=max_pending)
     out = out or Path("runs") / f"serve-{s.name}"
@@ -163,8 +164,10 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
     from .. import compose
 
     host, port = _target(target)
-    if not (rate > 0 and duration > 0 and speed > 0):
-        raise CliError(f"--rate, --duration, --speed: got {rate}, {duration}, {speed}, expected numbers > 0")
+    if not all(math.isfinite(x) and x > 0 for x in (rate, duration, speed)):
+        raise CliError(f"--rate, --duration, --speed: got {rate}, {duration}, {speed}, expected finite numbers > 0")
+    if not (math.isfinite(drain) and drain >= 0):
+        raise CliError(f"--drain: got {drain}, expected a finite number of seconds >= 0")
     if rate * duration > 50_000_000:
         raise CliError(f"--rate x --duration: got {rate * duration:,.0f} requests, expected at most 50,000,000")
     run = _load(scenario_ref, scale, seed, _load_criteria(criteria_given), set_)
@@ -185,6 +188,10 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
                f"(from the intended send time); send lag p99 "
                f"{wc['send_lag_s'].get('p99', float('nan')) * 1e3:.2f} ms")
     click.echo(f"results: {out}/")
+    if wc["sent"] < wc["offered"]:
+        why = f" ({wc['close_reason']})" if wc.get("close_reason") else ""
+        click.echo(f"dccsim load: sent {wc['sent']:,} of the {wc['offered']:,} requests asked for{why}", err=True)
+        sys.exit(1)
     if wc["lost"] or wc["duplicates"]:
         click.echo(f"dccsim load: {wc['lost']} requests lost, {wc['duplicates']} answered twice", err=True)
         sys.exit(1)

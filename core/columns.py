@@ -88,6 +88,18 @@ _ROLE_CODE = {r: i for i, r in enumerate(ROLES)}
 _ROLE_OR_UNKNOWN = _ROLE_CODE | {"": ROLE_UNKNOWN}
 
 
+_NS_MIN, _NS_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _ns_field(dt: Any, field: str) -> int:
+    """A date-time as int64 ns since the epoch; one outside int64's range (before 1677 or after
+    2262) is the request's own E13, not a crash of the batch."""
+    ns = to_ns(dt)
+    if not _NS_MIN <= ns <= _NS_MAX:
+        raise MessageError(field, dt.isoformat(), "a date-time from 1678 to 2261 (UTC)", "E13")
+    return ns
+
+
 @dataclass(frozen=True, slots=True)
 class RequestBatch:
     """Service Requests as columns; see the module docstring for the columns."""
@@ -149,13 +161,17 @@ class RequestBatch:
             b.counter[i] = rid.counter
             b.srv[i] = cat.code(r.srv, f"requests[{i}].srv")
             b.role[i] = ROLE_UNKNOWN if r.role is None else _ROLE_CODE[r.role]
+            if not (isinstance(r.command_variant, int) and 0 <= r.command_variant <= 255):
+                raise MessageError(
+                    f"requests[{i}].command_variant", r.command_variant, "a DUIS Command Variant from 1 to 8", "E12"
+                )
             b.command_variant[i] = r.command_variant
             period = r.period
             if period is not None:
-                b.period_start_ns[i] = to_ns(period.start)
-                b.period_end_ns[i] = to_ns(period.end)
+                b.period_start_ns[i] = _ns_field(period.start, f"requests[{i}].period.start")
+                b.period_end_ns[i] = _ns_field(period.end, f"requests[{i}].period.end")
             if r.execution_datetime is not None:
-                b.execution_ns[i] = to_ns(r.execution_datetime)
+                b.execution_ns[i] = _ns_field(r.execution_datetime, f"requests[{i}].execution_datetime")
         if t_scheduled_ns is not None:
             b.t_scheduled_ns[:] = np.asarray(t_scheduled_ns, dtype=np.int64)
         return b

@@ -318,6 +318,42 @@ def _request(pop: Population, s: Scenario, counter: int, srv: str = "4.8.1") -> 
     )
 
 
+def test_a_value_a_column_cannot_hold_is_that_request_s_error_and_the_rest_are_answered(world: Any) -> None:
+    """Command Variant 300 and a read period in year 9999 used to kill the connection
+    (OverflowError) and every request of the frame with it: now each is its own DUIS error
+    (E12, E13) naming the field, and the good requests of the same frame are acknowledged."""
+    s, pop, _ = world
+    docs = [msgspec.to_builtins(_request(pop, s, k)) for k in (20, 21, 22, 23)]
+    docs[1]["command_variant"] = 300
+    docs[2]["body"]["period"]["end"] = "9999-12-31T00:00:00Z"
+
+    async def main() -> None:
+        async with server(world) as (srv, port):
+            c = await Raw.open(port)
+            await c.send(frame(TAG_JSON, msgspec.json.encode(docs)))
+            errors: dict[int, dict[str, Any]] = {}
+            acked: list[int] = []
+            while len(errors) < 2 or len(acked) < 2:
+                tag, p = await c.frame()
+                assert tag == TAG_JSON
+                got = json.loads(p)
+                for item in got if isinstance(got, list) else [got]:
+                    if item["kind"] == "error":
+                        errors[int(item["request_ids"][0].rsplit(":", 1)[1])] = item
+                    elif item["kind"] == "response" and item["response_code"] == "I99":
+                        acked.append(item["request_id"]["counter"])
+            assert sorted(acked) == [20, 23]
+            assert errors[21]["code"] == "E12" and errors[21]["field"].endswith("command_variant")
+            assert errors[22]["code"] == "E13" and errors[22]["field"].endswith("period.end")
+            # the connection goes on
+            await c.send(frame(TAG_JSON, msgspec.json.encode(_request(pop, s, 24))))
+            tag, p = await c.frame()
+            assert json.loads(p)["response_code"] == "I99"
+            await c.close()
+
+    run(main())
+
+
 def test_json_requests_get_i99_then_a_final_response(world: Any) -> None:
     s, pop, _ = world
 

@@ -494,6 +494,9 @@ class ClassSettings(_Section):
             v = getattr(self, f)
             if not (isinstance(v, int | float) and math.isfinite(v) and 0.001 <= v <= MAX_SECONDS):
                 raise _fail(f, v, f"seconds from 0.001 to {MAX_SECONDS:g}")
+        if self.timeout_s < self.target_s:
+            # a caller that gives up before the target could never see a late answer in time
+            raise _fail("timeout_s", self.timeout_s, f"at least target_s ({self.target_s:g} s)")
         w = self.max_wait_s
         if w is not None and not (isinstance(w, int | float) and math.isfinite(w) and 0 <= w <= MAX_SECONDS):
             raise _fail("max_wait_s", w, f"seconds from 0 to {MAX_SECONDS:g}")
@@ -946,6 +949,11 @@ def parse_scenario(text: str, source: str = "scenario") -> Scenario:
         raw = msgspec.toml.decode(text.encode())
     except msgspec.DecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", source=source) from None
+    if not raw:
+        # an empty file would silently run the default day
+        raise ConfigError(
+            key="scenario", value=text, got="an empty file", expected="at least one key (e.g. name)", source=source
+        )
     try:
         return msgspec.convert(raw, Scenario)
     except msgspec.ValidationError as exc:

@@ -204,3 +204,27 @@ def test_scenario_module_imports_only_the_core() -> None:
     path = Path(scenario_module.__file__)
     imports = _dccsim_imports(path.read_text(), "dccsim.loadgen")
     assert imports and all(name.startswith("dccsim.core.") for name in imports), imports
+
+
+def test_a_time_out_below_the_target_is_refused_naming_the_class() -> None:
+    from dccsim.core.errors import ConfigError
+    from dccsim.loadgen.scenario import parse_scenario
+
+    text = "\n".join(
+        f"[capacity.classes.{name}]\nservice_ms = 1\ntimeout_s = {10 if name == 'mhhs_read' else 60}\ntarget_s = 30"
+        for name in ("on_demand", "mhhs_read", "future_dated", "non_device")
+    )
+    with pytest.raises(ConfigError) as bad:
+        parse_scenario(text, "t.toml")
+    assert bad.value.key == "capacity.classes.mhhs_read.timeout_s" and bad.value.value == 10
+    assert "at least target_s (30 s)" in str(bad.value)
+
+
+def test_an_empty_scenario_file_is_refused_not_run_as_the_default_day(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dccsim.core.errors import ConfigError
+    from dccsim.loadgen.scenario import load_scenario
+
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# nothing here\n")
+    with pytest.raises(ConfigError, match="empty file, expected at least one key"):
+        load_scenario(str(empty))

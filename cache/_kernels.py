@@ -519,6 +519,24 @@ def expire(arena: np.ndarray, index: np.ndarray, st: np.ndarray, t: int) -> int:
     return popped
 
 
+@jit(inline="always")
+def save_state(
+    st: np.ndarray, now: int, head: int, tail: int, nrec: int, resident: int,
+    hits: int, misses: int, stores: int, replaced: int, expired: int,
+) -> None:
+    """Write a kernel's ring position back to the state and add its counts."""
+    st[NOW] = now
+    st[HEAD] = head
+    st[TAIL] = tail
+    st[NREC] = nrec
+    st[RESIDENT] = resident
+    st[HITS] += hits
+    st[MISSES] += misses
+    st[STORES] += stores
+    st[REPLACED] += replaced
+    st[EXPIRED] += expired
+
+
 @jit
 def run_ops(
     arena: np.ndarray, index: np.ndarray, st: np.ndarray, uniform: int, op: np.ndarray,
@@ -620,16 +638,7 @@ def run_ops(
         nrec += 1
         stores += 1
 
-    st[NOW] = now
-    st[HEAD] = head
-    st[TAIL] = tail
-    st[NREC] = nrec
-    st[RESIDENT] = resident
-    st[HITS] += hits
-    st[MISSES] += misses
-    st[STORES] += stores
-    st[REPLACED] += replaced
-    st[EXPIRED] += expired
+    save_state(st, now, head, tail, nrec, resident, hits, misses, stores, replaced, expired)
     return done
 
 
@@ -896,14 +905,5 @@ def read_through(
         resident -= popped
         expired += popped
         now = until
-    st[NOW] = now
-    st[HEAD] = head
-    st[TAIL] = tail
-    st[NREC] = nrec
-    st[RESIDENT] = resident
-    st[HITS] += hits
-    st[MISSES] += misses
-    st[STORES] += stores
-    st[REPLACED] += replaced
-    st[EXPIRED] += expired
+    save_state(st, now, head, tail, nrec, resident, hits, misses, stores, replaced, expired)
     return i, status

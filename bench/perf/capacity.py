@@ -117,6 +117,7 @@ def run_case(
         np.empty(n, np.bool_),
         np.empty(n, np.int64),
         np.empty(n, np.int32),
+        np.empty(n, np.uint8),  # status: served, refused, shed
     )
     acc = np.zeros(K.N_ACC, np.int64)
 

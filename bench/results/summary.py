@@ -65,7 +65,6 @@ INTERVAL_NS = 15 * 60 * NS
 #: series cover the day plus the spill-over of retries and late answers (one day; a run of
 #: ``days`` days covers ``days x 24 + 12`` hours, :func:`series_intervals`)
 SERIES_HOURS = 36
-N_INTERVALS = SERIES_HOURS * 3600 * NS // INTERVAL_NS
 
 
 def series_intervals(days: int = 1) -> int:

@@ -8,7 +8,8 @@ back).
 
 Errors follow one rule: a bad flag, a bad file or a bad config prints **one line** on stderr
 (``dccsim <command>: error: ...``) and exits with code 2; a failed exit criterion or
-regression exits 1; success exits 0.
+regression exits 1; output that cannot be written (full disk, closed stdout) exits 3 with one
+line; Ctrl-C exits 130; success exits 0 (the table is in :mod:`dccsim.bench.cli.errors`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import sys
 from typing import Any
 
 import click
+
+from .errors import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
 #: command name -> "module:attribute" of a click.Command, imported lazily.
 COMMANDS: dict[str, str] = {
@@ -66,22 +69,42 @@ def main(argv: list[str] | None = None) -> Any:
     try:
         return cli.main(args=args, prog_name="dccsim", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("dccsim: aborted", err=True)
-        sys.exit(130)
+        _say("dccsim: interrupted")
+        sys.exit(EXIT_INTERRUPTED)
     except click.UsageError as exc:
         name = exc.ctx.command_path if exc.ctx is not None else "dccsim"
         click.echo(f"{name}: error: {exc.format_message()}", err=True)
         sys.exit(2)
     except click.ClickException as exc:
-        click.echo(f"dccsim: error: {exc.format_message()}", err=True)
+        _say(f"dccsim: error: {exc.format_message()}")
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        # output a command did not catch itself (stdout closed or full, a file that became
+        # unwritable): one line, exit 3; a command that writes logs closes them first
+        where = f" {exc.filename}" if exc.filename else (" stdout" if _is_stdout_error(exc) else "")
+        _say(f"dccsim: error: cannot write{where}: {exc.strerror or exc}")
+        sys.exit(EXIT_ABORTED)
     except Exception as exc:
         from dccsim.core.errors import ConfigError  # here, not at the top: it loads the core
 
         if not isinstance(exc, ConfigError):
             raise
         # a bad scenario, criterion or setting that a command let through: still one line
-        click.echo(f"dccsim: error: {exc}", err=True)
-        sys.exit(2)
+        _say(f"dccsim: error: {exc}")
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _is_stdout_error(exc: OSError) -> bool:
+    import errno
+
+    return exc.errno in (errno.EPIPE, errno.ENOSPC, errno.EBADF) and exc.filename is None
+
+
+def _say(line: str) -> None:
+    """One line on stderr; if stderr itself is gone, nothing (the exit code still tells)."""
+    try:
+        click.echo(line, err=True)
+    except OSError:
+        pass

@@ -1,8 +1,9 @@
 """The wire protocol of the wall-clock server: length-prefixed frames over TCP.
 
-One TCP port speaks two protocols, told apart by the first bytes of a connection: DUIS XML
-over HTTP/1.1 (a connection that starts with ``POST``/``GET``, see :mod:`dccsim.core.http`)
-and the frames below (anything else). The server is :mod:`dccsim.core.server`; the network
+One TCP port speaks two protocols, told apart by the first byte of a connection: DUIS XML
+over HTTP/1.1 (a connection that starts with an ASCII letter, see :mod:`dccsim.core.http`)
+and the frames below (anything else: a frame's first byte is at most ``0x40``, as
+``max_frame_bytes`` is at most 1 GiB). The server is :mod:`dccsim.core.server`; the network
 load client, :mod:`dccsim.loadgen.netclient`, speaks the same frames.
 
 Frames
@@ -45,7 +46,8 @@ Server -> client tags:
     then its final ``Response``; ``BusyReply`` / ``ErrorReply`` (kinds ``busy`` / ``error``,
     with ``request_ids``); ``DeviceAlert`` to subscribers; ``StatsReply``.
 ``X`` close: a UTF-8 reason, then the server closes the connection. Sent when the framing
-    itself is broken (a zero length) or the connection limit is reached.
+    itself is broken (a zero length), the connection limit is reached, or a time-out closes
+    the connection (header, frame, idle, or idle at the limit for a new client).
 
 A frame longer than ``max_frame_bytes`` is skipped as it streams in and answered with an
 ``E`` frame; the connection goes on. "Busy" is a server-level reply, not a DUIS code: DUIS

@@ -1,8 +1,8 @@
 """The wall-clock DCC core: an asyncio (uvloop) server in front of the same pipeline.
 
-One TCP port speaks two protocols, told apart by the first bytes of a connection: DUIS XML
-over HTTP/1.1 (a connection that starts with ``POST``/``GET``) and length-prefixed frames
-(anything else). Requests from all connections are collected into **micro-batches** (whatever
+One TCP port speaks two protocols, told apart by the first byte of a connection: DUIS XML
+over HTTP/1.1 (a connection that starts with a letter, as a request line does) and
+length-prefixed frames (anything else). Requests from all connections are collected into **micro-batches** (whatever
 arrived while the loop was busy, at most ``max_batch`` rows), turned into columns and run
 through :meth:`~dccsim.core.pipeline.Pipeline.process`, exactly like a virtual-time chunk.
 
@@ -32,11 +32,20 @@ write per connection, and each drain of due answers in one ``F`` frame per conne
 
 Limits
 ------
-``max_connections``; ``max_frame_bytes``; ``max_inbound`` (received, not yet processed) and
-``max_pending`` (processed, final answer not yet due): a batch that does not fit is refused
-whole with a busy reply. A client that does not read its answers stops being read from
-(transport flow control at ``write_high_water`` bytes), so its buffer stays bounded. A client
-that disconnects, even mid-frame, loses only its own answers (counted as ``orphaned``).
+``max_connections``; ``max_frame_bytes``; ``max_inbound`` (received, not yet processed),
+``max_pending`` (processed, final answer not yet due) and ``max_pending_per_connection`` (of
+those, one connection's): a batch that does not fit is refused whole with a busy reply. A
+client that does not read its answers stops being read from (transport flow control at
+``write_high_water`` bytes), so its buffer stays bounded. A client that disconnects, even
+mid-frame, loses only its own answers (counted as ``orphaned``).
+
+Time-outs (:meth:`DccServer.reap`, every 0.1 s) close a connection, telling it why (an ``X``
+frame, or ``408`` over HTTP): a frame's or HTTP request's header not complete
+``header_timeout_s`` after its first byte, the whole not ``frame_timeout_s`` after it, or
+nothing received for ``idle_timeout_s`` while it is owed no answer. At ``max_connections`` a
+new client is not turned away while some connection has been idle ``evict_idle_s`` and is
+owed nothing: the longest idle one is closed (told why) and the newcomer takes its slot. So
+stalled or idle sockets cannot lock other clients out.
 
 One concern, the server side of the wire: micro-batching what connections send, the answers
 and their timing, and per-connection framing (the protocol is in :mod:`dccsim.core.protocol`,
@@ -48,6 +57,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,7 +103,11 @@ from .protocol import (
 )
 from .records import RESPONSE_CODES, AlertRows, LogSink, RequestRows
 
-__all__ = ["DccServer", "ServerConfig"]
+__all__ = ["MAX_FRAME_LIMIT", "DccServer", "ServerConfig"]
+
+#: the largest ``max_frame_bytes`` allowed: 1 GiB, so no frame's length starts with a byte that
+#: is an ASCII letter (0x41 and up), which is how an HTTP connection is told from frames
+MAX_FRAME_LIMIT = 1 << 30
 
 _I99 = RESPONSE_CODES.index("I99")
 
@@ -108,6 +122,7 @@ _mp_enc = msgspec.msgpack.Encoder()
 _js_enc = msgspec.json.Encoder()
 _SPIN_NS = 1_000_000  # answers due within this are waited for by polling the loop, not by a timer
 _HOUSEKEEP_S = 0.01  # how often an idle server moves the cache's time on (see DccServer._housekeep)
+_REAP_EVERY = 10  # housekeeping turns between checks of the connections' time-outs (0.1 s)
 
 
 def _decode_problem(exc: Exception, payload: bytes, fmt: int) -> MessageError:
@@ -144,6 +159,11 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     write_high_water: int = 8 << 20
     http_results: int = 100_000
     log_batch: int = 65_536
+    max_pending_per_connection: int = 1_000_000
+    idle_timeout_s: float = 120.0
+    header_timeout_s: float = 10.0
+    frame_timeout_s: float = 60.0
+    evict_idle_s: float = 1.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -155,12 +175,24 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             "write_high_water",
             "http_results",
             "log_batch",
+            "max_pending_per_connection",
         ):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise MessageError(f"server.{name}", v, "an integer >= 1", code="config")
-        if not (self.speed > 0):
-            raise MessageError("server.speed", self.speed, "a number > 0 (virtual ns per wall ns)", code="config")
+        if self.max_frame_bytes > MAX_FRAME_LIMIT:
+            # a frame's first byte then stays below an ASCII letter's, which opens an HTTP request
+            raise MessageError(
+                "server.max_frame_bytes", self.max_frame_bytes, f"at most {MAX_FRAME_LIMIT} (1 GiB)", code="config"
+            )
+        if not (math.isfinite(self.speed) and self.speed > 0):
+            raise MessageError(
+                "server.speed", self.speed, "a finite number > 0 (virtual ns per wall ns)", code="config"
+            )
+        for name in ("idle_timeout_s", "header_timeout_s", "frame_timeout_s", "evict_idle_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and v > 0):
+                raise MessageError(f"server.{name}", v, "a finite number of seconds > 0", code="config")
 
 
 class DeviceLeg(Protocol):
@@ -209,6 +241,8 @@ class _Counters:
     alerts_in: int = 0
     alerts_forwarded: int = 0
     http_requests: int = 0
+    timed_out: int = 0
+    evicted: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -273,6 +307,7 @@ class DccServer:
         self._server: asyncio.base_events.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._alert_counter = itertools.count(1)
+        self._turns = 0
 
     # -------------------------------------------------------------- lifecycle
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
@@ -289,8 +324,29 @@ class DccServer:
         that was the whole cache: tens of milliseconds on the request path)."""
         if not self._in:
             self.pipeline.advance(self.virtual_now())
+        self._turns += 1
+        if self._turns % _REAP_EVERY == 0:
+            self.reap()
         assert self._loop is not None
         self._housekeeper = self._loop.call_later(_HOUSEKEEP_S, self._housekeep)
+
+    def reap(self) -> None:
+        """Close the connections past a time-out (checked every ``_REAP_EVERY`` housekeeping
+        turns, so a time-out is kept to within about 0.1 s):
+
+        - a frame or HTTP request whose header has not all arrived ``header_timeout_s`` after
+          its first byte, or whose whole has not arrived ``frame_timeout_s`` after it;
+        - nothing received for ``idle_timeout_s`` while the server owes the connection no answer.
+
+        The client is told why (an ``X`` frame, or ``408`` over HTTP) before the close.
+        """
+        now = self.clock()
+        cfg = self.config
+        for conn in list(self._conns.values()):
+            why = conn.overdue(now, cfg)
+            if why is not None:
+                self.counters.timed_out += 1
+                conn.time_out(why)
 
     async def close(self) -> None:
         """Stop listening, answer what is due, close connections, flush the log."""
@@ -321,13 +377,18 @@ class DccServer:
         return self._start + ((t_virtual - self.config.origin_ns) / self.config.speed).astype(np.int64)
 
     # -------------------------------------------------------------- intake
-    def room(self, n: int) -> str | None:
-        """Why ``n`` more rows cannot be taken now, or ``None``."""
+    def room(self, n: int, conn: _Conn | None = None) -> str | None:
+        """Why ``n`` more rows (from ``conn``) cannot be taken now, or ``None``."""
         cfg = self.config
         if self._in_rows + n > cfg.max_inbound:
             return f"inbound queue full ({self._in_rows} of {cfg.max_inbound} requests waiting)"
         if self._pending_rows + self._in_rows + n > cfg.max_pending:
             return f"pending answers full ({self._pending_rows} of {cfg.max_pending})"
+        if conn is not None and conn.owed + n > cfg.max_pending_per_connection:
+            return (
+                f"this connection's pending answers full ({conn.owed} of {cfg.max_pending_per_connection}, "
+                "server.max_pending_per_connection)"
+            )
         return None
 
     def decode_rows(self, payload: bytes) -> int:
@@ -343,6 +404,9 @@ class DccServer:
         off = self._in_rows
         self._arena.i64[0, off : off + n] = self.virtual_now()  # arrival time
         self._in.append((n, conn, kind, cid0))
+        owner = self._conns.get(conn)
+        if owner is not None:
+            owner.owed += n
         self._queued(n)
 
     def enqueue(self, batch: RequestBatch, conn: int, kind: int, cid0: int) -> None:
@@ -554,6 +618,7 @@ class DccServer:
                 self.counters.orphaned += k
                 continue
             self.counters.finals += k
+            target.owed -= k
             target.send(b"".join([frame_head(TAG_FINALS, k * FINAL_RECORD_BYTES), *chunks]))
 
     def _emit_mixed(self, out: dict[int, list[bytes]], run: _Run, rows: npt.NDArray[np.intp]) -> None:
@@ -570,12 +635,14 @@ class DccServer:
             req, c = self._objects.pop(int(r["id"]))
             resp = Response.for_request(req, RESPONSE_CODES[int(r["code"])], from_ns(int(run.t_done[i])))
             self.counters.finals += 1
+            target = self._conns.get(c)
+            if target is not None:
+                target.owed -= 1
             if run.kind[i] == K_HTTP:
                 self._http_results[str(req.request_id)] = encode_response_xml(resp)
                 while len(self._http_results) > self.config.http_results:
                     self._http_results.popitem(last=False)
                 continue
-            target = self._conns.get(c)
             if target is None:
                 self.counters.orphaned += 1
             else:
@@ -583,13 +650,29 @@ class DccServer:
 
     # -------------------------------------------------------------- connections
     def _register(self, conn: _Conn) -> int | None:
-        if len(self._conns) >= self.config.max_connections:
+        if len(self._conns) >= self.config.max_connections and not self._evict_one():
             self.counters.connections_refused += 1
             return None
         cid = next(self._conn_ids)
         self._conns[cid] = conn
         self.counters.connections += 1
         return cid
+
+    def _evict_one(self) -> bool:
+        """At the connection limit, make room for a new client: close the connection idle the
+        longest, if it has been idle ``evict_idle_s`` or more, is owed no answer and holds no
+        partial frame (it is told why). Whether one was closed."""
+        now = self.clock()
+        least = now - int(self.config.evict_idle_s * 1e9)
+        idle = [c for c in self._conns.values() if c.owed == 0 and not c.started_ns and c.last_rx_ns <= least]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda c: c.last_rx_ns)
+        self._conns.pop(victim.id, None)  # its slot is the new client's now
+        self.counters.evicted += 1
+        victim.time_out(f"closed to make room for a new client: idle {(now - victim.last_rx_ns) / 1e9:.1f} s at "
+                        f"the connection limit ({self.config.max_connections}, server.max_connections)")
+        return True
 
     def _unregister(self, cid: int) -> None:
         self._conns.pop(cid, None)
@@ -629,6 +712,10 @@ class _Conn(asyncio.Protocol):
         self.out: list[bytes] = []
         self.holding = False
         self.http = HttpAdapter(self)
+        self.owed = 0  # answers the server owes this connection (received, final not yet sent)
+        self.last_rx_ns = server.clock()  # when bytes last arrived (the server's clock)
+        self.started_ns = 0  # when the first byte of the frame or HTTP request now partly read arrived; 0: none
+        self.head_done = False  # whether that frame's (request's) header has all arrived
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -640,6 +727,32 @@ class _Conn(asyncio.Protocol):
             transport.close()
             return
         self.id = cid
+
+    def overdue(self, now: int, cfg: ServerConfig) -> str | None:
+        """Why this connection is past a time-out at ``now`` (see :meth:`DccServer.reap`), or None."""
+        if self.mode == "closed":
+            return None
+        if self.started_ns:
+            waited = (now - self.started_ns) / 1e9
+            if not self.head_done and waited >= cfg.header_timeout_s:
+                return f"header incomplete after {waited:.1f} s (server.header_timeout_s = {cfg.header_timeout_s:g})"
+            if waited >= cfg.frame_timeout_s:
+                what = "request" if self.mode == "http" else "frame"
+                return f"{what} incomplete after {waited:.1f} s (server.frame_timeout_s = {cfg.frame_timeout_s:g})"
+            return None
+        idle = (now - self.last_rx_ns) / 1e9
+        if self.owed == 0 and idle >= cfg.idle_timeout_s:
+            return f"idle for {idle:.1f} s (server.idle_timeout_s = {cfg.idle_timeout_s:g})"
+        return None
+
+    def time_out(self, why: str) -> None:
+        """Close with the reason: an ``X`` frame, or ``408`` on an HTTP connection."""
+        if self.mode == "closed":
+            return
+        if self.mode == "http":
+            self.http.reply_and_close(408, why)
+        else:
+            self.close_with(why)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.mode = "closed"
@@ -703,13 +816,14 @@ class _Conn(asyncio.Protocol):
 
     def _received(self, data: bytes) -> None:
         buf = self.buf
+        now = self.last_rx_ns = self.server.clock()
+        boundary = not self.started_ns  # a frame (request) ended in this read, or none was partly read
         buf += data
         if self.mode == "?":
-            if len(buf) < 4:
-                return
-            self.mode = "http" if starts_http(bytes(buf[:4])) else "frames"
+            self.mode = "http" if starts_http(buf) else "frames"
         if self.mode == "http":
-            self.http.received()
+            consumed = self.http.received()
+            self._track(now, consumed or boundary, bool(buf), b"\r\n\r\n" in buf)
             return
         off = 0
         end = len(buf)
@@ -721,6 +835,7 @@ class _Conn(asyncio.Protocol):
                 off += k
                 if self.skip:
                     break
+                boundary = True
             if end - off < 4:
                 break
             length = int.from_bytes(buf[off : off + 4], "big")
@@ -730,12 +845,16 @@ class _Conn(asyncio.Protocol):
                 return
             if length > max_frame:
                 self.server.counters.oversized += 1
+                batch_id = None  # named when the R frame's batch id has arrived with its header
+                if end - off >= HEADER_BYTES + 8 and buf[off + 4] == TAG_ROWS:
+                    batch_id = int.from_bytes(buf[off + HEADER_BYTES : off + HEADER_BYTES + 8], "big")
                 self._send_error(
                     ErrorReply(
                         message=f"frame of {length} bytes exceeds the maximum of {max_frame}; skipped",
                         field="frame.length",
                         value=str(length),
                         expected=f"at most {max_frame} bytes",
+                        batch_id=batch_id,
                     )
                 )
                 self.skip = length
@@ -746,10 +865,21 @@ class _Conn(asyncio.Protocol):
             tag = buf[off + 4]
             payload = bytes(buf[off + HEADER_BYTES : off + 4 + length])
             off += 4 + length
+            boundary = True
             self.server.counters.frames += 1
             self._frame(tag, payload)
         if self.mode != "closed":
             del buf[:off]
+            self._track(now, boundary, bool(buf) or self.skip > 0, len(buf) >= HEADER_BYTES or self.skip > 0)
+
+    def _track(self, now: int, fresh: bool, partial: bool, head_done: bool) -> None:
+        """After a read: whether a frame (request) is partly read, since when, and whether its
+        header is complete. ``fresh``: what is left began in this read."""
+        if not partial:
+            self.started_ns = 0
+        elif fresh or not self.started_ns:
+            self.started_ns = now
+        self.head_done = head_done
 
     def _frame(self, tag: int, payload: bytes) -> None:
         if tag == TAG_ROWS:
@@ -802,7 +932,7 @@ class _Conn(asyncio.Protocol):
         if n == 0:
             self.send(frame(TAG_ACK, _mp_enc.encode(RowAck(batch_id, 0))))
             return
-        why = srv.room(n)
+        why = srv.room(n, self)
         if why is not None:
             srv.counters.refused_busy += n
             self.send(frame(TAG_BUSY, _mp_enc.encode(BusyReply(reason=why, batch_id=batch_id, count=n))))
@@ -844,7 +974,7 @@ class _Conn(asyncio.Protocol):
                     self.send_message(srv.stats())
         if not reqs:
             return
-        why = srv.room(len(reqs))
+        why = srv.room(len(reqs), self)
         if why is not None:
             srv.counters.refused_busy += len(reqs)
             self.send_message(BusyReply(reason=why, count=len(reqs), request_ids=[str(r.request_id) for r in reqs]))

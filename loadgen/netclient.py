@@ -13,7 +13,12 @@ RequestID counter (``counter_base + k``, strictly increasing per originator). Ro
 once, up front; a frame is a slice of that buffer with the counters written in.
 
 Answers are counted per request: exactly one final answer (``F``), or refused (``B`` busy or
-``E`` error for its whole batch); whatever is neither when the drain time-out ends is ``lost``.
+``E`` error for its whole batch); whatever is neither when the drain time-out ends is ``lost``,
+and what the sender never got to send (the server closed the connection, or died) is
+``never_sent``. The server answers every ``R`` frame at once with one ``A``, ``B`` or ``E``
+frame, in the order the frames were sent, so each such reply settles the oldest batch still
+waiting for one, even a reply that cannot name its batch (``E frame.length`` for a frame over
+the server's limit that it skipped before reading its batch id).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,6 +158,7 @@ class LoadResult:
     finals: npt.NDArray[np.uint8]
     refused: npt.NDArray[np.uint8]  # 0 no, 1 busy, 2 error
     errors: list[str] = field(default_factory=list)
+    error_rows: dict[str, int] = field(default_factory=dict)  # rows refused by E, by the field it named
     close_reason: str | None = None
     stats: StatsReply | None = None
     end_ns: int = 0
@@ -223,6 +230,7 @@ class OpenLoopClient(asyncio.Protocol):
         self.buf = bytearray()
         self.settled = 0
         self.sent_rows = 0
+        self.awaiting: deque[tuple[int, int]] = deque()  # batches (first, end) sent, not yet acked or refused
         self.done = asyncio.Event()
         self.closed = asyncio.Event()
         self._writable = threading.Event()  # the transport's flow control, for the sender thread
@@ -304,6 +312,7 @@ class OpenLoopClient(asyncio.Protocol):
         if self._halted or self.transport is None or self.closed.is_set():
             return
         self.res.sent_ns[i:j] = self.clock()
+        self.awaiting.append((i, j))
         self.transport.write(data)
         self.sent_rows = j
         self._written.set()
@@ -368,19 +377,20 @@ class OpenLoopClient(asyncio.Protocol):
             self.settled += len(ids)
         elif tag == TAG_ACK:
             a = _ack_dec.decode(payload)
+            self._settle(a.batch_id)
             res.ack_ns[a.batch_id : a.batch_id + a.count] = now
         elif tag == TAG_BUSY:
             b = _busy_dec.decode(payload)
-            if b.batch_id is not None:
-                res.refused[b.batch_id : b.batch_id + b.count] = 1
-                self.settled += b.count
+            first, end = self._settle(b.batch_id)
+            res.refused[first:end] = 1
+            self.settled += end - first
         elif tag == TAG_ERROR:
             e = _err_dec.decode(payload)
             res.errors.append(e.message)
-            if e.batch_id is not None:
-                count = self._batch_len(e.batch_id)
-                res.refused[e.batch_id : e.batch_id + count] = 2
-                self.settled += count
+            first, end = self._settle(e.batch_id)
+            res.refused[first:end] = 2
+            self.settled += end - first
+            res.error_rows[e.field] = res.error_rows.get(e.field, 0) + end - first
         elif tag == TAG_CLOSE:
             res.close_reason = payload.decode("utf-8", "replace")
         elif tag in (TAG_MSGPACK, TAG_JSON) and self.stats_reply is not None:
@@ -388,14 +398,15 @@ class OpenLoopClient(asyncio.Protocol):
             if isinstance(msg, StatsReply) and not self.stats_reply.done():
                 self.stats_reply.set_result(msg)
 
-    def _batch_len(self, batch_id: int) -> int:
-        """Rows of the batch that started at ``batch_id`` (sent together at one time)."""
-        sent = self.res.sent_ns
-        t = sent[batch_id]
-        j = batch_id
-        while j < self.sent_rows and sent[j] == t:
-            j += 1
-        return j - batch_id
+    def _settle(self, batch_id: int | None) -> tuple[int, int]:
+        """The batch an ``A``/``B``/``E`` reply answers: the oldest still waiting for one (the
+        server answers R frames in order); ``(0, 0)`` when none waits (not an R frame's reply)."""
+        if not self.awaiting:
+            return 0, 0
+        first, end = self.awaiting.popleft()
+        if batch_id is not None and batch_id != first:  # never from dccsim serve; say so, settle the oldest
+            self.res.errors.append(f"reply named batch {batch_id} where batch {first} was the oldest unanswered")
+        return first, end
 
     def _check_done(self) -> None:
         if self.sent_rows == self.n and self.settled >= self.n:
@@ -419,6 +430,7 @@ class OpenLoopClient(asyncio.Protocol):
             "duplicates": res.duplicates,
             "refused_busy": int((res.refused == 1).sum()),
             "refused_error": int((res.refused == 2).sum()),
+            "refused_error_by_field": dict(sorted(res.error_rows.items())),
             "lost": res.lost,
             "errors": res.errors[:10],
             "close_reason": res.close_reason,

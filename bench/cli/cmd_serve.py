@@ -54,8 +54,9 @@ def _server_config(speed: float, **limits: Any) -> Any:
 
     try:
         return ServerConfig(speed=speed, **{k: v for k, v in limits.items() if v is not None})
-    except MessageError as exc:
-        raise CliError(str(exc)) from None
+    except MessageError as exc:  # named by its flag: server.idle_timeout_s -> --idle-timeout
+        flag = "--" + exc.field.removeprefix("server.").removesuffix("_s").replace("_", "-")
+        raise CliError(f"{flag}: got {exc.value!r}, expected {exc.expected}") from None
 
 
 @click.command()
@@ -70,13 +71,24 @@ def _server_config(speed: float, **limits: Any) -> Any:
 @click.option("--max-frame-bytes", type=int, default=None)
 @click.option("--max-inbound", type=int, default=None, help="Requests received but not yet processed.")
 @click.option("--max-pending", type=int, default=None, help="Requests processed, final answer not yet due.")
+@click.option("--max-pending-per-connection", type=int, default=None,
+              help="Of those, the most one connection may have (default 1,000,000).")
+@click.option("--idle-timeout", type=float, default=None,
+              help="Close a connection that sent nothing for this many seconds and is owed no answer (default 120).")
+@click.option("--header-timeout", type=float, default=None,
+              help="Close a connection whose frame or HTTP header is incomplete this long after its first byte "
+                   "(default 10).")
+@click.option("--frame-timeout", type=float, default=None,
+              help="Close a connection whose frame or HTTP request is incomplete this long after its first byte "
+                   "(default 60).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Server-side run folder (default runs/serve-SCENARIO).")
 @click.option("--no-log", is_flag=True, help="Write no server-side log.")
 @_SET_OPTION
 def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: int | None, speed: float,
           max_connections: int | None, max_frame_bytes: int | None, max_inbound: int | None, max_pending: int | None,
-          out: Path | None, no_log: bool, set_: tuple[str, ...]) -> None:
+          max_pending_per_connection: int | None, idle_timeout: float | None, header_timeout: float | None,
+          frame_timeout: float | None, out: Path | None, no_log: bool, set_: tuple[str, ...]) -> None:
     """Serve the DCC core over TCP (frames) and HTTP (DUIS XML) until SIGINT/SIGTERM."""
     from .. import compose
 
@@ -85,7 +97,9 @@ def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: in
     if not (math.isfinite(speed) and speed > 0):
         raise CliError(f"--speed: got {speed}, expected a finite number > 0")
     cfg = _server_config(speed, origin_ns=s.day_start_ns, max_connections=max_connections,
-                         max_frame_bytes=max_frame_bytes, max_inbound=max_inbound, max_pending=max_pending)
+                         max_frame_bytes=max_frame_bytes, max_inbound=max_inbound, max_pending=max_pending,
+                         max_pending_per_connection=max_pending_per_connection, idle_timeout_s=idle_timeout,
+                         header_timeout_s=header_timeout, frame_timeout_s=frame_timeout)
     out = out or Path("runs") / f"serve-{s.name}"
     sink = None if no_log else compose.open_sink(run, out, mode="serve", **{"dccsim.speed": repr(speed)})
 
@@ -134,9 +148,19 @@ def _load_criteria(given: tuple[str, ...]) -> dict[str, int]:
 
 def _target(text: str) -> tuple[str, int]:
     u = urlparse(text)
-    if u.scheme != "tcp" or not u.hostname or u.port is None:
-        raise CliError(f"--target: got {text!r}, expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:7411")
-    return u.hostname, u.port
+    try:
+        port = u.port  # raises ValueError for a port outside 0-65535 or not a number
+    except ValueError:
+        port = None
+    if u.scheme != "tcp" or not u.hostname or port is None or port == 0:
+        raise CliError(f"--target: got {text!r}, expected tcp://HOST:PORT with a port 1 to 65535, "
+                       "e.g. tcp://127.0.0.1:7411")
+    return u.hostname, port
+
+
+def _by_field(wc: dict[str, Any]) -> str:
+    fields = wc.get("refused_error_by_field") or {}
+    return f" ({', '.join(f'{k}: {v:,}' for k, v in fields.items())})" if fields else ""
 
 
 @click.command()
@@ -182,8 +206,9 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
         raise CliError(str(exc)) from None
     wc, verdict = outcome.wallclock, outcome.criteria
     lat = wc["final_latency_s"]
-    click.echo(f"dccsim load: {wc['sent']:,} sent at {wc['send_rate_per_s']:,.0f}/s, {wc['answered']:,} answered, "
-               f"{wc['refused_busy']:,} busy, {wc['refused_error']:,} errors, {wc['lost']:,} lost; final latency "
+    click.echo(f"dccsim load: {wc['offered']:,} offered, {wc['sent']:,} sent at {wc['send_rate_per_s']:,.0f}/s, "
+               f"{wc['answered']:,} answered, {wc['refused_busy']:,} refused busy, {wc['refused_error']:,} refused "
+               f"as errors{_by_field(wc)}, {wc['lost']:,} lost, {wc['never_sent']:,} never sent; final latency "
                f"p50 {lat.get('p50', float('nan')) * 1e3:.2f} ms, p99 {lat.get('p99', float('nan')) * 1e3:.2f} ms "
                f"(from the intended send time); send lag p99 "
                f"{wc['send_lag_s'].get('p99', float('nan')) * 1e3:.2f} ms")

@@ -56,7 +56,7 @@ from . import sweeps as _sweeps
 from .results.criteria import Criteria, CriteriaError, CriteriaResult, evaluate, parse_criteria
 from .results.criteria import to_dict as criteria_dict
 from .results.runlog import RunSink
-from .results.summary import RunInfo, RunSummary
+from .results.summary import RunInfo, RunSummary, stages_section
 from .settings import toml_text
 from .sweeps import SweepResult
 
@@ -445,7 +445,9 @@ def simulate(
     )  # fmt: skip
     sink.progress_callback = progress
     try:
+        t_build = time.perf_counter_ns()
         driver = build_driver(run)
+        driver.stages.add("build", time.perf_counter_ns() - t_build)
         totals = driver.run(sink)
     finally:
         sink.close()
@@ -461,6 +463,7 @@ def simulate(
         chunks=totals.chunks,
         wall_seconds=round(wall, 3),
         events_per_second=round(sink.events / wall) if wall > 0 else None,
+        stages=stages_section(driver.stages.to_dict(), wall),
         peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     )  # fmt: skip
     summary, verdict = write_run_folder(out_dir, summary, run.criteria, run.scenario)

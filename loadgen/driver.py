@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import math
 import threading
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +32,7 @@ from .population import CONTACT_OK, Population, draw_faults
 from .scenario import Scenario
 from .workload import CLS, DAY, NS, AlertChunk, DayWorkload, RequestChunk
 
-__all__ = ["VirtualTimeDriver", "RunTotals"]
+__all__ = ["VirtualTimeDriver", "RunTotals", "StageTimes", "STAGES"]
 
 _REPLAY = INVALID_KINDS.index("replay")
 
@@ -42,6 +45,50 @@ class RunTotals:
     alerts: int = 0
     retries: int = 0
     chunks: int = 0
+
+
+#: the stages of a run whose time is measured, in the order of the data flow
+STAGES = {
+    "build": "the population and the first day's workload, before the first chunk",
+    "generate": "each chunk's requests sliced from the day, device latencies and faults drawn",
+    "validate_dsp": "RequestID counters, validation and access control, the DSP queue, the device leg",
+    "cache_outcomes": "the readings cache, the comms leg, final outcomes, log rows, retries",
+    "throttle": "the day's alerts sliced and run through Alert Storm Protection",
+    "log": "the log sink: Arrow batches written, histograms and counts",
+}
+
+
+class StageTimes:
+    """Wall time and rows of each stage of a run (:data:`STAGES`), summed over its chunks.
+
+    The stages run on threads of their own, side by side, so their times add up to more than
+    the run's wall time; the longest is the one the others wait for. Measured with the
+    process's performance counter (this is a measurement of the simulator, not simulated
+    time); a few additions a chunk, under a lock (the log is added to from two threads).
+    """
+
+    def __init__(self, clock: Callable[[], int] = time.perf_counter_ns) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.ns = dict.fromkeys(STAGES, 0)
+        self.rows = dict.fromkeys(STAGES, 0)
+
+    @contextmanager
+    def timed(self, stage: str, rows: int = 0) -> Iterator[None]:
+        t0 = self._clock()
+        try:
+            yield
+        finally:
+            self.add(stage, self._clock() - t0, rows)
+
+    def add(self, stage: str, ns: int, rows: int = 0) -> None:
+        with self._lock:
+            self.ns[stage] += ns
+            self.rows[stage] += rows
+
+    def to_dict(self) -> dict[str, dict[str, float | int]]:
+        """``{stage: {"seconds", "rows"}}`` for the stages that ran."""
+        return {k: {"seconds": self.ns[k] / 1e9, "rows": self.rows[k]} for k in STAGES if self.ns[k]}
 
 
 @dataclass
@@ -57,6 +104,7 @@ class VirtualTimeDriver:
     workload: DayWorkload
     pipeline: Pipeline
     totals: RunTotals = field(default_factory=RunTotals)
+    stages: StageTimes = field(default_factory=StageTimes)
 
     def __post_init__(self) -> None:
         s = self.scenario
@@ -132,6 +180,12 @@ class VirtualTimeDriver:
     # ------------------------------------------------------------------ one chunk
     def _scheduled(self, k: int, t0: int, t1: int) -> RequestChunk:
         """The workload's requests of chunk ``k`` (none after the day), with device draws."""
+        t_start = time.perf_counter_ns()
+        req = self._scheduled_requests(k, t0, t1)
+        self.stages.add("generate", time.perf_counter_ns() - t_start, len(req))
+        return req
+
+    def _scheduled_requests(self, k: int, t0: int, t1: int) -> RequestChunk:
         assert self.workload is not None
         if t0 >= self._day_end:
             return RequestChunk.empty()
@@ -186,6 +240,7 @@ class VirtualTimeDriver:
 
     def _alert_chunk(self, t0: int, t1: int, sink: LogSink) -> None:
         assert self.workload is not None
+        t_start = time.perf_counter_ns()
         days = self._alert_days(t0, t1) if self.scenario.days > 1 else [self.workload]
         if len(days) == 1:
             alerts = days[0].alerts(t0, t1)
@@ -193,6 +248,7 @@ class VirtualTimeDriver:
             alerts = AlertChunk.concat([w.alerts(t0, t1) for w in days])
         if len(alerts):
             self._alerts(alerts, sink)
+        self.stages.add("throttle", time.perf_counter_ns() - t_start, len(alerts))
 
     def _counters(self, req: RequestChunk) -> npt.NDArray[np.uint64]:
         """RequestID counters: strictly increasing per originator; a replay repeats the last.
@@ -230,6 +286,7 @@ class VirtualTimeDriver:
 
     def _requests(self, k: int, req: RequestChunk, sink: LogSink) -> None:
         assert self.pipeline is not None
+        t_start = time.perf_counter_ns()
         counter = self._counters(req)
         batch = RequestBatch(
             device=req.device,
@@ -244,6 +301,7 @@ class VirtualTimeDriver:
             execution_ns=req.execution_ns,
         )
         front = self.pipeline.front(batch, req.cls, req.latency_ns, req.fault)
+        self.stages.add("validate_dsp", time.perf_counter_ns() - t_start, len(req))
         # the cache, outcomes, sink and retries of this chunk run one chunk behind, beside the
         # next chunk's validation and DSP queue (each half keeps its own state, in order)
         self._join_back()
@@ -257,6 +315,7 @@ class VirtualTimeDriver:
         self, k: int, req: RequestChunk, counter: npt.NDArray[np.uint64], front: Any, sink: LogSink
     ) -> None:
         assert self.pipeline is not None
+        t_start = time.perf_counter_ns()
         res = self.pipeline.finish(front)
         n = len(req)
         seq = np.arange(self._seq, self._seq + n, dtype=np.uint64)
@@ -267,11 +326,13 @@ class VirtualTimeDriver:
         )
         # the sink (log batches, histograms, counts) takes the chunk on its own thread while
         # the next chunk is simulated; one chunk in flight keeps the order and bounds memory
+        t_mid = time.perf_counter_ns()
         self._drain()
+        t_drained = time.perf_counter_ns()
         if self._out is not None:
-            self._sink_job = self._out.submit(sink.requests, rows)
+            self._sink_job = self._out.submit(self._log_requests, sink, rows)
         else:
-            sink.requests(rows)
+            self._log_requests(sink, rows)
         # retries of failed MHHS reads: device failures and time-outs, and work the DSP refused or shed
         m = self.scenario.mhhs
         again = (
@@ -290,11 +351,21 @@ class VirtualTimeDriver:
             with self._pending_lock:
                 merged = RequestChunk.concat([self._pending, r])
                 self._pending = merged.take(np.argsort(merged.t_scheduled_ns, kind="stable"))
+        # the wait for the sink's previous chunk is the log's time, not this stage's
+        self.stages.add("cache_outcomes", t_mid - t_start + time.perf_counter_ns() - t_drained, n)
+
+    def _log_requests(self, sink: LogSink, rows: Any) -> None:
+        with self.stages.timed("log", len(rows.seq)):
+            sink.requests(rows)
 
     def _alerts(self, a: AlertChunk, sink: LogSink) -> None:
         assert self.pipeline is not None
         action, count, seq_id = self.pipeline.process_alerts(a.t_ns, a.device, a.alert_code)
         self.totals.alerts += len(a)
+        self._log_alerts(sink, a, action, count, seq_id)
+
+    def _log_alerts(self, sink: LogSink, a: AlertChunk, action: Any, count: Any, seq_id: Any) -> None:
+        t_start = time.perf_counter_ns()
         sink.alerts(
             AlertRows(
                 t_ns=a.t_ns,
@@ -308,3 +379,7 @@ class VirtualTimeDriver:
                 total_instructions=a.total_instructions,
             )
         )
+        # logged on the alerts' thread: the log's time, taken back out of the throttle's
+        ns = time.perf_counter_ns() - t_start
+        self.stages.add("log", ns, len(a))
+        self.stages.add("throttle", -ns)

@@ -761,8 +761,30 @@ def _details_section(summary: RunSummary) -> str:
         + table(None, detail_rows, numeric=[1], cls="kv")
         + (table(["invalid traffic", "rejected with"], inv_rows) if inv_rows else "")
         + "</div>"
+        + _stages_table(summary)
     )
     return section("details", "Run details", "", details)
+
+
+def _stages_table(summary: RunSummary) -> str:
+    """Where the run spent its time, stage by stage in data-flow order (virtual-time runs)."""
+    if not summary.stages:
+        return ""
+    from dccsim.loadgen.driver import STAGES
+
+    order = [k for k in STAGES if k in summary.stages] + sorted(set(summary.stages) - set(STAGES))
+    rows = []
+    for k in order:
+        st = summary.stages[k]
+        share = "n/a" if st.share_of_wall is None else f"{st.share_of_wall:.0%}"
+        per = "" if st.ns_per_row is None else f"{st.ns_per_row:,.0f}"
+        rows.append([esc(k), esc(STAGES.get(k, "")), f"{st.seconds:.2f}", fmt_int(st.rows), per, share])
+    return (
+        "<h3>Where the time went</h3><p>Wall time of each stage, summed over the chunks. The stages run "
+        "side by side on threads of their own, so the shares of the run's wall time add up to more than "
+        "100%; the largest is the one the others wait for.</p>"
+        + table(["stage", "what", "seconds", "rows", "ns per row", "of wall time"], rows, numeric=[2, 3, 4, 5])
+    )
 
 
 def _footer(run: RunInfo | None, run_dir: Path) -> str:

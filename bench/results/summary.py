@@ -53,6 +53,8 @@ __all__ = [
     "RunParts",
     "RunSummary",
     "RunTally",
+    "Stage",
+    "stages_section",
     "Series",
     "SummaryError",
     "ThrottleSection",
@@ -351,6 +353,30 @@ class ThrottleSection(_Doc):
     config: dict[str, Any] = {}
 
 
+class Stage(_Doc):
+    """Where a run spent its time: one stage's wall time summed over its chunks (stages run side
+    by side on threads of their own, so the shares add up to more than 1)."""
+
+    seconds: float
+    rows: int
+    ns_per_row: float | None
+    share_of_wall: float | None
+
+    @classmethod
+    def of(cls, seconds: float, rows: int, wall: float | None) -> Stage:
+        return cls(
+            seconds=round(seconds, 4),
+            rows=rows,
+            ns_per_row=round(seconds * 1e9 / rows, 1) if rows else None,
+            share_of_wall=round(seconds / wall, 4) if wall else None,
+        )
+
+
+def stages_section(times: Mapping[str, Mapping[str, float]], wall: float | None) -> dict[str, Stage]:
+    """The ``stages`` section from ``{stage: {"seconds", "rows"}}`` and the run's wall time."""
+    return {k: Stage.of(float(v["seconds"]), int(v["rows"]), wall) for k, v in times.items()}
+
+
 class RunInfo(_Doc, omit_defaults=True):
     """What ran: version, scenario and its settings, DSP servers, chunks (virtual time) or
     mode (wall clock)."""
@@ -465,6 +491,8 @@ class RunSummary(Struct, kw_only=True):
     # timings and run metadata
     wall_seconds: float | None = None
     events_per_second: float | None = None
+    #: time per stage of a virtual-time run (:data:`dccsim.loadgen.driver.STAGES`), in data-flow order
+    stages: dict[str, Stage] | UnsetType = UNSET
     peak_rss_bytes: int | UnsetType = UNSET
     run: RunInfo | UnsetType = UNSET
     exit_criteria: CriteriaSection | UnsetType = UNSET
@@ -597,7 +625,15 @@ class RunSummary(Struct, kw_only=True):
             log_bytes=(sum(s.parts.log_bytes[0] for s in all_), sum(s.parts.log_bytes[1] for s in all_)),
         )  # fmt: skip
         wall = [s.wall_seconds for s in all_ if s.wall_seconds is not None]
-        return RunSummary.from_parts(parts, wall_seconds=round(sum(wall), 3) if wall else None, run=self.run)
+        total = round(sum(wall), 3) if wall else None
+        stages: dict[str, dict[str, float]] = {}
+        for s in all_:
+            for k, st in (s.stages or {}).items():
+                acc = stages.setdefault(k, {"seconds": 0.0, "rows": 0})
+                acc["seconds"] += st.seconds
+                acc["rows"] += st.rows
+        extra = {"stages": stages_section(stages, total)} if stages else {}
+        return RunSummary.from_parts(parts, wall_seconds=total, run=self.run, **extra)
 
     # ------------------------------------------------------------------ reading and writing
     def to_builtins(self) -> dict[str, Any]:

@@ -33,26 +33,26 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
 # Benchmarks (bench/perf/benchmarks, pytest-benchmark; not part of `make test`).
-# Each benchmark runs beside a reference doing the same work another way (json + dataclasses
-# for decoding; a fixed NumPy + plain-Python yardstick for a whole simulated day), in the same
-# session on the same machine. `make bench` writes $(BENCH_DIR)/latest.json and, the first
-# time, copies it to $(BENCH_DIR)/baseline.json (copy it again to move the baseline).
-# `make bench-compare` runs them and fails when an ours/reference ratio (fastest rounds) grew
-# by more than BENCH_MAX_SLOWDOWN over the baseline's. Ratios, not times: a machine that is
-# slower or faster across the board leaves them unchanged, so it does not fail the gate.
-# 75% because on a 2-core machine shared with other work an unchanged build moved the
-# whole-day ratio by up to x1.43, the decode ratios by x1.25 and the cache-fill ratio (fresh
-# arrays every round, so page faults) by x1.60; a build made twice as slow still fails.
+# Each benchmark runs beside a reference doing the same work another way, in the same session;
+# `make bench` prints the timings and the ours/reference ratios and writes $(BENCH_DIR)/latest.json.
+# `make bench-compare` is the regression gate (bench/perf/gate.py): it checks BASE out in a
+# scratch worktree, runs the suite on it and on this checkout in turn, GATE_ROUNDS times each,
+# alternating, and fails when a benchmark is slower by more than GATE_THRESHOLD and a
+# Mann-Whitney test says so at GATE_ALPHA, or when a benchmark is missing or cannot be judged.
 BENCH_DIR := .benchmarks
-BENCH_MAX_SLOWDOWN ?= 75%
+BASE ?= HEAD~1
+GATE_ROUNDS ?= 5
+GATE_THRESHOLD ?= 1.25
+GATE_ALPHA ?= 0.01
 
 bench: $(VENV)/.installed
 	mkdir -p $(BENCH_DIR)
 	$(BIN)/python -m pytest bench/perf/benchmarks --benchmark-json=$(BENCH_DIR)/latest.json
-	test -f $(BENCH_DIR)/baseline.json || cp $(BENCH_DIR)/latest.json $(BENCH_DIR)/baseline.json
 
-bench-compare: bench
-	$(BIN)/dccsim compare $(BENCH_DIR)/baseline.json $(BENCH_DIR)/latest.json --max-slowdown $(BENCH_MAX_SLOWDOWN)
+bench-compare: $(VENV)/.installed
+	mkdir -p $(BENCH_DIR)
+	$(BIN)/python -m dccsim.bench.perf.gate --base $(BASE) --rounds $(GATE_ROUNDS) \
+	  --threshold $(GATE_THRESHOLD) --alpha $(GATE_ALPHA) --json $(BENCH_DIR)/gate.json
 
 lint: $(VENV)/.installed
 	$(BIN)/python -m pip install -q ruff mypy

@@ -83,7 +83,7 @@ from .columns import RequestBatch
 from .comms import CommsConfig, CommsLeg, CommsStats
 from .errors import ConfigError
 from .records import RESPONSE_CODES, RequestRows
-from .validation import DeviceRegistry, ReplayState, UserRegistry, validate_batch
+from .validation import DeviceRegistry, ReplayState, UserRegistry, assign_counters, validate_batch
 
 # FAULT_* and O_* are the kernels' codes, re-exported: callers draw the faults and read the outcomes
 __all__ = [
@@ -294,6 +294,7 @@ class Pipeline:
 
         ReadingsCache.warm_up()
         Throttle.warm_up()
+        assign_counters(np.array([1, 1], np.uint64), np.array([False, True]), {})  # the driver's RequestID counters
         second = 1_000_000_000
         classes = tuple(
             CapacityClass(service_ns=second // 100, timeout_ns=60 * second, name=n) for n in REQUEST_CLASSES

@@ -755,6 +755,7 @@ def _details_section(summary: RunSummary) -> str:
         # only dccsim run measures its memory: n/a for the wall-clock commands
         ["peak memory (RSS)", fmt_bytes(None if summary.peak_rss_bytes is UNSET else summary.peak_rss_bytes)],
         ["events per second", fmt_int(summary.events_per_second)],
+        ["kernels compiled or loaded before the run", fmt_secs(summary.compile_seconds)],
     ]
     details = (
         '<div class="cols">'

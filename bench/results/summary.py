@@ -491,6 +491,8 @@ class RunSummary(Struct, kw_only=True):
     # timings and run metadata
     wall_seconds: float | None = None
     events_per_second: float | None = None
+    #: seconds spent compiling (first run) or loading the kernels, before wall_seconds starts
+    compile_seconds: float | None = None
     #: time per stage of a virtual-time run (:data:`dccsim.loadgen.driver.STAGES`), in data-flow order
     stages: dict[str, Stage] | UnsetType = UNSET
     peak_rss_bytes: int | UnsetType = UNSET

@@ -6,13 +6,13 @@ given catalogue version) used in columns; roles have codes too (index in :data:`
 
 Facts per SRV: name, critical, on-demand, future-dated response pattern (``none``, ``dsp``,
 ``device``, ``dsp+device``), DCC-schedulable, non-device, the Command Variants the DUIS schema
-allows (1/2/3 for device commands, 4-7 for critical signed ones, 8 for non-device requests),
-eligible roles, and whether the
+allows (1/2/3 for device commands, 4-7 for critical signed ones, 8 for non-device requests:
+a critical SRV allows only 4-7, any other none of them), eligible roles, and whether the
 readings cache serves it (4.6.1, 4.8.1, 4.8.3, which the MHHS meter data retriever role MDR
 may also send).
 
 Device applicability (E11) is not in the DUIS matrix, so dccsim uses a documented coarse
-rule: an SRV applies to electricity meters (ESME) if an electricity role (IS, ES, ED, MDR)
+rule: an SRV applies to electricity meters (ESME) if an electricity role (IS, ES, ED, MDR, LC)
 may send it, to gas meters (GSME) if a gas role (GS, GT) may, to both if only OU/RSA may,
 and to the Communications Hub Function (CHF) for the hub's own SRVs (8.11, 8.12.x)
 and the firmware version read (11.2). Non-device SRVs target the DCC and apply to
@@ -50,7 +50,7 @@ DEVICE_KINDS: tuple[str, ...] = ("ESME", "GSME", "CHF")
 CACHEABLE_SRVS: tuple[str, ...] = ("4.6.1", "4.8.1", "4.8.3")
 COMMAND_VARIANTS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
 
-_ELEC_ROLES = frozenset({"IS", "ES", "ED", "MDR"})
+_ELEC_ROLES = frozenset({"IS", "ES", "ED", "MDR", "LC"})
 _GAS_ROLES = frozenset({"GS", "GT"})
 _CHF_REFERENCES = frozenset({"8.11", "8.12", "11.2"})
 

@@ -100,6 +100,17 @@ def _ns_field(dt: Any, field: str) -> int:
     return ns
 
 
+def _execution_ns(dt: Any, field: str) -> int:
+    """An execution date-time as int64 ns; one past 2262 is held as the latest instant.
+
+    DUIS cancels a future-dated command by sending it again to execute on 3000-12-31 (the
+    reference templates' CANCELLATION requests do): a date no run reaches, so the latest
+    instant int64 holds stands for it. A date before 1678 is still the request's E13.
+    """
+    ns = to_ns(dt)
+    return _NS_MAX if ns > _NS_MAX else _ns_field(dt, field)
+
+
 @dataclass(frozen=True, slots=True)
 class RequestBatch:
     """Service Requests as columns; see the module docstring for the columns."""
@@ -171,7 +182,7 @@ class RequestBatch:
                 b.period_start_ns[i] = _ns_field(period.start, f"requests[{i}].period.start")
                 b.period_end_ns[i] = _ns_field(period.end, f"requests[{i}].period.end")
             if r.execution_datetime is not None:
-                b.execution_ns[i] = _ns_field(r.execution_datetime, f"requests[{i}].execution_datetime")
+                b.execution_ns[i] = _execution_ns(r.execution_datetime, f"requests[{i}].execution_datetime")
         if t_scheduled_ns is not None:
             b.t_scheduled_ns[:] = np.asarray(t_scheduled_ns, dtype=np.int64)
         return b

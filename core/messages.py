@@ -79,7 +79,7 @@ __all__ = [
     "from_ns",
 ]
 
-RoleName = Literal["IS", "ES", "GS", "ED", "GT", "OU", "RSA", "MDR"]
+RoleName = Literal["IS", "ES", "GS", "ED", "GT", "OU", "RSA", "MDR", "LC"]
 
 DCC_ALERT_CODES: tuple[str, ...] = ("AD1", *(f"N{i}" for i in range(1, 66)), "N999")
 

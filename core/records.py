@@ -66,8 +66,10 @@ __all__ = [
 
 # ---------------------------------------------------------------------------- vocabularies
 
-#: User roles: the DUIS roles plus MDR, the MHHS meter data retriever.
-ROLES: tuple[str, ...] = ("IS", "ES", "GS", "ED", "GT", "OU", "RSA", "MDR")
+#: User roles: the DUIS roles plus MDR, the MHHS meter data retriever, and LC, the Load
+#: Controller of DUIS 5.4 (its ``RemotePartyRole`` ``LoadController``; it sends 7.16 Limit APC
+#: Level). New roles go at the end: a code, once in a log, keeps its meaning.
+ROLES: tuple[str, ...] = ("IS", "ES", "GS", "ED", "GT", "OU", "RSA", "MDR", "LC")
 #: The role code of a request whose role is not known (null in the request log).
 ROLE_UNKNOWN = 255
 

@@ -164,17 +164,22 @@ def test_within_target_is_judged_by_its_misses() -> None:
     assert row(tiny, "within_target_ratio").worse_by == 0.0
 
 
-def test_from_zero_is_infinitely_worse_but_zero_to_zero_is_same() -> None:
+def test_from_zero_is_measured_against_the_kpi_s_floor_and_zero_to_zero_is_same() -> None:
     result = compare_runs(BASE, changed(peak_backlog=5))
     r = row(result, "peak_backlog")
-    assert math.isinf(r.worse_by) and r.regressed and math.isinf(r.ratio)  # type: ignore[arg-type]
+    assert r.worse_by == 4.0 and r.regressed and math.isinf(r.ratio)  # type: ignore[arg-type]  # 5 against 1
     assert row(compare_runs(BASE, BASE), "peak_backlog").worse_by == 0.0
     perfect = changed(within_target_ratio=1.0)
-    assert math.isinf(
-        row(
-            compare_runs(perfect, changed(within_target_ratio=0.99)), "within_target_ratio"
-        ).worse_by
-    )  # type: ignore[arg-type]
+    # misses 0 -> 1%: against the floor of 0.01% misses, x100
+    worse = row(compare_runs(perfect, changed(within_target_ratio=0.99)), "within_target_ratio").worse_by
+    assert worse == pytest.approx(99.0)
+
+
+def test_a_near_zero_base_gives_a_readable_change_not_ten_to_the_fourteen_percent() -> None:
+    tiny = changed(latency_s={"p50": 1e-12, "p90": 1e-12, "p99": 1e-12, "p999": 1e-12, "max": 1e-12})
+    r = row(compare_runs(tiny, changed(latency_s={"p50": 1.0, "p90": 1.0, "p99": 1.0, "p999": 1.0, "max": 1.0})),
+            "latency_s.p99")  # fmt: skip
+    assert r.worse_by == pytest.approx(999.0) and r.regressed  # 1 s against the floor of 1 ms
 
 
 def test_info_rows_never_fail() -> None:

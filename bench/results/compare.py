@@ -108,6 +108,10 @@ class KPI:
     abs_tol: float = 0.0
     #: judge ``1 - value`` (lower is better) instead of the value itself
     complement: bool = False
+    #: the smallest value a change is measured against, so that a near-zero base gives a
+    #: finite, readable change (0 -> 5 requests: 400% worse against a floor of 1, not
+    #: infinitely; 1e-12 s -> 1 s: 1000x against 1 ms, not 10^14 %)
+    floor: float = 0.0
 
     @property
     def gated(self) -> bool:
@@ -125,21 +129,22 @@ KPIS: tuple[KPI, ...] = (
         "%",
         1e-4,
         complement=True,
+        floor=1e-4,
     ),
-    KPI("latency p50", "latency_s.p50", "lower", "simulation", "s", 1e-3),
-    KPI("latency p99", "latency_s.p99", "lower", "simulation", "s", 1e-3),
-    KPI("latency max", "latency_s.max", "lower", "simulation", "s", 1e-3),
-    KPI("mean DSP wait", "mean_wait_s", "lower", "simulation", "s", 1e-3),
-    KPI("peak DSP backlog", "peak_backlog", "lower", "simulation", "requests"),
-    KPI("cache hit ratio", "cache.hit_ratio", "higher", "simulation", "%", 1e-4),
-    KPI("cache bytes per entry", "cache.bytes_per_entry", "lower", "simulation", "B"),
-    KPI("storm alerts forwarded", "storm_alerts_forwarded", "lower", "simulation", "alerts"),
-    KPI("non-storm alerts throttled", "nonstorm_alerts_throttled", "lower", "simulation", "alerts"),
+    KPI("latency p50", "latency_s.p50", "lower", "simulation", "s", 1e-3, floor=1e-3),
+    KPI("latency p99", "latency_s.p99", "lower", "simulation", "s", 1e-3, floor=1e-3),
+    KPI("latency max", "latency_s.max", "lower", "simulation", "s", 1e-3, floor=1e-3),
+    KPI("mean DSP wait", "mean_wait_s", "lower", "simulation", "s", 1e-3, floor=1e-3),
+    KPI("peak DSP backlog", "peak_backlog", "lower", "simulation", "requests", floor=1),
+    KPI("cache hit ratio", "cache.hit_ratio", "higher", "simulation", "%", 1e-4, floor=1e-4),
+    KPI("cache bytes per entry", "cache.bytes_per_entry", "lower", "simulation", "B", floor=1),
+    KPI("storm alerts forwarded", "storm_alerts_forwarded", "lower", "simulation", "alerts", floor=1),
+    KPI("non-storm alerts throttled", "nonstorm_alerts_throttled", "lower", "simulation", "alerts", floor=1),
     KPI("alerts forwarded", "throttle.forwarded", None, "info", "alerts"),
     KPI("alerts throttled", "throttle.throttled", None, "info", "alerts"),
     KPI("alerts excluded", "throttle.excluded", None, "info", "alerts"),
     KPI("retries", "retries", None, "info", "requests"),
-    KPI("events per second", "events_per_second", "higher", "machine", "events/s"),
+    KPI("events per second", "events_per_second", "higher", "machine", "events/s", floor=1),
     KPI("wall time", "wall_seconds", None, "machine", "s"),
     KPI("compile time", "compile_seconds", None, "machine", "s"),
     KPI("peak memory", "peak_rss_bytes", None, "machine", "B"),
@@ -159,9 +164,7 @@ def parse_limit(text: str | float, name: str = "--max-regression") -> float:
     """
     m = _LIMIT.match(str(text))
     if m is None:
-        raise CompareError(
-            f"{name}: got {str(text)!r}, expected a limit like 10%, 0.1 or 10 (percent)"
-        )
+        raise CompareError(f"{name}: got {str(text)!r}, expected a limit like 10%, 0.1 or 10 (percent)")
     value = float(m.group("num"))
     if m.group("pct") or value >= 1:
         value /= 100
@@ -199,11 +202,7 @@ class Row:
 
     @property
     def regressed(self) -> bool:
-        return (
-            self.worse_by is not None
-            and self.limit is not None
-            and self.worse_by > self.limit + 1e-12
-        )
+        return self.worse_by is not None and self.limit is not None and self.worse_by > self.limit + 1e-12
 
 
 def _worse_by(kpi: KPI, base: float, new: float) -> float:
@@ -215,6 +214,8 @@ def _worse_by(kpi: KPI, base: float, new: float) -> float:
     if abs(new - base) <= kpi.abs_tol:
         return 0.0
     worse, good = (new, base) if better == "lower" else (base, new)
+    if good < kpi.floor:  # a near-zero base: measured against the KPI's floor
+        worse, good = max(worse, kpi.floor), kpi.floor
     if good <= 0:
         return math.inf if worse > good else 0.0
     return worse / good - 1
@@ -270,15 +271,9 @@ def compare_runs(
     notes = []
     rb, rn = base.get("run", {}), new.get("run", {})
     if isinstance(rb, Mapping) and isinstance(rn, Mapping):
-        differ = [
-            f"{k} {rb.get(k)!r} vs {rn.get(k)!r}" for k in _RUN_KEYS if rb.get(k) != rn.get(k)
-        ]
+        differ = [f"{k} {rb.get(k)!r} vs {rn.get(k)!r}" for k in _RUN_KEYS if rb.get(k) != rn.get(k)]
         if differ:
-            notes.append(
-                "the runs differ in "
-                + ", ".join(differ)
-                + ": simulation KPIs are not like for like"
-            )
+            notes.append("the runs differ in " + ", ".join(differ) + ": simulation KPIs are not like for like")
         if rb.get("dccsim_version") != rn.get("dccsim_version"):
             notes.append(f"dccsim {rb.get('dccsim_version')} vs {rn.get('dccsim_version')}")
     return Comparison(
@@ -324,15 +319,11 @@ def load_benchmarks(path: Path) -> list[dict[str, Any]]:
         benches = data["benchmarks"]
         assert isinstance(benches, list)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AssertionError):
-        raise CompareError(
-            f"{path}: not a pytest-benchmark JSON file (make bench writes one)"
-        ) from None
+        raise CompareError(f"{path}: not a pytest-benchmark JSON file (make bench writes one)") from None
     return benches
 
 
-def bench_ratios(
-    benchmarks: list[dict[str, Any]], stat: str = "min"
-) -> dict[str, tuple[float, float, str]]:
+def bench_ratios(benchmarks: list[dict[str, Any]], stat: str = "min") -> dict[str, tuple[float, float, str]]:
     """``ours`` benchmark name -> (time, ours/reference ratio, reference name).
 
     Times are each benchmark's fastest round (``stat="min"``) by default: on a shared machine
@@ -359,9 +350,7 @@ def bench_ratios(
         for b in roles.get("ours", []):
             t = float(b["stats"][stat])
             paired = (b.get("extra_info") or {}).get("paired_ratio")
-            ratio = (
-                float(paired) if isinstance(paired, int | float) and paired > 0 else t / ref_time
-            )
+            ratio = float(paired) if isinstance(paired, int | float) and paired > 0 else t / ref_time
             out[str(b["name"])] = (t, ratio, str(ref["name"]))
     return out
 
@@ -410,9 +399,7 @@ def compare_benchmarks(
     """Ours/reference time ratios of two benchmark sessions side by side."""
     rb, rn = bench_ratios(base), bench_ratios(new)
     if not rb and not rn:
-        raise CompareError(
-            "no benchmark with extra_info role 'ours' beside a 'reference' in its group"
-        )
+        raise CompareError("no benchmark with extra_info role 'ours' beside a 'reference' in its group")
     rows = []
     for name in sorted(set(rb) | set(rn)):
         b, n = rb.get(name), rn.get(name)
@@ -535,13 +522,9 @@ def bench_table(cmp: BenchComparison) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(
-        title="benchmark ratios (ours / reference, time; lower is better)", title_justify="left"
-    )
+    t = Table(title="benchmark ratios (ours / reference, time; lower is better)", title_justify="left")
     for col in ("benchmark", "reference", "base ratio", "new ratio", "new/base", "verdict"):
-        t.add_column(
-            col, justify="left" if col in ("benchmark", "reference", "verdict") else "right"
-        )
+        t.add_column(col, justify="left" if col in ("benchmark", "reference", "verdict") else "right")
     for r in cmp.rows:
         f = r.factor
         verdict = (

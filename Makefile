@@ -41,7 +41,7 @@ test: $(VENV)/.installed
 # Mann-Whitney test says so at GATE_ALPHA, or when a benchmark is missing or cannot be judged.
 BENCH_DIR := .benchmarks
 BASE ?= HEAD~1
-GATE_ROUNDS ?= 5
+GATE_ROUNDS ?= 8
 GATE_THRESHOLD ?= 1.25
 GATE_ALPHA ?= 0.01
 

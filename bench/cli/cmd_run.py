@@ -110,7 +110,8 @@ def _print_summary(result: Any) -> None:
         ),
         ("retries", f"{summary.retries:,}"),
         ("wall time", f"{summary.wall_seconds:.1f} s ({summary.events_per_second:,} events/s)"),
-        ("kernels compiled or loaded", "n/a" if summary.compile_seconds is None else f"{summary.compile_seconds:.1f} s"),
+        ("kernels compiled or loaded",
+         "n/a" if summary.compile_seconds is None else f"{summary.compile_seconds:.1f} s"),
     ]
     for k, v in rows:
         t.add_row(k, v)

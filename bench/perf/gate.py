@@ -8,25 +8,26 @@ previous commit, ``HEAD~1``):
    each side's ``setup.cfg``: pure Python and data, no build step; the dependencies are this
    interpreter's), and checks that each side imports its own copy;
 2. runs the benchmark suite (``bench/perf/benchmarks``, this checkout's files, so both builds
-   run the same benchmarks) on each build in turn, ``--rounds`` times, alternating which goes
-   first, so a machine whose load drifts during the run affects both alike;
-3. for each benchmark whose role is ``ours`` (the references are run, not judged), takes
-   each suite run's fastest timed round (noise on a shared machine only adds time; and the
-   rounds within one run share its moment's load, so they are not independent samples: the
-   runs are) and compares the two sides' runs: the ratio of their medians (``this / base``)
-   and a one-sided Mann-Whitney U test of "this build is slower" (exact, no scipy needed);
-4. fails (exit 1) when a benchmark is slower by more than ``--threshold`` **and** the test
+   run the same benchmarks; the references are skipped, ``-m "not reference"``: the two
+   builds are each other's reference) on each build in turn, ``--rounds`` times, alternating
+   which goes first, so a machine whose load drifts during the run affects both alike;
+3. takes, for each benchmark, each run's fastest timed round (noise on a shared machine only
+   adds time; and the rounds within one run share its moment's load, so they are not
+   independent samples: the runs are), pairs the two builds' runs of each round, and judges
+   the ratios ``this / base`` of the pairs: their median, and an exact one-sided Wilcoxon
+   signed-rank test of "this build is slower" (paired, so load that drifts from round to
+   round cancels; no scipy needed);
+4. fails (exit 1) when a benchmark's median ratio is above ``--threshold`` **and** the test
    says so at ``--alpha``, and also when a benchmark is missing from either side (it failed
-   or does not exist there) or has too few timed rounds to judge: a gate that cannot judge
-   does not pass. A bad ``--base`` or a build that fails is exit 2 with one line.
+   or does not exist there) or has too few complete pairs to judge: a gate that cannot judge
+   does not pass. A bad ``--base`` or a checkout that cannot be laid out is exit 2 with one line.
 
 This is how asv's ``continuous`` judges a change (both commits, one machine, a significance
-test and a threshold), here on top of the pytest-benchmark suite. With ``--rounds`` runs a
-side the smallest p-value the test can give is ``1 / C(2 rounds, rounds)``: 5 rounds (the
-default) can reach 0.004, below the default alpha of 0.01; fewer rounds than alpha needs is
-refused as unusable, never passed. The threshold (x1.25) is for a 2-core machine shared with
-other work, where one run's fastest kernel round moved by up to about x1.2 between runs of
-one build; see the README's CI recipe.
+test and a threshold), here on top of the pytest-benchmark suite. With ``--rounds`` pairs the
+smallest p-value the test can give is ``2 ** -rounds``: 8 rounds (the default) reach 0.004,
+below the default alpha of 0.01; fewer rounds than alpha needs are refused, never passed.
+The threshold (x1.25) is for a 2-core machine shared with other work; see the README's CI
+recipe.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Verdict", "judge", "mann_whitney_greater", "smallest_p", "main"]
+__all__ = ["Verdict", "judge", "wilcoxon_greater", "smallest_p", "main"]
 
 SUITE = "bench/perf/benchmarks"
 
@@ -55,37 +56,37 @@ class GateError(Exception):
 
 
 # ---------------------------------------------------------------------------- statistics
-def _u_counts(m: int, n: int) -> list[int]:
-    """How many orderings of ``m`` a-values and ``n`` b-values give each U (a's wins), U = 0..mn."""
-    # the classic recursion N(u; m, n) = N(u - n; m - 1, n) + N(u; m, n - 1), row by row
-    table = [[[1] + [0] * (i * j) for j in range(n + 1)] for i in range(m + 1)]
-    for i in range(1, m + 1):
-        for j in range(1, n + 1):
-            row = table[i][j]
-            for u in range(i * j + 1):
-                row[u] = (table[i - 1][j][u - j] if 0 <= u - j <= (i - 1) * j else 0) + (
-                    table[i][j - 1][u] if u <= i * (j - 1) else 0
-                )
-    return table[m][n]
+def wilcoxon_greater(diffs: Sequence[float]) -> float:
+    """One-sided p-value of the Wilcoxon signed-rank test that the ``diffs`` tend to be above 0.
 
-
-def mann_whitney_greater(a: Sequence[float], b: Sequence[float]) -> float:
-    """One-sided p-value of the Mann-Whitney U test that ``a`` tends to be larger than ``b``.
-
-    Exact (the distribution of U counted, ties counted as half a win); 1.0 when a side is empty.
+    Exact: every one of the ``2 ** n`` sign patterns is counted (n up to about 20); zero
+    differences are dropped, tied magnitudes share their average rank. 1.0 when none is left.
     """
-    m, n = len(a), len(b)
-    if not m or not n:
+    d = [x for x in diffs if x != 0]
+    n = len(d)
+    if not n:
         return 1.0
-    u = sum((x > y) + 0.5 * (x == y) for x in a for y in b)
-    counts = _u_counts(m, n)
-    # P(U >= u) under the null; a U with a half-win from ties is rounded down (conservative)
-    return sum(counts[math.floor(u) :]) / math.comb(m + n, m)
+    order = sorted(range(n), key=lambda i: abs(d[i]))
+    ranks = [0.0] * n
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and abs(d[order[j + 1]]) == abs(d[order[i]]):
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    observed = sum(r for r, x in zip(ranks, d, strict=True) if x > 0)
+    at_least = 0
+    for signs in range(1 << n):
+        w = sum(ranks[k] for k in range(n) if signs >> k & 1)
+        at_least += w >= observed - 1e-9
+    return at_least / (1 << n)
 
 
 def smallest_p(rounds: int) -> float:
-    """The smallest one-sided p-value the test can give with ``rounds`` runs a side."""
-    return 1 / math.comb(2 * rounds, rounds)
+    """The smallest one-sided p-value the test can give with ``rounds`` pairs."""
+    return 2.0**-rounds
 
 
 @dataclass(frozen=True)
@@ -106,33 +107,36 @@ class Verdict:
         return self.status in ("slower", "missing", "unusable")
 
 
-def judge(
-    base: dict[str, list[float]], this: dict[str, list[float]], threshold: float, alpha: float
-) -> list[Verdict]:
-    """Verdicts for every benchmark of either side (one time per suite run, seconds, by name)."""
+def judge(rounds: Sequence[dict[str, dict[str, float]]], threshold: float, alpha: float) -> list[Verdict]:
+    """Verdicts for every benchmark of either side; ``rounds[r][side][name]`` is round r's
+    fastest time (seconds) of a benchmark on side ``base`` or ``this``."""
     out = []
-    for name in sorted(set(base) | set(this)):
-        a, b = this.get(name), base.get(name)
-        if a is None or b is None:
-            side = "this checkout" if a is None else "the base"
+    names = sorted({n for r in rounds for side in r.values() for n in side})
+    for name in names:
+        pairs = [(r["base"][name], r["this"][name]) for r in rounds if name in r["base"] and name in r["this"]]
+        in_base = sum(name in r["base"] for r in rounds)
+        in_this = sum(name in r["this"] for r in rounds)
+        if not in_base or not in_this:
+            side = "this checkout" if not in_this else "the base"
             out.append(Verdict(name, "missing", why=f"no timings from {side} (failed or absent there)"))
             continue
-        if 1 / math.comb(len(a) + len(b), len(a)) >= alpha:
+        if smallest_p(len(pairs)) >= alpha:
             out.append(
-                Verdict(name, "unusable", base_samples=len(b), this_samples=len(a),
-                        why=f"{len(a)} and {len(b)} runs cannot reach p < {alpha:g}: run more --rounds")
+                Verdict(name, "unusable", base_samples=in_base, this_samples=in_this,
+                        why=f"{len(pairs)} complete pairs cannot reach p < {alpha:g}: run more --rounds")
             )  # fmt: skip
             continue
-        ratio = statistics.median(a) / statistics.median(b)
-        slower_p = mann_whitney_greater(a, b)
-        faster_p = mann_whitney_greater(b, a)
+        logs = [math.log(t / b) for b, t in pairs]
+        ratio = math.exp(statistics.median(logs))
+        slower_p = wilcoxon_greater(logs)
+        faster_p = wilcoxon_greater([-x for x in logs])
         if ratio > threshold and slower_p < alpha:
             status, p = "slower", slower_p
         elif ratio < 1 / threshold and faster_p < alpha:
             status, p = "faster", faster_p
         else:
             status, p = "same", min(slower_p, faster_p)
-        out.append(Verdict(name, status, ratio, p, len(b), len(a)))
+        out.append(Verdict(name, status, ratio, p, in_base, in_this))
     return out
 
 
@@ -189,9 +193,9 @@ def _fastest(report: Path) -> dict[str, float]:
 
 def run_gate(
     repo: Path, base_ref: str, rounds: int, select: str | None, work: Path, say: Any = print
-) -> tuple[dict[str, list[float]], dict[str, list[float]], str]:
-    """Build both sides, run the suite ``rounds`` times each, alternating; each run's fastest
-    round of each benchmark, by side."""
+) -> tuple[list[dict[str, dict[str, float]]], str]:
+    """Lay both sides out, run the suite ``rounds`` times each, alternating; per round, each
+    side's fastest round of each benchmark (see :func:`judge`)."""
     found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{base_ref}^{{commit}}"],
                            cwd=repo, capture_output=True, text=True)  # fmt: skip
     sha = found.stdout.strip()
@@ -206,29 +210,29 @@ def run_gate(
         _build(repo, sites["this"])
         for label, site in sites.items():
             _check_imports(site, label)
-        pooled: dict[str, dict[str, list[float]]] = {"base": {}, "this": {}}
+        per_round: list[dict[str, dict[str, float]]] = []
         suite = repo / SUITE
         for r in range(rounds):
             order = ("base", "this") if r % 2 == 0 else ("this", "base")
+            per_round.append({"base": {}, "this": {}})
             for side in order:
                 say(f"gate: round {r + 1} of {rounds}: {side}")
                 report = work / f"{side}-{r}.json"
                 cmd = [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider",
-                       f"--rootdir={suite}", f"--benchmark-json={report}"]  # fmt: skip
+                       "-m", "not reference", f"--benchmark-json={report}"]  # fmt: skip
                 if select:
                     cmd += ["-k", select]
                 # a benchmark that fails on one side is reported missing there, not fatal
                 subprocess.run(cmd, cwd=work, env=_side_env(sites[side]), capture_output=True, text=True)
                 if report.is_file():
-                    for name, fastest in _fastest(report).items():
-                        pooled[side].setdefault(name, []).append(fastest)
-        return pooled["base"], pooled["this"], sha
+                    per_round[-1][side] = _fastest(report)
+        return per_round, sha
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=repo, capture_output=True)
 
 
 def _table(verdicts: list[Verdict], threshold: float, alpha: float) -> list[str]:
-    lines = [f"{'benchmark':<34} {'this/base':>9} {'p':>8} {'runs':>9}  verdict"]
+    lines = [f"{'benchmark':<34} {'this/base':>9} {'p':>8} {'runs':>9}  verdict (ratio: median of the pairs)"]
     for v in verdicts:
         ratio = "" if v.ratio is None else f"{v.ratio:.3f}"
         p = "" if v.p_value is None else f"{v.p_value:.4f}"
@@ -241,7 +245,7 @@ def _table(verdicts: list[Verdict], threshold: float, alpha: float) -> list[str]
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dccsim.bench.perf.gate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", default="HEAD~1", help="the commit to compare against (default: HEAD~1)")
-    ap.add_argument("--rounds", type=int, default=5, help="suite runs per side, alternating (default 5)")
+    ap.add_argument("--rounds", type=int, default=8, help="suite runs per side, alternating (default 8)")
     ap.add_argument("--threshold", type=float, default=1.25, help="slower by more than this ratio fails (1.25)")
     ap.add_argument("--alpha", type=float, default=0.01, help="significance level of the test (0.01)")
     ap.add_argument("-k", dest="select", default=None, help="pytest -k expression: run only these benchmarks")
@@ -253,18 +257,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.rounds < 1 or smallest_p(args.rounds) >= args.alpha:
         print(f"gate: error: --rounds: got {args.rounds}, expected enough runs a side for the test to reach "
-              f"p < {args.alpha:g} (5 for 0.01, 4 for 0.05)", file=sys.stderr)  # fmt: skip
+              f"p < {args.alpha:g} (7 for 0.01, 5 for 0.05)", file=sys.stderr)  # fmt: skip
         return 2
     repo = Path(_run(["git", "rev-parse", "--show-toplevel"]).strip())
     work = Path(tempfile.mkdtemp(prefix="dccsim-gate-"))
     try:
-        base, this, sha = run_gate(repo, args.base, args.rounds, args.select, work)
+        per_round, sha = run_gate(repo, args.base, args.rounds, args.select, work)
     except GateError as exc:
         print(f"gate: error: {exc}", file=sys.stderr)
         return 2
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    verdicts = judge(base, this, args.threshold, args.alpha)
+    verdicts = judge(per_round, args.threshold, args.alpha)
     for line in _table(verdicts, args.threshold, args.alpha):
         print(line)
     if args.json_out is not None:

@@ -14,7 +14,9 @@ Convention for a benchmark module (``test_bench_*.py`` here)::
         result = benchmark(decode, payload)
         assert result == expected                    # correctness of what was timed
 
-A group has exactly one ``reference`` and any number of ``ours``. Warm JIT-compiled code
+A group has exactly one ``reference`` and any number of ``ours``; a reference test is also
+marked ``@pytest.mark.reference``, so ``-m "not reference"`` runs ours alone (the regression
+gate, :mod:`dccsim.bench.perf.gate`, compares two builds' ours and skips the references). Warm JIT-compiled code
 before the timed call. A benchmark long enough for the machine's load to change between it
 and its reference may time the reference itself in each round's untimed set-up and record
 ``extra_info["paired_ratio"]``: that is then used instead (see ``test_bench_e2e.py``).
@@ -29,6 +31,10 @@ from typing import Any
 import pytest
 
 _RESULTS: list[dict[str, Any]] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "reference: the reference of a benchmark group (another way to do the work)")
 
 
 @pytest.fixture(autouse=True)

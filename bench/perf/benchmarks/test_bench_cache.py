@@ -54,6 +54,7 @@ def test_cache_stream_kernel(benchmark, stream) -> None:  # type: ignore[no-unty
     assert out.payload_ref.tolist() == expected[2] and out.stored_ns.tolist() == expected[3]
 
 
+@pytest.mark.reference
 def test_cache_stream_reference(benchmark, stream) -> None:  # type: ignore[no-untyped-def]
     _, lists, expected = stream
 
@@ -93,6 +94,7 @@ def test_cache_fill_kernel(benchmark, fill) -> None:  # type: ignore[no-untyped-
     assert probe.hit.all() and (probe.payload_ref == fill[6]).all()
 
 
+@pytest.mark.reference
 def test_cache_fill_reference(benchmark, fill) -> None:  # type: ignore[no-untyped-def]
     benchmark.group = "cache-fill"
     benchmark.extra_info.update(role="reference", entries=FILL)

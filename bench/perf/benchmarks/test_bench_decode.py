@@ -47,6 +47,7 @@ def test_decode_msgpack_msgspec_rows(benchmark, payloads) -> None:  # type: igno
     assert _same(benchmark(lambda: RequestBatch.from_rows(decode_rows(packed))), expected)
 
 
+@pytest.mark.reference
 def test_decode_json_dataclasses(benchmark, payloads) -> None:  # type: ignore[no-untyped-def]
     _, as_json, expected = payloads
     benchmark.group = "decode"

@@ -68,6 +68,7 @@ def test_simulate_smoke_day(benchmark, warmed, tmp_path: Path) -> None:  # type:
     benchmark.extra_info["yardstick_s"] = [round(y, 4) for y in yard_s]
 
 
+@pytest.mark.reference
 def test_yardstick(benchmark) -> None:  # type: ignore[no-untyped-def]
     benchmark.group = "e2e"
     benchmark.extra_info["role"] = "reference"

@@ -85,6 +85,7 @@ def test_throttle_kernel(benchmark, trace) -> None:  # type: ignore[no-untyped-d
     _check(out, expected)
 
 
+@pytest.mark.reference
 def test_throttle_reference(benchmark, trace) -> None:  # type: ignore[no-untyped-def]
     cols, expected, _ = trace
     benchmark.group = "throttle"
@@ -101,6 +102,7 @@ def test_throttle_kernel_big(benchmark, big_trace) -> None:  # type: ignore[no-u
     _check(out, expected)
 
 
+@pytest.mark.reference
 def test_throttle_memory_limit(benchmark, big_trace) -> None:  # type: ignore[no-untyped-def]
     cols, _, keys = big_trace
     table = Throttle(POLICY, initial_keys=keys)._table
@@ -155,6 +157,7 @@ def test_sweep(benchmark, storm_trace) -> None:  # type: ignore[no-untyped-def]
     )
 
 
+@pytest.mark.reference
 def test_sweep_reference(benchmark, storm_trace) -> None:  # type: ignore[no-untyped-def]
     benchmark.group = "throttle-sweep"
     benchmark.extra_info.update(role="reference", alerts=ALERTS, settings=len(GRID))

@@ -70,3 +70,18 @@ def test_critical_srvs_take_command_variants_4_to_7_and_no_other_does() -> None:
 
 def test_every_srv_has_an_eligible_role() -> None:
     assert [i.srv for i in catalogue() if not i.roles] == []
+
+
+def test_srvs_json_prints_the_catalogue_as_one_array(capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from cli_helper import cli
+
+    code, out, _ = cli("srvs", "--json", capsys=capsys)
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == len(catalogue()) == 129
+    by = {r["srv"]: r for r in rows}
+    assert by["7.12"]["command_variants"] == [4, 5, 6, 7] and by["7.16"]["roles"] == ["LC"]
+    assert {"srv", "name", "critical", "command_variants", "roles", "future_dated"} <= set(by["4.8.1"])
+    code, out, _ = cli("srvs", "--json", "--cacheable", capsys=capsys)
+    assert [r["srv"] for r in json.loads(out)] == ["4.6.1", "4.8.1", "4.8.3"]

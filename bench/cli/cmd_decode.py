@@ -107,16 +107,24 @@ def decode(files: tuple[Path, ...], to: str, validate: bool, role: str | None, s
 
 @click.command()
 @click.option("--cacheable", is_flag=True, help="Only the SRVs the readings cache serves.")
-def srvs(cacheable: bool) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON array on stdout: srv, name, critical, command_variants, roles, future_dated and the "
+                   "rest of each SRV's facts.")  # fmt: skip
+def srvs(cacheable: bool, as_json: bool) -> None:
     """List the Service Request Variants dccsim knows."""
     from dccsim.core.catalogue import catalogue
+
+    infos = [i for i in catalogue() if i.cacheable or not cacheable]
+    if as_json:
+        import msgspec
+
+        click.echo(msgspec.json.encode(infos).decode())
+        return
     from rich.console import Console
     from rich.table import Table
 
     table = Table("SRV", "name", "critical", "CV", "future-dated", "non-device", "roles", "cache")
-    for info in catalogue():
-        if cacheable and not info.cacheable:
-            continue
+    for info in infos:
         table.add_row(
             info.srv,
             info.name,

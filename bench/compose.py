@@ -55,7 +55,7 @@ from dccsim.loadgen.workload import CLS, NS, DayWorkload
 from . import sweeps as _sweeps
 from .results.criteria import Criteria, CriteriaError, CriteriaResult, evaluate, parse_criteria
 from .results.criteria import to_dict as criteria_dict
-from .results.runlog import RunSink
+from .results.runlog import RunAborted, RunInterrupted, RunSink
 from .results.summary import RunInfo, RunSummary, stages_section
 from .settings import toml_text
 from .sweeps import SweepResult
@@ -78,6 +78,8 @@ __all__ = [
     "finish_load",
     "run_loop",
     "ListenError",
+    "RunAborted",
+    "RunInterrupted",
     "serve",
     "run_load",
     "LoadOutcome",
@@ -350,19 +352,40 @@ def write_run_folder(
 
     A criterion whose path the summary lacks still leaves both files (the run is kept), then
     raises its :class:`~dccsim.bench.results.criteria.CriteriaError` saying so.
-    """
-    from .results.report import build_report
 
+    Each file is written whole or not at all (a full disk leaves no half file): an ``OSError``
+    naming the file that could not be written.
+    """
     try:
         result = evaluate(summary.to_builtins(), criteria)
     except CriteriaError as exc:
-        (out / "summary.json").write_text(summary.to_json())
-        build_report(out, summary=summary, scenario=scenario)
+        _write_results(out, summary, scenario)
         raise CriteriaError(f"{exc} (the run is kept in {out}/)") from None
     summary = summary.with_criteria(criteria_dict(result))
-    (out / "summary.json").write_text(summary.to_json())
-    build_report(out, summary=summary, scenario=scenario)
+    _write_results(out, summary, scenario)
     return summary, result
+
+
+def _write_results(out: Path, summary: RunSummary, scenario: Scenario | None) -> None:
+    """``summary.json`` then ``report.html``, each through a temporary file that a failure
+    removes; the ``OSError`` then names the file."""
+    from .results.report import build_report
+
+    for name in ("summary.json", "report.html"):
+        path = out / name
+        tmp = path.with_name(name + ".tmp")
+        try:
+            if name == "summary.json":
+                tmp.write_text(summary.to_json())
+                tmp.replace(path)
+            else:
+                build_report(out, summary=summary, scenario=scenario)  # through report.html.tmp
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def finish_serve(
@@ -437,6 +460,16 @@ def simulate(
     -------
     RunResult
         ``summary`` (the typed ``summary.json`` document, :class:`RunSummary`), ``criteria`` (the verdict), ``out_dir``.
+
+    Raises
+    ------
+    RunAborted
+        The run stopped part-way: a log could not be written (a full disk) or the pipeline
+        raised (the cause is chained). Both logs are closed as valid Arrow streams of the rows
+        written before; no ``summary.json`` or ``report.html`` is written
+        (:mod:`dccsim.bench.results.runlog`).
+    RunInterrupted
+        Ctrl-C (a ``KeyboardInterrupt``), the logs closed the same way.
     """
     if progress is not None and not callable(progress):
         raise TypeError(f"simulate: progress: expected a callable or None, got {progress!r}")
@@ -455,17 +488,22 @@ def simulate(
            "dccsim.demand": repr(s.capacity.demand)},
     )  # fmt: skip
     sink.progress_callback = progress
-    # the kernels compiled (first run) or loaded from the on-disk cache before the clock
-    # starts: wall_seconds and events_per_second are the simulation's, compile_seconds apart
-    compile_s = warm_kernels()
-    t_start = time.perf_counter()
     try:
+        # the kernels compiled (first run) or loaded from the on-disk cache before the clock
+        # starts: wall_seconds and events_per_second are the simulation's, compile_seconds apart
+        compile_s = warm_kernels()
+        t_start = time.perf_counter()
         t_build = time.perf_counter_ns()
         driver = build_driver(run)
         driver.stages.add("build", time.perf_counter_ns() - t_build)
         totals = driver.run(sink)
-    finally:
         sink.close()
+    except BaseException as exc:
+        # the logs end at their last complete batch; no summary.json or report.html
+        stop = sink.abort(exc)
+        if stop is exc:
+            raise
+        raise stop from exc
     wall = time.perf_counter() - t_start
     pipeline = driver.pipeline
     summary = run_summary(
@@ -596,8 +634,12 @@ def run_load(
     sink = open_sink(run, out, mode="load", **{"dccsim.rate": repr(rate)})
     try:
         client.write_to(sink, s.day_start_ns, targets, speed)
-    finally:
         sink.close()
+    except BaseException as exc:
+        stop = sink.abort(exc)
+        if stop is exc:
+            raise
+        raise stop from exc
     wc = client.summary() | {
         "rate": rate, "duration_s": duration_s, "speed": speed, "target": target or f"tcp://{host}:{port}"
     }  # fmt: skip

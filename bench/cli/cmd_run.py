@@ -4,6 +4,12 @@
 simulated time, writes the run folder (``requests.arrow``, ``alerts.arrow``,
 ``summary.json``), shows progress, and ends with a summary table. ``dccsim sweep`` runs one
 scenario at several uplift / demand settings and compares them.
+
+A run that stops part-way (a log that cannot be written, an error in the pipeline) prints one
+line, ``dccsim: error: run aborted: WHY; the first N rows are in runs/x/requests.arrow and the
+first M in runs/x/alerts.arrow (valid Arrow streams)``, and exits 3; Ctrl-C prints
+``dccsim: interrupted; ...`` the same way and exits 130. The logs are closed as valid Arrow
+streams of the rows before the stop; no ``summary.json`` or ``report.html`` is written.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 import click
 from dccsim.core.errors import ConfigError
 
-from .errors import CliError
+from .errors import EXIT_INTERRUPTED, CliError, OutputError
 
 __all__ = ["run", "scenarios", "sweep"]
 
@@ -66,6 +72,16 @@ def _progress_bar(label: str, enabled: bool) -> Iterator[Any]:
             bar.update(task, total=total, completed=min(secs, total), clock=clock, events=events)
 
         yield update
+
+
+def _interrupted(exc: KeyboardInterrupt, where: str) -> None:
+    """Ctrl-C: one line saying where the logs are, exit 130."""
+    kept = getattr(exc, "kept", None) or where
+    try:
+        click.echo(f"dccsim: interrupted; {kept}", err=True)
+    except OSError:
+        pass
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def _f(value: Any, spec: str, unit: str = "") -> str:
@@ -168,7 +184,7 @@ def run(
     set_: tuple[str, ...],
 ) -> None:
     """Simulate a day of DCC traffic in virtual time and write the run folder."""
-    from ..compose import load_run, simulate
+    from ..compose import RunAborted, load_run, simulate
 
     settings = _settings(set_)
     try:
@@ -182,6 +198,10 @@ def run(
             )
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+    except RunAborted as exc:
+        raise OutputError(str(exc)) from None
+    except KeyboardInterrupt as exc:
+        _interrupted(exc, "nothing was run")
     if quiet:
         click.echo(outcome.out_dir)
     else:
@@ -241,6 +261,7 @@ def sweep(
     from rich.table import Table
 
     from .. import compose
+    from ..results.runlog import RunAborted
     from ..sweeps import default_workers
 
     settings = _settings(set_)
@@ -275,6 +296,10 @@ def sweep(
             )  # fmt: skip
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+    except RunAborted as exc:
+        raise OutputError(f"{exc} (no sweep.json written)") from None
+    except KeyboardInterrupt as exc:
+        _interrupted(exc, f"no sweep.json written; each setting's run closed its logs in {out}/")
     t = Table(
         "uplift", "demand", "servers", "requests", "within target", "p99 latency", "peak backlog", "cache saved",
         "verdict", "wall", title=f"dccsim sweep: {scenario}" + (f" --find {find}" if find else ""),

@@ -5,6 +5,16 @@ end), one record batch per write. Each batch reaches the operating system before
 :meth:`ArrowLogWriter.write_columns` returns, so a run killed midway leaves a readable prefix;
 :func:`read_log` returns the complete batches of such a file and says how it ended.
 
+A write that fails (a full disk: ``OSError`` ``ENOSPC``; or anything else raised part-way
+through a batch, Ctrl-C included) does not leave a broken file: the writer knows the offset
+after its last complete batch, cuts the file back to it and writes the end-of-stream marker
+there, so the file is a valid stream of the rows before the failure, which every reader
+below reads (Polars and ``pyarrow.ipc.open_stream`` included). The failure is then a
+:class:`LogWriteError` that says where the failed write was, how many rows the file holds,
+and whether the marker could be written (if even that failed, the error says so, and
+:func:`read_log` still reads the complete batches). The file is opened by :func:`open_file`
+(or the writer's ``opener``): the one seam through which tests stand in a full disk.
+
 The columns of both logs are defined once, in :mod:`dccsim.core.records`
 (:class:`~dccsim.core.records.RequestRows`, :class:`~dccsim.core.records.AlertRows`);
 :data:`REQUESTS_SCHEMA` and :data:`ALERTS_SCHEMA` are derived from them
@@ -70,13 +80,14 @@ Reading the logs elsewhere (checked offline with DuckDB 2.0, Polars 2.1, pyarrow
 
 from __future__ import annotations
 
+import errno
 import functools
 import importlib.metadata
 import os
 import queue
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal, Self
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, Literal, Self
 
 import numpy as np
 import pyarrow as pa
@@ -92,9 +103,11 @@ __all__ = [
     "ArrowLogWriter",
     "LogError",
     "LogTruncatedError",
+    "LogWriteError",
     "arrow_field",
     "arrow_schema",
     "log_metadata",
+    "open_file",
     "open_log",
     "read_log",
     "read_status",
@@ -112,6 +125,10 @@ ReadStatus = Literal["complete", "unterminated", "truncated"]
 _CODES = pa.uint8()
 _CATEGORY = pa.dictionary(_CODES, pa.string())
 _EOS = (b"\xff\xff\xff\xff\x00\x00\x00\x00", b"\x00\x00\x00\x00")
+#: the end-of-stream marker the writer puts after the last complete batch of a failed log
+_END = _EOS[0]
+#: bytes Arrow gathers before it hands them to the file (a batch goes down in a call or two)
+_BUFFER = 1 << 20
 _STATUS_KEY = b"dccsim.read.status"
 _RESERVED = ("dccsim.version", "dccsim.schema_version")
 _REQUIRED = ("dccsim.scenario", "dccsim.seed")
@@ -149,6 +166,119 @@ class LogError(DccsimError, ValueError):
 
 class LogTruncatedError(LogError):
     """A log that does not end with its end-of-stream marker (``read_log(strict=True)``)."""
+
+
+class LogWriteError(LogError):
+    """A log whose file could not be written (a full disk, say): the cause is chained.
+
+    The file was cut back to its last complete batch and ended with the end-of-stream marker
+    there, so it holds the first ``rows`` rows as a valid Arrow stream (``ended``); if even
+    that failed (``ended`` false, ``end_error`` says why), :func:`read_log` still reads those
+    rows. ``reason`` is the failure alone (``cannot write PATH: STRERROR``), ``kept`` where
+    the rows are; the text is both.
+    """
+
+    def __init__(self, path: str, reason: str, rows: int, ended: bool, end_error: str | None = None) -> None:
+        super().__init__(path, reason, rows, ended, end_error)
+        self.path, self.reason, self.rows, self.ended, self.end_error = path, reason, rows, ended, end_error
+
+    @property
+    def kept(self) -> str:
+        """Where the rows written before the failure are, as a clause of a message."""
+        return kept_text([(self.path, self.rows, self.ended, self.end_error)])
+
+    def __str__(self) -> str:
+        return f"{self.reason}; {self.kept}"
+
+
+def kept_text(logs: Sequence[tuple[str, int, bool, str | None]]) -> str:
+    """``the first N rows are in PATH (valid Arrow stream)`` for logs given as ``(path,
+    rows, ended, end_error)``: one clause for those that end with their marker, one each for
+    any that could not be ended.
+
+    >>> kept_text([("r/requests.arrow", 1200, True, None), ("r/alerts.arrow", 5, True, None)])
+    'the first 1,200 rows are in r/requests.arrow and the first 5 in r/alerts.arrow (valid Arrow streams)'
+    """
+    ended = [(p, n) for p, n, ok, _ in logs if ok]
+    parts = []
+    if ended:
+        first = f"the first {ended[0][1]:,} rows are in {ended[0][0]}"
+        rest = "".join(f" and the first {n:,} in {p}" for p, n in ended[1:])
+        parts.append(f"{first}{rest} (valid Arrow stream{'s' if len(ended) > 1 else ''})")
+    for path, n, ok, why in logs:
+        if not ok:
+            parts.append(
+                f"the first {n:,} rows are in {path}, without its end-of-stream marker (it could not be "
+                f"written: {why}; dccsim.bench.results.read_log reads them)"
+            )
+    return "; ".join(parts)
+
+
+def open_file(path: str) -> BinaryIO:
+    """How a log's file is opened unless the writer is given an ``opener``: a raw binary file
+    (``write``, ``seek``, ``truncate``, ``close``), created or replaced. The writer looks this
+    name up when it opens a log, so a test can stand a full disk in here."""
+    return open(path, "wb", buffering=0)  # noqa: SIM115 - the writer closes it
+
+
+class _LogFile:
+    """The file under a log's Arrow stream: writes go down whole (a short write is retried, so
+    a full disk raises), ``pos`` is the bytes in the file, and :meth:`end_at` cuts it back."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.pos = 0
+        #: ended after a failure: what Arrow still holds (buffered bytes, its own marker) is dropped
+        self.final = False
+        #: closed by Arrow (``closed`` is what pyarrow asks); the raw file may be let go before
+        self.closed = False
+        self._released = False
+
+    def write(self, data: bytes) -> int:
+        if self.final:
+            return len(data)
+        view = memoryview(data).cast("B")
+        size = len(view)
+        while view:
+            done = self.raw.write(view)
+            if not done:  # None (would block) or 0: no progress, as a full disk would say
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.pos += done
+            view = view[done:]
+        return size
+
+    def tell(self) -> int:
+        return self.pos
+
+    def flush(self) -> None:
+        if not self.final:
+            self.raw.flush()
+
+    def end_at(self, offset: int) -> None:
+        """Cut the file back to ``offset`` and write the end-of-stream marker there; from then
+        on the file is final (later writes are dropped)."""
+        self.final = True
+        self.raw.truncate(offset)
+        self.raw.seek(offset)
+        self.pos = offset
+        view = memoryview(_END)
+        while view:
+            done = self.raw.write(view)
+            if not done:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.pos += done
+            view = view[done:]
+        self.raw.flush()
+
+    def release(self) -> None:
+        """Close the raw file (once); Arrow's side of this object stays open, writing nowhere."""
+        if not self._released:
+            self._released = True
+            self.raw.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self.release()
 
 
 @functools.cache
@@ -201,8 +331,18 @@ class ArrowLogWriter:
         module docstring decompresses both.
     max_batch_rows:
         A write of more rows is split into batches of at most this many rows.
+    opener:
+        ``opener(path)`` opens the file: a raw binary file (``write``, ``seek``,
+        ``truncate``, ``close``); default :func:`open_file`.
 
-    Attributes ``rows``, ``batches`` and ``bytes`` count what has been written so far.
+    Attributes ``rows`` and ``batches`` count what has been handed over so far,
+    ``rows_written`` the rows in complete batches in the file, ``bytes`` the file's size.
+
+    A write that fails ends the file at its last complete batch (module docstring); the
+    failure is kept in ``failure`` (a :class:`LogWriteError`), raised by the write that met it
+    (an ``OSError`` becomes the :class:`LogWriteError`; anything else, ``KeyboardInterrupt``
+    included, is raised as it is) or, with :meth:`start_background`, by the next write or
+    :meth:`close`. Later writes raise it again; :meth:`close` raises it if no call has yet.
     """
 
     def __init__(
@@ -214,6 +354,7 @@ class ArrowLogWriter:
         dictionaries: Mapping[str, Sequence[str]] | None = None,
         compression: Compression = "lz4",
         max_batch_rows: int = 1 << 18,
+        opener: Callable[[str], BinaryIO] | None = None,
     ) -> None:
         if compression not in ("lz4", "zstd", None):
             raise LogError(f"compression: expected 'lz4', 'zstd' or None, got {compression!r}")
@@ -229,20 +370,28 @@ class ArrowLogWriter:
         self.max_batch_rows = int(max_batch_rows)
         self.rows = 0
         self.batches = 0
+        self.rows_written = 0
         self.bytes = 0
-        # OSFile is unbuffered: every batch is in the OS page cache when a write returns
-        self._sink = pa.OSFile(self.path, "wb")
+        #: the failure that ended the file early (:class:`LogWriteError`), or None
+        self.failure: LogWriteError | None = None
+        self._reported = False
+        # Arrow gathers a batch's pieces and hands them to the file in a call or two (not one
+        # per buffer: each is a call into Python); every batch is flushed to the OS page cache
+        # before a write returns, and the offset after it is where a failed log is cut back to
+        self._file = _LogFile((opener or open_file)(self.path))
         try:
+            self._sink = pa.BufferedOutputStream(pa.PythonFile(self._file, mode="w"), buffer_size=_BUFFER)
             options = ipc.IpcWriteOptions(compression=compression)
             self._writer = ipc.new_stream(self._sink, self._schema, options=options)
+            self._sink.flush()
         except BaseException:
-            self._sink.close()
+            self._file.final = True
+            self._file.release()
             raise
-        self.bytes = self._sink.tell()
+        self.bytes = self._file.pos
         self._closed = False
         self._queue: queue.Queue[pa.RecordBatch | None] | None = None
         self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -384,20 +533,53 @@ class ArrowLogWriter:
             self._write(pa.RecordBatch.from_arrays(batch.columns, schema=self._schema))
 
     def _write(self, batch: pa.RecordBatch) -> None:
+        self._raise_failure()
         if self._queue is not None:
-            self._raise_worker_error()
             self._queue.put(batch)  # bounded: waits while the worker is that far behind
-            self.rows += batch.num_rows
-            self.batches += 1
-            return
-        self._write_now(batch)
+        else:
+            self._write_now(batch)
         self.rows += batch.num_rows
         self.batches += 1
 
     def _write_now(self, batch: pa.RecordBatch) -> None:
-        self._writer.write_batch(batch)
-        self._sink.flush()
-        self.bytes = self._sink.tell()
+        if self.failure is not None:
+            return  # the file has ended; batches still queued behind the failure are dropped
+        try:
+            self._writer.write_batch(batch)
+            self._sink.flush()
+        except BaseException as exc:
+            self._fail(exc, "cannot write")
+            if isinstance(exc, OSError):
+                self._raise_failure()
+            self._reported = True  # the caller sees this exception itself
+            raise
+        self.rows_written += batch.num_rows
+        self.bytes = self._file.pos
+
+    def _fail(self, exc: BaseException, what: str) -> None:
+        """End the file at its last complete batch (the end-of-stream marker after it) and keep
+        the failure; the file is closed and final."""
+        good = self.bytes
+        end_error = None
+        try:
+            self._file.end_at(good)
+            self.bytes = self._file.pos
+        except Exception as err:  # a file that cannot even be cut back: say so
+            end_error = getattr(err, "strerror", None) or str(err)
+        finally:
+            try:
+                self._file.release()
+            except OSError:
+                pass
+        if isinstance(exc, OSError):
+            why = exc.strerror or str(exc)
+        elif isinstance(exc, KeyboardInterrupt):
+            why = "interrupted"
+        else:
+            why = f"{type(exc).__name__}: {exc}"
+        reason = f"{what} {self.path}: {why}"
+        self.failure = LogWriteError(self.path, reason, self.rows_written, end_error is None, end_error)
+        self.failure.__cause__ = exc
 
     def _work(self) -> None:
         assert self._queue is not None
@@ -405,15 +587,15 @@ class ArrowLogWriter:
             batch = self._queue.get()
             if batch is None:
                 return
-            if self._error is None:
-                try:
-                    self._write_now(batch)
-                except BaseException as exc:  # handed to the caller at its next call
-                    self._error = exc
+            try:
+                self._write_now(batch)
+            except BaseException:  # kept in self.failure, raised to the caller at its next call
+                pass
 
-    def _raise_worker_error(self) -> None:
-        if self._error is not None:
-            raise LogError(f"{self.path}: writing failed: {self._error}") from self._error
+    def _raise_failure(self) -> None:
+        if self.failure is not None:
+            self._reported = True
+            raise self.failure
 
     def start_background(self, depth: int = 4) -> None:
         """Encode and compress batches on a worker thread (Arrow releases the GIL there).
@@ -433,30 +615,64 @@ class ArrowLogWriter:
             raise LogError(f"{self.path}: the log is closed")
 
     def close(self) -> None:
-        """Write the end-of-stream marker and close the file (idempotent)."""
+        """Write the end-of-stream marker and close the file (idempotent).
+
+        After a failure the file is already ended; :class:`LogWriteError` is raised here if
+        no earlier call raised it (a failure on the worker thread after the last write).
+        """
         if self._closed:
+            if self.failure is not None and not self._reported:
+                self._raise_failure()
             return
         self._closed = True
-        if self._queue is not None:
-            self._queue.put(None)
-            assert self._thread is not None
-            self._thread.join()
-            self._queue = None
         try:
-            self._raise_worker_error()
-            self._writer.close()
-            self.bytes = self._sink.tell()
+            if self._queue is not None:
+                self._queue.put(None)
+                assert self._thread is not None
+                self._thread.join()
+                self._queue = None
+            if self.failure is None:
+                try:
+                    self._writer.close()
+                    self._sink.close()
+                except BaseException as exc:
+                    self._fail(exc, "cannot end")
+                    if not isinstance(exc, OSError):
+                        self._reported = True
+                        raise
+                else:
+                    self.bytes = self._file.pos
         finally:
+            self._release()
+        if self.failure is not None and not self._reported:
+            self._raise_failure()
+
+    def _release(self) -> None:
+        """Let go of Arrow's objects and the file; after a failure whatever Arrow still
+        holds goes nowhere (the file is final)."""
+        try:
             self._sink.close()
+        except Exception:  # noqa: S110 - after a failure: the file is already ended and let go
+            pass
+        try:
+            self._file.close()
+        except OSError:
+            pass
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # the body's exception is the one to see; the file is ended either way
+            self.close()
+        except LogWriteError:
+            pass
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "failed" if self.failure is not None else "closed" if self._closed else "open"
         return (
             f"ArrowLogWriter({self.path!r}, {state}, rows={self.rows}, bytes={self.bytes}, "
             f"compression={self.compression!r})"

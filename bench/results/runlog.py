@@ -6,6 +6,14 @@ serve`` and ``dccsim load`` hand their producers. It writes ``requests.arrow`` a
 :class:`~dccsim.bench.results.summary.RunTally` of fixed-size, mergeable accumulators, from
 which :meth:`RunSink.parts` gives what the run's :class:`~dccsim.bench.results.summary.RunSummary`
 is derived from.
+
+A run folder holds one run: opening the sink removes an earlier run's ``summary.json`` and
+``report.html`` there, so an aborted run never sits beside another run's results. A run that
+stops part-way (a log that cannot be written, Ctrl-C, an error) closes both logs, each ended
+with its end-of-stream marker after its last complete batch (a valid Arrow stream of its
+first rows: :mod:`dccsim.bench.results.logs`), writes no ``summary.json`` or
+``report.html``, and raises :class:`RunAborted` (or, for Ctrl-C, :class:`RunInterrupted`)
+saying why and where the rows are (:meth:`RunSink.abort`).
 """
 
 from __future__ import annotations
@@ -15,12 +23,43 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dccsim.core.catalogue import catalogue
+from dccsim.core.errors import ConfigError, DccsimError
 from dccsim.core.records import AlertRows, RequestRows
 
-from .logs import ALERTS_SCHEMA, REQUESTS_SCHEMA, ArrowLogWriter, run_metadata
+from .logs import ALERTS_SCHEMA, REQUESTS_SCHEMA, ArrowLogWriter, LogWriteError, kept_text, run_metadata
 from .summary import INTERVAL_NS, SERIES_HOURS, RunParts, RunTally
 
-__all__ = ["RunSink", "INTERVAL_NS", "SERIES_HOURS"]
+__all__ = ["RESULT_FILES", "RunAborted", "RunInterrupted", "RunSink", "INTERVAL_NS", "SERIES_HOURS"]
+
+#: what a finished run adds to its folder beside the logs
+RESULT_FILES = ("summary.json", "report.html")
+
+
+class RunAborted(DccsimError):
+    """A run that stopped part-way (the cause is chained); its logs are closed.
+
+    ``reason`` says why (``cannot write runs/x/requests.arrow: No space left on device``),
+    ``kept`` where the rows written before are; the text reads ``run aborted: REASON; KEPT``.
+    """
+
+    def __init__(self, reason: str, kept: str) -> None:
+        super().__init__(reason, kept)
+        self.reason, self.kept = reason, kept
+
+    def __str__(self) -> str:
+        return f"run aborted: {self.reason}; {self.kept}"
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run (a ``KeyboardInterrupt``, caught as one): its logs are closed and
+    ``kept`` says where their rows are."""
+
+    def __init__(self, kept: str) -> None:
+        super().__init__(kept)
+        self.kept = kept
+
+    def __str__(self) -> str:
+        return f"interrupted; {self.kept}"
 
 
 class RunSink:
@@ -38,10 +77,16 @@ class RunSink:
     ):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        for name in RESULT_FILES:  # an earlier run's; this run's logs replace its logs too
+            (self.out_dir / name).unlink(missing_ok=True)
         meta = run_metadata(scenario_text, seed, **(extra_metadata or {}))
         self.srvs = catalogue().srvs
         self.req_log = ArrowLogWriter(self.out_dir / "requests.arrow", REQUESTS_SCHEMA, meta, compression=compression)  # type: ignore[arg-type]
-        self.alert_log = ArrowLogWriter(self.out_dir / "alerts.arrow", ALERTS_SCHEMA, meta, compression=compression)  # type: ignore[arg-type]
+        try:
+            self.alert_log = ArrowLogWriter(self.out_dir / "alerts.arrow", ALERTS_SCHEMA, meta, compression=compression)  # type: ignore[arg-type]
+        except BaseException:
+            self.req_log.close()
+            raise
         # compression runs on worker threads, beside the simulation (2 cores: it pays)
         self.req_log.start_background()
         self.alert_log.start_background()
@@ -69,8 +114,52 @@ class RunSink:
         return self.tally.requests + self.tally.alerts
 
     def close(self) -> None:
-        self.req_log.close()
-        self.alert_log.close()
+        """Close both logs, each ended with its end-of-stream marker even when the other
+        failed; raises the first log's :class:`~dccsim.bench.results.logs.LogWriteError` if a
+        write failed (the logs then end at their last complete batch)."""
+        try:
+            self.req_log.close()
+        except LogWriteError:
+            pass
+        finally:
+            try:
+                self.alert_log.close()
+            except LogWriteError:
+                pass
+        if self.failure is not None:
+            raise self.failure
+
+    @property
+    def failure(self) -> LogWriteError | None:
+        """The first log write that failed (requests before alerts), or None."""
+        return self.req_log.failure or self.alert_log.failure
+
+    def kept(self) -> str:
+        """Where the rows written so far are, as a clause of a message (``the first N rows
+        are in runs/x/requests.arrow and the first M in runs/x/alerts.arrow (valid Arrow
+        streams)``); call it once the logs are closed."""
+        logs = []
+        for log in (self.req_log, self.alert_log):
+            f = log.failure
+            logs.append((log.path, log.rows_written, f is None or f.ended, f.end_error if f else None))
+        return kept_text(logs)
+
+    def abort(self, exc: BaseException) -> BaseException:
+        """The run stopped on ``exc``: close the logs and return what to raise instead (``from
+        exc``): :class:`RunInterrupted` for Ctrl-C; :class:`RunAborted` naming the failed log
+        if one failed, else ``exc``; and ``exc`` itself when it is no ``Exception``
+        (``SystemExit``) or is bad input found late (a ``ConfigError``)."""
+        try:
+            self.close()
+        except LogWriteError:
+            pass
+        if isinstance(exc, KeyboardInterrupt):
+            return exc if isinstance(exc, RunInterrupted) else RunInterrupted(self.kept())
+        if not isinstance(exc, Exception) or isinstance(exc, ConfigError | RunAborted):
+            return exc
+        failure = self.failure
+        reason = failure.reason if failure is not None else f"{type(exc).__name__}: {exc}"
+        return RunAborted(reason, self.kept())
 
     # ------------------------------------------------------------------ summary
     def parts(self) -> RunParts:

@@ -308,6 +308,7 @@ class DccServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._alert_counter = itertools.count(1)
         self._turns = 0
+        self.log_failure: Exception | None = None  # why the log was given up (see _to_sink)
 
     # -------------------------------------------------------------- lifecycle
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
@@ -512,7 +513,17 @@ class DccServer:
         if self.sink is None or not self._log:
             return
         parts, self._log, self._log_rows = self._log, [], 0
-        self.sink.requests(RequestRows.concat(parts))
+        self._to_sink(self.sink.requests, RequestRows.concat(parts))
+
+    def _to_sink(self, write: Callable[[Any], None], rows: Any) -> None:
+        """Hand rows to the log; a log that fails (a full disk) is given up, not the server:
+        clients go on being answered, and ``log_failure`` keeps why (its owner closes the log
+        at its last complete batch and says so when the server stops)."""
+        try:
+            write(rows)
+        except Exception as exc:  # noqa: BLE001 - whatever the log raised, serving goes on
+            self.log_failure = exc
+            self.sink = None
 
     def _process_alerts(self) -> None:
         items, self._alerts_in = self._alerts_in, []
@@ -522,7 +533,8 @@ class DccServer:
         action, count, seq = self.pipeline.process_alerts(t, dev, code)
         if self.sink is not None:
             z16 = np.zeros(len(items), np.uint16)
-            self.sink.alerts(
+            self._to_sink(
+                self.sink.alerts,
                 AlertRows(
                     t_ns=t,
                     device=dev,

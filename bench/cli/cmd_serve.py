@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import click
 from dccsim.core.errors import ConfigError, MessageError
 
-from .errors import CliError
+from .errors import CliError, OutputError
 
 __all__ = ["serve", "load"]
 
@@ -107,15 +107,23 @@ def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: in
         click.echo(f"dccsim serve: {s.name} x{s.scale:g}, speed {speed:g}: frames and DUIS XML (HTTP) on "
                    f"{host}:{bound}; stop with Ctrl-C", err=True)
 
+    failed: Exception | None = None
     try:
         server, wall = compose.serve(run, host, port, cfg, sink, listening)
     except compose.ListenError as exc:
         raise CliError(f"--port: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     finally:
         if sink is not None:
-            sink.close()
+            try:
+                sink.close()  # each log ends at its last complete batch, even after a failed write
+            except Exception as exc:  # noqa: BLE001 - reported below, in one line
+                failed = exc
     c = server.counters.to_dict()
     click.echo("dccsim serve: stopped; " + ", ".join(f"{k} {v:,}" for k, v in c.items() if v), err=True)
+    failed = failed or server.log_failure
+    if sink is not None and failed is not None:  # the server kept serving; its log could not be written
+        reason = getattr(failed, "reason", None) or f"{type(failed).__name__}: {failed}"
+        raise OutputError(f"run aborted: server-side log: {reason}; {sink.kept()}")
     if sink is not None:
         compose.finish_serve(run, out, sink, server, wall)
         click.echo(f"dccsim serve: server-side log in {out}/", err=True)
@@ -200,6 +208,8 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
         outcome = compose.run_load(
             run, host, port, out, rate=rate, duration_s=duration, speed=speed, drain_s=drain, target=target
         )
+    except compose.RunAborted as exc:  # the load's own log or run folder could not be written
+        raise OutputError(str(exc)) from None
     except (OSError, TimeoutError) as exc:
         raise CliError(f"--target: cannot connect to {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
     except ConfigError as exc:

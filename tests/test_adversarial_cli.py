@@ -1,0 +1,180 @@
+"""Careless and hostile input to the command line: one clear line, the right exit code, no traceback.
+
+Each test is a regression test for an input that once raised, hung, left a file behind or said
+something unhelpful: nesting deep enough to exhaust the decoders' recursion, a scenario that is
+not UTF-8, an alert trace with a column twice, stdout that is full or closed, inputs that are
+not regular files, msgspec's own words where the allowed values belong, and a state table that
+fills up half-way through a log.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+from cli_helper import cli
+from dccsim.core import wire
+from dccsim.core.errors import MessageError
+from dccsim.core.messages import ErrorReply
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "requests"
+DEEP = 100_000
+
+
+def run_cli(*args: str, **kw: object) -> subprocess.CompletedProcess[bytes]:
+    """``python -m dccsim.bench ARGS`` in a child, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "dccsim.bench", *args], capture_output=True, timeout=120, check=False, **kw
+    )
+
+
+def _request() -> dict:
+    return json.loads((EXAMPLES / "04_batch.jsonl").read_text().splitlines()[0])
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------ deep nesting
+DEEP_INPUTS = {
+    "json-array": b"[" * DEEP + b"]" * DEEP,
+    "json-map": b'{"a":' * DEEP + b"1" + b"}" * DEEP,
+    "json-in-a-request": b'{"kind":"request","x":' + b"[" * DEEP + b"]" * DEEP + b"}",
+    "msgpack-array": b"\x91" * DEEP + b"\xc0",
+    "msgpack-map": b"\x81\xa1a" * DEEP + b"\xc0",
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEEP_INPUTS))
+def test_deep_nesting_is_one_line_exit_2(name, tmp_path, capsys) -> None:
+    f = tmp_path / f"{name}.{'json' if name.startswith('json') else 'msgpack'}"
+    f.write_bytes(DEEP_INPUTS[name])
+    code, out, err = cli("decode", str(f), capsys=capsys)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and lines[1] == "dccsim decode: 1 bad message(s)", err
+    assert lines[0].startswith(f"{f}: ")
+    if "map" in name or "request" in name:  # no field to blame: the nesting itself
+        assert "nesting: got " in lines[0] and "levels deep, expected at most a few levels" in lines[0]
+    else:  # the decoder stops at the first array where an object belongs
+        assert f"$[0]: got a {'JSON' if name.startswith('json') else 'MessagePack'} array, expected object" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "decode",
+    [wire.decode_json, wire.decode_json_batch, wire.decode_msgpack, wire.decode_msgpack_batch, wire.decode_rows],
+)
+@pytest.mark.parametrize("shape", ["array", "map"])
+def test_decoders_refuse_deep_nesting_with_a_message_error(decode, shape) -> None:
+    """What the server's frame decoding falls back on (its ``_decode_problem``) says the same."""
+    is_json = "json" in decode.__name__
+    if is_json:
+        data = b"[" * DEEP + b"]" * DEEP if shape == "array" else b'{"a":' * DEEP + b"1" + b"}" * DEEP
+        if decode is wire.decode_json_batch:
+            data = b"[" + (b'{"kind":"request","x":' + data + b"}") + b"]"
+    else:
+        data = b"\x91" * DEEP + b"\xc0" if shape == "array" else b"\x81\xa1a" * DEEP + b"\xc0"
+        if decode is not wire.decode_msgpack:
+            data = b"\x91" + data
+    with pytest.raises(MessageError) as exc:
+        decode(data)
+    reply = ErrorReply.of(exc.value)
+    assert reply.field and reply.expected and "recursion" not in reply.message
+
+
+def test_server_names_the_nesting(tmp_path) -> None:
+    from dccsim.core.protocol import TAG_JSON
+    from dccsim.core.server import _decode_problem
+
+    payload = b'{"kind":"request","x":' + b"[" * DEEP + b"]" * DEEP + b"}"
+    err = _decode_problem(RecursionError("maximum recursion depth exceeded"), payload, TAG_JSON)
+    assert err.field == "nesting" and "levels deep" in str(err)
+
+
+# ------------------------------------------------------------------------------ error texts
+@pytest.mark.parametrize(
+    ("change", "field", "value", "allowed"),
+    [
+        ({"role": "bogus"}, "$.role", "bogus", "one of 'ED', 'ES', 'GS', 'GT', 'IS', 'MDR', 'OU', 'RSA' or null"),
+        ({"kind": "bogus"}, "$.kind", "bogus", "one of 'request', 'response', 'device_alert', 'dcc_alert'"),
+        (
+            {"body": {"element": "Bogus"}},
+            "$.body.element",
+            "Bogus",
+            "one of 'RetrieveImportDailyReadLog', 'ReadActiveImportProfileData', 'ReadExportProfileData', "
+            "'ReadInstantaneousImportRegisters', 'ReadFirmwareVersion', 'UpdateHANDeviceLog', 'Generic'",
+        ),
+        (
+            {"body": {"element": "UpdateHANDeviceLog", "device_id": "00", "request_type": "Maybe"}},
+            "$.body.request_type",
+            "Maybe",
+            "one of 'Add', 'Remove'",
+        ),
+    ],
+)
+def test_bad_enum_values_say_what_is_allowed(change, field, value, allowed, tmp_path, capsys) -> None:
+    data = {**_request(), **change}
+    for name, raw in (("one.json", json.dumps(data).encode()), ("one.msgpack", msgspec.msgpack.encode(data))):
+        f = tmp_path / name
+        f.write_bytes(raw)
+        code, _, err = cli("decode", str(f), capsys=capsys)
+        assert code == 2
+        assert _one_line(err) == f"{f}: {field}: got {value!r}, expected {allowed} [malformed]"
+    # the server's error reply carries the same parts
+    with pytest.raises(MessageError) as exc:
+        wire.decode_json(json.dumps(data))
+    reply = ErrorReply.of(exc.value)
+    assert (reply.field, reply.value, reply.expected) == (field, value, allowed)
+
+
+def test_bad_date_time_and_base64_say_what_is_allowed() -> None:
+    data = _request()
+    data["body"]["period"]["start"] = "yesterday"
+    with pytest.raises(MessageError) as exc:
+        wire.decode_json(json.dumps(data))
+    assert exc.value.field == "$.body.period.start" and exc.value.value == "yesterday"
+    assert exc.value.expected.startswith("an RFC 3339 date-time, e.g.")
+    alert = {"kind": "device_alert", "device": "00", "recipient": "00", "counter": 1, "alert_code": 1,
+             "time": "2026-01-01T00:00:00Z", "gbcs_payload": "!!"}  # fmt: skip
+    with pytest.raises(MessageError) as exc:
+        wire.decode_json(json.dumps(alert))
+    assert exc.value.field == "$.gbcs_payload" and exc.value.expected == "bytes (base64 text in JSON)"
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [(b"null", "null"), (b"42", "number"), (b'"x"', "string"), (b" -1.5\n", "number"), (b"true", "boolean")],
+)
+def test_a_json_scalar_is_named_as_json(text, kind, tmp_path, capsys) -> None:
+    f = tmp_path / "scalar.json"
+    f.write_bytes(text)
+    code, _, err = cli("decode", str(f), capsys=capsys)
+    assert code == 2
+    assert _one_line(err) == f"{f}: $: got a JSON {kind}, expected a request object or array [malformed]"
+
+
+def test_an_empty_file_is_named_as_empty(tmp_path, capsys) -> None:
+    f = tmp_path / "empty.json"
+    f.write_bytes(b"\n")
+    code, _, err = cli("decode", str(f), capsys=capsys)
+    assert code == 2
+    assert _one_line(err) == f"{f}: $: got an empty file, expected a request object or array [malformed]"
+
+
+def test_a_bad_json_line_is_named_by_its_line(tmp_path, capsys) -> None:
+    lines = (EXAMPLES / "04_batch.jsonl").read_text().splitlines()
+    bad = json.loads(lines[1])
+    bad["command_variant"] = "one"
+    f = tmp_path / "lines.jsonl"
+    f.write_text("\n".join([lines[0], json.dumps(bad), lines[2]]) + "\n")
+    code, out, err = cli("decode", str(f), capsys=capsys)
+    assert code == 2 and len(out.splitlines()) == 2
+    assert _one_line(err) == f"{f}: line 2: $.command_variant: got 'one', expected int [malformed]"

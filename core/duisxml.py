@@ -392,7 +392,7 @@ def schema_errors(document: bytes, schema: etree.XMLSchema) -> list[str]:
     doc = etree.fromstring(document, _PARSER)
     if schema.validate(doc):
         return []
-    return [f"line {e.line}: {e.message}" for e in schema.error_log]
+    return [f"line {e.line}: {' '.join(e.message.split())}" for e in schema.error_log]
 
 
 def encode_xml(msg: Message | RequestRow, schema: etree.XMLSchema | None = None) -> bytes:
@@ -414,5 +414,7 @@ def encode_xml(msg: Message | RequestRow, schema: etree.XMLSchema | None = None)
     if schema is not None:
         problems = schema_errors(doc, schema)
         if problems:
-            raise MessageError("xml", problems[0], "a document valid against the DUIS schema")
+            # libxml2's whole reason (line, element, what it expected), never cut
+            reason = problems[0].replace(f"{{{SR_NS}}}", "sr:")
+            raise MessageError("xml", problems[0], "a document valid against the DUIS schema", got=reason)
     return doc

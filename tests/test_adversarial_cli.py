@@ -178,3 +178,21 @@ def test_a_bad_json_line_is_named_by_its_line(tmp_path, capsys) -> None:
     code, out, err = cli("decode", str(f), capsys=capsys)
     assert code == 2 and len(out.splitlines()) == 2
     assert _one_line(err) == f"{f}: line 2: $.command_variant: got 'one', expected int [malformed]"
+
+
+def test_schema_errors_show_libxml2s_whole_reason_on_one_line(duis_dir, tmp_path, capsys) -> None:
+    data = _request()
+    ns = "http://www.dccinterface.co.uk/ServiceUserGateway"
+    data["body"] = {"element": "Generic", "name": "FooBarBazQux",
+                    "xml": f'<sr:FooBarBazQux xmlns:sr="{ns}"><sr:Nope>1</sr:Nope></sr:FooBarBazQux>'}  # fmt: skip
+    f = tmp_path / "generic.json"
+    f.write_text(json.dumps(data))
+    schema = str(duis_dir / "DUIS-Schema-V5.4.xsd")
+    args = ["--to", "xml", "--schema", schema, "--validate", "--role", "IS", str(f)]
+    code, out, err = cli("decode", *args, capsys=capsys)
+    assert code == 2 and out == ""
+    line = _one_line(err)
+    assert line.startswith(f"{f}: xml: got line 10: Element 'sr:FooBarBazQux': This element is not expected. ")
+    # the reason goes on to what the schema allows there, and the expectation follows it
+    assert "Expected is one of ( sr:UpdateImportTariffPrimaryElement," in line
+    assert line.endswith("sr:UpdateDebt )., expected a document valid against the DUIS schema [malformed]")

@@ -10,6 +10,7 @@ fills up half-way through a log.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -196,3 +197,84 @@ def test_schema_errors_show_libxml2s_whole_reason_on_one_line(duis_dir, tmp_path
     # the reason goes on to what the schema allows there, and the expectation follows it
     assert "Expected is one of ( sr:UpdateImportTariffPrimaryElement," in line
     assert line.endswith("sr:UpdateDebt )., expected a document valid against the DUIS schema [malformed]")
+
+
+# ------------------------------------------------------------------------------ stdout and inputs
+def _many_requests(tmp_path: Path, copies: int = 2000) -> Path:
+    """A JSON-lines file whose conversion is megabytes: far more than a pipe holds."""
+    f = tmp_path / "many.jsonl"
+    f.write_bytes((EXAMPLES / "04_batch.jsonl").read_bytes() * copies)
+    return f
+
+
+@pytest.mark.parametrize("to", ["json", "msgpack"])
+def test_a_closed_stdout_pipe_is_one_line_exit_3(to, tmp_path) -> None:
+    """``dccsim decode FILE | head -c1``: a large MessagePack write to the pipe came back short
+    and the rest was dropped silently (exit 0); JSON lines died in click's handler (exit 1)."""
+    src = _many_requests(tmp_path)
+    with subprocess.Popen(
+        [sys.executable, "-m", "dccsim.bench", "decode", "--to", to, str(src)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert len(proc.stdout.read(1)) == 1
+        proc.stdout.close()  # the reader leaves, as head -c1 does
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=120)
+    assert code == 3, err
+    assert err.splitlines() == ["dccsim: error: cannot write stdout: Broken pipe"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("to", ["json", "msgpack", "xml"])
+def test_a_full_stdout_is_one_line_exit_3(to, tmp_path) -> None:
+    """A guard more than a regression test: the command now says it itself, as main did for it."""
+    src = str(EXAMPLES / "01_mhhs_4.8.1.xml") if to == "xml" else str(_many_requests(tmp_path, 20))
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run(
+            [sys.executable, "-m", "dccsim.bench", "decode", "--to", to, src],
+            stdout=full, stderr=subprocess.PIPE, timeout=120, check=False,
+        )  # fmt: skip
+    assert r.returncode == 3
+    assert r.stderr.decode().splitlines() == ["dccsim: error: cannot write stdout: No space left on device"]
+
+
+def test_a_fifo_with_no_writer_is_refused_without_opening_it(tmp_path, capsys) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code, out, err = cli("decode", str(EXAMPLES / "04_batch.jsonl"), str(fifo), capsys=capsys)
+    assert code == 2 and out == ""  # checked before anything is converted
+    assert err.splitlines() == [
+        f"dccsim: error: {fifo}: file: got a FIFO, expected a regular file (or - for stdin)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "words"),
+    [
+        ("/dev/zero", "file: got a character device, expected a regular file (or - for stdin)"),
+        ("/proc/self/mem", "file: cannot read (Input/output error), expected a readable file"),
+        ("MISSING", "file: not found, expected a readable file (or - for stdin)"),
+    ],
+)
+def test_unreadable_inputs_are_one_line_exit_2(path, words, tmp_path, capsys) -> None:
+    if path == "MISSING":
+        path = str(tmp_path / "nope.json")
+    elif not Path(path).exists():
+        pytest.skip(f"needs {path}")
+    code, out, err = cli("decode", path, capsys=capsys)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [f"dccsim: error: {path}: {words}"]
+
+
+def test_a_folder_is_one_line_exit_2(tmp_path, capsys) -> None:
+    """A guard: click's own check of the argument already said this in one line."""
+    code, _, err = cli("decode", str(tmp_path), capsys=capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "is a directory" in err
+
+
+def test_dash_reads_stdin() -> None:
+    r = run_cli("decode", "-", input=(EXAMPLES / "04_batch.jsonl").read_bytes())
+    assert r.returncode == 0, r.stderr.decode()
+    assert len(r.stdout.splitlines()) == 5

@@ -278,3 +278,16 @@ def test_dash_reads_stdin() -> None:
     r = run_cli("decode", "-", input=(EXAMPLES / "04_batch.jsonl").read_bytes())
     assert r.returncode == 0, r.stderr.decode()
     assert len(r.stdout.splitlines()) == 5
+
+
+# ------------------------------------------------------------------------------ scenario files
+def test_a_scenario_that_is_not_utf8_names_the_file_and_the_byte(tmp_path, capsys) -> None:
+    f = tmp_path / "latin1.toml"
+    f.write_bytes('name = "café"\n'.encode("latin-1"))
+    code, out, err = cli("run", str(f), "--out", str(tmp_path / "run"), capsys=capsys)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"dccsim: error: {f}: byte 0xE9 at offset 11 is not UTF-8 (invalid continuation byte), "
+        "expected UTF-8 text (TOML is UTF-8)"
+    ]
+    assert not (tmp_path / "run").exists()

@@ -291,3 +291,60 @@ def test_a_scenario_that_is_not_utf8_names_the_file_and_the_byte(tmp_path, capsy
         "expected UTF-8 text (TOML is UTF-8)"
     ]
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------ alert traces
+POLICY = REPO / "examples" / "throttle" / "policy.toml"
+GRID = REPO / "examples" / "throttle" / "grid.toml"
+
+
+def _write_trace(path: Path, names: list[str]) -> Path:
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    types = {"t_ns": pa.int64(), "device": pa.uint64(), "alert_code": pa.uint16(), "storm": pa.bool_()}
+    cols = [pa.array([False, True] if name == "storm" else [1, 2], types.get(name, pa.int64())) for name in names]
+    table = pa.table(cols, names=names)
+    with ipc.new_file(str(path), table.schema) as writer:
+        writer.write_table(table)
+    return path
+
+
+@pytest.mark.parametrize("dup", ["device", "storm"])
+@pytest.mark.parametrize("command", ["throttle", "tune-throttle"])
+def test_a_trace_with_a_column_twice_names_it(command, dup, tmp_path, capsys) -> None:
+    names = ["t_ns", "device", "alert_code", "storm", dup]
+    trace = _write_trace(tmp_path / "dup.arrow", names)
+    args = ["--config", str(POLICY)] if command == "throttle" else ["--grid", str(GRID)]
+    out = tmp_path / ("out.arrow" if command == "throttle" else "tuning")
+    code, _, err = cli(command, str(trace), *args, "--out", str(out), capsys=capsys)
+    assert code == 2
+    assert err.splitlines() == [
+        f"dccsim: error: {trace}: column {dup!r} appears 2 times, expected it once; got columns {', '.join(names)}"
+    ]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_full_state_table_leaves_no_partial_log_and_names_max_keys(tmp_path, capsys) -> None:
+    trace = tmp_path / "trace.arrow"
+    code, _, err = cli("make-alert-trace", str(trace), "--alerts", "1000", "--devices", "100", capsys=capsys)
+    assert code == 0, err
+    out = tmp_path / "alerts.arrow"
+    code, _, err = cli("throttle", str(trace), "--config", str(POLICY), "--out", str(out), "--max-keys", "1",
+                       capsys=capsys)  # fmt: skip
+    assert code == 2
+    line = _one_line(err)
+    assert line.startswith(f"dccsim: error: --max-keys 1: {trace}: rows from 0: throttle state full: ")
+    keys = int(line.split("The trace has ")[1].split(" ")[0].replace(",", ""))
+    assert line.endswith(f"keys in all: --max-keys {keys} is always enough.")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trace.arrow"]  # nothing half-written
+    # what it says is enough, is
+    code, _, err = cli("throttle", str(trace), "--config", str(POLICY), "--out", str(out), "--max-keys", str(keys),
+                       capsys=capsys)  # fmt: skip
+    assert code == 0, err
+    good = out.read_bytes()
+    # a failed run leaves an earlier good log as it was
+    code, _, _ = cli("throttle", str(trace), "--config", str(POLICY), "--out", str(out), "--max-keys", "1",
+                     capsys=capsys)  # fmt: skip
+    assert code == 2 and out.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alerts.arrow", "trace.arrow"]

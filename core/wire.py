@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -223,8 +223,23 @@ def _error(exc: msgspec.MsgspecError, data: bytes, untyped: Any, info: mi.Type, 
 
 
 def _aware(dt: datetime | None, field: str) -> None:
-    if dt is not None and dt.tzinfo is None:
+    if dt is None:
+        return
+    if dt.tzinfo is None:
         raise MessageError(field, dt.isoformat(), "a date-time with a time zone, e.g. 2026-11-22T00:00:00Z")
+    try:
+        dt.astimezone(UTC)  # what the DUIS XML writer does; past year 9999 or before year 1 it overflows
+    except OverflowError:
+        raise MessageError(field, dt.isoformat(), "a date-time within years 1 to 9999 in UTC") from None
+
+
+def _ints(struct: Any, where: str) -> None:
+    """Every integer field of ``struct`` fits in 64 bits, as MessagePack and the columns need
+    (msgspec's JSON decoder takes integers of any size)."""
+    for name in struct.__struct_fields__:
+        value = getattr(struct, name)
+        if type(value) is int and not -(1 << 63) <= value < 1 << 64:
+            raise MessageError(f"{where}.{name}", value, "an integer that fits in 64 bits")
 
 
 def _request_id(rid: RequestId | None, field: str) -> None:
@@ -237,9 +252,13 @@ def check_message(msg: Message, where: str = "$") -> Message:
 
     The checks the DUIS XML reader makes while parsing: each RequestID's originator and
     target are EUI-64s and its counter an unsigned 64-bit integer; every date-time has a time
-    zone. Fields are named by their path from ``where`` (e.g. ``$.request_id.counter``).
+    zone and lies within years 1 to 9999 in UTC; every integer fits in 64 bits (so that each
+    format can carry what one accepted). Fields are named by their path from ``where`` (e.g.
+    ``$.request_id.counter``).
     """
+    _ints(msg, where)
     if isinstance(msg, ServiceRequest):
+        _ints(msg.body, f"{where}.body")
         _request_id(msg.request_id, f"{where}.request_id")
         _request_id(msg.preceding_request_id, f"{where}.preceding_request_id")
         period = msg.period

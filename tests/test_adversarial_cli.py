@@ -348,3 +348,66 @@ def test_a_full_state_table_leaves_no_partial_log_and_names_max_keys(tmp_path, c
                      capsys=capsys)  # fmt: skip
     assert code == 2 and out.read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alerts.arrow", "trace.arrow"]
+
+
+# ------------------------------------------------------------------------------ found by fuzzing
+def _cli_binary(*args: str, capsysbinary: pytest.CaptureFixture[bytes]) -> tuple[int, bytes, str]:
+    """``dccsim ARGS`` whose stdout may be MessagePack: its exit code, stdout bytes and stderr text."""
+    code, out, err = cli(*args, capsys=capsysbinary)  # type: ignore[arg-type]
+    return code, out, err.decode()  # type: ignore[attr-defined]
+
+
+def _xml_with(old: str, new: str, tmp_path: Path) -> Path:
+    text = (EXAMPLES / "01_mhhs_4.8.1.xml").read_text()
+    assert old in text
+    f = tmp_path / "edited.xml"
+    f.write_text(text.replace(old, new, 1))
+    return f
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        ("<sr:CommandVariant>1<", "<sr:CommandVariant>99999999999999999999999<",
+         "header.command_variant: got '99999999999999999999999', expected an integer that fits in 64 bits"),
+        ("<sr:CommandVariant>1<", "<sr:CommandVariant>1_0<",
+         "header.command_variant: got '1_0', expected an integer that fits in 64 bits"),
+        ("2026-11-21T00:00:00Z", "9999-12-31T23:59:59-01:00",
+         "body.period.start: got '9999-12-31T23:59:59-01:00', expected a date-time within years 1 to 9999 in UTC"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("to", ["json", "msgpack", "xml"])
+def test_xml_values_no_format_can_carry_are_refused_as_they_are_read(
+    to, old, new, words, tmp_path, capsysbinary
+) -> None:
+    f = _xml_with(old, new, tmp_path)
+    code, out, err = _cli_binary("decode", "--to", to, str(f), capsysbinary=capsysbinary)
+    assert code == 2 and out == (b"\x90" if to == "msgpack" else b"")  # an empty MessagePack array
+    assert _one_line(err) == f"{f}: {words} [malformed]"
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"command_variant": 10**23}, "$.command_variant: got 100000000000000000000000, expected an integer that fits"),
+        ({"execution_datetime": "0001-01-01T00:00:00+01:00"},
+         "$.execution_datetime: got '0001-01-01T00:00:00+01:00', expected a date-time within years 1 to 9999 in UTC"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("to", ["msgpack", "xml"])
+def test_json_values_other_formats_cannot_carry_are_refused(to, change, words, tmp_path, capsysbinary) -> None:
+    f = tmp_path / "edited.json"
+    f.write_text(json.dumps({**_request(), **change}))
+    code, out, err = _cli_binary("decode", "--to", to, str(f), capsysbinary=capsysbinary)
+    assert code == 2 and out == (b"\x90" if to == "msgpack" else b"")
+    assert _one_line(err).startswith(f"{f}: {words}")
+
+
+def test_a_control_character_xml_cannot_hold_is_one_line(tmp_path, capsys) -> None:
+    f = tmp_path / "nul.json"
+    f.write_text(json.dumps({**_request(), "service_reference": "4\x008"}))
+    code, out, err = cli("decode", "--to", "xml", str(f), capsys=capsys)
+    assert code == 2 and out == ""
+    assert _one_line(err) == (
+        f"{f}: ServiceReference: got '4\\x008', expected text XML can hold (no NUL or control characters) [malformed]"
+    )

@@ -68,6 +68,8 @@ _PATH_RE = re.compile(r" - at `(\$[^`]*)`$")
 _EXPECTED_RE = re.compile(r"^Expected `([^`]*)`(?:, got `([^`]*)`)?")
 _SEGMENT_RE = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
 
+#: what arrived, where the rest of the input cannot be decoded to show it
+_HIDDEN = "a value the input around it hides (malformed or nested too deep)"
 #: what a document that is a lone scalar should have been
 _TOP_EXPECTED = "a request object or array"
 
@@ -198,11 +200,12 @@ def _error(exc: msgspec.MsgspecError, data: bytes, untyped: Any, info: mi.Type, 
     path = m.group(1) if m else "$"
     message = text[: m.start()] if m else text
     raw = None
+    readable = True
     try:
         raw = untyped(data)
         value = _value_at(raw, path)
     except (msgspec.DecodeError, RecursionError):
-        value = None
+        readable, value = False, None
     got = None
     e = _EXPECTED_RE.match(message)
     if message.startswith("Object missing required field"):
@@ -210,11 +213,14 @@ def _error(exc: msgspec.MsgspecError, data: bytes, untyped: Any, info: mi.Type, 
     if e:
         kind = e.group(2)
         allowed = _expected_at(info, raw, path)
-        expected = allowed if allowed is not None and "one of" in allowed else e.group(1)
+        # msgspec's own words (``int``, ``object``) where they say it; the allowed values, or an
+        # array's length, in words where they do not
+        use_allowed = allowed is not None and ("one of" in allowed or kind is None)
+        expected = allowed if use_allowed else e.group(1)
         if path == "$" and kind in _KINDS:  # a document that is a lone scalar, not a message at all
             got, expected = f"a {fmt} {_KINDS[kind]}", _TOP_EXPECTED
-        elif raw is None and kind:
-            got = f"a {fmt} {kind}"
+        elif not readable:
+            got = f"a {fmt} {_KINDS.get(kind, kind)}" if kind else _HIDDEN
     elif message == "Number out of range":
         expected = "an integer that fits in 64 bits"
     else:  # an invalid enum or tag value, a bad date-time or base64 text: say what is allowed

@@ -89,6 +89,8 @@ def test_decoders_refuse_deep_nesting_with_a_message_error(decode, shape) -> Non
         decode(data)
     reply = ErrorReply.of(exc.value)
     assert reply.field and reply.expected and "recursion" not in reply.message
+    shown = ("a JSON ", "a MessagePack ", "JSON ", "MessagePack ", "a value the input")
+    assert reply.value.startswith(shown), reply.value
 
 
 def test_server_names_the_nesting(tmp_path) -> None:

@@ -28,8 +28,10 @@ grid or batch (or a state table that is full) a :class:`~dccsim.throttle.Throttl
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,6 +124,12 @@ def read_trace(path: Path) -> Trace:
         raise LogError(f"{path}: cannot read ({exc.strerror or exc})") from None
     want = ", ".join(f"{n} ({t})" for n, t in TRACE_COLUMNS.items())
     names = table.column_names
+    for name in [*TRACE_COLUMNS, "storm"]:
+        if names.count(name) > 1:  # which one would be the trace's is anyone's guess
+            raise LogError(
+                f"{path}: column {name!r} appears {names.count(name)} times, expected it once; "
+                f"got columns {', '.join(names)}"
+            )
     for name, type_ in [*TRACE_COLUMNS.items(), ("storm", STORM_TYPE)]:
         if name not in names:
             if name == "storm":
@@ -205,6 +213,25 @@ def _cannot_write(path: Path, exc: Exception) -> LogError:
     return LogError(f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})")
 
 
+@contextmanager
+def _replacing(out: Path) -> Iterator[Path]:
+    """A temporary name beside ``out`` to write to: renamed to ``out`` when the block ends
+    well, removed when it fails, so that a failed run leaves no partial file (nor clobbers a
+    good one). Its errors name ``out``, not the temporary name."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and str(tmp) in str(exc):
+            raise OSError(exc.errno, str(exc.strerror or exc).replace(str(tmp), str(out))) from exc
+        raise
+
+
 def _located(exc: ThrottleError, where: str) -> ThrottleError:
     """``exc`` (its type and attributes kept) with ``where`` before its text."""
     exc.args = (f"{where}: {exc}",)
@@ -279,7 +306,7 @@ def replay_trace(
     busy = 0.0
     try:
         # the action names are the records' vocabulary (the writer's default: the throttle's)
-        with ArrowLogWriter(out, schema, meta) as log:
+        with _replacing(out) as partial, ArrowLogWriter(partial, schema, meta) as log:
             for a in range(0, n, batch):
                 b = min(a + batch, n)
                 t0 = time.perf_counter()
@@ -417,7 +444,7 @@ def tune(
     meta = _metadata(_config_text(config_path), trace, alerts=str(len(trace)))
     log = out / "tuning.arrow"
     try:
-        with ArrowLogWriter(log, schema, meta, compression=None) as writer:
+        with _replacing(log) as partial, ArrowLogWriter(partial, schema, meta, compression=None) as writer:
             writer.write_columns(**cols)
     except (LogError, OSError) as exc:
         raise _cannot_write(log, exc) from exc
@@ -428,7 +455,8 @@ def tune(
         plot = out / "tuning.svg"
         svg = tradeoff_svg(cols, best, title=f"{trace.path.name}: {len(result)} settings")
         try:
-            plot.write_text(svg, encoding="utf-8")
+            with _replacing(plot) as partial:
+                partial.write_text(svg, encoding="utf-8")
         except OSError as exc:
             raise LogError(f"{plot}: cannot write ({exc.strerror})") from exc
     return TuningRun(

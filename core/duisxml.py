@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import functools
 import os
+import re
 from copy import deepcopy
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,6 +98,10 @@ def _parse_dt(text: str, field: str) -> datetime:
         raise MessageError(field, text, "an xs:dateTime with a time zone, e.g. 2015-01-01T00:00:00Z") from None
     if dt.tzinfo is None:
         raise MessageError(field, text, "an xs:dateTime with a time zone, e.g. 2015-01-01T00:00:00Z")
+    try:
+        dt.astimezone(UTC)  # what the writers do; past year 9999 or before year 1 it overflows
+    except OverflowError:
+        raise MessageError(field, text, "a date-time within years 1 to 9999 in UTC") from None
     return dt
 
 
@@ -104,11 +109,16 @@ def _elements(el: etree._Element) -> list[etree._Element]:
     return [c for c in el if isinstance(c.tag, str)]
 
 
+_INT_RE = re.compile(r"[+-]?[0-9]{1,20}")
+
+
 def _parse_int(text: str, field: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise MessageError(field, text, "an integer") from None
+    """An xs:integer as the JSON and MessagePack decoders take it: 64 bits at most (int()
+    alone would take ``1_000``, other scripts' digits and numbers of any size)."""
+    value = int(text) if _INT_RE.fullmatch(text) else None
+    if value is None or not -(1 << 63) <= value < 1 << 64:
+        raise MessageError(field, text, "an integer that fits in 64 bits")
+    return value
 
 
 def decode_request_xml(data: bytes | str) -> ServiceRequest:
@@ -242,7 +252,10 @@ def _han_log(kids: list[etree._Element], names: list[str]) -> UpdateHANDeviceLog
 def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
     el = etree.SubElement(parent, _SR + name)
     if text is not None:
-        el.text = text
+        try:
+            el.text = text
+        except ValueError:  # NUL or a control character, which JSON and MessagePack carry and XML cannot
+            raise MessageError(name, text, "text XML can hold (no NUL or control characters)") from None
     return el
 
 
@@ -392,7 +405,7 @@ def schema_errors(document: bytes, schema: etree.XMLSchema) -> list[str]:
     doc = etree.fromstring(document, _PARSER)
     if schema.validate(doc):
         return []
-    return [f"line {e.line}: {e.message}" for e in schema.error_log]
+    return [f"line {e.line}: {' '.join(e.message.split())}" for e in schema.error_log]
 
 
 def encode_xml(msg: Message | RequestRow, schema: etree.XMLSchema | None = None) -> bytes:
@@ -414,5 +427,7 @@ def encode_xml(msg: Message | RequestRow, schema: etree.XMLSchema | None = None)
     if schema is not None:
         problems = schema_errors(doc, schema)
         if problems:
-            raise MessageError("xml", problems[0], "a document valid against the DUIS schema")
+            # libxml2's whole reason (line, element, what it expected), never cut
+            reason = problems[0].replace(f"{{{SR_NS}}}", "sr:")
+            raise MessageError("xml", problems[0], "a document valid against the DUIS schema", got=reason)
     return doc

@@ -32,16 +32,28 @@ class MessageError(DccsimError, ValueError):
         The DUIS response code this maps to (``E1``...``E30``), or ``"malformed"`` for input
         that is not a message at all (unparseable XML/JSON/MessagePack, schema violation). The
         DUIS gateway rejects those at the transport layer (HTTP 400) before any response code.
+    got:
+        How the text shows what arrived, where ``repr(value)`` would not say it (``"a JSON
+        null"``, a schema problem with its line); shown whole, on one line.
+
+    >>> str(MessageError("$", None, "a request object or array", got="a JSON null"))
+    '$: got a JSON null, expected a request object or array [malformed]'
     """
 
-    def __init__(self, field: str, value: object, expected: str, code: str = "malformed"):
+    def __init__(
+        self, field: str, value: object, expected: str, code: str = "malformed", *, got: str | None = None
+    ):
         self.field = field
         self.value = value
         self.expected = expected
         self.code = code
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
+        self.got = got
+        if got is None:
+            shown = repr(value)
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+        else:
+            shown = " ".join(got.split())
         super().__init__(f"{field}: got {shown}, expected {expected} [{code}]")
 
 

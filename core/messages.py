@@ -403,8 +403,10 @@ class ErrorReply(Struct, frozen=True, kw_only=True, omit_defaults=True, tag_fiel
 
     @classmethod
     def of(cls, exc: MessageError, **extra: Any) -> ErrorReply:
-        """The reply to a :class:`~dccsim.core.errors.MessageError` (its value cut to 200 characters)."""
-        value = exc.value if isinstance(exc.value, str) else repr(exc.value)
+        """The reply to a :class:`~dccsim.core.errors.MessageError` (its value cut to 200 characters;
+        where the error says what arrived in words, e.g. ``a JSON null``, those words)."""
+        got = getattr(exc, "got", None)
+        value = got if got is not None else exc.value if isinstance(exc.value, str) else repr(exc.value)
         return cls(message=str(exc), field=exc.field, value=value[:200], expected=exc.expected, code=exc.code, **extra)
 
 

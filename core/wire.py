@@ -28,10 +28,12 @@ True
 from __future__ import annotations
 
 import re
-from datetime import datetime
+import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import msgspec.inspect as mi
 
 from .errors import MessageError
 from .messages import DCCAlert, DeviceAlert, Message, RequestId, RequestRow, Response, ServiceRequest
@@ -58,15 +60,32 @@ _mp_enc = msgspec.msgpack.Encoder()
 _mp_dec = msgspec.msgpack.Decoder(Message)
 _mp_batch_dec = msgspec.msgpack.Decoder(list[Message])
 _rows_dec = msgspec.msgpack.Decoder(list[RequestRow])
+_MESSAGE = mi.type_info(Message)
+_MESSAGES = mi.type_info(list[Message])
+_ROWS = mi.type_info(list[RequestRow])
 
 _PATH_RE = re.compile(r" - at `(\$[^`]*)`$")
-_EXPECTED_RE = re.compile(r"^Expected `([^`]*)`, got `([^`]*)`")
+_EXPECTED_RE = re.compile(r"^Expected `([^`]*)`(?:, got `([^`]*)`)?")
+_SEGMENT_RE = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+#: what arrived, where the rest of the input cannot be decoded to show it
+_HIDDEN = "a value the input around it hides (malformed or nested too deep)"
+#: what a document that is a lone scalar should have been
+_TOP_EXPECTED = "a request object or array"
+
+
+def _too_deep(fmt: str) -> MessageError:
+    """The error for input nested too deeply to decode: msgspec stops at the interpreter's
+    recursion limit with a RecursionError, far deeper than the 4 levels a message needs
+    (request -> body -> period -> start)."""
+    got = f"{fmt} arrays or objects nested more than ~{sys.getrecursionlimit()} levels deep"
+    return MessageError("nesting", None, "at most a few levels (a message needs 4)", got=got)
 
 
 def _value_at(raw: Any, path: str) -> Any:
     """Walk a msgspec error path like ``$.body.period[0]`` through untyped data."""
     cur = raw
-    for key, index in re.findall(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]", path[1:]):
+    for key, index in _SEGMENT_RE.findall(path[1:]):
         try:
             cur = cur[key] if key else cur[int(index)]
         except (KeyError, IndexError, TypeError):
@@ -74,33 +93,159 @@ def _value_at(raw: Any, path: str) -> Any:
     return cur
 
 
-def _error(exc: msgspec.MsgspecError, data: bytes, untyped: Any) -> MessageError:
-    text = str(exc)
-    if isinstance(exc, msgspec.ValidationError):
-        m = _PATH_RE.search(text)
-        path = m.group(1) if m else "$"
-        message = text[: m.start()] if m else text
-        e = _EXPECTED_RE.match(message)
-        raw = None
-        try:
-            raw = untyped(data)
-        except msgspec.DecodeError:
-            pass
-        value = _value_at(raw, path) if raw is not None else None
-        if e:
-            expected = e.group(1)
-        elif message.startswith("Object missing required field"):
-            expected = f"the required field {message.split('`')[1]!r}"
-            value = "(missing)"
+def _struct_for(node: mi.Type, raw: Any) -> mi.Type:
+    """``node`` with unions and optionals resolved to the member ``raw`` selects (its tag)."""
+    while isinstance(node, mi.UnionType):
+        structs = [t for t in node.types if isinstance(t, mi.StructType)]
+        others = [t for t in node.types if not isinstance(t, mi.StructType | mi.NoneType)]
+        if structs and isinstance(raw, dict | list):
+            if isinstance(raw, dict) and structs[0].tag_field is not None:
+                picked = [t for t in structs if t.tag == raw.get(structs[0].tag_field)]
+            else:
+                picked = structs
+            if len(picked) != 1:
+                return node
+            node = picked[0]
+        elif not structs and len(others) == 1:
+            node = others[0]
         else:
-            expected = message
-        return MessageError(path, value, expected)
-    return MessageError("message", text, "well-formed input")
+            return node
+    return node
+
+
+def _describe(node: mi.Type) -> str | None:
+    """What a value of type ``node`` must be, in words; ``None`` where there are no better words."""
+    if isinstance(node, mi.LiteralType):
+        return "one of " + ", ".join(repr(v) for v in node.values)
+    if isinstance(node, mi.UnionType):
+        literals = [v for t in node.types if isinstance(t, mi.LiteralType) for v in t.values]
+        if literals and all(isinstance(t, mi.LiteralType | mi.NoneType) for t in node.types):
+            tail = " or null" if any(isinstance(t, mi.NoneType) for t in node.types) else ""
+            return "one of " + ", ".join(repr(v) for v in literals) + tail
+        parts = [_describe(t) for t in node.types]
+        return None if None in parts else " or ".join(p for p in parts if p)
+    if isinstance(node, mi.NoneType):
+        return "null"
+    if isinstance(node, mi.BoolType):
+        return "true or false"
+    if isinstance(node, mi.IntType):
+        return "an integer (64-bit)"
+    if isinstance(node, mi.FloatType):
+        return "a number"
+    if isinstance(node, mi.StrType):
+        return "a string"
+    if isinstance(node, mi.DateTimeType):
+        return "an RFC 3339 date-time, e.g. 2026-11-22T00:00:00Z"
+    if isinstance(node, mi.BytesType):
+        return "bytes (base64 text in JSON)"
+    if isinstance(node, mi.StructType):
+        if node.array_like:
+            return f"an array of {sum(f.required for f in node.fields)} to {len(node.fields)} values"
+        return f"a {node.tag!r} object" if node.tag else "an object"
+    if isinstance(node, mi.ListType):
+        return "an array"
+    return None
+
+
+def _expected_at(info: mi.Type, raw: Any, path: str) -> str | None:
+    """What the decoder's type allows at ``path`` (through ``raw``'s tags), in words."""
+    node, here = info, raw
+    segments = _SEGMENT_RE.findall(path[1:])
+    for i, (key, index) in enumerate(segments):
+        node = _struct_for(node, here)
+        if key:
+            if isinstance(node, mi.UnionType):  # a tagged union whose tag is not one of its own
+                structs = [t for t in node.types if isinstance(t, mi.StructType)]
+                if i == len(segments) - 1 and structs and key == structs[0].tag_field:
+                    return "one of " + ", ".join(repr(t.tag) for t in structs)
+                return None
+            if not isinstance(node, mi.StructType):
+                return None
+            field = next((f for f in node.fields if f.encode_name == key), None)
+            if field is None:
+                return None
+            node = field.type
+            here = here.get(key) if isinstance(here, dict) else None
+        else:
+            at = int(index)
+            if isinstance(node, mi.ListType):
+                node = node.item_type
+            elif isinstance(node, mi.StructType) and node.array_like and at < len(node.fields):
+                node = node.fields[at].type
+            else:
+                return None
+            here = here[at] if isinstance(here, list) and at < len(here) else None
+    return _describe(node)
+
+
+#: msgspec's names of scalar types -> what a person calls them
+_KINDS = {
+    "null": "null",
+    "None": "null",
+    "int": "number",
+    "float": "number",
+    "str": "string",
+    "bool": "boolean",
+    "bytes": "binary",
+}
+
+
+def _error(exc: msgspec.MsgspecError, data: bytes, untyped: Any, info: mi.Type, fmt: str) -> MessageError:
+    """A :class:`MessageError` for a decoder's error: the path, the value found there (from an
+    untyped decode of ``data``) and what ``info`` (the decoder's type) allows there."""
+    text = str(exc)
+    if not isinstance(exc, msgspec.ValidationError):
+        return MessageError("message", text, f"well-formed {fmt}")
+    m = _PATH_RE.search(text)
+    path = m.group(1) if m else "$"
+    message = text[: m.start()] if m else text
+    raw = None
+    readable = True
+    try:
+        raw = untyped(data)
+        value = _value_at(raw, path)
+    except (msgspec.DecodeError, RecursionError):
+        readable, value = False, None
+    got = None
+    e = _EXPECTED_RE.match(message)
+    if message.startswith("Object missing required field"):
+        return MessageError(path, None, f"the required field {message.split('`')[1]!r}", got="(missing)")
+    if e:
+        kind = e.group(2)
+        allowed = _expected_at(info, raw, path)
+        # msgspec's own words (``int``, ``object``) where they say it; the allowed values, or an
+        # array's length, in words where they do not
+        use_allowed = allowed is not None and ("one of" in allowed or kind is None)
+        expected = allowed if use_allowed else e.group(1)
+        if path == "$" and kind in _KINDS:  # a document that is a lone scalar, not a message at all
+            got, expected = f"a {fmt} {_KINDS[kind]}", _TOP_EXPECTED
+        elif not readable:
+            got = f"a {fmt} {_KINDS.get(kind, kind)}" if kind else _HIDDEN
+    elif message == "Number out of range":
+        expected = "an integer that fits in 64 bits"
+    else:  # an invalid enum or tag value, a bad date-time or base64 text: say what is allowed
+        expected = _expected_at(info, raw, path) or message
+    return MessageError(path, value, expected, got=got)
 
 
 def _aware(dt: datetime | None, field: str) -> None:
-    if dt is not None and dt.tzinfo is None:
+    if dt is None:
+        return
+    if dt.tzinfo is None:
         raise MessageError(field, dt.isoformat(), "a date-time with a time zone, e.g. 2026-11-22T00:00:00Z")
+    try:
+        dt.astimezone(UTC)  # what the DUIS XML writer does; past year 9999 or before year 1 it overflows
+    except OverflowError:
+        raise MessageError(field, dt.isoformat(), "a date-time within years 1 to 9999 in UTC") from None
+
+
+def _ints(struct: Any, where: str) -> None:
+    """Every integer field of ``struct`` fits in 64 bits, as MessagePack and the columns need
+    (msgspec's JSON decoder takes integers of any size)."""
+    for name in struct.__struct_fields__:
+        value = getattr(struct, name)
+        if type(value) is int and not -(1 << 63) <= value < 1 << 64:
+            raise MessageError(f"{where}.{name}", value, "an integer that fits in 64 bits")
 
 
 def _request_id(rid: RequestId | None, field: str) -> None:
@@ -113,9 +258,13 @@ def check_message(msg: Message, where: str = "$") -> Message:
 
     The checks the DUIS XML reader makes while parsing: each RequestID's originator and
     target are EUI-64s and its counter an unsigned 64-bit integer; every date-time has a time
-    zone. Fields are named by their path from ``where`` (e.g. ``$.request_id.counter``).
+    zone and lies within years 1 to 9999 in UTC; every integer fits in 64 bits (so that each
+    format can carry what one accepted). Fields are named by their path from ``where`` (e.g.
+    ``$.request_id.counter``).
     """
+    _ints(msg, where)
     if isinstance(msg, ServiceRequest):
+        _ints(msg.body, f"{where}.body")
         _request_id(msg.request_id, f"{where}.request_id")
         _request_id(msg.preceding_request_id, f"{where}.preceding_request_id")
         period = msg.period
@@ -143,22 +292,25 @@ def encode_json(msg: Message | RequestRow) -> bytes:
     return _json_enc.encode(msg)
 
 
+def _decode(decoder: Any, data: bytes, untyped: Any, info: mi.Type, fmt: str) -> Any:
+    """``decoder.decode(data)``, every failure a :class:`MessageError` (nesting too deep included)."""
+    try:
+        return decoder.decode(data)
+    except msgspec.MsgspecError as exc:
+        raise _error(exc, data, untyped, info, fmt) from None
+    except RecursionError:
+        raise _too_deep(fmt) from None
+
+
 def decode_json(data: bytes | str) -> Message:
     """One message from JSON; :class:`MessageError` on bad input."""
-    try:
-        msg = _json_dec.decode(data)
-    except msgspec.MsgspecError as exc:
-        raise _error(exc, data if isinstance(data, bytes) else data.encode(), msgspec.json.decode) from None
-    return check_message(msg)
+    raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+    return check_message(_decode(_json_dec, raw, msgspec.json.decode, _MESSAGE, "JSON"))
 
 
 def decode_json_batch(data: bytes) -> list[Message]:
     """A JSON array of messages."""
-    try:
-        msgs = _json_batch_dec.decode(data)
-    except msgspec.MsgspecError as exc:
-        raise _error(exc, data, msgspec.json.decode) from None
-    return _check_all(msgs)
+    return _check_all(_decode(_json_batch_dec, data, msgspec.json.decode, _MESSAGES, "JSON"))
 
 
 def decode_json_lines(data: bytes) -> list[Message | MessageError]:
@@ -170,8 +322,7 @@ def decode_json_lines(data: bytes) -> list[Message | MessageError]:
         try:
             out.append(decode_json(line))
         except MessageError as err:
-            err.field = f"line {lineno}: {err.field}"
-            out.append(err)
+            out.append(MessageError(f"line {lineno}: {err.field}", err.value, err.expected, err.code, got=err.got))
     return out
 
 
@@ -182,20 +333,12 @@ def encode_msgpack(msg: Message | RequestRow | list[Message | RequestRow]) -> by
 
 def decode_msgpack(data: bytes) -> Message:
     """One message from MessagePack."""
-    try:
-        msg = _mp_dec.decode(data)
-    except msgspec.MsgspecError as exc:
-        raise _error(exc, data, msgspec.msgpack.decode) from None
-    return check_message(msg)
+    return check_message(_decode(_mp_dec, data, msgspec.msgpack.decode, _MESSAGE, "MessagePack"))
 
 
 def decode_msgpack_batch(data: bytes) -> list[Message]:
     """A MessagePack array of messages."""
-    try:
-        msgs = _mp_batch_dec.decode(data)
-    except msgspec.MsgspecError as exc:
-        raise _error(exc, data, msgspec.msgpack.decode) from None
-    return _check_all(msgs)
+    return _check_all(_decode(_mp_batch_dec, data, msgspec.msgpack.decode, _MESSAGES, "MessagePack"))
 
 
 def encode_rows(rows: list[RequestRow]) -> bytes:
@@ -205,10 +348,7 @@ def encode_rows(rows: list[RequestRow]) -> bytes:
 
 def decode_rows(data: bytes) -> list[RequestRow]:
     """A compact request batch back into :class:`RequestRow` objects."""
-    try:
-        return _rows_dec.decode(data)
-    except msgspec.MsgspecError as exc:
-        raise _error(exc, data, msgspec.msgpack.decode) from None
+    return _decode(_rows_dec, data, msgspec.msgpack.decode, _ROWS, "MessagePack")  # type: ignore[no-any-return]
 
 
 def detect_format(data: bytes) -> str:
@@ -223,6 +363,11 @@ def detect_format(data: bytes) -> str:
             if len(lines) > 1 and all(ln.lstrip().startswith(b"{") for ln in lines):
                 return "jsonl"
         return "json"
+    if head and head[0] < 0x80:
+        # text: a JSON scalar (null, 42, "x") or no JSON at all. A MessagePack message or
+        # array starts with a byte of 0x80 or more (a map or an array header); one below is a
+        # lone small integer, never a message
+        return "json"
     return "msgpack"
 
 
@@ -236,6 +381,8 @@ def decode_file(data: bytes) -> list[Message | RequestRow | MessageError]:
     for the whole file), so that the good ones can still be used; nothing is raised for bad
     input.
     """
+    if not data.strip(b"\xef\xbb\xbf \t\r\n"):
+        return [MessageError("$", data, _TOP_EXPECTED, got="an empty file")]
     fmt = detect_format(data)
     try:
         if fmt == "xml":

@@ -979,8 +979,26 @@ def load_scenario(name_or_path: str) -> tuple[Scenario, str]:
             value=name_or_path,
             expected=f"a built-in scenario ({', '.join(sorted(builtins))}) or a TOML file",
         )
-    text = path.read_text()
+    text = _read_text(path)
     return parse_scenario(text, str(path)), text
+
+
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of a scenario file; :class:`ConfigError` naming the file (and for bytes
+    that are not UTF-8, the offset of the first) when it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = f"cannot read ({exc.strerror or exc}), expected a readable TOML file"
+        raise ConfigError(reason, source=str(path)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"byte 0x{data[exc.start]:02X} at offset {exc.start} is not UTF-8 ({exc.reason}), "
+            "expected UTF-8 text (TOML is UTF-8)",
+            source=str(path),
+        ) from None
 
 
 def _setting_path(key: object, value: object) -> list[str]:

@@ -7,11 +7,16 @@ line), MessagePack (one message, an array of messages, or a compact request batc
 
 Good messages are written to stdout as soon as their file is read; every bad message gets
 one line on stderr naming the file, the field, the value and what was expected, and the
-command exits 2 at the end.
+command exits 2 at the end. An input that is not a readable regular file (missing, a FIFO, a
+device, unreadable) is one line and exit 2 before anything is read from it (``-`` reads
+stdin); stdout that cannot be written (full, closed) is one line and exit 3.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -22,13 +27,68 @@ from dccsim.core.errors import ConfigError, MessageError
 from dccsim.core.messages import Message, RequestRow, ServiceRequest
 from dccsim.core.records import ROLES
 
-from .errors import CliError
+from .errors import CliError, OutputError
 
 __all__ = ["decode", "srvs", "demo"]
 
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}
+
+
+def _check_input(path: Path) -> None:
+    """:class:`CliError` unless ``path`` is ``-`` or a regular file; nothing is opened, so a
+    FIFO with no writer cannot block."""
+    if str(path) == "-":
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        what = "not found" if exc.errno == errno.ENOENT else f"cannot be read ({exc.strerror})"
+        raise CliError(f"{path}: file: {what}, expected a readable file (or - for stdin)") from None
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise CliError(f"{path}: file: got {kind}, expected a regular file (or - for stdin)")
+
+
+def _read_input(path: Path) -> bytes:
+    """The bytes of ``path`` (stdin for ``-``); :class:`CliError` naming it when they cannot be read."""
+    try:
+        if str(path) == "-":
+            return sys.stdin.buffer.read()
+        return path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"{path}: file: cannot read ({exc.strerror or exc}), expected a readable file") from None
+
+
+def _write_stdout(out: object, data: bytes | None = None) -> None:
+    """Write ``data`` to stdout, or flush it when there is none; :class:`OutputError` (exit 3)
+    when stdout is full or closed. stdout then points at the null device, so that the
+    interpreter's flush at exit finds nothing to complain about (what the Python docs advise
+    for a broken pipe)."""
+    try:
+        if data is None:
+            out.flush()  # type: ignore[attr-defined]
+        else:
+            view = memoryview(data)
+            while view:  # a large write to a pipe whose reader left can come back short, not failed
+                view = view[out.write(view) :]  # type: ignore[attr-defined]
+    except OSError as exc:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        raise OutputError(f"cannot write stdout: {exc.strerror or exc}") from None
+
 
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option(
     "--to",
     "to",
@@ -69,10 +129,9 @@ def decode(files: tuple[Path, ...], to: str, validate: bool, role: str | None, s
         click.echo(f"{path}: {text}", err=True)
 
     for path in files:
-        if not path.is_file():
-            bad(path, "file: not found, expected a readable file")
-            continue
-        for item in wire.decode_file(path.read_bytes()):
+        _check_input(path)
+    for path in files:
+        for item in wire.decode_file(_read_input(path)):
             if isinstance(item, MessageError):
                 bad(path, str(item))
                 continue
@@ -89,17 +148,20 @@ def decode(files: tuple[Path, ...], to: str, validate: bool, role: str | None, s
                     continue
             try:
                 if to == "json":
-                    out.write(wire.encode_json(item) + b"\n")
+                    data = wire.encode_json(item) + b"\n"
                 elif to == "msgpack":
                     packed.append(item)
+                    continue
                 else:
-                    out.write(duisxml.encode_xml(item, xsd))
+                    data = duisxml.encode_xml(item, xsd)
             except MessageError as err:
                 bad(path, str(err))
-        out.flush()
+                continue
+            _write_stdout(out, data)
+        _write_stdout(out)
     if to == "msgpack":
-        out.write(wire.encode_msgpack(packed))
-        out.flush()
+        _write_stdout(out, wire.encode_msgpack(packed))
+        _write_stdout(out)
     if errors:
         click.echo(f"dccsim decode: {errors} bad message(s)", err=True)
         raise SystemExit(2)
@@ -158,6 +220,8 @@ def demo(examples: Path | None) -> None:
 
     validator = Validator()
     for path in sorted(folder.iterdir()):
+        if not path.is_file():  # a FIFO or a device would block or never end
+            continue
         data = path.read_bytes()
         fmt = wire.detect_format(data)
         for item in wire.decode_file(data):

@@ -133,19 +133,28 @@ def make_alert_trace(
 )
 def throttle(trace: Path, config_path: Path, out: Path, batch: int, max_keys: int) -> None:
     """Apply an Alert Storm Protection policy to TRACE and write the alerts log OUT."""
-    from dccsim.throttle import ThrottleError, load_policy
+    from dccsim.throttle import ThrottleError, ThrottleTableFullError, load_policy
 
     from ..alerts import read_trace, replay_trace
     from ..results.logs import LogError
 
     try:
         policy = load_policy(config_path)
-        result = replay_trace(
-            read_trace(trace), policy, out, config_path=config_path, batch=batch, max_keys=max_keys
-        )
+        alerts = read_trace(trace)
+        result = replay_trace(alerts, policy, out, config_path=config_path, batch=batch, max_keys=max_keys)
+    except ThrottleTableFullError as exc:
+        raise CliError(f"--max-keys {max_keys}: {exc} {_keys_needed(alerts.device, alerts.alert_code)}") from None
     except (ThrottleError, LogError) as exc:
         raise CliError(str(exc)) from None
     _print_summary(result, policy, trace)
+
+
+def _keys_needed(device: np.ndarray, alert_code: np.ndarray) -> str:
+    """What --max-keys holds every (device, alert code) key of a trace, in words."""
+    from dccsim.throttle import group_keys
+
+    keys = len(group_keys(device, alert_code)[1]) if device.size else 0
+    return f"The trace has {keys:,} (device, alert code) keys in all: --max-keys {keys} is always enough."
 
 
 def _print_summary(result: ReplayResult, policy: ThrottlePolicy, trace: Path) -> None:
@@ -240,7 +249,7 @@ def tune_throttle(
     trace: Path, grid_path: Path, out: Path, workers: int | None, max_keys: int
 ) -> None:
     """Run a grid of (N, W, P) over TRACE and report what each setting discards."""
-    from dccsim.throttle import ThrottleError, load_grid
+    from dccsim.throttle import ThrottleError, ThrottleTableFullError, load_grid
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..alerts import read_trace, tune
@@ -271,6 +280,8 @@ def tune_throttle(
             max_keys=max_keys,
             progress=report,
         )
+    except ThrottleTableFullError as exc:
+        raise CliError(f"--max-keys {max_keys}: {exc}; expected --max-keys of at least that many") from None
     except (ThrottleError, LogError) as exc:
         raise CliError(str(exc)) from None
     finally:

@@ -129,6 +129,9 @@ def _decode_problem(exc: Exception, payload: bytes, fmt: int) -> MessageError:
     """A MessageError for a frame the decoder refused, naming the field where possible."""
     from . import wire
 
+    if isinstance(exc, RecursionError):
+        return wire.too_deep("JSON" if fmt == TAG_JSON else "MessagePack")
+
     try:
         if fmt == TAG_JSON:
             (wire.decode_json_batch if payload.lstrip()[:1] == b"[" else wire.decode_json)(payload)
@@ -958,7 +961,7 @@ class _Conn(asyncio.Protocol):
         self.fmt = fmt
         try:
             decoded = (_js_in if fmt == TAG_JSON else _mp_in).decode(payload)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, RecursionError) as exc:  # msgspec recurses on deep nesting
             srv.counters.malformed += 1
             self.send_message(ErrorReply.of(_decode_problem(exc, payload, fmt)))
             return

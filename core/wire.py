@@ -74,7 +74,7 @@ _HIDDEN = "a value the input around it hides (malformed or nested too deep)"
 _TOP_EXPECTED = "a request object or array"
 
 
-def _too_deep(fmt: str) -> MessageError:
+def too_deep(fmt: str) -> MessageError:
     """The error for input nested too deeply to decode: msgspec stops at the interpreter's
     recursion limit with a RecursionError, far deeper than the 4 levels a message needs
     (request -> body -> period -> start)."""
@@ -299,7 +299,7 @@ def _decode(decoder: Any, data: bytes, untyped: Any, info: mi.Type, fmt: str) ->
     except msgspec.MsgspecError as exc:
         raise _error(exc, data, untyped, info, fmt) from None
     except RecursionError:
-        raise _too_deep(fmt) from None
+        raise too_deep(fmt) from None
 
 
 def decode_json(data: bytes | str) -> Message:

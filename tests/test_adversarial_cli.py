@@ -106,7 +106,7 @@ def test_server_names_the_nesting(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("change", "field", "value", "allowed"),
     [
-        ({"role": "bogus"}, "$.role", "bogus", "one of 'ED', 'ES', 'GS', 'GT', 'IS', 'MDR', 'OU', 'RSA' or null"),
+        ({"role": "bogus"}, "$.role", "bogus", "one of 'ED', 'ES', 'GS', 'GT', 'IS', 'LC', 'MDR', 'OU', 'RSA' or null"),
         ({"kind": "bogus"}, "$.kind", "bogus", "one of 'request', 'response', 'device_alert', 'dcc_alert'"),
         (
             {"body": {"element": "Bogus"}},

@@ -20,12 +20,22 @@ from dccsim.bench.compose import load_run
 from dccsim.bench.testing import ManualClock, started_server
 from dccsim.core.errors import MessageError
 from dccsim.core.messages import ErrorReply
-from dccsim.core.protocol import TAG_ACK, TAG_BUSY, TAG_CLOSE, TAG_ERROR, TAG_ROWS, frame, frame_head
+from dccsim.core.protocol import (
+    TAG_ACK,
+    TAG_BUSY,
+    TAG_CLOSE,
+    TAG_ERROR,
+    TAG_JSON,
+    TAG_MSGPACK,
+    TAG_ROWS,
+    frame,
+    frame_head,
+)
 from dccsim.core.server import ServerConfig
 from dccsim.loadgen.netclient import OpenLoopClient, run_open_loop, traffic_from_workload
 from dccsim.loadgen.population import build_population
 from dccsim.loadgen.workload import DayWorkload
-from test_server import Raw, T, rows, run
+from test_server import Raw, T, finals_count, rows, run
 
 SMOKE = load_run("smoke")
 S = SMOKE.scenario
@@ -326,3 +336,47 @@ def test_the_frame_head_of_an_oversized_rows_frame_names_its_batch() -> None:
             await c.close()
 
     run(main())
+
+
+# ---------------------------------------------------------------------------- deep nesting, a failing log
+@pytest.mark.parametrize("tag", [TAG_JSON, TAG_MSGPACK])
+def test_deeply_nested_messages_get_an_error_reply_and_the_connection_goes_on(tag: int) -> None:
+    """msgspec raises RecursionError on deep nesting: it dropped the connection with no reply."""
+    # the nesting under a field msgspec skips (unknown to the message type): it recurses there
+    if tag == TAG_JSON:
+        deep = b'{"kind": "stats", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    else:
+        deep = b"\x82\xa4kind\xa5stats\xa1x" + b"\x91" * 100_000 + b"\x90"
+
+    async def main() -> None:
+        async with _server(max_frame_bytes=1 << 20) as (srv, port):
+            c = await Raw.open(port)
+            await c.send(frame(tag, deep))
+            got, p = await c.frame()
+            reply = msgspec.json.decode(p) if tag == TAG_JSON else msgspec.msgpack.decode(p)
+            assert got == tag and reply["kind"] == "error" and "nest" in reply["message"], reply
+            await _stall(c, b"")  # still served
+            await c.close()
+
+    run(main())
+
+
+def test_a_log_that_fails_is_given_up_and_the_clients_are_still_answered() -> None:
+    from dccsim.bench.testing import ListSink
+
+    class FullDisk(ListSink):
+        def requests(self, rows: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+    async def main() -> Any:
+        async with started_server(SMOKE, sink=FullDisk(), log_batch=1) as (srv, port):
+            for counter0 in (1, 100):  # the first batch's log write fails; the second is still answered
+                c = await Raw.open(port)
+                await c.send(frame(TAG_ROWS, (0).to_bytes(8, "big") + rows(POP, S, 3, counter0)))
+                got = await c.frames_until(lambda fs: finals_count(fs) >= 3)
+                assert got[0][0] == TAG_ACK and finals_count(got) == 3
+                await c.close()
+            return srv
+
+    srv = run(main())
+    assert isinstance(srv.log_failure, OSError) and srv.sink is None

@@ -18,7 +18,8 @@ from typing import Any
 import click
 from dccsim.core.errors import ConfigError
 
-from .errors import CliError
+from ..tasks import TaskBackendError
+from .errors import CliError, OutputError
 
 __all__ = ["run", "scenarios", "sweep"]
 
@@ -127,6 +128,31 @@ _SET_OPTION = click.option(
 )  # fmt: skip
 
 
+_BACKEND_OPTION = click.option(
+    "--backend", type=click.Choice(["local", "ray"]), default=None,
+    help="Where independent runs go: local worker processes (default), or Ray tasks (pip install 'dccsim[ray]').",
+)  # fmt: skip
+_ADDRESS_OPTION = click.option(
+    "--address", default=None, metavar="HOST:PORT",
+    help="--backend ray: the Ray cluster's head (default: a local Ray instance of --workers CPUs).",
+)  # fmt: skip
+
+
+def _backend(backend: str | None, address: str | None) -> str:
+    """The backend of ``--backend``/``--address``, checked before any work (one line, exit 2:
+    an address without Ray, or Ray not installed)."""
+    from ..tasks import check_backend
+
+    backend = backend or "local"
+    if address is not None and backend != "ray":
+        raise CliError(f"--address: got {address!r}, expected it with --backend ray (local processes need none)")
+    try:
+        check_backend(backend, address)
+    except ConfigError as exc:
+        raise CliError(f"--{exc.key}: got {exc.value!r}, expected {exc.expected}") from None
+    return backend
+
+
 def _settings(given: tuple[str, ...]) -> dict[str, Any]:
     """``--set`` values as dotted-key settings; a bad one is a one-line error (exit 2)."""
     from ..settings import parse_settings
@@ -223,15 +249,17 @@ def scenarios() -> None:
 @click.option("--points", type=click.IntRange(1, 64), default=3, show_default=True,
               help="--find: settings judged per round (side by side); the answer does not depend on --workers.")
 @click.option("--workers", type=click.IntRange(1, 1024), default=None,
-              help="Worker processes running settings side by side (default: the CPU count).")
+              help="Settings run side by side (default: the CPU count; with --backend ray, what the cluster allows).")
+@_BACKEND_OPTION
+@_ADDRESS_OPTION
 @click.option("--scale", type=float, default=None)
 @click.option("--seed", type=int, default=None)
 @_SET_OPTION
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/sweep"), show_default=True)
 def sweep(
     scenario: str, uplifts: str | None, demands: str | None, find: str | None, low: float | None, high: float | None,
-    tolerance: float, points: int, workers: int | None, scale: float | None, seed: int | None, set_: tuple[str, ...],
-    out: Path,
+    tolerance: float, points: int, workers: int | None, backend: str | None, address: str | None,
+    scale: float | None, seed: int | None, set_: tuple[str, ...], out: Path,
 ) -> None:  # fmt: skip
     """Run one scenario at several uplift and/or demand settings and compare, or search for the
     capacity boundary (--find); writes sweep.json and sweep.html (the saturation curve)."""
@@ -239,12 +267,11 @@ def sweep(
     from rich.table import Table
 
     from .. import compose
-    from ..sweeps import default_workers
 
     settings = _settings(set_)
     ups = _floats(uplifts, "--uplift") or [None]
     dems = _floats(demands, "--demand") or [None]
-    workers = workers or default_workers()
+    backend = _backend(backend, address)
     console = Console(stderr=True)
 
     def running(label: str) -> None:
@@ -262,17 +289,19 @@ def sweep(
             result = compose.find(
                 scenario, find, out, low=low, high=high, tolerance=tolerance, points=points,
                 uplift=ups[0], demand=dems[0], scale=scale, seed=seed, overrides=settings, workers=workers,
-                on_setting=running,
+                backend=backend, address=address, on_setting=running,
             )  # fmt: skip
         else:
             if ups == [None] and dems == [None]:
                 raise click.UsageError("give --uplift and/or --demand, e.g. --uplift 1,1.5,2,3 (or --find min-uplift)")
             result = compose.sweep(
                 scenario, [(u, d) for u in ups for d in dems], out, scale=scale, seed=seed, overrides=settings,
-                workers=workers, on_setting=running,
+                workers=workers, backend=backend, address=address, on_setting=running,
             )  # fmt: skip
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+    except TaskBackendError as exc:
+        raise OutputError(f"sweep aborted: {exc}") from None
     t = Table(
         "uplift", "demand", "servers", "requests", "within target", "p99 latency", "peak backlog", "cache saved",
         "verdict", "wall", title=f"dccsim sweep: {scenario}" + (f" --find {find}" if find else ""),

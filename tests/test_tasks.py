@@ -1,4 +1,4 @@
-"""The task runner (local worker processes) and the backend checks."""
+"""The task runner (local worker processes), the backend checks, and tune-throttle's grid split."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ import socket
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
 import pytest
 from cli_helper import cli
 from dccsim.bench import tasks
+from dccsim.bench.alerts import split_grid
 from dccsim.bench.tasks import TaskBackendError, TaskRunner, check_backend, run_tasks
 from dccsim.core.errors import ConfigError
+from dccsim.loadgen.alert_trace import make_alert_trace
+from dccsim.throttle import ThrottlePolicy, TuningGrid
 
 
 def pid_and(arg: int) -> tuple[int, int]:
@@ -98,6 +103,7 @@ def test_backends_are_checked_before_any_work(monkeypatch: pytest.MonkeyPatch) -
     "command",
     [
         ("sweep", "smoke", "--uplift", "1,2"),
+        ("tune-throttle", "{trace}", "--grid", "{grid}"),
     ],
 )
 def test_backend_ray_without_ray_is_one_line_and_exit_2(
@@ -122,3 +128,39 @@ def test_an_address_needs_backend_ray(tmp_path: Path, capsys: pytest.CaptureFixt
                        capsys=capsys)  # fmt: skip
     assert code == 2 and "--address: got 'head:6379', expected it with --backend ray" in err
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------------------ tune-throttle
+
+GRID = TuningGrid(base=ThrottlePolicy(), threshold=(2, 5, 10), window_s=(60.0, 600.0), designated_period_s=(0.0, 60.0))
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 4, 6, 7, 12, 13, 50])
+def test_the_grid_splits_into_parts_whose_settings_are_the_grid_in_order(parts: int) -> None:
+    subs = split_grid(GRID, parts)
+    assert len(subs) >= min(parts, len(GRID))
+    assert [p for g in subs for p in g.settings()] == GRID.settings()
+
+
+def test_tune_throttle_writes_the_same_tuning_arrow_whatever_the_workers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    drawn = make_alert_trace(20_000, 500, 4, seed=5)
+    trace = tmp_path / "trace.arrow"
+    table = drawn.to_table({"dccsim.seed": "5"})
+    with ipc.new_file(str(trace), table.schema) as w:
+        w.write_table(table)
+    grid = tmp_path / "grid.toml"
+    grid.write_text('exclude = ["8F75"]\n[grid]\nthreshold = [2, 5, 10]\nwindow_s = [600, 3600]\n'
+                    "designated_period_s = [0, 900]\n")  # fmt: skip
+    logs = []
+    for workers in ("1", "2", "5"):
+        out = tmp_path / f"w{workers}"
+        code, _, err = cli("tune-throttle", str(trace), "--grid", str(grid), "--out", str(out), "--workers", workers,
+                           capsys=capsys)  # fmt: skip
+        assert code == 0, err
+        logs.append((out / "tuning.arrow").read_bytes())
+    assert logs[1] == logs[0] and logs[2] == logs[0]
+    got = ipc.open_stream(pa.BufferReader(logs[0])).read_all()
+    assert got.num_rows == 12 and got.column("threshold").to_pylist() == [2] * 4 + [5] * 4 + [10] * 4
+    assert len(set(got.column("discarded").to_pylist())) > 1  # the settings differ, so order is checked

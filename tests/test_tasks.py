@@ -103,6 +103,7 @@ def test_backends_are_checked_before_any_work(monkeypatch: pytest.MonkeyPatch) -
     "command",
     [
         ("sweep", "smoke", "--uplift", "1,2"),
+        ("run", "smoke", "--replicates", "2"),
         ("tune-throttle", "{trace}", "--grid", "{grid}"),
     ],
 )

@@ -10,8 +10,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# the ray extra too, so that the tests of the Ray backend (tests/test_ray.py) run, in CI as here
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,ray]'
 	touch $@
 
 # the default scenario at half of GB (16 M meters, 51 M events, about 30-45 s and 1.4 GB of logs

@@ -66,6 +66,7 @@ __all__ = [
     "replay_trace",
     "TuningRun",
     "tune",
+    "split_grid",
     "pareto",
 ]
 
@@ -392,6 +393,61 @@ def pareto(columns: Mapping[str, npt.NDArray[Any]]) -> npt.NDArray[np.bool_]:
     return keep
 
 
+def split_grid(grid: TuningGrid, parts: int) -> list[TuningGrid]:
+    """``grid`` cut into at least ``parts`` sub-grids (fewer only when it has fewer settings),
+    along its slowest axes: their settings, one after another, are the grid's in its order."""
+    import itertools
+
+    import msgspec
+    from dccsim.throttle.tuning import AXES
+
+    axes = [getattr(grid, a) for a in AXES]
+    prefix = 1
+    for depth, values in enumerate(axes):
+        if prefix * len(values) >= parts or depth == len(axes) - 1:
+            groups = max(1, min(len(values), -(-parts // prefix)))
+            cuts = [round(i * len(values) / groups) for i in range(groups + 1)]
+            slices = [tuple(values[a:b]) for a, b in itertools.pairwise(cuts)]
+            singles = [[(v,) for v in axes[i]] for i in range(depth)]
+            return [msgspec.structs.replace(grid, **dict(zip(AXES, combo, strict=False)))
+                    for combo in itertools.product(*singles, slices)]  # fmt: skip
+        prefix *= len(values)
+    return [grid]  # pragma: no cover - the loop returns at the last axis
+
+
+def _tune_part(trace: Trace, job: tuple[TuningGrid, int]) -> dict[str, npt.NDArray[Any]]:
+    """One task of :func:`tune`: a sub-grid over the trace, on one thread; its columns."""
+    grid, max_keys = job
+    return sweep(trace.t_ns, trace.device, trace.alert_code, grid, storm=trace.storm, workers=1,
+                 max_keys=max_keys).columns  # fmt: skip
+
+
+def _tune_tasks(
+    trace: Trace, grid: TuningGrid, workers: int | None, backend: str, address: str | None, max_keys: int,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, npt.NDArray[Any]]:  # fmt: skip
+    """The grid's columns, its parts run as tasks and joined in the grid's order."""
+    from .tasks import TaskRunner, default_workers
+
+    if workers is None and backend == "local":
+        workers = default_workers()
+    total = len(grid)
+    if backend == "local" and workers == 1:  # in this process, with the sweep's own progress per pass
+        if progress is not None:
+            progress(0, total)
+        return sweep(trace.t_ns, trace.device, trace.alert_code, grid, storm=trace.storm, workers=1,
+                     max_keys=max_keys, progress=progress).columns  # fmt: skip
+
+    def settings_done(done: int, n: int) -> None:
+        if progress is not None:
+            progress(done * total // n, total)
+
+    with TaskRunner(backend, workers=workers, address=address, shared=trace) as runner:
+        parts = split_grid(grid, runner.slots())
+        results = runner.map(_tune_part, [(g, max_keys) for g in parts], progress=settings_done)
+    return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+
+
 def tune(
     trace: Trace,
     grid: TuningGrid,
@@ -401,14 +457,21 @@ def tune(
     workers: int | None = None,
     max_keys: int = 1 << 24,
     progress: Callable[[int, int], None] | None = None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> TuningRun:
     """Run every setting of ``grid`` over ``trace`` and write ``out/tuning.arrow`` (and ``tuning.svg``).
 
-    ``out`` is created if missing. ``workers`` threads run settings side by side (default:
-    the CPUs available); the trace may hold at most ``max_keys`` (device, alert code) keys.
-    ``progress(done, total)`` is called once with ``done = 0`` when the sweep starts (after
-    the kernels' warm-up), then after each pass, from worker threads. The log's metadata
-    records the text of ``config_path`` (the grid file), the trace's seed, name and alerts.
+    ``out`` is created if missing. The grid is cut into ``workers`` parts or more along its
+    slowest axes (:func:`split_grid`), run side by side as tasks on ``backend``
+    (:mod:`dccsim.bench.tasks`: local worker processes, default as many as the CPUs, which
+    share the trace without copying it; or Ray tasks, at ``address``, reading it from the
+    object store); one worker runs the whole grid in this process. Each setting's outcome does
+    not depend on the others, so ``tuning.arrow`` is the same, byte for byte, whatever
+    ``workers`` and ``backend``. The trace may hold at most ``max_keys`` (device, alert code)
+    keys. ``progress(done, total)`` is called once with ``done = 0`` when the sweep starts
+    (after the kernels' warm-up), then as settings finish. The log's metadata records the
+    text of ``config_path`` (the grid file), the trace's seed, name and alerts.
 
     :class:`LogError` when ``out`` or a file in it cannot be written; a
     :class:`ThrottleError` from the sweep is raised with the trace's name before its text.
@@ -421,25 +484,16 @@ def tune(
         raise LogError(f"{out}: cannot create the folder ({exc.strerror})") from exc
     from dccsim.throttle.tuning import warm_up
 
+    from .tasks import check_backend
+
+    check_backend(backend, address)
     warm_up()
-    if progress is not None:
-        progress(0, len(grid))
     t0 = time.perf_counter()
     try:
-        result = sweep(
-            trace.t_ns,
-            trace.device,
-            trace.alert_code,
-            grid,
-            storm=trace.storm,
-            workers=workers,
-            max_keys=max_keys,
-            progress=progress,
-        )
+        cols = _tune_tasks(trace, grid, workers, backend, address, max_keys, progress)
     except ThrottleError as exc:
         raise _located(exc, str(trace.path)) from None
     wall = time.perf_counter() - t0
-    cols = result.columns
     schema = pa.schema([pa.field(name, pa.from_numpy_dtype(a.dtype), nullable=False) for name, a in cols.items()])
     meta = _metadata(_config_text(config_path), trace, alerts=str(len(trace)))
     log = out / "tuning.arrow"
@@ -449,11 +503,11 @@ def tune(
     except (LogError, OSError) as exc:
         raise _cannot_write(log, exc) from exc
     has_storm = trace.storm is not None
-    best = pareto(cols) if has_storm else np.zeros(len(result), bool)
+    best = pareto(cols) if has_storm else np.zeros(len(grid), bool)
     plot = None
     if has_storm:
         plot = out / "tuning.svg"
-        svg = tradeoff_svg(cols, best, title=f"{trace.path.name}: {len(result)} settings")
+        svg = tradeoff_svg(cols, best, title=f"{trace.path.name}: {len(grid)} settings")
         try:
             with _replacing(plot) as partial:
                 partial.write_text(svg, encoding="utf-8")

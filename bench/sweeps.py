@@ -4,16 +4,17 @@
 - :func:`find` searches for ``min-uplift`` (the least capacity uplift at which the scenario's
   exit criteria pass, at its demand) or ``max-demand`` (the most demand that passes at its
   uplift), by :func:`find_boundary`;
-- both run the settings of a round side by side in worker processes (``workers``), each a
-  whole :func:`~dccsim.bench.compose.simulate` into its own folder, and write ``sweep.json``
-  (every setting with its figures and verdict, and the answer) and ``sweep.html`` (the
-  saturation curve, :mod:`dccsim.bench.results.sweep_page`).
+- both run the settings of a round side by side as tasks (:mod:`dccsim.bench.tasks`: worker
+  processes, ``workers`` of them, or Ray tasks with ``backend="ray"``), each a whole
+  :func:`~dccsim.bench.compose.simulate` into its own folder returning its summary, and
+  write ``sweep.json`` (every setting with its figures and verdict, and the answer) and
+  ``sweep.html`` (the saturation curve, :mod:`dccsim.bench.results.sweep_page`).
 
 The settings tried, and so the answer and ``sweep.json`` (timings aside), do not depend on
-the number of workers: a search evaluates ``points`` settings per round whatever runs them,
-and each run is seeded by its scenario alone. The workers start by the platform's default
-method (fork on Linux: they inherit the imported modules) and live for the whole sweep, so
-each loads the compiled kernels from numba's on-disk cache once.
+the backend or the number of workers: a search evaluates ``points`` settings per round
+whatever runs them, and each run is seeded by its scenario alone. Each task carries the
+scenario's text (so a Ray node needs no copy of a scenario file) and an absolute run
+folder. The workers live for the whole sweep, so each loads the compiled kernels once.
 
 >>> result = find("mhhs-day", "min-uplift", "runs/find", scale=0.02, workers=2)  # doctest: +SKIP
 >>> result.answer_line                                                       # doctest: +SKIP
@@ -25,9 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,8 @@ from typing import Any
 from dccsim.core.errors import ConfigError
 
 from .results.summary import RunSummary
+from .tasks import TaskRunner
+from .tasks import default_workers as default_workers
 
 __all__ = [
     "FINDS",
@@ -46,6 +47,7 @@ __all__ = [
     "sweep",
     "setting_row",
     "default_workers",
+    "run_setting",
 ]
 
 #: what ``--find`` can search for: the swept parameter, and whether passing lies above the boundary
@@ -137,34 +139,27 @@ def find_boundary(
 # ---------------------------------------------------------------------------- the runs
 
 
-def default_workers() -> int:
-    """The worker processes a sweep uses unless told: the CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _label(uplift: float | None, demand: float | None) -> str:
     return f"uplift{uplift if uplift is not None else 'base'}-demand{demand if demand is not None else 'base'}"
 
 
-def _run_job(job: dict[str, Any]) -> str:
-    """One setting, in a worker (or in this process): load, simulate, the summary as JSON."""
+def run_setting(job: Mapping[str, Any]) -> RunSummary:
+    """One run, as a task (in a worker, a Ray task or this process): load the scenario from
+    the job's text and settings, simulate it into the job's ``out``, and return its summary as
+    ``summary.json`` holds it (small and picklable: no histograms, no logs)."""
     from .compose import load_run, simulate
 
+    job = dict(job)
     out = job.pop("out")
-    return simulate(load_run(**job), out=out).summary.to_json()
+    compression = job.pop("compression", "lz4")
+    return RunSummary.from_json(simulate(load_run(**job), out=out, compression=compression).summary.to_json())
 
 
-@contextmanager
-def _pool(workers: int) -> Iterator[Executor | None]:
-    """Worker processes (the platform's default start method), or None to run in this process."""
-    if workers <= 1:
-        yield None
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield pool
+def _tasks(workers: int | None, backend: str, address: str | None, most: int) -> TaskRunner:
+    """The runner of a sweep's settings: ``workers`` (at most ``most``) at once."""
+    if workers is None and backend == "local":
+        workers = default_workers()
+    return TaskRunner(backend, workers=None if workers is None else min(workers, most), address=address)
 
 
 def setting_row(summary: RunSummary, label: str) -> dict[str, Any]:
@@ -218,19 +213,23 @@ class SweepResult:
 
 
 class _Runner:
-    """Runs settings of one scenario, a batch at a time, on a pool or in this process."""
+    """Runs settings of one scenario, a batch at a time, as tasks."""
 
     def __init__(
-        self, scenario: str, out: Path, base: dict[str, Any], pool: Executor | None,
+        self, scenario: str, out: Path, base: dict[str, Any], tasks: TaskRunner,
         on_setting: Callable[[str], None] | None,
     ) -> None:  # fmt: skip
-        self.scenario, self.out, self.base, self.pool, self.on_setting = scenario, out, base, pool, on_setting
+        from dccsim.loadgen.scenario import load_scenario
+
+        self.scenario, self.out, self.tasks, self.on_setting = scenario, out, tasks, on_setting
+        # the scenario's text travels with each task: a worker (or Ray node) reads no file
+        self.base = {**base, "text": load_scenario(scenario)[1]}
         self.rows: list[dict[str, Any]] = []
         self.summaries: list[RunSummary] = []
 
     def job(self, uplift: float | None, demand: float | None) -> dict[str, Any]:
         return {"scenario": self.scenario, **self.base, "uplift": uplift, "demand": demand,
-                "out": self.out / _label(uplift, demand)}  # fmt: skip
+                "out": (self.out / _label(uplift, demand)).absolute()}  # fmt: skip
 
     def check(self, settings: Sequence[tuple[float | None, float | None]]) -> Any:
         """Load every setting (a bad one fails before any work); returns the last loaded."""
@@ -244,13 +243,12 @@ class _Runner:
         return run
 
     def run(self, settings: Sequence[tuple[float | None, float | None]]) -> list[dict[str, Any]]:
-        """Run the settings (side by side on the pool); returns their rows."""
+        """Run the settings (side by side, as tasks); returns their rows."""
         jobs = [self.job(u, d) for u, d in settings]
         for u, d in settings:
             if self.on_setting is not None:
                 self.on_setting(_label(u, d))
-        texts = list(self.pool.map(_run_job, jobs)) if self.pool is not None else [_run_job(dict(j)) for j in jobs]
-        summaries = [RunSummary.from_json(t) for t in texts]
+        summaries: list[RunSummary] = self.tasks.map(run_setting, jobs)
         rows = [setting_row(s, _label(u, d)) for (u, d), s in zip(settings, summaries, strict=True)]
         self.rows += rows
         self.summaries += summaries
@@ -276,19 +274,23 @@ def sweep(
     scale: float | None = None,
     seed: int | None = None,
     overrides: Mapping[str, Any] | None = None,
-    workers: int = 1,
+    workers: int | None = 1,
+    backend: str = "local",
+    address: str | None = None,
     on_setting: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Run ``scenario`` once per ``(uplift, demand)`` setting (None: the scenario's own), each
-    into ``out/uplift{U}-demand{D}``, ``workers`` at a time, and write ``out/sweep.json`` and
+    into ``out/uplift{U}-demand{D}``, ``workers`` at a time on ``backend`` (``local``
+    processes, or ``ray`` tasks on the cluster at ``address``: :mod:`dccsim.bench.tasks`;
+    ``workers=None``: the CPUs, or what the cluster allows), and write ``out/sweep.json`` and
     ``out/sweep.html``. ``overrides`` are dotted-key settings (``--set``) for every run.
 
     Every setting is loaded before the first runs, so a bad one fails before any work.
     """
     out_dir = Path(out)
     base = {"scale": scale, "seed": seed, "settings": dict(overrides or {})}
-    with _pool(min(workers, len(settings))) as pool:
-        runner = _Runner(os.fspath(scenario), out_dir, base, pool, on_setting)
+    with _tasks(workers, backend, address, len(settings)) as tasks:
+        runner = _Runner(os.fspath(scenario), out_dir, base, tasks, on_setting)
         run = runner.check(settings)
         runner.run(settings)
     result = SweepResult(os.fspath(scenario), runner.rows, runner.summaries, out_dir)
@@ -310,15 +312,18 @@ def find(
     scale: float | None = None,
     seed: int | None = None,
     overrides: Mapping[str, Any] | None = None,
-    workers: int = 1,
+    workers: int | None = 1,
+    backend: str = "local",
+    address: str | None = None,
     on_setting: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Search for ``what`` (``min-uplift`` at ``demand`` or the scenario's; ``max-demand`` at
     ``uplift`` or the scenario's) by :func:`find_boundary` over ``[low, high]``
     (:data:`DEFAULT_BRACKETS`), each setting judged by the scenario's exit criteria; each run
     goes into ``out/uplift{U}-demand{D}``, and ``out/sweep.json`` and ``out/sweep.html``
-    record them all and the answer. Raises :class:`ConfigError` for a bad setting (before any
-    run) or a scenario with no exit criteria to judge by.
+    record them all and the answer. Each round's settings run side by side as in
+    :func:`sweep` (``workers``, ``backend``, ``address``). Raises :class:`ConfigError` for a
+    bad setting (before any run) or a scenario with no exit criteria to judge by.
     """
     if what not in FINDS:
         raise ConfigError(key="find", value=what, expected=f"one of {', '.join(FINDS)}")
@@ -337,8 +342,8 @@ def find(
 
     out_dir = Path(out)
     base = {"scale": scale, "seed": seed, "settings": dict(overrides or {})}
-    with _pool(min(workers, max(2, points))) as pool:
-        runner = _Runner(os.fspath(scenario), out_dir, base, pool, on_setting)
+    with _tasks(workers, backend, address, max(2, points)) as tasks:
+        runner = _Runner(os.fspath(scenario), out_dir, base, tasks, on_setting)
         run = runner.check([setting(lo), setting(hi)])
         if not run.criteria.items:
             raise ConfigError(key="exit_criteria", value={}, expected="at least one criterion to judge each setting by",

@@ -24,6 +24,7 @@ from typing import Any
 import click
 from dccsim.core.errors import ConfigError
 
+from ..tasks import TaskBackendError
 from .errors import EXIT_INTERRUPTED, CliError, OutputError
 
 __all__ = ["run", "scenarios", "sweep"]
@@ -145,6 +146,31 @@ _SET_OPTION = click.option(
 )  # fmt: skip
 
 
+_BACKEND_OPTION = click.option(
+    "--backend", type=click.Choice(["local", "ray"]), default=None,
+    help="Where independent runs go: local worker processes (default), or Ray tasks (pip install 'dccsim[ray]').",
+)  # fmt: skip
+_ADDRESS_OPTION = click.option(
+    "--address", default=None, metavar="HOST:PORT",
+    help="--backend ray: the Ray cluster's head (default: a local Ray instance of --workers CPUs).",
+)  # fmt: skip
+
+
+def _backend(backend: str | None, address: str | None) -> str:
+    """The backend of ``--backend``/``--address``, checked before any work (one line, exit 2:
+    an address without Ray, or Ray not installed)."""
+    from ..tasks import check_backend
+
+    backend = backend or "local"
+    if address is not None and backend != "ray":
+        raise CliError(f"--address: got {address!r}, expected it with --backend ray (local processes need none)")
+    try:
+        check_backend(backend, address)
+    except ConfigError as exc:
+        raise CliError(f"--{exc.key}: got {exc.value!r}, expected {exc.expected}") from None
+    return backend
+
+
 def _settings(given: tuple[str, ...]) -> dict[str, Any]:
     """``--set`` values as dotted-key settings; a bad one is a one-line error (exit 2)."""
     from ..settings import parse_settings
@@ -171,6 +197,14 @@ def _settings(given: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--compression", type=click.Choice(["lz4", "zstd", "none"]), default="lz4", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar or table; print the run folder only.")
 @_SET_OPTION
+@click.option("--replicates", type=int, default=None, metavar="K",
+              help="Run K >= 2 days with seeds SEED, SEED+1, ..., SEED+K-1 (each into OUT/seedS/) as parallel tasks, "
+              "and summarise each headline KPI: mean, sd and 95% confidence interval (OUT/replicates.json).")
+@click.option("--workers", type=click.IntRange(1, 1024), default=None,
+              help="--replicates: runs side by side (default: the CPU count; with --backend ray, what the cluster "
+              "allows).")
+@_BACKEND_OPTION
+@_ADDRESS_OPTION
 def run(
     scenario: str,
     scale: float | None,
@@ -182,11 +216,21 @@ def run(
     compression: str,
     quiet: bool,
     set_: tuple[str, ...],
+    replicates: int | None,
+    workers: int | None,
+    backend: str | None,
+    address: str | None,
 ) -> None:
     """Simulate a day of DCC traffic in virtual time and write the run folder."""
     from ..compose import RunAborted, load_run, simulate
 
     settings = _settings(set_)
+    if replicates is not None or workers is not None or backend is not None or address is not None:
+        _run_replicates(
+            scenario, replicates, workers, backend, address, scale=scale, seed=seed, uplift=uplift, demand=demand,
+            shards=shards, out=out, compression=compression, quiet=quiet, settings=settings,
+        )  # fmt: skip
+        return
     try:
         config = load_run(
             scenario, scale=scale, seed=seed, uplift=uplift, demand=demand, shards=shards, settings=settings
@@ -217,6 +261,106 @@ def run(
         sys.exit(1)
 
 
+def _run_replicates(
+    scenario: str, k: int | None, workers: int | None, backend: str | None, address: str | None, *,
+    scale: float | None, seed: int | None, uplift: float | None, demand: float | None, shards: int | None,
+    out: Path | None, compression: str, quiet: bool, settings: dict[str, Any],
+) -> None:  # fmt: skip
+    """``dccsim run --replicates K``: the K runs as tasks, the KPIs' intervals, the verdicts
+    (exit 1 naming each failing seed). Every flag is checked before any run."""
+    from rich.console import Console
+
+    from ..compose import load_run
+    from ..replicates import MAX_REPLICATES, replicates
+    from ..tasks import default_workers
+
+    if k is None:
+        given = "--workers" if workers is not None else "--backend" if backend is not None else "--address"
+        raise CliError(f"{given}: applies with --replicates K (splitting one run across workers is not built yet)")
+    if not 2 <= k <= MAX_REPLICATES:
+        raise CliError(f"--replicates: got {k}, expected an integer from 2 to {MAX_REPLICATES} (a confidence "
+                       "interval needs two runs or more; for one run leave --replicates out)")  # fmt: skip
+    backend = _backend(backend, address)
+    try:
+        config = load_run(scenario, scale=scale, seed=seed, uplift=uplift, demand=demand, shards=shards,
+                          settings=settings)  # fmt: skip
+        s = config.scenario
+        out = out or Path("runs") / f"{s.name}-s{s.scale:g}-seeds{s.seed}-{s.seed + k - 1}"
+        on = f"{workers or default_workers()} local worker(s)" if backend == "local" else \
+            f"Ray ({address or 'a local instance'}{f', {workers} at a time' if workers else ''})"
+        console = Console(stderr=True)
+        with _replicate_bar(k, enabled=not quiet) as bar:
+
+            def progress(done: int, total: int) -> None:
+                if done == 0:  # every replicate checked: the runs start
+                    console.print(f"{k} replicates of {s.name} x{s.scale:g} (seeds {s.seed} to {s.seed + k - 1}) "
+                                  f"on {on}")  # fmt: skip
+                bar(done, total)
+
+            result = replicates(
+                scenario, k, out, seed=seed, scale=scale, uplift=uplift, demand=demand, shards=shards,
+                overrides=settings, compression=None if compression == "none" else compression, workers=workers,
+                backend=backend, address=address, progress=None if quiet else progress,
+            )  # fmt: skip
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    except TaskBackendError as exc:
+        raise OutputError(f"replicates aborted: {exc} (finished runs are in {out}/)") from None
+    if quiet:
+        click.echo(result.out_dir)
+    else:
+        _print_replicates(result)
+    if result.failed:
+        failed = "; ".join(
+            f"seed {seed}: " + ", ".join(
+                f"{c.expression} (actual {c.actual:g})" if c.actual is not None else c.expression
+                for c in getattr(summary.exit_criteria, "criteria", ()) if not c.passed
+            )
+            for seed, summary in result.failed
+        )  # fmt: skip
+        click.echo(f"dccsim run: exit criteria not met in {len(result.failed)} of {k} replicates: {failed}", err=True)
+        sys.exit(1)
+
+
+@contextmanager
+def _replicate_bar(total: int, enabled: bool) -> Iterator[Any]:
+    """A progress bar of replicates done; yields the ``progress(done, total)`` callback."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]replicates"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True) as bar:  # fmt: skip
+        task = bar.add_task("replicates", total=total)
+        yield lambda done, _total: bar.update(task, completed=done)
+
+
+def _print_replicates(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..replicates import KPIS
+
+    doc = result.doc
+    unit = {"pct": (".3%", ""), "s": (".2f", " s"), "int": (",.1f", "")}
+    t = Table("KPI", "mean", "95% interval", "sd", "min", "max",
+              title=f"dccsim run: {doc['scenario']} at scale {doc['scale']:g}, {doc['replicates']} replicates "
+              f"(seeds {doc['seeds'][0]} to {doc['seeds'][-1]})")  # fmt: skip
+    for kpi in KPIS:
+        st = result.stats[kpi.key]
+        spec, u = unit[kpi.unit]
+        ci = f"{_f(st.ci95[0], spec, u)} to {_f(st.ci95[1], spec, u)}" if st.ci95 else "n/a"
+        t.add_row(kpi.label, _f(st.mean, spec, u), ci, _f(st.sd, spec, u), _f(st.min, spec, u), _f(st.max, spec, u))
+    console = Console()
+    if not console.is_terminal:  # a log: the table whole, not squeezed into 80 columns
+        console = Console(width=max(console.width, 120))
+    console.print(t)
+    verdicts = ", ".join(f"seed {r['seed']} {'pass' if r['passed'] else 'FAIL'}" for r in doc["runs"])
+    click.echo(f"exit criteria: {verdicts}")
+    click.echo(f"results: {result.out_dir}/ (replicates.json, report.html, seed{doc['seeds'][0]}/ ...)")
+
+
 @click.command()
 def scenarios() -> None:
     """List the built-in scenarios."""
@@ -245,15 +389,17 @@ def scenarios() -> None:
 @click.option("--points", type=click.IntRange(1, 64), default=3, show_default=True,
               help="--find: settings judged per round (side by side); the answer does not depend on --workers.")
 @click.option("--workers", type=click.IntRange(1, 1024), default=None,
-              help="Worker processes running settings side by side (default: the CPU count).")
+              help="Settings run side by side (default: the CPU count; with --backend ray, what the cluster allows).")
+@_BACKEND_OPTION
+@_ADDRESS_OPTION
 @click.option("--scale", type=float, default=None)
 @click.option("--seed", type=int, default=None)
 @_SET_OPTION
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/sweep"), show_default=True)
 def sweep(
     scenario: str, uplifts: str | None, demands: str | None, find: str | None, low: float | None, high: float | None,
-    tolerance: float, points: int, workers: int | None, scale: float | None, seed: int | None, set_: tuple[str, ...],
-    out: Path,
+    tolerance: float, points: int, workers: int | None, backend: str | None, address: str | None,
+    scale: float | None, seed: int | None, set_: tuple[str, ...], out: Path,
 ) -> None:  # fmt: skip
     """Run one scenario at several uplift and/or demand settings and compare, or search for the
     capacity boundary (--find); writes sweep.json and sweep.html (the saturation curve)."""
@@ -262,12 +408,11 @@ def sweep(
 
     from .. import compose
     from ..results.runlog import RunAborted
-    from ..sweeps import default_workers
 
     settings = _settings(set_)
     ups = _floats(uplifts, "--uplift") or [None]
     dems = _floats(demands, "--demand") or [None]
-    workers = workers or default_workers()
+    backend = _backend(backend, address)
     console = Console(stderr=True)
 
     def running(label: str) -> None:
@@ -285,19 +430,21 @@ def sweep(
             result = compose.find(
                 scenario, find, out, low=low, high=high, tolerance=tolerance, points=points,
                 uplift=ups[0], demand=dems[0], scale=scale, seed=seed, overrides=settings, workers=workers,
-                on_setting=running,
+                backend=backend, address=address, on_setting=running,
             )  # fmt: skip
         else:
             if ups == [None] and dems == [None]:
                 raise click.UsageError("give --uplift and/or --demand, e.g. --uplift 1,1.5,2,3 (or --find min-uplift)")
             result = compose.sweep(
                 scenario, [(u, d) for u in ups for d in dems], out, scale=scale, seed=seed, overrides=settings,
-                workers=workers, on_setting=running,
+                workers=workers, backend=backend, address=address, on_setting=running,
             )  # fmt: skip
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     except RunAborted as exc:
         raise OutputError(f"{exc} (no sweep.json written)") from None
+    except TaskBackendError as exc:
+        raise OutputError(f"sweep aborted: {exc}") from None
     except KeyboardInterrupt as exc:
         _interrupted(exc, f"no sweep.json written; each setting's run closed its logs in {out}/")
     t = Table(

@@ -10,7 +10,8 @@ the trace's columns plus ``action`` (``forwarded`` / ``throttled`` / ``excluded`
 prints a one-screen summary.
 
 ``dccsim tune-throttle TRACE --grid FILE --out DIR`` runs every (N, W, P) setting of a grid
-(:mod:`dccsim.throttle.tuning`) over one trace on worker threads, and writes
+(:mod:`dccsim.throttle.tuning`) over one trace, parts of the grid side by side as tasks (local
+worker processes, or Ray tasks with ``--backend ray``), and writes
 ``DIR/tuning.arrow`` (one row per setting), ``DIR/tuning.svg`` (storm alerts discarded
 against collateral discards, when the trace has a ``storm`` column) and a table on screen.
 
@@ -235,7 +236,21 @@ def _print_summary(result: ReplayResult, policy: ThrottlePolicy, trace: Path) ->
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Threads running settings side by side [default: the CPUs available].",
+    help="Parts of the grid run side by side as tasks [default: the CPUs available; with "
+    "--backend ray, the cluster's]. tuning.arrow is the same whatever the number.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Local worker processes, or Ray tasks (pip install 'dccsim[ray]').",
+)
+@click.option(
+    "--address",
+    default=None,
+    metavar="HOST:PORT",
+    help="--backend ray: the Ray cluster's head (default: a local Ray instance).",
 )
 @click.option(
     "--max-keys",
@@ -246,14 +261,28 @@ def _print_summary(result: ReplayResult, policy: ThrottlePolicy, trace: Path) ->
     "per key and setting, up to 512 MiB per worker at a time.",
 )
 def tune_throttle(
-    trace: Path, grid_path: Path, out: Path, workers: int | None, max_keys: int
+    trace: Path,
+    grid_path: Path,
+    out: Path,
+    workers: int | None,
+    backend: str,
+    address: str | None,
+    max_keys: int,
 ) -> None:
     """Run a grid of (N, W, P) over TRACE and report what each setting discards."""
+    from dccsim.core.errors import ConfigError
     from dccsim.throttle import ThrottleError, ThrottleTableFullError, load_grid
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..alerts import read_trace, tune
     from ..results.logs import LogError
+    from ..tasks import TaskBackendError, check_backend
+    from .errors import OutputError
+
+    try:
+        check_backend(backend, address)
+    except ConfigError as exc:
+        raise CliError(f"--{exc.key}: got {exc.value!r}, expected {exc.expected}") from None
 
     bar = Progress(
         TextColumn("[bold]tuning"),
@@ -279,11 +308,15 @@ def tune_throttle(
             workers=workers,
             max_keys=max_keys,
             progress=report,
+            backend=backend,
+            address=address,
         )
     except ThrottleTableFullError as exc:
         raise CliError(f"--max-keys {max_keys}: {exc}; expected --max-keys of at least that many") from None
     except (ThrottleError, LogError) as exc:
         raise CliError(str(exc)) from None
+    except TaskBackendError as exc:
+        raise OutputError(f"tuning aborted: {exc}") from None
     finally:
         if bar.live.is_started:
             bar.stop()

@@ -68,7 +68,7 @@ from .summary import Series as SummarySeries
 if TYPE_CHECKING:
     from dccsim.loadgen.scenario import Scenario
 
-__all__ = ["build_report", "render_report", "ReportError"]
+__all__ = ["build_report", "build_replicates_report", "render_report", "render_replicates", "ReportError"]
 
 NS = 1_000_000_000
 
@@ -842,6 +842,68 @@ def build_report(
     text = render_report(summary, run_dir, scenario)
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+# ------------------------------------------------------------------------------ replicates
+
+
+def _kpi_value(value: Any, unit: str) -> str:
+    return fmt_pct(value) if unit == "pct" else fmt_secs(value) if unit == "s" else fmt_int(value)
+
+
+def render_replicates(doc: Mapping[str, Any]) -> str:
+    """The page of a set of seed replicates (``dccsim run --replicates``), from its
+    ``replicates.json``: the verdict over the replicates, each headline KPI's mean with its
+    95% confidence interval, and each replicate's verdict with a link to its own report."""
+    runs = doc.get("runs", [])
+    failed = [r for r in runs if r.get("passed") is False]
+    tone = "fail" if failed else "pass"
+    head = (f"{len(failed)} of {len(runs)} replicates fail their exit criteria" if failed
+            else f"all {len(runs)} replicates meet their exit criteria")  # fmt: skip
+    banner = f'<div class="banner {tone}"><div class="bmain">{esc(head[0].upper() + head[1:])}</div></div>'
+    rows = []
+    for kpi in doc.get("kpis", {}).values():
+        unit, ci = kpi.get("unit", ""), kpi.get("ci95")
+        rows.append([
+            esc(kpi.get("label", "")), _kpi_value(kpi.get("mean"), unit),
+            esc(f"{_kpi_value(ci[0], unit)} to {_kpi_value(ci[1], unit)}") if ci else "n/a",
+            _kpi_value(kpi.get("sd"), unit), _kpi_value(kpi.get("min"), unit), _kpi_value(kpi.get("max"), unit),
+            fmt_int(kpi.get("n")),
+        ])  # fmt: skip
+    kpis = section(
+        "kpis", "Headline figures across the replicates",
+        f"Mean and 95% confidence interval of the mean over {len(runs)} seeds "
+        f"({esc(doc.get('method', ''))}); sd is the spread of one day around it.",
+        table(["KPI", "mean", "95% interval", "sd", "min", "max", "runs"], rows, numeric=[1, 2, 3, 4, 5, 6]),
+    )  # fmt: skip
+    run_rows = [
+        [f'<a href="{esc(r["folder"])}/report.html">{esc(r["seed"])}</a>',
+         f'<span class="pill {"pass" if r.get("passed") else "fail"}">{"pass" if r.get("passed") else "FAIL"}</span>',
+         esc("; ".join(r.get("failed_criteria") or ()) or "-")]
+        for r in runs
+    ]  # fmt: skip
+    replicates = section("runs", "Replicates", "Each seed's run folder holds its own logs and report.",
+                         table(["seed", "verdict", "failed criteria"], run_rows))  # fmt: skip
+    seeds = doc.get("seeds") or [0]
+    title = f"{doc.get('scenario', 'run')}: {len(runs)} replicates"
+    header = (
+        '<header><div class="kicker">dccsim replicates</div>'
+        f"<h1>{esc(doc.get('scenario', 'run'))} "
+        f'<span class="day">seeds {esc(seeds[0])} to {esc(seeds[-1])}</span></h1>'
+        f'<dl class="facts"><div><dt>scale</dt><dd>{esc(doc.get("scale"))}</dd></div>'
+        f'<div><dt>capacity uplift</dt><dd>x{esc(doc.get("uplift"))}</dd></div>'
+        f'<div><dt>demand</dt><dd>x{esc(doc.get("demand"))}</dd></div></dl></header>'
+    )
+    return _page(f"dccsim replicates: {title}", header + banner + kpis + replicates)
+
+
+def build_replicates_report(out_dir: Path, doc: Mapping[str, Any]) -> Path:
+    """Write ``out_dir/report.html`` for a set of replicates (:func:`render_replicates`)."""
+    target = Path(out_dir) / "report.html"
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(render_replicates(doc), encoding="utf-8")
     tmp.replace(target)
     return target
 

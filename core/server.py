@@ -62,6 +62,7 @@ from dccsim.throttle import THROTTLED
 from .columns import RequestBatch, RowArena
 from .duisxml import encode_response_xml
 from .errors import MessageError
+from .eui import eui_to_int
 from .http import HttpAdapter, starts_http
 from .messages import (
     BusyReply,
@@ -836,6 +837,16 @@ class _Conn(asyncio.Protocol):
                     reqs.append(item)
                     rows.append(row)
                 case DeviceAlert():
+                    try:  # what the throttle's columns cannot hold is this alert's error, not the tick's
+                        eui_to_int(item.device, "device")
+                        if not 0 <= item.alert_code <= 0xFFFF:
+                            raise MessageError("alert_code", item.alert_code, "a 16-bit alert code (0 .. 0xFFFF)")
+                        if not 0 <= item.counter < 1 << 64:  # forwarded in MessagePack too
+                            raise MessageError("counter", item.counter, "an unsigned 64-bit integer")
+                    except MessageError as exc:
+                        srv.counters.malformed += 1
+                        self.send_message(ErrorReply.of(exc))
+                        continue
                     srv.enqueue_alert(item, self.id, fmt)
                 case Subscribe():
                     if item.alerts:

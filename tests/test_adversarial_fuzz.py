@@ -1,0 +1,200 @@
+"""Adversarial fuzzing of the wall-clock server's wire side, against one live in-process server.
+
+The contract (:mod:`dccsim.core.protocol`, :mod:`dccsim.core.http`): every frame that can be
+parsed as one is answered and the connection goes on (an ``R`` frame with exactly one
+``A``/``B``/``E``, in order; another tag or a frame too long with an ``E``; an ``M``/``J``
+frame that is malformed or holds a request or a stats request with at least one reply); a
+close is preceded by an ``X`` frame or an HTTP status; the server's callbacks raise nothing
+(the loop's exception handler records what they raise, and any record fails the test); a
+good client on another connection is answered after every example.
+
+One server for the module, on an event loop in a thread of its own; every wait is bounded.
+``DCCSIM_FUZZ_EXAMPLES`` (default 1) multiplies the number of examples of each test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import Awaitable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from dccsim.bench.perf.fuzz import Corpus, check_stream, corpus, good_frames
+from dccsim.bench.testing import scenario, started_server
+from dccsim.core.protocol import (
+    FINAL_RECORD_BYTES,
+    TAG_ACK,
+    TAG_FINALS,
+    TAG_JSON,
+    frame,
+)
+from hypothesis import HealthCheck, settings
+
+MAX_FRAME = 4096
+T = 10.0  # seconds: the bound on any single wait
+SCALE = max(1, int(os.environ.get("DCCSIM_FUZZ_EXAMPLES", "1")))
+REQUESTS = Path(__file__).resolve().parents[1] / "examples" / "requests"
+XML = {p.name: p.read_bytes() for p in sorted(REQUESTS.glob("*.xml"))}
+
+
+def fuzz_settings(n: int) -> Any:
+    return settings(
+        max_examples=n * SCALE,
+        deadline=None,
+        derandomize=SCALE == 1,  # the default run is the same every time; more examples explore
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
+
+
+class Live:
+    """A server on its own uvloop loop in a thread; coroutines are run there with a bound."""
+
+    def __init__(self) -> None:
+        import uvloop
+
+        self.loop = uvloop.new_event_loop()
+        self.errors: list[dict[str, Any]] = []
+        self.loop.set_exception_handler(lambda loop, ctx: self.errors.append(ctx))
+        self.thread = threading.Thread(target=self.loop.run_forever, name="fuzz-server", daemon=True)
+        self.thread.start()
+        self.cm = started_server(scenario("smoke"), speed=1e6, max_frame_bytes=MAX_FRAME)
+        self.server, self.port = self.run(self.cm.__aenter__())
+        self.corpus: Corpus = corpus()
+        self.good: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.good_id = 1 << 52
+
+    def run(self, coro: Awaitable[Any], timeout: float = 3 * T) -> Any:
+        async def bounded() -> Any:
+            return await asyncio.wait_for(coro, timeout)
+
+        return asyncio.run_coroutine_threadsafe(bounded(), self.loop).result(timeout + 5)
+
+    def close(self) -> None:
+        async def shut() -> None:
+            if self.good is not None:
+                self.good[1].close()
+                await self.good[1].wait_closed()
+            await self.cm.__aexit__(None, None, None)
+
+        self.run(shut())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(T)
+        self.loop.close()
+
+    def raised(self) -> list[str]:
+        """What the server's callbacks raised since the last call (and forget it)."""
+        out = [f"{c.get('message')}: {c.get('exception')!r}" for c in self.errors]
+        self.errors.clear()
+        return out
+
+    async def good_answer(self) -> None:
+        """A good client, on its own connection, sends 2 rows: one A, then both final answers."""
+        if self.good is None:
+            self.good = await asyncio.open_connection("127.0.0.1", self.port)
+        reader, writer = self.good
+        bid = self.good_id
+        self.good_id += 2
+        writer.write(good_frames(self.corpus, 2, bid))
+        acked, finals = False, 0
+        while not (acked and finals >= 2):
+            head = await reader.readexactly(4)
+            body = await reader.readexactly(int.from_bytes(head, "big"))
+            if body[0] == TAG_ACK:
+                assert msgspec.msgpack.decode(body[1:]) == [bid, 2]
+                acked = True
+            elif body[0] == TAG_FINALS:
+                finals += (len(body) - 1) // FINAL_RECORD_BYTES
+            else:
+                raise AssertionError(f"the good client got {body[:80]!r}")
+
+    def check(self, stream: bytes, cuts: list[int]) -> None:
+        """``stream`` on a new connection meets the contract; then a good client is answered."""
+
+        async def main() -> Any:
+            res, conn = await check_stream(self.port, stream, MAX_FRAME, chunks=cuts, timeout=T)
+            if conn is not None:
+                conn[1].close()
+            await self.good_answer()
+            return res
+
+        res = self.run(main())
+        assert not res.problems, res.problems
+        assert not res.closed_without_reason
+        assert self.raised() == []
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[Live]:
+    srv = Live()
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+# ---------------------------------------------------------------------------- regressions
+def _alert(device: str, code: int) -> dict[str, Any]:
+    return {
+        "kind": "device_alert",
+        "device": device,
+        "recipient": "90-B3-D5-1F-30-07-00-01",
+        "counter": 1,
+        "alert_code": code,
+        "time": "2026-11-23T00:00:00Z",
+    }
+
+
+async def _frames(reader: asyncio.StreamReader, n: int) -> list[tuple[int, bytes]]:
+    out = []
+    for _ in range(n):
+        head = await asyncio.wait_for(reader.readexactly(4), T)
+        body = await asyncio.wait_for(reader.readexactly(int.from_bytes(head, "big")), T)
+        out.append((body[0], body[1:]))
+    return out
+
+
+def test_a_device_alert_the_throttle_cannot_take_is_its_own_error(live: Live) -> None:
+    """A device that is not an EUI-64 or an alert code past 16 bits raised in the loop's tick
+    (ValueError, OverflowError): the alerts of that tick were lost and the requests waiting
+    for it were not processed until the next arrival. Now each is an error naming the field,
+    the good alert of the same frame is taken, and a good client's rows are answered."""
+    esme = next(d for d in live.corpus.docs if d["kind"] == "device_alert")["device"]
+    bad = [
+        _alert("zz", 0x8F84),
+        _alert("00-11-22", 1),
+        _alert("0" * 20, 1),
+        _alert(esme, 70000),
+        _alert(esme, -1),
+        _alert(esme, 0x8F84) | {"counter": 1 << 64},
+    ]
+
+    async def main() -> list[Any]:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", live.port), T)
+        alerts0 = live.server.counters.alerts_in
+        for tag, enc in ((TAG_JSON, msgspec.json.encode), (ord("M"), msgspec.msgpack.encode)):
+            some = bad if tag == TAG_JSON else bad[:-1]  # MessagePack cannot hold the 65-bit counter
+            writer.write(frame(tag, enc([*some, _alert(esme, 0x8F84)])) + frame(tag, enc({"kind": "stats"})))
+        got = await _frames(reader, 2 * len(bad) - 1 + 2)
+        writer.close()
+        await live.good_answer()
+        assert live.server.counters.alerts_in == alerts0 + 2
+        return got
+
+    got = live.run(main())
+    assert live.raised() == []
+    decoded = [json.loads(p) if t == TAG_JSON else msgspec.msgpack.decode(p) for t, p in got]
+    kinds = [d["kind"] for d in decoded]
+    assert kinds == ["error"] * len(bad) + ["stats_reply"] + ["error"] * (len(bad) - 1) + ["stats_reply"]
+    fields = [d["field"] for d in decoded if d["kind"] == "error"]
+    assert fields == ["device", "device", "device", "alert_code", "alert_code", "counter"] + [
+        "device",
+        "device",
+        "device",
+        "alert_code",
+        "alert_code",
+    ]

@@ -109,6 +109,7 @@ _mp_enc = msgspec.msgpack.Encoder()
 _js_enc = msgspec.json.Encoder()
 _SPIN_NS = 1_000_000  # answers due within this are waited for by polling the loop, not by a timer
 _HOUSEKEEP_S = 0.01  # how often an idle server moves the cache's time on (see DccServer._housekeep)
+_MAX_PERIOD_NS = (1 << 29) * 1_000_000_000  # the readings cache holds periods shorter than this
 
 
 def _decode_problem(exc: Exception, payload: bytes, fmt: int) -> MessageError:
@@ -129,6 +130,22 @@ def _decode_problem(exc: Exception, payload: bytes, fmt: int) -> MessageError:
     except Exception:  # noqa: BLE001 - fall back to the decoder's own words
         pass
     return MessageError("kind", str(exc)[:120], "a request, device_alert, subscribe or stats message")
+
+
+def _check_periods(start: npt.NDArray[np.int64], end: npt.NDArray[np.int64], field: str) -> None:
+    """E13 for the first row whose read period the readings cache cannot hold (before 1970, not
+    whole seconds, 2**29 s or longer): the cache refuses its whole micro-batch, every
+    connection's rows with it. A period that ends before it starts is the validator's E13."""
+    with np.errstate(over="ignore"):
+        long = (end >= start) & (end - start >= _MAX_PERIOD_NS)
+    bad = (start < 0) | (start % 1_000_000_000 != 0) | (end % 1_000_000_000 != 0) | long
+    if bad.any():
+        i = int(np.argmax(bad))
+        which = "start" if start[i] < 0 or start[i] % 1_000_000_000 else "end"
+        value = int(start[i] if which == "start" else end[i])
+        where = field.format(i=i, which=which)
+        shown = value if where.endswith("_ns") else from_ns(value).isoformat()
+        raise MessageError(where, shown, "a read period from 1970 on, in whole seconds, shorter than 2**29 s", "E13")
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -335,9 +352,19 @@ class DccServer:
         """Decode a compact row batch into the arena after the waiting rows; its row count.
 
         Nothing is queued yet (see :meth:`enqueue_decoded`). A batch the compact decoder does
-        not accept raises the :class:`MessageError` of :meth:`RequestBatch.from_msgpack`.
+        not accept raises the :class:`MessageError` of :meth:`RequestBatch.from_msgpack`; one
+        with a read period the readings cache cannot hold, an E13 naming the row.
         """
-        return self._arena.decode(payload, self._in_rows)
+        off = self._in_rows
+        n = self._arena.decode(payload, off)
+        i64 = self._arena.i64
+        _check_periods(i64[1, off : off + n], i64[2, off : off + n], "rows[{i}].period_{which}_ns")
+        return n
+
+    @staticmethod
+    def check_periods(row: RequestBatch) -> None:
+        """E13 when a request's read period is one the readings cache cannot hold (see ``_check_periods``)."""
+        _check_periods(row.period_start_ns, row.period_end_ns, "body.period.{which}")
 
     def enqueue_decoded(self, n: int, conn: int, kind: int, cid0: int) -> None:
         """Queue the ``n`` rows just decoded by :meth:`decode_rows` (ids ``cid0 .. cid0+n-1``)."""
@@ -830,6 +857,7 @@ class _Conn(asyncio.Protocol):
                     try:
                         item.request_id.check()
                         row = RequestBatch.from_requests([item])  # SRV, EUI-64s: refuse here, naming the field
+                        srv.check_periods(row)
                     except MessageError as exc:
                         srv.counters.malformed += 1
                         self.send_message(ErrorReply.of(exc, request_ids=[str(item.request_id)]))

@@ -29,8 +29,10 @@ from dccsim.bench.testing import scenario, started_server
 from dccsim.core.protocol import (
     FINAL_RECORD_BYTES,
     TAG_ACK,
+    TAG_ERROR,
     TAG_FINALS,
     TAG_JSON,
+    TAG_ROWS,
     frame,
 )
 from hypothesis import HealthCheck, settings
@@ -137,6 +139,21 @@ def live() -> Iterator[Live]:
         srv.close()
 
 
+async def _send_http(port: int, data: bytes, cuts: list[int]) -> bytes:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), T)
+    cuts = sorted({c for c in cuts if 0 < c < len(data)})
+    try:
+        for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True):
+            writer.write(data[a:b])
+            await writer.drain()
+        writer.write_eof()
+    except ConnectionError:
+        pass  # closed by the server: what it said is checked
+    got = await asyncio.wait_for(reader.read(), T)
+    writer.close()
+    return got
+
+
 # ---------------------------------------------------------------------------- regressions
 def _alert(device: str, code: int) -> dict[str, Any]:
     return {
@@ -198,3 +215,67 @@ def test_a_device_alert_the_throttle_cannot_take_is_its_own_error(live: Live) ->
         "alert_code",
         "alert_code",
     ]
+
+
+def test_a_read_period_the_cache_cannot_hold_is_that_request_s_e13(live: Live) -> None:
+    """A read period before 1970, not in whole seconds or 2**29 s or longer reached the readings
+    cache, which refused the whole micro-batch: the loop's tick raised and every connection's
+    rows in it were acknowledged but never answered. Now it is the request's (or the compact
+    batch's) E13 naming the field, over frames and over HTTP, and others are answered."""
+    from dccsim.core.duisxml import encode_request_xml
+    from dccsim.core.messages import ServiceRequest
+
+    c = live.corpus
+    srv = live.server
+    # an electricity meter whose 4.8.1 reads go through the readings cache (ids in the population's order)
+    dev = next(d for i, d in enumerate(c.devices) if srv.pipeline.cache_rows[i] and d in c.esme)
+    day = 1_795_000_000 * 10**9
+    periods = {"end": (day, day + 1), "start": (-(10**9), day), "end ": (day, day + (1 << 29) * 10**9)}
+    rows_frames = b""
+    for k, (s, e) in enumerate(periods.values()):
+        row = [c.users["MDR"], dev, 7000 + k, 1, "4.8.1", "MDR", 0, s, e]
+        rows_frames += frame(TAG_ROWS, (9000 + k).to_bytes(8, "big") + msgspec.msgpack.encode([row]))
+    doc = next(d for d in c.docs if d["kind"] == "request")
+    docs = []
+    for k, (start, end) in enumerate(
+        [
+            ("2026-11-21T00:00:00Z", "2026-11-22T00:00:00.5Z"),
+            ("1960-01-01T00:00:00Z", "2026-11-22T00:00:00Z"),
+            ("1990-01-01T00:00:00Z", "2026-11-22T00:00:00Z"),
+        ]
+    ):
+        d = json.loads(json.dumps(doc))
+        d["request_id"]["target"] = "-".join(f"{dev:016X}"[i : i + 2] for i in range(0, 16, 2))
+        d["request_id"]["counter"] = 8000 + k
+        d["body"]["period"] = {"start": start, "end": end}
+        docs.append(d)
+
+    async def main() -> tuple[list[Any], list[Any], list[bytes]]:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", live.port), T)
+        writer.write(rows_frames + frame(TAG_JSON, msgspec.json.encode(docs)))
+        got = await _frames(reader, 3 + 3)
+        writer.close()
+        http = []
+        for d in docs:
+            xml = encode_request_xml(msgspec.json.decode(json.dumps(d), type=ServiceRequest))
+            head = f"POST /api/v1/serviceS HTTP/1.1\r\nContent-Length: {len(xml)}\r\nConnection: close\r\n\r\n"
+            http.append(await _send_http(live.port, head.encode() + xml, []))
+        await live.good_answer()
+        return got[:3], got[3:], http
+
+    rows_got, msgs_got, http = live.run(main())
+    assert live.raised() == []
+    assert [t for t, _ in rows_got] == [TAG_ERROR] * 3
+    errs = [msgspec.msgpack.decode(p) for _, p in rows_got]
+    assert [(e["batch_id"], e["code"], e["field"]) for e in errs] == [
+        (9000, "E13", "rows[0].period_end_ns"),
+        (9001, "E13", "rows[0].period_start_ns"),
+        (9002, "E13", "rows[0].period_end_ns"),
+    ]
+    errs = [json.loads(p) for _, p in msgs_got]
+    assert [(e["kind"], e["code"], e["field"]) for e in errs] == [
+        ("error", "E13", "body.period.end"),
+        ("error", "E13", "body.period.start"),
+        ("error", "E13", "body.period.end"),
+    ]
+    assert all(h.startswith(b"HTTP/1.1 400 ") and b"period" in h for h in http), http

@@ -108,6 +108,7 @@ _js_in = msgspec.json.Decoder(Inbound | list[Inbound])
 _mp_enc = msgspec.msgpack.Encoder()
 _js_enc = msgspec.json.Encoder()
 _SPIN_NS = 1_000_000  # answers due within this are waited for by polling the loop, not by a timer
+_LINGER_S = 2.0  # how long a connection the server closes reads and drops what its peer still sends
 _HOUSEKEEP_S = 0.01  # how often an idle server moves the cache's time on (see DccServer._housekeep)
 _MAX_PERIOD_NS = (1 << 29) * 1_000_000_000  # the readings cache holds periods shorter than this
 
@@ -714,10 +715,21 @@ class _Conn(asyncio.Protocol):
         self.close_now()
 
     def close_now(self) -> None:
-        """Write what was held, then close the connection."""
+        """Write what was held, then close the connection.
+
+        A lingering close: the write side is shut (the peer reads the reply, then end of
+        stream) and what the peer still sends is read and dropped until it closes, or for
+        ``_LINGER_S``. Closing a socket with unread input resets the connection, and the peer
+        then loses the reply (the ``X`` frame, the HTTP status) that explains the close.
+        """
         self.release()
         self.mode = "closed"
-        self.transport.close()
+        if self.transport.is_closing() or not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.transport.resume_reading()
+        asyncio.get_running_loop().call_later(_LINGER_S, self.transport.close)
 
     # -------------------------------------------------------------- bytes in
     def data_received(self, data: bytes) -> None:

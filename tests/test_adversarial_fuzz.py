@@ -29,6 +29,7 @@ from dccsim.bench.testing import scenario, started_server
 from dccsim.core.protocol import (
     FINAL_RECORD_BYTES,
     TAG_ACK,
+    TAG_CLOSE,
     TAG_ERROR,
     TAG_FINALS,
     TAG_JSON,
@@ -215,6 +216,35 @@ def test_a_device_alert_the_throttle_cannot_take_is_its_own_error(live: Live) ->
         "alert_code",
         "alert_code",
     ]
+
+
+def test_a_close_with_unread_input_still_delivers_its_reason(live: Live) -> None:
+    """The server closed a connection with input still unread (a zero length, a body over the
+    limit, followed by more bytes): the kernel reset the connection and the client lost the
+    X frame or the HTTP status sent just before. Now the close lingers: the reply arrives."""
+
+    async def one(data: bytes) -> bytes:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", live.port), T)
+        writer.write(data)
+        try:
+            await writer.drain()
+        except ConnectionError:
+            pass
+        try:
+            return await asyncio.wait_for(reader.read(), T)
+        finally:
+            writer.close()
+
+    async def main() -> tuple[bytes, bytes]:
+        x = await one(frame(TAG_ROWS, bytes(8) + b"\x90") + b"\0\0\0\0" + b"x" * 300_000)
+        h = await one(b"POST /api/v1/serviceS HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n" + b"x" * 300_000)
+        return x, h
+
+    x, h = live.run(main())
+    n = int.from_bytes(x[:4], "big")
+    assert x[4] == TAG_ACK and x[4 + n + 4] == TAG_CLOSE and b"framing broken" in x[4 + n :]
+    assert h.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in h
+    assert live.raised() == []
 
 
 def test_a_read_period_the_cache_cannot_hold_is_that_request_s_e13(live: Live) -> None:

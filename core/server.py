@@ -860,6 +860,11 @@ class _Conn(asyncio.Protocol):
             srv.counters.malformed += 1
             self.send_message(ErrorReply.of(_decode_problem(exc, payload, fmt)))
             return
+        except RecursionError:  # msgspec raises it for nesting deeper than the recursion limit
+            srv.counters.malformed += 1
+            why = MessageError("message", "nested deeper than the decoder's recursion limit", "a message, not so deep")
+            self.send_message(ErrorReply.of(why))
+            return
         items = decoded if isinstance(decoded, list) else [decoded]
         reqs: list[ServiceRequest] = []
         rows: list[RequestBatch] = []

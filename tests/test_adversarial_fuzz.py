@@ -175,17 +175,22 @@ def test_random_frames_of_small_lengths(live: Live, parts: list[tuple[int, bytes
 
 
 # ---------------------------------------------------------------------------- (b) mutated frames
-@fuzz_settings(1500)
-@given(seed=st.integers(0, 2**64 - 1), n=st.integers(1, 30))
-def test_mutated_valid_frames(live: Live, seed: int, n: int) -> None:
-    """Valid row batches and messages, mutated (bytes, lengths, tags, cuts, splices, hostile
-    values, deep nesting) and run together. The mutations are drawn from a seeded generator
-    (Hypothesis's own choices would keep to the first few of each list): a failure names its
-    seed, and ``mutate_stream(random.Random(seed), ...)`` rebuilds the stream."""
+def _seeded_stream(c: Corpus, seed: int) -> tuple[bytes, list[int]]:
     rng = random.Random(seed)
-    stream = mutate_stream(rng, live.corpus, MAX_FRAME, n)
+    stream = mutate_stream(rng, c, MAX_FRAME, rng.randint(1, 30))
+    return stream, [rng.randrange(len(stream) + 1) for _ in range(rng.randint(0, 3))]
+
+
+@fuzz_settings(1500)
+@given(seed=st.integers(0, 2**64 - 1))
+def test_mutated_valid_frames(live: Live, seed: int) -> None:
+    """Valid row batches and messages, mutated (bytes, lengths, tags, cuts, splices, hostile
+    values, deep nesting) and run together. The mutations are drawn from a generator seeded by
+    Hypothesis (its own choices would keep to the first few of each list and shrink to nothing
+    useful): a failure names its seed, and ``_seeded_stream(corpus(), seed)`` rebuilds it."""
+    stream, cuts = _seeded_stream(live.corpus, seed)
     assume(not starts_http(stream[:4]))
-    live.check(stream, [rng.randrange(len(stream) + 1) for _ in range(rng.randint(0, 3))])
+    live.check(stream, cuts)
 
 
 # ---------------------------------------------------------------------------- (c) HTTP

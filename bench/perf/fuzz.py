@@ -372,10 +372,23 @@ def mutate_frame(rng: random.Random, c: Corpus, max_frame: int, framing: bool = 
         return frame(base[4], rng.choice([b"\xdd\xff\xff\xff\xff", b"\xde\xff\xff", b"\xdf\xff\xff\xff\xff"]))
     if k == 10:  # a payload of another tag's format
         return frame(rng.choice([TAG_ROWS, TAG_MSGPACK, TAG_JSON]), bytes(body[5:]))
-    if k == 11:  # deep nesting (arrays, maps), as far as the frame limit allows
-        n = rng.randint(1, max_frame // 2)
+    if k == 11:  # deep nesting (arrays, maps), at the top or in a field, as deep as the frame limit allows
+        n = rng.randint(1, max_frame - 30)  # (deeper than the recursion limit, even a raised one, in MessagePack)
         tag = rng.choice([TAG_ROWS, TAG_MSGPACK, TAG_JSON])
-        deep = rng.choice([b"[" * n, b'{"a":' * (n // 5), b"\x91" * n, b"\x81\xa1a" * (n // 3)])
+        if tag == TAG_JSON:
+            h = n // 2
+            deep = rng.choice(
+                [
+                    b"[" * n,
+                    b'{"a":' * (n // 5),
+                    b'{"kind":"stats","x":' + b"[" * h + b"]" * h + b"}",
+                    b'{"kind":"stats","x":' + b"[" * n,
+                ]
+            )
+        else:
+            deep = rng.choice(
+                [b"\x91" * n, b"\x81\xa1a" * (n // 3), b"\x82\xa4kind\xa5stats\xa1x" + b"\x91" * n + b"\xc0"]
+            )
         return frame(tag, (bytes(8) if tag == TAG_ROWS else b"") + deep)
     return bytes(body)  # as it is
 

@@ -91,11 +91,14 @@ class Corpus:
     esme: set[int] = field(default_factory=set)  # which of ``devices`` are electricity meters
 
     def row(self, rng: random.Random, counter: int) -> list[Any]:
-        srv, role = rng.choice([("11.2", "IS"), ("4.8.1", "MDR"), ("4.6.1", "MDR"), ("4.8.3", "MDR")])
-        row: list[Any] = [self.users[role], rng.choice(self.devices), counter, 1, srv, role]
+        srv, role, cv = rng.choice([("11.2", "IS", 1), ("4.8.1", "MDR", 1), ("4.6.1", "MDR", 1), ("4.8.3", "MDR", 1),
+                                    ("1.1.1", "IS", 4), ("1.5", "IS", 4)])  # fmt: skip
+        row: list[Any] = [self.users[role], rng.choice(self.devices), counter, cv, srv, role]
+        day = 1_795_000_000 * 10**9
         if srv.startswith("4."):
-            day = 1_795_000_000 * 10**9
             row += [0, day, day + 86_400 * 10**9]
+        elif srv == "1.1.1":  # future-dated: an ExecutionDateTime a day on
+            row += [0, 0, 0, day + 86_400 * 10**9]
         return row
 
     def rows_frame(self, rng: random.Random, n: int, batch_id: int) -> bytes:
@@ -144,6 +147,18 @@ def corpus() -> Corpus:
             "counter": 1,
             "alert_code": 0x8F84,
             "time": t.isoformat(),
+        }
+    )
+    c.docs.append(  # a future-dated request: its final answer waits for the ExecutionDateTime
+        {
+            "kind": "request",
+            "request_id": {"originator": _eui(users["IS"]), "target": esme, "counter": 200},
+            "command_variant": 4,
+            "service_reference": "1.1",
+            "srv": "1.1.1",
+            "body": {"element": "Generic", "name": "UpdateImportTariffPrimaryElement", "xml": "<x/>"},
+            "role": "IS",
+            "execution_datetime": "2026-11-24T00:00:00Z",
         }
     )
     c.docs += [{"kind": "stats"}, {"kind": "subscribe", "alerts": True}, {"kind": "subscribe", "alerts": False}]

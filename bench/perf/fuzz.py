@@ -513,7 +513,7 @@ class _Reader:
             head = await self.r.readexactly(4)
             n = int.from_bytes(head, "big")
             body = await self.r.readexactly(n)
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, OSError):  # reset, aborted: the server dropped it
             self.eof = True
             return None
         f = (body[0], body[1:]) if body else (0, b"")
@@ -567,7 +567,7 @@ async def check_stream(
             elif p.tail == "cut":
                 writer.write_eof()
             await writer.drain()
-        except ConnectionError:
+        except OSError:
             pass  # the server closed it: what it said before is checked below
 
     async def read() -> None:

@@ -151,6 +151,7 @@ class HttpAdapter:
         try:
             req = decode_request_xml(body)
             row = RequestBatch.from_requests([req])
+            srv.check_periods(row)
         except MessageError as exc:
             srv.counters.malformed += 1
             self._reply(400, b"text/plain", (str(exc) + "\n").encode(), close)

@@ -72,6 +72,7 @@ from dccsim.throttle import THROTTLED
 from .columns import RequestBatch, RowArena
 from .duisxml import encode_response_xml
 from .errors import MessageError
+from .eui import eui_to_int
 from .http import HttpAdapter, starts_http
 from .messages import (
     BusyReply,
@@ -121,8 +122,10 @@ _js_in = msgspec.json.Decoder(Inbound | list[Inbound])
 _mp_enc = msgspec.msgpack.Encoder()
 _js_enc = msgspec.json.Encoder()
 _SPIN_NS = 1_000_000  # answers due within this are waited for by polling the loop, not by a timer
+_LINGER_S = 2.0  # how long a connection the server closes reads and drops what its peer still sends
 _HOUSEKEEP_S = 0.01  # how often an idle server moves the cache's time on (see DccServer._housekeep)
 _REAP_EVERY = 10  # housekeeping turns between checks of the connections' time-outs (0.1 s)
+_MAX_PERIOD_NS = (1 << 29) * 1_000_000_000  # the readings cache holds periods shorter than this
 
 
 def _decode_problem(exc: Exception, payload: bytes, fmt: int) -> MessageError:
@@ -146,6 +149,22 @@ def _decode_problem(exc: Exception, payload: bytes, fmt: int) -> MessageError:
     except Exception:  # noqa: BLE001 - fall back to the decoder's own words
         pass
     return MessageError("kind", str(exc)[:120], "a request, device_alert, subscribe or stats message")
+
+
+def _check_periods(start: npt.NDArray[np.int64], end: npt.NDArray[np.int64], field: str) -> None:
+    """E13 for the first row whose read period the readings cache cannot hold (before 1970, not
+    whole seconds, 2**29 s or longer): the cache refuses its whole micro-batch, every
+    connection's rows with it. A period that ends before it starts is the validator's E13."""
+    with np.errstate(over="ignore"):
+        long = (end >= start) & (end - start >= _MAX_PERIOD_NS)
+    bad = (start < 0) | (start % 1_000_000_000 != 0) | (end % 1_000_000_000 != 0) | long
+    if bad.any():
+        i = int(np.argmax(bad))
+        which = "start" if start[i] < 0 or start[i] % 1_000_000_000 else "end"
+        value = int(start[i] if which == "start" else end[i])
+        where = field.format(i=i, which=which)
+        shown = value if where.endswith("_ns") else from_ns(value).isoformat()
+        raise MessageError(where, shown, "a read period from 1970 on, in whole seconds, shorter than 2**29 s", "E13")
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -399,9 +418,19 @@ class DccServer:
         """Decode a compact row batch into the arena after the waiting rows; its row count.
 
         Nothing is queued yet (see :meth:`enqueue_decoded`). A batch the compact decoder does
-        not accept raises the :class:`MessageError` of :meth:`RequestBatch.from_msgpack`.
+        not accept raises the :class:`MessageError` of :meth:`RequestBatch.from_msgpack`; one
+        with a read period the readings cache cannot hold, an E13 naming the row.
         """
-        return self._arena.decode(payload, self._in_rows)
+        off = self._in_rows
+        n = self._arena.decode(payload, off)
+        i64 = self._arena.i64
+        _check_periods(i64[1, off : off + n], i64[2, off : off + n], "rows[{i}].period_{which}_ns")
+        return n
+
+    @staticmethod
+    def check_periods(row: RequestBatch) -> None:
+        """E13 when a request's read period is one the readings cache cannot hold (see ``_check_periods``)."""
+        _check_periods(row.period_start_ns, row.period_end_ns, "body.period.{which}")
 
     def enqueue_decoded(self, n: int, conn: int, kind: int, cid0: int) -> None:
         """Queue the ``n`` rows just decoded by :meth:`decode_rows` (ids ``cid0 .. cid0+n-1``)."""
@@ -674,10 +703,15 @@ class DccServer:
         return cid
 
     def _evict_one(self) -> bool:
-        """At the connection limit, make room for a new client: close the connection idle the
-        longest, if it has been idle ``evict_idle_s`` or more, is owed no answer and holds no
-        partial frame (it is told why). Whether one was closed."""
+        """At the connection limit, make room for a new client: free the slot of a connection
+        the server has closed (lingering until its peer reads why), else close the connection
+        idle the longest, if it has been idle ``evict_idle_s`` or more, is owed no answer and
+        holds no partial frame (it is told why). Whether a slot was freed."""
         now = self.clock()
+        closing = next((c for c in self._conns.values() if c.mode == "closed"), None)
+        if closing is not None:  # closed by the server, lingering for its peer to read why: its slot is free
+            self._conns.pop(closing.id, None)
+            return True
         least = now - int(self.config.evict_idle_s * 1e9)
         idle = [c for c in self._conns.values() if c.owed == 0 and not c.started_ns and c.last_rx_ns <= least]
         if not idle:
@@ -814,10 +848,21 @@ class _Conn(asyncio.Protocol):
         self.close_now()
 
     def close_now(self) -> None:
-        """Write what was held, then close the connection."""
+        """Write what was held, then close the connection.
+
+        A lingering close: the write side is shut (the peer reads the reply, then end of
+        stream) and what the peer still sends is read and dropped until it closes, or for
+        ``_LINGER_S``. Closing a socket with unread input resets the connection, and the peer
+        then loses the reply (the ``X`` frame, the HTTP status) that explains the close.
+        """
         self.release()
         self.mode = "closed"
-        self.transport.close()
+        if self.transport.is_closing() or not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.transport.resume_reading()
+        asyncio.get_running_loop().call_later(_LINGER_S, self.transport.close)
 
     # -------------------------------------------------------------- bytes in
     def data_received(self, data: bytes) -> None:
@@ -974,6 +1019,7 @@ class _Conn(asyncio.Protocol):
                     try:
                         item.request_id.check()
                         row = RequestBatch.from_requests([item])  # SRV, EUI-64s: refuse here, naming the field
+                        srv.check_periods(row)
                     except MessageError as exc:
                         srv.counters.malformed += 1
                         self.send_message(ErrorReply.of(exc, request_ids=[str(item.request_id)]))
@@ -981,6 +1027,16 @@ class _Conn(asyncio.Protocol):
                     reqs.append(item)
                     rows.append(row)
                 case DeviceAlert():
+                    try:  # what the throttle's columns cannot hold is this alert's error, not the tick's
+                        eui_to_int(item.device, "device")
+                        if not 0 <= item.alert_code <= 0xFFFF:
+                            raise MessageError("alert_code", item.alert_code, "a 16-bit alert code (0 .. 0xFFFF)")
+                        if not 0 <= item.counter < 1 << 64:  # forwarded in MessagePack too
+                            raise MessageError("counter", item.counter, "an unsigned 64-bit integer")
+                    except MessageError as exc:
+                        srv.counters.malformed += 1
+                        self.send_message(ErrorReply.of(exc))
+                        continue
                     srv.enqueue_alert(item, self.id, fmt)
                 case Subscribe():
                     if item.alerts:

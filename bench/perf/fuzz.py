@@ -68,6 +68,10 @@ __all__ = [
 #: the batch id of the sentinel that closes a checked stream (an empty ``R`` batch)
 SENTINEL_ID = 0xF0F0_5E47_1E10_0000
 _SENTINEL = frame(TAG_ROWS, SENTINEL_ID.to_bytes(8, "big") + b"\x90")
+#: an empty batch (id 0) that opens a fresh connection whose stream starts with an ASCII letter:
+#: such a first byte makes the connection HTTP (a request line starts with its method), and
+#: these streams test the frames (HTTP is fuzzed by tests/test_adversarial_fuzz.py)
+_FRAMES_FIRST = frame(TAG_ROWS, (0).to_bytes(8, "big") + b"\x90")
 _MJ = (TAG_MSGPACK, TAG_JSON)
 _PAD_MAX = 1 << 21  # a stream cut mid-frame is completed with zeros when this many or fewer are missing
 _Inbound = Any
@@ -544,6 +548,8 @@ async def check_stream(
     Uses ``conn`` when given (a connection a previous stream left usable), else a new one.
     Returns the result and the connection when it is still usable (else ``None``, closed).
     """
+    if conn is None and stream[:1].isalpha():
+        stream = _FRAMES_FIRST + stream
     p = plan_stream(stream, max_frame)
     if p.tail == "cut" and 0 <= p.missing <= _PAD_MAX:
         stream += b"\0" * p.missing  # complete the frame (or the skip), so a sentinel can follow

@@ -27,6 +27,7 @@ from dccsim.core.errors import ConfigError, MessageError
 from dccsim.core.messages import Message, RequestRow, ServiceRequest
 from dccsim.core.records import ROLES
 
+from .console import stdout_console
 from .errors import CliError, OutputError
 
 __all__ = ["decode", "srvs", "demo"]
@@ -182,7 +183,6 @@ def srvs(cacheable: bool, as_json: bool) -> None:
 
         click.echo(msgspec.json.encode(infos).decode())
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("SRV", "name", "critical", "CV", "future-dated", "non-device", "roles", "cache")
@@ -197,7 +197,7 @@ def srvs(cacheable: bool, as_json: bool) -> None:
             " ".join(info.roles),
             "yes" if info.cacheable else "",
         )
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @click.command()
@@ -209,7 +209,6 @@ def srvs(cacheable: bool, as_json: bool) -> None:
 )
 def demo(examples: Path | None) -> None:
     """Decode and validate the example messages, and show what each gives."""
-    from rich.console import Console
     from rich.table import Table
 
     folder = examples or Path(__file__).resolve().parents[2] / "examples" / "requests"
@@ -235,4 +234,4 @@ def demo(examples: Path | None) -> None:
             verdict = validator.check(item)
             shown = "[green]I0 accepted[/]" if verdict.ok else f"[red]{verdict.code}[/]: {verdict.reason}"
             table.add_row(path.name, fmt, f"{item.request_id.counter}", item.srv, item.role or "", shown)
-    Console().print(table)
+    stdout_console().print(table)

@@ -29,12 +29,9 @@ _RUN_DIR = click.Path(exists=False, file_okay=True, dir_okay=True, path_type=Pat
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from .console import stdout_console
 
-    console = Console()
-    if not console.is_terminal:  # CI logs: do not squeeze the tables into 80 columns
-        console = Console(width=140)
-    return console
+    return stdout_console()
 
 
 def _exit(code: int) -> None:

@@ -25,6 +25,7 @@ import click
 from dccsim.core.errors import ConfigError
 
 from ..tasks import TaskBackendError
+from .console import stderr_console, stdout_console
 from .errors import EXIT_INTERRUPTED, CliError, OutputError
 
 __all__ = ["run", "scenarios", "sweep"]
@@ -62,6 +63,7 @@ def _progress_bar(label: str, enabled: bool) -> Iterator[Any]:
         TextColumn("{task.fields[events]:>14,} events"),
         TimeElapsedColumn(),
         transient=True,
+        console=stderr_console(),
     ) as bar:
         task = bar.add_task(label, total=24 * 3600, clock="00:00", events=0)
 
@@ -91,7 +93,6 @@ def _f(value: Any, spec: str, unit: str = "") -> str:
 
 
 def _print_summary(result: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from ..results.criteria import verdict_table
@@ -132,9 +133,9 @@ def _print_summary(result: Any) -> None:
     ]
     for k, v in rows:
         t.add_row(k, v)
-    Console().print(t)
+    stdout_console().print(t)
     if result.criteria.verdicts:
-        Console().print(verdict_table(result.criteria))
+        stdout_console().print(verdict_table(result.criteria))
     click.echo(f"results: {result.out_dir}/ (requests.arrow, alerts.arrow, summary.json, report.html)")
 
 
@@ -268,7 +269,6 @@ def _run_replicates(
 ) -> None:  # fmt: skip
     """``dccsim run --replicates K``: the K runs as tasks, the KPIs' intervals, the verdicts
     (exit 1 naming each failing seed). Every flag is checked before any run."""
-    from rich.console import Console
 
     from ..compose import load_run
     from ..replicates import MAX_REPLICATES, replicates
@@ -288,7 +288,7 @@ def _run_replicates(
         out = out or Path("runs") / f"{s.name}-s{s.scale:g}-seeds{s.seed}-{s.seed + k - 1}"
         on = f"{workers or default_workers()} local worker(s)" if backend == "local" else \
             f"Ray ({address or 'a local instance'}{f', {workers} at a time' if workers else ''})"
-        console = Console(stderr=True)
+        console = stderr_console()
         with _replicate_bar(k, enabled=not quiet) as bar:
 
             def progress(done: int, total: int) -> None:
@@ -331,13 +331,12 @@ def _replicate_bar(total: int, enabled: bool) -> Iterator[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("[bold]replicates"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True) as bar:  # fmt: skip
+                  transient=True, console=stderr_console()) as bar:  # fmt: skip
         task = bar.add_task("replicates", total=total)
         yield lambda done, _total: bar.update(task, completed=done)
 
 
 def _print_replicates(result: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from ..replicates import KPIS
@@ -352,10 +351,7 @@ def _print_replicates(result: Any) -> None:
         spec, u = unit[kpi.unit]
         ci = f"{_f(st.ci95[0], spec, u)} to {_f(st.ci95[1], spec, u)}" if st.ci95 else "n/a"
         t.add_row(kpi.label, _f(st.mean, spec, u), ci, _f(st.sd, spec, u), _f(st.min, spec, u), _f(st.max, spec, u))
-    console = Console()
-    if not console.is_terminal:  # a log: the table whole, not squeezed into 80 columns
-        console = Console(width=max(console.width, 120))
-    console.print(t)
+    stdout_console().print(t)
     verdicts = ", ".join(f"seed {r['seed']} {'pass' if r['passed'] else 'FAIL'}" for r in doc["runs"])
     click.echo(f"exit criteria: {verdicts}")
     click.echo(f"results: {result.out_dir}/ (replicates.json, report.html, seed{doc['seeds'][0]}/ ...)")
@@ -365,14 +361,13 @@ def _print_replicates(result: Any) -> None:
 def scenarios() -> None:
     """List the built-in scenarios."""
     from dccsim.loadgen.scenario import builtin_scenarios, parse_scenario
-    from rich.console import Console
     from rich.table import Table
 
     t = Table("name", "scale", "description")
     for name, text in sorted(builtin_scenarios().items()):
         s = parse_scenario(text, name)
         t.add_row(name + (" (default)" if name == DEFAULT_SCENARIO else ""), f"{s.scale:g}", s.description)
-    Console().print(t)
+    stdout_console().print(t)
 
 
 @click.command()
@@ -403,7 +398,6 @@ def sweep(
 ) -> None:  # fmt: skip
     """Run one scenario at several uplift and/or demand settings and compare, or search for the
     capacity boundary (--find); writes sweep.json and sweep.html (the saturation curve)."""
-    from rich.console import Console
     from rich.table import Table
 
     from .. import compose
@@ -413,7 +407,7 @@ def sweep(
     ups = _floats(uplifts, "--uplift") or [None]
     dems = _floats(demands, "--demand") or [None]
     backend = _backend(backend, address)
-    console = Console(stderr=True)
+    console = stderr_console()
 
     def running(label: str) -> None:
         console.print(f"running {label} ...")
@@ -464,7 +458,7 @@ def sweep(
             "pass" if r["passed"] else "FAIL" if r["passed"] is False else "n/a",
             _f(r["wall_seconds"], ".1f", " s"),
         )
-    Console().print(t)
+    stdout_console().print(t)
     click.echo(f"results: {out}/ (sweep.json, sweep.html)")
     if find is not None:
         click.echo(result.answer_line)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import click
 import numpy as np
 
+from .console import stderr_console, stdout_console
 from .errors import CliError
 
 if TYPE_CHECKING:
@@ -160,7 +161,6 @@ def _keys_needed(device: np.ndarray, alert_code: np.ndarray) -> str:
 
 def _print_summary(result: ReplayResult, policy: ThrottlePolicy, trace: Path) -> None:
     from dccsim.throttle import format_alert_code
-    from rich.console import Console
     from rich.table import Table
 
     from ..results.charts import fmt_bytes, fmt_eui
@@ -198,7 +198,7 @@ def _print_summary(result: ReplayResult, policy: ThrottlePolicy, trace: Path) ->
     table.add_row("keys holding state", f"{st.keys:,}", f"{st.evicted:,} evicted")
     table.add_row("state memory", fmt_bytes(st.state_bytes), f"{st.bytes_per_key:.0f} B/key")
     table.add_row("throttle time", f"{busy:.3f} s", f"{n / busy:,.0f} alerts/s" if busy else "")
-    console = Console()
+    console = stdout_console()
     console.print(
         f"{mode}{policy.policy}: N = {policy.threshold}, W = {policy.window_s:g} s, "
         f"P = {policy.designated_period_s:g} s; exclude {', '.join(policy.exclude) or 'none'}; "
@@ -291,6 +291,7 @@ def tune_throttle(
         TextColumn("settings"),
         TimeElapsedColumn(),
         transient=True,
+        console=stderr_console(),
     )
 
     def report(done: int, total: int) -> None:
@@ -333,7 +334,6 @@ def _span(seconds: float) -> str:
 
 def _print_tuning(run: TuningRun) -> None:
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
     cols, pareto, has_storm = run.columns, run.pareto, run.has_storm
@@ -367,9 +367,7 @@ def _print_tuning(run: TuningRun) -> None:
                 "-" if math.isnan(med) else f"{med:,.1f}",
             ]
         table.add_row(*row, style="bold" if pareto[i] else None)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=max(console.width, 140))
+    console = stdout_console()
     console.print(table)
     if has_storm:
         console.print(

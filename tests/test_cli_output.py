@@ -23,3 +23,26 @@ def test_the_progress_and_status_go_to_stderr(capsys: pytest.CaptureFixture[str]
     assert code == 0
     assert "running uplift2.0" in err and "running" not in out
     assert "dccsim sweep: smoke" in out and "results:" in out
+
+
+def test_json_output_of_scenarios_sweep_check_and_compare(capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    code, out, _ = cli("scenarios", "--json", capsys=capsys)
+    names = {s["name"]: s for s in json.loads(out)}
+    assert code == 0 and names["mhhs-day"]["default"] and names["smoke"]["scale"] > 0
+    code, out, err = cli("sweep", "smoke", "--uplift", "2", "--out", str(tmp_path / "s"), "--workers", "1",
+                         "--json", "--quiet", capsys=capsys)  # fmt: skip
+    doc = json.loads(out)
+    assert code == 0 and doc == json.loads((tmp_path / "s" / "sweep.json").read_text()) and err == ""
+    run = (
+        tmp_path / "s" / doc["settings"][0]["dir"]
+        if "dir" in doc["settings"][0]
+        else next((tmp_path / "s").glob("uplift*"))
+    )
+    code, out, _ = cli("check", str(run), "--json", capsys=capsys)
+    verdict = json.loads(out)
+    assert code == (0 if verdict["passed"] else 1) and verdict["criteria"] and "source" in verdict
+    code, out, _ = cli("compare", str(run), str(run), "--json", capsys=capsys)
+    cmp = json.loads(out)
+    assert code == 0 and cmp["passed"] and all(k["worse_by"] in (0.0, None) for k in cmp["kpis"])

@@ -78,7 +78,8 @@ def report(run_dir: Path, out: Path | None) -> None:
     default=None,
     help="TOML file with an [exit_criteria] table (or just its keys); default: the run's scenario.",
 )
-def check(run_dir: Path, criteria_file: Path | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="The verdict as one JSON object on stdout instead of a table.")
+def check(run_dir: Path, criteria_file: Path | None, as_json: bool) -> None:
     """Judge a run against its exit criteria; exit 1 when it fails them.
 
     Each criterion is 'PATH OP NUMBER' = severity (1-4), e.g. "latency_s.p99 < 60" = 2; the run
@@ -113,6 +114,14 @@ def check(run_dir: Path, criteria_file: Path | None) -> None:
         result = evaluate(summary, criteria)
     except (CriteriaError, CompareError) as exc:
         raise CliError(str(exc)) from None
+    if as_json:
+        import json
+
+        from ..results.criteria import to_dict
+
+        click.echo(json.dumps(to_dict(result) | {"source": source}, allow_nan=False))
+        _exit(0 if result.passed else 1)
+        return
     console = _console()
     console.print(verdict_table(result))
     console.print(f"criteria from {source}")
@@ -138,7 +147,8 @@ def check(run_dir: Path, criteria_file: Path | None) -> None:
     help="The same for timed figures: events per second of runs, ours/reference ratios of "
     "benchmark files. Wider because a shared machine is noisy.",
 )
-def compare(base: Path, new: Path, max_regression: str, max_slowdown: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="The comparison as one JSON object on stdout (run folders).")
+def compare(base: Path, new: Path, max_regression: str, max_slowdown: str, as_json: bool) -> None:
     """Compare two runs KPI by KPI (or two pytest-benchmark JSON files); exit 1 on a regression.
 
     BASE and NEW are run folders (or their summary.json). A KPI regressed when it got worse
@@ -152,6 +162,9 @@ def compare(base: Path, new: Path, max_regression: str, max_slowdown: str) -> No
         slow = cmp.parse_limit(max_slowdown, "--max-slowdown")
         console = _console()
         if cmp.is_benchmark_file(base) or cmp.is_benchmark_file(new):
+            if as_json:
+                raise CliError("--json: compares run folders; for benchmarks the regression gate writes JSON "
+                               "(python -m dccsim.bench.perf.gate --json FILE)")  # fmt: skip
             bc = cmp.compare_benchmarks(
                 cmp.load_benchmarks(base), cmp.load_benchmarks(new), max_slowdown=slow
             )
@@ -171,6 +184,12 @@ def compare(base: Path, new: Path, max_regression: str, max_slowdown: str) -> No
         )
     except cmp.CompareError as exc:
         raise CliError(str(exc)) from None
+    if as_json:
+        import json
+
+        click.echo(json.dumps(cmp.comparison_to_dict(result), allow_nan=False))
+        _exit(0 if result.passed else 1)
+        return
     console.print(cmp.comparison_table(result, base_label=_label(base), new_label=_label(new)))
     for note in result.notes:
         click.echo(f"note: {note}")

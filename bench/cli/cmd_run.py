@@ -358,14 +358,21 @@ def _print_replicates(result: Any) -> None:
 
 
 @click.command()
-def scenarios() -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON array on stdout: name, scale, description, default.")
+def scenarios(as_json: bool) -> None:
     """List the built-in scenarios."""
     from dccsim.loadgen.scenario import builtin_scenarios, parse_scenario
     from rich.table import Table
 
+    found = [(name, parse_scenario(text, name)) for name, text in sorted(builtin_scenarios().items())]
+    if as_json:
+        import json
+
+        click.echo(json.dumps([{"name": n, "scale": s.scale, "description": s.description,
+                                "default": n == DEFAULT_SCENARIO} for n, s in found]))  # fmt: skip
+        return
     t = Table("name", "scale", "description")
-    for name, text in sorted(builtin_scenarios().items()):
-        s = parse_scenario(text, name)
+    for name, s in found:
         t.add_row(name + (" (default)" if name == DEFAULT_SCENARIO else ""), f"{s.scale:g}", s.description)
     stdout_console().print(t)
 
@@ -391,10 +398,12 @@ def scenarios() -> None:
 @click.option("--seed", type=int, default=None)
 @_SET_OPTION
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/sweep"), show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print sweep.json on stdout instead of the table.")
+@click.option("--quiet", "-q", is_flag=True, help="No status lines on stderr (errors still are).")
 def sweep(
     scenario: str, uplifts: str | None, demands: str | None, find: str | None, low: float | None, high: float | None,
     tolerance: float, points: int, workers: int | None, backend: str | None, address: str | None,
-    scale: float | None, seed: int | None, set_: tuple[str, ...], out: Path,
+    scale: float | None, seed: int | None, set_: tuple[str, ...], out: Path, as_json: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Run one scenario at several uplift and/or demand settings and compare, or search for the
     capacity boundary (--find); writes sweep.json and sweep.html (the saturation curve)."""
@@ -410,7 +419,8 @@ def sweep(
     console = stderr_console()
 
     def running(label: str) -> None:
-        console.print(f"running {label} ...")
+        if not quiet:
+            console.print(f"running {label} ...")
 
     try:
         if find is not None:
@@ -441,6 +451,9 @@ def sweep(
         raise OutputError(f"sweep aborted: {exc}") from None
     except KeyboardInterrupt as exc:
         _interrupted(exc, f"no sweep.json written; each setting's run closed its logs in {out}/")
+    if as_json:
+        click.echo((out / "sweep.json").read_text().rstrip("\n"))
+        return
     t = Table(
         "uplift", "demand", "servers", "requests", "within target", "p99 latency", "peak backlog", "cache saved",
         "verdict", "wall", title=f"dccsim sweep: {scenario}" + (f" --find {find}" if find else ""),

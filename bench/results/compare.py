@@ -205,6 +205,30 @@ class Row:
         return self.worse_by is not None and self.limit is not None and self.worse_by > self.limit + 1e-12
 
 
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x
+
+
+def comparison_to_dict(result: Comparison) -> dict[str, Any]:
+    """The comparison as JSON data (``dccsim compare --json``); an infinite change is null
+    with ``"infinite": true``."""
+    return {
+        "passed": result.passed,
+        "max_regression": result.max_regression,
+        "max_slowdown": result.max_slowdown,
+        "notes": list(result.notes),
+        "kpis": [
+            {
+                "name": r.kpi.name, "path": r.kpi.path, "kind": r.kpi.kind, "better": r.kpi.better,
+                "base": r.base, "new": r.new, "ratio": _finite(r.ratio), "worse_by": _finite(r.worse_by),
+                "infinite": r.worse_by is not None and math.isinf(r.worse_by),
+                "limit": r.limit, "regressed": r.regressed,
+            }  # fmt: skip
+            for r in result.rows
+        ],
+    }
+
+
 def _worse_by(kpi: KPI, base: float, new: float) -> float:
     if kpi.complement:
         base, new = 1 - base, 1 - new

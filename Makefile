@@ -19,7 +19,7 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 # here); DCCSIM_SCALE overrides, e.g. `make run DCCSIM_SCALE=1.0` for the whole of GB
 DCCSIM_SCALE ?= 0.5
 run: $(VENV)/.installed
-	$(BIN)/dccsim run mhhs-day --scale $(DCCSIM_SCALE)
+	$(BIN)/dccsim run mhhs-day --scale $(DCCSIM_SCALE) --force
 
 # The report's browser test needs Debian's chromium: installed here when missing and root.
 test: $(VENV)/.installed

@@ -162,7 +162,8 @@ def read_trace(path: Path) -> Trace:
 
 
 def write_trace(path: Path, trace: AlertTrace, *, seed: int, params: Mapping[str, object]) -> None:
-    """Write a drawn trace to ``path`` as an Arrow IPC file.
+    """Write a drawn trace to ``path`` as an Arrow IPC stream, as every other log is
+    (:func:`read_trace` reads streams and files alike).
 
     ``params`` are the generator's arguments besides the seed; they are recorded, one
     ``name = value`` line each, as ``dccsim.scenario``, with ``dccsim.seed`` and
@@ -175,7 +176,7 @@ def write_trace(path: Path, trace: AlertTrace, *, seed: int, params: Mapping[str
     }
     table = trace.to_table(meta)
     try:
-        with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+        with pa.OSFile(str(path), "wb") as sink, ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table, max_chunksize=1 << 20)
     except OSError as exc:
         raise LogError(f"{path}: cannot write ({exc.strerror or exc})") from exc
@@ -494,6 +495,9 @@ def tune(
     except ThrottleError as exc:
         raise _located(exc, str(trace.path)) from None
     wall = time.perf_counter() - t0
+    has_storm = trace.storm is not None
+    best = pareto(cols) if has_storm else np.zeros(len(grid), bool)
+    cols["pareto"] = best  # a best trade-off (no setting forwards fewer storm alerts with less collateral)
     schema = pa.schema([pa.field(name, pa.from_numpy_dtype(a.dtype), nullable=False) for name, a in cols.items()])
     meta = _metadata(_config_text(config_path), trace, alerts=str(len(trace)))
     log = out / "tuning.arrow"
@@ -502,8 +506,6 @@ def tune(
             writer.write_columns(**cols)
     except (LogError, OSError) as exc:
         raise _cannot_write(log, exc) from exc
-    has_storm = trace.storm is not None
-    best = pareto(cols) if has_storm else np.zeros(len(grid), bool)
     plot = None
     if has_storm:
         plot = out / "tuning.svg"

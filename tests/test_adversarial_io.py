@@ -166,7 +166,7 @@ def test_ctrl_c_mid_run_exits_130_with_one_line_and_readable_logs(
         progress(self, done_ns, end_ns)
 
     monkeypatch.setattr(RunSink, "progress", interrupted)
-    code, stdout, err = cli(*RUN, "--out", str(out), capsys=capsys)
+    code, stdout, err = cli(*RUN, "--out", str(out), "--force", capsys=capsys)  # replaces the earlier run
     line = _one_line(err)
     assert code == 130, err
     assert line.startswith("dccsim: interrupted; the first "), line

@@ -172,7 +172,7 @@ def test_tune_returns_what_it_writes(files: Path, tmp_path: Path) -> None:
 
 
 def test_tune_without_storm_column_writes_no_plot(files: Path, tmp_path: Path) -> None:
-    table = ipc.open_file(files / "trace.arrow").read_all().drop_columns(["storm"])
+    table = ipc.open_stream(files / "trace.arrow").read_all().drop_columns(["storm"])
     path = tmp_path / "plain.arrow"
     with ipc.new_file(str(path), table.schema) as w:
         w.write_table(table)

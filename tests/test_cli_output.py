@@ -46,3 +46,18 @@ def test_json_output_of_scenarios_sweep_check_and_compare(capsys: pytest.Capture
     code, out, _ = cli("compare", str(run), str(run), "--json", capsys=capsys)
     cmp = json.loads(out)
     assert code == 0 and cmp["passed"] and all(k["worse_by"] in (0.0, None) for k in cmp["kpis"])
+
+
+def test_a_run_folder_is_never_silently_overwritten(capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "named"
+    assert cli("run", "smoke", "--out", str(out), "--quiet", capsys=capsys)[0] == 0
+    before = (out / "summary.json").read_bytes()
+    code, _, err = cli("run", "smoke", "--out", str(out), "--quiet", capsys=capsys)
+    assert code == 2 and f"--out: {out} holds a run already; give --force" in err
+    assert (out / "summary.json").read_bytes() == before  # untouched
+    assert cli("run", "smoke", "--out", str(out), "--quiet", "--force", capsys=capsys)[0] == 0
+    # a default folder gives way to the next free one
+    monkeypatch.chdir(tmp_path)
+    first = cli("run", "smoke", "--quiet", capsys=capsys)[1].strip()
+    second = cli("run", "smoke", "--quiet", capsys=capsys)[1].strip()
+    assert first == "runs/smoke-s0.0005-seed1" and second == first + "-2"

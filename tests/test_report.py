@@ -186,7 +186,9 @@ def test_passing_run_headline_and_sections(tmp_path: Path) -> None:
     assert "00-DB-12-34-56-78-90-00" in text  # storm devices as EUI-64s
     assert "40.0 B" in text and "48 h" in text  # cache bytes per entry and retention
     assert "x1.5" in text and "0.0005" in text and "12.5 s" in text  # uplift, scale, wall time
-    assert "Throttle settings: policy = fixed-window, threshold = 10" in text
+    # the [throttle] table as TOML, to copy into a scenario (it read "dry_run = False" before)
+    assert "[throttle]" in text and "threshold = 10" in text
+    assert 'policy = "fixed-window"' in text
 
 
 def test_failing_run_counts_failed_criteria(tmp_path: Path) -> None:

@@ -162,7 +162,7 @@ def test_generated_storm_trace_through_throttle(tmp_path: Path, policy_file: Pat
         )
         == 0
     )
-    table = ipc.open_file(trace).read_all()
+    table = ipc.open_stream(trace).read_all()  # a stream, as every log dccsim writes
     assert table.num_rows == 5000 and int(pc_sum(table.column("storm"))) == 1000
     assert table.schema.metadata[b"dccsim.seed"] == b"4"
     out = tmp_path / "alerts.arrow"

@@ -27,6 +27,7 @@ from dccsim.core.errors import ConfigError
 from ..tasks import TaskBackendError
 from .console import stderr_console, stdout_console
 from .errors import EXIT_INTERRUPTED, CliError, OutputError
+from .outdir import FORCE_OPTION, fresh_out
 
 __all__ = ["run", "scenarios", "sweep"]
 
@@ -197,6 +198,7 @@ def _settings(given: tuple[str, ...]) -> dict[str, Any]:
 )
 @click.option("--compression", type=click.Choice(["lz4", "zstd", "none"]), default="lz4", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar or table; print the run folder only.")
+@FORCE_OPTION
 @_SET_OPTION
 @click.option("--replicates", type=int, default=None, metavar="K",
               help="Run K >= 2 days with seeds SEED, SEED+1, ..., SEED+K-1 (each into OUT/seedS/) as parallel tasks, "
@@ -221,15 +223,16 @@ def run(
     workers: int | None,
     backend: str | None,
     address: str | None,
+    force: bool,
 ) -> None:
     """Simulate a day of DCC traffic in virtual time and write the run folder."""
-    from ..compose import RunAborted, load_run, simulate
+    from ..compose import RunAborted, default_out, load_run, simulate
 
     settings = _settings(set_)
     if replicates is not None or workers is not None or backend is not None or address is not None:
         _run_replicates(
             scenario, replicates, workers, backend, address, scale=scale, seed=seed, uplift=uplift, demand=demand,
-            shards=shards, out=out, compression=compression, quiet=quiet, settings=settings,
+            shards=shards, out=out, compression=compression, quiet=quiet, settings=settings, force=force,
         )  # fmt: skip
         return
     try:
@@ -237,6 +240,7 @@ def run(
             scenario, scale=scale, seed=seed, uplift=uplift, demand=demand, shards=shards, settings=settings
         )
         s = config.scenario
+        out = fresh_out(out, default_out(config), force)
         with _progress_bar(f"{s.name} x{s.scale:g}", enabled=not quiet) as progress:
             outcome = simulate(
                 config, out=out, compression=None if compression == "none" else compression, progress=progress
@@ -265,7 +269,7 @@ def run(
 def _run_replicates(
     scenario: str, k: int | None, workers: int | None, backend: str | None, address: str | None, *,
     scale: float | None, seed: int | None, uplift: float | None, demand: float | None, shards: int | None,
-    out: Path | None, compression: str, quiet: bool, settings: dict[str, Any],
+    out: Path | None, compression: str, quiet: bool, settings: dict[str, Any], force: bool = False,
 ) -> None:  # fmt: skip
     """``dccsim run --replicates K``: the K runs as tasks, the KPIs' intervals, the verdicts
     (exit 1 naming each failing seed). Every flag is checked before any run."""
@@ -285,7 +289,7 @@ def _run_replicates(
         config = load_run(scenario, scale=scale, seed=seed, uplift=uplift, demand=demand, shards=shards,
                           settings=settings)  # fmt: skip
         s = config.scenario
-        out = out or Path("runs") / f"{s.name}-s{s.scale:g}-seeds{s.seed}-{s.seed + k - 1}"
+        out = fresh_out(out, Path("runs") / f"{s.name}-s{s.scale:g}-seeds{s.seed}-{s.seed + k - 1}", force)
         on = f"{workers or default_workers()} local worker(s)" if backend == "local" else \
             f"Ray ({address or 'a local instance'}{f', {workers} at a time' if workers else ''})"
         console = stderr_console()
@@ -397,13 +401,16 @@ def scenarios(as_json: bool) -> None:
 @click.option("--scale", type=float, default=None)
 @click.option("--seed", type=int, default=None)
 @_SET_OPTION
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/sweep"), show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The sweep's folder (default runs/sweep).")
+@FORCE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json on stdout instead of the table.")
 @click.option("--quiet", "-q", is_flag=True, help="No status lines on stderr (errors still are).")
 def sweep(
     scenario: str, uplifts: str | None, demands: str | None, find: str | None, low: float | None, high: float | None,
     tolerance: float, points: int, workers: int | None, backend: str | None, address: str | None,
-    scale: float | None, seed: int | None, set_: tuple[str, ...], out: Path, as_json: bool, quiet: bool,
+    scale: float | None, seed: int | None, set_: tuple[str, ...], out: Path | None, force: bool, as_json: bool,
+    quiet: bool,
 ) -> None:  # fmt: skip
     """Run one scenario at several uplift and/or demand settings and compare, or search for the
     capacity boundary (--find); writes sweep.json and sweep.html (the saturation curve)."""
@@ -413,6 +420,7 @@ def sweep(
     from ..results.runlog import RunAborted
 
     settings = _settings(set_)
+    out = fresh_out(out, Path("runs/sweep"), force)
     ups = _floats(uplifts, "--uplift") or [None]
     dems = _floats(demands, "--demand") or [None]
     backend = _backend(backend, address)

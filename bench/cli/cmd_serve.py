@@ -20,6 +20,7 @@ import click
 from dccsim.core.errors import ConfigError, MessageError
 
 from .errors import CliError, OutputError
+from .outdir import FORCE_OPTION, fresh_out
 
 __all__ = ["serve", "load"]
 
@@ -84,11 +85,12 @@ def _server_config(speed: float, **limits: Any) -> Any:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Server-side run folder (default runs/serve-SCENARIO).")
 @click.option("--no-log", is_flag=True, help="Write no server-side log.")
+@FORCE_OPTION
 @_SET_OPTION
 def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: int | None, speed: float,
           max_connections: int | None, max_frame_bytes: int | None, max_inbound: int | None, max_pending: int | None,
           max_pending_per_connection: int | None, idle_timeout: float | None, header_timeout: float | None,
-          frame_timeout: float | None, out: Path | None, no_log: bool, set_: tuple[str, ...]) -> None:
+          frame_timeout: float | None, out: Path | None, no_log: bool, force: bool, set_: tuple[str, ...]) -> None:
     """Serve the DCC core over TCP (frames) and HTTP (DUIS XML) until SIGINT/SIGTERM."""
     from .. import compose
 
@@ -100,7 +102,7 @@ def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: in
                          max_frame_bytes=max_frame_bytes, max_inbound=max_inbound, max_pending=max_pending,
                          max_pending_per_connection=max_pending_per_connection, idle_timeout_s=idle_timeout,
                          header_timeout_s=header_timeout, frame_timeout_s=frame_timeout)
-    out = out or Path("runs") / f"serve-{s.name}"
+    out = fresh_out(out, Path("runs") / f"serve-{s.name}", force) if not no_log else Path("runs")
     sink = None if no_log else compose.open_sink(run, out, mode="serve", **{"dccsim.speed": repr(speed)})
 
     def listening(bound: int) -> None:
@@ -181,13 +183,16 @@ def _by_field(wc: dict[str, Any]) -> str:
 @click.option("--speed", type=float, default=1000.0, show_default=True,
               help="As given to dccsim serve: judges latency against the class targets in virtual time.")
 @click.option("--drain", type=float, default=10.0, show_default=True, help="Seconds to wait for the last answers.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The run folder (default runs/load-SCENARIO-rRATE).")
+@FORCE_OPTION
 @click.option("--criterion", "criteria_given", multiple=True, metavar="'PATH OP NUMBER[:SEVERITY]'",
               help="An exit criterion on summary.json (repeatable; severity 1 unless given). Replaces the "
                    "defaults: every request answered once (lost == 0, duplicates == 0), none refused.")
 @_SET_OPTION
 def load(scenario_ref: str, target: str, rate: float, duration: float, scale: float | None, seed: int | None,
-         speed: float, drain: float, out: Path | None, criteria_given: tuple[str, ...], set_: tuple[str, ...]) -> None:
+         speed: float, drain: float, out: Path | None, force: bool, criteria_given: tuple[str, ...],
+         set_: tuple[str, ...]) -> None:
     """Offer a scenario's requests to a server at a constant rate; write the run folder.
 
     The scenario's own [exit_criteria] judge its simulated day (dccsim run); a load run replays
@@ -203,7 +208,7 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
     if rate * duration > 50_000_000:
         raise CliError(f"--rate x --duration: got {rate * duration:,.0f} requests, expected at most 50,000,000")
     run = _load(scenario_ref, scale, seed, _load_criteria(criteria_given), set_)
-    out = out or Path("runs") / f"load-{run.scenario.name}-r{rate:g}"
+    out = fresh_out(out, Path("runs") / f"load-{run.scenario.name}-r{rate:g}", force)
     try:
         outcome = compose.run_load(
             run, host, port, out, rate=rate, duration_s=duration, speed=speed, drain_s=drain, target=target

@@ -345,7 +345,7 @@ def _print_tuning(run: TuningRun) -> None:
     )
     heads = ["N", "W", "P", "forwarded", "discarded", "excluded"]
     if has_storm:
-        heads += ["storm fwd", "storm disc", "collateral", "caught", "catch s"]
+        heads += ["storm fwd", "storm disc", "collateral", "caught", "catch s", "best"]
     for h in heads:
         table.add_column(h, justify="right", no_wrap=True)
     for i in range(len(run)):
@@ -365,14 +365,15 @@ def _print_tuning(run: TuningRun) -> None:
                 f"{cols['collateral'][i]:,}",
                 f"{cols['storms_caught'][i]}/{cols['storms'][i]}",
                 "-" if math.isnan(med) else f"{med:,.1f}",
+                "*" if pareto[i] else "",  # in text too: bold is lost when piped
             ]
         table.add_row(*row, style="bold" if pareto[i] else None)
     console = stdout_console()
     console.print(table)
     if has_storm:
         console.print(
-            f"bold: settings no other setting beats on both storm alerts discarded and "
-            f"collateral; catch s: median seconds from a storm's first alert to its first "
+            f"best (*, in bold; the pareto column of tuning.arrow): settings no other setting beats on both storm "
+            f"alerts discarded and collateral; catch s: median seconds from a storm's first alert to its first "
             f"discard. Wrote {run.log} and {run.plot}."
         )
     else:

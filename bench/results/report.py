@@ -728,17 +728,14 @@ def _top_devices(top: Sequence[TopDevice]) -> str:
 
 
 def _throttle_settings(thr: ThrottleSection | None) -> str:
-    """The throttle's configuration as one line, when the summary has it."""
+    """The throttle's configuration as the scenario's ``[throttle]`` table (TOML, to copy into
+    a scenario), when the summary has it."""
     if thr is None or not thr.config:
         return ""
-    return (
-        '<p class="note">Throttle settings: '
-        + ", ".join(
-            f"{esc(k)} = {esc(', '.join(map(str, v)) if isinstance(v, list | tuple) else v)}"
-            for k, v in thr.config.items()
-        )
-        + "</p>"
-    )
+    from ..settings import toml_text
+
+    config = {k: v for k, v in thr.config.items() if v != {}}  # no empty [throttle.overrides]
+    return '<p class="note">Throttle settings:</p><pre>' + esc(toml_text({"throttle": config}).strip()) + "</pre>"
 
 
 def _details_section(summary: RunSummary) -> str:

@@ -195,6 +195,10 @@ def parse_expression(expression: str, severity: Any = 1) -> Criterion:
             f"exit_criteria.{expression!r}: got {num!r} after {op!r}, "
             "expected a number such as 0.97 or 60"
         )
+    try:
+        check_path(path)  # before any run: a path no summary can hold is found now
+    except CriteriaError as exc:
+        raise CriteriaError(f"exit_criteria.{expression.strip()!r}: {exc}") from None
     return Criterion(
         expression=expression.strip(), path=path, op=op, threshold=float(num), severity=sev
     )
@@ -324,6 +328,60 @@ def _absent(path: str) -> float | None:
         if path.startswith(table + ".") and path[len(table) + 1:] in keys:
             return value
     return None
+
+
+def _unwrap(t: Any) -> Any:
+    """A summary field's type without its ``None`` alternative (msgspec leaves ``UNSET`` out)."""
+    import msgspec.inspect as mi
+
+    if isinstance(t, mi.UnionType):
+        kept = [x for x in t.types if not isinstance(x, mi.NoneType)]
+        return kept[0] if len(kept) == 1 else mi.AnyType()
+    return t
+
+
+def check_path(path: str) -> None:
+    """Whether a criterion's ``path`` can exist in any run's summary.json, by the typed
+    summary (:class:`~dccsim.bench.results.summary.RunSummary`): checked before the run, so a
+    misspelt path costs no run. Tables whose keys depend on the run (SRVs, codes, classes) are
+    checked against the keys they may hold; free-form ones (``wallclock``, ``server``) are not.
+    :class:`CriteriaError` naming the step that cannot match."""
+    import msgspec.inspect as mi
+
+    from .summary import RunSummary
+
+    node: Any = mi.type_info(RunSummary)
+    parts = path.split(".")
+    walked = ""
+    i = 0
+    while i < len(parts):
+        where = walked or "the summary"
+        if isinstance(node, mi.StructType):
+            fields = {f.encode_name: f for f in node.fields if f.encode_name != "parts"}
+            key = parts[i]
+            if key not in fields:
+                shown = ", ".join(sorted(fields)[:14]) + (", ..." if len(fields) > 14 else "")
+                raise CriteriaError(f"unknown path {path!r}: {where} has no key {key!r}; expected one of {shown}")
+            node, walked, i = _unwrap(fields[key].type), f"{walked}.{key}" if walked else key, i + 1
+            continue
+        if isinstance(node, mi.DictType):
+            if _absent(path) is not None:  # a per-run table's possible key
+                return
+            if any(path.startswith(t + ".") for t, _, _ in _per_run_keys()):
+                raise CriteriaError(f"unknown path {path!r}: {where} holds no key {'.'.join(parts[i:])!r}")
+            value = _unwrap(node.value_type)
+            if isinstance(value, mi.AnyType):
+                return  # free-form: whatever the run writes
+            node, walked, i = value, f"{walked}.{parts[i]}", i + 1  # any key, then its value
+            continue
+        if isinstance(node, mi.AnyType | mi.ListType):
+            return
+        raise CriteriaError(f"unknown path {path!r}: {where} is a number, it has no key {parts[i]!r}")
+    if isinstance(node, mi.StructType):
+        keys = ", ".join(sorted(f.encode_name for f in node.fields))
+        raise CriteriaError(f"{path!r} is a table, expected a number; pick one of its keys: {keys}")
+    if isinstance(node, mi.DictType | mi.ListType):
+        raise CriteriaError(f"{path!r} is a table, expected a number; pick one of its keys")
 
 
 def _actual(summary: Mapping[str, Any], c: Criterion) -> float:

@@ -61,3 +61,22 @@ def test_a_run_folder_is_never_silently_overwritten(capsys: pytest.CaptureFixtur
     first = cli("run", "smoke", "--quiet", capsys=capsys)[1].strip()
     second = cli("run", "smoke", "--quiet", capsys=capsys)[1].strip()
     assert first == "runs/smoke-s0.0005-seed1" and second == first + "-2"
+
+
+def test_demo_finds_the_examples_a_wheel_installs(tmp_path, monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """From a wheel there is no repository: the examples are under the installation's
+    share/dccsim/examples/requests (setup.cfg's data_files), and demo finds them there."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from dccsim.bench.cli import cmd_decode
+
+    repo_examples = Path(cmd_decode.__file__).resolve().parents[2] / "examples" / "requests"
+    share = tmp_path / "share" / "dccsim" / "examples" / "requests"
+    shutil.copytree(repo_examples, share)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    monkeypatch.setattr(cmd_decode, "__file__", str(tmp_path / "site" / "dccsim" / "bench" / "cli" / "cmd_decode.py"))
+    assert cmd_decode.example_folder() == share
+    code, out, _ = cli("demo", capsys=capsys)
+    assert code == 0 and "01_mhhs_4.8.1.xml" in out and "I0 accepted" in out

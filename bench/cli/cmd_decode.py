@@ -200,6 +200,24 @@ def srvs(cacheable: bool, as_json: bool) -> None:
     stdout_console().print(table)
 
 
+def _example_places() -> tuple[Path, ...]:
+    import sys
+
+    return (
+        Path(__file__).resolve().parents[2] / "examples" / "requests",  # a checkout (editable install)
+        Path(sys.prefix) / "share" / "dccsim" / "examples" / "requests",  # installed from a wheel
+    )
+
+
+_EXAMPLE_PLACES = _example_places()
+
+
+def example_folder() -> Path | None:
+    """Where the example messages are: the repository's examples/requests, or the copy a wheel
+    installs under ``share/dccsim/examples/requests``; None when neither is there."""
+    return next((p for p in _example_places() if p.is_dir()), None)
+
+
 @click.command()
 @click.option(
     "--examples",
@@ -211,9 +229,9 @@ def demo(examples: Path | None) -> None:
     """Decode and validate the example messages, and show what each gives."""
     from rich.table import Table
 
-    folder = examples or Path(__file__).resolve().parents[2] / "examples" / "requests"
-    if not folder.is_dir():
-        raise click.UsageError(f"--examples: folder {folder} not found")
+    folder = examples or example_folder()
+    if folder is None or not folder.is_dir():
+        raise click.UsageError(f"--examples: folder {folder or _EXAMPLE_PLACES[0]} not found")
     table = Table("file", "format", "request", "SRV", "role", "verdict", title="dccsim: DUIS messages in, verdicts out")
     from dccsim.core.validation import Validator
 

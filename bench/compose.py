@@ -56,7 +56,7 @@ from . import sweeps as _sweeps
 from .results.criteria import Criteria, CriteriaError, CriteriaResult, evaluate, parse_criteria
 from .results.criteria import to_dict as criteria_dict
 from .results.runlog import RunAborted, RunInterrupted, RunSink
-from .results.summary import RunInfo, RunSummary, stages_section
+from .results.summary import RunInfo, RunSummary, histograms_json, stages_section
 from .settings import toml_text
 from .sweeps import SweepResult
 
@@ -357,7 +357,7 @@ def write_run_folder(
     naming the file that could not be written.
     """
     try:
-        result = evaluate(summary.to_builtins(), criteria)
+        result = evaluate(summary, criteria)  # a percentile summary.json lacks: from the histograms
     except CriteriaError as exc:
         _write_results(out, summary, scenario)
         raise CriteriaError(f"{exc} (the run is kept in {out}/)") from None
@@ -371,11 +371,16 @@ def _write_results(out: Path, summary: RunSummary, scenario: Scenario | None) ->
     removes; the ``OSError`` then names the file."""
     from .results.report import build_report
 
-    for name in ("summary.json", "report.html"):
+    for name in ("histograms.json", "summary.json", "report.html"):
         path = out / name
         tmp = path.with_name(name + ".tmp")
         try:
-            if name == "summary.json":
+            if name == "histograms.json":
+                if summary.parts is msgspec.UNSET:
+                    continue
+                tmp.write_text(histograms_json(summary.parts))
+                tmp.replace(path)
+            elif name == "summary.json":
                 tmp.write_text(summary.to_json())
                 tmp.replace(path)
             else:

@@ -377,3 +377,34 @@ def test_import_compiles_nothing_and_warm_up_compiles_every_kernel() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[0, 0, 0] [1, 1, 1]"
+
+
+@given(st.lists(st.tuples(LATENCY, st.integers(0, 4)), max_size=80), st.integers(1, 3))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_grouped_histograms_are_each_group_s_own_histogram(pairs: list[tuple[int, int]], parts: int) -> None:
+    """The grouped kernel against its reference: each group's values in a histogram of their
+    own (counts, extremes, sum); and recording in parts, then merging, gives the same."""
+    from dccsim.bench.results.histogram import GroupedHistograms
+
+    values = np.array([v for v, _ in pairs], np.int64)
+    groups = np.array([g for _, g in pairs], np.uint8)
+    whole = GroupedHistograms(5)
+    whole.record(values, groups)
+    for g in range(5):
+        ref = LatencyHistogram()
+        ref.record(values[groups == g])
+        assert whole.histogram(g) == ref and whole.histogram(g).sum == ref.sum
+    assert whole.groups() == sorted(set(groups.tolist()))
+    merged = GroupedHistograms(5)
+    for chunk_v, chunk_g in zip(np.array_split(values, parts), np.array_split(groups, parts), strict=True):
+        part = GroupedHistograms(5)
+        part.record(chunk_v, chunk_g)
+        merged.merge(part)
+    assert all(merged.histogram(g) == whole.histogram(g) for g in range(5))
+
+
+def test_grouped_histograms_refuse_groups_out_of_range() -> None:
+    from dccsim.bench.results.histogram import GroupedHistograms
+
+    with pytest.raises(ValueError, match=r"groups: expected values in \[0, 2\), got \[0, 3\]"):
+        GroupedHistograms(2).record(np.array([1, 2], np.int64), np.array([0, 3], np.uint8))

@@ -91,6 +91,7 @@ def check(run_dir: Path, criteria_file: Path | None, as_json: bool) -> None:
         CriteriaError,
         criteria_for_run,
         evaluate,
+        histograms_from_file,
         load_criteria_file,
         verdict_table,
     )
@@ -111,7 +112,7 @@ def check(run_dir: Path, criteria_file: Path | None, as_json: bool) -> None:
             raise CliError(
                 f"no exit criteria in {source}; give --criteria FILE with an [exit_criteria] table"
             )
-        result = evaluate(summary, criteria)
+        result = evaluate(summary, criteria, histograms_from_file(folder / "histograms.json"))
     except (CriteriaError, CompareError) as exc:
         raise CliError(str(exc)) from None
     if as_json:

@@ -142,6 +142,34 @@ def record_intervals_kernel(
     return outside
 
 
+@jit
+def record_groups_kernel(
+    values: np.ndarray,
+    groups: np.ndarray,
+    counts: np.ndarray,
+    mins: np.ndarray,
+    maxs: np.ndarray,
+    sums_hi: np.ndarray,
+    sums_lo: np.ndarray,
+) -> None:
+    """Count ``values`` (int64) into row ``groups[i]`` of ``counts`` (int64[n_groups, N_BUCKETS]).
+
+    ``mins``, ``maxs``, ``sums_hi`` and ``sums_lo`` (int64[n_groups]) are updated in place as
+    :func:`record_kernel` updates its ``acc``, one group at a time (the caller folds the sum
+    halves and zeroes them; fewer than 2**31 values per call).
+    """
+    for i in range(values.shape[0]):
+        v = values[i]
+        g = groups[i]
+        counts[g, bucket_index(v)] += 1
+        if v < mins[g]:
+            mins[g] = v
+        if v > maxs[g]:
+            maxs[g] = v
+        sums_hi[g] += v >> 32
+        sums_lo[g] += v & _LOW32
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel, outside any timed region."""
     bucket_index(1000)
@@ -156,3 +184,6 @@ def warm_up() -> None:
         np.zeros(2, np.int64),
         np.zeros(2, np.int64),
     )
+    z = np.zeros(2, np.int64)
+    record_groups_kernel(values, np.zeros(5, np.uint8), np.zeros((2, N_BUCKETS), np.int64), z, z.copy(), z.copy(),
+                         z.copy())  # fmt: skip

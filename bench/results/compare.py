@@ -132,6 +132,7 @@ KPIS: tuple[KPI, ...] = (
         floor=1e-4,
     ),
     KPI("latency p50", "latency_s.p50", "lower", "simulation", "s", 1e-3, floor=1e-3),
+    KPI("latency p95", "latency_s.p95", "lower", "simulation", "s", 1e-3, floor=1e-3),
     KPI("latency p99", "latency_s.p99", "lower", "simulation", "s", 1e-3, floor=1e-3),
     KPI("latency max", "latency_s.max", "lower", "simulation", "s", 1e-3, floor=1e-3),
     KPI("mean DSP wait", "mean_wait_s", "lower", "simulation", "s", 1e-3, floor=1e-3),

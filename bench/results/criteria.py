@@ -88,6 +88,29 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 _EXPR = re.compile(
     r"^\s*(?P<path>[A-Za-z_][A-Za-z0-9_.]*?)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<num>[^\s<>=!]+)\s*$"
 )
+#: any percentile, from the run's histograms (histograms.json): latency_s.pQ, and
+#: latency_by_class.CLASS.pQ_s / latency_by_srv.SRV.pQ_s (Q from 0 to 100, e.g. 97.5)
+_PCT_ALL = re.compile(r"^latency_s\.p(?P<q>\d+(\.\d+)?)$")
+_PCT_BY = re.compile(r"^latency_by_(?P<kind>class|srv)\.(?P<key>.+)\.p(?P<q>\d+(\.\d+)?)_s$")
+
+#: ``histograms(kind, key)``: the run's latency histogram of ``kind`` ``all`` (key ``""``),
+#: ``class`` or ``srv``, or None when the run has none
+Histograms = Callable[[str, str], Any]
+
+
+def percentile_path(path: str) -> tuple[str, str, float] | None:
+    """``(kind, key, q)`` when ``path`` names a percentile the histograms can give, else None."""
+    m = _PCT_ALL.match(path)
+    if m is not None:
+        kind, key, q = "all", "", float(m["q"])
+    else:
+        m = _PCT_BY.match(path)
+        if m is None:
+            return None
+        kind, key, q = m["kind"], m["key"], float(m["q"])
+    return (kind, key, q) if 0 < q <= 100 else None
+
+
 _NUMBER = re.compile(r"^[-+]?(\d[\d_]*(\.[\d_]*)?|\.\d[\d_]*)([eE][-+]?\d+)?$")
 
 
@@ -322,6 +345,18 @@ def _per_run_keys() -> tuple[tuple[str, frozenset[str], float], ...]:
     )
 
 
+def _class_names() -> tuple[str, ...]:
+    from dccsim.core.records import REQUEST_CLASSES
+
+    return REQUEST_CLASSES
+
+
+def _srv_names() -> frozenset[str]:
+    from dccsim.core.catalogue import catalogue
+
+    return frozenset(catalogue().srvs)
+
+
 def _absent(path: str) -> float | None:
     """The value of a valid path into a per-run table that this run did not fill, else None."""
     for table, keys, value in _per_run_keys():
@@ -350,6 +385,15 @@ def check_path(path: str) -> None:
 
     from .summary import RunSummary
 
+    found = percentile_path(path)
+    if found is not None:
+        kind, key, _ = found
+        if kind == "class" and key not in _class_names():
+            raise CriteriaError(f"unknown path {path!r}: no request class {key!r}; expected one of "
+                                f"{', '.join(_class_names())}")  # fmt: skip
+        if kind == "srv" and key not in _srv_names():
+            raise CriteriaError(f"unknown path {path!r}: no SRV {key!r} in the catalogue")
+        return
     node: Any = mi.type_info(RunSummary)
     parts = path.split(".")
     walked = ""
@@ -384,10 +428,20 @@ def check_path(path: str) -> None:
         raise CriteriaError(f"{path!r} is a table, expected a number; pick one of its keys")
 
 
-def _actual(summary: Mapping[str, Any], c: Criterion) -> float:
+def _actual(summary: Mapping[str, Any], c: Criterion, histograms: Histograms | None = None) -> float:
     try:
         value = resolve_path(summary, c.path)
     except KeyError as exc:
+        found = percentile_path(c.path)
+        if found is not None:  # not in summary.json: from the run's histograms
+            kind, key, q = found
+            if histograms is None:
+                raise CriteriaError(
+                    f"exit_criteria.{c.expression!r}: {c.path!r} is computed from the run's histograms "
+                    "(histograms.json in its folder), and this run has none"
+                ) from None
+            h = histograms(kind, key)
+            return math.nan if h is None or not h.count else float(h.percentile(q)) / 1e9
         absent = _absent(c.path)
         if absent is not None:  # e.g. an SRV the run did not see: nothing measured
             return absent
@@ -415,14 +469,20 @@ def _actual(summary: Mapping[str, Any], c: Criterion) -> float:
     return float(value)
 
 
-def evaluate(summary: Any, criteria: Criteria | Mapping[str, Any]) -> CriteriaResult:
+def evaluate(
+    summary: Any, criteria: Criteria | Mapping[str, Any], histograms: Histograms | None = None
+) -> CriteriaResult:
     """Judge every criterion on a summary.
 
     ``summary`` is a :class:`~dccsim.bench.results.summary.RunSummary` or its JSON data (a
-    criterion's PATH names a place in summary.json, so it is judged on that document).
+    criterion's PATH names a place in summary.json, so it is judged on that document; a
+    percentile summary.json does not hold, such as ``latency_s.p97.5``, comes from
+    ``histograms``: by default those of a RunSummary in memory, see :func:`histograms_of`).
     ``criteria`` is a :class:`Criteria` or the raw ``exit_criteria`` table. Raises
     :class:`CriteriaError` for a criterion whose path is unknown or does not lead to a number.
     """
+    if histograms is None and getattr(summary, "parts", None) is not None and hasattr(summary.parts, "tally"):
+        histograms = histograms_of(summary.parts)
     if hasattr(summary, "to_builtins"):
         summary = summary.to_builtins()
     if not isinstance(criteria, Criteria):
@@ -430,7 +490,7 @@ def evaluate(summary: Any, criteria: Criteria | Mapping[str, Any]) -> CriteriaRe
     verdicts = []
     failures = dict.fromkeys(SEVERITIES, 0)
     for c in criteria.items:
-        actual = _actual(summary, c)
+        actual = _actual(summary, c, histograms)
         ok = c.check(actual)
         if not ok:
             failures[c.severity] += 1
@@ -574,3 +634,46 @@ def load_criteria_file(path: Path) -> Criteria:
         return parse_criteria(table)
     except CriteriaError as exc:
         raise CriteriaError(f"{path}: {exc}") from None
+
+
+def histograms_of(parts: Any) -> Histograms:
+    """The histograms of a run in memory (:class:`~dccsim.bench.results.summary.RunParts`)."""
+    from dccsim.core.records import REQUEST_CLASSES
+
+    from .histogram import LatencyHistogram
+
+    tally = parts.tally
+
+    def get(kind: str, key: str) -> Any:
+        if kind == "all":
+            whole = LatencyHistogram()
+            for h in tally.latency_by_class:
+                whole.merge(h)
+            return whole
+        if kind == "class":
+            return tally.latency_by_class[REQUEST_CLASSES.index(key)] if key in REQUEST_CLASSES else None
+        code = parts.srvs.index(key) if key in parts.srvs else -1
+        return tally.latency_by_srv.histogram(code) if code >= 0 else None
+
+    return get
+
+
+def histograms_from_file(path: Path) -> Histograms | None:
+    """The histograms a run folder keeps (``histograms.json``), or None when it has none."""
+    import json
+
+    from .histogram import LatencyHistogram
+
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        tables = {"all": {"": data["all"]}, "class": data["classes"], "srv": data["srvs"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CriteriaError(f"{path}: not a dccsim histograms file ({exc})") from None
+
+    def get(kind: str, key: str) -> Any:
+        h = tables[kind].get(key)
+        return None if h is None else LatencyHistogram.from_dict(h)
+
+    return get

@@ -51,6 +51,7 @@ from ._kernels import (
     SUB_BITS,
     SUB_COUNT,
     UNDERFLOW,
+    record_groups_kernel,
     record_intervals_kernel,
     record_kernel,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "MAX_TRACKABLE_NS",
     "N_BUCKETS",
     "RELATIVE_ERROR",
+    "GroupedHistograms",
     "IntervalHistograms",
     "LatencyHistogram",
     "bucket_bounds",
@@ -366,6 +368,73 @@ class LatencyHistogram:
             f"LatencyHistogram(count={self.count}, min={self.min}, p50={p50:.0f}, "
             f"p99={p99:.0f}, max={self.max})"
         )
+
+
+class GroupedHistograms:
+    """One latency histogram per group (an SRV code, a request class): every group's counts,
+    extremes and sum in one pass (:func:`~dccsim.bench.results._kernels.record_groups_kernel`).
+
+    >>> import numpy as np
+    >>> g = GroupedHistograms(3)
+    >>> g.record(np.array([5, 7, 100], np.int64), np.array([0, 2, 0], np.uint8))
+    >>> g.histogram(0).count, g.histogram(0).max, g.groups()
+    (2, 100, [0, 2])
+    """
+
+    __slots__ = ("_counts", "_max", "_min", "_sum_hi", "_sum_lo", "_sums")
+
+    def __init__(self, n_groups: int) -> None:
+        self._counts = np.zeros((int(n_groups), N_BUCKETS), np.int64)
+        self._min = np.full(int(n_groups), _I64_MAX, np.int64)
+        self._max = np.full(int(n_groups), _I64_MIN, np.int64)
+        self._sum_hi = np.zeros(int(n_groups), np.int64)
+        self._sum_lo = np.zeros(int(n_groups), np.int64)
+        self._sums = [0] * int(n_groups)
+
+    @property
+    def n_groups(self) -> int:
+        return int(self._counts.shape[0])
+
+    def record(self, values_ns: np.ndarray, groups: np.ndarray) -> None:
+        """Count each value of ``values_ns`` (1-D int64) into its group (``groups``: 1-D
+        integers from 0 to ``n_groups - 1``, as long as the values)."""
+        values = _check_values("values_ns", values_ns)
+        groups = np.ascontiguousarray(groups)
+        if groups.shape != values.shape or groups.dtype.kind not in "ui":
+            raise ValueError(f"groups: expected integers, one per value, got {groups.dtype} {groups.shape}")
+        if groups.size and (int(groups.min()) < 0 or int(groups.max()) >= self.n_groups):
+            raise ValueError(f"groups: expected values in [0, {self.n_groups}), got "
+                             f"[{int(groups.min())}, {int(groups.max())}]")  # fmt: skip
+        step = 1 << 30
+        for start in range(0, values.shape[0], step):
+            record_groups_kernel(values[start : start + step], groups[start : start + step], self._counts,
+                                 self._min, self._max, self._sum_hi, self._sum_lo)  # fmt: skip
+            for g in np.flatnonzero(self._sum_hi | self._sum_lo).tolist():
+                self._sums[g] += (int(self._sum_hi[g]) << 32) + int(self._sum_lo[g])
+            self._sum_hi[:] = 0
+            self._sum_lo[:] = 0
+
+    def merge(self, other: GroupedHistograms) -> Self:
+        """Add ``other``'s counts (the same number of groups) to these (in place)."""
+        if not isinstance(other, GroupedHistograms) or other.n_groups != self.n_groups:
+            raise ValueError(f"other: expected GroupedHistograms of {self.n_groups} groups")
+        self._counts += other._counts
+        np.minimum(self._min, other._min, out=self._min)
+        np.maximum(self._max, other._max, out=self._max)
+        self._sums = [a + b for a, b in zip(self._sums, other._sums, strict=True)]
+        return self
+
+    def groups(self) -> list[int]:
+        """The groups that hold a value, in order."""
+        return np.flatnonzero(self._counts.any(axis=1)).tolist()
+
+    def histogram(self, g: int) -> LatencyHistogram:
+        """Group ``g``'s histogram (a copy)."""
+        h = LatencyHistogram()
+        h._counts[:] = self._counts[g]
+        h._acc[0], h._acc[1] = self._min[g], self._max[g]
+        h._sum = self._sums[g]
+        return h
 
 
 class IntervalHistograms:

@@ -32,7 +32,7 @@ from .summary import INTERVAL_NS, SERIES_HOURS, RunParts, RunTally
 __all__ = ["RESULT_FILES", "RunAborted", "RunInterrupted", "RunSink", "INTERVAL_NS", "SERIES_HOURS"]
 
 #: what a finished run adds to its folder beside the logs
-RESULT_FILES = ("summary.json", "report.html")
+RESULT_FILES = ("summary.json", "report.html", "histograms.json")
 
 
 class RunAborted(DccsimError):

@@ -38,7 +38,7 @@ import numpy.typing as npt
 from dccsim.core.records import ALERT_ACTIONS, INVALID_KINDS, OUTCOMES, REQUEST_CLASSES, RESPONSE_CODES
 from msgspec import UNSET, Struct, UnsetType
 
-from .histogram import IntervalHistograms, LatencyHistogram
+from .histogram import GroupedHistograms, IntervalHistograms, LatencyHistogram
 
 __all__ = [
     "INTERVAL_NS",
@@ -53,6 +53,8 @@ __all__ = [
     "RunParts",
     "RunSummary",
     "RunTally",
+    "SrvLatency",
+    "histograms_json",
     "Stage",
     "stages_section",
     "Series",
@@ -72,7 +74,7 @@ SERIES_HOURS = 36
 def series_intervals(days: int = 1) -> int:
     """Intervals of the series of a run of ``days`` days: ``days x 24 + 12`` hours of them."""
     return (days * 24 + SERIES_HOURS - 24) * 3600 * NS // INTERVAL_NS
-_PCT = (50.0, 90.0, 99.0, 99.9)
+_PCT = (50.0, 90.0, 95.0, 99.0, 99.9)
 _THROTTLED = ALERT_ACTIONS.index("throttled")
 _CACHE, _DEVICE, _FAILED = OUTCOMES.index("cache"), OUTCOMES.index("device"), OUTCOMES.index("failed")
 _REFUSED, _SHED = OUTCOMES.index("refused"), OUTCOMES.index("shed")
@@ -103,6 +105,7 @@ class RunTally:
         self.days = int(days)
         self.n_intervals = n = series_intervals(self.days)
         self.latency_by_class = [LatencyHistogram() for _ in REQUEST_CLASSES]
+        self.latency_by_srv = GroupedHistograms(n_srvs)
         self.latency_series = IntervalHistograms(INTERVAL_NS, n, start_ns=self.day0)
         self.by_srv = np.zeros(n_srvs, np.int64)
         self.within_by_srv = np.zeros(n_srvs, np.int64)
@@ -152,6 +155,7 @@ class RunTally:
             for k in np.unique(cls).tolist():
                 self.latency_by_class[k].record(lat[cls == k])
         self.latency_series.record(rows.t_scheduled_ns, lat)
+        self.latency_by_srv.record(lat, rows.srv)
         within = rows.within_target
         self.within += int(within.sum())
         srv = rows.srv
@@ -216,6 +220,7 @@ class RunTally:
         for mine, theirs in zip(self.latency_by_class, other.latency_by_class, strict=True):
             mine.merge(theirs)
         self.latency_series.merge(other.latency_series)
+        self.latency_by_srv.merge(other.latency_by_srv)
         for name in ("by_srv", "within_by_srv", "codes", "outcomes", "invalid", "series_requests", "series_done",
                      "series_cache", "series_device", "series_within", "actions", "series_actions",
                      "refused_by_class", "shed_by_class", "series_refused"):  # fmt: skip
@@ -236,22 +241,34 @@ class _Doc(Struct, kw_only=True):
     """A section of summary.json."""
 
 
-class Latency(_Doc):
+class Latency(_Doc, kw_only=True):
     """Latency of every request, from its scheduled time (seconds; null when none)."""
 
     p50: float | None
     p90: float | None
+    p95: float | None = None  # summaries before it have none
     p99: float | None
     p999: float | None
     max: float | None
     mean: float | None
 
 
-class ClassLatency(_Doc):
+class ClassLatency(_Doc, kw_only=True):
     """Latency of one request class."""
 
     requests: int
     p50_s: float
+    p95_s: float | None = None  # summaries before it have none
+    p99_s: float
+    max_s: float
+
+
+class SrvLatency(_Doc):
+    """Latency of one SRV's requests (seconds)."""
+
+    requests: int
+    p50_s: float
+    p95_s: float
     p99_s: float
     max_s: float
 
@@ -464,6 +481,8 @@ class RunSummary(Struct, kw_only=True):
     # latency and target response times
     latency_s: Latency
     latency_by_class: dict[str, ClassLatency]
+    #: latency by SRV (the SRVs the run saw)
+    latency_by_srv: dict[str, SrvLatency] = {}
     within_target_ratio: float | None
     within_target_by_srv: dict[str, float]
     # codes and outcomes
@@ -514,13 +533,22 @@ class RunSummary(Struct, kw_only=True):
         for h in t.latency_by_class:
             lat.merge(h)
         # plain floats throughout: msgspec encodes no NumPy scalars
-        pct = lat.percentiles(list(_PCT)).tolist() if lat.count else [math.nan] * 4
+        pct = lat.percentiles(list(_PCT)).tolist() if lat.count else [math.nan] * len(_PCT)
         by_class = {}
         for k, name in enumerate(REQUEST_CLASSES):
             h = t.latency_by_class[k]
             if h.count:
-                p = h.percentiles([50.0, 99.0]).tolist()
-                by_class[name] = ClassLatency(requests=h.count, p50_s=p[0] / NS, p99_s=p[1] / NS, max_s=h.max / NS)
+                p = h.percentiles([50.0, 95.0, 99.0]).tolist()
+                by_class[name] = ClassLatency(
+                    requests=h.count, p50_s=p[0] / NS, p95_s=p[1] / NS, p99_s=p[2] / NS, max_s=h.max / NS
+                )
+        by_srv = {}
+        for code in t.latency_by_srv.groups():
+            h = t.latency_by_srv.histogram(code)
+            p = h.percentiles([50.0, 95.0, 99.0]).tolist()
+            by_srv[parts.srvs[code]] = SrvLatency(
+                requests=h.count, p50_s=p[0] / NS, p95_s=p[1] / NS, p99_s=p[2] / NS, max_s=h.max / NS
+            )
         invalid = {}
         for k, name in enumerate(INVALID_KINDS):
             row = t.invalid[k]
@@ -563,11 +591,12 @@ class RunSummary(Struct, kw_only=True):
             retries=t.retries,
             retries_unanswered=t.retries_unanswered,
             latency_s=Latency(
-                p50=_nan_none(pct[0] / NS), p90=_nan_none(pct[1] / NS), p99=_nan_none(pct[2] / NS),
-                p999=_nan_none(pct[3] / NS), max=(lat.max / NS) if lat.count else None,
+                p50=_nan_none(pct[0] / NS), p90=_nan_none(pct[1] / NS), p95=_nan_none(pct[2] / NS),
+                p99=_nan_none(pct[3] / NS), p999=_nan_none(pct[4] / NS), max=(lat.max / NS) if lat.count else None,
                 mean=(lat.mean / NS) if lat.count else None,
             ),  # fmt: skip
             latency_by_class=_sorted(by_class),
+            latency_by_srv=_sorted(by_srv),
             within_target_ratio=_round6(t.within / t.requests) if t.requests else None,
             within_target_by_srv=_sorted(
                 {parts.srvs[i]: _round6(t.within_by_srv[i] / t.by_srv[i]) for i in np.flatnonzero(t.by_srv).tolist()}
@@ -686,3 +715,21 @@ def _no_nan(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_no_nan(v) for v in value]
     return value
+
+
+def histograms_json(parts: RunParts) -> str:
+    """``histograms.json`` of a run: its latency histograms, whole-run, per request class and
+    per SRV (:meth:`LatencyHistogram.to_dict`, non-empty buckets only), so any percentile can be
+    judged after the run (``dccsim check``) and runs merged exactly."""
+    t = parts.tally
+    whole = LatencyHistogram()
+    for h in t.latency_by_class:
+        whole.merge(h)
+    doc = {
+        "format": "dccsim.run_histograms",
+        "version": 1,
+        "all": whole.to_dict(),
+        "classes": {name: h.to_dict() for name, h in zip(REQUEST_CLASSES, t.latency_by_class, strict=True) if h.count},
+        "srvs": {parts.srvs[g]: t.latency_by_srv.histogram(g).to_dict() for g in t.latency_by_srv.groups()},
+    }
+    return json.dumps(doc, separators=(",", ":")) + "\n"

@@ -80,3 +80,18 @@ def test_demo_finds_the_examples_a_wheel_installs(tmp_path, monkeypatch, capsys:
     assert cmd_decode.example_folder() == share
     code, out, _ = cli("demo", capsys=capsys)
     assert code == 0 and "01_mhhs_4.8.1.xml" in out and "I0 accepted" in out
+
+
+def test_quiet_prints_the_output_path_only(capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "throttle"
+    trace = tmp_path / "trace.arrow"
+    assert cli("make-alert-trace", str(trace), "--alerts", "3000", "--devices", "200", "--storms", "2",
+               capsys=capsys)[0] == 0  # fmt: skip
+    code, out, err = cli("throttle", str(trace), "--config", str(examples / "policy.toml"),
+                         "--out", str(tmp_path / "alerts.arrow"), "--quiet", capsys=capsys)  # fmt: skip
+    assert code == 0 and out.strip() == str(tmp_path / "alerts.arrow") and err == ""
+    code, out, err = cli("tune-throttle", str(trace), "--grid", str(examples / "grid.toml"),
+                         "--out", str(tmp_path / "tune"), "--workers", "1", "--quiet", capsys=capsys)  # fmt: skip
+    assert code == 0 and out.strip() == str(tmp_path / "tune" / "tuning.arrow") and err == "", err

@@ -186,12 +186,13 @@ def _by_field(wc: dict[str, Any]) -> str:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The run folder (default runs/load-SCENARIO-rRATE).")
 @FORCE_OPTION
+@click.option("--quiet", "-q", is_flag=True, help="No summary line: print the run folder only (errors still show).")
 @click.option("--criterion", "criteria_given", multiple=True, metavar="'PATH OP NUMBER[:SEVERITY]'",
               help="An exit criterion on summary.json (repeatable; severity 1 unless given). Replaces the "
                    "defaults: every request answered once (lost == 0, duplicates == 0), none refused.")
 @_SET_OPTION
 def load(scenario_ref: str, target: str, rate: float, duration: float, scale: float | None, seed: int | None,
-         speed: float, drain: float, out: Path | None, force: bool, criteria_given: tuple[str, ...],
+         speed: float, drain: float, out: Path | None, force: bool, quiet: bool, criteria_given: tuple[str, ...],
          set_: tuple[str, ...]) -> None:
     """Offer a scenario's requests to a server at a constant rate; write the run folder.
 
@@ -221,6 +222,14 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
         raise CliError(str(exc)) from None
     wc, verdict = outcome.wallclock, outcome.criteria
     lat = wc["final_latency_s"]
+    if quiet:
+        click.echo(str(out))
+    else:
+        _print_load(wc, lat, out)
+    _load_verdict(wc, verdict)
+
+
+def _print_load(wc: dict[str, Any], lat: dict[str, float], out: Path) -> None:
     click.echo(f"dccsim load: {wc['offered']:,} offered, {wc['sent']:,} sent at {wc['send_rate_per_s']:,.0f}/s, "
                f"{wc['answered']:,} answered, {wc['refused_busy']:,} refused busy, {wc['refused_error']:,} refused "
                f"as errors{_by_field(wc)}, {wc['lost']:,} lost, {wc['never_sent']:,} never sent; final latency "
@@ -228,6 +237,9 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
                f"(from the intended send time); send lag p99 "
                f"{wc['send_lag_s'].get('p99', float('nan')) * 1e3:.2f} ms")
     click.echo(f"results: {out}/")
+
+
+def _load_verdict(wc: dict[str, Any], verdict: Any) -> None:
     if wc["sent"] < wc["offered"]:
         why = f" ({wc['close_reason']})" if wc.get("close_reason") else ""
         click.echo(f"dccsim load: sent {wc['sent']:,} of the {wc['offered']:,} requests asked for{why}", err=True)

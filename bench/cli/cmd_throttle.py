@@ -133,7 +133,8 @@ def make_alert_trace(
     show_default=True,
     help="Bound on keys holding state (memory: about 80 bytes per key).",
 )
-def throttle(trace: Path, config_path: Path, out: Path, batch: int, max_keys: int) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or table: print the output path only.")
+def throttle(trace: Path, config_path: Path, out: Path, batch: int, max_keys: int, quiet: bool) -> None:
     """Apply an Alert Storm Protection policy to TRACE and write the alerts log OUT."""
     from dccsim.throttle import ThrottleError, ThrottleTableFullError, load_policy
 
@@ -148,6 +149,9 @@ def throttle(trace: Path, config_path: Path, out: Path, batch: int, max_keys: in
         raise CliError(f"--max-keys {max_keys}: {exc} {_keys_needed(alerts.device, alerts.alert_code)}") from None
     except (ThrottleError, LogError) as exc:
         raise CliError(str(exc)) from None
+    if quiet:
+        click.echo(str(out))
+        return
     _print_summary(result, policy, trace)
 
 
@@ -260,6 +264,7 @@ def _print_summary(result: ReplayResult, policy: ThrottlePolicy, trace: Path) ->
     help="Bound on the trace's (device, alert code) keys; the sweep keeps 32 bytes of state "
     "per key and setting, up to 512 MiB per worker at a time.",
 )
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or table: print the output path only.")
 def tune_throttle(
     trace: Path,
     grid_path: Path,
@@ -268,6 +273,7 @@ def tune_throttle(
     backend: str,
     address: str | None,
     max_keys: int,
+    quiet: bool,
 ) -> None:
     """Run a grid of (N, W, P) over TRACE and report what each setting discards."""
     from dccsim.core.errors import ConfigError
@@ -295,6 +301,8 @@ def tune_throttle(
     )
 
     def report(done: int, total: int) -> None:
+        if quiet:
+            return
         bar.start()  # on the first report, as the sweep starts (no bar for the warm-up)
         bar.update(task, completed=done)
 
@@ -321,6 +329,9 @@ def tune_throttle(
     finally:
         if bar.live.is_started:
             bar.stop()
+    if quiet:
+        click.echo(str(run.log))
+        return
     _print_tuning(run)
 
 

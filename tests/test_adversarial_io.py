@@ -233,7 +233,7 @@ def test_a_report_that_cannot_be_written_names_it_and_leaves_no_half_file(
     line = _one_line(err)
     assert code == 3, err
     assert line == f"dccsim: error: cannot write {out}/report.html: {os.strerror(errno.ENOSPC)}"
-    assert sorted(os.listdir(out)) == sorted([*LOGS, "summary.json"])
+    assert sorted(os.listdir(out)) == sorted([*LOGS, "histograms.json", "summary.json"])
     for name in LOGS:
         _read_both(out / name)
 

@@ -85,9 +85,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
     "!=": operator.ne,
 }
-_EXPR = re.compile(
-    r"^\s*(?P<path>[A-Za-z_][A-Za-z0-9_.]*?)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<num>[^\s<>=!]+)\s*$"
-)
+_EXPR = re.compile(r"^\s*(?P<path>[A-Za-z_][A-Za-z0-9_.]*?)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<num>[^\s<>=!]+)\s*$")
 #: any percentile, from the run's histograms (histograms.json): latency_s.pQ, and
 #: latency_by_class.CLASS.pQ_s / latency_by_srv.SRV.pQ_s (Q from 0 to 100, e.g. 97.5)
 _PCT_ALL = re.compile(r"^latency_s\.p(?P<q>\d+(\.\d+)?)$")
@@ -187,18 +185,14 @@ class CriteriaResult:
 
 def _severity(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value not in SEVERITIES:
-        raise CriteriaError(
-            f"exit_criteria.{name!r}: got severity {value!r}, expected an integer from 1 to 4"
-        )
+        raise CriteriaError(f"exit_criteria.{name!r}: got severity {value!r}, expected an integer from 1 to 4")
     return value
 
 
 def parse_expression(expression: str, severity: Any = 1) -> Criterion:
     """One criterion from its expression text and severity."""
     if not isinstance(expression, str):
-        raise CriteriaError(
-            f"exit_criteria: got key {expression!r}, expected an expression 'PATH OP NUMBER'"
-        )
+        raise CriteriaError(f"exit_criteria: got key {expression!r}, expected an expression 'PATH OP NUMBER'")
     sev = _severity(expression, severity)
     m = _EXPR.match(expression)
     if m is None:
@@ -210,29 +204,22 @@ def parse_expression(expression: str, severity: Any = 1) -> Criterion:
     path, op, num = m.group("path"), m.group("op"), m.group("num")
     if ".." in path or path.endswith("."):
         raise CriteriaError(
-            f"exit_criteria.{expression!r}: got path {path!r}, "
-            "expected dotted keys like 'latency_s.p99'"
+            f"exit_criteria.{expression!r}: got path {path!r}, expected dotted keys like 'latency_s.p99'"
         )
     if not _NUMBER.match(num):
         raise CriteriaError(
-            f"exit_criteria.{expression!r}: got {num!r} after {op!r}, "
-            "expected a number such as 0.97 or 60"
+            f"exit_criteria.{expression!r}: got {num!r} after {op!r}, expected a number such as 0.97 or 60"
         )
     try:
         check_path(path)  # before any run: a path no summary can hold is found now
     except CriteriaError as exc:
         raise CriteriaError(f"exit_criteria.{expression.strip()!r}: {exc}") from None
-    return Criterion(
-        expression=expression.strip(), path=path, op=op, threshold=float(num), severity=sev
-    )
+    return Criterion(expression=expression.strip(), path=path, op=op, threshold=float(num), severity=sev)
 
 
 def _thresholds(value: Any) -> dict[int, int]:
     if not isinstance(value, Mapping):
-        raise CriteriaError(
-            f"exit_criteria.thresholds: got {value!r}, "
-            "expected a table of severity = failures allowed"
-        )
+        raise CriteriaError(f"exit_criteria.thresholds: got {value!r}, expected a table of severity = failures allowed")
     out = dict(DEFAULT_THRESHOLDS)
     for key, allowed in value.items():
         try:
@@ -240,13 +227,10 @@ def _thresholds(value: Any) -> dict[int, int]:
         except (TypeError, ValueError):
             sev = 0
         if str(key).strip() != str(sev) or sev not in SEVERITIES:
-            raise CriteriaError(
-                f"exit_criteria.thresholds: got severity {key!r}, expected 1, 2, 3 or 4"
-            )
+            raise CriteriaError(f"exit_criteria.thresholds: got severity {key!r}, expected 1, 2, 3 or 4")
         if isinstance(allowed, bool) or not isinstance(allowed, int) or allowed < 0:
             raise CriteriaError(
-                f"exit_criteria.thresholds.{sev}: got {allowed!r}, "
-                "expected a whole number of failures allowed (>= 0)"
+                f"exit_criteria.thresholds.{sev}: got {allowed!r}, expected a whole number of failures allowed (>= 0)"
             )
         out[sev] = allowed
     return out
@@ -255,9 +239,7 @@ def _thresholds(value: Any) -> dict[int, int]:
 def parse_criteria(table: Mapping[str, Any]) -> Criteria:
     """Criteria from a scenario's ``exit_criteria`` table (expression = severity, thresholds)."""
     if not isinstance(table, Mapping):
-        raise CriteriaError(
-            f"exit_criteria: got {table!r}, expected a table of 'PATH OP NUMBER' = severity"
-        )
+        raise CriteriaError(f"exit_criteria: got {table!r}, expected a table of 'PATH OP NUMBER' = severity")
     items = []
     thresholds = dict(DEFAULT_THRESHOLDS)
     for key, value in table.items():
@@ -306,8 +288,7 @@ def _resolve(node: Any, parts: list[str], walked: str) -> Any:
             item = node[int(parts[0])]
         except (ValueError, IndexError):
             raise _PathError(
-                f"{where} is a list of {len(node)}; expected an index from 0 to {len(node) - 1}, "
-                f"got {parts[0]!r}"
+                f"{where} is a list of {len(node)}; expected an index from 0 to {len(node) - 1}, got {parts[0]!r}"
             ) from None
         return _resolve(item, parts[1:], f"{walked}.{parts[0]}")
     raise _PathError(f"{where} is a number, it has no key {parts[0]!r}", at_leaf=True)
@@ -340,7 +321,13 @@ def _per_run_keys() -> tuple[tuple[str, frozenset[str], float], ...]:
         ("outcomes", frozenset(OUTCOMES), 0.0),
         ("invalid_traffic", frozenset(f"{k}.{c}" for k in INVALID_KINDS[1:] for c in RESPONSE_CODES), 0.0),
         ("latency_by_class", by_class("requests"), 0.0),
-        ("latency_by_class", by_class("p50_s", "p99_s", "max_s"), math.nan),
+        ("latency_by_class", by_class("p50_s", "p95_s", "p99_s", "max_s"), math.nan),
+        (
+            "latency_by_srv",
+            frozenset(f"{s}.{f}" for s in catalogue().srvs for f in ("p50_s", "p95_s", "p99_s", "max_s")),
+            math.nan,
+        ),
+        ("latency_by_srv", frozenset(f"{s}.requests" for s in catalogue().srvs), 0.0),
         ("within_target_by_srv", frozenset(catalogue().srvs), math.nan),
     )
 
@@ -360,7 +347,7 @@ def _srv_names() -> frozenset[str]:
 def _absent(path: str) -> float | None:
     """The value of a valid path into a per-run table that this run did not fill, else None."""
     for table, keys, value in _per_run_keys():
-        if path.startswith(table + ".") and path[len(table) + 1:] in keys:
+        if path.startswith(table + ".") and path[len(table) + 1 :] in keys:
             return value
     return None
 
@@ -432,6 +419,9 @@ def _actual(summary: Mapping[str, Any], c: Criterion, histograms: Histograms | N
     try:
         value = resolve_path(summary, c.path)
     except KeyError as exc:
+        absent = _absent(c.path)
+        if absent is not None:  # e.g. an SRV or class the run did not see: nothing measured
+            return absent
         found = percentile_path(c.path)
         if found is not None:  # not in summary.json: from the run's histograms
             kind, key, q = found
@@ -442,30 +432,15 @@ def _actual(summary: Mapping[str, Any], c: Criterion, histograms: Histograms | N
                 ) from None
             h = histograms(kind, key)
             return math.nan if h is None or not h.count else float(h.percentile(q)) / 1e9
-        absent = _absent(c.path)
-        if absent is not None:  # e.g. an SRV the run did not see: nothing measured
-            return absent
-        raise CriteriaError(
-            f"exit_criteria.{c.expression!r}: unknown path {c.path!r}: {exc.args[0]}"
-        ) from None
+        raise CriteriaError(f"exit_criteria.{c.expression!r}: unknown path {c.path!r}: {exc.args[0]}") from None
     if value is None:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, int | float):
         kind = (
-            "a table"
-            if isinstance(value, Mapping)
-            else "a list"
-            if isinstance(value, list)
-            else type(value).__name__
+            "a table" if isinstance(value, Mapping) else "a list" if isinstance(value, list) else type(value).__name__
         )
-        hint = (
-            f"; pick one of its keys: {', '.join(sorted(map(str, value)))}"
-            if isinstance(value, Mapping)
-            else ""
-        )
-        raise CriteriaError(
-            f"exit_criteria.{c.expression!r}: {c.path!r} is {kind}, expected a number{hint}"
-        )
+        hint = f"; pick one of its keys: {', '.join(sorted(map(str, value)))}" if isinstance(value, Mapping) else ""
+        raise CriteriaError(f"exit_criteria.{c.expression!r}: {c.path!r} is {kind}, expected a number{hint}")
     return float(value)
 
 
@@ -495,9 +470,7 @@ def evaluate(
         if not ok:
             failures[c.severity] += 1
         verdicts.append(Verdict(criterion=c, actual=actual, passed=ok))
-    return CriteriaResult(
-        verdicts=tuple(verdicts), failures=failures, thresholds=dict(criteria.thresholds)
-    )
+    return CriteriaResult(verdicts=tuple(verdicts), failures=failures, thresholds=dict(criteria.thresholds))
 
 
 def to_dict(result: CriteriaResult) -> dict[str, Any]:

@@ -77,9 +77,7 @@ def make_summary(n: int = 104, bad_night: bool = False) -> RunSummary:
             "max": 120.0,
             "mean": 6.1,
         },
-        "latency_by_class": {
-            "mhhs_read": {"requests": 400_000, "p50_s": 5.0, "p99_s": 40.0, "max_s": 120.0}
-        },
+        "latency_by_class": {"mhhs_read": {"requests": 400_000, "p50_s": 5.0, "p99_s": 40.0, "max_s": 120.0}},
         "within_target_ratio": round(sum(within) / total, 6),
         "within_target_by_srv": {"4.8.1": 0.991, "4.6.1": 0.93 if bad_night else 0.975, "8.2": 1.0},
         "response_codes": {"I0": total - 2700, "E20": 1200, "E21": 1500},
@@ -92,9 +90,7 @@ def make_summary(n: int = 104, bad_night: bool = False) -> RunSummary:
         "storm_alerts": 12_000,
         "storm_alerts_forwarded": 4000,
         "nonstorm_alerts_throttled": 12,
-        "top_throttled_devices": [
-            {"device": f"00DB1234567890{i:02X}", "throttled": 900 - 37 * i} for i in range(10)
-        ],
+        "top_throttled_devices": [{"device": f"00DB1234567890{i:02X}", "throttled": 900 - 37 * i} for i in range(10)],
         "future_dated_alerts": 1400,
         "series": {
             "interval_s": 900,
@@ -148,8 +144,13 @@ def make_summary(n: int = 104, bad_night: bool = False) -> RunSummary:
 
 
 def write_run(folder: Path, summary: RunSummary) -> Path:
+    """A run folder as a run leaves it: summary.json, and histograms.json when there are some."""
+    from dccsim.bench.results.summary import histograms_json
+
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(summary.to_json())
+    if summary.parts is not msgspec.UNSET and hasattr(summary.parts, "tally"):
+        (folder / "histograms.json").write_text(histograms_json(summary.parts))
     return folder
 
 
@@ -195,10 +196,7 @@ def test_failing_run_counts_failed_criteria(tmp_path: Path) -> None:
     page = build_report(write_run(tmp_path / "run", make_summary(bad_night=True))).read_text()
     text = text_of(page)
     assert "Fails 2 criteria" in text
-    assert (
-        "within_target_ratio >= 0.97 (S1, actual" in text
-        and "latency_s.p99 < 60 (S2, actual 71.5)" in text
-    )
+    assert "within_target_ratio >= 0.97 (S1, actual" in text and "latency_s.p99 < 60 (S2, actual 71.5)" in text
     assert text.count("FAIL") == 2 and text.count("PASS") == 1
 
 
@@ -253,9 +251,7 @@ def test_time_axis_reads_as_times_of_day() -> None:
 
 
 def test_missing_values_break_lines_and_empty_series_say_so() -> None:
-    svg = time_chart(
-        [Series("p99", [1.0, 2.0, None, 3.0, 4.0], "#000")], start_s=0, interval_s=900, y_label="s"
-    )
+    svg = time_chart([Series("p99", [1.0, 2.0, None, 3.0, 4.0], "#000")], start_s=0, interval_s=900, y_label="s")
     assert svg.count("<polyline") == 2
     tips = re.findall(r"<title>([^<]+)</title>", svg)
     assert len(tips) == 5 and tips[2].endswith("p99: -") and tips[0].startswith("00:00-00:15")
@@ -297,12 +293,7 @@ def test_untrusted_text_is_escaped(tmp_path: Path) -> None:
 def test_page_is_self_contained(tmp_path: Path) -> None:
     page = build_report(write_run(tmp_path / "run", make_summary())).read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page, re.I)
-    assert (
-        "<script" not in page
-        and "<link" not in page
-        and "@import" not in page
-        and "url(" not in page
-    )
+    assert "<script" not in page and "<link" not in page and "@import" not in page and "url(" not in page
     assert "<img" not in page and "@font-face" not in page
 
 
@@ -363,7 +354,7 @@ def test_the_callers_summary_and_scenario_are_used_as_given(tmp_path: Path) -> N
     text = text_of(build_report(folder, summary=make_summary()).read_text())
     assert "Meets targets" in text and "Fails" not in text
     # without a scenario: the built-in one the run names (this folder has no log recording one)
-    assert "A tiny MHHS day" in text and "mhhs read 400,000 5.00 s 40.0 s 120 s 60.0 s" in text
+    assert "A tiny MHHS day" in text and "mhhs read 400,000 5.00 s n/a 40.0 s 120 s 60.0 s" in text
     smoke, _ = load_scenario("smoke")
     mhhs = msgspec.structs.replace(smoke.capacity.classes["mhhs_read"], target_s=90.0)
     classes = {**smoke.capacity.classes, "mhhs_read": mhhs}
@@ -371,7 +362,7 @@ def test_the_callers_summary_and_scenario_are_used_as_given(tmp_path: Path) -> N
     own = msgspec.structs.replace(smoke, description="The day as its caller ran it", capacity=capacity)
     text = text_of(build_report(folder, summary=make_summary(), scenario=own).read_text())
     assert "The day as its caller ran it" in text and "A tiny MHHS day" not in text
-    assert "mhhs read 400,000 5.00 s 40.0 s 120 s 90.0 s" in text
+    assert "mhhs read 400,000 5.00 s n/a 40.0 s 120 s 90.0 s" in text
 
 
 def test_write_run_folder_reports_the_summary_and_scenario_it_holds(tmp_path: Path) -> None:
@@ -445,9 +436,7 @@ def test_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     run = write_run(tmp_path / "run", make_summary())
     code, out, err = cli("report", str(run), capsys=capsys)
     assert (code, err, out.strip()) == (0, "", str(run / "report.html"))
-    code, out, _ = cli(
-        "report", str(run / "summary.json"), "--out", str(tmp_path / "x.html"), capsys=capsys
-    )
+    code, out, _ = cli("report", str(run / "summary.json"), "--out", str(tmp_path / "x.html"), capsys=capsys)
     assert code == 0 and (tmp_path / "x.html").read_text().startswith("<!DOCTYPE html>")
     code, out, err = cli("report", str(tmp_path / "nowhere"), capsys=capsys)
     assert code == 2 and out == "" and err.count("\n") == 1 and "not a run folder" in err
@@ -534,16 +523,12 @@ class Chromium:
             if select.select([self._from_r], [], [], left)[0]:
                 chunk = os.read(self._from_r, 1 << 20)
                 if not chunk:
-                    raise RuntimeError(
-                        f"chromium closed the DevTools pipe (exit code {self.proc.poll()})"
-                    )
+                    raise RuntimeError(f"chromium closed the DevTools pipe (exit code {self.proc.poll()})")
                 self._buf += chunk
         msg, _, self._buf = self._buf.partition(b"\0")
         return json.loads(msg)  # type: ignore[no-any-return]
 
-    def send(
-        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
-    ) -> Any:
+    def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None) -> Any:
         self._id += 1
         msg: dict[str, Any] = {"id": self._id, "method": method, "params": params or {}}
         if session:
@@ -572,9 +557,7 @@ class Chromium:
     def open(self, url: str, width: int = 1280, height: int = 900) -> str:
         """A new tab showing ``url`` after its load event; returns the session id."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session: str = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})[
-            "sessionId"
-        ]
+        session: str = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.send(f"{domain}.enable", session=session)
         self.send(
@@ -587,9 +570,7 @@ class Chromium:
         return session
 
     def evaluate(self, expression: str, session: str) -> Any:
-        res = self.send(
-            "Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=session
-        )
+        res = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=session)
         if "exceptionDetails" in res:
             raise RuntimeError(f"evaluate: {res['exceptionDetails']}")
         return res["result"].get("value")
@@ -603,9 +584,7 @@ class Chromium:
                 continue
             p = m.get("params", {})
             if m.get("method") == "Runtime.exceptionThrown":
-                out.append(
-                    f"uncaught: {p['exceptionDetails'].get('exception', {}).get('description')}"
-                )
+                out.append(f"uncaught: {p['exceptionDetails'].get('exception', {}).get('description')}")
             elif m.get("method") == "Runtime.consoleAPICalled" and p.get("type") in (
                 "error",
                 "assert",
@@ -662,9 +641,7 @@ _CHART_BOXES = """JSON.stringify([...document.querySelectorAll('svg.chart')].map
 
 
 @pytest.mark.parametrize("bad_night", [False, True])
-def test_report_renders_in_chromium_without_errors(
-    tmp_path: Path, browser: Chromium, bad_night: bool
-) -> None:
+def test_report_renders_in_chromium_without_errors(tmp_path: Path, browser: Chromium, bad_night: bool) -> None:
     page = build_report(write_run(tmp_path / "run", make_summary(bad_night=bad_night)))
     url = page.resolve().as_uri()
     session = browser.open(url)
@@ -694,13 +671,35 @@ def test_the_error_check_catches_errors(tmp_path: Path, browser: Chromium) -> No
     assert any("missing.png" in p for p in browser.requests(session))
 
 
-def test_chromium_missing_is_a_failure_not_a_skip(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_chromium_missing_is_a_failure_not_a_skip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("DCCSIM_CHROMIUM", "")
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(
-        pytest.fail.Exception, match="chromium is required for the report's browser test"
-    ):
+    with pytest.raises(pytest.fail.Exception, match="chromium is required for the report's browser test"):
         require_chromium()
+
+
+def test_a_real_run_s_report_draws_its_distribution_and_ok_failed_charts_in_chromium(
+    tmp_path: Path, browser: Chromium
+) -> None:
+    """A smoke day's report: the latency distribution (from the run's histograms), requests OK
+    and failed per interval, and the SRV table's percentiles are drawn; a screenshot is taken."""
+    import base64
+
+    from dccsim.bench.compose import simulate
+
+    out = tmp_path / "run"
+    simulate("smoke", out=out)
+    url = (out / "report.html").resolve().as_uri()
+    session = browser.open(url)
+    boxes = {b["label"]: b for b in json.loads(browser.evaluate(_CHART_BOXES, session))}
+    for label in ("the share of requests answered within each latency",
+                  "requests answered OK and failed over the day"):  # fmt: skip
+        assert boxes[label]["w"] > 600 and boxes[label]["marks"] > 0, boxes.get(label)
+    heads = browser.evaluate("[...document.querySelectorAll('table.srv th')].map(e => e.textContent)", session)
+    assert ["requests", "p50", "p95", "p99"] == heads[2:6], heads
+    shot = browser.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=session)
+    png = base64.b64decode(shot["data"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    (tmp_path / "report.png").write_bytes(png)
+    assert browser.requests(session) == [url] and browser.problems(session) == []

@@ -517,3 +517,58 @@ border-bottom:2px solid var(--line);padding:6px 8px}
 td{border-bottom:1px solid var(--line);padding:5px 8px;vertical-align:middle}
 .num{text-align:right;font-variant-numeric:tabular-nums}
 """
+
+
+def cdf_chart(curves: Sequence[tuple[str, str, Sequence[float], Sequence[float]]], *, aria: str = "") -> str:
+    """An inline SVG of latency distributions: each curve ``(label, color, seconds, shares)``
+    (the share of requests answered within that time, 0..1, non-decreasing) on a log time axis."""
+    xs = [x for _, _, sec, _ in curves for x in sec if x and x > 0]
+    if not xs:
+        return (
+            f'<svg class="chart" viewBox="0 0 {_W} 80" role="img" aria-label="{esc(aria)}: no data">'
+            f'<text x="{_W / 2}" y="45" text-anchor="middle" class="nodata">no data in this run</text></svg>'
+        )
+    lo, hi, ticks = log_ticks(min(xs), max(xs))
+    if hi <= lo:
+        hi = lo * 10
+
+    def px(v: float) -> float:
+        v = min(max(v, lo), hi)
+        return _ML + (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * _PW
+
+    def py(f: float) -> float:
+        return _MT + _PH - f * _PH
+
+    out = [f'<svg class="chart" viewBox="0 0 {_W} {_H}" role="img" aria-label="{esc(aria)}">']
+    for f in (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0):
+        out.append(
+            f'<line class="grid" x1="{_ML}" x2="{_ML + _PW}" y1="{py(f):.1f}" y2="{py(f):.1f}"/>'
+            f'<text class="tick" x="{_ML - 6}" y="{py(f) + 4:.1f}" text-anchor="end">{f * 100:g}%</text>'
+        )
+    for t in ticks:
+        out.append(
+            f'<line class="grid" x1="{px(t):.1f}" x2="{px(t):.1f}" y1="{_MT}" y2="{_MT + _PH}"/>'
+            f'<text class="tick" x="{px(t):.1f}" y="{_MT + _PH + 16}" text-anchor="middle">'
+            f"{esc(fmt_tick_secs(t))}</text>"
+        )
+    out.append(f'<text class="axis" x="{_ML + _PW / 2}" y="{_H - 6}" text-anchor="middle">latency (log scale)</text>')
+    out.append(
+        f'<text class="axis" x="14" y="{_MT + _PH / 2}" transform="rotate(-90 14 {_MT + _PH / 2})" '
+        'text-anchor="middle">share answered within</text>'
+    )
+    for k, (label, color, sec, share) in enumerate(curves):
+        pts = " ".join(f"{px(x):.1f},{py(f):.1f}" for x, f in zip(sec, share, strict=True) if x and x > 0)
+        out.append(
+            f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}"><title>{esc(label)}'
+            "</title></polyline>"
+        )
+        out.append(
+            f'<rect x="{_ML + 8 + 170 * k}" y="10" width="12" height="12" fill="{color}"/>'
+            f'<text class="legend" x="{_ML + 24 + 170 * k}" y="20">{esc(label)}</text>'
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+#: the shares at which a latency distribution is drawn (percentiles / 100)
+CDF_SHARES = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)

@@ -44,10 +44,12 @@ from msgspec import UNSET
 
 from . import criteria as crit
 from .charts import (
+    CDF_SHARES,
     CSS,
     PALETTE,
     Series,
     as_number,
+    cdf_chart,
     esc,
     figure,
     fmt_bytes,
@@ -176,7 +178,7 @@ def render_report(summary: RunSummary, run_dir: Path | None = None, scenario: Sc
             _key_figures(summary, result),
             _criteria_section(result, source, problem),
             _traffic_section(summary, interval_s),
-            _latency_section(summary, result, scenario, interval_s),
+            _latency_section(summary, result, scenario, interval_s, _histograms(summary, run_dir)),
             _srv_section(summary, result),
             _cache_section(_cache_figures(summary), summary.series, interval_s),
             _comms_section(summary),
@@ -399,26 +401,81 @@ def _traffic_section(summary: RunSummary, interval_s: float) -> str:
         ),
         f"peak {fmt_int(summary.peak_backlog)} requests",
     )
+    outcomes = ""
+    if series.failed:
+        ok = [max(r - f, 0) for r, f in zip(series.requests, series.failed, strict=False)]
+        outcomes = figure(
+            "Requests answered OK and failed per 15 minutes",
+            time_chart(
+                [Series("OK (I0, I99)", ok, PALETTE["green"]), Series("failed (an E code)", series.failed,
+                                                                        PALETTE["red"])],
+                start_s=0.0, interval_s=interval_s, y_label="per 15 minutes", stacked=True,
+                aria="requests answered OK and failed over the day",
+            ),  # fmt: skip
+            f"{fmt_int(sum(series.failed))} of {fmt_int(sum(series.requests))} requests failed "
+            "(by the 15 minutes they were scheduled in)",
+        )
     return section(
         "traffic",
         "Traffic and DSP backlog over the day",
         "Service Requests by the 15 minutes they were scheduled in, responses by the 15 minutes they were "
         "answered in, and the longest DSP queue seen in each interval.",
-        traffic + backlog,
+        traffic + outcomes + backlog,
     )
 
 
 def _latency_section(
-    summary: RunSummary, result: crit.CriteriaResult | None, scenario: Scenario | None, interval_s: float
-) -> str:
-    """Latency percentiles and target-time compliance over the day, and latency by request class."""
+    summary: RunSummary, result: crit.CriteriaResult | None, scenario: Scenario | None, interval_s: float,
+    histograms: crit.Histograms | None = None,
+) -> str:  # fmt: skip
+    """Latency percentiles and target-time compliance over the day, the latency distribution,
+    and latency by request class."""
     return section(
         "latency",
         "Latency and target response time over the day",
         "Latency runs from the scheduled time to the response, so a stalled DSP cannot hide its queue.",
         _latency_chart(summary, result, interval_s)
         + _compliance_chart(summary, result, interval_s)
+        + _distribution_chart(summary, histograms)
         + _class_table(summary.latency_by_class, scenario),
+    )
+
+
+def _histograms(summary: RunSummary, run_dir: Path) -> crit.Histograms | None:
+    """The run's latency histograms: in memory for a run just done, else its histograms.json."""
+    if getattr(summary, "parts", None) is not None and hasattr(summary.parts, "tally"):
+        return crit.histograms_of(summary.parts)
+    try:
+        return crit.histograms_from_file(run_dir / "histograms.json")
+    except crit.CriteriaError:
+        return None
+
+
+def distribution_curves(
+    histograms: crit.Histograms, classes: Iterable[str]
+) -> list[tuple[str, list[float], list[float]]]:
+    """``(label, seconds, shares)`` of the whole run's latency distribution and each class's."""
+    out = []
+    for kind, key, label in [("all", "", "all requests"), *(("class", c, c.replace("_", " ")) for c in classes)]:
+        h = histograms(kind, key)
+        if h is None or not h.count:
+            continue
+        sec = (h.percentiles([q * 100 for q in CDF_SHARES]) / 1e9).tolist()
+        out.append((label, sec, list(CDF_SHARES)))
+    return out
+
+
+def _distribution_chart(summary: RunSummary, histograms: crit.Histograms | None) -> str:
+    """The share of requests answered within each time, for the whole run and each class."""
+    if histograms is None:
+        return ""
+    colors = [PALETTE[c] for c in ("grey", "blue", "orange", "green", "purple", "teal")]
+    found = distribution_curves(histograms, summary.latency_by_class)
+    curves = [(label, colors[k % len(colors)], sec, share) for k, (label, sec, share) in enumerate(found)]
+    return figure(
+        "Latency distribution",
+        cdf_chart(curves, aria="the share of requests answered within each latency"),
+        "the share of requests answered within each time, from the run's histograms (within 0.8%)",
     )
 
 
@@ -479,6 +536,7 @@ def _class_table(classes: Mapping[str, ClassLatency], scenario: Scenario | None)
             esc(k.replace("_", " ")),
             fmt_int(c.requests),
             fmt_secs(c.p50_s),
+            fmt_secs(c.p95_s),
             fmt_secs(c.p99_s),
             fmt_secs(c.max_s),
             fmt_secs(targets[k]) if k in targets else "-",
@@ -487,7 +545,7 @@ def _class_table(classes: Mapping[str, ClassLatency], scenario: Scenario | None)
     ]
     if not rows:
         return ""
-    return table(["request class", "requests", "p50", "p99", "max", "target"], rows, numeric=[1, 2, 3, 4, 5])
+    return table(["request class", "requests", "p50", "p95", "p99", "max", "target"], rows, numeric=[1, 2, 3, 4, 5, 6])
 
 
 def _srv_section(summary: RunSummary, result: crit.CriteriaResult | None) -> str:
@@ -496,7 +554,8 @@ def _srv_section(summary: RunSummary, result: crit.CriteriaResult | None) -> str
         "srv",
         "Target response compliance by SRV",
         "Share of each Service Reference Variant's responses inside their target response time, worst first.",
-        _srv_table(summary.within_target_by_srv, result) + _codes_tables(summary.response_codes, summary.outcomes),
+        _srv_table(summary.within_target_by_srv, result, summary.latency_by_srv)
+        + _codes_tables(summary.response_codes, summary.outcomes),
     )
 
 
@@ -511,8 +570,11 @@ def _srv_names(srvs: Iterable[str]) -> dict[str, str]:
         return {}
 
 
-def _srv_table(by_srv: Mapping[str, float], result: crit.CriteriaResult | None) -> str:
-    """One row per SRV: its share within target, a bar of the share outside, and its verdict."""
+def _srv_table(
+    by_srv: Mapping[str, float], result: crit.CriteriaResult | None, latency: Mapping[str, Any] | None = None
+) -> str:
+    """One row per SRV: its requests, latency percentiles, share within target, a bar of the
+    share outside, and its verdict."""
     if not by_srv:
         return '<p class="note">No requests by SRV in this run.</p>'
     names = _srv_names(by_srv)
@@ -533,23 +595,29 @@ def _srv_table(by_srv: Mapping[str, float], result: crit.CriteriaResult | None) 
         target = srv_target.get(srv, default_target)
         bad = target is not None and r < target
         miss = 1 - r
+        lat = (latency or {}).get(srv)
         rows.append(
             [
                 f"<code>{esc(srv)}</code>",
                 esc(names.get(srv, "")),
+                fmt_int(lat.requests) if lat else "",
+                fmt_secs(lat.p50_s) if lat else "",
+                fmt_secs(lat.p95_s) if lat else "",
+                fmt_secs(lat.p99_s) if lat else "",
                 fmt_pct(r),
                 fmt_pct(miss),
                 _miss_bar(miss, target, bad, scale),
                 _srv_verdict(target, bad),
             ]
         )
-    head = ["SRV", "service", "within target", "outside", "share outside target", "target"]
+    head = ["SRV", "service", "requests", "p50", "p95", "p99", "within target", "outside", "share outside target",
+            "target"]  # fmt: skip
     note = (
         '<p class="note">Bars: share of responses outside their target time; the tick marks what the target allows.</p>'
         if default_target is not None or srv_target
         else ""
     )
-    return table(head, rows, numeric=[2, 3], cls="srv") + note
+    return table(head, rows, numeric=[2, 3, 4, 5, 6, 7], cls="srv") + note
 
 
 def _miss_bar(miss: float, target: float | None, bad: bool, scale: float) -> str:
@@ -936,7 +1004,8 @@ font-weight:600}
 table.narrow{width:auto;min-width:420px}table.kv td:first-child{color:#475569}
 .cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:0 28px;
 align-items:start}
-table.srv td:nth-child(5){width:28%}table.srv td:nth-child(6){white-space:nowrap}
+table.srv td:nth-child(9){width:22%}
+table.srv td:nth-child(n+3):nth-child(-n+6),table.srv td:nth-child(10){white-space:nowrap}
 .bar{position:relative}.allow{position:absolute;top:-3px;width:2px;height:16px;background:#0f172a}
 .bar{background:#f1f5f9;border-radius:4px;height:10px}
 .fill{height:100%;border-radius:4px}.fill.ok{background:#22c55e}.fill.bad{background:#ef4444}

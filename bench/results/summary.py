@@ -77,6 +77,7 @@ def series_intervals(days: int = 1) -> int:
 _PCT = (50.0, 90.0, 95.0, 99.0, 99.9)
 _THROTTLED = ALERT_ACTIONS.index("throttled")
 _CACHE, _DEVICE, _FAILED = OUTCOMES.index("cache"), OUTCOMES.index("device"), OUTCOMES.index("failed")
+_OK_CODES = np.array([RESPONSE_CODES.index("I0"), RESPONSE_CODES.index("I99")])
 _REFUSED, _SHED = OUTCOMES.index("refused"), OUTCOMES.index("shed")
 
 
@@ -138,6 +139,7 @@ class RunTally:
         self.refused_by_class = np.zeros(len(REQUEST_CLASSES), np.int64)
         self.shed_by_class = np.zeros(len(REQUEST_CLASSES), np.int64)
         self.series_refused = np.zeros(self.n_intervals, np.int64)
+        self.series_failed = np.zeros(self.n_intervals, np.int64)
 
     def _interval(self, t: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return np.clip((t - self.day0) // INTERVAL_NS, 0, self.n_intervals - 1)
@@ -182,6 +184,8 @@ class RunTally:
             starts = np.flatnonzero(np.r_[True, iv[1:] != iv[:-1]])
             peaks = np.maximum.reduceat(backlog, starts)
             self.series_backlog[iv[starts]] = np.maximum(self.series_backlog[iv[starts]], peaks)
+        failed = ~np.isin(rows.response_code, _OK_CODES)
+        self.series_failed += np.bincount(iv[failed], minlength=self.n_intervals)
         out = rows.outcome
         self.series_cache += np.bincount(iv[out == _CACHE], minlength=self.n_intervals)
         self.series_device += np.bincount(iv[out == _DEVICE], minlength=self.n_intervals)
@@ -223,7 +227,7 @@ class RunTally:
         self.latency_by_srv.merge(other.latency_by_srv)
         for name in ("by_srv", "within_by_srv", "codes", "outcomes", "invalid", "series_requests", "series_done",
                      "series_cache", "series_device", "series_within", "actions", "series_actions",
-                     "refused_by_class", "shed_by_class", "series_refused"):  # fmt: skip
+                     "refused_by_class", "shed_by_class", "series_refused", "series_failed"):  # fmt: skip
             getattr(self, name).__iadd__(getattr(other, name))
         for name in ("within", "requests", "retries", "retries_unanswered", "wait_sum_ns", "alerts", "storm_alerts",
                      "storm_forwarded", "nonstorm_throttled", "fd_alerts"):  # fmt: skip
@@ -296,6 +300,8 @@ class Series(_Doc):
     alerts: dict[str, list[int]]
     #: requests the DSP refused at admission, by scheduled interval
     refused: list[int] = []
+    #: requests answered with an error code (not I0 or I99), by scheduled interval
+    failed: list[int] = []
 
 
 class LogSizes(_Doc):
@@ -569,6 +575,7 @@ class RunSummary(Struct, kw_only=True):
             latency_p99_s=[None if np.isnan(v) else v / NS for v in series_pct[:used, 1].tolist()],
             alerts=_sorted({ALERT_ACTIONS[a]: t.series_actions[a, :used].tolist() for a in range(len(ALERT_ACTIONS))}),
             refused=t.series_refused[:used].tolist() if t.series_refused.any() else [],
+            failed=t.series_failed[:used].tolist(),
         )
         cache = None
         if parts.cache_stats is not None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from .errors import CliError
+from .errors import CliError, OutputError
 
 __all__ = ["report", "compare", "check"]
 
@@ -149,7 +149,11 @@ def check(run_dir: Path, criteria_file: Path | None, as_json: bool) -> None:
     "benchmark files. Wider because a shared machine is noisy.",
 )
 @click.option("--json", "as_json", is_flag=True, help="The comparison as one JSON object on stdout (run folders).")
-def compare(base: Path, new: Path, max_regression: str, max_slowdown: str, as_json: bool) -> None:
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the two runs on one page (KPIs, series overlaid, latency distributions, by SRV).")
+def compare(
+    base: Path, new: Path, max_regression: str, max_slowdown: str, as_json: bool, html_out: Path | None
+) -> None:
     """Compare two runs KPI by KPI (or two pytest-benchmark JSON files); exit 1 on a regression.
 
     BASE and NEW are run folders (or their summary.json). A KPI regressed when it got worse
@@ -180,11 +184,12 @@ def compare(base: Path, new: Path, max_regression: str, max_slowdown: str, as_js
                 click.echo(f"{len(bad_bench)} benchmark(s) regressed", err=True)
             _exit(1 if bad_bench else 0)
             return
-        result = cmp.compare_runs(
-            cmp.load_summary(base), cmp.load_summary(new), max_regression=limit, max_slowdown=slow
-        )
+        sa, sb = cmp.load_summary(base), cmp.load_summary(new)
+        result = cmp.compare_runs(sa, sb, max_regression=limit, max_slowdown=slow)
     except cmp.CompareError as exc:
         raise CliError(str(exc)) from None
+    if html_out is not None:
+        _write_compare_page(html_out, sa, sb, result, base, new)
     if as_json:
         import json
 
@@ -202,6 +207,24 @@ def compare(base: Path, new: Path, max_regression: str, max_slowdown: str, as_js
     else:
         click.echo("no KPI worsened beyond its limit")
     _exit(1 if bad else 0)
+
+
+def _write_compare_page(out: Path, sa: Any, sb: Any, result: Any, base: Path, new: Path) -> None:
+    from ..results.compare_page import as_summary, load_histograms, render_compare_page
+
+    folders = [p.parent if p.name == "summary.json" else p for p in (base, new)]
+    try:
+        text = render_compare_page(
+            as_summary(sa), as_summary(sb), result, labels=(_label(base), _label(new)),
+            histograms=(load_histograms(folders[0]), load_histograms(folders[1])),
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - an old summary the page cannot read: say so, in one line
+        raise CliError(f"--html: cannot draw the comparison of {base} and {new}: {exc}") from None
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"--html: cannot write {out}: {exc.strerror or exc}") from None
+    click.echo(f"comparison page: {out}", err=True)
 
 
 def _label(path: Path) -> str:

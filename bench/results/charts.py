@@ -540,7 +540,7 @@ def cdf_chart(curves: Sequence[tuple[str, str, Sequence[float], Sequence[float]]
         return _MT + _PH - f * _PH
 
     out = [f'<svg class="chart" viewBox="0 0 {_W} {_H}" role="img" aria-label="{esc(aria)}">']
-    for f in (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0):
+    for f in (0.0, 0.25, 0.5, 0.75, 0.9, 1.0):
         out.append(
             f'<line class="grid" x1="{_ML}" x2="{_ML + _PW}" y1="{py(f):.1f}" y2="{py(f):.1f}"/>'
             f'<text class="tick" x="{_ML - 6}" y="{py(f) + 4:.1f}" text-anchor="end">{f * 100:g}%</text>'

@@ -482,6 +482,28 @@ def describe(row: Row) -> str:
     )
 
 
+def row_change(r: Row) -> tuple[str, str, str]:
+    """How a KPI row changed, in words: ``(change, tone, verdict)``; tone ``bad`` (regressed),
+    ``warn`` (worse within the limit), ``good``, ``dim`` (not judged) or ``""``."""
+    k = r.kpi
+    if r.worse_by is None:
+        return "-", "dim", "info" if not k.gated else "missing"
+    if r.new is None:
+        return "not measured", "bad" if r.regressed else "warn", "REGRESSED" if r.regressed else "ok"
+    if r.worse_by > 0:
+        text = f"misses x{r.worse_by + 1:.2f}" if k.complement else f"{_pct(r.worse_by)} worse"
+        return text, "bad" if r.regressed else "warn", "REGRESSED" if r.regressed else "ok"
+    if r.worse_by < 0:
+        better = f"misses /{1 / (r.worse_by + 1):.2f}" if k.complement and r.worse_by > -1 else None
+        return better or f"{_pct(-r.worse_by)} better", "good", "ok"
+    return "same", "", "ok"
+
+
+def fmt_kpi(value: float | None, unit: str) -> str:
+    """A KPI's value with its unit, as the comparison shows it."""
+    return _fmt(value, unit)
+
+
 def comparison_table(cmp: Comparison, base_label: str = "base", new_label: str = "new") -> Any:
     """A :class:`rich.table.Table` of every KPI row."""
     from rich.table import Table
@@ -505,24 +527,16 @@ def comparison_table(cmp: Comparison, base_label: str = "base", new_label: str =
         if k.kind == "machine":
             label.append(" (machine)", style="dim")
         ratio = "-" if r.ratio is None else ("inf" if math.isinf(r.ratio) else f"{r.ratio:.3f}")
-        if r.worse_by is None:
-            change, verdict = Text("-"), Text("info" if not k.gated else "missing", style="dim")
-        elif r.new is None:
-            change = Text("not measured", style="red" if r.regressed else "yellow")
-            verdict = Text("REGRESSED", style="bold red") if r.regressed else Text("ok")
-        elif r.worse_by > 0:
-            text = f"misses x{r.worse_by + 1:.2f}" if k.complement else f"{_pct(r.worse_by)} worse"
-            change = Text(text, style="red" if r.regressed else "yellow")
-            verdict = Text("REGRESSED", style="bold red") if r.regressed else Text("ok")
-        elif r.worse_by < 0:
-            text = (
-                f"misses /{1 / (r.worse_by + 1):.2f}"
-                if k.complement and r.worse_by > -1
-                else f"{_pct(-r.worse_by)} better"
-            )
-            change, verdict = Text(text, style="green"), Text("ok")
-        else:
-            change, verdict = Text("same"), Text("ok")
+        text, tone, verdict_text = row_change(r)
+        style = {"bad": "red", "warn": "yellow", "good": "green", "dim": "dim"}.get(tone)
+        change = Text(text, style=style) if style and tone != "dim" else Text(text)
+        verdict = (
+            Text(verdict_text, style="bold red")
+            if verdict_text == "REGRESSED"
+            else Text(verdict_text, style="dim")
+            if tone == "dim"
+            else Text(verdict_text)
+        )
         t.add_row(
             label,
             _fmt(r.base, k.unit),

@@ -187,7 +187,7 @@ def render_report(summary: RunSummary, run_dir: Path | None = None, scenario: Sc
             _footer(run, run_dir),
         ]
     )
-    return _page(f"dccsim report: {name} {day_label}", body)
+    return page(f"dccsim report: {name} {day_label}", body)
 
 
 def _day_label(run: RunInfo | None, series: SummarySeries) -> str:
@@ -864,7 +864,7 @@ def _footer(run: RunInfo | None, run_dir: Path) -> str:
     )
 
 
-def _page(title: str, body: str) -> str:
+def page(title: str, body: str) -> str:
     """The HTML document around ``body``, with the style sheet inline."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -961,7 +961,7 @@ def render_replicates(doc: Mapping[str, Any]) -> str:
         f'<div><dt>capacity uplift</dt><dd>x{esc(doc.get("uplift"))}</dd></div>'
         f'<div><dt>demand</dt><dd>x{esc(doc.get("demand"))}</dd></div></dl></header>'
     )
-    return _page(f"dccsim replicates: {title}", header + banner + kpis + replicates)
+    return page(f"dccsim replicates: {title}", header + banner + kpis + replicates)
 
 
 def build_replicates_report(out_dir: Path, doc: Mapping[str, Any]) -> Path:

@@ -17,6 +17,7 @@ import pyarrow.ipc as ipc
 import pytest
 from dccsim.bench.alerts import pareto, read_trace, replay_trace, tune, write_trace
 from dccsim.bench.results.logs import LogError
+from dccsim.bench.results.tuning_plot import _span as tuning_span
 from dccsim.bench.results.tuning_plot import tradeoff_svg
 from dccsim.loadgen.alert_trace import make_alert_trace
 from dccsim.throttle import ThrottleTableFullError, load_grid, load_policy
@@ -168,6 +169,14 @@ def test_tune_returns_what_it_writes(files: Path, tmp_path: Path) -> None:
     svg = ET.parse(run.plot).getroot()
     big = [c for c in svg.iter(f"{SVG}circle") if c.get("r") == "5"]
     assert len(big) == int(run.pareto.sum())
+    # the best trade-offs are labelled with their setting (the pareto column says which they are)
+    labels = [t.text for t in svg.iter(f"{SVG}text") if (t.text or "").startswith("N=")]
+    assert sorted(labels) == sorted(
+        f"N={n} W={tuning_span(w)} P={tuning_span(p)}"
+        for n, w, p, best in zip(run.columns["threshold"], run.columns["window_s"],
+                                 run.columns["designated_period_s"], run.pareto, strict=True) if best
+    )  # fmt: skip
+    assert log.column("pareto").to_pylist() == run.pareto.tolist()
     assert run.plot.read_text() == tradeoff_svg(run.columns, run.pareto, title="trace.arrow: 6 settings")
 
 

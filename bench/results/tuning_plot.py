@@ -16,6 +16,13 @@ import numpy.typing as npt
 
 from .charts import esc, fmt_si, linear_ticks
 
+
+def _span(seconds: float) -> str:
+    """A duration as the tuning grid states them: 90s, 15m, 1h."""
+    s = float(seconds)
+    return f"{s / 3600:g}h" if s >= 3600 and s % 3600 == 0 else f"{s / 60:g}m" if s >= 60 and s % 60 == 0 else f"{s:g}s"
+
+
 __all__ = ["tradeoff_svg"]
 
 
@@ -95,6 +102,11 @@ def tradeoff_svg(
             f'<circle cx="{px(x[i]):.1f}" cy="{py(y[i]):.1f}" r="{5 if pareto[i] else 3.5}" '
             f'fill="{color}" fill-opacity="0.85"><title>{esc(tip)}</title></circle>'
         )
+        if pareto[i]:  # the best trade-offs carry their setting in plain sight, not only in a tooltip
+            label = f"N={cols['threshold'][i]} W={_span(cols['window_s'][i])} P={_span(cols['designated_period_s'][i])}"
+            parts.append(
+                f'<text x="{px(x[i]) + 7:.1f}" y="{py(y[i]) - 7:.1f}" font-size="11" fill="#1e3a8a">{esc(label)}</text>'
+            )
     parts.append(
         f'<text x="{w - mr}" y="{mt - 8}" text-anchor="end" fill="#2563eb">'
         "blue: best trade-offs (no setting beats them on both axes)</text>"

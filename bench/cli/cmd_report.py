@@ -23,7 +23,7 @@ import click
 
 from .errors import CliError, OutputError
 
-__all__ = ["report", "compare", "check"]
+__all__ = ["report", "compare", "check", "export"]
 
 _RUN_DIR = click.Path(exists=False, file_okay=True, dir_okay=True, path_type=Path)
 
@@ -230,3 +230,32 @@ def _write_compare_page(out: Path, sa: Any, sb: Any, result: Any, base: Path, ne
 def _label(path: Path) -> str:
     p = path.parent if path.name == "summary.json" else path
     return p.name or str(p)
+
+
+@click.command()
+@click.argument("run_dir", type=_RUN_DIR)
+@click.option("--parquet", is_flag=True, required=True, help="Write requests.parquet and alerts.parquet (zstd).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write them (default: RUN_DIR).")
+def export(run_dir: Path, parquet: bool, out: Path | None) -> None:
+    """Copy a run's Arrow logs to Parquet, for lazy scans (polars.scan_parquet) and DuckDB
+    queries (select ... from 'RUN_DIR/requests.parquet'), any number of them."""
+    from ..results.logs import LogError, export_parquet
+
+    folder = _run_dir(run_dir)
+    target = out or folder
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"--out: cannot create {target} ({exc.strerror or exc})") from None
+    for name in ("requests", "alerts"):
+        src = folder / f"{name}.arrow"
+        if not src.is_file():
+            raise CliError(f"{folder}: no {name}.arrow (expected a run folder written by dccsim run)")
+        try:
+            rows = export_parquet(src, target / f"{name}.parquet")
+        except LogError as exc:
+            raise CliError(str(exc)) from None
+        except OSError as exc:
+            raise OutputError(f"cannot write {target / f'{name}.parquet'}: {exc.strerror or exc}") from None
+        click.echo(f"{target / f'{name}.parquet'}: {rows:,} rows")

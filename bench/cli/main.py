@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "report": "dccsim.bench.cli.cmd_report:report",
     "compare": "dccsim.bench.cli.cmd_report:compare",
     "check": "dccsim.bench.cli.cmd_report:check",
+    "export": "dccsim.bench.cli.cmd_report:export",
     "throttle": "dccsim.bench.cli.cmd_throttle:throttle",
     "tune-throttle": "dccsim.bench.cli.cmd_throttle:tune_throttle",
     "make-alert-trace": "dccsim.bench.cli.cmd_throttle:make_alert_trace",

@@ -87,6 +87,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, BinaryIO, Literal, Self
 
 import numpy as np
@@ -106,6 +107,7 @@ __all__ = [
     "LogWriteError",
     "arrow_field",
     "arrow_schema",
+    "export_parquet",
     "log_metadata",
     "open_file",
     "open_log",
@@ -292,11 +294,12 @@ def _dccsim_version() -> str:
 def run_metadata(scenario: str, seed: int, **extra: str) -> dict[str, str]:
     """The metadata of a run's logs: scenario text, seed, and extra ``dccsim.<key>`` pairs.
 
-    >>> run_metadata("rate = 1", 42, shards="4")
-    {'dccsim.scenario': 'rate = 1', 'dccsim.seed': '42', 'dccsim.shards': '4'}
+    >>> run_metadata("rate = 1", 42, shards="4", **{"dccsim.scale": "0.5"})
+    {'dccsim.scenario': 'rate = 1', 'dccsim.seed': '42', 'dccsim.shards': '4', 'dccsim.scale': '0.5'}
     """
     meta = {"dccsim.scenario": str(scenario), "dccsim.seed": str(int(seed))}
-    meta.update({f"dccsim.{k}": str(v) for k, v in extra.items()})
+    # one prefix, whether the caller gave it or not (runs before this wrote dccsim.dccsim.scale)
+    meta.update({(k if k.startswith("dccsim.") else f"dccsim.{k}"): str(v) for k, v in extra.items()})
     return meta
 
 
@@ -734,6 +737,30 @@ def open_log(path: str | os.PathLike[str]) -> pa.RecordBatchReader:
     """
     reading = _LogReading(path)
     return pa.RecordBatchReader.from_batches(reading.schema, reading.batches())
+
+
+def export_parquet(path: str | os.PathLike[str], out: str | os.PathLike[str], compression: str = "zstd") -> int:
+    """Copy a log to Parquet (``out``), batch by batch, its metadata kept; the rows written.
+
+    Parquet files can be scanned lazily (``polars.scan_parquet``) and queried any number of
+    times by DuckDB (``select ... from 'requests.parquet'``), which a stream cannot. Written
+    to a temporary name and renamed, so a failure leaves no half file.
+    """
+    import pyarrow.parquet as pq
+
+    reading = _LogReading(path)
+    tmp = Path(str(out) + ".tmp")
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, reading.schema, compression=compression) as writer:
+            for batch in reading.batches():
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return rows
 
 
 def read_log(path: str | os.PathLike[str], *, strict: bool = False) -> pa.Table:

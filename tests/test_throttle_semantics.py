@@ -338,3 +338,18 @@ def test_import_compiles_nothing() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert res.stdout.strip() == "0"
+
+
+def test_a_storm_that_stops_leaves_its_discards_unreported_until_the_key_speaks_again() -> None:
+    """A storm that ends before its key's next alert: its discards are in no forwarded alert's
+    throttled count, and the stats say how many (they were lost to anyone reading the alerts)."""
+    import numpy as np
+    from dccsim.throttle import Throttle, ThrottlePolicy
+
+    s = 1_000_000_000
+    th = Throttle(ThrottlePolicy(threshold=2, window_s=60, designated_period_s=30))
+    dev, code = np.full(10, 0x00DB_1234_5678_9ABC, np.uint64), np.full(10, 0x8F84, np.uint16)
+    out = th.process(np.arange(10, dtype=np.int64) * s, dev, code)
+    assert out.action.tolist().count(1) == 8 and th.stats().unreported_discards == 8
+    later = th.process(np.array([100 * s], np.int64), dev[:1], code[:1])  # the key's next alert, a new window
+    assert later.throttled_count.tolist() == [8] and th.stats().unreported_discards == 0

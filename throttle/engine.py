@@ -322,6 +322,8 @@ class Throttle:
             evicted=int(c[k.EVICTED]),
             capacity=self.capacity,
             state_bytes=self.state_bytes,
+            # discards each key holds since its last forward (the high half of its counts word)
+            unreported_discards=int((self._table[:, k.COUNTS] >> 32).sum()),
         )
 
     # --- processing ---------------------------------------------------------------------

@@ -54,6 +54,10 @@ class ThrottleStats(msgspec.Struct, frozen=True, kw_only=True):
         Bytes of the state table now.
     shards:
         How many throttles were merged into these figures.
+    unreported_discards:
+        Alerts discarded since their key's last forwarded alert: no forwarded alert has
+        reported them in its throttled count (yet; at the end of a run, never). A storm that
+        stops before its key's next alert leaves its discards here.
     """
 
     forwarded: int = 0
@@ -66,6 +70,7 @@ class ThrottleStats(msgspec.Struct, frozen=True, kw_only=True):
     capacity: int = 0
     state_bytes: int = 0
     shards: int = 1
+    unreported_discards: int = 0
 
     @property
     def alerts(self) -> int:

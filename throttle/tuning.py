@@ -342,6 +342,7 @@ def sweep(
     per_pass = max(1, min(total, pass_bytes // (32 * max(keys, 1))))
     passes = [range(a, min(a + per_pass, total)) for a in range(0, total, per_pass)]
     counts = np.zeros((total, k.SW_COUNTERS), np.int64)
+    unreported = np.zeros(total, np.int64)
     first = np.full((total, start.shape[0]), -1, np.int64)
     done = [0]
     lock = threading.Lock()
@@ -361,6 +362,8 @@ def sweep(
             counts[a:b],
             first[a:b],
         )
+        # each setting's discards still held at the end (its keys' counts words, high halves)
+        unreported[a:b] = (state[:, 3::4] >> 32).sum(axis=0)
         with lock:
             done[0] += b - a
             if progress is not None:
@@ -382,6 +385,7 @@ def sweep(
         "discarded": counts[:, k.SW_STORM_DISCARDED] + counts[:, k.SW_COLLATERAL],
         "excluded": np.full(total, excluded, np.int64),
         "near_limit": counts[:, k.SW_NEAR].copy(),
+        "unreported_discards": unreported,
     }
     if storm is not None:
         caught = first >= 0

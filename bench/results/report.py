@@ -407,9 +407,14 @@ def _traffic_section(summary: RunSummary, interval_s: float) -> str:
         outcomes = figure(
             "Requests answered OK and failed per 15 minutes",
             time_chart(
-                [Series("OK (I0, I99)", ok, PALETTE["green"]), Series("failed (an E code)", series.failed,
-                                                                        PALETTE["red"])],
-                start_s=0.0, interval_s=interval_s, y_label="per 15 minutes", stacked=True,
+                [
+                    Series("OK (I0, I99)", ok, PALETTE["green"]),
+                    Series("failed (an E code)", series.failed, PALETTE["red"]),
+                ],
+                start_s=0.0,
+                interval_s=interval_s,
+                y_label="per 15 minutes",
+                stacked=True,
                 aria="requests answered OK and failed over the day",
             ),  # fmt: skip
             f"{fmt_int(sum(series.failed))} of {fmt_int(sum(series.requests))} requests failed "
@@ -764,6 +769,17 @@ def _storm_tiles(summary: RunSummary) -> str:
                 "collateral: alerts from healthy devices",
             ),
             tile("excluded codes", fmt_int(excluded), "alerts on the exclusion list"),
+            *(
+                [
+                    tile(
+                        "discards never reported",
+                        fmt_int(summary.throttle.unreported_discards),
+                        "in no forwarded alert's throttled count by the end of the run",
+                    )
+                ]
+                if summary.throttle is not None and summary.throttle.unreported_discards
+                else []
+            ),
         ]
     )
 
@@ -958,8 +974,8 @@ def render_replicates(doc: Mapping[str, Any]) -> str:
         f"<h1>{esc(doc.get('scenario', 'run'))} "
         f'<span class="day">seeds {esc(seeds[0])} to {esc(seeds[-1])}</span></h1>'
         f'<dl class="facts"><div><dt>scale</dt><dd>{esc(doc.get("scale"))}</dd></div>'
-        f'<div><dt>capacity uplift</dt><dd>x{esc(doc.get("uplift"))}</dd></div>'
-        f'<div><dt>demand</dt><dd>x{esc(doc.get("demand"))}</dd></div></dl></header>'
+        f"<div><dt>capacity uplift</dt><dd>x{esc(doc.get('uplift'))}</dd></div>"
+        f"<div><dt>demand</dt><dd>x{esc(doc.get('demand'))}</dd></div></dl></header>"
     )
     return page(f"dccsim replicates: {title}", header + banner + kpis + replicates)
 

@@ -373,6 +373,8 @@ class ThrottleSection(_Doc):
     state_bytes: int = 0
     bytes_per_key: float = 0.0
     shards: int = 0
+    #: discards no forwarded alert reported by the end of the run (ThrottledAlertCount never sent)
+    unreported_discards: int = 0
     config: dict[str, Any] = {}
 
 

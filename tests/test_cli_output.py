@@ -95,3 +95,10 @@ def test_quiet_prints_the_output_path_only(capsys: pytest.CaptureFixture[str], t
     code, out, err = cli("tune-throttle", str(trace), "--grid", str(examples / "grid.toml"),
                          "--out", str(tmp_path / "tune"), "--workers", "1", "--quiet", capsys=capsys)  # fmt: skip
     assert code == 0 and out.strip() == str(tmp_path / "tune" / "tuning.arrow") and err == "", err
+
+
+def test_a_sweep_folder_that_cannot_be_made_is_refused_before_any_setting_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = cli("sweep", "smoke", "--uplift", "1", "--out", "/dev/null/sweep", capsys=capsys)
+    assert code == 2 and "running" not in err and "--out: got '/dev/null/sweep'" in err

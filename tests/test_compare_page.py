@@ -54,11 +54,11 @@ def test_the_comparison_page_shows_kpis_series_distributions_and_srvs(
     assert browser.requests(session) == [url] and browser.problems(session) == []
 
 
-def test_a_run_against_itself_passes_and_an_unwritable_page_is_exit_3(
+def test_a_run_against_itself_passes_and_a_page_in_no_folder_is_exit_2(
     runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base, _ = runs
     code, _, _ = cli("compare", str(base), str(base), "--html", str(tmp_path / "same.html"), capsys=capsys)
     assert code == 0 and "No KPI worsened beyond its limit" in (tmp_path / "same.html").read_text()
     code, _, err = cli("compare", str(base), str(base), "--html", str(tmp_path / "no" / "x.html"), capsys=capsys)
-    assert code == 3 and "--html: cannot write" in err
+    assert code == 2 and "--html: got" in err and "expected a file in an existing folder" in err

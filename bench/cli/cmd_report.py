@@ -162,6 +162,8 @@ def compare(
     """
     from ..results import compare as cmp
 
+    if html_out is not None and not html_out.parent.is_dir():  # checked before the comparison
+        raise CliError(f"--html: got {str(html_out)!r}, expected a file in an existing folder")
     try:
         limit = cmp.parse_limit(max_regression, "--max-regression")
         slow = cmp.parse_limit(max_slowdown, "--max-slowdown")

@@ -48,6 +48,23 @@ def _floats(text: str | None, name: str) -> list[float] | None:
     return values
 
 
+def _creatable(folder: Path) -> None:
+    """A folder that exists and is writable, or can be made in the nearest existing one: else
+    one line naming it (nothing is created here)."""
+    import tempfile
+
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        Path(tempfile.mkdtemp(prefix=".dccsim-check-", dir=probe)).rmdir()  # as root, access() says yes to all
+    except OSError as exc:
+        raise CliError(f"--out: got {str(folder)!r}, expected a folder dccsim can create and write "
+                       f"({exc.strerror or exc})") from None  # fmt: skip
+
+
 @contextmanager
 def _progress_bar(label: str, enabled: bool) -> Iterator[Any]:
     """A progress bar over the simulated days (the total from the callback's ``end_ns``);
@@ -421,6 +438,7 @@ def sweep(
 
     settings = _settings(set_)
     out = fresh_out(out, Path("runs/sweep"), force)
+    _creatable(out)  # the sweep's own folder, before any setting runs (made only when one does)
     ups = _floats(uplifts, "--uplift") or [None]
     dems = _floats(demands, "--demand") or [None]
     backend = _backend(backend, address)

@@ -239,3 +239,16 @@ def test_memory_bound_is_stated() -> None:
     assert (
         st.bytes_per_key == 80.0 and st.capacity == th.capacity and st.state_bytes == th.state_bytes
     )
+
+
+def test_max_report_age_must_be_positive_and_longer_than_every_designated_period() -> None:
+    import pytest
+    from dccsim.throttle import CodeOverride, ThrottleConfigError, ThrottlePolicy
+
+    assert ThrottlePolicy(max_report_age_s=3600).max_report_age_s == 3600
+    for bad, says in ((0, "> 0"), (-1, "> 0"), (True, "> 0"), (600, "longest designated_period_s (900 s)")):
+        with pytest.raises(ThrottleConfigError, match="max_report_age_s") as info:
+            ThrottlePolicy(max_report_age_s=bad)
+        assert says in str(info.value)
+    with pytest.raises(ThrottleConfigError, match=r"\(5000 s\)"):
+        ThrottlePolicy(max_report_age_s=4000, overrides={"8F84": CodeOverride(designated_period_s=5000)})

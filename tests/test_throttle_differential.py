@@ -31,7 +31,9 @@ SETTINGS = settings(
 DEVICES = [0, 1, 2**63, 2**64 - 1, 0x00DB_1234_5678_9ABC]
 CODES = [0x8F84, 0x8F75, 0x8F3F, 0x0000, 0xFFFF]
 TICK = 100_000_000  # 0.1 s: times are multiples of it, so windows and periods meet them
-COUNTERS = ("forwarded", "throttled", "excluded", "would_throttle", "near_limit")
+COUNTERS = (
+    "forwarded", "throttled", "excluded", "would_throttle", "near_limit", "stale_discards", "unreported_discards"
+)
 
 
 @st.composite
@@ -64,14 +66,19 @@ def policies(draw: st.DrawFn) -> ThrottlePolicy:
             window_s=draw(st.none() | st.integers(1, 300).map(lambda k: k * TICK / 1e9)),
             designated_period_s=draw(st.none() | st.integers(0, 300).map(lambda k: k * TICK / 1e9)),
         )
+    period = seconds(draw, 0, 300)
+    longest = max([period] + [o.designated_period_s for o in overrides.values() if o.designated_period_s is not None])
+    # a report age, when there is one, longer than every designated period (the policy's rule)
+    age = draw(st.none() | st.integers(1, 600).map(lambda k: longest + k * TICK / 1e9))
     return ThrottlePolicy(
         policy=draw(st.sampled_from(POLICIES)),
         threshold=draw(st.integers(1, 5)),
         window_s=seconds(draw, 1, 300),
-        designated_period_s=seconds(draw, 0, 300),
+        designated_period_s=period,
         exclude=tuple(exclude),
         overrides=overrides,
         dry_run=draw(st.booleans()),
+        max_report_age_s=age,
     )
 
 

@@ -353,3 +353,19 @@ def test_a_storm_that_stops_leaves_its_discards_unreported_until_the_key_speaks_
     assert out.action.tolist().count(1) == 8 and th.stats().unreported_discards == 8
     later = th.process(np.array([100 * s], np.int64), dev[:1], code[:1])  # the key's next alert, a new window
     assert later.throttled_count.tolist() == [8] and th.stats().unreported_discards == 0
+
+
+def test_a_count_older_than_max_report_age_is_not_attached_to_a_later_alert() -> None:
+    """A storm's discards reported on the same key's next alert a day later read as if that
+    alert belonged to the storm; with max_report_age_s they are counted stale instead."""
+    import numpy as np
+    from dccsim.throttle import Throttle, ThrottlePolicy
+
+    s, day = 1_000_000_000, 86_400_000_000_000
+    dev, code = np.full(11, 0x00DB_1234_5678_9ABC, np.uint64), np.full(11, 0x8F84, np.uint16)
+    t = np.r_[np.arange(10) * s, day].astype(np.int64)  # a storm, then the key's next alert a day on
+    for age, attached, stale in ((None, 8, 0), (3600.0, 0, 8)):
+        th = Throttle(ThrottlePolicy(threshold=2, window_s=60, designated_period_s=30, max_report_age_s=age))
+        out = th.process(t, dev, code)
+        assert out.throttled_count[-1] == attached and th.stats().stale_discards == stale
+        assert th.stats().unreported_discards == 0

@@ -74,6 +74,7 @@ EXCLUDED = 3
 WOULD_THROTTLE = 4
 NEAR_LIMIT = 5
 EVICTED = 6
+STALE = 7  # discards too old to report on the key's next forwarded alert (max_report_age_s)
 N_COUNTERS = 8
 
 # action codes (engine.ACTIONS names them)
@@ -221,6 +222,7 @@ def process(
     code_class,
     params,
     dry_run,
+    max_age,
     table,
     limit,
     counters,
@@ -229,7 +231,11 @@ def process(
     sequence_id,
     would_throttle,
 ):  # type: ignore[no-untyped-def]
-    """The policy ``kind`` over alerts ``start..n-1``; returns where it stopped."""
+    """The policy ``kind`` over alerts ``start..n-1``; returns where it stopped.
+
+    ``max_age`` (ns, -1: none): a forwarded alert more than that after its key's previous
+    forwarded one does not carry the discards in between (stale: counted in ``STALE``).
+    """
     n = t_ns.shape[0]
     mask = U64(table.shape[0] - 1)
     used = counters[USED]
@@ -237,6 +243,7 @@ def process(
     would = 0
     excluded = 0
     near = 0
+    stale = 0
     for i in range(start, n):
         _hint(table, device, alert_code, i + AHEAD, n, mask)
         code = alert_code[i]
@@ -253,10 +260,12 @@ def process(
         if new:
             if used >= limit:
                 _flush(counters, used, forwarded, would, excluded, near, dry_run)
+                counters[STALE] += stale
                 return i
             used += 1
             table[s, DEV] = I64(device[i])
             table[s, META] = I64(code) | OCCUPIED
+        prev_forward = table[s, LAST]
         if kind == FIXED_WINDOW:
             forward, pending, seq, is_near = fixed_window_step(
                 table,
@@ -283,6 +292,9 @@ def process(
             )
         near += is_near
         if forward:
+            if pending > 0 and max_age >= 0 and t_ns[i] - prev_forward > max_age:
+                stale += pending  # too old to report on this alert
+                pending = 0
             action[i] = A_FORWARDED
             throttled_count[i] = pending
             sequence_id[i] = seq if pending > 0 else 0
@@ -295,6 +307,7 @@ def process(
             would_throttle[i] = True
             would += 1
     _flush(counters, used, forwarded, would, excluded, near, dry_run)
+    counters[STALE] += stale
     return n
 
 

@@ -324,6 +324,7 @@ class Throttle:
             state_bytes=self.state_bytes,
             # discards each key holds since its last forward (the high half of its counts word)
             unreported_discards=int((self._table[:, k.COUNTS] >> 32).sum()),
+            stale_discards=int(c[k.STALE]),
         )
 
     # --- processing ---------------------------------------------------------------------
@@ -388,6 +389,7 @@ class Throttle:
                         c.code_class,
                         c.params,
                         c.dry_run,
+                        c.max_age_ns,
                         self._table,
                         self.capacity,
                         self._counters,

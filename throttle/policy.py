@@ -8,6 +8,8 @@ A policy file (the ``[throttle]`` table of a scenario uses the same keys)::
     designated_period_s = 900   # P, seconds (>= 0): at most one excess alert forwarded per P
     exclude = ["8F75", "8F3F"]  # alert codes never throttled (action "excluded")
     dry_run = false             # record what would be discarded, forward everything
+    max_report_age_s = 86400    # optional: discards older than this are not attached to a
+                                # later forwarded alert (stale: counted, never reported)
 
     [overrides."8F84"]          # per alert code: any of threshold, window_s,
     threshold = 3               # designated_period_s; the rest come from the top level
@@ -120,6 +122,9 @@ class ThrottlePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     designated_period_s: float = 900.0
     exclude: tuple[str, ...] = ()
     dry_run: bool = False
+    #: a key's discards are attached to its next forwarded alert only if that alert comes
+    #: within this many seconds of the key's last forwarded one (None: always, as before)
+    max_report_age_s: float | None = None
     overrides: dict[str, CodeOverride] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -164,6 +169,23 @@ def _resolve(p: ThrottlePolicy) -> _Resolved:
         )
     if not isinstance(p.dry_run, bool):
         raise ThrottleConfigError(key="dry_run", value=p.dry_run, expected="true or false")
+    age = p.max_report_age_s
+    if age is not None and (isinstance(age, bool) or not isinstance(age, int | float) or not (0 < age < 1e9)):
+        raise ThrottleConfigError(
+            key="max_report_age_s", value=age, expected="a number of seconds > 0 (leave it out: no age limit)"
+        )
+    if age is not None:
+        periods = [p.designated_period_s] + [
+            o.designated_period_s for o in (p.overrides or {}).values()
+            if isinstance(o, CodeOverride) and isinstance(o.designated_period_s, int | float)
+        ]  # fmt: skip
+        longest = max((x for x in periods if isinstance(x, int | float)), default=0)
+        if age <= longest:
+            raise ThrottleConfigError(
+                key="max_report_age_s", value=age,
+                expected=f"more than the longest designated_period_s ({longest:g} s): a storm's forward every P "
+                "would otherwise never carry its count",
+            )  # fmt: skip
     top = _limits("", p.threshold, p.window_s, p.designated_period_s, p.policy)
     if isinstance(p.exclude, str) or not isinstance(p.exclude, tuple | list):
         raise ThrottleConfigError(
@@ -361,6 +383,8 @@ class CompiledPolicy(NamedTuple):
     code_class: npt.NDArray[np.uint8]
     params: npt.NDArray[np.int64]
     dry_run: bool
+    #: ``max_report_age_s`` in ns; -1: no limit
+    max_age_ns: int = -1
 
 
 def compile_policy(policy: ThrottlePolicy) -> CompiledPolicy:
@@ -374,7 +398,8 @@ def compile_policy(policy: ThrottlePolicy) -> CompiledPolicy:
         code_class[code] = len(rows)
         rows.append(_row(policy.policy, lim))
     kind = GCRA if policy.policy == "gcra" else FIXED_WINDOW
-    return CompiledPolicy(kind, code_class, np.array(rows, np.int64), policy.dry_run)
+    age = -1 if policy.max_report_age_s is None else int(round(policy.max_report_age_s * 1e9))
+    return CompiledPolicy(kind, code_class, np.array(rows, np.int64), policy.dry_run, age)
 
 
 def _row(policy: str, lim: CodeLimits) -> tuple[int, int, int, int]:

@@ -57,7 +57,7 @@ class ReferenceThrottle:
         self._keys: dict[tuple[int, int], _Key] = {}
         self._clock: int | None = None
         self._counts = dict.fromkeys(
-            ("forwarded", "throttled", "excluded", "would_throttle", "near_limit"), 0
+            ("forwarded", "throttled", "excluded", "would_throttle", "near_limit", "stale_discards"), 0
         )
 
     def _limits_of(self, code: int) -> CodeLimits | None:
@@ -107,6 +107,10 @@ class ReferenceThrottle:
             forward = self._fixed_window(key, t, limits)
         if forward:
             count = key.discarded_since_forward
+            age = self.policy.max_report_age_s
+            if count and age is not None and t - key.last_forwarded > round(age * 1e9):
+                self._counts["stale_discards"] += count  # too old to report on this alert
+                count = 0
             key.discarded_since_forward = 0
             key.last_forwarded = t
             self._counts["forwarded"] += 1
@@ -150,7 +154,8 @@ class ReferenceThrottle:
 
     def stats(self) -> ThrottleStats:
         """The counters so far (``keys``: every key seen)."""
-        return ThrottleStats(**self._counts, keys=len(self._keys))
+        unreported = sum(k.discarded_since_forward for k in self._keys.values())
+        return ThrottleStats(**self._counts, keys=len(self._keys), unreported_discards=unreported)
 
 
 def _near_mark(threshold: int) -> int:

@@ -58,6 +58,9 @@ class ThrottleStats(msgspec.Struct, frozen=True, kw_only=True):
         Alerts discarded since their key's last forwarded alert: no forwarded alert has
         reported them in its throttled count (yet; at the end of a run, never). A storm that
         stops before its key's next alert leaves its discards here.
+    stale_discards:
+        Discards not attached to their key's next forwarded alert because it came more than
+        ``max_report_age_s`` after the key's previous forward (never reported either).
     """
 
     forwarded: int = 0
@@ -71,6 +74,7 @@ class ThrottleStats(msgspec.Struct, frozen=True, kw_only=True):
     state_bytes: int = 0
     shards: int = 1
     unreported_discards: int = 0
+    stale_discards: int = 0
 
     @property
     def alerts(self) -> int:

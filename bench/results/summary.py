@@ -375,6 +375,8 @@ class ThrottleSection(_Doc):
     shards: int = 0
     #: discards no forwarded alert reported by the end of the run (ThrottledAlertCount never sent)
     unreported_discards: int = 0
+    #: discards too old to attach to their key's next forwarded alert (throttle.max_report_age_s)
+    stale_discards: int = 0
     config: dict[str, Any] = {}
 
 

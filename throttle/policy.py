@@ -149,6 +149,8 @@ class ThrottlePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     def to_dict(self) -> dict[str, Any]:
         """The policy as plain data (TOML-shaped), e.g. for a log's metadata."""
         out: dict[str, Any] = msgspec.to_builtins(self)
+        if out.get("max_report_age_s") is None:  # TOML has no null: an unset key is left out
+            out.pop("max_report_age_s", None)
         out["overrides"] = {
             k: {f: v for f, v in o.items() if v is not None} for k, o in out["overrides"].items()
         }

@@ -773,11 +773,13 @@ def _storm_tiles(summary: RunSummary) -> str:
                 [
                     tile(
                         "discards never reported",
-                        fmt_int(summary.throttle.unreported_discards),
-                        "in no forwarded alert's throttled count by the end of the run",
+                        fmt_int(summary.throttle.unreported_discards + summary.throttle.stale_discards),
+                        f"in no forwarded alert's throttled count: {fmt_int(summary.throttle.unreported_discards)} "
+                        f"held at the end, {fmt_int(summary.throttle.stale_discards)} too old to report",
                     )
                 ]
-                if summary.throttle is not None and summary.throttle.unreported_discards
+                if summary.throttle is not None
+                and (summary.throttle.unreported_discards or summary.throttle.stale_discards)
                 else []
             ),
         ]
@@ -818,7 +820,7 @@ def _throttle_settings(thr: ThrottleSection | None) -> str:
         return ""
     from ..settings import toml_text
 
-    config = {k: v for k, v in thr.config.items() if v != {}}  # no empty [throttle.overrides]
+    config = {k: v for k, v in thr.config.items() if v != {} and v is not None}  # no empty tables, no nulls
     return '<p class="note">Throttle settings:</p><pre>' + esc(toml_text({"throttle": config}).strip()) + "</pre>"
 
 

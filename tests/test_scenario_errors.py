@@ -70,7 +70,7 @@ _CLASSES = "\n".join(
             "throttle.threshhold",
             3,
             "an unknown key",
-            "one of: policy, threshold, window_s, designated_period_s, exclude, dry_run, overrides",
+            "one of: policy, threshold, window_s, designated_period_s, exclude, dry_run, max_report_age_s, overrides",
         ),
         # the cache's bounds
         (

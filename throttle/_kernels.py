@@ -265,7 +265,7 @@ def process(
             used += 1
             table[s, DEV] = I64(device[i])
             table[s, META] = I64(code) | OCCUPIED
-        prev_forward = table[s, LAST]
+        prev_forward = table[s, LAST] if max_age >= 0 else I64(0)  # only when an age limit applies
         if kind == FIXED_WINDOW:
             forward, pending, seq, is_near = fixed_window_step(
                 table,
@@ -292,7 +292,7 @@ def process(
             )
         near += is_near
         if forward:
-            if pending > 0 and max_age >= 0 and t_ns[i] - prev_forward > max_age:
+            if max_age >= 0 and pending > 0 and t_ns[i] - prev_forward > max_age:
                 stale += pending  # too old to report on this alert
                 pending = 0
             action[i] = A_FORWARDED

@@ -62,3 +62,22 @@ def test_a_run_against_itself_passes_and_a_page_in_no_folder_is_exit_2(
     assert code == 0 and "No KPI worsened beyond its limit" in (tmp_path / "same.html").read_text()
     code, _, err = cli("compare", str(base), str(base), "--html", str(tmp_path / "no" / "x.html"), capsys=capsys)
     assert code == 2 and "--html: got" in err and "expected a file in an existing folder" in err
+
+
+def test_compare_judges_any_percentile_from_the_histograms(
+    runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dccsim.bench.results.criteria import histograms_from_file
+
+    base, worse = runs
+    code, out, _ = cli("compare", str(base), str(worse), "--percentile", "97.5", "--json", capsys=capsys)
+    row = next(k for k in json.loads(out)["kpis"] if k["path"] == "latency_s.p97.5")
+    want = [histograms_from_file(r / "histograms.json")("all", "").percentile(97.5) / 1e9 for r in (base, worse)]
+    assert code == 1 and [row["base"], row["new"]] == pytest.approx(want) and row["regressed"]
+    code, _, err = cli("compare", str(base), str(base), "--percentile", "101", capsys=capsys)
+    assert code == 2 and "--percentile: got 101" in err
+    bare = tmp_path / "old"
+    bare.mkdir()
+    (bare / "summary.json").write_text((base / "summary.json").read_text())  # a run that kept no histograms
+    code, _, err = cli("compare", str(bare), str(base), "--percentile", "90", capsys=capsys)
+    assert code == 2 and "has no histograms.json" in err

@@ -151,8 +151,12 @@ def check(run_dir: Path, criteria_file: Path | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The comparison as one JSON object on stdout (run folders).")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the two runs on one page (KPIs, series overlaid, latency distributions, by SRV).")
+@click.option("--percentile", "percentiles", type=float, multiple=True, metavar="Q",
+              help="Also judge the latency percentile Q (0 < Q <= 100, e.g. 97.5), from both runs' "
+                   "histograms.json; repeatable.")
 def compare(
-    base: Path, new: Path, max_regression: str, max_slowdown: str, as_json: bool, html_out: Path | None
+    base: Path, new: Path, max_regression: str, max_slowdown: str, as_json: bool, html_out: Path | None,
+    percentiles: tuple[float, ...],
 ) -> None:
     """Compare two runs KPI by KPI (or two pytest-benchmark JSON files); exit 1 on a regression.
 
@@ -187,7 +191,8 @@ def compare(
             _exit(1 if bad_bench else 0)
             return
         sa, sb = cmp.load_summary(base), cmp.load_summary(new)
-        result = cmp.compare_runs(sa, sb, max_regression=limit, max_slowdown=slow)
+        extra = _percentile_kpis(percentiles, (sa, sb), (base, new))
+        result = cmp.compare_runs(sa, sb, max_regression=limit, max_slowdown=slow, kpis=cmp.KPIS + extra)
     except cmp.CompareError as exc:
         raise CliError(str(exc)) from None
     if html_out is not None:
@@ -209,6 +214,34 @@ def compare(
     else:
         click.echo("no KPI worsened beyond its limit")
     _exit(1 if bad else 0)
+
+
+def _percentile_kpis(qs: tuple[float, ...], summaries: tuple[Any, Any], paths: tuple[Path, Path]) -> tuple[Any, ...]:
+    """KPIs for latency percentiles summary.json does not hold, from each run's histograms:
+    written into the two summaries' ``latency_s`` as ``pQ`` (seconds)."""
+    if not qs:
+        return ()
+    from ..results.compare import KPI
+    from ..results.compare_page import load_histograms
+
+    bad = [q for q in qs if not 0 < q <= 100]
+    if bad:
+        raise CliError(f"--percentile: got {bad[0]:g}, expected a number with 0 < Q <= 100 (e.g. 97.5)")
+    hists = []
+    for path in paths:
+        h = load_histograms(path.parent if path.name == "summary.json" else path)
+        if h is None:
+            raise CliError(f"--percentile: {path} has no histograms.json (runs before it kept none)")
+        hists.append(h)
+    kpis = []
+    for q in qs:
+        key = f"p{q:g}"
+        for summary, h in zip(summaries, hists, strict=True):
+            whole = h("all", "")
+            value = whole.percentile(q) / 1e9 if whole is not None and whole.count else None
+            summary.setdefault("latency_s", {})[key] = value
+        kpis.append(KPI(f"latency {key}", f"latency_s.{key}", "lower", "simulation", "s", 1e-3, floor=1e-3))
+    return tuple(kpis)
 
 
 def _write_compare_page(out: Path, sa: Any, sb: Any, result: Any, base: Path, new: Path) -> None:

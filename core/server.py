@@ -47,6 +47,10 @@ new client is not turned away while some connection has been idle ``evict_idle_s
 owed nothing: the longest idle one is closed (told why) and the newcomer takes its slot. So
 stalled or idle sockets cannot lock other clients out.
 
+A failure inside a micro-batch (a bug: clients' inputs are checked at intake) closes the
+connections whose rows were in it, telling them how many acknowledged requests will not be
+answered; the server counts it (``internal_errors``) and goes on.
+
 One concern, the server side of the wire: micro-batching what connections send, the answers
 and their timing, and per-connection framing (the protocol is in :mod:`dccsim.core.protocol`,
 HTTP in :mod:`dccsim.core.http`); hence its length.
@@ -265,6 +269,7 @@ class _Counters:
     http_requests: int = 0
     timed_out: int = 0
     evicted: int = 0
+    internal_errors: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -330,7 +335,9 @@ class DccServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._alert_counter = itertools.count(1)
         self._turns = 0
+        self._batch_queued = False
         self.log_failure: Exception | None = None  # why the log was given up (see _to_sink)
+        self.last_internal_error: str | None = None  # the last failure inside the server (see _batch_failed)
 
     # -------------------------------------------------------------- lifecycle
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
@@ -483,11 +490,48 @@ class DccServer:
     # -------------------------------------------------------------- a micro-batch
     def _process(self) -> None:
         if self._alerts_in:
-            self._process_alerts()
+            items = self._alerts_in
+            try:
+                self._process_alerts()
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop the server; it is counted
+                self._internal_error(exc, f"{len(items)} device alerts were not throttled or forwarded")
         if not self._in:
             return
         parts, n = self._in, self._in_rows
         self._in, self._in_rows = [], 0
+        self._batch_queued = False
+        try:
+            self._process_batch(parts, n)
+        except Exception as exc:  # noqa: BLE001 - see _batch_failed
+            if self._batch_queued:  # its answers are already due: they go out; the failure is counted
+                self._internal_error(exc, "after the micro-batch was queued (its answers still go out)")
+            else:
+                self._batch_failed(parts, exc)
+
+    def _internal_error(self, exc: Exception, what: str) -> None:
+        self.counters.internal_errors += 1
+        self.last_internal_error = f"{type(exc).__name__}: {exc}; {what}"
+
+    def _batch_failed(self, parts: list[tuple[int, int, int, int]], exc: Exception) -> None:
+        """A micro-batch that failed inside the server (a bug, not a client's input: inputs are
+        checked at intake): its rows were acknowledged and will get no final answer, so each
+        connection that sent some is told so and closed (an ``X`` frame, HTTP 500), never left
+        waiting; the server goes on with the next batch."""
+        self._internal_error(exc, f"{sum(p[0] for p in parts)} acknowledged requests not answered")
+        lost: dict[int, int] = {}
+        for n, conn, kind, cid0 in parts:
+            lost[conn] = lost.get(conn, 0) + n
+            if kind != K_ROW:
+                for key in range(cid0, cid0 + n):
+                    self._objects.pop(key, None)
+        for conn_id, n in lost.items():
+            conn = self._conns.get(conn_id)
+            if conn is not None:
+                conn.owed -= n
+                conn.fail(f"internal error processing a micro-batch ({type(exc).__name__}: {exc}); {n} of this "
+                          "connection's acknowledged requests will not be answered")  # fmt: skip
+
+    def _process_batch(self, parts: list[tuple[int, int, int, int]], n: int) -> None:
         batch = self._arena.take(n)
         if len(parts) == 1:
             _, c0, k0, id0 = parts[0]
@@ -525,6 +569,7 @@ class DccServer:
         run = _Run(due[order], rec, conn, kind, t_done)
         heapq.heappush(self._heap, (int(run.due[0]), next(self._heap_seq), run))
         self._pending_rows += n
+        self._batch_queued = True
         if self.sink is not None:
             self._log_requests(batch, cls, res)
         self._flush_due()
@@ -796,10 +841,17 @@ class _Conn(asyncio.Protocol):
 
     def time_out(self, why: str) -> None:
         """Close with the reason: an ``X`` frame, or ``408`` on an HTTP connection."""
+        self._close_saying(408, why)
+
+    def fail(self, why: str) -> None:
+        """Close after a failure inside the server: an ``X`` frame, or ``500`` over HTTP."""
+        self._close_saying(500, why)
+
+    def _close_saying(self, http_status: int, why: str) -> None:
         if self.mode == "closed":
             return
         if self.mode == "http":
-            self.http.reply_and_close(408, why)
+            self.http.reply_and_close(http_status, why)
         else:
             self.close_with(why)
 

@@ -380,3 +380,36 @@ def test_a_log_that_fails_is_given_up_and_the_clients_are_still_answered() -> No
 
     srv = run(main())
     assert isinstance(srv.log_failure, OSError) and srv.sink is None
+
+
+def test_a_failure_inside_the_server_tells_the_clients_of_that_batch_and_the_server_goes_on() -> None:
+    """A bug in a micro-batch (not a client's input) left its acknowledged rows unanswered and
+    their clients waiting: now each such client is closed with the reason, and the next batch
+    is served."""
+
+    async def main() -> Any:
+        async with _server() as (srv, port):
+            real = srv.pipeline.process
+
+            def broken(*args: Any, **kwargs: Any) -> Any:
+                srv.pipeline.process = real  # once
+                raise RuntimeError("a bug")
+
+            srv.pipeline.process = broken
+            c = await Raw.open(port)
+            await c.send(frame(TAG_ROWS, (3).to_bytes(8, "big") + rows(POP, S, 4, 1)))
+            tag, p = await c.frame()
+            assert tag == TAG_ACK and msgspec.msgpack.decode(p) == [3, 4]
+            reason = await _closed_with(c)
+            assert b"internal error processing a micro-batch (RuntimeError: a bug)" in reason
+            assert b"4 of this connection's acknowledged requests will not be answered" in reason
+            await _served(port, counter0=50)
+            good = await Raw.open(port)
+            await good.send(frame(TAG_ROWS, (9).to_bytes(8, "big") + rows(POP, S, 3, 80)))
+            got = await good.frames_until(lambda fs: finals_count(fs) >= 3)
+            assert finals_count(got) == 3
+            await good.close()
+            return srv
+
+    srv = run(main())
+    assert srv.counters.internal_errors == 1 and "RuntimeError: a bug" in srv.last_internal_error

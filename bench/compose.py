@@ -493,7 +493,8 @@ def simulate(
            "dccsim.demand": repr(s.capacity.demand)},
     )  # fmt: skip
     sink.progress_callback = progress
-    try:
+    # a run that stops part-way: the logs end at their last complete batch; no summary.json
+    with sink.closing():
         # the kernels compiled (first run) or loaded from the on-disk cache before the clock
         # starts: wall_seconds and events_per_second are the simulation's, compile_seconds apart
         compile_s = warm_kernels()
@@ -502,13 +503,6 @@ def simulate(
         driver = build_driver(run)
         driver.stages.add("build", time.perf_counter_ns() - t_build)
         totals = driver.run(sink)
-        sink.close()
-    except BaseException as exc:
-        # the logs end at their last complete batch; no summary.json or report.html
-        stop = sink.abort(exc)
-        if stop is exc:
-            raise
-        raise stop from exc
     wall = time.perf_counter() - t_start
     pipeline = driver.pipeline
     summary = run_summary(
@@ -637,14 +631,8 @@ def run_load(
     client = run_loop(main())
     wall = time.perf_counter() - t0
     sink = open_sink(run, out, mode="load", **{"dccsim.rate": repr(rate)})
-    try:
+    with sink.closing():
         client.write_to(sink, s.day_start_ns, targets, speed)
-        sink.close()
-    except BaseException as exc:
-        stop = sink.abort(exc)
-        if stop is exc:
-            raise
-        raise stop from exc
     wc = client.summary() | {
         "rate": rate, "duration_s": duration_s, "speed": speed, "target": target or f"tcp://{host}:{port}"
     }  # fmt: skip

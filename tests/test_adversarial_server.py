@@ -35,7 +35,7 @@ from dccsim.core.server import ServerConfig
 from dccsim.loadgen.netclient import OpenLoopClient, run_open_loop, traffic_from_workload
 from dccsim.loadgen.population import build_population
 from dccsim.loadgen.workload import DayWorkload
-from test_server import Raw, T, finals_count, rows, run
+from test_server import Raw, T, _raw_http, finals_count, rows, run
 
 SMOKE = load_run("smoke")
 S = SMOKE.scenario
@@ -187,17 +187,6 @@ def test_one_connection_cannot_take_every_pending_slot() -> None:
 
 
 # ---------------------------------------------------------------------------- HTTP
-async def _http_reply(port: int, data: bytes) -> tuple[int, bytes]:
-    r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), T)
-    w.write(data)
-    reply = await asyncio.wait_for(r.read(), T)
-    w.close()
-    await w.wait_closed()
-    head, _, body = reply.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 "), reply[:40]
-    return int(head.split(b" ")[1]), body
-
-
 @pytest.mark.parametrize(
     ("request_line", "status", "says"),
     [
@@ -213,7 +202,7 @@ def test_unknown_and_lower_case_http_methods_get_an_http_status(request_line: by
 
     async def main() -> None:
         async with _server() as (srv, port):
-            got = await _http_reply(port, request_line + b"\r\nConnection: close\r\n\r\n")
+            got = await _raw_http(port, request_line + b"\r\nConnection: close\r\n\r\n")
             assert got[0] == status and says in got[1], got
 
     run(main())

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 from dccsim.bench.alerts import pareto, read_trace, replay_trace, tune, write_trace
+from dccsim.bench.results.charts import fmt_span as tuning_span
 from dccsim.bench.results.logs import LogError
-from dccsim.bench.results.tuning_plot import _span as tuning_span
 from dccsim.bench.results.tuning_plot import tradeoff_svg
 from dccsim.loadgen.alert_trace import make_alert_trace
 from dccsim.throttle import ThrottleTableFullError, load_grid, load_policy

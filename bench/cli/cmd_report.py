@@ -21,17 +21,12 @@ from typing import Any
 
 import click
 
+from .console import stdout_console
 from .errors import CliError, OutputError
 
 __all__ = ["report", "compare", "check", "export"]
 
 _RUN_DIR = click.Path(exists=False, file_okay=True, dir_okay=True, path_type=Path)
-
-
-def _console() -> Any:
-    from .console import stdout_console
-
-    return stdout_console()
 
 
 def _exit(code: int) -> None:
@@ -123,7 +118,7 @@ def check(run_dir: Path, criteria_file: Path | None, as_json: bool) -> None:
         click.echo(json.dumps(to_dict(result) | {"source": source}, allow_nan=False))
         _exit(0 if result.passed else 1)
         return
-    console = _console()
+    console = stdout_console()
     console.print(verdict_table(result))
     console.print(f"criteria from {source}")
     _exit(0 if result.passed else 1)
@@ -171,7 +166,7 @@ def compare(
     try:
         limit = cmp.parse_limit(max_regression, "--max-regression")
         slow = cmp.parse_limit(max_slowdown, "--max-slowdown")
-        console = _console()
+        console = stdout_console()
         if cmp.is_benchmark_file(base) or cmp.is_benchmark_file(new):
             if as_json:
                 raise CliError("--json: compares run folders; for benchmarks the regression gate writes JSON "
@@ -222,14 +217,14 @@ def _percentile_kpis(qs: tuple[float, ...], summaries: tuple[Any, Any], paths: t
     if not qs:
         return ()
     from ..results.compare import KPI
-    from ..results.compare_page import load_histograms
+    from ..results.criteria import run_histograms
 
     bad = [q for q in qs if not 0 < q <= 100]
     if bad:
         raise CliError(f"--percentile: got {bad[0]:g}, expected a number with 0 < Q <= 100 (e.g. 97.5)")
     hists = []
     for path in paths:
-        h = load_histograms(path.parent if path.name == "summary.json" else path)
+        h = run_histograms(folder=path.parent if path.name == "summary.json" else path)
         if h is None:
             raise CliError(f"--percentile: {path} has no histograms.json (runs before it kept none)")
         hists.append(h)
@@ -245,13 +240,14 @@ def _percentile_kpis(qs: tuple[float, ...], summaries: tuple[Any, Any], paths: t
 
 
 def _write_compare_page(out: Path, sa: Any, sb: Any, result: Any, base: Path, new: Path) -> None:
-    from ..results.compare_page import as_summary, load_histograms, render_compare_page
+    from ..results.compare_page import as_summary, render_compare_page
+    from ..results.criteria import run_histograms
 
     folders = [p.parent if p.name == "summary.json" else p for p in (base, new)]
     try:
         text = render_compare_page(
             as_summary(sa), as_summary(sb), result, labels=(_label(base), _label(new)),
-            histograms=(load_histograms(folders[0]), load_histograms(folders[1])),
+            histograms=(run_histograms(folder=folders[0]), run_histograms(folder=folders[1])),
         )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - an old summary the page cannot read: say so, in one line
         raise CliError(f"--html: cannot draw the comparison of {base} and {new}: {exc}") from None

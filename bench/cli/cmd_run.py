@@ -27,7 +27,7 @@ from dccsim.core.errors import ConfigError
 from ..tasks import TaskBackendError
 from .console import stderr_console, stdout_console
 from .errors import EXIT_INTERRUPTED, CliError, OutputError
-from .outdir import FORCE_OPTION, fresh_out
+from .outdir import FORCE_OPTION, check_creatable, fresh_out
 
 __all__ = ["run", "scenarios", "sweep"]
 
@@ -46,23 +46,6 @@ def _floats(text: str | None, name: str) -> list[float] | None:
     if not values or any(not math.isfinite(v) or v <= 0 for v in values):
         raise click.BadParameter(f"got {text!r}, expected numbers > 0", param_hint=name)
     return values
-
-
-def _creatable(folder: Path) -> None:
-    """A folder that exists and is writable, or can be made in the nearest existing one: else
-    one line naming it (nothing is created here)."""
-    import tempfile
-
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        if not probe.is_dir():
-            raise NotADirectoryError(f"{probe} is not a folder")
-        Path(tempfile.mkdtemp(prefix=".dccsim-check-", dir=probe)).rmdir()  # as root, access() says yes to all
-    except OSError as exc:
-        raise CliError(f"--out: got {str(folder)!r}, expected a folder dccsim can create and write "
-                       f"({exc.strerror or exc})") from None  # fmt: skip
 
 
 @contextmanager
@@ -438,7 +421,7 @@ def sweep(
 
     settings = _settings(set_)
     out = fresh_out(out, Path("runs/sweep"), force)
-    _creatable(out)  # the sweep's own folder, before any setting runs (made only when one does)
+    check_creatable(out)  # the sweep's own folder, before any setting runs (made only when one does)
     ups = _floats(uplifts, "--uplift") or [None]
     dems = _floats(demands, "--demand") or [None]
     backend = _backend(backend, address)

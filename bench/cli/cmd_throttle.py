@@ -335,17 +335,11 @@ def tune_throttle(
     _print_tuning(run)
 
 
-def _span(seconds: float) -> str:
-    """A duration the short way: 90 -> 90s, 600 -> 10m, 7200 -> 2h, 86400 -> 1d."""
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
-
-
 def _print_tuning(run: TuningRun) -> None:
     from rich import box
     from rich.table import Table
+
+    from ..results.charts import fmt_span
 
     cols, pareto, has_storm = run.columns, run.pareto, run.has_storm
     table = Table(
@@ -362,8 +356,8 @@ def _print_tuning(run: TuningRun) -> None:
     for i in range(len(run)):
         row = [
             f"{cols['threshold'][i]}",
-            _span(cols["window_s"][i]),
-            _span(cols["designated_period_s"][i]),
+            fmt_span(cols["window_s"][i]),
+            fmt_span(cols["designated_period_s"][i]),
             f"{cols['forwarded'][i]:,}",
             f"{cols['discarded'][i]:,}",
             f"{cols['excluded'][i]:,}",

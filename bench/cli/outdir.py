@@ -14,7 +14,7 @@ import click
 
 from .errors import CliError
 
-__all__ = ["FORCE_OPTION", "fresh_out"]
+__all__ = ["FORCE_OPTION", "check_creatable", "fresh_out"]
 
 #: what marks a folder as holding a run's results (any of them)
 MARKERS = ("summary.json", "sweep.json", "replicates.json", "requests.arrow", "tuning.arrow", "alerts.arrow")
@@ -44,3 +44,20 @@ def fresh_out(given: Path | None, default: Path, force: bool) -> Path:
         if not _holds_run(candidate):
             return candidate
     raise CliError(f"--out: {default}-2 to -9999 all hold runs; give --out or --force")
+
+
+def check_creatable(folder: Path) -> None:
+    """A folder that exists and is writable, or can be made in the nearest existing one: else
+    one line naming it (nothing is created here)."""
+    import tempfile
+
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        Path(tempfile.mkdtemp(prefix=".dccsim-check-", dir=probe)).rmdir()  # as root, access() says yes to all
+    except OSError as exc:
+        raise CliError(f"--out: got {str(folder)!r}, expected a folder dccsim can create and write "
+                       f"({exc.strerror or exc})") from None  # fmt: skip

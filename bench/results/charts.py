@@ -94,6 +94,16 @@ def fmt_tick_secs(v: float) -> str:
     return f"{v:g} s"
 
 
+def fmt_span(seconds: float) -> str:
+    """A duration the short way, as a tuning grid states it: 90 -> 90s, 600 -> 10m, 7200 -> 2h,
+    86400 -> 1d."""
+    seconds = float(seconds)
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def fmt_si(value: float) -> str:
     """A count to three significant figures with a k, M or G suffix (``12.3k``, ``4.5M``)."""
     a = abs(value)

@@ -10,7 +10,6 @@ from outside, like ``report.html``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from .charts import PALETTE, Series, cdf_chart, esc, figure, fmt_int, fmt_pct, fmt_secs, section, table, time_chart
@@ -90,14 +89,13 @@ def _series(base: RunSummary, new: RunSummary, a: str, b: str) -> str:
 
 
 def _distribution(ha: Histograms | None, hb: Histograms | None, a: str, b: str) -> str:
-    from .charts import CDF_SHARES
+    from .report import cdf_points
 
     curves = []
     for h, label, color in ((ha, a, PALETTE["blue"]), (hb, b, PALETTE["orange"])):
         whole = h("all", "") if h is not None else None
         if whole is not None and whole.count:
-            sec = (whole.percentiles([q * 100 for q in CDF_SHARES]) / 1e9).tolist()
-            curves.append((label, color, sec, list(CDF_SHARES)))
+            curves.append((label, color, *cdf_points(whole)))
     if len(curves) < 2:
         return '<p class="note">Latency distributions need both runs\' histograms.json (runs before it have none).</p>'
     return figure("Latency distribution", cdf_chart(curves, aria=f"latency distributions: {a} and {b}"),
@@ -135,16 +133,6 @@ def render_compare_page(
         + section("srv", "By SRV", "Each SRV's compliance and p99 in the two runs.", _srv_table(base, new, a, b))
     )  # fmt: skip
     return page(f"dccsim comparison: {a} vs {b}", body)
-
-
-def load_histograms(folder: Path) -> Histograms | None:
-    """A run folder's histograms, or None (an older run has none)."""
-    from .criteria import CriteriaError, histograms_from_file
-
-    try:
-        return histograms_from_file(folder / "histograms.json")
-    except CriteriaError:
-        return None
 
 
 def as_summary(data: Any) -> RunSummary:

@@ -332,6 +332,16 @@ def _per_run_keys() -> tuple[tuple[str, frozenset[str], float], ...]:
     )
 
 
+@functools.cache
+def _summary_type() -> Any:
+    """The typed summary's structure (msgspec's type info, built once: it walks every section)."""
+    import msgspec.inspect as mi
+
+    from .summary import RunSummary
+
+    return mi.type_info(RunSummary)
+
+
 def _class_names() -> tuple[str, ...]:
     from dccsim.core.records import REQUEST_CLASSES
 
@@ -370,8 +380,6 @@ def check_path(path: str) -> None:
     :class:`CriteriaError` naming the step that cannot match."""
     import msgspec.inspect as mi
 
-    from .summary import RunSummary
-
     found = percentile_path(path)
     if found is not None:
         kind, key, _ = found
@@ -381,7 +389,7 @@ def check_path(path: str) -> None:
         if kind == "srv" and key not in _srv_names():
             raise CriteriaError(f"unknown path {path!r}: no SRV {key!r} in the catalogue")
         return
-    node: Any = mi.type_info(RunSummary)
+    node: Any = _summary_type()
     parts = path.split(".")
     walked = ""
     i = 0
@@ -456,8 +464,8 @@ def evaluate(
     ``criteria`` is a :class:`Criteria` or the raw ``exit_criteria`` table. Raises
     :class:`CriteriaError` for a criterion whose path is unknown or does not lead to a number.
     """
-    if histograms is None and getattr(summary, "parts", None) is not None and hasattr(summary.parts, "tally"):
-        histograms = histograms_of(summary.parts)
+    if histograms is None:
+        histograms = run_histograms(summary)
     if hasattr(summary, "to_builtins"):
         summary = summary.to_builtins()
     if not isinstance(criteria, Criteria):
@@ -609,20 +617,29 @@ def load_criteria_file(path: Path) -> Criteria:
         raise CriteriaError(f"{path}: {exc}") from None
 
 
+def run_histograms(summary: Any = None, folder: Path | None = None) -> Histograms | None:
+    """A run's histograms: those of a summary still in memory (a run just done), else those its
+    ``folder`` keeps (``histograms.json``); None when there are none (or the file is not one)."""
+    parts = getattr(summary, "parts", None)
+    if parts is not None and hasattr(parts, "tally"):
+        return histograms_of(parts)
+    if folder is None:
+        return None
+    try:
+        return histograms_from_file(Path(folder) / "histograms.json")
+    except CriteriaError:
+        return None
+
+
 def histograms_of(parts: Any) -> Histograms:
     """The histograms of a run in memory (:class:`~dccsim.bench.results.summary.RunParts`)."""
     from dccsim.core.records import REQUEST_CLASSES
-
-    from .histogram import LatencyHistogram
 
     tally = parts.tally
 
     def get(kind: str, key: str) -> Any:
         if kind == "all":
-            whole = LatencyHistogram()
-            for h in tally.latency_by_class:
-                whole.merge(h)
-            return whole
+            return tally.latency_histogram()
         if kind == "class":
             return tally.latency_by_class[REQUEST_CLASSES.index(key)] if key in REQUEST_CLASSES else None
         code = parts.srvs.index(key) if key in parts.srvs else -1

@@ -178,7 +178,7 @@ def render_report(summary: RunSummary, run_dir: Path | None = None, scenario: Sc
             _key_figures(summary, result),
             _criteria_section(result, source, problem),
             _traffic_section(summary, interval_s),
-            _latency_section(summary, result, scenario, interval_s, _histograms(summary, run_dir)),
+            _latency_section(summary, result, scenario, interval_s, crit.run_histograms(summary, run_dir)),
             _srv_section(summary, result),
             _cache_section(_cache_figures(summary), summary.series, interval_s),
             _comms_section(summary),
@@ -446,16 +446,6 @@ def _latency_section(
     )
 
 
-def _histograms(summary: RunSummary, run_dir: Path) -> crit.Histograms | None:
-    """The run's latency histograms: in memory for a run just done, else its histograms.json."""
-    if getattr(summary, "parts", None) is not None and hasattr(summary.parts, "tally"):
-        return crit.histograms_of(summary.parts)
-    try:
-        return crit.histograms_from_file(run_dir / "histograms.json")
-    except crit.CriteriaError:
-        return None
-
-
 def distribution_curves(
     histograms: crit.Histograms, classes: Iterable[str]
 ) -> list[tuple[str, list[float], list[float]]]:
@@ -463,11 +453,14 @@ def distribution_curves(
     out = []
     for kind, key, label in [("all", "", "all requests"), *(("class", c, c.replace("_", " ")) for c in classes)]:
         h = histograms(kind, key)
-        if h is None or not h.count:
-            continue
-        sec = (h.percentiles([q * 100 for q in CDF_SHARES]) / 1e9).tolist()
-        out.append((label, sec, list(CDF_SHARES)))
+        if h is not None and h.count:
+            out.append((label, *cdf_points(h)))
     return out
+
+
+def cdf_points(h: Any) -> tuple[list[float], list[float]]:
+    """A latency histogram's distribution as (seconds, shares) at :data:`CDF_SHARES`."""
+    return (h.percentiles([q * 100 for q in CDF_SHARES]) / 1e9).tolist(), list(CDF_SHARES)
 
 
 def _distribution_chart(summary: RunSummary, histograms: crit.Histograms | None) -> str:

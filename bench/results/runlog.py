@@ -19,7 +19,8 @@ saying why and where the rows are (:meth:`RunSink.abort`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dccsim.core.catalogue import catalogue
@@ -143,6 +144,19 @@ class RunSink:
             f = log.failure
             logs.append((log.path, log.rows_written, f is None or f.ended, f.end_error if f else None))
         return kept_text(logs)
+
+    @contextmanager
+    def closing(self) -> Iterator[RunSink]:
+        """The logs written inside the block, then closed; a block (or close) that fails closes
+        them through :meth:`abort`, and what it returns is raised (``from`` the failure)."""
+        try:
+            yield self
+            self.close()
+        except BaseException as exc:
+            stop = self.abort(exc)
+            if stop is exc:
+                raise
+            raise stop from exc
 
     def abort(self, exc: BaseException) -> BaseException:
         """The run stopped on ``exc``: close the logs and return what to raise instead (``from

@@ -77,7 +77,7 @@ def series_intervals(days: int = 1) -> int:
 _PCT = (50.0, 90.0, 95.0, 99.0, 99.9)
 _THROTTLED = ALERT_ACTIONS.index("throttled")
 _CACHE, _DEVICE, _FAILED = OUTCOMES.index("cache"), OUTCOMES.index("device"), OUTCOMES.index("failed")
-_OK_CODES = np.array([RESPONSE_CODES.index("I0"), RESPONSE_CODES.index("I99")])
+_I0, _I99 = RESPONSE_CODES.index("I0"), RESPONSE_CODES.index("I99")
 _REFUSED, _SHED = OUTCOMES.index("refused"), OUTCOMES.index("shed")
 
 
@@ -141,6 +141,13 @@ class RunTally:
         self.series_refused = np.zeros(self.n_intervals, np.int64)
         self.series_failed = np.zeros(self.n_intervals, np.int64)
 
+    def latency_histogram(self) -> LatencyHistogram:
+        """The whole run's latency histogram: the sum of the per-class ones (exact)."""
+        whole = LatencyHistogram()
+        for h in self.latency_by_class:
+            whole.merge(h)
+        return whole
+
     def _interval(self, t: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return np.clip((t - self.day0) // INTERVAL_NS, 0, self.n_intervals - 1)
 
@@ -184,7 +191,7 @@ class RunTally:
             starts = np.flatnonzero(np.r_[True, iv[1:] != iv[:-1]])
             peaks = np.maximum.reduceat(backlog, starts)
             self.series_backlog[iv[starts]] = np.maximum(self.series_backlog[iv[starts]], peaks)
-        failed = ~np.isin(rows.response_code, _OK_CODES)
+        failed = (rows.response_code != _I0) & (rows.response_code != _I99)
         self.series_failed += np.bincount(iv[failed], minlength=self.n_intervals)
         out = rows.outcome
         self.series_cache += np.bincount(iv[out == _CACHE], minlength=self.n_intervals)
@@ -539,9 +546,7 @@ class RunSummary(Struct, kw_only=True):
         """The document derived from ``parts``; ``sections`` sets the other fields (run,
         timings, wall-clock sections)."""
         t = parts.tally
-        lat = LatencyHistogram()  # the whole day: the sum of the per-class histograms (exact)
-        for h in t.latency_by_class:
-            lat.merge(h)
+        lat = t.latency_histogram()
         # plain floats throughout: msgspec encodes no NumPy scalars
         pct = lat.percentiles(list(_PCT)).tolist() if lat.count else [math.nan] * len(_PCT)
         by_class = {}
@@ -733,13 +738,10 @@ def histograms_json(parts: RunParts) -> str:
     per SRV (:meth:`LatencyHistogram.to_dict`, non-empty buckets only), so any percentile can be
     judged after the run (``dccsim check``) and runs merged exactly."""
     t = parts.tally
-    whole = LatencyHistogram()
-    for h in t.latency_by_class:
-        whole.merge(h)
     doc = {
         "format": "dccsim.run_histograms",
         "version": 1,
-        "all": whole.to_dict(),
+        "all": t.latency_histogram().to_dict(),
         "classes": {name: h.to_dict() for name, h in zip(REQUEST_CLASSES, t.latency_by_class, strict=True) if h.count},
         "srvs": {parts.srvs[g]: t.latency_by_srv.histogram(g).to_dict() for g in t.latency_by_srv.groups()},
     }

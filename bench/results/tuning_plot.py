@@ -14,14 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .charts import esc, fmt_si, linear_ticks
-
-
-def _span(seconds: float) -> str:
-    """A duration as the tuning grid states them: 90s, 15m, 1h."""
-    s = float(seconds)
-    return f"{s / 3600:g}h" if s >= 3600 and s % 3600 == 0 else f"{s / 60:g}m" if s >= 60 and s % 60 == 0 else f"{s:g}s"
-
+from .charts import esc, fmt_si, fmt_span, linear_ticks
 
 __all__ = ["tradeoff_svg"]
 
@@ -103,7 +96,8 @@ def tradeoff_svg(
             f'fill="{color}" fill-opacity="0.85"><title>{esc(tip)}</title></circle>'
         )
         if pareto[i]:  # the best trade-offs carry their setting in plain sight, not only in a tooltip
-            label = f"N={cols['threshold'][i]} W={_span(cols['window_s'][i])} P={_span(cols['designated_period_s'][i])}"
+            window, period = fmt_span(cols["window_s"][i]), fmt_span(cols["designated_period_s"][i])
+            label = f"N={cols['threshold'][i]} W={window} P={period}"
             parts.append(
                 f'<text x="{px(x[i]) + 7:.1f}" y="{py(y[i]) - 7:.1f}" font-size="11" fill="#1e3a8a">{esc(label)}</text>'
             )

@@ -23,6 +23,7 @@ _EXPORTS = {
     "ALERTS_SCHEMA": ".results.logs",
     "ArrowLogWriter": ".results.logs",
     "read_log": ".results.logs",
+    "raw_table": ".results.logs",
     "open_log": ".results.logs",
     "read_status": ".results.logs",
     "log_metadata": ".results.logs",

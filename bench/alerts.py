@@ -16,7 +16,8 @@ A trace file goes in, a throttle (or a grid of them) runs over it, Arrow logs co
   :class:`TuningRun`; :func:`pareto` marks its best trade-offs.
 
 A trace has columns ``t_ns`` (int64, non-decreasing), ``device`` (uint64), ``alert_code``
-(uint16) and optionally ``storm`` (bool, the ground truth). Logs are Arrow IPC streams
+(uint16) and optionally ``storm`` (bool, the ground truth); a run's ``alerts.arrow`` (times as
+timestamps, EUI-64 text, hex codes) reads as one too. Logs are Arrow IPC streams
 written by :class:`~dccsim.bench.results.logs.ArrowLogWriter`, with the policy or grid file's
 text (``dccsim.scenario``), the trace's seed and name as metadata.
 
@@ -51,7 +52,7 @@ from dccsim.throttle import (
     sweep,
 )
 
-from .results.logs import ALERTS_SCHEMA, ArrowLogWriter, LogError
+from .results.logs import ALERTS_SCHEMA, ArrowLogWriter, LogError, raw_table
 
 if TYPE_CHECKING:
     from dccsim.loadgen.alert_trace import AlertTrace
@@ -123,6 +124,10 @@ def read_trace(path: Path) -> Trace:
         raise LogError(f"{path}: expected an Arrow IPC file or stream ({exc})") from None
     except OSError as exc:
         raise LogError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:  # a run's alerts.arrow: its times, EUI-64 text and hex codes back to numbers
+        table = raw_table(table)
+    except LogError as exc:
+        raise LogError(f"{path}: {exc}") from None
     want = ", ".join(f"{n} ({t})" for n, t in TRACE_COLUMNS.items())
     names = table.column_names
     for name in [*TRACE_COLUMNS, "storm"]:
@@ -308,7 +313,8 @@ def replay_trace(
     busy = 0.0
     try:
         # the action names are the records' vocabulary (the writer's default: the throttle's)
-        with _replacing(out) as partial, ArrowLogWriter(partial, schema, meta) as log:
+        codes = np.unique(code).tolist()  # the log's alert-code dictionary: the trace's codes
+        with _replacing(out) as partial, ArrowLogWriter(partial, schema, meta, alert_codes=codes) as log:
             for a in range(0, n, batch):
                 b = min(a + batch, n)
                 t0 = time.perf_counter()

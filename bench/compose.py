@@ -31,7 +31,7 @@ import os
 import resource
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib.metadata import version
@@ -291,9 +291,18 @@ def check_out(out: Path) -> None:
 
 
 def open_sink(
-    run: RunConfig, out: Path, *, mode: str | None = None, compression: str | None = "lz4", **metadata: str
+    run: RunConfig,
+    out: Path,
+    *,
+    mode: str | None = None,
+    compression: str | None = "lz4",
+    alert_codes: Sequence[int] | None = None,
+    **metadata: str,
 ) -> RunSink:
     """The run folder's sink (creates ``out``): logs with the run's metadata, and the figures.
+
+    ``alert_codes``: the alert codes the run can log (the alerts log's dictionary holds just
+    these); None for any 16-bit code (a server's clients may send any).
 
     A folder that cannot be made or written (read-only, under a file, no space) is a
     :class:`~dccsim.core.errors.ConfigError` naming it, raised before any work is done.
@@ -304,8 +313,9 @@ def open_sink(
         meta["settings"] = json.dumps(run.settings, default=str)  # the logs call it dccsim.settings
     try:
         return RunSink(
-            out, run.text, s.seed, s.day_start_ns, compression=compression, extra_metadata=meta, days=s.days
-        )
+            out, run.text, s.seed, s.day_start_ns, compression=compression, extra_metadata=meta, days=s.days,
+            alert_codes=alert_codes,
+        )  # fmt: skip
     except OSError as exc:
         raise ConfigError(
             key="out", value=str(out), expected=f"a folder dccsim can create and write ({exc.strerror or exc})"
@@ -488,7 +498,7 @@ def simulate(
     out_dir = Path(out) if out is not None else default_out(run)
     # the run folder first: one that cannot be written fails before the day is built
     sink = open_sink(
-        run, out_dir, compression=compression,
+        run, out_dir, compression=compression, alert_codes=s.alert_codes(),
         **{"dccsim.scale": repr(s.scale), "dccsim.uplift": repr(s.capacity.uplift),
            "dccsim.demand": repr(s.capacity.demand)},
     )  # fmt: skip

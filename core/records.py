@@ -22,6 +22,11 @@ vocabulary            names
 ``srv``               the SRV catalogue's SRVs, :func:`vocabulary` reads them
 ====================  =========================================================
 
+Rows hold NumPy values (times as int64 ns since the epoch, EUI-64s as uint64, alert codes as
+uint16), which is what the pipeline computes with; a column's ``kind`` (:data:`KINDS`) says
+what the log makes of them for its readers: timestamps, durations, EUI-64 text, hex alert
+codes.
+
 Importing this module reads no file and compiles nothing: the SRV vocabulary is read from the
 catalogue, and :data:`ALERT_ACTIONS` from :mod:`dccsim.throttle` (which loads Numba), on first
 use. The message modules import this one, so ``dccsim --help`` stays light.
@@ -51,6 +56,7 @@ __all__ = [
     "ALERT_ACTIONS",
     "ALERT_COLUMNS",
     "INVALID_KINDS",
+    "KINDS",
     "LogSink",
     "OUTCOMES",
     "REQUEST_CLASSES",
@@ -145,23 +151,40 @@ def __getattr__(name: str) -> Any:
 # ---------------------------------------------------------------------------- columns
 
 
+#: How a column's NumPy values read in the log (the Arrow type the log gives them), besides
+#: plain numbers and categorical codes: producers always hand the NumPy values, the log writer
+#: turns them into these types, and ``dccsim.bench.results.logs.raw_columns`` turns them back.
+KINDS: dict[str, str] = {
+    "time": "int64 ns since the epoch -> timestamp[ns, tz=UTC]",
+    "time_or_none": "int64 ns since the epoch, 0 for none -> timestamp[ns, tz=UTC], null for none",
+    "duration": "int64 ns -> duration[ns]",
+    "eui": "uint64 EUI-64 -> text as DUIS writes it, 00-1A-2B-3C-4D-5E-6F-70",
+    "alert_code": "uint16 alert code -> dictionary<uint16, string> of 4 hex digits, 8F84",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Column:
     """One log column: its name, NumPy dtype (uint8 codes for a categorical one), meaning,
-    and for a categorical column the name of its code vocabulary (see :func:`vocabulary`)."""
+    for a categorical column the name of its code vocabulary (see :func:`vocabulary`), and
+    the ``kind`` of value it holds when the log shows it as more than a number (:data:`KINDS`)."""
 
     name: str
     dtype: np.dtype[Any]
     meaning: str
     vocabulary: str | None = None
+    kind: str | None = None
 
     @property
     def categorical(self) -> bool:
         return self.vocabulary is not None
 
 
-def _col(dtype: Any, meaning: str, vocabulary: str | None = None) -> Any:
-    return dataclasses.field(metadata={"dtype": np.dtype(dtype), "meaning": meaning, "vocabulary": vocabulary})
+def _col(dtype: Any, meaning: str, vocabulary: str | None = None, kind: str | None = None) -> Any:
+    assert kind is None or kind in KINDS, kind
+    return dataclasses.field(
+        metadata={"dtype": np.dtype(dtype), "meaning": meaning, "vocabulary": vocabulary, "kind": kind}
+    )
 
 
 Array = npt.NDArray[Any]
@@ -190,7 +213,7 @@ class _Rows:
 
 def _columns_of(cls: type) -> tuple[Column, ...]:
     return tuple(
-        Column(f.name, f.metadata["dtype"], f.metadata["meaning"], f.metadata["vocabulary"])
+        Column(f.name, f.metadata["dtype"], f.metadata["meaning"], f.metadata["vocabulary"], f.metadata["kind"])
         for f in dataclasses.fields(cls)
     )
 
@@ -200,25 +223,27 @@ class RequestRows(_Rows):
     """Rows of ``requests.arrow``: one per Service Request, one NumPy array per column."""
 
     seq: Array = _col(np.uint64, "row number of the request in the run, from 0")
-    t_scheduled_ns: Array = _col(np.int64, "when the request was meant to be sent (ns since the epoch)")
-    t_done_ns: Array = _col(np.int64, "when its final response was sent (ns since the epoch)")
-    device: Array = _col(np.uint64, "the target device's EUI-64")
+    t_scheduled_ns: Array = _col(np.int64, "when the request was meant to be sent", kind="time")
+    t_done_ns: Array = _col(np.int64, "when its final response was sent", kind="time")
+    device: Array = _col(np.uint64, "the target device's EUI-64", kind="eui")
     srv: Array = _col(np.uint8, "Service Reference Variant", "srv")
     role: Array = _col(np.uint8, "the sender's user role", "role")
     command_variant: Array = _col(np.uint8, "DUIS Command Variant")
     outcome: Array = _col(np.uint8, "what became of the request", "outcome")
     response_code: Array = _col(np.uint8, "the final DUIS response code", "response_code")
-    latency_ns: Array = _col(np.int64, "t_done_ns - t_scheduled_ns (so coordinated omission cannot hide a stall)")
+    latency_ns: Array = _col(
+        np.int64, "t_done_ns - t_scheduled_ns (so coordinated omission cannot hide a stall)", kind="duration"
+    )
     within_target: Array = _col(np.bool_, "latency within its class's target response time")
-    period_start_ns: Array = _col(np.int64, "start of the data period asked for (0: none)")
-    period_end_ns: Array = _col(np.int64, "end of the data period asked for (0: none)")
+    period_start_ns: Array = _col(np.int64, "start of the data period asked for (none: null)", kind="time_or_none")
+    period_end_ns: Array = _col(np.int64, "end of the data period asked for (none: null)", kind="time_or_none")
     # beyond DESIGN's minimum: who sent it, the DSP's view, and the generator's labels
-    originator: Array = _col(np.uint64, "the sender's EUI-64 (the RequestID's originator)")
+    originator: Array = _col(np.uint64, "the sender's EUI-64 (the RequestID's originator)", kind="eui")
     counter: Array = _col(np.uint64, "the RequestID's counter")
     request_class: Array = _col(np.uint8, "the capacity model's request class", "request_class")
     attempt: Array = _col(np.uint8, "0 for a first send, k for the k-th retry of a failed MHHS read")
     invalid: Array = _col(np.uint8, "the generator's label for injected invalid traffic", "invalid")
-    wait_ns: Array = _col(np.int64, "time queued at the DSP before service")
+    wait_ns: Array = _col(np.int64, "time queued at the DSP before service", kind="duration")
     backlog: Array = _col(np.int64, "DSP backlog (requests queued) when the request arrived")
 
 
@@ -226,9 +251,9 @@ class RequestRows(_Rows):
 class AlertRows(_Rows):
     """Rows of ``alerts.arrow``: one per device alert, one NumPy array per column."""
 
-    t_ns: Array = _col(np.int64, "when the device raised the alert (ns since the epoch)")
-    device: Array = _col(np.uint64, "the device's EUI-64")
-    alert_code: Array = _col(np.uint16, "the device alert code (e.g. 0x8F84)")
+    t_ns: Array = _col(np.int64, "when the device raised the alert", kind="time")
+    device: Array = _col(np.uint64, "the device's EUI-64", kind="eui")
+    alert_code: Array = _col(np.uint16, "the device alert code (8F84 in the log)", kind="alert_code")
     action: Array = _col(np.uint8, "Alert Storm Protection's action", "action")
     throttled_count: Array = _col(np.uint32, "alerts of this device and code throttled since the last forwarded one")
     sequence_id: Array = _col(np.uint32, "the throttle's sequence number of this device and code")

@@ -770,6 +770,12 @@ class Scenario(_Section, dict=True):
         return _throttle_policy(self.throttle, key="throttle")
 
     # ------------------------------------------------------------------ derived figures
+    def alert_codes(self) -> tuple[int, ...]:
+        """Every device alert code the day can raise, sorted: the code mix, the storms' codes,
+        and the future-dated commands' 0x8F66 / 0x8F67 (the alerts log's code dictionary)."""
+        codes = {int(c, 16) for c in self.alerts.code_mix} | {int(st.code, 16) for st in self.storms}
+        return tuple(sorted(codes | {0x8F66, 0x8F67}))
+
     @property
     def day_start_ns(self) -> int:
         d = datetime.strptime(self.day, "%Y-%m-%d").replace(tzinfo=UTC)

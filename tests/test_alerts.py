@@ -17,7 +17,7 @@ import pyarrow.ipc as ipc
 import pytest
 from dccsim.bench.alerts import pareto, read_trace, replay_trace, tune, write_trace
 from dccsim.bench.results.charts import fmt_span as tuning_span
-from dccsim.bench.results.logs import LogError
+from dccsim.bench.results.logs import LogError, raw_table
 from dccsim.bench.results.tuning_plot import tradeoff_svg
 from dccsim.loadgen.alert_trace import make_alert_trace
 from dccsim.throttle import ThrottleTableFullError, load_grid, load_policy
@@ -87,7 +87,7 @@ def test_replay_counts_equal_the_log(files: Path, tmp_path: Path, config: str) -
     policy = load_policy(files / config)
     out = tmp_path / "alerts.arrow"
     res = replay_trace(trace, policy, out, config_path=files / config, batch=700)
-    log = ipc.open_stream(out).read_all()
+    log = raw_table(ipc.open_stream(out).read_all())
     action = np.array(log.column("action").to_pylist())
     discarded = (
         log.column("would_throttle").to_numpy() if policy.dry_run else action == "throttled"

@@ -229,7 +229,7 @@ def test_a_scheduled_run_logs_the_reads_at_their_release_and_judges_them_from_it
     s = run.scenario
     wl = DayWorkload(s, build_population(s))
     simulate(run, out=tmp_path / "run")
-    log = read_log(tmp_path / "run" / "requests.arrow", strict=True).to_pydict()
+    log = read_log(tmp_path / "run" / "requests.arrow", strict=True, raw=True).to_pydict()
     cls = np.array(log["request_class"])
     first = (cls == "mhhs_read") & (np.array(log["attempt"]) == 0)
     t = np.array(log["t_scheduled_ns"])[first]

@@ -113,7 +113,7 @@ def _run(tmp_path: Path, name: str, **settings: object):  # type: ignore[no-unty
 
 
 def _rows(path: Path) -> dict[str, list[object]]:
-    return read_log(path, strict=True).to_pydict()
+    return read_log(path, strict=True, raw=True).to_pydict()
 
 
 def test_hits_that_save_dsp_work_relieve_a_saturated_dsp(tmp_path: Path) -> None:
@@ -138,5 +138,5 @@ def test_runs_with_a_share_are_deterministic(tmp_path: Path) -> None:
         assert (tmp_path / "one" / log).read_bytes() == (tmp_path / "two" / log).read_bytes()
     assert one.pipeline is not None and two.pipeline is not None
     assert one.pipeline.hit_credit_ns == two.pipeline.hit_credit_ns > 0
-    rows = read_log(tmp_path / "one" / "requests.arrow", strict=True).to_pydict()
+    rows = read_log(tmp_path / "one" / "requests.arrow", strict=True, raw=True).to_pydict()
     assert "cache" in set(rows["outcome"])

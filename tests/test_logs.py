@@ -28,10 +28,12 @@ from dccsim.bench.results.logs import (
     LogTruncatedError,
     log_metadata,
     open_log,
+    raw_table,
     read_log,
     read_status,
     run_metadata,
 )
+from dccsim.core.eui import int_to_eui
 from dccsim.core.records import (
     ALERT_ACTIONS,
     OUTCOMES,
@@ -55,7 +57,8 @@ COMPRESSIONS = [None, "lz4", "zstd"]
 def request_columns(rng: np.random.Generator, n: int, seq0: int = 0) -> dict[str, np.ndarray]:
     t = np.sort(rng.integers(0, 86_400 * 10**9, n))
     latency = rng.lognormal(20, 2, n).astype(np.int64)
-    period = t - t % (1800 * 10**9)
+    none = rng.random(n) < 0.2  # no data period (not a read): null in the log
+    period = np.where(none, 0, t - t % (1800 * 10**9))
     return {
         "seq": np.arange(seq0, seq0 + n, dtype=np.uint64),
         "t_scheduled_ns": t,
@@ -69,7 +72,7 @@ def request_columns(rng: np.random.Generator, n: int, seq0: int = 0) -> dict[str
         "latency_ns": latency,
         "within_target": latency < 10**9,
         "period_start_ns": period,
-        "period_end_ns": period + 1800 * 10**9,
+        "period_end_ns": np.where(none, 0, period + 1800 * 10**9),
         "originator": np.full(n, 0x90B3D51F30070001, np.uint64),
         "counter": np.arange(1, n + 1, dtype=np.uint64),
         "request_class": rng.integers(0, 4, n).astype(np.uint8),
@@ -110,8 +113,9 @@ def concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def assert_table_equals_columns(table: pa.Table, cols: dict[str, np.ndarray]) -> None:
     names = {**NAMES, "outcome": OUTCOMES, "action": ALERT_ACTIONS}
     assert table.column_names == list(cols)
+    raw = raw_table(table)  # times, EUI-64 text and hex codes back to the values written
     for name, want in cols.items():
-        got = table.column(name)
+        got = raw.column(name)
         if name in names:
             decoded = [None if c == NULL_CODE else names[name][c] for c in want.tolist()]
             assert got.to_pylist() == decoded, name
@@ -328,16 +332,20 @@ def test_duckdb_reads_the_log_through_arrow(
     got = duckdb.sql("select outcome, count(*) from reader group by outcome").fetchall()
     assert dict(got) == {k: v for k, v in want.items() if v}
     requests = read_log(path)  # noqa: F841
+    # typed: EUI-64 text, timestamps (UTC), durations as intervals (epoch_ns gives the ns)
     row = duckdb.sql(
-        "select count(*), max(device), sum(latency_ns)::hugeint, count_if(within_target) "
+        "select count(*), max(device), sum(epoch_ns(latency_ns))::hugeint, count_if(within_target), "
+        "min(epoch_ns(t_done_ns)), typeof(any_value(t_done_ns)) "
         "from requests where srv = '4.8.1' and role = 'ES'"
     ).fetchall()[0]
     mask = (cols["srv"] == SRVS.index("4.8.1")) & (cols["role"] == ROLES.index("ES"))
     assert row == (
         int(mask.sum()),
-        int(cols["device"][mask].max()),
-        int(cols["latency_ns"][mask].sum()),
+        int_to_eui(int(cols["device"][mask].max())),  # fixed-width upper-case hex: text order is number order
+        int((cols["latency_ns"][mask] // 1000 * 1000).sum()),  # DuckDB's INTERVAL holds whole microseconds
         int(cols["within_target"][mask].sum()),
+        int(cols["t_done_ns"][mask].min()),
+        "TIMESTAMPTZ_NS",
     )
 
 
@@ -347,9 +355,14 @@ def test_polars_reads_the_log(tmp_path: Path, rng: np.random.Generator, compress
     path = tmp_path / "requests.arrow"
     write_requests(path, [cols], compression=compression, max_batch_rows=700)
     df = pl.read_ipc_stream(path)
-    assert df.schema["srv"] == pl.Categorical and df.schema["device"] == pl.UInt64
+    assert df.schema["srv"] == pl.Categorical and df.schema["device"] == pl.String
+    assert df.schema["t_done_ns"] == pl.Datetime("ns", "UTC") and df.schema["latency_ns"] == pl.Duration("ns")
     assert df["srv"].cast(pl.String).to_list() == [SRVS[c] for c in cols["srv"]]
-    assert np.array_equal(df["device"].to_numpy(), cols["device"])
+    assert df["device"].to_list() == [int_to_eui(int(d)) for d in cols["device"]]
+    assert np.array_equal(df["t_done_ns"].to_physical().to_numpy(), cols["t_done_ns"])
+    assert np.array_equal(df["latency_ns"].to_physical().to_numpy(), cols["latency_ns"])
+    none = cols["period_start_ns"] == 0  # a period that does not apply is null
+    assert np.array_equal(df["period_start_ns"].is_null().to_numpy(), none)
     assert np.array_equal(df["within_target"].to_numpy(), cols["within_target"])
 
 
@@ -458,24 +471,26 @@ def test_bad_batches_and_arguments_are_rejected(tmp_path: Path, rng: np.random.G
     with pytest.raises(LogError, match="max_batch_rows: expected a positive count, got 0"):
         ArrowLogWriter(path, ALERTS_SCHEMA, META, max_batch_rows=0)
     cols = alert_columns(rng, 5)
-    good = pa.RecordBatch.from_pydict(
-        {k: pa.array(v) for k, v in cols.items() if k != "action"}
-        | {"action": pa.DictionaryArray.from_arrays(pa.array(cols["action"]), list(ALERT_ACTIONS))}
-    )
+    with ArrowLogWriter(tmp_path / "typed.arrow", ALERTS_SCHEMA, META) as typed:
+        typed.write_columns(**cols)
+    ordered = read_log(tmp_path / "typed.arrow").to_batches()[0]
+    good = ordered.select(sorted(ALERTS_SCHEMA.names))
     with ArrowLogWriter(path, ALERTS_SCHEMA, META) as log:
         with pytest.raises(LogError, match=r"batch: expected columns \['t_ns', "):
             log.write_batch(good)  # columns in another order
-        ordered = good.select(ALERTS_SCHEMA.names)
         log.write_batch(ordered)
         other = ordered.set_column(
             3, "action", pa.DictionaryArray.from_arrays(pa.array(cols["action"]), ["a", "b", "c"])
         )
         with pytest.raises(LogError, match="'action': expected the log's fixed dictionary"):
             log.write_batch(other)
-        wide = ordered.set_column(0, "t_ns", pa.array(cols["t_ns"].astype(np.int32)))
-        with pytest.raises(LogError, match="batch column 't_ns': expected type int64, got int32"):
+        wide = ordered.set_column(0, "t_ns", pa.array(cols["t_ns"]))
+        with pytest.raises(LogError, match=r"batch column 't_ns': expected type timestamp\[ns, tz=UTC\], got int64"):
             log.write_batch(wide)
-        holes = ordered.set_column(0, "t_ns", pa.array([1, None, 3, 4, 5], pa.int64()))
+        codes = pa.DictionaryArray.from_arrays(pa.array(np.zeros(5, np.uint16)), ["8F84"])
+        with pytest.raises(LogError, match="'alert_code': expected the log's fixed dictionary"):
+            log.write_batch(ordered.set_column(2, "alert_code", codes))
+        holes = ordered.set_column(0, "t_ns", pa.array([1, None, 3, 4, 5], pa.int64()).view(logs.TIMESTAMP))
         with pytest.raises(LogError, match="'t_ns': expected no nulls, got 1"):
             log.write_batch(holes)
         with pytest.raises(LogError, match="batch: expected a pyarrow.RecordBatch, got dict"):

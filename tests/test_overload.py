@@ -83,7 +83,7 @@ def _overloaded(tmp_path: Path, extra: str = "") -> str:
 
 
 def _requests(out: Path) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v) for k, v in read_log(out / "requests.arrow", strict=True).to_pydict().items()}
+    return {k: np.asarray(v) for k, v in read_log(out / "requests.arrow", strict=True, raw=True).to_pydict().items()}
 
 
 def test_refused_work_is_answered_at_once_counted_and_retried(tmp_path: Path) -> None:

@@ -35,6 +35,10 @@ def _rows(cls: type[RequestRows] | type[AlertRows], n: int, start: int = 0) -> t
 
 
 # ---------------------------------------------------------------------------- schemas
+_TYPED = {"time": logs.TIMESTAMP, "time_or_none": logs.TIMESTAMP, "duration": pa.duration("ns"),
+          "eui": pa.string(), "alert_code": pa.dictionary(pa.uint16(), pa.string())}  # fmt: skip
+
+
 @pytest.mark.parametrize(("schema", "columns"), [(REQUESTS_SCHEMA, REQUEST_COLUMNS), (ALERTS_SCHEMA, ALERT_COLUMNS)])
 def test_each_schema_field_is_its_records_column(schema: pa.Schema, columns: tuple[Column, ...]) -> None:
     assert schema.names == [c.name for c in columns]
@@ -43,37 +47,63 @@ def test_each_schema_field_is_its_records_column(schema: pa.Schema, columns: tup
         assert field.metadata is None, field.name
         if column.categorical:
             assert (field.type, field.nullable) == (_CATEGORY, True), field.name
+        elif column.kind is not None:
+            assert field.type == _TYPED[column.kind], field.name
+            assert field.nullable == (column.kind == "time_or_none"), field.name
         else:
             assert not field.nullable, field.name
             assert np.dtype(field.type.to_pandas_dtype()) == column.dtype, field.name
 
 
-def test_the_schemas_are_as_version_1_of_the_logs() -> None:
-    """The Arrow schemas, field by field as the logs of schema version 1 have them. A column
+def _f(name: str, type_: pa.DataType, nullable: bool = False) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable or type_ == _CATEGORY)
+
+
+_C = _CATEGORY
+#: the schemas of version 1 of the logs (times, EUI-64s and alert codes as plain integers):
+#: runs written then must still open (tests/test_log_types.py)
+V1_REQUESTS = pa.schema(
+    [
+        _f("seq", pa.uint64()), _f("t_scheduled_ns", pa.int64()), _f("t_done_ns", pa.int64()),
+        _f("device", pa.uint64()), _f("srv", _C), _f("role", _C), _f("command_variant", pa.uint8()),
+        _f("outcome", _C), _f("response_code", _C), _f("latency_ns", pa.int64()), _f("within_target", pa.bool_()),
+        _f("period_start_ns", pa.int64()), _f("period_end_ns", pa.int64()), _f("originator", pa.uint64()),
+        _f("counter", pa.uint64()), _f("request_class", _C), _f("attempt", pa.uint8()), _f("invalid", _C),
+        _f("wait_ns", pa.int64()), _f("backlog", pa.int64()),
+    ]
+)  # fmt: skip
+V1_ALERTS = pa.schema(
+    [
+        _f("t_ns", pa.int64()), _f("device", pa.uint64()), _f("alert_code", pa.uint16()), _f("action", _C),
+        _f("throttled_count", pa.uint32()), _f("sequence_id", pa.uint32()), _f("storm", pa.bool_()),
+        _f("instruction", pa.uint16()), _f("total_instructions", pa.uint16()),
+    ]
+)  # fmt: skip
+
+
+def test_the_schemas_are_as_version_2_of_the_logs() -> None:
+    """The Arrow schemas, field by field as the logs of schema version 2 have them. A column
     added to or changed in the records fails here: bump SCHEMA_VERSION and update the lists."""
-
-    def f(name: str, type_: pa.DataType) -> pa.Field:
-        return pa.field(name, type_, nullable=type_ == _CATEGORY)
-
-    c = _CATEGORY
+    ts, dur, eui = pa.timestamp("ns", tz="UTC"), pa.duration("ns"), pa.string()
+    code = pa.dictionary(pa.uint16(), pa.string())
     requests = pa.schema(
         [
-            f("seq", pa.uint64()), f("t_scheduled_ns", pa.int64()), f("t_done_ns", pa.int64()),
-            f("device", pa.uint64()), f("srv", c), f("role", c), f("command_variant", pa.uint8()),
-            f("outcome", c), f("response_code", c), f("latency_ns", pa.int64()), f("within_target", pa.bool_()),
-            f("period_start_ns", pa.int64()), f("period_end_ns", pa.int64()), f("originator", pa.uint64()),
-            f("counter", pa.uint64()), f("request_class", c), f("attempt", pa.uint8()), f("invalid", c),
-            f("wait_ns", pa.int64()), f("backlog", pa.int64()),
+            _f("seq", pa.uint64()), _f("t_scheduled_ns", ts), _f("t_done_ns", ts),
+            _f("device", eui), _f("srv", _C), _f("role", _C), _f("command_variant", pa.uint8()),
+            _f("outcome", _C), _f("response_code", _C), _f("latency_ns", dur), _f("within_target", pa.bool_()),
+            _f("period_start_ns", ts, True), _f("period_end_ns", ts, True), _f("originator", eui),
+            _f("counter", pa.uint64()), _f("request_class", _C), _f("attempt", pa.uint8()), _f("invalid", _C),
+            _f("wait_ns", dur), _f("backlog", pa.int64()),
         ]
     )  # fmt: skip
     alerts = pa.schema(
         [
-            f("t_ns", pa.int64()), f("device", pa.uint64()), f("alert_code", pa.uint16()), f("action", c),
-            f("throttled_count", pa.uint32()), f("sequence_id", pa.uint32()), f("storm", pa.bool_()),
-            f("instruction", pa.uint16()), f("total_instructions", pa.uint16()),
+            _f("t_ns", ts), _f("device", eui), _f("alert_code", code), _f("action", _C),
+            _f("throttled_count", pa.uint32()), _f("sequence_id", pa.uint32()), _f("storm", pa.bool_()),
+            _f("instruction", pa.uint16()), _f("total_instructions", pa.uint16()),
         ]
     )  # fmt: skip
-    assert SCHEMA_VERSION == "1"
+    assert SCHEMA_VERSION == "2"
     assert REQUESTS_SCHEMA.equals(requests, check_metadata=True)
     assert ALERTS_SCHEMA.equals(alerts, check_metadata=True)
     assert REQUESTS_SCHEMA.serialize().to_pybytes() == requests.serialize().to_pybytes()

@@ -11,6 +11,7 @@ import pytest
 from dccsim.bench.compose import simulate
 from dccsim.bench.results.criteria import CriteriaError, evaluate, histograms_from_file, parse_criteria
 from dccsim.bench.results.histogram import RELATIVE_ERROR
+from dccsim.bench.results.logs import raw_table
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
 
 def _log(out: Path) -> pa.Table:
     with pa.ipc.open_stream(out / "requests.arrow") as reader:
-        return reader.read_all()
+        return raw_table(reader.read_all())
 
 
 def _nearest_rank(x: np.ndarray, q: float) -> float:

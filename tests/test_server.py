@@ -177,11 +177,11 @@ def test_the_server_and_the_client_log_request_and_alert_rows(world: Any, tmp_pa
     c = run(main())
     served.close()
     assert c.res.answered == c.res.n == 1000
-    requests = read_log(tmp_path / "srv" / "requests.arrow", strict=True)
+    requests = read_log(tmp_path / "srv" / "requests.arrow", strict=True, raw=True)
     assert requests.column("seq").to_pylist() == list(range(1000))
     assert set(requests.column("request_class").to_pylist()) <= set(REQUEST_CLASSES)
     assert set(requests.column("attempt").to_pylist()) == {0}
-    alerts = read_log(tmp_path / "srv" / "alerts.arrow", strict=True)
+    alerts = read_log(tmp_path / "srv" / "alerts.arrow", strict=True, raw=True)
     assert alerts.num_rows == 50 and "throttled" in alerts.column("action").to_pylist()
     assert alerts.column("device").to_pylist() == [dev] * 50
 
@@ -189,7 +189,7 @@ def test_the_server_and_the_client_log_request_and_alert_rows(world: Any, tmp_pa
     targets = np.arange(1, len(REQUEST_CLASSES) + 1, dtype=np.int64) * 10**9
     c.write_to(loaded, s.day_start_ns, targets, 1000.0, chunk=300)
     loaded.close()
-    table = read_log(tmp_path / "load" / "requests.arrow", strict=True)
+    table = read_log(tmp_path / "load" / "requests.arrow", strict=True, raw=True)
     assert table.column("seq").to_pylist() == list(range(1000))
     lat = table.column("latency_ns").to_numpy()
     assert (lat == table.column("t_done_ns").to_numpy() - table.column("t_scheduled_ns").to_numpy()).all()

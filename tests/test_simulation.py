@@ -22,7 +22,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _table(run: Path, name: str):  # type: ignore[no-untyped-def]
-    return read_log(run / name, strict=True).to_pydict()
+    return read_log(run / name, strict=True, raw=True).to_pydict()
 
 
 def test_run_folder_has_logs_and_summary(smoke_run: Path) -> None:
@@ -227,7 +227,7 @@ def test_throttle_actions_follow_the_semantics(smoke_run: Path) -> None:
     from dccsim.throttle import ReferenceThrottle, policy_from_dict
 
     scenario, _ = load_scenario("smoke")
-    alerts = read_log(smoke_run / "alerts.arrow", strict=True)
+    alerts = read_log(smoke_run / "alerts.arrow", strict=True, raw=True)
     ref = ReferenceThrottle(policy_from_dict(scenario.throttle))
     t = alerts.column("t_ns").to_numpy()
     out = ref.process(t, alerts.column("device").to_numpy(), alerts.column("alert_code").to_numpy())

@@ -12,6 +12,7 @@ from typing import Any
 
 _EXPORTS = {
     "REQUESTS_SCHEMA": ".logs", "ALERTS_SCHEMA": ".logs", "ArrowLogWriter": ".logs", "read_log": ".logs",
+    "raw_table": ".logs",
     "open_log": ".logs", "read_status": ".logs", "log_metadata": ".logs", "run_metadata": ".logs",
     "LogError": ".logs", "LogTruncatedError": ".logs",
     "LatencyHistogram": ".histogram", "IntervalHistograms": ".histogram", "RELATIVE_ERROR": ".histogram",

@@ -1,4 +1,6 @@
-"""Numba kernels of ``dccsim.bench``: latency histogram bucketing and counting.
+"""Numba kernels of ``dccsim.bench``: latency histogram bucketing and counting, and the
+EUI-64 text of the logs (:func:`eui_text_kernel`, :func:`eui_parse_kernel`, whose plain-Python
+references are :func:`dccsim.core.eui.int_to_eui` and :func:`dccsim.core.eui.eui_to_int`).
 
 Kernels take arrays and scalars only and write into preallocated outputs; the typed wrappers
 in :mod:`dccsim.bench.results.histogram` check dtypes and shapes first. Each kernel has a plain-Python
@@ -35,7 +37,10 @@ __all__ = [
     "SUB_BITS",
     "SUB_COUNT",
     "UNDERFLOW",
+    "EUI_TEXT_WIDTH",
     "bucket_index",
+    "eui_parse_kernel",
+    "eui_text_kernel",
     "record_intervals_kernel",
     "record_kernel",
     "warm_up",
@@ -170,6 +175,66 @@ def record_groups_kernel(
         sums_lo[g] += v & _LOW32
 
 
+#: bytes of an EUI-64 as DUIS writes it: 8 octets of 2 hex digits, 7 dashes
+EUI_TEXT_WIDTH = 23
+_HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", np.uint8).copy()
+#: value of each byte as a hex digit, -1 for a byte that is not one (either case)
+_HEX_VALUE = np.full(256, -1, np.int8)
+for _i, _c in enumerate(b"0123456789ABCDEF"):
+    _HEX_VALUE[_c] = _i
+    _HEX_VALUE[bytes([_c]).lower()[0]] = _i
+
+
+@jit
+def eui_text_kernel(values: np.ndarray, digits: np.ndarray, out: np.ndarray) -> None:
+    """Write each uint64 of ``values`` as ``00-1A-2B-3C-4D-5E-6F-70`` (upper case) into
+    ``out``: :data:`EUI_TEXT_WIDTH` bytes per value, back to back. ``digits`` is ``0-9A-F``."""
+    for i in range(values.shape[0]):
+        v = values[i]
+        base = i * 23
+        for j in range(8):
+            b = (v >> np.uint64(56 - 8 * j)) & np.uint64(0xFF)
+            out[base + 3 * j] = digits[b >> np.uint64(4)]
+            out[base + 3 * j + 1] = digits[b & np.uint64(15)]
+            if j < 7:
+                out[base + 3 * j + 2] = 45  # "-"
+
+
+@jit
+def eui_parse_kernel(data: np.ndarray, offsets: np.ndarray, hex_value: np.ndarray, out: np.ndarray) -> int:
+    """Parse string ``i`` (``data[offsets[i]:offsets[i + 1]]``) as a DUIS EUI-64 into
+    ``out[i]``; the index of the first string that is not one (``-1``: all are)."""
+    for i in range(out.shape[0]):
+        lo = offsets[i]
+        if offsets[i + 1] - lo != 23:
+            return i
+        v = np.uint64(0)
+        for j in range(8):
+            hi_ = hex_value[data[lo + 3 * j]]
+            lo_ = hex_value[data[lo + 3 * j + 1]]
+            if hi_ < 0 or lo_ < 0 or (j < 7 and data[lo + 3 * j + 2] != 45):
+                return i
+            v = (v << np.uint64(8)) | np.uint64(hi_ * 16 + lo_)
+        out[i] = v
+    return -1
+
+
+def eui_text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The EUI-64 text of ``values`` (uint64) as an Arrow string's ``(offsets, data)``:
+    int32 offsets (a batch holds under 93 M values) and :data:`EUI_TEXT_WIDTH` bytes each."""
+    n = values.shape[0]
+    data = np.empty(n * EUI_TEXT_WIDTH, np.uint8)
+    eui_text_kernel(values, _HEX_DIGITS, data)
+    return np.arange(0, (n + 1) * EUI_TEXT_WIDTH, EUI_TEXT_WIDTH, dtype=np.int32), data
+
+
+def eui_parse(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, int]:
+    """The uint64 of each string (Arrow ``offsets`` into ``data``) and the index of the first
+    one that is not a DUIS EUI-64 (``-1``: none)."""
+    out = np.zeros(offsets.shape[0] - 1, np.uint64)
+    return out, int(eui_parse_kernel(data, offsets, _HEX_VALUE, out))
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel, outside any timed region."""
     bucket_index(1000)
@@ -184,6 +249,9 @@ def warm_up() -> None:
         np.zeros(2, np.int64),
         np.zeros(2, np.int64),
     )
+    offsets, data = eui_text(np.array([1, 2], np.uint64))
+    eui_parse(data, offsets)
+    eui_parse(data, offsets.astype(np.int64))
     z = np.zeros(2, np.int64)
     record_groups_kernel(values, np.zeros(5, np.uint8), np.zeros((2, N_BUCKETS), np.int64), z, z.copy(), z.copy(),
                          z.copy())  # fmt: skip

@@ -21,7 +21,16 @@ The columns of both logs are defined once, in :mod:`dccsim.core.records`
 (:func:`arrow_schema`), and producers hand over row objects
 (:meth:`ArrowLogWriter.write_rows`).
 
-Columns are NumPy arrays. Categorical columns (``srv``, ``role``, ``outcome``,
+Producers hand NumPy arrays: times and durations as int64 ns, EUI-64s as uint64, alert codes
+as uint16 (what the simulator computes with). The log gives them types for their readers,
+by each column's kind (:data:`dccsim.core.records.KINDS`): ``timestamp[ns, UTC]`` (null for a
+``time_or_none`` of 0), ``duration[ns]``, EUI-64 text as DUIS writes it (a Numba kernel, 9 ns
+a value), and ``dictionary<uint16, string>`` of 4 hex digits for alert codes (the dictionary is
+the codes the log is opened with, ``alert_codes``, or all 65,536, about 0.5 MB once per file).
+Times and durations are the same bytes with a type. :func:`raw_table` turns a log's typed
+columns back into the NumPy values (a log of schema version 1 passes through unchanged).
+
+Categorical columns (``srv``, ``role``, ``outcome``,
 ``response_code``, ``request_class``, ``invalid``, ``action``) are Arrow
 ``dictionary<uint8, string>``: the writer takes uint8 **codes** and a fixed tuple of
 **names** per column, given once when the log is opened (the names tuple is fixed per log, so
@@ -92,6 +101,7 @@ from typing import Any, BinaryIO, Literal, Self
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 from dccsim.core.errors import DccsimError
 from dccsim.core.records import ALERT_COLUMNS, REQUEST_COLUMNS, AlertRows, Column, RequestRows, vocabulary
@@ -111,13 +121,14 @@ __all__ = [
     "log_metadata",
     "open_file",
     "open_log",
+    "raw_table",
     "read_log",
     "read_status",
     "run_metadata",
 ]
 
 #: version of the log schemas below; bumped when a column changes meaning or type
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 #: the code that means null in a dictionary column
 NULL_CODE = 255
 
@@ -136,13 +147,40 @@ _RESERVED = ("dccsim.version", "dccsim.schema_version")
 _REQUIRED = ("dccsim.scenario", "dccsim.seed")
 
 
+#: the Arrow type of each column kind (:data:`dccsim.core.records.KINDS`)
+TIMESTAMP = pa.timestamp("ns", tz="UTC")
+DURATION = pa.duration("ns")
+EUI_TEXT = pa.string()
+ALERT_CODE = pa.dictionary(pa.uint16(), pa.string())
+_KIND_TYPES = {"time": TIMESTAMP, "time_or_none": TIMESTAMP, "duration": DURATION, "eui": EUI_TEXT,
+               "alert_code": ALERT_CODE}  # fmt: skip
+
+
 def arrow_field(column: Column) -> pa.Field:
     """The Arrow field of a log column: ``dictionary<uint8, string>`` (nullable, code
-    :data:`NULL_CODE` is null) for a categorical column, else the column's NumPy type, never
-    null."""
+    :data:`NULL_CODE` is null) for a categorical column; for a column of a kind
+    (:data:`dccsim.core.records.KINDS`) its type: ``timestamp[ns, UTC]`` (nullable for
+    ``time_or_none``), ``duration[ns]``, EUI-64 text, ``dictionary<uint16, string>`` of hex
+    alert codes; else the column's NumPy type. Never null unless said."""
     if column.categorical:
         return pa.field(column.name, _CATEGORY, nullable=True)
+    if column.kind is not None:
+        return pa.field(column.name, _KIND_TYPES[column.kind], nullable=column.kind == "time_or_none")
     return pa.field(column.name, pa.from_numpy_dtype(column.dtype), nullable=False)
+
+
+def _kind_of(field: pa.Field) -> str | None:
+    """The column kind a log field holds (what its NumPy values become), from its type alone."""
+    t = field.type
+    if t == TIMESTAMP:
+        return "time_or_none" if field.nullable else "time"
+    if t == DURATION:
+        return "duration"
+    if t == EUI_TEXT:
+        return "eui"
+    if t == ALERT_CODE:
+        return "alert_code"
+    return None
 
 
 def arrow_schema(columns: Sequence[Column]) -> pa.Schema:
@@ -304,9 +342,53 @@ def run_metadata(scenario: str, seed: int, **extra: str) -> dict[str, str]:
 
 
 def _numpy_dtype(field: pa.Field) -> np.dtype[Any]:
+    """The NumPy dtype a writer takes for a field: its values before the log types them."""
+    kind = _kind_of(field)
+    if kind is not None:
+        return np.dtype({"eui": np.uint64, "alert_code": np.uint16}.get(kind, np.int64))
     if pa.types.is_dictionary(field.type):
         return np.dtype(field.type.index_type.to_pandas_dtype())
     return np.dtype(field.type.to_pandas_dtype())
+
+
+#: every 16-bit alert code as 4 hex digits, the dictionary of a log told no codes (built once)
+@functools.cache
+def _all_alert_codes() -> pa.Array:
+    words = np.frombuffer(b"".join(b"%04X" % c for c in range(1 << 16)), np.uint8)
+    offsets = np.arange(0, 4 * ((1 << 16) + 1), 4, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), 1 << 16, [None, pa.py_buffer(offsets), pa.py_buffer(words)])
+
+
+def _alert_code_dictionary(codes: Sequence[int] | None) -> tuple[np.ndarray | None, pa.Array]:
+    """The index of each 16-bit code in a log's alert-code dictionary (-1: not in it) and the
+    dictionary; ``codes`` None: every code, at its own index (no lookup)."""
+    if codes is None:
+        return None, _all_alert_codes()
+    given = list(codes)
+    if not all(isinstance(c, int | np.integer) and 0 <= c <= 0xFFFF for c in given):
+        raise LogError(f"alert_codes: expected 16-bit alert codes (0 .. 0xFFFF), got {given!r}")
+    uniq = sorted({int(c) for c in given})
+    index = np.full(1 << 16, -1, np.int32)
+    index[uniq] = np.arange(len(uniq))
+    return index, pa.array([f"{c:04X}" for c in uniq], pa.string())
+
+
+def _typed(kind: str, values: np.ndarray, code_index: np.ndarray | None, code_names: pa.Array) -> pa.Array:
+    """A column's NumPy values as the Arrow type of its kind (no copy for times and durations)."""
+    if kind == "time":
+        return pa.array(values).view(TIMESTAMP)
+    if kind == "time_or_none":
+        return pa.array(values, mask=values == 0).view(TIMESTAMP)
+    if kind == "duration":
+        return pa.array(values).view(DURATION)
+    if kind == "eui":
+        from ._kernels import eui_text  # Numba: loaded by the first log written, not at import
+
+        offsets, data = eui_text(values)
+        return pa.Array.from_buffers(EUI_TEXT, len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    assert kind == "alert_code", kind
+    indices = values if code_index is None else code_index[values].astype(np.uint16)
+    return pa.DictionaryArray.from_arrays(pa.array(indices, pa.uint16()), code_names, safe=False)
 
 
 class ArrowLogWriter:
@@ -358,6 +440,7 @@ class ArrowLogWriter:
         compression: Compression = "lz4",
         max_batch_rows: int = 1 << 18,
         opener: Callable[[str], BinaryIO] | None = None,
+        alert_codes: Sequence[int] | None = None,
     ) -> None:
         if compression not in ("lz4", "zstd", None):
             raise LogError(f"compression: expected 'lz4', 'zstd' or None, got {compression!r}")
@@ -367,6 +450,8 @@ class ArrowLogWriter:
         self._names = [f.name for f in self._fields]
         self._dtypes = {f.name: _numpy_dtype(f) for f in self._fields}
         self._dicts = self._dictionaries(dictionaries or {})
+        self._kinds = {f.name: k for f in self._fields if (k := _kind_of(f)) is not None}
+        self._code_index, self._code_names = _alert_code_dictionary(alert_codes)
         self._schema = pa.schema(self._fields, metadata=self._metadata(metadata))
         self.path = os.fspath(path)
         self.compression = compression
@@ -402,10 +487,10 @@ class ArrowLogWriter:
         return self._schema
 
     def _dictionaries(self, given: Mapping[str, Sequence[str]]) -> dict[str, pa.Array]:
-        dict_fields = [f.name for f in self._fields if pa.types.is_dictionary(f.type)]
+        dict_fields = [f.name for f in self._fields if pa.types.is_dictionary(f.type) and f.type != ALERT_CODE]
         for f in self._fields:
-            if pa.types.is_dictionary(f.type) and f.type != _CATEGORY:
-                raise LogError(f"schema column {f.name!r}: expected {_CATEGORY}, got {f.type}")
+            if pa.types.is_dictionary(f.type) and f.type not in (_CATEGORY, ALERT_CODE):
+                raise LogError(f"schema column {f.name!r}: expected {_CATEGORY} or {ALERT_CODE}, got {f.type}")
         extra = sorted(set(given) - set(dict_fields))
         if extra:
             raise LogError(
@@ -482,9 +567,21 @@ class ArrowLogWriter:
                         f"column {name!r}: code {bad} has no name; expected codes below "
                         f"{len(names)} or {NULL_CODE} (null)"
                     )
+            if self._code_index is not None:
+                for name, kind in self._kinds.items():
+                    if kind == "alert_code" and (self._code_index[columns[name]] < 0).any():
+                        i = np.flatnonzero(self._code_index[columns[name]] < 0)[0]
+                        known = ", ".join(self._code_names.to_pylist())
+                        raise LogError(
+                            f"column {name!r}: alert code {int(columns[name][i]):04X} is not in this log's "
+                            f"dictionary; expected one of {known} (the codes the log was opened with)"
+                        )
         return n
 
     def _array(self, name: str, values: np.ndarray) -> pa.Array:
+        kind = self._kinds.get(name)
+        if kind is not None:
+            return _typed(kind, values, self._code_index, self._code_names)
         names = self._dicts.get(name)
         if names is None:
             return pa.array(values)
@@ -526,7 +623,7 @@ class ArrowLogWriter:
                 raise LogError(f"batch column {field.name!r}: expected type {field.type}, got {column.type}")
             if not field.nullable and column.null_count:
                 raise LogError(f"batch column {field.name!r}: expected no nulls, got {column.null_count}")
-            names = self._dicts.get(field.name)
+            names = self._dicts.get(field.name, self._code_names if field.type == ALERT_CODE else None)
             if names is not None and not column.dictionary.equals(names):
                 raise LogError(
                     f"batch column {field.name!r}: expected the log's fixed dictionary "
@@ -763,8 +860,9 @@ def export_parquet(path: str | os.PathLike[str], out: str | os.PathLike[str], co
     return rows
 
 
-def read_log(path: str | os.PathLike[str], *, strict: bool = False) -> pa.Table:
-    """Read a whole log, tolerating a truncated file.
+def read_log(path: str | os.PathLike[str], *, strict: bool = False, raw: bool = False) -> pa.Table:
+    """Read a whole log, tolerating a truncated file (``raw``: its typed columns as
+    :func:`raw_table` gives them, the numbers the simulator computes with).
 
     The returned table's schema metadata is the file's plus ``dccsim.read.status``
     (see :func:`read_status`):
@@ -788,7 +886,8 @@ def read_log(path: str | os.PathLike[str], *, strict: bool = False) -> pa.Table:
     meta = dict(reading.schema.metadata or {})
     meta[_STATUS_KEY] = reading.status.encode()
     schema = reading.schema.with_metadata(meta)
-    return pa.Table.from_batches(batches, schema=schema)
+    table = pa.Table.from_batches(batches, schema=schema)
+    return raw_table(table) if raw else table
 
 
 def read_status(table: pa.Table) -> ReadStatus:
@@ -799,6 +898,51 @@ def read_status(table: pa.Table) -> ReadStatus:
     status = meta[_STATUS_KEY].decode()
     assert status in ("complete", "unterminated", "truncated")
     return status  # type: ignore[return-value]
+
+
+def _raw_array(kind: str, column: pa.ChunkedArray | pa.Array, name: str) -> pa.Array:
+    """One typed column back as the NumPy values the producers gave (int64, uint64, uint16)."""
+    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if kind in ("time", "time_or_none", "duration"):
+        ints = col.view(pa.int64()) if not isinstance(col, pa.ChunkedArray) else col
+        return pc.fill_null(ints, 0) if ints.null_count else ints
+    if kind == "eui":
+        from ._kernels import eui_parse
+
+        text = col.cast(pa.large_string())
+        offsets = np.frombuffer(text.buffers()[1], np.int64, count=len(text) + 1, offset=8 * text.offset)
+        data = np.frombuffer(text.buffers()[2] or b"", np.uint8)
+        if text.null_count:
+            raise LogError(f"column {name!r}: expected EUI-64 text in every row, got {text.null_count} nulls")
+        values, bad = eui_parse(data, offsets)
+        if bad >= 0:
+            raise LogError(
+                f"column {name!r}: row {bad} holds {text[bad].as_py()!r}, expected an EUI-64 such as "
+                "00-DB-12-34-56-78-90-A0"
+            )
+        return pa.array(values)
+    assert kind == "alert_code", kind
+    words = col.dictionary.to_pylist()
+    codes = np.array([int(w, 16) for w in words], np.uint16)
+    return pa.array(codes[col.indices.to_numpy(zero_copy_only=False)])
+
+
+def raw_table(table: pa.Table) -> pa.Table:
+    """A log with its typed columns (timestamps, durations, EUI-64 text, hex alert codes) back
+    as the NumPy values producers hand the writer: int64 ns (0 for a null time), uint64 EUI-64s,
+    uint16 alert codes. Categorical columns stay dictionaries; everything else is unchanged,
+    so a log of schema version 1 (which held those values as they are) reads the same."""
+    columns, fields = [], []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        kind = _kind_of(field)
+        if kind is None:
+            columns.append(column)
+            fields.append(field)
+            continue
+        arr = _raw_array(kind, column, field.name)
+        columns.append(arr)
+        fields.append(pa.field(field.name, arr.type, nullable=False))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=table.schema.metadata))
 
 
 def log_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -19,7 +19,7 @@ saying why and where the rows are (:meth:`RunSink.abort`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,6 +75,7 @@ class RunSink:
         compression: str | None = "lz4",
         extra_metadata: dict[str, str] | None = None,
         days: int = 1,
+        alert_codes: Sequence[int] | None = None,
     ):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +85,10 @@ class RunSink:
         self.srvs = catalogue().srvs
         self.req_log = ArrowLogWriter(self.out_dir / "requests.arrow", REQUESTS_SCHEMA, meta, compression=compression)  # type: ignore[arg-type]
         try:
-            self.alert_log = ArrowLogWriter(self.out_dir / "alerts.arrow", ALERTS_SCHEMA, meta, compression=compression)  # type: ignore[arg-type]
+            self.alert_log = ArrowLogWriter(
+                self.out_dir / "alerts.arrow", ALERTS_SCHEMA, meta, compression=compression,  # type: ignore[arg-type]
+                alert_codes=alert_codes,
+            )  # fmt: skip
         except BaseException:
             self.req_log.close()
             raise

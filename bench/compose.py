@@ -291,9 +291,18 @@ def check_out(out: Path) -> None:
 
 
 def open_sink(
-    run: RunConfig, out: Path, *, mode: str | None = None, compression: str | None = "lz4", **metadata: str
+    run: RunConfig,
+    out: Path,
+    *,
+    mode: str | None = None,
+    compression: str | None = "lz4",
+    audit: bool = False,
+    **metadata: str,
 ) -> RunSink:
     """The run folder's sink (creates ``out``): logs with the run's metadata, and the figures.
+
+    ``audit``: keep ``audit.arrow``, the future-dated responses (virtual-time runs, whose driver
+    draws them).
 
     A folder that cannot be made or written (read-only, under a file, no space) is a
     :class:`~dccsim.core.errors.ConfigError` naming it, raised before any work is done.
@@ -304,7 +313,8 @@ def open_sink(
         meta["settings"] = json.dumps(run.settings, default=str)  # the logs call it dccsim.settings
     try:
         return RunSink(
-            out, run.text, s.seed, s.day_start_ns, compression=compression, extra_metadata=meta, days=s.days
+            out, run.text, s.seed, s.day_start_ns, compression=compression, extra_metadata=meta, days=s.days,
+            audit=audit,
         )
     except OSError as exc:
         raise ConfigError(
@@ -488,7 +498,7 @@ def simulate(
     out_dir = Path(out) if out is not None else default_out(run)
     # the run folder first: one that cannot be written fails before the day is built
     sink = open_sink(
-        run, out_dir, compression=compression,
+        run, out_dir, compression=compression, audit=True,
         **{"dccsim.scale": repr(s.scale), "dccsim.uplift": repr(s.capacity.uplift),
            "dccsim.demand": repr(s.capacity.demand)},
     )  # fmt: skip

@@ -50,6 +50,7 @@ import numpy.typing as npt
 __all__ = [
     "ALERT_ACTIONS",
     "ALERT_COLUMNS",
+    "AUDIT_COLUMNS",
     "INVALID_KINDS",
     "LogSink",
     "OUTCOMES",
@@ -59,6 +60,7 @@ __all__ = [
     "ROLES",
     "ROLE_UNKNOWN",
     "AlertRows",
+    "AuditRows",
     "Column",
     "RequestRows",
     "vocabulary",
@@ -238,13 +240,41 @@ class AlertRows(_Rows):
     total_instructions: Array = _col(np.uint16, "future-dated command alerts: n instructions (0 otherwise)")
 
 
+@dataclass(slots=True, kw_only=True)
+class AuditRows(_Rows):
+    """Rows of ``audit.arrow``, the service audit trail of future-dated responses (CR1233).
+
+    One row per Response a device sent for a future-dated command it held (a DUIS
+    ``ResponseMessage`` with the command's SRV carrying a ``FutureDatedDeviceAlertMessage``),
+    in the order they reached the DCC; ``seq`` ties it to the command's row in
+    ``requests.arrow`` (its RequestID is ``originator:device:counter``).
+    """
+
+    seq: Array = _col(np.uint64, "the future-dated command's row in requests.arrow (its seq)")
+    t_ns: Array = _col(np.int64, "when the response reached the DCC (its ResponseDateTime, ns since the epoch)")
+    device: Array = _col(np.uint64, "the device that held the command (the RequestID's target)")
+    originator: Array = _col(np.uint64, "the command's sender (the RequestID's originator)")
+    counter: Array = _col(np.uint64, "the command's RequestID counter")
+    srv: Array = _col(np.uint8, "the command's Service Reference Variant", "srv")
+    execution_ns: Array = _col(np.int64, "the command's ExecutionDateTime (ns since the epoch)")
+    response_code: Array = _col(np.uint8, "the response's DUIS response code", "response_code")
+    alert_code: Array = _col(np.uint16, "FutureDatedAlertCode: 0x8F66 instruction done, 0x8F67 not done")
+    instruction: Array = _col(np.uint16, "InstructionNumber: the instruction this response reports, from 1")
+    total_instructions: Array = _col(np.uint16, "TotalCommandInstructions of the command")
+    received: Array = _col(np.uint16, "responses of this command received so far, this one included")
+    out_of_sequence: Array = _col(np.bool_, "it arrived before a lower-numbered instruction of the same command")
+
+
 RequestRows.COLUMNS = _columns_of(RequestRows)
 AlertRows.COLUMNS = _columns_of(AlertRows)
+AuditRows.COLUMNS = _columns_of(AuditRows)
 
 #: the columns of ``requests.arrow``, in order
 REQUEST_COLUMNS: tuple[Column, ...] = RequestRows.COLUMNS
 #: the columns of ``alerts.arrow``, in order
 ALERT_COLUMNS: tuple[Column, ...] = AlertRows.COLUMNS
+#: the columns of ``audit.arrow``, in order
+AUDIT_COLUMNS: tuple[Column, ...] = AuditRows.COLUMNS
 
 
 # ---------------------------------------------------------------------------- the sink
@@ -254,11 +284,12 @@ class LogSink(Protocol):
     """Where producers hand their rows: the one sink contract of dccsim.
 
     Producers are given a sink, so ``core`` and ``loadgen`` never import ``bench``. The
-    virtual-time driver calls all three methods (``requests`` and ``alerts`` possibly from
-    worker threads, one call in flight each, in order); the wall-clock server calls
+    virtual-time driver calls all four methods (``requests`` and ``alerts`` possibly from
+    worker threads, one call in flight each, in order; ``audit``, the future-dated responses
+    of CR1233, from the thread that calls ``requests``); the wall-clock server calls
     ``requests`` and ``alerts``, the network load client ``requests`` only: neither calls
-    ``progress``. The run folder's sink (:class:`dccsim.bench.results.runlog.RunSink`)
-    implements all three.
+    ``progress`` or ``audit``. The run folder's sink
+    (:class:`dccsim.bench.results.runlog.RunSink`) implements all four.
     """
 
     def requests(self, rows: RequestRows) -> None:
@@ -271,4 +302,9 @@ class LogSink(Protocol):
 
     def progress(self, done_ns: int, end_ns: int) -> None:
         """Simulated time done so far out of ``end_ns`` (virtual time, ns since the epoch)."""
+        ...
+
+    def audit(self, rows: AuditRows) -> None:
+        """Take rows of ``audit.arrow`` (the virtual-time driver only, in time order, from the
+        thread that calls ``requests``)."""
         ...

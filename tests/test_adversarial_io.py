@@ -35,7 +35,13 @@ from dccsim.bench.results.runlog import RunSink
 from dccsim.core.pipeline import Pipeline
 
 RUN = ("run", "smoke", "--scale", "0.0002", "--quiet")
-LOGS = ("requests.arrow", "alerts.arrow")
+LOGS = ("requests.arrow", "alerts.arrow", "audit.arrow")
+#: the logs the full-disk tests fill (the audit trail, small, is left room and checked as a prefix)
+FILLED = ("requests.arrow", "alerts.arrow")
+
+
+def _half_full(full_run: Path) -> Disk:
+    return Disk({**{name: (full_run / name).stat().st_size // 2 for name in FILLED}, "audit.arrow": 1 << 30})
 
 
 class Disk:
@@ -134,8 +140,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_full_disk_mid_run_is_one_line_exit_3_and_valid_log_prefixes(
     full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    disk = Disk({name: (full_run / name).stat().st_size // 2 for name in LOGS})
-    monkeypatch.setattr(logs, "open_file", disk.open)
+    monkeypatch.setattr(logs, "open_file", _half_full(full_run).open)
     out = tmp_path / "run"
     code, stdout, err = cli(*RUN, "--out", str(out), capsys=capsys)
     line = _one_line(err)
@@ -145,7 +150,8 @@ def test_a_full_disk_mid_run_is_one_line_exit_3_and_valid_log_prefixes(
                     rf"{os.strerror(errno.ENOSPC)}; the first ", line), line  # fmt: skip
     rows = _check_prefixes(out, full_run, line)
     full_rows = {name: ipc.open_stream(full_run / name).read_all().num_rows for name in LOGS}
-    assert all(0 < rows[name] < full_rows[name] for name in LOGS)
+    assert all(0 < rows[name] < full_rows[name] for name in FILLED)
+    assert rows["audit.arrow"] <= full_rows["audit.arrow"]
     assert sorted(os.listdir(out)) == sorted(LOGS)  # no summary.json, report.html or temporary file
 
 
@@ -201,8 +207,7 @@ def test_an_error_in_the_pipeline_mid_run_exits_3_with_one_line_and_readable_log
 def test_a_sweep_on_a_full_disk_is_one_line_exit_3(
     full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    disk = Disk({name: (full_run / name).stat().st_size // 2 for name in LOGS})
-    monkeypatch.setattr(logs, "open_file", disk.open)
+    monkeypatch.setattr(logs, "open_file", _half_full(full_run).open)
     out = tmp_path / "sweep"
     code, _, err = cli("sweep", "smoke", "--scale", "0.0002", "--uplift", "1", "--workers", "1", "--out", str(out),
                        capsys=capsys)  # fmt: skip

@@ -91,7 +91,6 @@ def make_summary(n: int = 104, bad_night: bool = False) -> RunSummary:
         "storm_alerts_forwarded": 4000,
         "nonstorm_alerts_throttled": 12,
         "top_throttled_devices": [{"device": f"00DB1234567890{i:02X}", "throttled": 900 - 37 * i} for i in range(10)],
-        "future_dated_alerts": 1400,
         "series": {
             "interval_s": 900,
             "start_ns": DAY_NS,

@@ -9,12 +9,14 @@ rows (:class:`~dccsim.core.records.RequestRows`, :class:`~dccsim.core.records.Al
 Future-dated commands (CR1233): once a chunk's outcomes are known, each command the device
 acknowledged (``I99``) draws the Responses it sends when it runs
 (:func:`~dccsim.loadgen.workload.future_dated_responses`, from a generator seeded by ``(seed,
-10, chunk)``). They wait in a time-ordered buffer and go to the sink's ``audit`` (the service
-audit trail, :class:`~dccsim.core.records.AuditRows`) on the thread that logs requests: with
-chunk ``k``'s requests, those due before chunk ``k``'s end (no later command can send one
-earlier: a response comes after its command's scheduled time, and future-dated commands are
-never retried). Never through Alert Storm Protection. Responses due after the run's end are
-not logged: their commands count as incomplete.
+10, chunk)``). They wait in a buffer and go to the sink's ``audit`` (the service audit trail,
+:class:`~dccsim.core.records.AuditRows`) on the thread that logs requests, once an hour of
+simulated time: with the requests of the first chunk ``k`` that ends past a whole hour ``H``,
+those due before ``H``, ordered by (time, seq, instruction) (no later command can send one
+earlier: a response comes after its command's scheduled time, which is past chunk ``k``'s end,
+and future-dated commands are never retried). Never through Alert Storm Protection. At the end,
+those due before the run's end; the rest are not logged, and their commands count as
+incomplete.
 
 Randomness comes from generators seeded by ``(seed, purpose, chunk)``, so a scenario, scale
 and seed give the same columns whatever the shard count.
@@ -22,7 +24,6 @@ and seed give the same columns whatever the shard count.
 
 from __future__ import annotations
 
-import heapq
 import math
 import threading
 import time
@@ -48,6 +49,7 @@ __all__ = ["VirtualTimeDriver", "RunTotals", "StageTimes", "STAGES"]
 _REPLAY = INVALID_KINDS.index("replay")
 _I0 = np.uint8(RESPONSE_CODES.index("I0"))
 _I99 = np.uint8(RESPONSE_CODES.index("I99"))
+_HOUR = 3600 * NS
 
 
 def _take_audit(rows: AuditRows, index: npt.ArrayLike) -> AuditRows:
@@ -144,12 +146,12 @@ class VirtualTimeDriver:
         self._back_job: Future[None] | None = None
         self._back_k = -1  # the chunk the back job is finishing
         self._pending_lock = threading.Lock()
-        # future-dated responses drawn but not yet due, by the chunk they fall in (a heap of
-        # those chunks beside): only the "finish" worker touches them (chunk by chunk, in
-        # order), then run() once it is joined
-        self._chunk_ns = int(s.chunk_s * NS)
-        self._fd_pending: dict[int, list[AuditRows]] = {}
-        self._fd_chunks: list[int] = []
+        # future-dated responses drawn but not yet logged: those drawn since the last hour's
+        # flush, and those not yet due then; only the "finish" worker touches them (chunk by
+        # chunk, in order), then run() once it is joined
+        self._fd_new: list[AuditRows] = []
+        self._fd_pending = _no_audit()
+        self._fd_flushed_ns = s.day_start_ns  # every response before it is logged
 
     def _more_retries(self) -> bool:
         """After the day: are retries still pending (once the last chunk is finished)?"""
@@ -204,10 +206,10 @@ class VirtualTimeDriver:
             self._drain()
             # the responses due before the run's end not yet logged (chunks at the end without
             # requests flushed none); the rest would come after the end
-            due = self._fd_due(t0)
+            due = self._fd_due(t0, final=True)
             if len(due):
                 self._log_audit(sink, due)
-            self.totals.future_dated_after_end = sum(len(p) for parts in self._fd_pending.values() for p in parts)
+            self.totals.future_dated_after_end = len(self._fd_pending)
         self.totals.chunks = k
         return self.totals
 
@@ -432,26 +434,23 @@ class VirtualTimeDriver:
             received=r.received[keep],
             out_of_sequence=r.out_of_sequence[keep],
         )
-        chunk = (drawn.t_ns - self.scenario.day_start_ns) // self._chunk_ns
-        order = np.argsort(chunk, kind="stable")
-        keys, starts = np.unique(chunk[order], return_index=True)
-        for key, part in zip(keys.tolist(), np.split(order, starts[1:]), strict=True):
-            if key not in self._fd_pending:
-                self._fd_pending[key] = []
-                heapq.heappush(self._fd_chunks, key)
-            self._fd_pending[key].append(_take_audit(drawn, part))
+        self._fd_new.append(drawn)
 
-    def _fd_due(self, t1: int) -> AuditRows:
-        """The pending responses due before ``t1`` (a chunk boundary), by (time, seq,
-        instruction); they leave the buffer."""
-        last = (t1 - self.scenario.day_start_ns) // self._chunk_ns  # the first chunk not yet due
-        parts: list[AuditRows] = []
-        while self._fd_chunks and self._fd_chunks[0] < last:
-            parts += self._fd_pending.pop(heapq.heappop(self._fd_chunks))
-        if not parts:
+    def _fd_due(self, t1: int, final: bool = False) -> AuditRows:
+        """The pending responses due before the last whole hour (of the run) before ``t1``, or
+        before ``t1`` itself when ``final``, by (time, seq, instruction); they leave the
+        buffer. Once an hour of simulated time: one audit batch an hour, not one a chunk."""
+        day0 = self.scenario.day_start_ns
+        bound = t1 if final else day0 + (t1 - day0) // _HOUR * _HOUR
+        if bound <= self._fd_flushed_ns and not final:
             return _no_audit()
-        due = AuditRows.concat(parts)
-        return _take_audit(due, np.lexsort((due.instruction, due.seq, due.t_ns)))
+        self._fd_flushed_ns = max(bound, self._fd_flushed_ns)
+        merged = AuditRows.concat([self._fd_pending, *self._fd_new])
+        self._fd_new = []
+        due = merged.t_ns < bound
+        self._fd_pending = _take_audit(merged, ~due)
+        out = _take_audit(merged, due)
+        return _take_audit(out, np.lexsort((out.instruction, out.seq, out.t_ns)))
 
     def _alerts(self, a: AlertChunk, sink: LogSink) -> None:
         assert self.pipeline is not None

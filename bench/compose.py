@@ -297,12 +297,15 @@ def open_sink(
     mode: str | None = None,
     compression: str | None = "lz4",
     alert_codes: Sequence[int] | None = None,
+    audit: bool = False,
     **metadata: str,
 ) -> RunSink:
     """The run folder's sink (creates ``out``): logs with the run's metadata, and the figures.
 
     ``alert_codes``: the alert codes the run can log (the alerts log's dictionary holds just
     these); None for any 16-bit code (a server's clients may send any).
+    ``audit``: keep ``audit.arrow``, the future-dated responses (virtual-time runs, whose driver
+    draws them).
 
     A folder that cannot be made or written (read-only, under a file, no space) is a
     :class:`~dccsim.core.errors.ConfigError` naming it, raised before any work is done.
@@ -314,7 +317,7 @@ def open_sink(
     try:
         return RunSink(
             out, run.text, s.seed, s.day_start_ns, compression=compression, extra_metadata=meta, days=s.days,
-            alert_codes=alert_codes,
+            alert_codes=alert_codes, audit=audit,
         )  # fmt: skip
     except OSError as exc:
         raise ConfigError(
@@ -498,7 +501,7 @@ def simulate(
     out_dir = Path(out) if out is not None else default_out(run)
     # the run folder first: one that cannot be written fails before the day is built
     sink = open_sink(
-        run, out_dir, compression=compression, alert_codes=s.alert_codes(),
+        run, out_dir, compression=compression, alert_codes=s.alert_codes(), audit=True,
         **{"dccsim.scale": repr(s.scale), "dccsim.uplift": repr(s.capacity.uplift),
            "dccsim.demand": repr(s.capacity.demand)},
     )  # fmt: skip

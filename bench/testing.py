@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from dccsim.core.records import AlertRows, RequestRows
+from dccsim.core.records import AlertRows, AuditRows, RequestRows
 from dccsim.loadgen.driver import VirtualTimeDriver
 from dccsim.loadgen.scenario import builtin_scenarios
 
@@ -61,6 +61,7 @@ class ListSink:
 
     requests_seen: list[RequestRows] = field(default_factory=list)
     alerts_seen: list[AlertRows] = field(default_factory=list)
+    audit_seen: list[AuditRows] = field(default_factory=list)
     progressed: list[tuple[int, int]] = field(default_factory=list)
 
     def requests(self, rows: RequestRows) -> None:
@@ -69,8 +70,15 @@ class ListSink:
     def alerts(self, rows: AlertRows) -> None:
         self.alerts_seen.append(rows)
 
+    def audit(self, rows: AuditRows) -> None:
+        self.audit_seen.append(rows)
+
     def progress(self, done_ns: int, end_ns: int) -> None:
         self.progressed.append((done_ns, end_ns))
+
+    def audit_rows(self) -> AuditRows:
+        """Every audit row (future-dated response) so far, in the order they came."""
+        return AuditRows.concat(self.audit_seen) if self.audit_seen else _empty(AuditRows)
 
     def request_rows(self) -> RequestRows:
         """Every request row so far, as one set of rows in the order they came."""

@@ -28,6 +28,7 @@ from .messages import (
     READ_LOG_BODIES,
     DCCAlert,
     DeviceAlert,
+    FutureDatedAlert,
     GenericBody,
     Message,
     ReadActiveImportProfileData,
@@ -49,6 +50,7 @@ __all__ = [
     "decode_request_xml",
     "encode_request_xml",
     "encode_response_xml",
+    "future_dated_response",
     "encode_alert_xml",
     "encode_xml",
     "load_schema",
@@ -338,14 +340,72 @@ def _response_root(
 
 
 def encode_response_xml(resp: Response) -> bytes:
-    """A DUIS ``sr:Response`` carrying a ``ResponseMessage``."""
+    """A DUIS ``sr:Response`` carrying a ``ResponseMessage`` (with a GBCS payload, or a
+    ``FutureDatedDeviceAlertMessage`` for a future-dated command's outcome: CR1233)."""
+    if resp.gbcs_payload is not None and resp.future_dated is not None:
+        raise MessageError("future_dated", "with gbcs_payload", "one of gbcs_payload and future_dated (a DUIS choice)")
     root, body = _response_root(resp.request_id, resp.response_id, resp.response_code, resp.response_datetime)
     msg = _sub(body, "ResponseMessage")
     _sub(msg, "ServiceReference", resp.service_reference)
     _sub(msg, "ServiceReferenceVariant", resp.srv)
     if resp.gbcs_payload is not None:
         _sub(msg, "GBCSPayload", base64.b64encode(resp.gbcs_payload).decode())
+    if resp.future_dated is not None:
+        _future_dated_element(msg, resp.future_dated)
     return _document(root)
+
+
+#: FutureDatedAlertCode values DUIS allows: instruction done, instruction not done
+_FD_CODES = (0x8F66, 0x8F67)
+
+
+def _future_dated_element(parent: etree._Element, fd: FutureDatedAlert) -> None:
+    if fd.alert_code not in _FD_CODES:
+        raise MessageError("future_dated.alert_code", fd.alert_code, "0x8F66 (done) or 0x8F67 (not done)")
+    for name, value in (
+        ("instruction_number", fd.instruction_number),
+        ("total_command_instructions", fd.total_command_instructions),
+    ):
+        if not 1 <= value <= 0xFFFF:
+            raise MessageError(f"future_dated.{name}", value, "an xs:unsignedShort from 1")
+    if fd.instruction_number > fd.total_command_instructions:
+        raise MessageError(
+            "future_dated.instruction_number", fd.instruction_number,
+            f"at most total_command_instructions ({fd.total_command_instructions})",
+        )  # fmt: skip
+    el = _sub(parent, "FutureDatedDeviceAlertMessage")
+    _sub(el, "FutureDatedAlertCode", f"{fd.alert_code:04X}")
+    _sub(el, "GBCSPayload", base64.b64encode(fd.gbcs_payload).decode())
+    _sub(el, "InstructionNumber", str(fd.instruction_number))
+    _sub(el, "TotalCommandInstructions", str(fd.total_command_instructions))
+
+
+def future_dated_response(
+    request_id: RequestId,
+    srv: str,
+    service_reference: str,
+    when: datetime,
+    alert_code: int,
+    instruction: int,
+    total_instructions: int,
+    response_code: str = "I0",
+    gbcs_payload: bytes = b"",
+) -> Response:
+    """The Response a device's future-dated command sends for one instruction when it runs
+    (one row of ``audit.arrow``): tied to the command's request, with its SRV, carrying a
+    ``FutureDatedDeviceAlertMessage``; :func:`encode_response_xml` writes it as DUIS XML."""
+    return Response(
+        request_id=request_id,
+        response_id=request_id.swapped(),
+        response_code=response_code,
+        response_datetime=when,
+        service_reference=service_reference,
+        srv=srv,
+        future_dated=FutureDatedAlert(
+            alert_code=alert_code, instruction_number=instruction, total_command_instructions=total_instructions,
+            gbcs_payload=gbcs_payload,
+        ),
+    )  # fmt: skip
 
 
 def _throttle_meta(parent: etree._Element, seq: int | None, count: int | None) -> None:

@@ -64,6 +64,7 @@ __all__ = [
     "READ_LOG_BODIES",
     "ServiceRequest",
     "Response",
+    "FutureDatedAlert",
     "DeviceAlert",
     "DCCAlert",
     "DCC_ALERT_CODES",
@@ -260,8 +261,20 @@ class ServiceRequest(Struct, frozen=True, kw_only=True, gc=False, tag_field="kin
         return self.body.period if isinstance(self.body, _ReadLogBody) else None
 
 
+class FutureDatedAlert(Struct, frozen=True, kw_only=True, gc=False):
+    """What a future-dated command held on a device reports when it runs, one instruction at a
+    time: DUIS's ``FutureDatedDeviceAlertMessage``, carried in a :class:`Response` to the
+    command's request (``alert_code`` 0x8F66 done, 0x8F67 not done)."""
+
+    alert_code: int
+    instruction_number: int
+    total_command_instructions: int
+    gbcs_payload: bytes = b""
+
+
 class Response(Struct, frozen=True, kw_only=True, gc=False, tag_field="kind", tag="response"):
-    """A DSP response to a Service Request."""
+    """A DSP response to a Service Request (``future_dated``: the outcome of one instruction
+    of a future-dated command, CR1233; at most one of it and ``gbcs_payload``)."""
 
     request_id: RequestId | None
     response_id: RequestId | None
@@ -270,6 +283,7 @@ class Response(Struct, frozen=True, kw_only=True, gc=False, tag_field="kind", ta
     service_reference: str
     srv: str
     gbcs_payload: bytes | None = None
+    future_dated: FutureDatedAlert | None = None
 
     @classmethod
     def for_request(

@@ -36,8 +36,7 @@ use. The message modules import this one, so ``dccsim --help`` stays light.
 ...     t_ns=np.array([5], np.int64), device=np.array([1], np.uint64),
 ...     alert_code=np.array([0x8F0F], np.uint16), action=np.array([0], np.uint8),
 ...     throttled_count=np.zeros(1, np.uint32), sequence_id=np.zeros(1, np.uint32),
-...     storm=np.zeros(1, bool), instruction=np.zeros(1, np.uint16),
-...     total_instructions=np.zeros(1, np.uint16))
+...     storm=np.zeros(1, bool))
 >>> len(rows), [c.name for c in ALERT_COLUMNS][:3]
 (1, ['t_ns', 'device', 'alert_code'])
 """
@@ -55,6 +54,8 @@ import numpy.typing as npt
 __all__ = [
     "ALERT_ACTIONS",
     "ALERT_COLUMNS",
+    "AUDIT_COLUMNS",
+    "FUTURE_DATED_CODES",
     "INVALID_KINDS",
     "KINDS",
     "LogSink",
@@ -65,6 +66,7 @@ __all__ = [
     "ROLES",
     "ROLE_UNKNOWN",
     "AlertRows",
+    "AuditRows",
     "Column",
     "RequestRows",
     "vocabulary",
@@ -109,6 +111,9 @@ REQUEST_CLASSES: tuple[str, ...] = ("on_demand", "mhhs_read", "future_dated", "n
 
 #: The workload generator's labels for invalid traffic it injects (``none``: a valid request).
 INVALID_KINDS: tuple[str, ...] = ("none", "wrong_role", "replay", "unknown_device", "bad_period")
+
+#: The FutureDatedAlertCodes of DUIS 5.4: an instruction of a future-dated command done, not done.
+FUTURE_DATED_CODES: tuple[int, ...] = (0x8F66, 0x8F67)
 
 if TYPE_CHECKING:
     #: Alert Storm Protection's actions on a device alert: the throttle's own codes,
@@ -258,18 +263,45 @@ class AlertRows(_Rows):
     throttled_count: Array = _col(np.uint32, "alerts of this device and code throttled since the last forwarded one")
     sequence_id: Array = _col(np.uint32, "the throttle's sequence number of this device and code")
     storm: Array = _col(np.bool_, "ground truth: the generator raised it as part of a storm")
-    # future-dated command alerts (0x8F66 / 0x8F67): instruction i of n; 0 otherwise
-    instruction: Array = _col(np.uint16, "future-dated command alerts: instruction i of n (0 otherwise)")
-    total_instructions: Array = _col(np.uint16, "future-dated command alerts: n instructions (0 otherwise)")
+
+
+@dataclass(slots=True, kw_only=True)
+class AuditRows(_Rows):
+    """Rows of ``audit.arrow``, the service audit trail of future-dated responses (CR1233).
+
+    One row per Response a device sent for a future-dated command it held (a DUIS
+    ``ResponseMessage`` with the command's SRV carrying a ``FutureDatedDeviceAlertMessage``),
+    in the order they reached the DCC; ``seq`` ties it to the command's row in
+    ``requests.arrow`` (its RequestID is ``originator:device:counter``).
+    """
+
+    seq: Array = _col(np.uint64, "the future-dated command's row in requests.arrow (its seq)")
+    t_ns: Array = _col(np.int64, "when the response reached the DCC (its ResponseDateTime)", kind="time")
+    device: Array = _col(np.uint64, "the device that held the command (the RequestID's target)", kind="eui")
+    originator: Array = _col(np.uint64, "the command's sender (the RequestID's originator)", kind="eui")
+    counter: Array = _col(np.uint64, "the command's RequestID counter")
+    srv: Array = _col(np.uint8, "the command's Service Reference Variant", "srv")
+    execution_ns: Array = _col(np.int64, "the command's ExecutionDateTime", kind="time")
+    response_code: Array = _col(np.uint8, "the response's DUIS response code", "response_code")
+    alert_code: Array = _col(
+        np.uint16, "FutureDatedAlertCode: 8F66 instruction done, 8F67 not done", kind="alert_code"
+    )
+    instruction: Array = _col(np.uint16, "InstructionNumber: the instruction this response reports, from 1")
+    total_instructions: Array = _col(np.uint16, "TotalCommandInstructions of the command")
+    received: Array = _col(np.uint16, "responses of this command received so far, this one included")
+    out_of_sequence: Array = _col(np.bool_, "it arrived before a lower-numbered instruction of the same command")
 
 
 RequestRows.COLUMNS = _columns_of(RequestRows)
 AlertRows.COLUMNS = _columns_of(AlertRows)
+AuditRows.COLUMNS = _columns_of(AuditRows)
 
 #: the columns of ``requests.arrow``, in order
 REQUEST_COLUMNS: tuple[Column, ...] = RequestRows.COLUMNS
 #: the columns of ``alerts.arrow``, in order
 ALERT_COLUMNS: tuple[Column, ...] = AlertRows.COLUMNS
+#: the columns of ``audit.arrow``, in order
+AUDIT_COLUMNS: tuple[Column, ...] = AuditRows.COLUMNS
 
 
 # ---------------------------------------------------------------------------- the sink
@@ -279,11 +311,12 @@ class LogSink(Protocol):
     """Where producers hand their rows: the one sink contract of dccsim.
 
     Producers are given a sink, so ``core`` and ``loadgen`` never import ``bench``. The
-    virtual-time driver calls all three methods (``requests`` and ``alerts`` possibly from
-    worker threads, one call in flight each, in order); the wall-clock server calls
+    virtual-time driver calls all four methods (``requests`` and ``alerts`` possibly from
+    worker threads, one call in flight each, in order; ``audit``, the future-dated responses
+    of CR1233, from the thread that calls ``requests``); the wall-clock server calls
     ``requests`` and ``alerts``, the network load client ``requests`` only: neither calls
-    ``progress``. The run folder's sink (:class:`dccsim.bench.results.runlog.RunSink`)
-    implements all three.
+    ``progress`` or ``audit``. The run folder's sink
+    (:class:`dccsim.bench.results.runlog.RunSink`) implements all four.
     """
 
     def requests(self, rows: RequestRows) -> None:
@@ -296,4 +329,9 @@ class LogSink(Protocol):
 
     def progress(self, done_ns: int, end_ns: int) -> None:
         """Simulated time done so far out of ``end_ns`` (virtual time, ns since the epoch)."""
+        ...
+
+    def audit(self, rows: AuditRows) -> None:
+        """Take rows of ``audit.arrow`` (the virtual-time driver only, in time order, from the
+        thread that calls ``requests``)."""
         ...

@@ -609,7 +609,6 @@ class DccServer:
         code = np.array([x[3].alert_code for x in items], np.uint16)
         action, count, seq = self.pipeline.process_alerts(t, dev, code)
         if self.sink is not None:
-            z16 = np.zeros(len(items), np.uint16)
             self._to_sink(
                 self.sink.alerts,
                 AlertRows(
@@ -620,8 +619,6 @@ class DccServer:
                     throttled_count=count,
                     sequence_id=seq,
                     storm=np.zeros(len(items), np.bool_),
-                    instruction=z16,
-                    total_instructions=z16,
                 )
             )
         for i in np.flatnonzero(action != THROTTLED).tolist():

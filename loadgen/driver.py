@@ -6,6 +6,18 @@ profiles, merges in retries of failed MHHS reads, runs the pipeline, and hands e
 rows (:class:`~dccsim.core.records.RequestRows`, :class:`~dccsim.core.records.AlertRows`) to a
 :class:`~dccsim.core.records.LogSink` it is given (so ``loadgen`` never imports ``bench``).
 
+Future-dated commands (CR1233): once a chunk's outcomes are known, each command the device
+acknowledged (``I99``) draws the Responses it sends when it runs
+(:func:`~dccsim.loadgen.workload.future_dated_responses`, from a generator seeded by ``(seed,
+10, chunk)``). They wait in a buffer and go to the sink's ``audit`` (the service audit trail,
+:class:`~dccsim.core.records.AuditRows`) on the thread that logs requests, once an hour of
+simulated time: with the requests of the first chunk ``k`` that ends past a whole hour ``H``,
+those due before ``H``, ordered by (time, seq, instruction) (no later command can send one
+earlier: a response comes after its command's scheduled time, which is past chunk ``k``'s end,
+and future-dated commands are never retried). Never through Alert Storm Protection. At the end,
+those due before the run's end; the rest are not logged, and their commands count as
+incomplete.
+
 Randomness comes from generators seeded by ``(seed, purpose, chunk)``, so a scenario, scale
 and seed give the same columns whatever the shard count.
 """
@@ -25,18 +37,27 @@ import numpy as np
 import numpy.typing as npt
 from dccsim.core.columns import RequestBatch
 from dccsim.core.pipeline import O_FAILED, O_REFUSED, O_SHED, Pipeline
-from dccsim.core.records import INVALID_KINDS, AlertRows, LogSink
+from dccsim.core.records import INVALID_KINDS, RESPONSE_CODES, AlertRows, AuditRows, LogSink
 from dccsim.core.validation import assign_counters
 
 from .population import CONTACT_OK, Population, draw_faults
 from .scenario import Scenario
-from .workload import CLS, DAY, NS, AlertChunk, DayWorkload, RequestChunk
+from .workload import CLS, DAY, NS, AlertChunk, DayWorkload, RequestChunk, future_dated_responses
 
 __all__ = ["VirtualTimeDriver", "RunTotals", "StageTimes", "STAGES"]
 
 _REPLAY = INVALID_KINDS.index("replay")
+_I0 = np.uint8(RESPONSE_CODES.index("I0"))
+_I99 = np.uint8(RESPONSE_CODES.index("I99"))
+_HOUR = 3600 * NS
 
 
+def _take_audit(rows: AuditRows, index: npt.ArrayLike) -> AuditRows:
+    return AuditRows(**{k: v[index] for k, v in rows.columns().items()})
+
+
+def _no_audit() -> AuditRows:
+    return AuditRows(**{c.name: np.zeros(0, c.dtype) for c in AuditRows.COLUMNS})
 
 
 @dataclass
@@ -45,6 +66,9 @@ class RunTotals:
     alerts: int = 0
     retries: int = 0
     chunks: int = 0
+    #: future-dated responses logged in the audit trail, and those due after the run's end
+    future_dated_responses: int = 0
+    future_dated_after_end: int = 0
 
 
 #: the stages of a run whose time is measured, in the order of the data flow
@@ -122,6 +146,12 @@ class VirtualTimeDriver:
         self._back_job: Future[None] | None = None
         self._back_k = -1  # the chunk the back job is finishing
         self._pending_lock = threading.Lock()
+        # future-dated responses drawn but not yet logged: those drawn since the last hour's
+        # flush, and those not yet due then; only the "finish" worker touches them (chunk by
+        # chunk, in order), then run() once it is joined
+        self._fd_new: list[AuditRows] = []
+        self._fd_pending = _no_audit()
+        self._fd_flushed_ns = s.day_start_ns  # every response before it is logged
 
     def _more_retries(self) -> bool:
         """After the day: are retries still pending (once the last chunk is finished)?"""
@@ -174,6 +204,12 @@ class VirtualTimeDriver:
                 t0 = t1
             self._join_back()
             self._drain()
+            # the responses due before the run's end not yet logged (chunks at the end without
+            # requests flushed none); the rest would come after the end
+            due = self._fd_due(t0, final=True)
+            if len(due):
+                self._log_audit(sink, due)
+            self.totals.future_dated_after_end = len(self._fd_pending)
         self.totals.chunks = k
         return self.totals
 
@@ -212,7 +248,7 @@ class VirtualTimeDriver:
                 req = merged.take(np.argsort(merged.t_scheduled_ns, kind="stable"))
                 self._pending = self._pending.take(~due)
         if len(req):
-            self._requests(k, req, sink)
+            self._requests(k, req, t1, sink)
 
     # ------------------------------------------------------------------ days
     def _day_of(self, t: int) -> int:
@@ -284,7 +320,7 @@ class VirtualTimeDriver:
         contact = np.where(known, pop.contact[at], CONTACT_OK)  # an unknown device: in contact (rejected anyway)
         return latency, draw_faults(contact, u, e20, e21, flaky_p)
 
-    def _requests(self, k: int, req: RequestChunk, sink: LogSink) -> None:
+    def _requests(self, k: int, req: RequestChunk, t1: int, sink: LogSink) -> None:
         assert self.pipeline is not None
         t_start = time.perf_counter_ns()
         counter = self._counters(req)
@@ -307,12 +343,12 @@ class VirtualTimeDriver:
         self._join_back()
         if self._back is not None:
             self._back_k = k
-            self._back_job = self._back.submit(self._finish_chunk, k, req, counter, front, sink)
+            self._back_job = self._back.submit(self._finish_chunk, k, req, counter, front, t1, sink)
         else:
-            self._finish_chunk(k, req, counter, front, sink)
+            self._finish_chunk(k, req, counter, front, t1, sink)
 
     def _finish_chunk(
-        self, k: int, req: RequestChunk, counter: npt.NDArray[np.uint64], front: Any, sink: LogSink
+        self, k: int, req: RequestChunk, counter: npt.NDArray[np.uint64], front: Any, t1: int, sink: LogSink
     ) -> None:
         assert self.pipeline is not None
         t_start = time.perf_counter_ns()
@@ -324,15 +360,17 @@ class VirtualTimeDriver:
         rows = res.rows(
             req, seq=seq, counter=counter, request_class=req.cls, attempt=req.attempt, invalid=req.invalid
         )
+        self._future_dated(k, rows, req.execution_ns)
+        audit = self._fd_due(t1)
         # the sink (log batches, histograms, counts) takes the chunk on its own thread while
         # the next chunk is simulated; one chunk in flight keeps the order and bounds memory
         t_mid = time.perf_counter_ns()
         self._drain()
         t_drained = time.perf_counter_ns()
         if self._out is not None:
-            self._sink_job = self._out.submit(self._log_requests, sink, rows)
+            self._sink_job = self._out.submit(self._log_requests, sink, rows, audit)
         else:
-            self._log_requests(sink, rows)
+            self._log_requests(sink, rows, audit)
         # retries of failed MHHS reads: device failures and time-outs, and work the DSP refused or shed
         m = self.scenario.mhhs
         again = (
@@ -354,9 +392,65 @@ class VirtualTimeDriver:
         # the wait for the sink's previous chunk is the log's time, not this stage's
         self.stages.add("cache_outcomes", t_mid - t_start + time.perf_counter_ns() - t_drained, n)
 
-    def _log_requests(self, sink: LogSink, rows: Any) -> None:
+    def _log_requests(self, sink: LogSink, rows: Any, audit: AuditRows) -> None:
         with self.stages.timed("log", len(rows.seq)):
             sink.requests(rows)
+        if len(audit):
+            self._log_audit(sink, audit)
+
+    def _log_audit(self, sink: LogSink, audit: AuditRows) -> None:
+        with self.stages.timed("log", len(audit)):
+            sink.audit(audit)
+        self.totals.future_dated_responses += len(audit)
+
+    # ------------------------------------------------------------------ future-dated responses
+    def _future_dated(self, k: int, rows: Any, execution_ns: npt.NDArray[np.int64]) -> None:
+        """Draw the responses of chunk ``k``'s future-dated commands (all of them, so the draws
+        do not depend on outcomes) and keep those of the delivered ones (acknowledged I99)."""
+        fd = np.flatnonzero(rows.request_class == CLS["future_dated"])
+        if not len(fd):
+            return
+        f = self.scenario.future_dated
+        r = future_dated_responses(
+            np.random.default_rng([self.scenario.seed, 10, k]), execution_ns[fd], rows.t_done_ns[fd],
+            f.instructions, f.out_of_order_share, f.not_done_share,
+        )  # fmt: skip
+        keep = rows.response_code[fd][r.command] == _I99
+        if not keep.any():
+            return
+        j = fd[r.command[keep]]
+        drawn = AuditRows(
+            seq=rows.seq[j],
+            t_ns=r.t_ns[keep],
+            device=rows.device[j],
+            originator=rows.originator[j],
+            counter=rows.counter[j],
+            srv=rows.srv[j],
+            execution_ns=execution_ns[j],
+            response_code=np.full(len(j), _I0, np.uint8),
+            alert_code=r.alert_code[keep],
+            instruction=r.instruction[keep],
+            total_instructions=r.total_instructions[keep],
+            received=r.received[keep],
+            out_of_sequence=r.out_of_sequence[keep],
+        )
+        self._fd_new.append(drawn)
+
+    def _fd_due(self, t1: int, final: bool = False) -> AuditRows:
+        """The pending responses due before the last whole hour (of the run) before ``t1``, or
+        before ``t1`` itself when ``final``, by (time, seq, instruction); they leave the
+        buffer. Once an hour of simulated time: one audit batch an hour, not one a chunk."""
+        day0 = self.scenario.day_start_ns
+        bound = t1 if final else day0 + (t1 - day0) // _HOUR * _HOUR
+        if bound <= self._fd_flushed_ns and not final:
+            return _no_audit()
+        self._fd_flushed_ns = max(bound, self._fd_flushed_ns)
+        merged = AuditRows.concat([self._fd_pending, *self._fd_new])
+        self._fd_new = []
+        due = merged.t_ns < bound
+        self._fd_pending = _take_audit(merged, ~due)
+        out = _take_audit(merged, due)
+        return _take_audit(out, np.lexsort((out.instruction, out.seq, out.t_ns)))
 
     def _alerts(self, a: AlertChunk, sink: LogSink) -> None:
         assert self.pipeline is not None
@@ -375,8 +469,6 @@ class VirtualTimeDriver:
                 throttled_count=count,
                 sequence_id=seq_id,
                 storm=a.storm,
-                instruction=a.instruction,
-                total_instructions=a.total_instructions,
             )
         )
         # logged on the alerts' thread: the log's time, taken back out of the throttle's

@@ -12,7 +12,7 @@ Sections (see ``loadgen/scenarios/mhhs-day.toml`` for a commented example):
 ``[[users]]``      DCC Users: EUI-64 and role (IS, ES, GS, ED, GT, OU, RSA, MDR)
 ``[mhhs]``         the nightly MHHS reads and the same-day re-reads by supplier and network operator
 ``[background]``   on-demand traffic by SRV weights over a diurnal profile
-``[future_dated]`` future-dated commands and their 0x8F66 / 0x8F67 alerts
+``[future_dated]`` future-dated commands and their 0x8F66 / 0x8F67 responses
 ``[alerts]``       background device alerts by code mix
 ``[[storms]]``     alert storms: devices, code, rate, duration
 ``[invalid]``      a share of invalid traffic that validation must reject
@@ -369,11 +369,13 @@ class Background(_Section):
 
 
 class FutureDated(_Section):
-    """Future-dated commands (4.1.1 with ExecutionDateTime) whose devices report by alerts.
+    """Future-dated commands (1.1.1 with ExecutionDateTime, held on the device) and their
+    responses (CR1233).
 
-    Each command yields ``instructions`` alerts (0x8F66 done, or 0x8F67 not done with
-    ``not_done_share``), each carrying InstructionNumber and TotalCommandInstructions;
-    ``out_of_order_share`` of commands report their instructions out of order.
+    Each delivered command answers with ``instructions`` Responses carrying a
+    FutureDatedDeviceAlertMessage (0x8F66 done, or 0x8F67 not done with ``not_done_share``),
+    each with InstructionNumber and TotalCommandInstructions; ``out_of_order_share`` of
+    commands report their instructions in reverse order (see ``docs/model.md``).
     """
 
     commands_per_meter: float = 0.02
@@ -771,10 +773,10 @@ class Scenario(_Section, dict=True):
 
     # ------------------------------------------------------------------ derived figures
     def alert_codes(self) -> tuple[int, ...]:
-        """Every device alert code the day can raise, sorted: the code mix, the storms' codes,
-        and the future-dated commands' 0x8F66 / 0x8F67 (the alerts log's code dictionary)."""
+        """Every device alert code the day can raise, sorted: the code mix and the storms' codes
+        (the alerts log's code dictionary; future-dated outcomes are responses, not alerts)."""
         codes = {int(c, 16) for c in self.alerts.code_mix} | {int(st.code, 16) for st in self.storms}
-        return tuple(sorted(codes | {0x8F66, 0x8F67}))
+        return tuple(sorted(codes))
 
     @property
     def day_start_ns(self) -> int:

@@ -19,12 +19,18 @@ Streams of requests (``cls`` is the capacity class):
   4.8.1 with their probabilities in their windows: readings-cache hits when retained;
 - ``background``: on-demand SRVs by weight over the diurnal profile, from a role eligible for
   the SRV and the device's kind;
-- ``future_dated``: 4.1.1 with an ExecutionDateTime; the device reports each instruction by a
-  0x8F66 (done) or 0x8F67 (not done) alert, some out of order.
+- ``future_dated``: :data:`FD_SRV` (1.1.1 Update Import Tariff, whose future-dated pattern is
+  "Device": the device holds the command) from the import supplier, Command Variant 5 (the
+  signed pre-command), with an ExecutionDateTime.
 
-Streams of alerts: background codes by mix over the diurnal profile, storms (``storm`` = true)
-and the future-dated alerts. A share of requests is made invalid (wrong role, replayed
-counter, unknown device, bad period), labelled in ``invalid`` so tests can check the codes.
+Streams of alerts: background codes by mix over the diurnal profile, and storms (``storm`` =
+true). A share of requests is made invalid (wrong role, replayed counter, unknown device, bad
+period), labelled in ``invalid`` so tests can check the codes.
+
+What a delivered future-dated command reports when it runs is no alert: the device answers
+with Responses carrying a ``FutureDatedDeviceAlertMessage``, one per instruction
+(:func:`future_dated_responses`). They depend on the command's outcome (only a command the
+device acknowledged, ``I99``, runs), so the driver draws them once the outcome is known.
 """
 
 from __future__ import annotations
@@ -43,7 +49,10 @@ from .population import ESME, GSME, UNKNOWN_DEVICE_PREFIX, Population
 from .scenario import Scenario
 
 __all__ = [
+    "FD_SRV",
     "DayWorkload",
+    "FutureDatedResponses",
+    "future_dated_responses",
     "Schedule",
     "dcc_schedule",
     "spread_times",
@@ -58,8 +67,15 @@ HOUR = 3600 * NS
 DAY = 24 * HOUR
 #: request class name -> code (index into REQUEST_CLASSES)
 CLS = {name: i for i, name in enumerate(REQUEST_CLASSES)}
+#: FutureDatedAlertCode of a future-dated response: the instruction was done / not done
 ALERT_FD_DONE = 0x8F66
 ALERT_FD_NOT_DONE = 0x8F67
+#: the SRV of the generated future-dated commands: its future-dated pattern is "Device" (the
+#: device holds the command and reports each instruction when it runs)
+FD_SRV = "1.1.1"
+#: the Command Variant the future-dated commands are sent with: 1.1.1 is critical, so the DCC
+#: sends the User's signed pre-command over the WAN (the CV 4 transform before it is not modelled)
+FD_COMMAND_VARIANT = 5
 
 
 def flat_times(rng: np.random.Generator, n: int, start_ns: int, end_ns: int) -> npt.NDArray[np.int64]:
@@ -179,6 +195,91 @@ def dcc_schedule(
 
 
 @dataclass
+class FutureDatedResponses:
+    """The Responses future-dated commands send when they run: one per instruction (columns).
+
+    ``command`` indexes the commands given to :func:`future_dated_responses`; the rows are in
+    command order, then instruction order (not arrival order: the driver sorts by time).
+    """
+
+    command: npt.NDArray[np.int64]
+    t_ns: npt.NDArray[np.int64]
+    alert_code: npt.NDArray[np.uint16]
+    instruction: npt.NDArray[np.uint16]
+    total_instructions: npt.NDArray[np.uint16]
+    #: responses of the command received up to and including this one (its rank in arrival order + 1)
+    received: npt.NDArray[np.uint16]
+    #: it arrives before a lower-numbered instruction of its command
+    out_of_sequence: npt.NDArray[np.bool_]
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
+
+
+def future_dated_responses(
+    rng: np.random.Generator,
+    execution_ns: npt.NDArray[np.int64],
+    ready_ns: npt.NDArray[np.int64],
+    instructions: tuple[int, int],
+    out_of_order_share: float,
+    not_done_share: float,
+) -> FutureDatedResponses:
+    """What each of ``n`` future-dated commands reports when it runs (DUIS: a Response with the
+    command's SRV carrying a ``FutureDatedDeviceAlertMessage`` per instruction).
+
+    Per command ``j``: ``m`` instructions, ``m`` uniform in ``instructions`` (inclusive). It
+    runs at ``max(execution_ns[j], ready_ns[j])`` (``ready_ns``: when the device had it, the
+    acknowledgement's time); instruction ``i`` reports ``d_1 + ... + d_i`` seconds later, each
+    ``d`` uniform in 1-4 s. A share ``out_of_order_share`` of commands report in reverse (the
+    last instruction first, with the delays of the first). Each response is 0x8F66 (done), or
+    0x8F67 (not done) with probability ``not_done_share``.
+
+    A response is **out of sequence** when it arrives before a lower-numbered instruction of
+    its command (found over all the command's responses, including any that arrive after a
+    run's end). Draws, in order: the counts, the delays, the reversals, the codes; all for
+    every command given, so a command's draws do not depend on which others are kept.
+    """
+    n = len(execution_ns)
+    m = rng.integers(instructions[0], instructions[1] + 1, n).astype(np.int64)
+    total = int(m.sum())
+    cmd = np.repeat(np.arange(n), m)
+    first = np.repeat(np.cumsum(m) - m, m)
+    instr = np.arange(total) - first + 1
+    step = rng.integers(1, 5, total).astype(np.int64) * NS
+    run = np.cumsum(step)
+    starts = np.cumsum(m) - m  # each command's first row (m >= 1)
+    delay = run - np.repeat((run - step)[starts], m)  # within each command: d_1 + ... + d_i
+    reverse = np.repeat(rng.random(n) < out_of_order_share, m)
+    code = np.where(rng.random(total) < not_done_share, ALERT_FD_NOT_DONE, ALERT_FD_DONE).astype(np.uint16)
+    last = first + np.repeat(m, m) - 1
+    # reversed: instruction i takes the delay of instruction m + 1 - i
+    delay = delay[np.where(reverse, first + last - np.arange(total), np.arange(total))]
+    start = np.maximum(np.asarray(execution_ns, np.int64), np.asarray(ready_ns, np.int64))
+    t = start[cmd] + delay
+    # arrival order within each command (times are distinct within one: the delays increase)
+    order = np.lexsort((t, cmd))
+    rank = np.empty(total, np.int64)
+    rank[order] = np.arange(total) - first
+    # out of sequence: a later arrival of the same command has a lower instruction number. The
+    # suffix minimum of (command, instruction) keys in arrival order, groups in command order:
+    # a later group's keys are all larger, so the running minimum never crosses into a group
+    key = cmd * 65536 + instr
+    arrived = key[order]
+    suffix_min = np.minimum.accumulate(arrived[::-1])[::-1]
+    out_of_sequence = np.empty(total, np.bool_)
+    out_of_sequence[order] = suffix_min < arrived
+    return FutureDatedResponses(
+        command=cmd,
+        t_ns=t,
+        alert_code=code,
+        instruction=instr.astype(np.uint16),
+        total_instructions=m[cmd].astype(np.uint16),
+        received=(rank + 1).astype(np.uint16),
+        out_of_sequence=out_of_sequence,
+    )
+
+
+@dataclass
 class RequestChunk:
     """Requests of one chunk, sorted by ``t_scheduled_ns`` (columns as in RequestBatch, plus)."""
 
@@ -239,8 +340,6 @@ class AlertChunk:
     device: npt.NDArray[np.uint64]
     alert_code: npt.NDArray[np.uint16]
     storm: npt.NDArray[np.bool_]
-    instruction: npt.NDArray[np.uint16]
-    total_instructions: npt.NDArray[np.uint16]
 
     def __len__(self) -> int:
         return len(self.t_ns)
@@ -293,7 +392,7 @@ class DayWorkload:
         self.user_of_role: dict[str, int] = {}
         for u in s.users:
             self.user_of_role.setdefault(u.role, eui_to_int(u.eui))
-        self._code = {srv: cat.code(srv) for srv in ("4.6.1", "4.8.1", "4.8.3", "4.1.1")}
+        self._code = {srv: cat.code(srv) for srv in ("4.6.1", "4.8.1", "4.8.3", FD_SRV)}
         # The streams are independent draws, each from its own seeded generator, so they are
         # built side by side (NumPy releases the GIL in the big fills) and kept in a fixed order.
         def rng(purpose: int) -> np.random.Generator:
@@ -310,7 +409,7 @@ class DayWorkload:
         self.schedule: Schedule | None = None
         if s.mhhs.mode == "dcc_scheduled":
             self._schedule_mhhs(rng(8))
-        #: the time after the day's last message (future-dated alerts may run past midnight)
+        #: the time after the day's last alert (a storm may run past midnight)
         self.end_ns = max([self.day0 + DAY] + [int(st.t[-1]) + 1 for st in self.alert_streams if len(st.t)])
 
     # ------------------------------------------------------------------ requests
@@ -495,8 +594,7 @@ class DayWorkload:
         dev = esme[rng.integers(0, len(esme), n)] if len(esme) else np.zeros(0, np.int64)
         lead = rng.uniform(fd.lead_time_h[0], fd.lead_time_h[1], n) * HOUR
         execution = (t + lead.astype(np.int64)) // NS * NS
-        self._fd = (dev, execution)
-        return self._req_stream(t, dev, self._code["4.1.1"], "IS", CLS["future_dated"], execution=execution)
+        return self._req_stream(t, dev, self._code[FD_SRV], "IS", CLS["future_dated"], execution=execution)
 
     # ------------------------------------------------------------------ alerts
     def _alert_stream(
@@ -505,8 +603,6 @@ class DayWorkload:
         dev: npt.NDArray[np.int64],
         code: npt.ArrayLike,
         storm: bool,
-        instruction: npt.ArrayLike = 0,
-        total: npt.ArrayLike = 0,
     ) -> _Stream:
         n = len(t)
         return _Stream(
@@ -515,8 +611,6 @@ class DayWorkload:
                 "dev": dev.astype(np.int64),
                 "alert_code": np.broadcast_to(np.asarray(code, np.uint16), n).copy(),
                 "storm": np.full(n, storm, np.bool_),
-                "instruction": np.broadcast_to(np.asarray(instruction, np.uint16), n).copy(),
-                "total_instructions": np.broadcast_to(np.asarray(total, np.uint16), n).copy(),
             },
         )
 
@@ -546,28 +640,6 @@ class DayWorkload:
             dd = np.repeat(devs, per)
             order = np.argsort(tt, kind="stable")
             streams.append(self._alert_stream(tt[order], dd[order], int(storm.code, 16), True))
-        # future-dated command alerts: one per instruction, at the execution time + a few seconds
-        dev, execution = self._fd
-        fd = s.future_dated
-        m = rng.integers(fd.instructions[0], fd.instructions[1] + 1, len(dev))
-        total = int(m.sum())
-        cmd = np.repeat(np.arange(len(dev)), m)
-        first = np.repeat(np.cumsum(m) - m, m)
-        instr = (np.arange(total) - first + 1).astype(np.uint16)
-        delay = np.cumsum(rng.integers(1, 5, total) * NS)  # strictly increasing in order
-        delay = delay - np.repeat(np.r_[0, delay[np.cumsum(m)[:-1] - 1]] if len(m) else np.zeros(0, np.int64), m)
-        shuffled = np.repeat(rng.random(len(dev)) < fd.out_of_order_share, m)
-        # out of order: reverse the delays within the command, so the last instruction arrives first
-        last_of = np.repeat(np.cumsum(m) - 1, m)
-        rev = delay[np.where(shuffled, first + (last_of - np.arange(total)), np.arange(total))]
-        tt = execution[cmd] + np.where(shuffled, rev, delay)
-        code = np.where(rng.random(total) < fd.not_done_share, ALERT_FD_NOT_DONE, ALERT_FD_DONE).astype(np.uint16)
-        order = np.argsort(tt, kind="stable")
-        streams.append(
-            self._alert_stream(
-                tt[order], dev[cmd][order], code[order], False, instr[order], m[cmd].astype(np.uint16)[order]
-            )
-        )
         return streams
 
     # ------------------------------------------------------------------ chunks
@@ -581,7 +653,9 @@ class DayWorkload:
             originator=np.zeros(n, np.uint64),
             srv=c["srv"],
             role=c["role"],
-            command_variant=np.where(self._cat.non_device[c["srv"]], 8, 1).astype(np.uint8),
+            command_variant=np.where(
+                self._cat.non_device[c["srv"]], 8, np.where(c["srv"] == self._code[FD_SRV], FD_COMMAND_VARIANT, 1)
+            ).astype(np.uint8),
             period_start_ns=c["period_start_ns"],
             period_end_ns=c["period_end_ns"],
             execution_ns=c["execution_ns"],
@@ -641,6 +715,4 @@ class DayWorkload:
             device=self.pop.ids[c["dev"]],
             alert_code=c["alert_code"],
             storm=c["storm"],
-            instruction=c["instruction"],
-            total_instructions=c["total_instructions"],
         )

@@ -36,7 +36,13 @@ from dccsim.bench.results.runlog import RunSink
 from dccsim.core.pipeline import Pipeline
 
 RUN = ("run", "smoke", "--scale", "0.0002", "--quiet")
-LOGS = ("requests.arrow", "alerts.arrow")
+LOGS = ("requests.arrow", "alerts.arrow", "audit.arrow")
+#: the logs the full-disk tests fill (the audit trail, small, is left room and checked as a prefix)
+FILLED = ("requests.arrow", "alerts.arrow")
+
+
+def _half_full(full_run: Path) -> Disk:
+    return Disk({**{name: (full_run / name).stat().st_size // 2 for name in FILLED}, "audit.arrow": 1 << 30})
 
 
 class Disk:
@@ -135,8 +141,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_full_disk_mid_run_is_one_line_exit_3_and_valid_log_prefixes(
     full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    disk = Disk({name: (full_run / name).stat().st_size // 2 for name in LOGS})
-    monkeypatch.setattr(logs, "open_file", disk.open)
+    monkeypatch.setattr(logs, "open_file", _half_full(full_run).open)
     out = tmp_path / "run"
     code, stdout, err = cli(*RUN, "--out", str(out), capsys=capsys)
     line = _one_line(err)
@@ -146,7 +151,8 @@ def test_a_full_disk_mid_run_is_one_line_exit_3_and_valid_log_prefixes(
                     rf"{os.strerror(errno.ENOSPC)}; the first ", line), line  # fmt: skip
     rows = _check_prefixes(out, full_run, line)
     full_rows = {name: ipc.open_stream(full_run / name).read_all().num_rows for name in LOGS}
-    assert all(0 < rows[name] < full_rows[name] for name in LOGS)
+    assert all(0 < rows[name] < full_rows[name] for name in FILLED)
+    assert rows["audit.arrow"] <= full_rows["audit.arrow"]
     assert sorted(os.listdir(out)) == sorted(LOGS)  # no summary.json, report.html or temporary file
 
 
@@ -202,8 +208,7 @@ def test_an_error_in_the_pipeline_mid_run_exits_3_with_one_line_and_readable_log
 def test_a_sweep_on_a_full_disk_is_one_line_exit_3(
     full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    disk = Disk({name: (full_run / name).stat().st_size // 2 for name in LOGS})
-    monkeypatch.setattr(logs, "open_file", disk.open)
+    monkeypatch.setattr(logs, "open_file", _half_full(full_run).open)
     out = tmp_path / "sweep"
     code, _, err = cli("sweep", "smoke", "--scale", "0.0002", "--uplift", "1", "--workers", "1", "--out", str(out),
                        capsys=capsys)  # fmt: skip
@@ -265,8 +270,7 @@ def _alerts(k: int, n: int = 50) -> dict[str, np.ndarray]:
         "t_ns": np.arange(k * n, (k + 1) * n, dtype=np.int64), "device": np.full(n, k, np.uint64),
         "alert_code": np.full(n, 0x8F0F, np.uint16), "action": np.zeros(n, np.uint8),
         "throttled_count": np.zeros(n, np.uint32), "sequence_id": np.arange(n, dtype=np.uint32),
-        "storm": np.zeros(n, bool), "instruction": np.zeros(n, np.uint16),
-        "total_instructions": np.zeros(n, np.uint16),
+        "storm": np.zeros(n, bool),
     }  # fmt: skip
 
 

@@ -200,21 +200,25 @@ def test_each_day_has_its_own_traffic_and_counters_carry_across_midnight() -> No
     assert sink.progressed[-1] == (day0 + 2 * DAY_NS, day0 + 2 * DAY_NS)
 
 
-def test_future_dated_alerts_after_midnight_are_simulated() -> None:
-    """Day 0's future-dated commands executing after midnight report back on day 1: every
-    future-dated alert day 0 generates is in a two-day run's alerts."""
-    from dccsim.loadgen.workload import DayWorkload
-
+def test_future_dated_responses_after_midnight_are_simulated() -> None:
+    """Day 0's future-dated commands executing after midnight report back on day 1 (their
+    responses in the audit trail, CR1233); only commands whose responses would come after the
+    run's end are left incomplete."""
     sink, driver = _days(2)
-    day0 = DayWorkload(driver.scenario, driver.population, day=0)
+    req, audit = sink.request_rows(), sink.audit_rows()
     midnight = driver.scenario.day_start_ns + DAY_NS
-    fd = day0.alert_streams[-1]
-    assert (fd.t >= midnight).sum() > 10
-    a = sink.alert_rows()
-    got = set(zip(a.t_ns.tolist(), a.device.tolist(), a.instruction.tolist(), strict=True))
-    want = zip(fd.t.tolist(), driver.population.ids[fd.cols["dev"]].tolist(), fd.cols["instruction"].tolist(),
-               strict=True)  # fmt: skip
-    assert all(w in got for w in want)
+    end = driver.scenario.day_start_ns + 2 * DAY_NS
+    day0 = req.t_scheduled_ns[audit.seq.astype(np.int64)] < midnight
+    assert (day0 & (audit.t_ns >= midnight)).sum() > 10
+    assert (audit.t_ns < end).all() and driver.totals.future_dated_responses == len(audit)
+    delivered = (req.request_class == REQUEST_CLASSES.index("future_dated")) & (req.response_code == 1)
+    complete = set(audit.seq[audit.received == audit.total_instructions].tolist())
+    incomplete = np.array([s for s in req.seq[delivered].tolist() if s not in complete], np.int64)
+    # a command is incomplete only if it was sent within the longest lead time (+ a minute of
+    # delays and acknowledgement) of the run's end
+    lead = int(driver.scenario.future_dated.lead_time_h[1] * 3600) * 10**9
+    assert len(incomplete) and (req.t_scheduled_ns[incomplete] >= end - lead - 180 * 10**9).all()
+    assert driver.totals.future_dated_after_end > 0
 
 
 def test_a_re_read_of_an_earlier_days_period_hits_only_within_retention() -> None:

@@ -28,6 +28,9 @@ def test_export_parquet_serves_duckdb_and_polars_any_number_of_times(
     by_srv = dict(duckdb.sql(f"select srv, count(*) from '{req}' group by srv").fetchall())
     assert by_srv == {k: v.requests for k, v in summary.latency_by_srv.items()}
     assert pl.scan_parquet(out / "alerts.parquet").select(pl.len()).collect().item() == summary.alerts
+    # the audit trail too (future-dated responses, CR1233)
+    assert summary.future_dated is not None and f"audit.parquet: {summary.future_dated.responses:,} rows" in stdout
+    assert pl.scan_parquet(out / "audit.parquet").select(pl.len()).collect().item() == summary.future_dated.responses
     meta = {k.decode(): v.decode() for k, v in pq.read_schema(req).metadata.items()}
     assert meta["dccsim.seed"] == "1" and meta["dccsim.scale"] == "0.0005"
 

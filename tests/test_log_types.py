@@ -97,7 +97,7 @@ def test_a_log_told_no_codes_takes_any_code_and_one_told_some_refuses_others(tmp
         "t_ns": np.arange(n, dtype=np.int64), "device": np.arange(n, dtype=np.uint64),
         "alert_code": np.array([0x0000, 0x8F84, 0xFFFF], np.uint16), "action": np.zeros(n, np.uint8),
         "throttled_count": np.zeros(n, np.uint32), "sequence_id": np.zeros(n, np.uint32),
-        "storm": np.zeros(n, bool), "instruction": np.zeros(n, np.uint16), "total_instructions": np.zeros(n, np.uint16),
+        "storm": np.zeros(n, bool),
     }  # fmt: skip
     with ArrowLogWriter(tmp_path / "any.arrow", ALERTS_SCHEMA, run_metadata("x", 1)) as log:
         log.write_columns(**cols)
@@ -118,12 +118,16 @@ def test_a_log_of_eui_text_that_is_not_an_eui_is_a_clear_error(tmp_path: Path) -
 # ------------------------------------------------------------------ runs of schema version 1
 def _as_version_1(run: Path, old: Path) -> None:
     """``run``'s folder as dccsim wrote it before schema version 2: the same rows, with times,
-    EUI-64s and alert codes as plain integers and ``dccsim.schema_version`` 1."""
+    EUI-64s and alert codes as plain integers, the alerts' two future-dated columns, and
+    ``dccsim.schema_version`` 1."""
     old.mkdir()
     for name in ("summary.json", "histograms.json"):
         (old / name).write_bytes((run / name).read_bytes())
     for name, schema in (("requests.arrow", V1_REQUESTS), ("alerts.arrow", V1_ALERTS)):
         table = read_log(run / name, raw=True)
+        if name == "alerts.arrow":  # version 1 had the future-dated alerts' columns, 0 for any other alert
+            zeros = pa.array(np.zeros(table.num_rows, np.uint16))
+            table = table.append_column("instruction", zeros).append_column("total_instructions", zeros)
         meta = {**table.schema.metadata, b"dccsim.schema_version": b"1"}
         meta.pop(b"dccsim.read.status")
         table = table.cast(schema).replace_schema_metadata(meta)

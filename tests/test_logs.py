@@ -92,8 +92,6 @@ def alert_columns(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         "throttled_count": rng.integers(0, 100, n).astype(np.uint32),
         "sequence_id": np.arange(n, dtype=np.uint32),
         "storm": rng.random(n) < 0.1,
-        "instruction": np.zeros(n, np.uint16),
-        "total_instructions": np.zeros(n, np.uint16),
     }
 
 

@@ -100,7 +100,6 @@ def test_the_schemas_are_as_version_2_of_the_logs() -> None:
         [
             _f("t_ns", ts), _f("device", eui), _f("alert_code", code), _f("action", _C),
             _f("throttled_count", pa.uint32()), _f("sequence_id", pa.uint32()), _f("storm", pa.bool_()),
-            _f("instruction", pa.uint16()), _f("total_instructions", pa.uint16()),
         ]
     )  # fmt: skip
     assert SCHEMA_VERSION == "2"

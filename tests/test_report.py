@@ -91,7 +91,6 @@ def make_summary(n: int = 104, bad_night: bool = False) -> RunSummary:
         "storm_alerts_forwarded": 4000,
         "nonstorm_alerts_throttled": 12,
         "top_throttled_devices": [{"device": f"00DB1234567890{i:02X}", "throttled": 900 - 37 * i} for i in range(10)],
-        "future_dated_alerts": 1400,
         "series": {
             "interval_s": 900,
             "start_ns": DAY_NS,
@@ -321,7 +320,6 @@ def ran_summary() -> RunSummary:
         t_ns=np.sort(DAY_NS + rng.integers(0, 20 * 3600 * NS, m)), device=rng.integers(1, 30, m).astype(np.uint64),
         alert_code=np.full(m, 0x8F84, np.uint16), action=u8(rng.integers(0, len(ALERT_ACTIONS), m)),
         throttled_count=np.zeros(m, np.uint32), sequence_id=np.zeros(m, np.uint32), storm=rng.random(m) < 0.5,
-        instruction=np.zeros(m, np.uint16), total_instructions=np.zeros(m, np.uint16),
     )  # fmt: skip
     tally = RunTally(DAY_NS, len(srvs))
     tally.record_requests(requests)

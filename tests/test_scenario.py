@@ -78,9 +78,14 @@ def test_workload_reads_every_esme_once_and_labels_invalid() -> None:
     assert set(np.unique(inv).tolist()) <= set(range(len(INVALID_KINDS)))
     a = w.alerts(day, day + 86_400 * 10**9)
     assert a.storm.sum() > 0 and np.all(np.diff(a.t_ns) >= 0)
-    fd = a.total_instructions > 0
-    assert fd.any() and np.all(a.instruction[fd] >= 1) and np.all(a.instruction[fd] <= a.total_instructions[fd])
-    assert set(np.unique(a.alert_code[fd]).tolist()) <= {0x8F66, 0x8F67}
+    # future-dated commands report by Responses (CR1233), not alerts: no alert is one
+    assert not np.isin(a.alert_code, [0x8F66, 0x8F67]).any()
+    # the future-dated commands: 1.1.1 (pattern "Device"), the signed pre-command (CV 5), dated
+    fd = np.concatenate([c.cls == 2 for c in chunks])
+    assert fd.sum() > 10
+    assert set(np.concatenate([c.srv for c in chunks])[fd].tolist()) == {catalogue().code("1.1.1")}
+    assert set(np.concatenate([c.command_variant for c in chunks])[fd].tolist()) == {5}
+    assert (np.concatenate([c.execution_ns for c in chunks])[fd] > t[fd]).all()
 
 
 def test_overrides_revalidate() -> None:

@@ -28,7 +28,9 @@ def test_a_run_reports_every_stage_with_its_rows(tmp_path: Path) -> None:
     assert s.stages["validate_dsp"].rows == s.stages["cache_outcomes"].rows == s.requests
     assert s.stages["generate"].rows == s.requests - s.retries
     assert s.stages["throttle"].rows == s.alerts
-    assert s.stages["log"].rows == s.requests + s.alerts
+    # the log takes the requests, the alerts and the future-dated responses (audit.arrow)
+    assert s.future_dated is not None and s.future_dated.responses > 0
+    assert s.stages["log"].rows == s.requests + s.alerts + s.future_dated.responses
     st = s.stages["log"]
     assert abs(st.ns_per_row * st.rows / 1e9 - st.seconds) < 1e-4  # seconds are rounded to 0.1 ms
     assert abs(st.share_of_wall * s.wall_seconds - st.seconds) < 1e-3

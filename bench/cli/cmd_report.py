@@ -265,7 +265,8 @@ def _label(path: Path) -> str:
 
 @click.command()
 @click.argument("run_dir", type=_RUN_DIR)
-@click.option("--parquet", is_flag=True, required=True, help="Write requests.parquet and alerts.parquet (zstd).")
+@click.option("--parquet", is_flag=True, required=True,
+              help="Write requests.parquet and alerts.parquet (zstd), and audit.parquet when the run has one.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write them (default: RUN_DIR).")
 def export(run_dir: Path, parquet: bool, out: Path | None) -> None:
@@ -279,7 +280,8 @@ def export(run_dir: Path, parquet: bool, out: Path | None) -> None:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CliError(f"--out: cannot create {target} ({exc.strerror or exc})") from None
-    for name in ("requests", "alerts"):
+    # the audit trail (future-dated responses) when the run kept one: dccsim run does
+    for name in ("requests", "alerts", *(["audit"] if (folder / "audit.arrow").is_file() else [])):
         src = folder / f"{name}.arrow"
         if not src.is_file():
             raise CliError(f"{folder}: no {name}.arrow (expected a run folder written by dccsim run)")

@@ -137,7 +137,7 @@ def _print_summary(result: Any) -> None:
     stdout_console().print(t)
     if result.criteria.verdicts:
         stdout_console().print(verdict_table(result.criteria))
-    click.echo(f"results: {result.out_dir}/ (requests.arrow, alerts.arrow, summary.json, report.html)")
+    click.echo(f"results: {result.out_dir}/ (requests.arrow, alerts.arrow, audit.arrow, summary.json, report.html)")
 
 
 _SCENARIO_ARG = click.argument("scenario", required=False, default=DEFAULT_SCENARIO)

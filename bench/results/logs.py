@@ -76,8 +76,7 @@ Reading the logs elsewhere (checked offline with DuckDB 2.0, Polars 2.1, pyarrow
 ...         t_ns=np.array([5, 9], np.int64), device=np.array([1, 2], np.uint64),
 ...         alert_code=np.array([0x8F0F, 0x8F0F], np.uint16), action=np.array([0, 1], np.uint8),
 ...         throttled_count=np.array([0, 1], np.uint32), sequence_id=np.array([1, 2], np.uint32),
-...         storm=np.array([False, True]), instruction=np.zeros(2, np.uint16),
-...         total_instructions=np.zeros(2, np.uint16))
+...         storm=np.array([False, True]))
 >>> log.rows
 2
 >>> table = read_log(path)

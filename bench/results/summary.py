@@ -47,6 +47,7 @@ __all__ = [
     "ClassLatency",
     "CriteriaSection",
     "CriterionResult",
+    "FutureDatedSection",
     "Latency",
     "LogSizes",
     "RunInfo",
@@ -78,6 +79,8 @@ _PCT = (50.0, 90.0, 95.0, 99.0, 99.9)
 _THROTTLED = ALERT_ACTIONS.index("throttled")
 _CACHE, _DEVICE, _FAILED = OUTCOMES.index("cache"), OUTCOMES.index("device"), OUTCOMES.index("failed")
 _I0, _I99 = RESPONSE_CODES.index("I0"), RESPONSE_CODES.index("I99")
+_FUTURE_DATED = REQUEST_CLASSES.index("future_dated")
+_FD_NOT_DONE = 0x8F67
 _REFUSED, _SHED = OUTCOMES.index("refused"), OUTCOMES.index("shed")
 
 
@@ -134,7 +137,15 @@ class RunTally:
         self.storm_forwarded = 0
         self.nonstorm_throttled = 0
         self.throttled_by_device: Counter[int] = Counter()
-        self.fd_alerts = 0
+        # future-dated commands (CR1233): delivered ones (acknowledged I99) from the request
+        # log; their responses, out of sequence, not done, and commands complete (a response
+        # that is the command's last to arrive) from the audit trail, kept when ``fd_audited``
+        self.fd_audited = False
+        self.fd_commands = 0
+        self.fd_responses = 0
+        self.fd_out_of_sequence = 0
+        self.fd_not_done = 0
+        self.fd_complete = 0
         # DSP overload control: refused and shed requests per class, refused per interval
         self.refused_by_class = np.zeros(len(REQUEST_CLASSES), np.int64)
         self.shed_by_class = np.zeros(len(REQUEST_CLASSES), np.int64)
@@ -183,6 +194,7 @@ class RunTally:
         if n:
             self.peak_backlog = max(self.peak_backlog, int(backlog.max()))
         self.wait_sum_ns += int(rows.wait_ns.sum())
+        self.fd_commands += int(((cls == _FUTURE_DATED) & (rows.response_code == _I99)).sum())
         iv = self._interval(rows.t_scheduled_ns)
         self.series_requests += np.bincount(iv, minlength=self.n_intervals)
         self.series_within += np.bincount(iv[within], minlength=self.n_intervals)
@@ -218,7 +230,14 @@ class RunTally:
         if throttled.any():
             devs, counts = np.unique(rows.device[throttled], return_counts=True)
             self.throttled_by_device.update(dict(zip(devs.tolist(), counts.tolist(), strict=True)))
-        self.fd_alerts += int((rows.total_instructions > 0).sum())
+
+    def record_audit(self, rows: Any) -> None:
+        """Count a batch of audit rows (:class:`~dccsim.core.records.AuditRows`): future-dated
+        responses."""
+        self.fd_responses += len(rows)
+        self.fd_out_of_sequence += int(rows.out_of_sequence.sum())
+        self.fd_not_done += int((rows.alert_code == _FD_NOT_DONE).sum())
+        self.fd_complete += int((rows.received == rows.total_instructions).sum())
 
     def merge(self, other: RunTally) -> RunTally:
         """Add ``other`` into this tally (exact: counts add, histograms add, peaks take the max)."""
@@ -237,8 +256,10 @@ class RunTally:
                      "refused_by_class", "shed_by_class", "series_refused", "series_failed"):  # fmt: skip
             getattr(self, name).__iadd__(getattr(other, name))
         for name in ("within", "requests", "retries", "retries_unanswered", "wait_sum_ns", "alerts", "storm_alerts",
-                     "storm_forwarded", "nonstorm_throttled", "fd_alerts"):  # fmt: skip
+                     "storm_forwarded", "nonstorm_throttled", "fd_commands", "fd_responses",
+                     "fd_out_of_sequence", "fd_not_done", "fd_complete"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.fd_audited = self.fd_audited or other.fd_audited
         self.peak_backlog = max(self.peak_backlog, other.peak_backlog)
         np.maximum(self.series_backlog, other.series_backlog, out=self.series_backlog)
         self.throttled_by_device.update(other.throttled_by_device)
@@ -387,6 +408,24 @@ class ThrottleSection(_Doc):
     config: dict[str, Any] = {}
 
 
+class FutureDatedSection(_Doc):
+    """Future-dated commands the devices held (CR1233): the responses they sent (one per
+    instruction, ``audit.arrow``), the out-of-sequence ones, and commands still incomplete."""
+
+    #: future-dated commands delivered: acknowledged (I99) in requests.arrow
+    commands: int
+    #: responses received (rows of audit.arrow)
+    responses: int
+    #: responses that arrived before a lower-numbered instruction of their command
+    out_of_sequence: int
+    #: responses reporting an instruction not done (FutureDatedAlertCode 8F67)
+    not_done: int
+    #: commands all of whose instructions had reported by the end of the run
+    complete: int
+    #: commands with instructions still to report at the end of the run
+    incomplete: int
+
+
 class Stage(_Doc):
     """Where a run spent its time: one stage's wall time summed over its chunks (stages run side
     by side on threads of their own, so the shares add up to more than 1)."""
@@ -518,12 +557,13 @@ class RunSummary(Struct, kw_only=True):
     storm_alerts_forwarded: int
     nonstorm_alerts_throttled: int
     top_throttled_devices: list[TopDevice]
-    future_dated_alerts: int
     series: Series
     logs: LogSizes
     cache: CacheSection | None = None
     throttle: ThrottleSection | None = None
     comms: CommsSection | None = None
+    #: future-dated commands and their responses (CR1233): virtual-time runs only
+    future_dated: FutureDatedSection | None = None
     # timings and run metadata
     wall_seconds: float | None = None
     events_per_second: float | None = None
@@ -632,7 +672,10 @@ class RunSummary(Struct, kw_only=True):
                 TopDevice(device=f"{d:016X}", throttled=c)
                 for d, c in sorted(t.throttled_by_device.items(), key=lambda dc: (-dc[1], dc[0]))[:10]
             ],
-            future_dated_alerts=t.fd_alerts,
+            future_dated=FutureDatedSection(
+                commands=t.fd_commands, responses=t.fd_responses, out_of_sequence=t.fd_out_of_sequence,
+                not_done=t.fd_not_done, complete=t.fd_complete, incomplete=t.fd_commands - t.fd_complete,
+            ) if t.fd_audited else None,  # fmt: skip
             series=series,
             logs=LogSizes(requests_arrow_bytes=parts.log_bytes[0], alerts_arrow_bytes=parts.log_bytes[1]),
             cache=cache,

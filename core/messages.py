@@ -62,6 +62,8 @@ __all__ = [
     "GenericBody",
     "Body",
     "READ_LOG_BODIES",
+    "TYPED_BODIES",
+    "TYPED_ELEMENT_SRV",
     "ServiceRequest",
     "Response",
     "DeviceAlert",
@@ -160,15 +162,22 @@ class ReadLogPeriod(Struct, frozen=True, kw_only=True, gc=False):
     end: datetime
 
 
-class _ReadLogBody(Struct, frozen=True, kw_only=True, gc=False, tag_field="element"):
+class _ReadLogBody(Struct, frozen=True, kw_only=True, gc=False, tag_field="element", omit_defaults=True):
     period: ReadLogPeriod
 
 
-class RetrieveImportDailyReadLog(_ReadLogBody, tag="RetrieveImportDailyReadLog"):
+class _ReadLogURPBody(_ReadLogBody):
+    """A read log that may carry the key agreement certificate of an Unrestricted Reading
+    Party (DUIS ``KAPublicSecurityCredentials``, base64 text, kept as written)."""
+
+    ka_public_security_credentials: str | None = None
+
+
+class RetrieveImportDailyReadLog(_ReadLogURPBody, tag="RetrieveImportDailyReadLog"):
     """SRV 4.6.1 Retrieve Import Daily Read Log."""
 
 
-class ReadActiveImportProfileData(_ReadLogBody, tag="ReadActiveImportProfileData"):
+class ReadActiveImportProfileData(_ReadLogURPBody, tag="ReadActiveImportProfileData"):
     """SRV 4.8.1 Read Active Import Profile Data (the half-hourly consumption)."""
 
 
@@ -234,6 +243,17 @@ READ_LOG_BODIES: dict[str, type[_ReadLogBody]] = {
     "4.8.1": ReadActiveImportProfileData,
     "4.8.3": ReadExportProfileData,
 }
+
+#: SRV -> the typed body it must carry (any other SRV carries a :class:`GenericBody`).
+TYPED_BODIES: dict[str, type] = {
+    **READ_LOG_BODIES,
+    "4.1.1": ReadInstantaneousImportRegisters,
+    "11.2": ReadFirmwareVersion,
+    "8.11": UpdateHANDeviceLog,
+}
+
+#: DUIS body element name -> the SRV whose typed body it is.
+TYPED_ELEMENT_SRV: dict[str, str] = {cls.__struct_config__.tag: srv for srv, cls in TYPED_BODIES.items()}
 
 
 class ServiceRequest(Struct, frozen=True, kw_only=True, gc=False, tag_field="kind", tag="request"):

@@ -36,7 +36,24 @@ import msgspec
 import msgspec.inspect as mi
 
 from .errors import MessageError
-from .messages import DCCAlert, DeviceAlert, Message, RequestId, RequestRow, Response, ServiceRequest
+from .eui import EUI_RE
+from .messages import (
+    READ_LOG_BODIES,
+    TYPED_BODIES,
+    TYPED_ELEMENT_SRV,
+    DCCAlert,
+    DeviceAlert,
+    GenericBody,
+    Message,
+    ReadActiveImportProfileData,
+    RequestId,
+    RequestRow,
+    Response,
+    RetrieveImportDailyReadLog,
+    ServiceRequest,
+    UpdateHANDeviceLog,
+)
+from .records import ROLES
 
 __all__ = [
     "encode_json",
@@ -51,6 +68,13 @@ __all__ = [
     "detect_format",
     "decode_file",
     "check_message",
+    "check_header",
+    "check_body",
+    "check_request",
+    "check_row",
+    "COMMAND_VARIANTS",
+    "INSTALL_CODE_BYTES",
+    "JOIN_TIME_S",
 ]
 
 _json_enc = msgspec.json.Encoder()
@@ -259,8 +283,9 @@ def check_message(msg: Message, where: str = "$") -> Message:
     The checks the DUIS XML reader makes while parsing: each RequestID's originator and
     target are EUI-64s and its counter an unsigned 64-bit integer; every date-time has a time
     zone and lies within years 1 to 9999 in UTC; every integer fits in 64 bits (so that each
-    format can carry what one accepted). Fields are named by their path from ``where`` (e.g.
-    ``$.request_id.counter``).
+    format can carry what one accepted); a Service Request's header and body are what the
+    DUIS schema allows (:func:`check_request`). Fields are named by their path from ``where``
+    (e.g. ``$.request_id.counter``).
     """
     _ints(msg, where)
     if isinstance(msg, ServiceRequest):
@@ -272,6 +297,7 @@ def check_message(msg: Message, where: str = "$") -> Message:
             _aware(period.start, f"{where}.body.period.start")
             _aware(period.end, f"{where}.body.period.end")
         _aware(msg.execution_datetime, f"{where}.execution_datetime")
+        check_request(msg, where)
     elif isinstance(msg, Response):
         _request_id(msg.request_id, f"{where}.request_id")
         _request_id(msg.response_id, f"{where}.response_id")
@@ -279,6 +305,145 @@ def check_message(msg: Message, where: str = "$") -> Message:
     elif isinstance(msg, DeviceAlert | DCCAlert):
         _aware(msg.time, f"{where}.time")
     return msg
+
+
+# ---------------------------------------------------------------------------- DUIS schema facts
+_HEX_RE = re.compile(r"(?:[0-9A-Fa-f]{2})*")
+_B64_RE = re.compile(r"[A-Za-z0-9+/\s]*={0,2}\s*")
+#: Command Variants a Service Request may carry (DUIS: 9 is internal to the DCC, never a request's)
+COMMAND_VARIANTS = range(1, 9)
+#: an 8.11 ``InstallCode``: ``xs:hexBinary`` of 6 to 16 bytes (the schema's bounds, any device)
+INSTALL_CODE_BYTES = (6, 16)
+#: an 8.11 ``JoinTimePeriod``: a positive integer of seconds, at most 3600
+JOIN_TIME_S = (1, 3600)
+#: DUIS names of a request's fields, where the XML reader reports them
+_XML_NAMES = {
+    "srv": "header.srv",
+    "command_variant": "header.command_variant",
+    "service_reference": "header.service_reference",
+    "body": "body",
+}
+
+
+def _catalogue():  # type: ignore[no-untyped-def]
+    from .catalogue import catalogue  # here: numpy, which a JSON-only caller need not load first
+
+    return catalogue()
+
+
+def check_header(srv: str, command_variant: int, service_reference: str, where: str = "$") -> None:
+    """The header facts the DUIS schema (and its SRV table) fixes, else :class:`MessageError`:
+    ``srv`` is a DUIS Service Reference Variant, ``command_variant`` one of 1-8 and
+    ``service_reference`` the SRV's own Service Reference (``4.8`` for ``4.8.1``).
+
+    ``where`` prefixes JSON paths (``$.srv``); ``""`` names the fields as the XML reader does
+    (``header.srv``).
+    """
+    name = _XML_NAMES.get if not where else (lambda f: f"{where}.{f}")  # type: ignore[assignment]
+    cat = _catalogue()
+    if srv not in cat:
+        raise MessageError(name("srv"), srv, "a DUIS Service Reference Variant such as 4.8.1")
+    if type(command_variant) is not int or command_variant not in COMMAND_VARIANTS:
+        raise MessageError(name("command_variant"), command_variant, "a Command Variant from 1 to 8")
+    reference = cat[srv].reference
+    if service_reference != reference:
+        raise MessageError(
+            name("service_reference"), service_reference, f"{reference!r}, the Service Reference of SRV {srv}"
+        )
+
+
+def check_body(srv: str, body: Any, where: str = "$") -> None:
+    """``body`` is the one the DUIS schema has for ``srv``, its values in range, else
+    :class:`MessageError`.
+
+    SRVs with a typed body (4.6.1, 4.8.1, 4.8.3, 4.1.1, 11.2, 8.11) must carry it, not a
+    generic one; a typed body (or a generic one named like it) belongs to its own SRV only.
+    In an 8.11 ``UpdateHANDeviceLog``: ``DeviceID`` is an EUI-64; the whitelist entry, when
+    any of it is given, has both ``JoinTimePeriod`` (1..3600) and ``InstallCode`` (hex of
+    6..16 bytes); ``ImportMPxN`` has 1..13 characters, the MPANs 13. A URP certificate is
+    base64 text.
+    """
+    base = f"{where}.body" if where else "body"
+    expected_cls = TYPED_BODIES.get(srv)
+    name = body.name if isinstance(body, GenericBody) else type(body).__struct_config__.tag
+    if expected_cls is not None and type(body) is not expected_cls:
+        tag = expected_cls.__struct_config__.tag  # type: ignore[attr-defined]
+        got = f"a generic {name} body" if isinstance(body, GenericBody) else f"a {name} body"
+        raise MessageError(f"{base}.element", name, f"the typed {tag} body of SRV {srv}", got=got)
+    owner = TYPED_ELEMENT_SRV.get(name)
+    if owner is not None and owner != srv:
+        raise MessageError(f"{base}.element", name, f"a body for SRV {srv} ({name} is SRV {owner}'s)")
+    if isinstance(body, UpdateHANDeviceLog):
+        _check_han_log(body, base)
+    elif isinstance(body, RetrieveImportDailyReadLog | ReadActiveImportProfileData):
+        ka = body.ka_public_security_credentials
+        if ka is not None and (not ka.strip() or not _B64_RE.fullmatch(ka)):
+            raise MessageError(f"{base}.ka_public_security_credentials", ka, "a certificate as base64 text")
+
+
+def _check_han_log(body: UpdateHANDeviceLog, base: str) -> None:
+    if not EUI_RE.match(body.device_id):
+        raise MessageError(f"{base}.device_id", body.device_id, "an EUI-64 like 00-DB-12-34-56-78-90-A0")
+    add = (body.join_time_period, body.install_code, body.import_mpxn, body.secondary_import_mpan, body.export_mpan)
+    if all(v is None for v in add):
+        return
+    jt = body.join_time_period
+    lo, hi = JOIN_TIME_S
+    if jt is None or type(jt) is not int or not lo <= jt <= hi:
+        raise MessageError(
+            f"{base}.join_time_period", jt, f"an integer from {lo} to {hi} (seconds; required in a whitelist entry)"
+        )
+    code = body.install_code
+    lo, hi = INSTALL_CODE_BYTES
+    if code is None or not _HEX_RE.fullmatch(code) or not lo <= len(code) // 2 <= hi:
+        shown = "missing" if code is None else f"{len(code) / 2:g} bytes" if _HEX_RE.fullmatch(code) else "not hex"
+        raise MessageError(
+            f"{base}.install_code",
+            code,
+            f"hex of {lo} to {hi} bytes (required in a whitelist entry)",
+            got=None if code is None else f"{code!r} ({shown})",
+        )
+    if body.import_mpxn is not None and not 1 <= len(body.import_mpxn) <= 13:
+        raise MessageError(f"{base}.import_mpxn", body.import_mpxn, "an MPxN of 1 to 13 characters")
+    for field in ("secondary_import_mpan", "export_mpan"):
+        mpan = getattr(body, field)
+        if mpan is not None and len(mpan) != 13:
+            raise MessageError(f"{base}.{field}", mpan, "an MPAN of 13 characters")
+
+
+def check_request(req: ServiceRequest, where: str = "$") -> ServiceRequest:
+    """``req`` if the DUIS schema accepts its header and body (:func:`check_header`,
+    :func:`check_body`), else :class:`MessageError`. A few dictionary look-ups and
+    comparisons: cheap per message."""
+    check_header(req.srv, req.command_variant, req.service_reference, where)
+    check_body(req.srv, req.body, where)
+    return req
+
+
+def check_row(row: RequestRow, where: str = "$") -> RequestRow:
+    """A compact request row held to the schema's facts, else :class:`MessageError`: its
+    RequestID parts are unsigned 64-bit, its SRV is known, its Command Variant 1-8, its role
+    one of :data:`~dccsim.core.records.ROLES` (or ``""``: none), and it has a read log period
+    exactly when its SRV's body has one (4.6.1, 4.8.1, 4.8.3)."""
+    row.check(where)
+    if row.srv not in _catalogue():
+        raise MessageError(f"{where}.srv", row.srv, "a DUIS Service Reference Variant such as 4.8.1")
+    if row.command_variant not in COMMAND_VARIANTS:
+        raise MessageError(f"{where}.command_variant", row.command_variant, "a Command Variant from 1 to 8")
+    if row.role and row.role not in ROLES:
+        raise MessageError(f"{where}.role", row.role, f"one of {', '.join(ROLES)}, or '' for none")
+    has_period = row.period_start_ns != 0 or row.period_end_ns != 0
+    if row.srv in READ_LOG_BODIES:
+        for field in ("period_start_ns", "period_end_ns"):
+            if getattr(row, field) == 0:
+                raise MessageError(
+                    f"{where}.{field}", 0, f"a read log period time (ns since the epoch; SRV {row.srv} has one)"
+                )
+    elif has_period:
+        value = row.period_start_ns or row.period_end_ns
+        field = "period_start_ns" if row.period_start_ns else "period_end_ns"
+        raise MessageError(f"{where}.{field}", value, f"0 (SRV {row.srv} has no read log period)")
+    return row
 
 
 def _check_all(msgs: list[Message]) -> list[Message]:
@@ -406,7 +571,7 @@ def decode_file(data: bytes) -> list[Message | RequestRow | MessageError]:
             except MessageError:
                 raise batch_error from None
             for i, row in enumerate(rows):
-                row.check(f"$[{i}]")
+                check_row(row, f"$[{i}]")
             return list(rows)
     except MessageError as err:
         return [err]

@@ -104,7 +104,8 @@ def test_msgspec_encoded_compact_rows_are_readable(tmp_path) -> None:
     p = tmp_path / "rows.msgpack"
     p.write_bytes(
         msgspec.msgpack.encode(
-            [RequestRow(originator=1, target=2, counter=3, command_variant=1, srv="4.8.1", role="MDR")]
+            [RequestRow(originator=1, target=2, counter=3, command_variant=1, srv="4.8.1", role="MDR", period_start_ns=10**18,
+                        period_end_ns=10**18 + 86_400 * 10**9)]  # fmt: skip
         )
     )
     r = run_cli("decode", str(p))

@@ -34,7 +34,8 @@ def request(counter: int) -> ServiceRequest:
 
 
 A, B = request(1), request(2)
-ROW = RequestRow(originator=1, target=2, counter=3, command_variant=1, srv="4.8.1", role="MDR")
+ROW = RequestRow(originator=1, target=2, counter=3, command_variant=1, srv="4.8.1", role="MDR",
+                 period_start_ns=1_767_225_600 * 10**9, period_end_ns=1_767_312_000 * 10**9)  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -194,7 +194,7 @@ def _request_dict() -> dict:
     req = ServiceRequest(
         request_id=RequestId.parse(RID),
         command_variant=1,
-        service_reference="4.8.1",
+        service_reference="4.8",
         srv="4.8.1",
         body=ReadActiveImportProfileData(
             period=ReadLogPeriod(start=datetime(2026, 11, 22, tzinfo=UTC), end=datetime(2026, 11, 23, tzinfo=UTC))

@@ -72,6 +72,7 @@ __all__ = [
     "check_body",
     "check_request",
     "check_row",
+    "check_generic_xml",
     "COMMAND_VARIANTS",
     "INSTALL_CODE_BYTES",
     "JOIN_TIME_S",
@@ -171,8 +172,18 @@ def _describe(node: mi.Type) -> str | None:
     return None
 
 
-def _expected_at(info: mi.Type, raw: Any, path: str) -> str | None:
-    """What the decoder's type allows at ``path`` (through ``raw``'s tags), in words."""
+def _fields_at(info: mi.Type, raw: Any, path: str) -> list[str]:
+    """The field names of the object the decoder's type has at ``path`` (through ``raw``'s tags)."""
+    node = _expected_at(info, raw, path, node_only=True)
+    node = _struct_for(node, _value_at(raw, path)) if isinstance(node, mi.Type) else node
+    if not isinstance(node, mi.StructType):
+        return []
+    return [f.encode_name for f in node.fields]
+
+
+def _expected_at(info: mi.Type, raw: Any, path: str, node_only: bool = False) -> Any:
+    """What the decoder's type allows at ``path`` (through ``raw``'s tags), in words (or, with
+    ``node_only``, the type itself)."""
     node, here = info, raw
     segments = _SEGMENT_RE.findall(path[1:])
     for i, (key, index) in enumerate(segments):
@@ -199,7 +210,7 @@ def _expected_at(info: mi.Type, raw: Any, path: str) -> str | None:
             else:
                 return None
             here = here[at] if isinstance(here, list) and at < len(here) else None
-    return _describe(node)
+    return node if node_only else _describe(node)
 
 
 #: msgspec's names of scalar types -> what a person calls them
@@ -234,6 +245,11 @@ def _error(exc: msgspec.MsgspecError, data: bytes, untyped: Any, info: mi.Type, 
     e = _EXPECTED_RE.match(message)
     if message.startswith("Object missing required field"):
         return MessageError(path, None, f"the required field {message.split('`')[1]!r}", got="(missing)")
+    if message.startswith("Object contains unknown field"):  # a body's extra key: an extra element in DUIS
+        name = message.split("`")[1]
+        fields = _fields_at(info, raw, path) if readable else []
+        allowed = f"only the fields {', '.join(fields)}" if fields else "only the fields the object has"
+        return MessageError(f"{path}.{name}", None, allowed, got="an unknown field")
     if e:
         kind = e.group(2)
         allowed = _expected_at(info, raw, path)
@@ -478,14 +494,16 @@ def decode_json_batch(data: bytes) -> list[Message]:
     return _check_all(_decode(_json_batch_dec, data, msgspec.json.decode, _MESSAGES, "JSON"))
 
 
-def decode_json_lines(data: bytes) -> list[Message | MessageError]:
-    """JSON lines: one message per non-empty line; bad lines come back as errors in place."""
+def decode_json_lines(data: bytes, schema: Any = None) -> list[Message | MessageError]:
+    """JSON lines: one message per non-empty line; bad lines come back as errors in place.
+    With ``schema`` (an lxml ``XMLSchema``), a request with a generic body is checked against
+    it too (:func:`check_generic_xml`)."""
     out: list[Message | MessageError] = []
     for lineno, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            out.append(decode_json(line))
+            out.append(check_generic_xml(decode_json(line), schema))
         except MessageError as err:
             out.append(MessageError(f"line {lineno}: {err.field}", err.value, err.expected, err.code, got=err.got))
     return out
@@ -516,6 +534,26 @@ def decode_rows(data: bytes) -> list[RequestRow]:
     return _decode(_rows_dec, data, msgspec.msgpack.decode, _ROWS, "MessagePack")  # type: ignore[no-any-return]
 
 
+def check_generic_xml(msg: Any, schema: Any, where: str = "$") -> Any:
+    """``msg`` if it is not a request with a :class:`GenericBody`, or ``schema`` is ``None``,
+    or its DUIS XML document is valid against ``schema``; else :class:`MessageError` at
+    ``{where}.body.xml`` with the schema's first problem (its line is in the document dccsim
+    writes for the request). dccsim's own checks cover typed bodies; a generic body is XML that
+    only the schema knows."""
+    if schema is None or not isinstance(msg, ServiceRequest) or not isinstance(msg.body, GenericBody):
+        return msg
+    from .duisxml import encode_xml  # here: it loads lxml, which JSON and MessagePack need not
+
+    try:
+        encode_xml(msg, schema)
+    except MessageError as err:
+        raise MessageError(
+            f"{where}.body.xml", err.value, "a request the DUIS schema accepts (lines of the XML dccsim writes for it)",
+            got=err.got,
+        ) from None
+    return msg
+
+
 def detect_format(data: bytes) -> str:
     """``"xml"``, ``"json"`` (one document), ``"jsonl"`` (JSON lines) or ``"msgpack"``."""
     head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
@@ -536,15 +574,24 @@ def detect_format(data: bytes) -> str:
     return "msgpack"
 
 
-def decode_file(data: bytes) -> list[Message | RequestRow | MessageError]:
+def _generic_checked(msgs: list[Message], schema: Any) -> list[Message]:
+    if schema is not None:
+        for i, msg in enumerate(msgs):
+            check_generic_xml(msg, schema, f"$[{i}]")
+    return msgs
+
+
+def decode_file(data: bytes, schema: Any = None) -> list[Message | RequestRow | MessageError]:
     """Every message in the bytes of one file, whatever its format (:func:`detect_format`).
 
     DUIS XML holds one ``sr:Request``; JSON one message or an array of them; JSON lines one
     message a line; MessagePack one message, an array of messages, or a compact request batch
-    (an array of :class:`RequestRow` arrays, each row checked). A bad message comes back as
-    its :class:`MessageError` in its place (one for a bad line of JSON lines, otherwise one
-    for the whole file), so that the good ones can still be used; nothing is raised for bad
-    input.
+    (an array of :class:`RequestRow` arrays, each row checked). Every format is held to the
+    DUIS schema's facts (:func:`check_request`, :func:`check_row`); with ``schema`` (an lxml
+    ``XMLSchema``) XML documents, and requests with a generic body in the other formats, are
+    validated against it too. A bad message comes back as its :class:`MessageError` in its
+    place (one for a bad line of JSON lines, otherwise one for the whole file), so that the good
+    ones can still be used; nothing is raised for bad input.
     """
     if not data.strip(b"\xef\xbb\xbf \t\r\n"):
         return [MessageError("$", data, _TOP_EXPECTED, got="an empty file")]
@@ -553,18 +600,18 @@ def decode_file(data: bytes) -> list[Message | RequestRow | MessageError]:
         if fmt == "xml":
             from .duisxml import decode_request_xml  # here: it loads lxml, which JSON and MessagePack need not
 
-            return [decode_request_xml(data)]
+            return [decode_request_xml(data, schema)]
         if fmt == "jsonl":
-            return list(decode_json_lines(data))
+            return list(decode_json_lines(data, schema))
         if fmt == "json":
             if data.lstrip()[:1] == b"[":
-                return list(decode_json_batch(data))
-            return [decode_json(data)]
+                return list(_generic_checked(decode_json_batch(data), schema))
+            return [check_generic_xml(decode_json(data), schema)]
         if not (data[:1] and (data[0] in (0xDC, 0xDD) or 0x90 <= data[0] <= 0x9F)):
-            return [decode_msgpack(data)]
+            return [check_generic_xml(decode_msgpack(data), schema)]
         # an array: of messages, or a compact request batch of RequestRow arrays
         try:
-            return list(decode_msgpack_batch(data))
+            return list(_generic_checked(decode_msgpack_batch(data), schema))
         except MessageError as batch_error:
             try:
                 rows = decode_rows(data)

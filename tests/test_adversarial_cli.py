@@ -195,10 +195,14 @@ def test_schema_errors_show_libxml2s_whole_reason_on_one_line(duis_dir, tmp_path
     code, out, err = cli("decode", *args, capsys=capsys)
     assert code == 2 and out == ""
     line = _one_line(err)
-    assert line.startswith(f"{f}: xml: got line 10: Element 'sr:FooBarBazQux': This element is not expected. ")
+    # found on reading (a generic body from JSON is checked against the schema), before any output
+    assert line.startswith(f"{f}: $.body.xml: got line 10: Element 'sr:FooBarBazQux': This element is not expected. ")
     # the reason goes on to what the schema allows there, and the expectation follows it
     assert "Expected is one of ( sr:UpdateImportTariffPrimaryElement," in line
-    assert line.endswith("sr:UpdateDebt )., expected a document valid against the DUIS schema [malformed]")
+    assert line.endswith(
+        "sr:UpdateDebt )., expected a request the DUIS schema accepts "
+        "(lines of the XML dccsim writes for it) [malformed]"
+    )
 
 
 # ------------------------------------------------------------------------------ stdout and inputs

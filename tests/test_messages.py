@@ -143,7 +143,7 @@ def test_responses_and_alerts_validate(duis_schema) -> None:
         (b"<sr:Request xmlns:sr='http://www.dccinterface.co.uk/ServiceUserGateway'><sr:Header>", "xml"),
         (b"<Request/>", "xml.root"),
         (
-            b"<sr:Request xmlns:sr='http://www.dccinterface.co.uk/ServiceUserGateway'><sr:Header>"
+            b"<sr:Request xmlns:sr='http://www.dccinterface.co.uk/ServiceUserGateway' schemaVersion='5.4'><sr:Header>"
             b"<sr:RequestID>90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90:1</sr:RequestID></sr:Header><sr:Body/></sr:Request>",
             "header.request_id.target",
         ),

@@ -341,10 +341,18 @@ _XML_NAMES = {
 }
 
 
-def _catalogue():  # type: ignore[no-untyped-def]
-    from .catalogue import catalogue  # here: numpy, which a JSON-only caller need not load first
+_REFERENCES: dict[str, str] = {}  # SRV -> its Service Reference, filled on first use
+_TAGS = {cls: cls.__struct_config__.tag for cls in TYPED_BODIES.values()}  # type: ignore[attr-defined]
+_URP_BODIES = (RetrieveImportDailyReadLog, ReadActiveImportProfileData)
+_CHECKED_BODIES = (*_URP_BODIES, UpdateHANDeviceLog)  # the typed bodies whose values are checked here
 
-    return catalogue()
+
+def _references() -> dict[str, str]:
+    if not _REFERENCES:
+        from .catalogue import catalogue  # here: numpy, which a JSON-only caller need not load first
+
+        _REFERENCES.update((i.srv, i.reference) for i in catalogue())
+    return _REFERENCES
 
 
 def check_header(srv: str, command_variant: int, service_reference: str, where: str = "$") -> None:
@@ -355,13 +363,18 @@ def check_header(srv: str, command_variant: int, service_reference: str, where: 
     ``where`` prefixes JSON paths (``$.srv``); ``""`` names the fields as the XML reader does
     (``header.srv``).
     """
-    name = _XML_NAMES.get if not where else (lambda f: f"{where}.{f}")  # type: ignore[assignment]
-    cat = _catalogue()
-    if srv not in cat:
+    reference = (_REFERENCES or _references()).get(srv)
+    if reference is not None and type(command_variant) is int and 1 <= command_variant <= 8:
+        if service_reference == reference:
+            return
+
+    def name(f: str) -> str:
+        return f"{where}.{f}" if where else _XML_NAMES[f]
+
+    if reference is None:
         raise MessageError(name("srv"), srv, "a DUIS Service Reference Variant such as 4.8.1")
-    if type(command_variant) is not int or command_variant not in COMMAND_VARIANTS:
+    if type(command_variant) is not int or not 1 <= command_variant <= 8:
         raise MessageError(name("command_variant"), command_variant, "a Command Variant from 1 to 8")
-    reference = cat[srv].reference
     if service_reference != reference:
         raise MessageError(
             name("service_reference"), service_reference, f"{reference!r}, the Service Reference of SRV {srv}"
@@ -379,19 +392,29 @@ def check_body(srv: str, body: Any, where: str = "$") -> None:
     6..16 bytes); ``ImportMPxN`` has 1..13 characters, the MPANs 13. A URP certificate is
     base64 text.
     """
-    base = f"{where}.body" if where else "body"
     expected_cls = TYPED_BODIES.get(srv)
-    name = body.name if isinstance(body, GenericBody) else type(body).__struct_config__.tag
+    if expected_cls is None and type(body) is GenericBody and body.name not in TYPED_ELEMENT_SRV:
+        return  # the common case of a generic SRV: the XSD knows its body
+    if type(body) is expected_cls and (
+        expected_cls not in _CHECKED_BODIES
+        or (expected_cls in _URP_BODIES and body.ka_public_security_credentials is None)
+    ):
+        return  # a typed body with nothing beyond its types to check
+    base = f"{where}.body" if where else "body"
+    generic = type(body) is GenericBody
+    name = body.name if generic else _TAGS.get(type(body), type(body).__name__)
     if expected_cls is not None and type(body) is not expected_cls:
-        tag = expected_cls.__struct_config__.tag  # type: ignore[attr-defined]
-        got = f"a generic {name} body" if isinstance(body, GenericBody) else f"a {name} body"
+        tag = _TAGS[expected_cls]
+        got = f"a generic {name} body" if generic else f"a {name} body"
         raise MessageError(f"{base}.element", name, f"the typed {tag} body of SRV {srv}", got=got)
-    owner = TYPED_ELEMENT_SRV.get(name)
-    if owner is not None and owner != srv:
-        raise MessageError(f"{base}.element", name, f"a body for SRV {srv} ({name} is SRV {owner}'s)")
-    if isinstance(body, UpdateHANDeviceLog):
+    if expected_cls is None:
+        owner = TYPED_ELEMENT_SRV.get(name)
+        if owner is not None:
+            raise MessageError(f"{base}.element", name, f"a body for SRV {srv} ({name} is SRV {owner}'s)")
+        return
+    if expected_cls is UpdateHANDeviceLog:
         _check_han_log(body, base)
-    elif isinstance(body, RetrieveImportDailyReadLog | ReadActiveImportProfileData):
+    elif expected_cls in _URP_BODIES:
         ka = body.ka_public_security_credentials
         if ka is not None and (not ka.strip() or not _B64_RE.fullmatch(ka)):
             raise MessageError(f"{base}.ka_public_security_credentials", ka, "a certificate as base64 text")
@@ -442,9 +465,9 @@ def check_row(row: RequestRow, where: str = "$") -> RequestRow:
     one of :data:`~dccsim.core.records.ROLES` (or ``""``: none), and it has a read log period
     exactly when its SRV's body has one (4.6.1, 4.8.1, 4.8.3)."""
     row.check(where)
-    if row.srv not in _catalogue():
+    if row.srv not in _references():
         raise MessageError(f"{where}.srv", row.srv, "a DUIS Service Reference Variant such as 4.8.1")
-    if row.command_variant not in COMMAND_VARIANTS:
+    if not 1 <= row.command_variant <= 8:
         raise MessageError(f"{where}.command_variant", row.command_variant, "a Command Variant from 1 to 8")
     if row.role and row.role not in ROLES:
         raise MessageError(f"{where}.role", row.role, f"one of {', '.join(ROLES)}, or '' for none")

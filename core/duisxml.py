@@ -45,6 +45,7 @@ from .messages import (
     ServiceRequest,
     UpdateHANDeviceLog,
 )
+from .wire import check_body, check_header  # wire loads duisxml only inside functions: no cycle
 
 __all__ = [
     "SR_NS",
@@ -132,6 +133,8 @@ def _schema_version(root: etree._Element) -> None:
     """The ``schemaVersion`` attribute (required, an ``xs:decimal``) names the DUIS version
     dccsim reads, :data:`SCHEMA_VERSION`."""
     text = root.get("schemaVersion")
+    if text == SCHEMA_VERSION:
+        return
     if text is None:
         expected = f'the attribute schemaVersion="{SCHEMA_VERSION}"'
         raise MessageError("xml.schemaVersion", None, expected, got="(missing)")
@@ -160,8 +163,6 @@ def decode_request_xml(data: bytes | str, schema: etree.XMLSchema | None = None)
         missing or malformed field, or a document the schema rejects, naming the field and what
         was expected.
     """
-    from .wire import check_body, check_header  # wire loads duisxml lazily; no cycle at import
-
     if isinstance(data, str):
         data = data.encode()
     try:

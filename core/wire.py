@@ -337,7 +337,6 @@ _XML_NAMES = {
     "srv": "header.srv",
     "command_variant": "header.command_variant",
     "service_reference": "header.service_reference",
-    "body": "body",
 }
 
 
@@ -364,7 +363,7 @@ def check_header(srv: str, command_variant: int, service_reference: str, where: 
     (``header.srv``).
     """
     reference = (_REFERENCES or _references()).get(srv)
-    if reference is not None and type(command_variant) is int and 1 <= command_variant <= 8:
+    if reference is not None and type(command_variant) is int and command_variant in COMMAND_VARIANTS:
         if service_reference == reference:
             return
 
@@ -373,7 +372,7 @@ def check_header(srv: str, command_variant: int, service_reference: str, where: 
 
     if reference is None:
         raise MessageError(name("srv"), srv, "a DUIS Service Reference Variant such as 4.8.1")
-    if type(command_variant) is not int or not 1 <= command_variant <= 8:
+    if type(command_variant) is not int or command_variant not in COMMAND_VARIANTS:
         raise MessageError(name("command_variant"), command_variant, "a Command Variant from 1 to 8")
     if service_reference != reference:
         raise MessageError(
@@ -467,7 +466,7 @@ def check_row(row: RequestRow, where: str = "$") -> RequestRow:
     row.check(where)
     if row.srv not in _references():
         raise MessageError(f"{where}.srv", row.srv, "a DUIS Service Reference Variant such as 4.8.1")
-    if not 1 <= row.command_variant <= 8:
+    if row.command_variant not in COMMAND_VARIANTS:
         raise MessageError(f"{where}.command_variant", row.command_variant, "a Command Variant from 1 to 8")
     if row.role and row.role not in ROLES:
         raise MessageError(f"{where}.role", row.role, f"one of {', '.join(ROLES)}, or '' for none")

@@ -269,3 +269,17 @@ def test_validate_checks_compact_rows(tmp_path: Path, capsys) -> None:  # type: 
     assert lines[2] == f"{f}: {row}:3: E1: the request carries no user role and no user registry names one"
     code, out, err = cli("decode", "--validate", "--role", "MDR", str(f), capsys=capsys)
     assert code == 2 and len(out.splitlines()) == 2  # --role fills the row that carries none
+
+
+def test_a_urp_certificate_is_part_of_the_typed_read_log_where_the_schema_has_it(duis_schema) -> None:  # type: ignore[no-untyped-def]
+    """4.6.1 and 4.8.1 may carry KAPublicSecurityCredentials (typed, kept, written back); 4.8.3 may not."""
+    cert = "<sr:KAPublicSecurityCredentials>MIIBtest</sr:KAPublicSecurityCredentials>"
+    urp = READ_XML.replace("</sr:ReadLogPeriod>", "</sr:ReadLogPeriod>" + cert)
+    [req] = wire.decode_file(urp.encode(), duis_schema)
+    assert req.body.ka_public_security_credentials == "MIIBtest"  # type: ignore[union-attr]
+    out = duisxml.encode_xml(req, duis_schema)  # type: ignore[arg-type]
+    assert wire.decode_file(out, duis_schema) == [req]
+    assert wire.decode_json(wire.encode_json(req)) == req  # type: ignore[arg-type]
+    export = urp.replace(">4.8.1<", ">4.8.3<").replace("ReadActiveImportProfileData", "ReadExportProfileData")
+    [err] = wire.decode_file(export.encode())
+    assert str(err).startswith("body: got an extra element sr:KAPublicSecurityCredentials, expected sr:ReadExport")

@@ -1,13 +1,14 @@
 """DUIS XML: Service Requests in and out; Responses, Device Alerts and DCC Alerts out.
 
 Parsing uses a hardened lxml parser (no entity resolution, no network, no huge trees).
-Typed bodies (4.6.1, 4.8.1, 4.8.3, 4.1.1, 11.2, 8.11) are parsed into their Structs only when
-every child element is understood; anything else becomes a :class:`GenericBody` holding the
-body element's XML, so no request loses content on the way XML -> JSON -> XML.
+The SRVs with typed bodies (4.6.1, 4.8.1, 4.8.3, 4.1.1, 11.2, 8.11) must carry exactly the
+elements the schema has for them (a missing or extra element is an error naming it); any
+other SRV's body becomes a :class:`GenericBody` holding the body element's XML, so no request
+loses content on the way XML -> JSON -> XML.
 
 dccsim does not ship the DUIS schema (it is published separately, under its own licence).
-:func:`load_schema` loads it from a path the user gives (or ``DCCSIM_DUIS_XSD``) to validate
-what we emit.
+:func:`load_schema` loads it from a path the user gives (or ``DCCSIM_DUIS_XSD``, or one of
+:func:`default_schema_paths`) to validate what is read and what is written.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import base64
 import functools
 import os
 import re
+import sys
 from copy import deepcopy
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import msgspec
@@ -25,7 +28,7 @@ from lxml import etree
 
 from .errors import ConfigError, MessageError
 from .messages import (
-    READ_LOG_BODIES,
+    TYPED_BODIES,
     DCCAlert,
     DeviceAlert,
     FutureDatedAlert,
@@ -43,6 +46,7 @@ from .messages import (
     ServiceRequest,
     UpdateHANDeviceLog,
 )
+from .wire import check_body, check_header  # wire loads duisxml only inside functions: no cycle
 
 __all__ = [
     "SR_NS",
@@ -54,6 +58,9 @@ __all__ = [
     "encode_alert_xml",
     "encode_xml",
     "load_schema",
+    "find_schema_path",
+    "default_schema_paths",
+    "SCHEMA_FILE",
     "schema_errors",
     "format_datetime",
 ]
@@ -112,6 +119,7 @@ def _elements(el: etree._Element) -> list[etree._Element]:
 
 
 _INT_RE = re.compile(r"[+-]?[0-9]{1,20}")
+_DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
 def _parse_int(text: str, field: str) -> int:
@@ -123,14 +131,39 @@ def _parse_int(text: str, field: str) -> int:
     return value
 
 
-def decode_request_xml(data: bytes | str) -> ServiceRequest:
-    """Parse a DUIS ``sr:Request`` document.
+def _schema_version(root: etree._Element) -> None:
+    """The ``schemaVersion`` attribute (required, an ``xs:decimal``) names the DUIS version
+    dccsim reads, :data:`SCHEMA_VERSION`."""
+    text = root.get("schemaVersion")
+    if text == SCHEMA_VERSION:
+        return
+    if text is None:
+        expected = f'the attribute schemaVersion="{SCHEMA_VERSION}"'
+        raise MessageError("xml.schemaVersion", None, expected, got="(missing)")
+    try:
+        same = Decimal(text.strip()) == Decimal(SCHEMA_VERSION) and _DECIMAL_RE.fullmatch(text.strip())
+    except InvalidOperation:
+        same = False
+    if not same:
+        raise MessageError("xml.schemaVersion", text, f"{SCHEMA_VERSION}, the DUIS version dccsim reads")
+
+
+def decode_request_xml(data: bytes | str, schema: etree.XMLSchema | None = None) -> ServiceRequest:
+    """Parse a DUIS ``sr:Request`` document, holding it to the DUIS schema.
+
+    dccsim's own checks always apply (they name the field): ``schemaVersion`` 5.4, a known SRV
+    with its own Service Reference, Command Variant 1-8, and for the SRVs with a typed body
+    (4.6.1, 4.8.1, 4.8.3, 4.1.1, 11.2, 8.11) exactly the elements the schema has there, in its
+    order, with values in range (:func:`dccsim.core.wire.check_request`). With ``schema``, the
+    document is also validated against it (what dccsim's checks do not cover: generic bodies,
+    every element's type), the first problem named with its line.
 
     Raises
     ------
     MessageError
-        For XML that does not parse (``field="xml"``), a root that is not ``sr:Request``, or
-        a missing or malformed header field, naming the field and what was expected.
+        For XML that does not parse (``field="xml"``), a root that is not ``sr:Request``, a
+        missing or malformed field, or a document the schema rejects, naming the field and what
+        was expected.
     """
     if isinstance(data, str):
         data = data.encode()
@@ -138,8 +171,12 @@ def decode_request_xml(data: bytes | str) -> ServiceRequest:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as exc:
         raise MessageError("xml", exc.msg, "a well-formed DUIS XML document") from None
+    # validated before the reader takes ExecutionDateTime out of the tree; reported after its
+    # own checks, whose words are closer to the field
+    problem = None if schema is None or schema.validate(root) else _first_problem(schema)
     if root.tag != _SR + "Request":
         raise MessageError("xml.root", root.tag, f"{{{SR_NS}}}Request")
+    _schema_version(root)
     header = root.find(_SR + "Header")
     body_el = root.find(_SR + "Body")
     if header is None:
@@ -151,6 +188,7 @@ def decode_request_xml(data: bytes | str) -> ServiceRequest:
     cv = _parse_int(cv_text, "header.command_variant")
     ref = _text(header.find(_SR + "ServiceReference"), "header.service_reference")
     srv = _text(header.find(_SR + "ServiceReferenceVariant"), "header.srv")
+    check_header(srv, cv, ref, where="")
     first = header.find(_SR + "FirstInSequence")
     first_in_sequence = None if first is None else _text(first, "header.first_in_sequence") in ("true", "1")
     prec_el = header.find(_SR + "PrecedingServiceRequestID")
@@ -165,6 +203,9 @@ def decode_request_xml(data: bytes | str) -> ServiceRequest:
         execution = _parse_dt(_text(first_child[0], "body.execution_datetime"), "body.execution_datetime")
         _remove(first_child[0])
     body = _typed_body(srv, body_xml)
+    check_body(srv, body, where="")
+    if problem is not None:
+        raise _schema_error(problem)
     sig = root.find(f"{{{DS_NS}}}Signature")
     signature = None if sig is None else _fragment(sig)
     return ServiceRequest(
@@ -194,56 +235,88 @@ def _fragment(el: etree._Element) -> str:
     return etree.tostring(copy, encoding="unicode")
 
 
-def _typed_body(srv: str, el: etree._Element):  # type: ignore[no-untyped-def]
-    name = _local(el)
+#: element -> the field it fills, for the names in errors
+_FIELDS = {
+    "ReadLogPeriod": "period",
+    "StartDateTime": "start",
+    "EndDateTime": "end",
+    "KAPublicSecurityCredentials": "ka_public_security_credentials",
+    "DeviceID": "device_id",
+    "RequestType": "request_type",
+    "AddDeviceToCHFWhitelist": "whitelist",
+    "JoinTimePeriod": "join_time_period",
+    "InstallCode": "install_code",
+    "ImportMPxN": "import_mpxn",
+    "SecondaryImportMPAN": "secondary_import_mpan",
+    "ExportMPAN": "export_mpan",
+}
+_URP = ("KAPublicSecurityCredentials", False)
+_PERIOD = [("StartDateTime", True), ("EndDateTime", True)]
+_HAN = [("DeviceID", True), ("RequestType", True), ("AddDeviceToCHFWhitelist", False)]
+_HAN_ADD = [("JoinTimePeriod", True), ("InstallCode", True), ("ImportMPxN", False), ("SecondaryImportMPAN", False),
+            ("ExportMPAN", False)]  # fmt: skip
+
+
+def _sequence(el: etree._Element, spec: list[tuple[str, bool]], field: str) -> dict[str, etree._Element]:
+    """The children of ``el`` as the schema's sequence ``spec`` (element name, required) has
+    them, by name; :class:`MessageError` for a missing, misplaced or extra element."""
     kids = _elements(el)
-    names = [_local(k) for k in kids]
-    cls = READ_LOG_BODIES.get(srv)
-    if cls is not None and name == cls.__struct_config__.tag and names == ["ReadLogPeriod"]:
-        period_kids = _elements(kids[0])
-        if [_local(k) for k in period_kids] == ["StartDateTime", "EndDateTime"]:
-            start = _parse_dt(_text(period_kids[0], "body.period.start"), "body.period.start")
-            end = _parse_dt(_text(period_kids[1], "body.period.end"), "body.period.end")
-            return cls(period=ReadLogPeriod(start=start, end=end))
-    if srv == "4.1.1" and name == "ReadInstantaneousImportRegisters" and not kids:
-        return ReadInstantaneousImportRegisters()
-    if srv == "11.2" and name == "ReadFirmwareVersion" and not kids:
-        return ReadFirmwareVersion()
-    if srv == "8.11" and name == "UpdateHANDeviceLog":
-        typed = _han_log(kids, names)
-        if typed is not None:
-            return typed
-    return GenericBody(name=name, xml=_fragment(el))
+    found: dict[str, etree._Element] = {}
+    i = 0
+    for name, required in spec:
+        if i < len(kids) and kids[i].tag == _SR + name:
+            found[name] = kids[i]
+            i += 1
+        elif required:
+            got = "(missing)" if i >= len(kids) else f"sr:{_local(kids[i])} in its place"
+            raise MessageError(f"{field}.{_FIELDS[name]}", None, f"an sr:{name} element in sr:{_local(el)}", got=got)
+    if i < len(kids):
+        allowed = ", ".join(f"sr:{n}" + ("" if r else "?") for n, r in spec) or "no child elements"
+        extra = f"an extra element sr:{_local(kids[i])}"
+        raise MessageError(field, None, f"sr:{_local(el)} to hold {allowed}, in that order", got=extra)
+    return found
 
 
-_HAN_ADD = ("JoinTimePeriod", "InstallCode", "ImportMPxN", "SecondaryImportMPAN", "ExportMPAN")
+def _typed_body(srv: str, el: etree._Element):  # type: ignore[no-untyped-def]
+    """The typed body of ``srv`` from its body element (strictly: the schema's elements, in
+    order, no others), or a :class:`GenericBody` for an SRV without one."""
+    cls = TYPED_BODIES.get(srv)
+    if cls is None:
+        return GenericBody(name=_local(el), xml=_fragment(el))
+    tag = cls.__struct_config__.tag  # type: ignore[attr-defined]
+    if el.tag != _SR + tag:
+        raise MessageError("body", f"sr:{_local(el)}", f"sr:{tag}, the body of SRV {srv}")
+    if cls in (ReadInstantaneousImportRegisters, ReadFirmwareVersion):
+        _sequence(el, [], "body")
+        return cls()
+    if cls is UpdateHANDeviceLog:
+        return _han_log(el)
+    urp = cls in (RetrieveImportDailyReadLog, ReadActiveImportProfileData)
+    parts = _sequence(el, [("ReadLogPeriod", True), *([_URP] if urp else [])], "body")
+    times = _sequence(parts["ReadLogPeriod"], _PERIOD, "body.period")
+    start = _parse_dt(_text(times["StartDateTime"], "body.period.start"), "body.period.start")
+    end = _parse_dt(_text(times["EndDateTime"], "body.period.end"), "body.period.end")
+    period = ReadLogPeriod(start=start, end=end)
+    if not urp:
+        return cls(period=period)
+    ka = parts.get("KAPublicSecurityCredentials")
+    ka_text = None if ka is None else _text(ka, "body.ka_public_security_credentials")
+    return cls(period=period, ka_public_security_credentials=ka_text)
 
 
-def _han_log(kids: list[etree._Element], names: list[str]) -> UpdateHANDeviceLog | None:
-    if names[:2] != ["DeviceID", "RequestType"] or len(names) > 3:
-        return None
+def _han_log(el: etree._Element) -> UpdateHANDeviceLog:
+    parts = _sequence(el, _HAN, "body")
     fields: dict[str, object] = {
-        "device_id": _text(kids[0], "body.device_id"),
-        "request_type": _text(kids[1], "body.request_type"),
+        "device_id": _text(parts["DeviceID"], "body.device_id"),
+        "request_type": _text(parts["RequestType"], "body.request_type"),
     }
     if fields["request_type"] not in ("Add", "Remove"):
         raise MessageError("body.request_type", fields["request_type"], "'Add' or 'Remove'")
-    if len(names) == 3:
-        if names[2] != "AddDeviceToCHFWhitelist":
-            return None
-        add = _elements(kids[2])
-        add_names = [_local(a) for a in add]
-        if [n for n in _HAN_ADD if n in add_names] != add_names:
-            return None
-        for a, n in zip(add, add_names, strict=True):
-            key = {
-                "JoinTimePeriod": "join_time_period",
-                "InstallCode": "install_code",
-                "ImportMPxN": "import_mpxn",
-                "SecondaryImportMPAN": "secondary_import_mpan",
-                "ExportMPAN": "export_mpan",
-            }[n]
-            text = _text(a, f"body.{key}")
+    add = parts.get("AddDeviceToCHFWhitelist")
+    if add is not None:
+        for name, child in _sequence(add, _HAN_ADD, "body.whitelist").items():
+            key = _FIELDS[name]
+            text = _text(child, f"body.{key}")
             fields[key] = _parse_int(text, f"body.{key}") if key == "join_time_period" else text
     return UpdateHANDeviceLog(**fields)  # type: ignore[arg-type]
 
@@ -274,6 +347,9 @@ def _body_element(req: ServiceRequest) -> etree._Element:
             period = _sub(el, "ReadLogPeriod")
             _sub(period, "StartDateTime", format_datetime(body.period.start))
             _sub(period, "EndDateTime", format_datetime(body.period.end))
+            ka = getattr(body, "ka_public_security_credentials", None)
+            if ka is not None:
+                _sub(el, "KAPublicSecurityCredentials", ka)
         elif isinstance(body, UpdateHANDeviceLog):
             _sub(el, "DeviceID", body.device_id)
             _sub(el, "RequestType", body.request_type)
@@ -445,17 +521,43 @@ def encode_alert_xml(alert: DeviceAlert | DCCAlert) -> bytes:
     return _document(root)
 
 
+#: the DUIS schema's file name (dccsim does not ship it: it is published under its own licence)
+SCHEMA_FILE = "DUIS-Schema-V5.4.xsd"
+
+
+def default_schema_paths() -> tuple[Path, ...]:
+    """Where dccsim looks for the DUIS XSD when neither a path nor ``DCCSIM_DUIS_XSD`` names
+    one, in order: ``share/dccsim/duis/`` under the Python prefix (where an install may put
+    it), then ``shared/duis/`` beside the source checkout (where the DUIS reference data sits
+    for the tests)."""
+    return (
+        Path(sys.prefix) / "share" / "dccsim" / "duis" / SCHEMA_FILE,
+        Path(__file__).resolve().parents[1].parent / "shared" / "duis" / SCHEMA_FILE,
+    )
+
+
+def find_schema_path() -> Path | None:
+    """The first of :func:`default_schema_paths` that is a file, or ``None``."""
+    return next((p for p in default_schema_paths() if p.is_file()), None)
+
+
 @functools.cache
 def load_schema(path: str | None = None) -> etree.XMLSchema:
-    """Load the DUIS XSD from ``path`` (or ``$DCCSIM_DUIS_XSD``); its imports must sit beside it."""
+    """Load the DUIS XSD from ``path`` (or ``$DCCSIM_DUIS_XSD``); its imports must sit beside it.
+
+    :class:`FileNotFoundError` when neither names one or it is not a readable file,
+    :class:`~dccsim.core.errors.ConfigError` when it is not an XML schema.
+    """
     path = path or os.environ.get("DCCSIM_DUIS_XSD")
     if not path:
         raise FileNotFoundError("no DUIS schema given: pass a path or set DCCSIM_DUIS_XSD")
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"DUIS schema not found: {p}")
+        raise FileNotFoundError(f"DUIS schema not found: {p} (expected a readable XSD file)")
     try:
         return etree.XMLSchema(etree.parse(str(p)))
+    except OSError as exc:
+        raise FileNotFoundError(f"DUIS schema cannot be read: {p} ({exc})") from None
     except (etree.XMLSyntaxError, etree.XMLSchemaParseError) as exc:
         raise ConfigError(f"not an XML schema ({exc})") from None
 
@@ -466,6 +568,17 @@ def schema_errors(document: bytes, schema: etree.XMLSchema) -> list[str]:
     if schema.validate(doc):
         return []
     return [f"line {e.line}: {' '.join(e.message.split())}" for e in schema.error_log]
+
+
+def _first_problem(schema: etree.XMLSchema) -> str:
+    e = schema.error_log[0]
+    return f"line {e.line}: {' '.join(e.message.split())}"
+
+
+def _schema_error(problem: str) -> MessageError:
+    """libxml2's whole reason (line, element, what it expected), never cut."""
+    reason = problem.replace(f"{{{SR_NS}}}", "sr:")
+    return MessageError("xml", problem, "a document valid against the DUIS schema", got=reason)
 
 
 def encode_xml(msg: Message | RequestRow, schema: etree.XMLSchema | None = None) -> bytes:
@@ -487,7 +600,5 @@ def encode_xml(msg: Message | RequestRow, schema: etree.XMLSchema | None = None)
     if schema is not None:
         problems = schema_errors(doc, schema)
         if problems:
-            # libxml2's whole reason (line, element, what it expected), never cut
-            reason = problems[0].replace(f"{{{SR_NS}}}", "sr:")
-            raise MessageError("xml", problems[0], "a document valid against the DUIS schema", got=reason)
+            raise _schema_error(problems[0])
     return doc

@@ -14,7 +14,8 @@ Four message kinds form a tagged union, :data:`Message`, tagged by ``kind``:
 - :class:`DCCAlert` (``"dcc_alert"``): an alert raised by the DCC (``AD1``, ``N1``..``N65``,
   ``N999``).
 
-Bodies are a tagged union too, tagged by ``element``: the DUIS body element name.
+Bodies are a tagged union too, tagged by ``element``: the DUIS body element name. A body's
+keys are exactly its fields (an unknown key is an error, as an extra element is in DUIS XML).
 ``ExecutionDateTime`` (future-dated requests) is lifted out of the body into
 :attr:`ServiceRequest.execution_datetime`, so there is one place for it whatever the body.
 
@@ -62,6 +63,8 @@ __all__ = [
     "GenericBody",
     "Body",
     "READ_LOG_BODIES",
+    "TYPED_BODIES",
+    "TYPED_ELEMENT_SRV",
     "ServiceRequest",
     "Response",
     "FutureDatedAlert",
@@ -154,22 +157,31 @@ class RequestId(Struct, frozen=True, kw_only=True, gc=False):
         return f"{self.originator}:{self.target}:{self.counter}"
 
 
-class ReadLogPeriod(Struct, frozen=True, kw_only=True, gc=False):
+class ReadLogPeriod(Struct, frozen=True, kw_only=True, gc=False, forbid_unknown_fields=True):
     """``ReadLogPeriod {StartDateTime, EndDateTime}`` of the MHHS reads."""
 
     start: datetime
     end: datetime
 
 
-class _ReadLogBody(Struct, frozen=True, kw_only=True, gc=False, tag_field="element"):
+class _ReadLogBody(
+    Struct, frozen=True, kw_only=True, gc=False, tag_field="element", omit_defaults=True, forbid_unknown_fields=True
+):
     period: ReadLogPeriod
 
 
-class RetrieveImportDailyReadLog(_ReadLogBody, tag="RetrieveImportDailyReadLog"):
+class _ReadLogURPBody(_ReadLogBody):
+    """A read log that may carry the key agreement certificate of an Unrestricted Reading
+    Party (DUIS ``KAPublicSecurityCredentials``, base64 text, kept as written)."""
+
+    ka_public_security_credentials: str | None = None
+
+
+class RetrieveImportDailyReadLog(_ReadLogURPBody, tag="RetrieveImportDailyReadLog"):
     """SRV 4.6.1 Retrieve Import Daily Read Log."""
 
 
-class ReadActiveImportProfileData(_ReadLogBody, tag="ReadActiveImportProfileData"):
+class ReadActiveImportProfileData(_ReadLogURPBody, tag="ReadActiveImportProfileData"):
     """SRV 4.8.1 Read Active Import Profile Data (the half-hourly consumption)."""
 
 
@@ -178,20 +190,28 @@ class ReadExportProfileData(_ReadLogBody, tag="ReadExportProfileData"):
 
 
 class ReadInstantaneousImportRegisters(
-    Struct, frozen=True, kw_only=True, gc=False, tag_field="element", tag="ReadInstantaneousImportRegisters"
+    Struct,
+    frozen=True,
+    kw_only=True,
+    gc=False,
+    tag_field="element",
+    tag="ReadInstantaneousImportRegisters",
+    forbid_unknown_fields=True,
 ):
     """SRV 4.1.1 Read Instantaneous Import Registers (no fields besides ExecutionDateTime)."""
 
 
 class ReadFirmwareVersion(
-    Struct, frozen=True, kw_only=True, gc=False, tag_field="element", tag="ReadFirmwareVersion"
-):
+    Struct, frozen=True, kw_only=True, gc=False, tag_field="element", tag="ReadFirmwareVersion",
+    forbid_unknown_fields=True,
+):  # fmt: skip
     """SRV 11.2 Read Firmware Version (empty body)."""
 
 
 class UpdateHANDeviceLog(
-    Struct, frozen=True, kw_only=True, gc=False, tag_field="element", tag="UpdateHANDeviceLog"
-):
+    Struct, frozen=True, kw_only=True, gc=False, tag_field="element", tag="UpdateHANDeviceLog",
+    forbid_unknown_fields=True,
+):  # fmt: skip
     """SRV 8.11 Update HAN Device Log: add a device to, or remove it from, a CHF whitelist.
 
     ``join_time_period`` (1..3600 s) and ``install_code`` (hex, 6..16 bytes) belong to an
@@ -207,7 +227,9 @@ class UpdateHANDeviceLog(
     export_mpan: str | None = None
 
 
-class GenericBody(Struct, frozen=True, kw_only=True, gc=False, tag_field="element", tag="Generic"):
+class GenericBody(
+    Struct, frozen=True, kw_only=True, gc=False, tag_field="element", tag="Generic", forbid_unknown_fields=True
+):
     """Any other body, kept as the original DUIS XML of the body element (lossless).
 
     ``name`` is the body element's local name, e.g. ``"UpdateImportTariffPrimaryElement"``;
@@ -235,6 +257,17 @@ READ_LOG_BODIES: dict[str, type[_ReadLogBody]] = {
     "4.8.1": ReadActiveImportProfileData,
     "4.8.3": ReadExportProfileData,
 }
+
+#: SRV -> the typed body it must carry (any other SRV carries a :class:`GenericBody`).
+TYPED_BODIES: dict[str, type] = {
+    **READ_LOG_BODIES,
+    "4.1.1": ReadInstantaneousImportRegisters,
+    "11.2": ReadFirmwareVersion,
+    "8.11": UpdateHANDeviceLog,
+}
+
+#: DUIS body element name -> the SRV whose typed body it is.
+TYPED_ELEMENT_SRV: dict[str, str] = {cls.__struct_config__.tag: srv for srv, cls in TYPED_BODIES.items()}
 
 
 class ServiceRequest(Struct, frozen=True, kw_only=True, gc=False, tag_field="kind", tag="request"):

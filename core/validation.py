@@ -22,6 +22,14 @@ E17  replay: the RequestID counter is not strictly greater than the originator's
      accepted counter (dccsim's choice of code)
 ==== ===================================================================================
 
+Between E4 and E17, :meth:`Validator.check` applies CR1277 to an 8.11 Add: an install code whose
+length the device's SMETS generation does not allow (:data:`INSTALL_CODE_LENGTHS`) is
+``E081101`` (dccsim's choice among the schema's E081101-E081111, which it lists without
+descriptions). The generation comes from the device registry's ``smets1`` column (the added
+device's, else the target's), else :attr:`Validator.generation`; where none is known only the
+schema's 6..16 bytes apply (decoding checks those). Columns carry no install codes, so
+:func:`validate_batch` has no such check.
+
 A request that passes every check is accepted (``I0``; the pipeline then decides I0 / I99 /
 E20 / E21 / E30). The replay check keeps state per originator; only accepted requests advance
 the counter, so a rejected request does not burn a counter. That state is per originator, not
@@ -45,8 +53,8 @@ from . import _kernels as K
 from .catalogue import DEVICE_KINDS, Catalogue, catalogue
 from .columns import RequestBatch
 from .errors import MessageError
-from .eui import EUI_RE
-from .messages import ServiceRequest, UpdateHANDeviceLog, to_ns
+from .eui import EUI_RE, eui_to_int, int_to_eui
+from .messages import RequestRow, ServiceRequest, UpdateHANDeviceLog, to_ns
 from .records import RESPONSE_CODES, ROLE_UNKNOWN, ROLES
 
 __all__ = [
@@ -59,6 +67,8 @@ __all__ = [
     "validate_batch",
     "validate_batch_reference",
     "assign_counters",
+    "INSTALL_CODE_LENGTHS",
+    "CR1277_CODE",
 ]
 
 _IDX = {c: i for i, c in enumerate(RESPONSE_CODES)}
@@ -71,6 +81,14 @@ def code_index(code: str) -> int:
 
 _I0, _E1, _E2, _E3, _E4, _E5 = (_IDX[c] for c in ("I0", "E1", "E2", "E3", "E4", "E5"))
 _E11, _E12, _E13, _E17, _E19 = (_IDX[c] for c in ("E11", "E12", "E13", "E17", "E19"))
+
+#: CR1277: install code lengths (bytes) per SMETS generation of the device an 8.11 adds
+#: (**assumed**, docs/model.md: SMETS2+ the 16-byte (128-bit) code the GBCS HAN uses; SMETS1 the
+#: ZigBee install code sizes within the schema's 6..16)
+INSTALL_CODE_LENGTHS: dict[str, tuple[int, ...]] = {"SMETS1": (6, 8, 12, 16), "SMETS2": (16,)}
+#: the response code of a CR1277 install code length failure (**assumed**: the schema lists
+#: E081101-E081111 for 8.11 without descriptions; dccsim uses the first)
+CR1277_CODE = "E081101"
 
 _GAS_ONLY_ROLES = np.array([r in ("GS", "GT") for r in ROLES], dtype=np.bool_)
 _ELEC_ONLY_ROLES = np.array([r in ("ES", "ED", "MDR") for r in ROLES], dtype=np.bool_)
@@ -103,9 +121,17 @@ class DeviceRegistry:
     ids: npt.NDArray[np.uint64]
     kind: npt.NDArray[np.uint8]
     in_service: npt.NDArray[np.bool_]
+    #: SMETS1 (True) or SMETS2+ (False) per device; ``None``: the registry does not say
+    smets1: npt.NDArray[np.bool_] | None = None
 
     @classmethod
-    def build(cls, ids: npt.ArrayLike, kind: npt.ArrayLike, in_service: npt.ArrayLike | None = None) -> DeviceRegistry:
+    def build(
+        cls,
+        ids: npt.ArrayLike,
+        kind: npt.ArrayLike,
+        in_service: npt.ArrayLike | None = None,
+        smets1: npt.ArrayLike | None = None,
+    ) -> DeviceRegistry:
         ids = np.asarray(ids, dtype=np.uint64)
         kind = np.asarray(kind, dtype=np.uint8)
         order = np.argsort(ids, kind="stable")
@@ -113,7 +139,16 @@ class DeviceRegistry:
         sorted_ids = ids[order]
         if len(sorted_ids) > 1 and np.any(sorted_ids[1:] == sorted_ids[:-1]):
             raise ValueError("DeviceRegistry.ids: duplicate device ids; expected each device once")
-        return cls(ids=sorted_ids, kind=kind[order], in_service=svc[order])
+        gen = None if smets1 is None else np.asarray(smets1, np.bool_)[order]
+        return cls(ids=sorted_ids, kind=kind[order], in_service=svc[order], smets1=gen)
+
+    def generation(self, device: int) -> str | None:
+        """``"SMETS1"`` or ``"SMETS2"`` (SMETS2+) for a registered device whose generation the
+        registry knows, else ``None``."""
+        if self.smets1 is None:
+            return None
+        row = int(self.index(np.array([device], np.uint64))[0])
+        return None if row < 0 else "SMETS1" if self.smets1[row] else "SMETS2"
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -161,12 +196,23 @@ class UserRegistry:
 
 @dataclass
 class Validator:
-    """Validates decoded requests one at a time, keeping replay state per originator."""
+    """Validates decoded requests one at a time, keeping replay state per originator.
+
+    ``generation`` (``"SMETS1"`` or ``"SMETS2"``, i.e. SMETS2+) is the SMETS generation
+    assumed for the devices an 8.11 adds when the device registry does not say (CR1277's
+    install code lengths, :data:`INSTALL_CODE_LENGTHS`); ``None``: only the schema's 6..16
+    bytes apply then.
+    """
 
     devices: DeviceRegistry | None = None
     users: UserRegistry | None = None
     cat: Catalogue = field(default_factory=catalogue)
     last_counter: dict[int, int] = field(default_factory=dict)
+    generation: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.generation is not None and self.generation not in INSTALL_CODE_LENGTHS:
+            raise ValueError(f"Validator.generation: got {self.generation!r}, expected one of SMETS1, SMETS2 or None")
 
     def check(self, req: ServiceRequest) -> Verdict:
         """Validate ``req``; on acceptance its counter becomes the originator's last."""
@@ -177,56 +223,110 @@ class Validator:
         content = _content_problem(req)
         if content:
             return Verdict("E13", content)
-        originator = req.request_id.originator_int
-        role = req.role
+        rid = req.request_id
+        return self._check(
+            rid.originator_int, rid.originator, rid.target_int, rid.target, rid.counter,
+            req.srv, req.role, req.command_variant, req.body,
+        )  # fmt: skip
+
+    def check_row(self, row: RequestRow) -> Verdict:
+        """Validate a compact request row as :meth:`check` does a request (same rules, same
+        replay state); its role ``""`` is none."""
+        try:
+            row.check()
+        except MessageError as err:
+            return Verdict("E13", str(err))
+        if row.srv in self.cat and self.cat[row.srv].cacheable and row.period_start_ns >= row.period_end_ns:
+            return Verdict(
+                "E13", f"period: start {row.period_start_ns} ns is not before end {row.period_end_ns} ns"
+            )
+        if row.role and row.role not in ROLES:
+            return Verdict("E13", f"role: got {row.role!r}, expected one of {', '.join(ROLES)}")
+        return self._check(
+            row.originator, int_to_eui(row.originator), row.target, int_to_eui(row.target), row.counter,
+            row.srv, row.role or None, row.command_variant, None,
+        )  # fmt: skip
+
+    def _check(
+        self,
+        originator: int,
+        originator_text: str,
+        target: int,
+        target_text: str,
+        counter: int,
+        srv: str,
+        role: str | None,
+        command_variant: int,
+        body: object,
+    ) -> Verdict:
         if self.users is not None:
             u = int(self.users.index(np.array([originator], np.uint64))[0])
             if u < 0:
-                return Verdict("E1", f"originator {req.request_id.originator} is not a known DCC User")
+                return Verdict("E1", f"originator {originator_text} is not a known DCC User")
             if not self.users.active[u]:
-                return Verdict("E3", f"user {req.request_id.originator} is suspended")
+                return Verdict("E3", f"user {originator_text} is suspended")
             registered = ROLES[self.users.role[u]]
             if role is not None and role != registered:
-                return Verdict(
-                    "E2", f"role {role} is not the registered role {registered} of {req.request_id.originator}"
-                )
+                return Verdict("E2", f"role {role} is not the registered role {registered} of {originator_text}")
             role = registered
-        if req.srv not in self.cat:
-            return Verdict("E13", f"header.srv: got {req.srv!r}, expected a DUIS Service Reference Variant")
-        info = self.cat[req.srv]
+        if srv not in self.cat:
+            return Verdict("E13", f"header.srv: got {srv!r}, expected a DUIS Service Reference Variant")
+        info = self.cat[srv]
         if role is None:
             return Verdict("E1", "the request carries no user role and no user registry names one")
         if role not in info.roles:
-            return Verdict("E2", f"role {role} may not send SRV {req.srv}; eligible: {', '.join(info.roles)}")
-        if req.command_variant not in info.command_variants:
+            return Verdict("E2", f"role {role} may not send SRV {srv}; eligible: {', '.join(info.roles)}")
+        if command_variant not in info.command_variants:
             allowed = ", ".join(map(str, info.command_variants))
             return Verdict(
-                "E12",
-                f"Command Variant {req.command_variant} is not valid for SRV {req.srv}; expected one of {allowed}",
+                "E12", f"Command Variant {command_variant} is not valid for SRV {srv}; expected one of {allowed}"
             )
         if not info.non_device and self.devices is not None:
-            d = int(self.devices.index(np.array([req.request_id.target_int], np.uint64))[0])
+            d = int(self.devices.index(np.array([target], np.uint64))[0])
             if d < 0:
-                return Verdict("E19", f"device {req.request_id.target} is not in the device registry")
+                return Verdict("E19", f"device {target_text} is not in the device registry")
             if not self.devices.in_service[d]:
-                return Verdict("E5", f"device {req.request_id.target} is not in service")
+                return Verdict("E5", f"device {target_text} is not in service")
             kind = DEVICE_KINDS[self.devices.kind[d]]
             if kind not in info.device_kinds:
                 return Verdict(
-                    "E11",
-                    f"SRV {req.srv} does not apply to a {kind}; it applies to {', '.join(sorted(info.device_kinds))}",
+                    "E11", f"SRV {srv} does not apply to a {kind}; it applies to {', '.join(sorted(info.device_kinds))}"
                 )
             if (kind == "ESME" and role in ("GS", "GT")) or (kind == "GSME" and role in ("ES", "ED", "MDR")):
-                return Verdict("E4", f"role {role} may not address the {kind} {req.request_id.target}")
+                return Verdict("E4", f"role {role} may not address the {kind} {target_text}")
+        if isinstance(body, UpdateHANDeviceLog):
+            problem = self._install_code_problem(body, target)
+            if problem:
+                return Verdict(CR1277_CODE, problem)
         last = self.last_counter.get(originator)
-        if last is not None and req.request_id.counter <= last:
+        if last is not None and counter <= last:
             return Verdict(
-                "E17",
-                f"counter {req.request_id.counter} is not greater than {last}, "
-                f"the last from {req.request_id.originator} (replay)",
+                "E17", f"counter {counter} is not greater than {last}, the last from {originator_text} (replay)"
             )
-        self.last_counter[originator] = req.request_id.counter
+        self.last_counter[originator] = counter
         return Verdict("I0")
+
+    def _install_code_problem(self, body: UpdateHANDeviceLog, target: int) -> str:
+        """CR1277: the install code of an 8.11 Add has a length its device's SMETS generation
+        allows (the device's generation from the registry, else the target's, else
+        :attr:`generation`); ``""`` when it does, or no generation is known."""
+        if body.request_type != "Add" or body.install_code is None:
+            return ""
+        generation = None
+        if self.devices is not None:
+            if EUI_RE.match(body.device_id):
+                generation = self.devices.generation(eui_to_int(body.device_id, "body.device_id"))
+            generation = generation or self.devices.generation(target)
+        generation = generation or self.generation
+        if generation is None:
+            return ""
+        n = len(body.install_code) // 2
+        allowed = INSTALL_CODE_LENGTHS[generation]
+        if n in allowed:
+            return ""
+        lengths = " or ".join(map(str, allowed))
+        name = "SMETS2+" if generation == "SMETS2" else generation
+        return f"body.install_code: got {n} bytes, expected {lengths} bytes for a {name} device (CR1277)"
 
 
 def _content_problem(req: ServiceRequest) -> str:

@@ -36,7 +36,24 @@ import msgspec
 import msgspec.inspect as mi
 
 from .errors import MessageError
-from .messages import DCCAlert, DeviceAlert, Message, RequestId, RequestRow, Response, ServiceRequest
+from .eui import EUI_RE
+from .messages import (
+    READ_LOG_BODIES,
+    TYPED_BODIES,
+    TYPED_ELEMENT_SRV,
+    DCCAlert,
+    DeviceAlert,
+    GenericBody,
+    Message,
+    ReadActiveImportProfileData,
+    RequestId,
+    RequestRow,
+    Response,
+    RetrieveImportDailyReadLog,
+    ServiceRequest,
+    UpdateHANDeviceLog,
+)
+from .records import ROLES
 
 __all__ = [
     "encode_json",
@@ -51,6 +68,14 @@ __all__ = [
     "detect_format",
     "decode_file",
     "check_message",
+    "check_header",
+    "check_body",
+    "check_request",
+    "check_row",
+    "check_generic_xml",
+    "COMMAND_VARIANTS",
+    "INSTALL_CODE_BYTES",
+    "JOIN_TIME_S",
 ]
 
 _json_enc = msgspec.json.Encoder()
@@ -147,8 +172,18 @@ def _describe(node: mi.Type) -> str | None:
     return None
 
 
-def _expected_at(info: mi.Type, raw: Any, path: str) -> str | None:
-    """What the decoder's type allows at ``path`` (through ``raw``'s tags), in words."""
+def _fields_at(info: mi.Type, raw: Any, path: str) -> list[str]:
+    """The field names of the object the decoder's type has at ``path`` (through ``raw``'s tags)."""
+    node = _expected_at(info, raw, path, node_only=True)
+    node = _struct_for(node, _value_at(raw, path)) if isinstance(node, mi.Type) else node
+    if not isinstance(node, mi.StructType):
+        return []
+    return [f.encode_name for f in node.fields]
+
+
+def _expected_at(info: mi.Type, raw: Any, path: str, node_only: bool = False) -> Any:
+    """What the decoder's type allows at ``path`` (through ``raw``'s tags), in words (or, with
+    ``node_only``, the type itself)."""
     node, here = info, raw
     segments = _SEGMENT_RE.findall(path[1:])
     for i, (key, index) in enumerate(segments):
@@ -175,7 +210,7 @@ def _expected_at(info: mi.Type, raw: Any, path: str) -> str | None:
             else:
                 return None
             here = here[at] if isinstance(here, list) and at < len(here) else None
-    return _describe(node)
+    return node if node_only else _describe(node)
 
 
 #: msgspec's names of scalar types -> what a person calls them
@@ -210,6 +245,11 @@ def _error(exc: msgspec.MsgspecError, data: bytes, untyped: Any, info: mi.Type, 
     e = _EXPECTED_RE.match(message)
     if message.startswith("Object missing required field"):
         return MessageError(path, None, f"the required field {message.split('`')[1]!r}", got="(missing)")
+    if message.startswith("Object contains unknown field"):  # a body's extra key: an extra element in DUIS
+        name = message.split("`")[1]
+        fields = _fields_at(info, raw, path) if readable else []
+        allowed = f"only the fields {', '.join(fields)}" if fields else "only the fields the object has"
+        return MessageError(f"{path}.{name}", None, allowed, got="an unknown field")
     if e:
         kind = e.group(2)
         allowed = _expected_at(info, raw, path)
@@ -259,8 +299,9 @@ def check_message(msg: Message, where: str = "$") -> Message:
     The checks the DUIS XML reader makes while parsing: each RequestID's originator and
     target are EUI-64s and its counter an unsigned 64-bit integer; every date-time has a time
     zone and lies within years 1 to 9999 in UTC; every integer fits in 64 bits (so that each
-    format can carry what one accepted). Fields are named by their path from ``where`` (e.g.
-    ``$.request_id.counter``).
+    format can carry what one accepted); a Service Request's header and body are what the
+    DUIS schema allows (:func:`check_request`). Fields are named by their path from ``where``
+    (e.g. ``$.request_id.counter``).
     """
     _ints(msg, where)
     if isinstance(msg, ServiceRequest):
@@ -272,6 +313,7 @@ def check_message(msg: Message, where: str = "$") -> Message:
             _aware(period.start, f"{where}.body.period.start")
             _aware(period.end, f"{where}.body.period.end")
         _aware(msg.execution_datetime, f"{where}.execution_datetime")
+        check_request(msg, where)
     elif isinstance(msg, Response):
         _request_id(msg.request_id, f"{where}.request_id")
         _request_id(msg.response_id, f"{where}.response_id")
@@ -279,6 +321,167 @@ def check_message(msg: Message, where: str = "$") -> Message:
     elif isinstance(msg, DeviceAlert | DCCAlert):
         _aware(msg.time, f"{where}.time")
     return msg
+
+
+# ---------------------------------------------------------------------------- DUIS schema facts
+_HEX_RE = re.compile(r"(?:[0-9A-Fa-f]{2})*")
+_B64_RE = re.compile(r"[A-Za-z0-9+/\s]*={0,2}\s*")
+#: Command Variants a Service Request may carry (DUIS: 9 is internal to the DCC, never a request's)
+COMMAND_VARIANTS = range(1, 9)
+#: an 8.11 ``InstallCode``: ``xs:hexBinary`` of 6 to 16 bytes (the schema's bounds, any device)
+INSTALL_CODE_BYTES = (6, 16)
+#: an 8.11 ``JoinTimePeriod``: a positive integer of seconds, at most 3600
+JOIN_TIME_S = (1, 3600)
+#: DUIS names of a request's fields, where the XML reader reports them
+_XML_NAMES = {
+    "srv": "header.srv",
+    "command_variant": "header.command_variant",
+    "service_reference": "header.service_reference",
+}
+
+
+_REFERENCES: dict[str, str] = {}  # SRV -> its Service Reference, filled on first use
+_TAGS = {cls: cls.__struct_config__.tag for cls in TYPED_BODIES.values()}  # type: ignore[attr-defined]
+_URP_BODIES = (RetrieveImportDailyReadLog, ReadActiveImportProfileData)
+_CHECKED_BODIES = (*_URP_BODIES, UpdateHANDeviceLog)  # the typed bodies whose values are checked here
+
+
+def _references() -> dict[str, str]:
+    if not _REFERENCES:
+        from .catalogue import catalogue  # here: numpy, which a JSON-only caller need not load first
+
+        _REFERENCES.update((i.srv, i.reference) for i in catalogue())
+    return _REFERENCES
+
+
+def check_header(srv: str, command_variant: int, service_reference: str, where: str = "$") -> None:
+    """The header facts the DUIS schema (and its SRV table) fixes, else :class:`MessageError`:
+    ``srv`` is a DUIS Service Reference Variant, ``command_variant`` one of 1-8 and
+    ``service_reference`` the SRV's own Service Reference (``4.8`` for ``4.8.1``).
+
+    ``where`` prefixes JSON paths (``$.srv``); ``""`` names the fields as the XML reader does
+    (``header.srv``).
+    """
+    reference = (_REFERENCES or _references()).get(srv)
+    if reference is not None and type(command_variant) is int and command_variant in COMMAND_VARIANTS:
+        if service_reference == reference:
+            return
+
+    def name(f: str) -> str:
+        return f"{where}.{f}" if where else _XML_NAMES[f]
+
+    if reference is None:
+        raise MessageError(name("srv"), srv, "a DUIS Service Reference Variant such as 4.8.1")
+    if type(command_variant) is not int or command_variant not in COMMAND_VARIANTS:
+        raise MessageError(name("command_variant"), command_variant, "a Command Variant from 1 to 8")
+    if service_reference != reference:
+        raise MessageError(
+            name("service_reference"), service_reference, f"{reference!r}, the Service Reference of SRV {srv}"
+        )
+
+
+def check_body(srv: str, body: Any, where: str = "$") -> None:
+    """``body`` is the one the DUIS schema has for ``srv``, its values in range, else
+    :class:`MessageError`.
+
+    SRVs with a typed body (4.6.1, 4.8.1, 4.8.3, 4.1.1, 11.2, 8.11) must carry it, not a
+    generic one; a typed body (or a generic one named like it) belongs to its own SRV only.
+    In an 8.11 ``UpdateHANDeviceLog``: ``DeviceID`` is an EUI-64; the whitelist entry, when
+    any of it is given, has both ``JoinTimePeriod`` (1..3600) and ``InstallCode`` (hex of
+    6..16 bytes); ``ImportMPxN`` has 1..13 characters, the MPANs 13. A URP certificate is
+    base64 text.
+    """
+    expected_cls = TYPED_BODIES.get(srv)
+    if expected_cls is None and type(body) is GenericBody and body.name not in TYPED_ELEMENT_SRV:
+        return  # the common case of a generic SRV: the XSD knows its body
+    if type(body) is expected_cls and (
+        expected_cls not in _CHECKED_BODIES
+        or (expected_cls in _URP_BODIES and body.ka_public_security_credentials is None)
+    ):
+        return  # a typed body with nothing beyond its types to check
+    base = f"{where}.body" if where else "body"
+    generic = type(body) is GenericBody
+    name = body.name if generic else _TAGS.get(type(body), type(body).__name__)
+    if expected_cls is not None and type(body) is not expected_cls:
+        tag = _TAGS[expected_cls]
+        got = f"a generic {name} body" if generic else f"a {name} body"
+        raise MessageError(f"{base}.element", name, f"the typed {tag} body of SRV {srv}", got=got)
+    if expected_cls is None:
+        owner = TYPED_ELEMENT_SRV.get(name)
+        if owner is not None:
+            raise MessageError(f"{base}.element", name, f"a body for SRV {srv} ({name} is SRV {owner}'s)")
+        return
+    if expected_cls is UpdateHANDeviceLog:
+        _check_han_log(body, base)
+    elif expected_cls in _URP_BODIES:
+        ka = body.ka_public_security_credentials
+        if ka is not None and (not ka.strip() or not _B64_RE.fullmatch(ka)):
+            raise MessageError(f"{base}.ka_public_security_credentials", ka, "a certificate as base64 text")
+
+
+def _check_han_log(body: UpdateHANDeviceLog, base: str) -> None:
+    if not EUI_RE.match(body.device_id):
+        raise MessageError(f"{base}.device_id", body.device_id, "an EUI-64 like 00-DB-12-34-56-78-90-A0")
+    add = (body.join_time_period, body.install_code, body.import_mpxn, body.secondary_import_mpan, body.export_mpan)
+    if all(v is None for v in add):
+        return
+    jt = body.join_time_period
+    lo, hi = JOIN_TIME_S
+    if jt is None or type(jt) is not int or not lo <= jt <= hi:
+        raise MessageError(
+            f"{base}.join_time_period", jt, f"an integer from {lo} to {hi} (seconds; required in a whitelist entry)"
+        )
+    code = body.install_code
+    lo, hi = INSTALL_CODE_BYTES
+    if code is None or not _HEX_RE.fullmatch(code) or not lo <= len(code) // 2 <= hi:
+        shown = "missing" if code is None else f"{len(code) / 2:g} bytes" if _HEX_RE.fullmatch(code) else "not hex"
+        raise MessageError(
+            f"{base}.install_code",
+            code,
+            f"hex of {lo} to {hi} bytes (required in a whitelist entry)",
+            got=None if code is None else f"{code!r} ({shown})",
+        )
+    if body.import_mpxn is not None and not 1 <= len(body.import_mpxn) <= 13:
+        raise MessageError(f"{base}.import_mpxn", body.import_mpxn, "an MPxN of 1 to 13 characters")
+    for field in ("secondary_import_mpan", "export_mpan"):
+        mpan = getattr(body, field)
+        if mpan is not None and len(mpan) != 13:
+            raise MessageError(f"{base}.{field}", mpan, "an MPAN of 13 characters")
+
+
+def check_request(req: ServiceRequest, where: str = "$") -> ServiceRequest:
+    """``req`` if the DUIS schema accepts its header and body (:func:`check_header`,
+    :func:`check_body`), else :class:`MessageError`. A few dictionary look-ups and
+    comparisons: cheap per message."""
+    check_header(req.srv, req.command_variant, req.service_reference, where)
+    check_body(req.srv, req.body, where)
+    return req
+
+
+def check_row(row: RequestRow, where: str = "$") -> RequestRow:
+    """A compact request row held to the schema's facts, else :class:`MessageError`: its
+    RequestID parts are unsigned 64-bit, its SRV is known, its Command Variant 1-8, its role
+    one of :data:`~dccsim.core.records.ROLES` (or ``""``: none), and it has a read log period
+    exactly when its SRV's body has one (4.6.1, 4.8.1, 4.8.3)."""
+    row.check(where)
+    if row.srv not in _references():
+        raise MessageError(f"{where}.srv", row.srv, "a DUIS Service Reference Variant such as 4.8.1")
+    if row.command_variant not in COMMAND_VARIANTS:
+        raise MessageError(f"{where}.command_variant", row.command_variant, "a Command Variant from 1 to 8")
+    if row.role and row.role not in ROLES:
+        raise MessageError(f"{where}.role", row.role, f"one of {', '.join(ROLES)}, or '' for none")
+    has_period = row.period_start_ns != 0 or row.period_end_ns != 0
+    if row.srv in READ_LOG_BODIES:
+        for field in ("period_start_ns", "period_end_ns"):
+            if getattr(row, field) == 0:
+                raise MessageError(
+                    f"{where}.{field}", 0, f"a read log period time (ns since the epoch; SRV {row.srv} has one)"
+                )
+    elif has_period:
+        value = row.period_start_ns or row.period_end_ns
+        field = "period_start_ns" if row.period_start_ns else "period_end_ns"
+        raise MessageError(f"{where}.{field}", value, f"0 (SRV {row.srv} has no read log period)")
+    return row
 
 
 def _check_all(msgs: list[Message]) -> list[Message]:
@@ -313,14 +516,16 @@ def decode_json_batch(data: bytes) -> list[Message]:
     return _check_all(_decode(_json_batch_dec, data, msgspec.json.decode, _MESSAGES, "JSON"))
 
 
-def decode_json_lines(data: bytes) -> list[Message | MessageError]:
-    """JSON lines: one message per non-empty line; bad lines come back as errors in place."""
+def decode_json_lines(data: bytes, schema: Any = None) -> list[Message | MessageError]:
+    """JSON lines: one message per non-empty line; bad lines come back as errors in place.
+    With ``schema`` (an lxml ``XMLSchema``), a request with a generic body is checked against
+    it too (:func:`check_generic_xml`)."""
     out: list[Message | MessageError] = []
     for lineno, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            out.append(decode_json(line))
+            out.append(check_generic_xml(decode_json(line), schema))
         except MessageError as err:
             out.append(MessageError(f"line {lineno}: {err.field}", err.value, err.expected, err.code, got=err.got))
     return out
@@ -351,6 +556,26 @@ def decode_rows(data: bytes) -> list[RequestRow]:
     return _decode(_rows_dec, data, msgspec.msgpack.decode, _ROWS, "MessagePack")  # type: ignore[no-any-return]
 
 
+def check_generic_xml(msg: Any, schema: Any, where: str = "$") -> Any:
+    """``msg`` if it is not a request with a :class:`GenericBody`, or ``schema`` is ``None``,
+    or its DUIS XML document is valid against ``schema``; else :class:`MessageError` at
+    ``{where}.body.xml`` with the schema's first problem (its line is in the document dccsim
+    writes for the request). dccsim's own checks cover typed bodies; a generic body is XML that
+    only the schema knows."""
+    if schema is None or not isinstance(msg, ServiceRequest) or not isinstance(msg.body, GenericBody):
+        return msg
+    from .duisxml import encode_xml  # here: it loads lxml, which JSON and MessagePack need not
+
+    try:
+        encode_xml(msg, schema)
+    except MessageError as err:
+        raise MessageError(
+            f"{where}.body.xml", err.value, "a request the DUIS schema accepts (lines of the XML dccsim writes for it)",
+            got=err.got,
+        ) from None
+    return msg
+
+
 def detect_format(data: bytes) -> str:
     """``"xml"``, ``"json"`` (one document), ``"jsonl"`` (JSON lines) or ``"msgpack"``."""
     head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
@@ -371,15 +596,24 @@ def detect_format(data: bytes) -> str:
     return "msgpack"
 
 
-def decode_file(data: bytes) -> list[Message | RequestRow | MessageError]:
+def _generic_checked(msgs: list[Message], schema: Any) -> list[Message]:
+    if schema is not None:
+        for i, msg in enumerate(msgs):
+            check_generic_xml(msg, schema, f"$[{i}]")
+    return msgs
+
+
+def decode_file(data: bytes, schema: Any = None) -> list[Message | RequestRow | MessageError]:
     """Every message in the bytes of one file, whatever its format (:func:`detect_format`).
 
     DUIS XML holds one ``sr:Request``; JSON one message or an array of them; JSON lines one
     message a line; MessagePack one message, an array of messages, or a compact request batch
-    (an array of :class:`RequestRow` arrays, each row checked). A bad message comes back as
-    its :class:`MessageError` in its place (one for a bad line of JSON lines, otherwise one
-    for the whole file), so that the good ones can still be used; nothing is raised for bad
-    input.
+    (an array of :class:`RequestRow` arrays, each row checked). Every format is held to the
+    DUIS schema's facts (:func:`check_request`, :func:`check_row`); with ``schema`` (an lxml
+    ``XMLSchema``) XML documents, and requests with a generic body in the other formats, are
+    validated against it too. A bad message comes back as its :class:`MessageError` in its
+    place (one for a bad line of JSON lines, otherwise one for the whole file), so that the good
+    ones can still be used; nothing is raised for bad input.
     """
     if not data.strip(b"\xef\xbb\xbf \t\r\n"):
         return [MessageError("$", data, _TOP_EXPECTED, got="an empty file")]
@@ -388,25 +622,25 @@ def decode_file(data: bytes) -> list[Message | RequestRow | MessageError]:
         if fmt == "xml":
             from .duisxml import decode_request_xml  # here: it loads lxml, which JSON and MessagePack need not
 
-            return [decode_request_xml(data)]
+            return [decode_request_xml(data, schema)]
         if fmt == "jsonl":
-            return list(decode_json_lines(data))
+            return list(decode_json_lines(data, schema))
         if fmt == "json":
             if data.lstrip()[:1] == b"[":
-                return list(decode_json_batch(data))
-            return [decode_json(data)]
+                return list(_generic_checked(decode_json_batch(data), schema))
+            return [check_generic_xml(decode_json(data), schema)]
         if not (data[:1] and (data[0] in (0xDC, 0xDD) or 0x90 <= data[0] <= 0x9F)):
-            return [decode_msgpack(data)]
+            return [check_generic_xml(decode_msgpack(data), schema)]
         # an array: of messages, or a compact request batch of RequestRow arrays
         try:
-            return list(decode_msgpack_batch(data))
+            return list(_generic_checked(decode_msgpack_batch(data), schema))
         except MessageError as batch_error:
             try:
                 rows = decode_rows(data)
             except MessageError:
                 raise batch_error from None
             for i, row in enumerate(rows):
-                row.check(f"$[{i}]")
+                check_row(row, f"$[{i}]")
             return list(rows)
     except MessageError as err:
         return [err]

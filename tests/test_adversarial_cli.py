@@ -184,7 +184,7 @@ def test_a_bad_json_line_is_named_by_its_line(tmp_path, capsys) -> None:
 
 
 def test_schema_errors_show_libxml2s_whole_reason_on_one_line(duis_dir, tmp_path, capsys) -> None:
-    data = _request()
+    data = {**_request(), "srv": "6.20.1", "service_reference": "6.20", "role": "IS"}  # a generic body
     ns = "http://www.dccinterface.co.uk/ServiceUserGateway"
     data["body"] = {"element": "Generic", "name": "FooBarBazQux",
                     "xml": f'<sr:FooBarBazQux xmlns:sr="{ns}"><sr:Nope>1</sr:Nope></sr:FooBarBazQux>'}  # fmt: skip
@@ -195,10 +195,14 @@ def test_schema_errors_show_libxml2s_whole_reason_on_one_line(duis_dir, tmp_path
     code, out, err = cli("decode", *args, capsys=capsys)
     assert code == 2 and out == ""
     line = _one_line(err)
-    assert line.startswith(f"{f}: xml: got line 10: Element 'sr:FooBarBazQux': This element is not expected. ")
+    # found on reading (a generic body from JSON is checked against the schema), before any output
+    assert line.startswith(f"{f}: $.body.xml: got line 10: Element 'sr:FooBarBazQux': This element is not expected. ")
     # the reason goes on to what the schema allows there, and the expectation follows it
     assert "Expected is one of ( sr:UpdateImportTariffPrimaryElement," in line
-    assert line.endswith("sr:UpdateDebt )., expected a document valid against the DUIS schema [malformed]")
+    assert line.endswith(
+        "sr:UpdateDebt )., expected a request the DUIS schema accepts "
+        "(lines of the XML dccsim writes for it) [malformed]"
+    )
 
 
 # ------------------------------------------------------------------------------ stdout and inputs
@@ -407,9 +411,11 @@ def test_json_values_other_formats_cannot_carry_are_refused(to, change, words, t
 
 def test_a_control_character_xml_cannot_hold_is_one_line(tmp_path, capsys) -> None:
     f = tmp_path / "nul.json"
-    f.write_text(json.dumps({**_request(), "service_reference": "4\x008"}))
+    body = {"element": "UpdateHANDeviceLog", "device_id": "00-DB-12-34-56-78-90-A0", "request_type": "Add",
+            "join_time_period": 90, "install_code": "00" * 16, "import_mpxn": "13\x0012345678"}  # fmt: skip
+    f.write_text(json.dumps({**_request(), "srv": "8.11", "service_reference": "8.11", "body": body}))
     code, out, err = cli("decode", "--to", "xml", str(f), capsys=capsys)
     assert code == 2 and out == ""
     assert _one_line(err) == (
-        f"{f}: ServiceReference: got '4\\x008', expected text XML can hold (no NUL or control characters) [malformed]"
+        f"{f}: ImportMPxN: got '13\\x0012345678', expected text XML can hold (no NUL or control characters) [malformed]"
     )

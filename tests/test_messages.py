@@ -143,7 +143,7 @@ def test_responses_and_alerts_validate(duis_schema) -> None:
         (b"<sr:Request xmlns:sr='http://www.dccinterface.co.uk/ServiceUserGateway'><sr:Header>", "xml"),
         (b"<Request/>", "xml.root"),
         (
-            b"<sr:Request xmlns:sr='http://www.dccinterface.co.uk/ServiceUserGateway'><sr:Header>"
+            b"<sr:Request xmlns:sr='http://www.dccinterface.co.uk/ServiceUserGateway' schemaVersion='5.4'><sr:Header>"
             b"<sr:RequestID>90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-90:1</sr:RequestID></sr:Header><sr:Body/></sr:Request>",
             "header.request_id.target",
         ),
@@ -194,7 +194,7 @@ def _request_dict() -> dict:
     req = ServiceRequest(
         request_id=RequestId.parse(RID),
         command_variant=1,
-        service_reference="4.8.1",
+        service_reference="4.8",
         srv="4.8.1",
         body=ReadActiveImportProfileData(
             period=ReadLogPeriod(start=datetime(2026, 11, 22, tzinfo=UTC), end=datetime(2026, 11, 23, tzinfo=UTC))

@@ -5,6 +5,12 @@ Input formats are detected per file (:func:`dccsim.core.wire.decode_file`): DUIS
 line), MessagePack (one message, an array of messages, or a compact request batch of
 ``RequestRow`` arrays).
 
+Every format is held to the DUIS schema (:func:`dccsim.core.wire.decode_file`): dccsim's own
+checks always, and the DUIS XSD for XML documents (and generic request bodies from JSON and
+MessagePack) unless ``--no-schema``; the XSD is ``--schema``, else ``DCCSIM_DUIS_XSD``, else
+the first found of :func:`dccsim.core.duisxml.default_schema_paths` (none found: one note on
+stderr). ``--validate`` adds validation and access control for every request and compact row.
+
 Good messages are written to stdout as soon as their file is read; every bad message gets
 one line on stderr naming the file, the field, the value and what was expected, and the
 command exits 2 at the end. An input that is not a readable regular file (missing, a FIFO, a
@@ -24,6 +30,7 @@ import click
 import msgspec
 from dccsim.core import duisxml, wire
 from dccsim.core.errors import ConfigError, MessageError
+from dccsim.core.eui import int_to_eui
 from dccsim.core.messages import Message, RequestRow, ServiceRequest
 from dccsim.core.records import ROLES
 
@@ -88,6 +95,37 @@ def _write_stdout(out: object, data: bytes | None = None) -> None:
         raise OutputError(f"cannot write stdout: {exc.strerror or exc}") from None
 
 
+def _schema(schema: str | None, no_schema: bool) -> tuple[object | None, str | None]:
+    """The DUIS XSD decode checks against, and a note to print when XML meets none.
+
+    ``--schema PATH``, else ``DCCSIM_DUIS_XSD``, else the first of the default places that has
+    it (:func:`dccsim.core.duisxml.default_schema_paths`); ``--no-schema``: none. A path named
+    by the flag or the variable that cannot be loaded is :class:`CliError` (exit 2).
+    """
+    if no_schema:
+        if schema:
+            raise CliError(f"--schema {schema}: given with --no-schema; expected one of them")
+        return None, None
+    env = os.environ.get("DCCSIM_DUIS_XSD")
+    if schema or env:
+        where, path = ("--schema", schema) if schema else ("DCCSIM_DUIS_XSD", env)
+        try:
+            return duisxml.load_schema(path), None
+        except (ConfigError, OSError) as exc:
+            raise CliError(f"{where} {path}: {exc}") from None
+    found = duisxml.find_schema_path()
+    if found is None:
+        places = ", ".join(str(p) for p in duisxml.default_schema_paths())
+        return None, (
+            f"dccsim decode: note: no DUIS schema found (--schema, DCCSIM_DUIS_XSD, {places}); "
+            "XML is held to dccsim's own checks only (--no-schema says so and silences this)"
+        )
+    try:
+        return duisxml.load_schema(str(found)), None
+    except (ConfigError, OSError) as exc:
+        raise CliError(f"DUIS schema {found}: {exc}; pass --schema, set DCCSIM_DUIS_XSD or --no-schema") from None
+
+
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option(
@@ -98,7 +136,12 @@ def _write_stdout(out: object, data: bytes | None = None) -> None:
     show_default=True,
     help="Output format: JSON lines, one MessagePack array, or DUIS XML documents.",
 )
-@click.option("--validate", is_flag=True, help="Also run validation and access control; rejected requests are errors.")
+@click.option(
+    "--validate",
+    is_flag=True,
+    help="Also run validation and access control (roles, replay, registry, device type) on every request and "
+    "compact row; rejected ones are errors.",
+)
 @click.option(
     "--role",
     type=click.Choice(ROLES),
@@ -106,22 +149,38 @@ def _write_stdout(out: object, data: bytes | None = None) -> None:
     help="User role to assume for requests that carry none (DUIS XML never does).",
 )
 @click.option(
-    "--schema",
-    type=click.Path(dir_okay=False, exists=True),
+    "--generation",
+    type=click.Choice(["SMETS1", "SMETS2"]),
     default=None,
-    help="DUIS XSD to check every XML document written (or set DCCSIM_DUIS_XSD).",
+    help="With --validate: the SMETS generation (SMETS2 = SMETS2+) of the devices 8.11 requests add, for "
+    "CR1277's install code lengths (without it only the schema's 6-16 bytes apply).",
 )
-def decode(files: tuple[Path, ...], to: str, validate: bool, role: str | None, schema: str | None) -> None:
+@click.option(
+    "--schema",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="DUIS XSD to check XML read and written against (default: DCCSIM_DUIS_XSD, else the schema found "
+    "beside the install or the checkout).",
+)
+@click.option("--no-schema", is_flag=True, help="Check no XML against the DUIS XSD (dccsim's own checks still apply).")
+def decode(
+    files: tuple[Path, ...],
+    to: str,
+    validate: bool,
+    role: str | None,
+    generation: str | None,
+    schema: str | None,
+    no_schema: bool,
+) -> None:
     """Convert Service Requests, Responses and Alerts between DUIS XML, JSON and MessagePack."""
     out = sys.stdout.buffer
     errors = 0
     from dccsim.core.validation import Validator  # here: it loads numba, which --help need not
 
-    validator = Validator() if validate else None
-    try:
-        xsd = duisxml.load_schema(schema) if schema else None
-    except (ConfigError, OSError) as exc:
-        raise CliError(f"--schema {schema}: {exc}") from None
+    if generation is not None and not validate:
+        raise CliError(f"--generation {generation}: given without --validate; expected it with --validate")
+    validator = Validator(generation=generation) if validate else None
+    xsd, note = _schema(schema, no_schema)
     packed: list[Message | RequestRow] = []
 
     def bad(path: Path, text: str) -> None:
@@ -132,20 +191,30 @@ def decode(files: tuple[Path, ...], to: str, validate: bool, role: str | None, s
     for path in files:
         _check_input(path)
     for path in files:
-        for item in wire.decode_file(_read_input(path)):
+        data = _read_input(path)
+        if note is not None and (to == "xml" or wire.detect_format(data) == "xml"):
+            click.echo(note, err=True)
+            note = None
+        for item in wire.decode_file(data, xsd):
             if isinstance(item, MessageError):
                 bad(path, str(item))
                 continue
             if isinstance(item, ServiceRequest) and role is not None and item.role is None:
                 item = msgspec.structs.replace(item, role=role)  # type: ignore[arg-type]
-            if validator is not None and isinstance(item, ServiceRequest):
+            elif isinstance(item, RequestRow) and role is not None and not item.role:
+                item = msgspec.structs.replace(item, role=role)
+            if validator is not None and isinstance(item, ServiceRequest | RequestRow):
                 try:
-                    verdict = validator.check(item)
+                    if isinstance(item, ServiceRequest):
+                        which, verdict = f"request {item.request_id}", validator.check(item)
+                    else:
+                        which = f"row {int_to_eui(item.originator)}:{int_to_eui(item.target)}:{item.counter}"
+                        verdict = validator.check_row(item)
                 except MessageError as err:  # a value the decoder let through and validation cannot read
-                    bad(path, f"request {item.request_id}: {err}")
+                    bad(path, f"{which}: {err}")
                     continue
                 if not verdict.ok:
-                    bad(path, f"request {item.request_id}: {verdict.code}: {verdict.reason}")
+                    bad(path, f"{which}: {verdict.code}: {verdict.reason}")
                     continue
             try:
                 if to == "json":

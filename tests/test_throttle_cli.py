@@ -131,6 +131,27 @@ def test_throttle_by_hand(tmp_path: Path, policy_file: Path, capsys, stream: boo
     assert "00-DB-12-00-00-00-00-01" in shown  # the most discarded key
 
 
+@pytest.mark.parametrize("batch", [4, 1000])
+def test_throttle_reports_at_window_close_are_rows_of_the_log(tmp_path: Path, batch: int) -> None:
+    """With report_at_close, A/8F12's discard (window 5-15 s) and A/8F84's last one (window
+    0-60 s) are reported by rows of their own (action "reported") at 15 s and 60 s, before
+    the alerts at or after those times, which then carry nothing; the same in any batches."""
+    trace = hand_trace(tmp_path / "trace.arrow")
+    cfg = tmp_path / "close.toml"
+    cfg.write_text("report_at_close = true\n" + POLICY)
+    out = tmp_path / "alerts.arrow"
+    assert cli("throttle", trace, "--config", cfg, "--out", out, "--batch", batch) == 0
+    log = ipc.open_stream(out).read_all()
+    assert log.column("t_ns").to_pylist() == [
+        r * S for r in [0, 0, 0, 0, 0, 1, 5, 5, 6, 15, 20, 20, 25, 60, 60, 60, 60]
+    ]
+    assert log.column("action").to_pylist() == ACTIONS[:9] + ["reported"] + ACTIONS[9:12] + ["reported"] + ACTIONS[12:]
+    assert log.column("device").to_pylist()[9] == log.column("device").to_pylist()[13] == A
+    assert [log.column("alert_code")[i].as_py() for i in (9, 13)] == [0x8F12, 0x8F84]
+    assert log.column("throttled_count").to_pylist() == COUNTS[:9] + [1] + [2, 0, 0] + [1] + [0, 0, 0]
+    assert log.column("sequence_id").to_pylist() == SEQS[:9] + [1] + [1, 0, 0] + [1] + [0, 0, 0]
+
+
 def test_throttle_dry_run_adds_would_throttle(tmp_path: Path) -> None:
     trace = hand_trace(tmp_path / "trace.arrow")
     cfg = tmp_path / "dry.toml"

@@ -29,6 +29,12 @@ Per alert code, ``code_class[code]`` (``uint8[65536]``) picks a row of ``params`
 ``counters`` (``int64[N_COUNTERS]``) holds the key count and the running totals;
 :func:`process` adds to it when it returns.
 
+Reports at window close (``report_at_close``): while a key holds discards, its window start
+(GCRA: its TAT) cannot move, so the moment its window closes is fixed: ``start + W`` (GCRA:
+``TAT``). :func:`process` writes the report (close time, device, code, count, sequence) into
+the ``rep_*`` buffers when the key's next alert comes at or after that moment, before the
+alert; :func:`close_windows` writes those of keys with no such alert yet, up to a time.
+
 The policies themselves are :func:`fixed_window_step` and :func:`gcra_step`, each one alert
 of one key over four state words; :func:`process` (the throttle) and :func:`sweep_pass`
 (threshold tuning, several settings per key side by side over dense key numbers) call them.
@@ -75,7 +81,9 @@ WOULD_THROTTLE = 4
 NEAR_LIMIT = 5
 EVICTED = 6
 STALE = 7  # discards too old to report on the key's next forwarded alert (max_report_age_s)
-N_COUNTERS = 8
+REPORTS = 8  # synthetic alerts made when a key's window closed with discards pending (report_at_close)
+REPORTED = 9  # the discards those alerts carried
+N_COUNTERS = 10
 
 # action codes (engine.ACTIONS names them)
 A_FORWARDED = np.uint8(0)
@@ -223,6 +231,7 @@ def process(
     params,
     dry_run,
     max_age,
+    report_at_close,
     table,
     limit,
     counters,
@@ -230,11 +239,20 @@ def process(
     throttled_count,
     sequence_id,
     would_throttle,
+    rep_t,
+    rep_device,
+    rep_code,
+    rep_count,
+    rep_seq,
+    rep_n,
 ):  # type: ignore[no-untyped-def]
     """The policy ``kind`` over alerts ``start..n-1``; returns where it stopped.
 
     ``max_age`` (ns, -1: none): a forwarded alert more than that after its key's previous
     forwarded one does not carry the discards in between (stale: counted in ``STALE``).
+    ``report_at_close``: a key's discards pending when its window closed are reported by a
+    row of the ``rep_*`` buffers (at index ``rep_n[0]``, which counts up; room for one per
+    alert) before its first alert at or after the close.
     """
     n = t_ns.shape[0]
     mask = U64(table.shape[0] - 1)
@@ -244,6 +262,8 @@ def process(
     excluded = 0
     near = 0
     stale = 0
+    reports = 0
+    reported = 0
     for i in range(start, n):
         _hint(table, device, alert_code, i + AHEAD, n, mask)
         code = alert_code[i]
@@ -261,10 +281,28 @@ def process(
             if used >= limit:
                 _flush(counters, used, forwarded, would, excluded, near, dry_run)
                 counters[STALE] += stale
+                counters[REPORTS] += reports
+                counters[REPORTED] += reported
                 return i
             used += 1
             table[s, DEV] = I64(device[i])
             table[s, META] = I64(code) | OCCUPIED
+        elif report_at_close:
+            counts = table[s, COUNTS]
+            held = (counts >> S32) & LOW32
+            if held > 0:
+                close = table[s, TA] + (params[cls, 1] if kind == FIXED_WINDOW else I64(0))
+                if t_ns[i] >= close:  # the window closed before this alert: report it there
+                    r = rep_n[0]
+                    rep_t[r] = close
+                    rep_device[r] = device[i]
+                    rep_code[r] = code
+                    rep_count[r] = held
+                    rep_seq[r] = (table[s, META] >> S32) & LOW32
+                    rep_n[0] = r + 1
+                    table[s, COUNTS] = counts & LOW32
+                    reports += 1
+                    reported += held
         prev_forward = table[s, LAST] if max_age >= 0 else I64(0)  # only when an age limit applies
         if kind == FIXED_WINDOW:
             forward, pending, seq, is_near = fixed_window_step(
@@ -308,7 +346,46 @@ def process(
             would += 1
     _flush(counters, used, forwarded, would, excluded, near, dry_run)
     counters[STALE] += stale
+    counters[REPORTS] += reports
+    counters[REPORTED] += reported
     return n
+
+
+@jit
+def close_windows(
+    table, kind, code_class, params, now, counters, rep_t, rep_device, rep_code, rep_count, rep_seq
+):  # type: ignore[no-untyped-def]
+    """Report the discards of every key whose window closed at or before ``now``.
+
+    Writes one row per such key into the ``rep_*`` buffers (close time, device, code, count,
+    sequence) and clears the key's count; returns the rows written. A full buffer stops the
+    walk: call again until fewer rows than the buffer holds come back.
+    """
+    cap = rep_t.shape[0]
+    r = 0
+    reported = 0
+    for s in range(table.shape[0]):
+        counts = table[s, COUNTS]
+        held = (counts >> S32) & LOW32
+        if held == 0:
+            continue
+        if r >= cap:
+            break
+        meta = table[s, META]
+        close = table[s, TA] + (params[code_class[meta & CODE_MASK], 1] if kind == FIXED_WINDOW else I64(0))
+        if close > now:
+            continue
+        rep_t[r] = close
+        rep_device[r] = U64(table[s, DEV])
+        rep_code[r] = np.uint16(meta & CODE_MASK)
+        rep_count[r] = held
+        rep_seq[r] = (meta >> S32) & LOW32
+        table[s, COUNTS] = counts & LOW32
+        r += 1
+        reported += held
+    counters[REPORTS] += r
+    counters[REPORTED] += reported
+    return r
 
 
 @jit(inline="always")

@@ -330,6 +330,7 @@ class Throttle:
         self._counters = np.zeros(k.N_COUNTERS, np.int64)
         self._clock: int | None = None
         self._reports: list[ThrottleReports] = []  # made by process(), not yet taken
+        self._ring = np.zeros(k.AHEAD, np.uint64)  # the kernel's scratch: home slots hashed ahead
 
     # --- properties ---------------------------------------------------------------------
 
@@ -467,6 +468,7 @@ class Throttle:
                         *out,
                         *rep,
                         rep_n,
+                        self._ring,
                     )
                 )
                 if stop > start:

@@ -19,13 +19,13 @@ from dccsim.loadgen.scenario import load_scenario
 from dccsim.throttle import ReferenceThrottle, policy_from_dict
 
 
-def _run(tmp: Path, name: str, at_close: bool) -> Path:
+def _run(tmp: Path, name: str, at_close: bool, shards: int | None = None) -> Path:
     _, text = load_scenario("smoke")
     assert "[throttle]\n" in text
     if at_close:
         text = text.replace("[throttle]\n", "[throttle]\nreport_at_close = true\n")
     out = tmp / name
-    simulate(load_run(f"smoke-{name}", text=text), out=out)
+    simulate(load_run(f"smoke-{name}", text=text, shards=shards), out=out)
     return out
 
 
@@ -80,3 +80,12 @@ def test_the_reference_makes_the_same_reports(runs: tuple[Path, Path]) -> None:
     assert reports.t_ns.tolist() == col["t_ns"][~alerts].tolist()
     assert reports.device.tolist() == col["device"][~alerts].tolist()
     assert reports.throttled_count.tolist() == col["throttled_count"][~alerts].tolist()
+
+
+def test_reports_are_the_same_whatever_the_shards(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    sharded = _run(tmp_path, "at-close-3", True, shards=3)
+    one = read_log(runs[1] / "alerts.arrow", strict=True)
+    three = read_log(sharded / "alerts.arrow", strict=True)
+    assert one.num_rows == three.num_rows and one.column("action").to_pylist().count("reported") > 0
+    for name in one.column_names:
+        assert one.column(name).to_pylist() == three.column(name).to_pylist(), name

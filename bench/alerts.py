@@ -42,10 +42,12 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.ipc as ipc
 from dccsim.throttle import (
+    REPORTED,
     Throttle,
     ThrottleConfigError,
     ThrottleError,
     ThrottlePolicy,
+    ThrottleReports,
     ThrottleStats,
     TuningGrid,
     group_keys,
@@ -294,7 +296,8 @@ def replay_trace(
     """Run ``policy`` over ``trace``, ``batch`` alerts at a time, and write the alerts log ``out``.
 
     The log holds the trace's columns, then ``action``, ``throttled_count``, ``sequence_id``
-    (and ``would_throttle`` when ``policy.dry_run``); its metadata records the text of
+    (and ``would_throttle`` when ``policy.dry_run``), and with ``policy.report_at_close`` the
+    throttle's reports at window close as rows of their own (action ``reported``); its metadata records the text of
     ``config_path`` (the file ``policy`` came from), the policy itself, the trace's seed and
     name. At most ``max_keys`` (device, alert code) keys hold state at once.
 
@@ -322,7 +325,6 @@ def replay_trace(
                     res = th.process(t[a:b], dev[a:b], code[a:b])
                 except ThrottleError as exc:
                     raise _located(exc, f"{trace.path}: rows from {a}") from None
-                busy += time.perf_counter() - t0
                 cols = {
                     "t_ns": t[a:b],
                     "device": dev[a:b],
@@ -336,6 +338,9 @@ def replay_trace(
                     storm_discarded += int(np.count_nonzero(res.would_throttle & storm[a:b]))
                 if policy.dry_run:
                     cols["would_throttle"] = res.would_throttle
+                if policy.report_at_close:  # reports due by the batch's last alert (the trace's end for the last)
+                    cols = _with_reports(cols, th.take_reports(int(t[b - 1])))
+                busy += time.perf_counter() - t0
                 log.write_columns(**cols)
                 discarded.append((dev[a:b][res.would_throttle], code[a:b][res.would_throttle]))
     except (LogError, OSError) as exc:
@@ -354,6 +359,27 @@ def replay_trace(
         top_discarded=top,
         busy_s=busy,
     )
+
+
+def _with_reports(cols: dict[str, npt.NDArray[Any]], reports: ThrottleReports) -> dict[str, npt.NDArray[Any]]:
+    """A batch's log columns with the throttle's reports at window close among them (action
+    ``reported``, no storm, no would-be discard), each before the alerts at or after its time."""
+    n = len(reports)
+    if not n:
+        return cols
+    extra = {
+        "t_ns": reports.t_ns,
+        "device": reports.device,
+        "alert_code": reports.alert_code,
+        "action": np.full(n, REPORTED, np.uint8),
+        "throttled_count": reports.throttled_count,
+        "sequence_id": reports.sequence_id,
+        "storm": np.zeros(n, np.bool_),
+        "would_throttle": np.zeros(n, np.bool_),
+    }
+    both = {name: np.concatenate([extra[name], col]) for name, col in cols.items()}
+    order = np.argsort(both["t_ns"], kind="stable")
+    return {name: col[order] for name, col in both.items()}
 
 
 # ------------------------------------------------------------------------------ tuning

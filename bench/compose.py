@@ -262,6 +262,11 @@ def build_server(run: RunConfig, clock: Callable[[], int], config: Any, sink: An
     from dccsim.loadgen.wallclock import DeviceLegModel, classifier
 
     s = run.scenario
+    if s.throttle_policy.report_at_close:  # the server forwards alerts as they come: no timer for a window's close
+        raise ConfigError(
+            key="throttle.report_at_close", value=True, source=run.name,
+            expected="false with the server (reports at window close are made by dccsim run, simulate and throttle)",
+        )  # fmt: skip
     pop = build_population(s)
     classify, leg = classifier(), DeviceLegModel(s, pop)
     Pipeline.warm_up()

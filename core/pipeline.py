@@ -60,7 +60,7 @@ import numpy as np
 import numpy.typing as npt
 from dccsim.cache import CacheStats, ReadingsCache
 from dccsim.cache.readthrough import ReadThroughCache
-from dccsim.throttle import Throttle, ThrottlePolicy, ThrottleStats
+from dccsim.throttle import REPORTED, Throttle, ThrottlePolicy, ThrottleReports, ThrottleStats
 
 from . import _kernels as K
 from ._kernels import (
@@ -82,7 +82,7 @@ from .catalogue import DEVICE_KINDS, catalogue
 from .columns import RequestBatch
 from .comms import CommsConfig, CommsLeg, CommsStats
 from .errors import ConfigError
-from .records import RESPONSE_CODES, RequestRows
+from .records import RESPONSE_CODES, AlertRows, RequestRows
 from .validation import DeviceRegistry, ReplayState, UserRegistry, assign_counters, validate_batch
 
 # FAULT_* and O_* are the kernels' codes, re-exported: callers draw the faults and read the outcomes
@@ -586,6 +586,22 @@ class Pipeline:
 
         action, count, seq = _by_shard(device, self.shards, run)
         return action, count, seq
+
+    def window_reports(self, now: int) -> AlertRows | None:
+        """Alert Storm Protection's reports at window close due by ``now`` (``report_at_close``;
+        ``None`` without it, or with none due) as alert rows (action ``reported``), in (time,
+        device, alert code) order. Later alerts must not be before ``now``; call it after each
+        chunk of alerts (``now`` its end) and at the end of a run."""
+        if not self.throttle_policy.report_at_close:
+            return None
+        r = ThrottleReports.concat([th.take_reports(now) for th in self.throttles])
+        n = len(r)
+        if not n:
+            return None
+        return AlertRows(
+            t_ns=r.t_ns, device=r.device, alert_code=r.alert_code, action=np.full(n, REPORTED, np.uint8),
+            throttled_count=r.throttled_count, sequence_id=r.sequence_id, storm=np.zeros(n, np.bool_),
+        )  # fmt: skip
 
     def throttle_stats(self) -> ThrottleStats:
         return ThrottleStats.merge_all(th.stats() for th in self.throttles)

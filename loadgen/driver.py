@@ -283,8 +283,17 @@ class VirtualTimeDriver:
         else:  # the days' alerts merged in time order (ties: the earlier day first)
             alerts = AlertChunk.concat([w.alerts(t0, t1) for w in days])
         if len(alerts):
-            self._alerts(alerts, sink)
+            self._alerts(alerts, sink, t1)
+        else:
+            self._reports(sink, t1)
         self.stages.add("throttle", time.perf_counter_ns() - t_start, len(alerts))
+
+    def _reports(self, sink: LogSink, t1: int) -> None:
+        """Alert Storm Protection's reports at window close due by ``t1`` (throttle.report_at_close)."""
+        assert self.pipeline is not None
+        reports = self.pipeline.window_reports(t1)
+        if reports is not None:
+            sink.alerts(reports)
 
     def _counters(self, req: RequestChunk) -> npt.NDArray[np.uint64]:
         """RequestID counters: strictly increasing per originator; a replay repeats the last.
@@ -452,25 +461,32 @@ class VirtualTimeDriver:
         out = _take_audit(merged, due)
         return _take_audit(out, np.lexsort((out.instruction, out.seq, out.t_ns)))
 
-    def _alerts(self, a: AlertChunk, sink: LogSink) -> None:
+    def _alerts(self, a: AlertChunk, sink: LogSink, t1: int) -> None:
         assert self.pipeline is not None
         action, count, seq_id = self.pipeline.process_alerts(a.t_ns, a.device, a.alert_code)
         self.totals.alerts += len(a)
-        self._log_alerts(sink, a, action, count, seq_id)
+        # with throttle.report_at_close, the reports due by the chunk's end, in time order among its alerts
+        reports = self.pipeline.window_reports(t1)
+        self._log_alerts(sink, a, action, count, seq_id, reports)
 
-    def _log_alerts(self, sink: LogSink, a: AlertChunk, action: Any, count: Any, seq_id: Any) -> None:
+    def _log_alerts(
+        self, sink: LogSink, a: AlertChunk, action: Any, count: Any, seq_id: Any, reports: AlertRows | None = None
+    ) -> None:
         t_start = time.perf_counter_ns()
-        sink.alerts(
-            AlertRows(
-                t_ns=a.t_ns,
-                device=a.device,
-                alert_code=a.alert_code,
-                action=action,
-                throttled_count=count,
-                sequence_id=seq_id,
-                storm=a.storm,
-            )
+        rows = AlertRows(
+            t_ns=a.t_ns,
+            device=a.device,
+            alert_code=a.alert_code,
+            action=action,
+            throttled_count=count,
+            sequence_id=seq_id,
+            storm=a.storm,
         )
+        if reports is not None:  # a report comes before the alerts at or after its time
+            both = AlertRows.concat([reports, rows])
+            order = np.argsort(both.t_ns, kind="stable")
+            rows = AlertRows(**{name: col[order] for name, col in both})
+        sink.alerts(rows)
         # logged on the alerts' thread: the log's time, taken back out of the throttle's
         ns = time.perf_counter_ns() - t_start
         self.stages.add("log", ns, len(a))

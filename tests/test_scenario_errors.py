@@ -70,7 +70,8 @@ _CLASSES = "\n".join(
             "throttle.threshhold",
             3,
             "an unknown key",
-            "one of: policy, threshold, window_s, designated_period_s, exclude, dry_run, max_report_age_s, overrides",
+            "one of: policy, threshold, window_s, designated_period_s, exclude, dry_run, max_report_age_s, "
+            "report_at_close, overrides",
         ),
         # the cache's bounds
         (

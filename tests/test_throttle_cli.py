@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 from dccsim.bench.cli import main
+from dccsim.bench.results.logs import raw_table
 from dccsim.throttle import Throttle, load_policy
 
 S = 1_000_000_000
@@ -107,7 +108,7 @@ def test_throttle_by_hand(tmp_path: Path, policy_file: Path, capsys, stream: boo
     trace = hand_trace(tmp_path / "trace.arrow", stream=stream)
     out = tmp_path / "alerts.arrow"
     assert cli("throttle", trace, "--config", policy_file, "--out", out, "--batch", 4) == 0
-    log = ipc.open_stream(out).read_all()
+    log = raw_table(ipc.open_stream(out).read_all())
     assert log.column_names == [
         "t_ns",
         "device",
@@ -131,13 +132,34 @@ def test_throttle_by_hand(tmp_path: Path, policy_file: Path, capsys, stream: boo
     assert "00-DB-12-00-00-00-00-01" in shown  # the most discarded key
 
 
+@pytest.mark.parametrize("batch", [4, 1000])
+def test_throttle_reports_at_window_close_are_rows_of_the_log(tmp_path: Path, batch: int) -> None:
+    """With report_at_close, A/8F12's discard (window 5-15 s) and A/8F84's last one (window
+    0-60 s) are reported by rows of their own (action "reported") at 15 s and 60 s, before
+    the alerts at or after those times, which then carry nothing; the same in any batches."""
+    trace = hand_trace(tmp_path / "trace.arrow")
+    cfg = tmp_path / "close.toml"
+    cfg.write_text("report_at_close = true\n" + POLICY)
+    out = tmp_path / "alerts.arrow"
+    assert cli("throttle", trace, "--config", cfg, "--out", out, "--batch", batch) == 0
+    log = raw_table(ipc.open_stream(out).read_all())
+    assert log.column("t_ns").to_pylist() == [
+        r * S for r in [0, 0, 0, 0, 0, 1, 5, 5, 6, 15, 20, 20, 25, 60, 60, 60, 60]
+    ]
+    assert log.column("action").to_pylist() == ACTIONS[:9] + ["reported"] + ACTIONS[9:12] + ["reported"] + ACTIONS[12:]
+    assert log.column("device").to_pylist()[9] == log.column("device").to_pylist()[13] == A
+    assert [log.column("alert_code")[i].as_py() for i in (9, 13)] == [0x8F12, 0x8F84]
+    assert log.column("throttled_count").to_pylist() == COUNTS[:9] + [1] + [2, 0, 0] + [1] + [0, 0, 0]
+    assert log.column("sequence_id").to_pylist() == SEQS[:9] + [1] + [1, 0, 0] + [1] + [0, 0, 0]
+
+
 def test_throttle_dry_run_adds_would_throttle(tmp_path: Path) -> None:
     trace = hand_trace(tmp_path / "trace.arrow")
     cfg = tmp_path / "dry.toml"
     cfg.write_text(POLICY.replace("dry_run = false", "dry_run = true"))
     out = tmp_path / "alerts.arrow"
     assert cli("throttle", trace, "--config", cfg, "--out", out) == 0
-    log = ipc.open_stream(out).read_all()
+    log = raw_table(ipc.open_stream(out).read_all())
     assert log.column("action").to_pylist() == [
         a if a == "excluded" else "forwarded" for a in ACTIONS
     ]
@@ -167,7 +189,7 @@ def test_generated_storm_trace_through_throttle(tmp_path: Path, policy_file: Pat
     assert table.schema.metadata[b"dccsim.seed"] == b"4"
     out = tmp_path / "alerts.arrow"
     assert cli("throttle", trace, "--config", policy_file, "--out", out, "--batch", 777) == 0
-    log = ipc.open_stream(out).read_all()
+    log = raw_table(ipc.open_stream(out).read_all())
     assert log.column_names[:4] == ["t_ns", "device", "alert_code", "storm"]
     # the same as one throttle over the whole trace
     cols = [table.column(n).to_numpy() for n in ("t_ns", "device", "alert_code")]

@@ -252,3 +252,18 @@ def test_max_report_age_must_be_positive_and_longer_than_every_designated_period
         assert says in str(info.value)
     with pytest.raises(ThrottleConfigError, match=r"\(5000 s\)"):
         ThrottlePolicy(max_report_age_s=4000, overrides={"8F84": CodeOverride(designated_period_s=5000)})
+
+
+def test_report_at_close_is_a_boolean_key_kept_in_the_policys_record() -> None:
+    import pytest
+    from dccsim.throttle import ThrottleConfigError, ThrottlePolicy, parse_policy, policy_from_dict
+
+    assert ThrottlePolicy().report_at_close is False
+    p = parse_policy("report_at_close = true", source="p.toml")
+    assert p.report_at_close is True and p.to_dict()["report_at_close"] is True
+    assert policy_from_dict(p.to_dict()) == p
+    with pytest.raises(ThrottleConfigError, match=r"p.toml: report_at_close") as info:
+        parse_policy('report_at_close = "yes"', source="p.toml")
+    assert info.value.key == "report_at_close"
+    with pytest.raises(ThrottleConfigError, match="report_at_close.*true or false"):
+        ThrottlePolicy(report_at_close=1)  # type: ignore[arg-type]

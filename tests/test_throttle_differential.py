@@ -2,9 +2,11 @@
 
 Random traces mix a few devices (including the extremes of 64 bits) and alert codes
 (one excludable, one overridable), with many equal timestamps; policies are fixed-window or
-GCRA, enforcing or dry-run. The kernel runs the trace cut into random batches, with a table
-that starts tiny (so growth and eviction happen) or big enough never to move; outputs and
-counters must equal the reference's exactly. Sharding by device must not change anything.
+GCRA, enforcing or dry-run, reporting discards on the next forward or at window close. The
+kernel runs the trace cut into random batches (taking its reports after some of them), with
+a table that starts tiny (so growth and eviction happen) or big enough never to move;
+outputs, reports and counters must equal the reference's exactly. Sharding by device must
+not change anything.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dccsim.throttle import (
     Throttle,
     ThrottleOutput,
     ThrottlePolicy,
+    ThrottleReports,
     ThrottleStats,
 )
 from hypothesis import HealthCheck, given, settings
@@ -32,7 +35,8 @@ DEVICES = [0, 1, 2**63, 2**64 - 1, 0x00DB_1234_5678_9ABC]
 CODES = [0x8F84, 0x8F75, 0x8F3F, 0x0000, 0xFFFF]
 TICK = 100_000_000  # 0.1 s: times are multiples of it, so windows and periods meet them
 COUNTERS = (
-    "forwarded", "throttled", "excluded", "would_throttle", "near_limit", "stale_discards", "unreported_discards"
+    "forwarded", "throttled", "excluded", "would_throttle", "near_limit", "stale_discards", "unreported_discards",
+    "reports_at_close", "reported_at_close",
 )
 
 
@@ -79,6 +83,7 @@ def policies(draw: st.DrawFn) -> ThrottlePolicy:
         overrides=overrides,
         dry_run=draw(st.booleans()),
         max_report_age_s=age,
+        report_at_close=draw(st.booleans()),
     )
 
 
@@ -87,11 +92,28 @@ def split_points(draw: st.DrawFn, n: int) -> list[int]:
     return sorted(set(cuts) | {0, n})
 
 
-def run_batches(th: Throttle, t, d, c, cuts: list[int]) -> ThrottleOutput:
-    parts = [th.process(t[a:b], d[a:b], c[a:b]) for a, b in zip(cuts, cuts[1:], strict=False)]
+def run_batches(th: Throttle, t, d, c, cuts: list[int], reports: list[ThrottleReports] | None = None) -> ThrottleOutput:
+    """The trace through ``th`` in batches; with ``reports``, the reports are taken after every
+    other batch (at a time between it and the next) and at the end (at the last alert)."""
+    parts = []
+    for j, (a, b) in enumerate(zip(cuts, cuts[1:], strict=False)):
+        parts.append(th.process(t[a:b], d[a:b], c[a:b]))
+        if reports is not None and j % 2 and b > a:
+            now = int(t[b - 1]) if b == len(t) else int(t[b - 1] + t[b]) // 2
+            reports.append(th.take_reports(now))
+    if reports is not None and len(t):
+        reports.append(th.take_reports(int(t[-1])))
     if not parts:
         return th.process(t, d, c)
     return ThrottleOutput(*(np.concatenate([p[j] for p in parts]) for j in range(4)))
+
+
+def assert_same_reports(got: list[ThrottleReports], want: ThrottleReports, what: str) -> None:
+    whole = ThrottleReports.concat(got)
+    for name, a, b in zip(ThrottleReports._fields, whole, want, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=f"{what}: reports' {name}")
+    times = np.concatenate([r.t_ns for r in got]) if got else np.empty(0, np.int64)
+    assert (np.diff(times) >= 0).all(), "reports taken later are never earlier"
 
 
 def assert_same(out: ThrottleOutput, expected: ThrottleOutput, what: str) -> None:
@@ -111,8 +133,10 @@ def test_kernel_equals_reference_in_any_batches(policy, trace, data, tiny) -> No
     expected = ref.process(t, d, c)
     load = data.draw(st.sampled_from([0.5, 0.9]))  # 0.9: long probe clusters to compact
     th = Throttle(policy, initial_keys=1 if tiny else 1 << 10, max_load=load)
-    out = run_batches(th, t, d, c, split_points(data.draw, len(t)))
+    reports: list[ThrottleReports] = []
+    out = run_batches(th, t, d, c, split_points(data.draw, len(t)), reports)
     assert_same(out, expected, "kernel vs reference")
+    assert_same_reports(reports, ref.take_reports(int(t[-1])) if len(t) else ThrottleReports.empty(0), "kernel")
     assert counters(th.stats()) == counters(ref.stats())
     if not tiny:
         assert th.stats().keys == ref.stats().keys
@@ -123,18 +147,22 @@ def test_kernel_equals_reference_in_any_batches(policy, trace, data, tiny) -> No
 @given(policy=policies(), trace=traces(), shards=st.integers(2, 3))
 def test_sharding_by_device_is_exact(policy, trace, shards) -> None:
     t, d, c = trace
+    end = int(t[-1]) if len(t) else 0
     whole = Throttle(policy)
     expected = whole.process(t, d, c)
+    whole_reports = whole.take_reports(end)
     out = ThrottleOutput.empty(len(t))
-    parts = []
+    parts, reports = [], []
     for k in range(shards):
         sel = np.flatnonzero(d % np.uint64(shards) == k)
         th = Throttle(policy, initial_keys=1)
         got = th.process(t[sel], d[sel], c[sel])
+        reports.append(th.take_reports(end))
         for j in range(4):
             out[j][sel] = got[j]
         parts.append(th.stats())
     assert_same(out, expected, "shards vs one")
+    assert_same_reports([ThrottleReports.concat(reports)], whole_reports, "shards vs one")
     merged = ThrottleStats.merge_all(parts)
     assert counters(merged) == counters(whole.stats())
     assert merged.shards == shards
@@ -153,7 +181,9 @@ def test_long_random_traces(policy, n, seed) -> None:
     ref = ReferenceThrottle(policy)
     th = Throttle(policy, initial_keys=1, max_keys=1 << 12)
     cuts = sorted(set(rng.integers(0, n, 5).tolist()) | {0, n})
-    assert_same(run_batches(th, t, d, c, cuts), ref.process(t, d, c), "long trace")
+    reports: list[ThrottleReports] = []
+    assert_same(run_batches(th, t, d, c, cuts, reports), ref.process(t, d, c), "long trace")
+    assert_same_reports(reports, ref.take_reports(int(t[-1])), "long trace")
     assert counters(th.stats()) == counters(ref.stats())
 
 

@@ -186,8 +186,8 @@ def test_extreme_devices_and_codes_are_distinct_keys() -> None:
 
 
 def test_actions_match_the_alerts_log_dictionary() -> None:
-    assert ACTIONS == ("forwarded", "throttled", "excluded")
-    assert (throttle.FORWARDED, throttle.THROTTLED, throttle.EXCLUDED) == (0, 1, 2)
+    assert ACTIONS == ("forwarded", "throttled", "excluded", "reported")
+    assert (throttle.FORWARDED, throttle.THROTTLED, throttle.EXCLUDED, throttle.REPORTED) == (0, 1, 2, 3)
 
 
 def test_preallocated_outputs_are_written_in_place() -> None:
@@ -369,3 +369,86 @@ def test_a_count_older_than_max_report_age_is_not_attached_to_a_later_alert() ->
         out = th.process(t, dev, code)
         assert out.throttled_count[-1] == attached and th.stats().stale_discards == stale
         assert th.stats().unreported_discards == 0
+
+
+STORM = [(float(i), A, 0x8F84) for i in range(10)]  # N = 2: 2 forwarded, then 8 discarded (P = 30 s)
+
+
+@pytest.mark.parametrize("kind", ["fixed-window", "gcra"])
+def test_a_storm_that_stops_early_is_unreported_by_default_and_reported_at_window_close_with_the_option(
+    kind: str,
+) -> None:
+    """The storm stops before its designated period ends and the key never speaks again: by
+    default no alert ever carries its 8 discards (unreported at the end of the run); with
+    report_at_close a synthetic alert at the window's close (fixed window: 0 + 60 s; GCRA:
+    the bucket drained, TAT = 2 x 30 s) carries them, with the key's sequence number."""
+    t, d, c = columns(STORM)
+    end = 3600 * S  # the run ends an hour later
+    for at_close in (False, True):
+        policy = ThrottlePolicy(policy=kind, threshold=2, window_s=60, designated_period_s=30, report_at_close=at_close)
+        for th in (Throttle(policy), ReferenceThrottle(policy)):
+            out = th.process(t, d, c)
+            assert out.action.tolist() == [0, 0] + [1] * 8
+            assert out.throttled_count.sum() == 0
+            reports = th.take_reports(end)
+            st = th.stats()
+            if at_close:
+                assert (reports.t_ns.tolist(), reports.device.tolist(), reports.alert_code.tolist()) == (
+                    [60 * S], [A], [0x8F84])
+                assert (reports.throttled_count.tolist(), reports.sequence_id.tolist()) == ([8], [1])
+                assert (st.unreported_discards, st.reports_at_close, st.reported_at_close) == (0, 1, 8)
+            else:
+                assert len(reports) == 0
+                assert (st.unreported_discards, st.reports_at_close, st.reported_at_close) == (8, 0, 0)
+
+
+def test_a_report_comes_before_the_keys_next_alert_which_then_carries_nothing() -> None:
+    """The key speaks again exactly when its window closes: the report (made by that alert,
+    before it) carries the 8 discards, the alert opens a new window and carries 0; a key
+    whose window is still open at the end of the run keeps its discards unreported."""
+    policy = ThrottlePolicy(threshold=2, window_s=60, designated_period_s=30, report_at_close=True)
+    rows = [*STORM, (30.0, B, 0x8F84), (31.0, B, 0x8F84), (32.0, B, 0x8F84), (60.0, A, 0x8F84)]
+    t, d, c = columns(rows)
+    for th in (Throttle(policy), ReferenceThrottle(policy)):
+        out = th.process(t, d, c)
+        assert out.action.tolist() == [0, 0] + [1] * 8 + [0, 0, 1, 0]
+        assert out.throttled_count.tolist()[-1] == 0
+        reports = th.take_reports(60 * S)  # B's window closes at 90 s: not yet
+        assert (reports.t_ns.tolist(), reports.throttled_count.tolist()) == ([60 * S], [8])
+        assert th.stats().unreported_discards == 1
+        assert th.take_reports(89 * S).t_ns.tolist() == []
+        assert th.take_reports(90 * S).t_ns.tolist() == [90 * S]
+        assert th.stats().unreported_discards == 0
+
+
+def test_every_discard_is_reported_stale_or_unreported(rng: np.random.Generator) -> None:
+    """Discards = counts carried by forwarded alerts + reports + stale + unreported, with and
+    without reports at close, across batches."""
+    n = 5000
+    t = np.sort(rng.integers(0, 4000, n)).astype(np.int64) * S // 10
+    d = rng.integers(0, 40, n).astype(np.uint64)
+    c = np.array([0x8F84, 0x8F3F, 0x8F75], np.uint16)[rng.integers(0, 3, n)]
+    for kind in ("fixed-window", "gcra"):
+        for at_close in (False, True):
+            th = Throttle(ThrottlePolicy(policy=kind, threshold=3, window_s=30, designated_period_s=10,
+                                         max_report_age_s=60, exclude=("8F75",), report_at_close=at_close))
+            carried = reported = 0
+            for a in range(0, n, 700):
+                out = th.process(t[a : a + 700], d[a : a + 700], c[a : a + 700])
+                carried += int(out.throttled_count.sum())
+                reported += int(th.take_reports(int(t[min(a + 700, n) - 1])).throttled_count.sum())
+            st = th.stats()
+            assert st.throttled > 500 and st.reported_at_close == reported
+            assert (st.reported_at_close > 0) == at_close
+            assert st.throttled == carried + reported + st.stale_discards + st.unreported_discards
+
+
+def test_take_reports_moves_the_clock() -> None:
+    th = Throttle(ThrottlePolicy(report_at_close=True))
+    th.process(np.array([5 * S], np.int64), np.array([A], np.uint64), np.array([0x8F84], np.uint16))
+    with pytest.raises(ThrottleInputError, match="now = 4000000000: expected a time not before"):
+        th.take_reports(4 * S)
+    th.take_reports(10 * S)
+    assert th.clock_ns == 10 * S
+    with pytest.raises(ThrottleInputError, match="non-decreasing"):
+        th.process(np.array([9 * S], np.int64), np.array([A], np.uint64), np.array([0x8F84], np.uint16))

@@ -10,9 +10,11 @@ from .engine import (
     EXCLUDED,
     FORWARDED,
     RECORD_BYTES,
+    REPORTED,
     THROTTLED,
     Throttle,
     ThrottleOutput,
+    ThrottleReports,
 )
 from .errors import ThrottleConfigError, ThrottleError, ThrottleInputError, ThrottleTableFullError
 from .policy import (
@@ -34,6 +36,7 @@ from .tuning import TuningGrid, TuningResult, group_keys, load_grid, parse_grid,
 __all__ = [
     "Throttle",
     "ThrottleOutput",
+    "ThrottleReports",
     "ThrottleStats",
     "ThrottlePolicy",
     "CodeOverride",
@@ -43,6 +46,7 @@ __all__ = [
     "FORWARDED",
     "THROTTLED",
     "EXCLUDED",
+    "REPORTED",
     "RECORD_BYTES",
     "POLICIES",
     "MAX_OVERRIDES",

@@ -29,8 +29,14 @@ Per alert code, ``code_class[code]`` (``uint8[65536]``) picks a row of ``params`
 ``counters`` (``int64[N_COUNTERS]``) holds the key count and the running totals;
 :func:`process` adds to it when it returns.
 
+Reports at window close (``report_at_close``): while a key holds discards, its window start
+(GCRA: its TAT) cannot move, so the moment its window closes is fixed: ``start + W`` (GCRA:
+``TAT``). :func:`process` writes the report (close time, device, code, count, sequence) into
+the ``rep_*`` buffers when the key's next alert comes at or after that moment, before the
+alert; :func:`close_windows` writes those of keys with no such alert yet, up to a time.
+
 The policies themselves are :func:`fixed_window_step` and :func:`gcra_step`, each one alert
-of one key over four state words; :func:`process` (the throttle) and :func:`sweep_pass`
+of one key over its four state words as scalars; :func:`process` (the throttle) and :func:`sweep_pass`
 (threshold tuning, several settings per key side by side over dense key numbers) call them.
 
 :func:`process` returns the index it stopped at: ``n`` when the batch is done, or the index
@@ -75,7 +81,9 @@ WOULD_THROTTLE = 4
 NEAR_LIMIT = 5
 EVICTED = 6
 STALE = 7  # discards too old to report on the key's next forwarded alert (max_report_age_s)
-N_COUNTERS = 8
+REPORTS = 8  # synthetic alerts made when a key's window closed with discards pending (report_at_close)
+REPORTED = 9  # the discards those alerts carried
+N_COUNTERS = 10
 
 # action codes (engine.ACTIONS names them)
 A_FORWARDED = np.uint8(0)
@@ -86,8 +94,9 @@ A_EXCLUDED = np.uint8(2)
 FIXED_WINDOW = 0
 GCRA = 1
 
-#: records hinted ahead of the one being processed (prefetch distance, in alerts)
+#: records hinted ahead of the one being processed (prefetch distance, in alerts); a power of two
 AHEAD = 16
+RING_MASK = AHEAD - 1  # process()'s ring of home slots hashed ahead
 
 _U1 = U64(1)
 _S33 = U64(33)
@@ -123,16 +132,6 @@ def _find(table, device, code, mask):  # type: ignore[no-untyped-def]
 
 
 @jit
-def _hint(table, device, alert_code, j, n, mask):  # type: ignore[no-untyped-def]
-    """Prefetch the home record of alert ``j`` (if any), both ends: a 40-byte record may
-    straddle two cache lines."""
-    if j < n:
-        h = home_slot(device[j], alert_code[j], mask)
-        prefetch(table, h, DEV)
-        prefetch(table, h, COUNTS)
-
-
-@jit
 def _flush(counters, used, forwarded, would, excluded, near, dry_run):  # type: ignore[no-untyped-def]
     counters[USED] = used
     counters[FORWARDED] += forwarded + (would if dry_run else 0)
@@ -142,57 +141,47 @@ def _flush(counters, used, forwarded, would, excluded, near, dry_run):  # type: 
     counters[NEAR_LIMIT] += near
 
 
-# The policy of one key, as a step over four state words ``st[r, c:c + 4]`` = (meta, time A,
-# last forwarded, counts), laid out as words 1-4 of a table record (so the table kernel
-# passes ``c = META``) and used as they are by the tuning sweep. A step returns
-# ``(forward, pending, sequence, near)``: whether the alert is forwarded, the key's
-# discards since its last forward before this alert, its sequence number and whether this
-# alert was a near-limit event. ``new`` marks a key's first alert; the low 32 bits of meta
-# (code, occupied) are the caller's and are kept.
+# The policy of one key, as a step over its four state words (meta, time A, last forwarded,
+# counts), as scalars in and out: the table kernel holds them in words 1-4 of a record, the
+# tuning sweep in four columns per setting. A step returns the new words and ``(forward,
+# pending, sequence, near)``: whether the alert is forwarded, the key's discards since its last
+# forward before this alert, its sequence number and whether this alert was a near-limit event.
+# A key's first alert comes with time A = t and counts = 0 (a window opening, an empty bucket);
+# the low 32 bits of meta (code, occupied) are the caller's and are kept.
 
 
-@jit
-def fixed_window_step(st, r, c, new, t, threshold, window, period, near_mark):  # type: ignore[no-untyped-def]
+@jit(inline="always")
+def fixed_window_step(meta, start, last, counts, t, threshold, window, period, near_mark):  # type: ignore[no-untyped-def]
     """One alert at ``t`` under the fixed-window policy (N, W, P, ceil(0.8 N))."""
-    if new:
-        st[r, c + 1] = t  # the window opens here: t - start = 0 < W below
-        st[r, c + 3] = 0
-    meta = st[r, c]
-    counts = st[r, c + 3]
     count = counts & LOW32
-    if t - st[r, c + 1] >= window:
-        st[r, c + 1] = t
-        count = 0
+    if t - start >= window:
+        start = t
+        count = I64(0)
     count += 1
     pending = (counts >> S32) & LOW32
     seq = (meta >> S32) & LOW32
     if count == threshold + 1:  # first excess alert of this window
         seq = min(seq + 1, LOW32)
-        st[r, c] = (seq << S32) | (meta & LOW32)
-    forward = count <= threshold or t - st[r, c + 2] >= period
+        meta = (seq << S32) | (meta & LOW32)
+    forward = count <= threshold or t - last >= period
+    kept = min(count, threshold + 2)
     if forward:
-        st[r, c + 2] = t
-        st[r, c + 3] = min(count, threshold + 2)
+        last = t
+        counts = kept
     else:
-        st[r, c + 3] = (min(pending + 1, LOW32) << S32) | min(count, threshold + 2)
-    return forward, pending, seq, count == near_mark
+        counts = (min(pending + 1, LOW32) << S32) | kept
+    return meta, start, last, counts, forward, pending, seq, count == near_mark
 
 
-@jit
-def gcra_step(st, r, c, new, t, emission, tolerance, period, near_fill):  # type: ignore[no-untyped-def]
+@jit(inline="always")
+def gcra_step(meta, tat, last, counts, t, emission, tolerance, period, near_fill):  # type: ignore[no-untyped-def]
     """One alert at ``t`` under GCRA (T, tau, P, ceil(0.8 N) * T)."""
-    if new:
-        st[r, c + 1] = t  # an empty bucket
-        st[r, c + 3] = 0
-    meta = st[r, c]
-    tat = st[r, c + 1]
     if t >= tat:  # the bucket has drained: episode and near-limit mark end
         meta &= ~(EPISODE | NEAR)
     seq = (meta >> S32) & LOW32
     near = False
     if tat - t <= tolerance:  # conforming
         tat = max(tat, t) + emission
-        st[r, c + 1] = tat
         if tat - t >= near_fill and (meta & NEAR) == 0:
             near = True
             meta |= NEAR
@@ -201,15 +190,15 @@ def gcra_step(st, r, c, new, t, emission, tolerance, period, near_fill):  # type
         if (meta & EPISODE) == 0:
             seq = min(seq + 1, LOW32)
             meta |= EPISODE
-        forward = t - st[r, c + 2] >= period
-    st[r, c] = (seq << S32) | (meta & LOW32)
-    pending = (st[r, c + 3] >> S32) & LOW32
+        forward = t - last >= period
+    meta = (seq << S32) | (meta & LOW32)
+    pending = (counts >> S32) & LOW32
     if forward:
-        st[r, c + 2] = t
-        st[r, c + 3] = 0
+        last = t
+        counts = I64(0)
     else:
-        st[r, c + 3] = min(pending + 1, LOW32) << S32
-    return forward, pending, seq, near
+        counts = min(pending + 1, LOW32) << S32
+    return meta, tat, last, counts, forward, pending, seq, near
 
 
 @jit
@@ -223,6 +212,7 @@ def process(
     params,
     dry_run,
     max_age,
+    report_at_close,
     table,
     limit,
     counters,
@@ -230,11 +220,26 @@ def process(
     throttled_count,
     sequence_id,
     would_throttle,
+    rep_t,
+    rep_device,
+    rep_code,
+    rep_count,
+    rep_seq,
+    rep_n,
+    ring,
 ):  # type: ignore[no-untyped-def]
     """The policy ``kind`` over alerts ``start..n-1``; returns where it stopped.
 
     ``max_age`` (ns, -1: none): a forwarded alert more than that after its key's previous
     forwarded one does not carry the discards in between (stale: counted in ``STALE``).
+    ``report_at_close``: a key's discards pending when its window closed are reported by a
+    row of the ``rep_*`` buffers (at index ``rep_n[0]``, which counts up; room for one per
+    alert) before its first alert at or after the close.
+
+    Software-pipelined: the home slot of alert ``i + AHEAD`` is hashed and its record
+    prefetched while alert ``i`` is decided; ``ring`` (``uint64[AHEAD]``, scratch) holds the
+    slots in between, so each key is hashed once. A record's words are read once into
+    locals and written back once.
     """
     n = t_ns.shape[0]
     mask = U64(table.shape[0] - 1)
@@ -244,8 +249,21 @@ def process(
     excluded = 0
     near = 0
     stale = 0
+    reports = 0
+    reported = 0
+    for j in range(start, min(start + AHEAD, n)):
+        h = home_slot(device[j], alert_code[j], mask)
+        ring[j & RING_MASK] = h
+        prefetch(table, h, DEV)  # both ends: a 40-byte record may straddle two cache lines
+        prefetch(table, h, COUNTS)
     for i in range(start, n):
-        _hint(table, device, alert_code, i + AHEAD, n, mask)
+        s = ring[i & RING_MASK]
+        j = i + AHEAD
+        if j < n:
+            h = home_slot(device[j], alert_code[j], mask)
+            ring[j & RING_MASK] = h
+            prefetch(table, h, DEV)
+            prefetch(table, h, COUNTS)
         code = alert_code[i]
         cls = code_class[code]
         if cls == 0:
@@ -255,44 +273,67 @@ def process(
             would_throttle[i] = False
             excluded += 1
             continue
-        s = _find(table, device[i], code, mask)
-        new = table[s, META] == 0
+        want = I64(code) | OCCUPIED
+        dev = I64(device[i])
+        while True:  # linear probing from the home slot
+            meta = table[s, META]
+            if meta == 0 or ((meta & KEY_MASK) == want and table[s, DEV] == dev):
+                break
+            s = (s + _U1) & mask
+        t = t_ns[i]
+        new = meta == 0
         if new:
             if used >= limit:
                 _flush(counters, used, forwarded, would, excluded, near, dry_run)
                 counters[STALE] += stale
+                counters[REPORTS] += reports
+                counters[REPORTED] += reported
                 return i
             used += 1
-            table[s, DEV] = I64(device[i])
-            table[s, META] = I64(code) | OCCUPIED
-        prev_forward = table[s, LAST] if max_age >= 0 else I64(0)  # only when an age limit applies
+            table[s, DEV] = dev
+            meta = want
+            time_a = t  # the window opens here (GCRA: an empty bucket)
+            last = I64(0)
+            counts = I64(0)
+        else:
+            time_a = table[s, TA]
+            last = table[s, LAST]
+            counts = table[s, COUNTS]
+        p0 = params[cls, 0]
+        p1 = params[cls, 1]
+        p2 = params[cls, 2]
+        p3 = params[cls, 3]
+        if report_at_close:
+            held = (counts >> S32) & LOW32
+            if held > 0:
+                close = time_a + (p1 if kind == FIXED_WINDOW else I64(0))
+                if t >= close:  # the window closed before this alert: report it there
+                    r = rep_n[0]
+                    rep_t[r] = close
+                    rep_device[r] = device[i]
+                    rep_code[r] = code
+                    rep_count[r] = held
+                    rep_seq[r] = (meta >> S32) & LOW32
+                    rep_n[0] = r + 1
+                    counts &= LOW32
+                    reports += 1
+                    reported += held
+        previous = last
         if kind == FIXED_WINDOW:
-            forward, pending, seq, is_near = fixed_window_step(
-                table,
-                s,
-                META,
-                new,
-                t_ns[i],
-                params[cls, 0],
-                params[cls, 1],
-                params[cls, 2],
-                params[cls, 3],
+            meta, time_a, last, counts, forward, pending, seq, is_near = fixed_window_step(
+                meta, time_a, last, counts, t, p0, p1, p2, p3
             )
         else:
-            forward, pending, seq, is_near = gcra_step(
-                table,
-                s,
-                META,
-                new,
-                t_ns[i],
-                params[cls, 0],
-                params[cls, 1],
-                params[cls, 2],
-                params[cls, 3],
+            meta, time_a, last, counts, forward, pending, seq, is_near = gcra_step(
+                meta, time_a, last, counts, t, p0, p1, p2, p3
             )
+        table[s, META] = meta
+        table[s, TA] = time_a
+        table[s, LAST] = last
+        table[s, COUNTS] = counts
         near += is_near
         if forward:
-            if max_age >= 0 and pending > 0 and t_ns[i] - prev_forward > max_age:
+            if max_age >= 0 and pending > 0 and t - previous > max_age:
                 stale += pending  # too old to report on this alert
                 pending = 0
             action[i] = A_FORWARDED
@@ -308,7 +349,46 @@ def process(
             would += 1
     _flush(counters, used, forwarded, would, excluded, near, dry_run)
     counters[STALE] += stale
+    counters[REPORTS] += reports
+    counters[REPORTED] += reported
     return n
+
+
+@jit
+def close_windows(
+    table, kind, code_class, params, now, counters, rep_t, rep_device, rep_code, rep_count, rep_seq
+):  # type: ignore[no-untyped-def]
+    """Report the discards of every key whose window closed at or before ``now``.
+
+    Writes one row per such key into the ``rep_*`` buffers (close time, device, code, count,
+    sequence) and clears the key's count; returns the rows written. A full buffer stops the
+    walk: call again until fewer rows than the buffer holds come back.
+    """
+    cap = rep_t.shape[0]
+    r = 0
+    reported = 0
+    for s in range(table.shape[0]):
+        counts = table[s, COUNTS]
+        held = (counts >> S32) & LOW32
+        if held == 0:
+            continue
+        if r >= cap:
+            break
+        meta = table[s, META]
+        close = table[s, TA] + (params[code_class[meta & CODE_MASK], 1] if kind == FIXED_WINDOW else I64(0))
+        if close > now:
+            continue
+        rep_t[r] = close
+        rep_device[r] = U64(table[s, DEV])
+        rep_code[r] = np.uint16(meta & CODE_MASK)
+        rep_count[r] = held
+        rep_seq[r] = (meta >> S32) & LOW32
+        table[s, COUNTS] = counts & LOW32
+        r += 1
+        reported += held
+    counters[REPORTS] += r
+    counters[REPORTED] += reported
+    return r
 
 
 @jit(inline="always")
@@ -468,32 +548,24 @@ def sweep_pass(
         new = state[r, 0] == 0
         for s in range(settings):
             c = 4 * s
-            if new:
-                state[r, c] = OCCUPIED
-            if kind == FIXED_WINDOW:
-                forward, _, _, near = fixed_window_step(
-                    state,
-                    r,
-                    c,
-                    new,
-                    t,
-                    params[s, cls, 0],
-                    params[s, cls, 1],
-                    params[s, cls, 2],
-                    params[s, cls, 3],
-                )
+            if new:  # a key's first alert: the window opens (GCRA: an empty bucket)
+                meta, time_a, last, held = OCCUPIED, t, I64(0), I64(0)
             else:
-                forward, _, _, near = gcra_step(
-                    state,
-                    r,
-                    c,
-                    new,
-                    t,
-                    params[s, cls, 0],
-                    params[s, cls, 1],
-                    params[s, cls, 2],
+                meta, time_a, last, held = state[r, c], state[r, c + 1], state[r, c + 2], state[r, c + 3]
+            if kind == FIXED_WINDOW:
+                meta, time_a, last, held, forward, _, _, near = fixed_window_step(
+                    meta, time_a, last, held, t, params[s, cls, 0], params[s, cls, 1], params[s, cls, 2],
                     params[s, cls, 3],
-                )
+                )  # fmt: skip
+            else:
+                meta, time_a, last, held, forward, _, _, near = gcra_step(
+                    meta, time_a, last, held, t, params[s, cls, 0], params[s, cls, 1], params[s, cls, 2],
+                    params[s, cls, 3],
+                )  # fmt: skip
+            state[r, c] = meta
+            state[r, c + 1] = time_a
+            state[r, c + 2] = last
+            state[r, c + 3] = held
             counts[s, SW_NEAR] += near
             if forward:
                 counts[s, SW_FORWARDED] += 1

@@ -12,7 +12,8 @@ Outputs, one row per alert:
 
 ``action`` (``uint8``)
     ``0`` forwarded, ``1`` throttled (discarded), ``2`` excluded; :data:`ACTIONS` names
-    them, in the order of the alerts log's dictionary.
+    them, in the order of the alerts log's dictionary (``3``, reported, is the action of the
+    synthetic alerts of ``report_at_close``, below: never an input alert's).
 ``throttled_count`` (``uint32``)
     On a forwarded alert: how many alerts of its key were discarded since the key's
     previous forwarded alert. 0 on discarded and excluded alerts.
@@ -62,6 +63,23 @@ Near limit
     exceed N count too). For GCRA: a conforming alert that leaves the bucket at least
     ``K * T`` ahead of ``t`` (K alerts' worth of fill), counted once until the bucket
     drains again.
+
+Reporting at window close (``report_at_close = true``; off by default)
+    By default a key's discards are reported only by its next forwarded alert, which never
+    comes if the storm stops for good. With this option, when a key's window closes (fixed
+    window: at ``window start + W``; GCRA: at ``TAT``, when the bucket has drained and the
+    episode ends) while it holds discards, the throttle makes a *report*: a synthetic
+    alert of the key at that time, action ``reported`` (3), carrying the count as
+    ``throttled_count`` and the key's ``sequence_id``; the count starts again from 0. A
+    report comes before every alert at or after its time, so the key's next alert (the
+    first of a new window, always forwarded) carries 0. Reports change no decision: the
+    designated period still runs from the key's last forwarded device alert. They are
+    never stale (``max_report_age_s`` applies to counts carried by a later forwarded
+    alert). Reports are returned by :meth:`Throttle.take_reports` (``now``), which gives
+    every report due at or before ``now``, ordered by (time, device, alert code), and
+    moves the throttle's clock to ``now``; a run calls it after each batch and once at its
+    end: discards whose window is still open then stay ``unreported_discards``. In dry-run
+    mode reports are made too (what enforcement would send).
 
 Limits of the counters: a key's sequence number and its discards since the last forward
 saturate at 2**32 - 1 (the ``uint32`` outputs); a threshold is at most 2**31 - 1.
@@ -115,17 +133,20 @@ __all__ = [
     "FORWARDED",
     "THROTTLED",
     "EXCLUDED",
+    "REPORTED",
     "RECORD_BYTES",
     "Throttle",
     "ThrottleOutput",
+    "ThrottleReports",
 ]
 
 #: ``action`` codes
 FORWARDED = 0
 THROTTLED = 1
 EXCLUDED = 2
+REPORTED = 3  # a synthetic alert made when a key's window closed with discards (report_at_close)
 #: ``action`` names, by code
-ACTIONS: tuple[str, ...] = ("forwarded", "throttled", "excluded")
+ACTIONS: tuple[str, ...] = ("forwarded", "throttled", "excluded", "reported")
 #: bytes of one state record (one key)
 RECORD_BYTES = k.WORDS * 8
 
@@ -149,6 +170,50 @@ class ThrottleOutput(NamedTuple):
             np.empty(n, np.uint32),
             np.empty(n, np.bool_),
         )
+
+
+class ThrottleReports(NamedTuple):
+    """Reports made at window close (``report_at_close``), one row each, as columns.
+
+    Each row is a synthetic alert of key ``(device, alert_code)`` at ``t_ns`` (the moment its
+    window closed) with action ``reported``, carrying ``throttled_count`` discards and the
+    key's ``sequence_id``.
+    """
+
+    t_ns: npt.NDArray[np.int64]
+    device: npt.NDArray[np.uint64]
+    alert_code: npt.NDArray[np.uint16]
+    throttled_count: npt.NDArray[np.uint32]
+    sequence_id: npt.NDArray[np.uint32]
+
+    @classmethod
+    def empty(cls, n: int) -> ThrottleReports:
+        """Uninitialised columns for ``n`` reports."""
+        return cls(
+            np.empty(n, np.int64),
+            np.empty(n, np.uint64),
+            np.empty(n, np.uint16),
+            np.empty(n, np.uint32),
+            np.empty(n, np.uint32),
+        )
+
+    def __len__(self) -> int:  # type: ignore[override]
+        return int(self.t_ns.shape[0])
+
+    def take(self, rows: npt.NDArray[Any] | slice) -> ThrottleReports:
+        """The rows ``rows`` (indices, a mask or a slice)."""
+        return ThrottleReports(*(c[rows] for c in self))
+
+    @classmethod
+    def concat(cls, parts: list[ThrottleReports]) -> ThrottleReports:
+        """The parts' rows, ordered by (time, device, alert code): the order of a run's log."""
+        if not parts:
+            return cls.empty(0)
+        whole = cls(*(np.concatenate([p[j] for p in parts]) for j in range(5)))
+        return whole.take(np.lexsort((whole.alert_code, whole.device, whole.t_ns)))
+
+
+_NO_REPORTS = ThrottleReports.empty(0)
 
 
 _OUT_DTYPES = {
@@ -264,6 +329,8 @@ class Throttle:
         self._table = np.zeros((slots, k.WORDS), np.int64)
         self._counters = np.zeros(k.N_COUNTERS, np.int64)
         self._clock: int | None = None
+        self._reports: list[ThrottleReports] = []  # made by process(), not yet taken
+        self._ring = np.zeros(k.AHEAD, np.uint64)  # the kernel's scratch: home slots hashed ahead
 
     # --- properties ---------------------------------------------------------------------
 
@@ -325,6 +392,8 @@ class Throttle:
             # discards each key holds since its last forward (the high half of its counts word)
             unreported_discards=int((self._table[:, k.COUNTS] >> 32).sum()),
             stale_discards=int(c[k.STALE]),
+            reports_at_close=int(c[k.REPORTS]),
+            reported_at_close=int(c[k.REPORTED]),
         )
 
     # --- processing ---------------------------------------------------------------------
@@ -376,6 +445,8 @@ class Throttle:
             )
         c = self._compiled
         start = 0
+        rep = ThrottleReports.empty(n) if c.report_at_close else _NO_REPORTS  # room for one per alert
+        rep_n = np.zeros(1, np.int64)
         # the hash multiplies wrap by design; only plain-Python runs (JIT off) would warn
         with np.errstate(over="ignore"):
             while True:
@@ -390,18 +461,56 @@ class Throttle:
                         c.params,
                         c.dry_run,
                         c.max_age_ns,
+                        c.report_at_close,
                         self._table,
                         self.capacity,
                         self._counters,
                         *out,
+                        *rep,
+                        rep_n,
+                        self._ring,
                     )
                 )
                 if stop > start:
                     self._clock = int(t_ns[stop - 1])
+                if rep_n[0]:  # kept before any error below: these alerts are applied
+                    m = int(rep_n[0])
+                    self._reports.append(ThrottleReports(*(x[:m].copy() for x in rep)))
+                    rep_n[0] = 0
                 if stop == n:
                     return out
                 self._make_room(int(t_ns[stop]), processed=stop)
                 start = stop
+
+    def take_reports(self, now: int) -> ThrottleReports:
+        """The reports due at or before ``now`` (``report_at_close``), ordered by (time, device,
+        alert code); none without the option.
+
+        ``now`` must not be before the last alert processed, and later alerts must not be
+        before ``now``: the throttle's clock moves to ``now``. Call it after each batch (with
+        the batch's end) and at the end of a run; whatever is still held then is
+        ``unreported_discards``.
+        """
+        if isinstance(now, bool) or not isinstance(now, int | np.integer):
+            raise ThrottleInputError(f"now: expected an integer time in ns, got {now!r}", argument="now")
+        now = int(now)
+        if self._clock is not None and now < self._clock:
+            raise ThrottleInputError(
+                f"now = {now}: expected a time not before the last alert processed, {self._clock}",
+                argument="now",
+            )
+        self._clock = now
+        c = self._compiled
+        if not c.report_at_close:
+            return _NO_REPORTS
+        parts, self._reports = self._reports, []
+        buf = ThrottleReports.empty(max(1, min(int(self._counters[k.USED]), 1 << 16)))
+        while True:
+            m = int(k.close_windows(self._table, c.kind, c.code_class, c.params, now, self._counters, *buf))
+            if m:
+                parts.append(ThrottleReports(*(x[:m].copy() for x in buf)))
+            if m < len(buf):
+                return ThrottleReports.concat(parts)
 
     def _make_room(self, now: int, *, processed: int) -> None:
         """Evict stale keys and, if still crowded, grow; or raise when at the bound."""
@@ -442,8 +551,10 @@ class Throttle:
             for x in cols:
                 x.flags.writeable = not readonly
             for policy in ("fixed-window", "gcra"):
-                th = cls(ThrottlePolicy(policy=policy, exclude=("8F75",)), initial_keys=1)
-                th.process(*cols)
-                th._make_room(0, processed=0)
+                for at_close in (False, True):
+                    th = cls(ThrottlePolicy(policy=policy, exclude=("8F75",), report_at_close=at_close), initial_keys=1)
+                    th.process(*cols)
+                    th.take_reports(1)
+                    th._make_room(0, processed=0)
         with np.errstate(over="ignore"):  # the hash wraps on purpose (matters with the JIT off)
             k.rebuild(th._table, np.zeros((2 * th._table.shape[0], k.WORDS), np.int64))

@@ -10,6 +10,9 @@ A policy file (the ``[throttle]`` table of a scenario uses the same keys)::
     dry_run = false             # record what would be discarded, forward everything
     max_report_age_s = 86400    # optional: discards older than this are not attached to a
                                 # later forwarded alert (stale: counted, never reported)
+    report_at_close = false     # true: a key's discards still unreported when its window
+                                # closes are reported then, by a synthetic alert (action
+                                # "reported") carrying the count; false: on its next forward
 
     [overrides."8F84"]          # per alert code: any of threshold, window_s,
     threshold = 3               # designated_period_s; the rest come from the top level
@@ -125,6 +128,10 @@ class ThrottlePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     #: a key's discards are attached to its next forwarded alert only if that alert comes
     #: within this many seconds of the key's last forwarded one (None: always, as before)
     max_report_age_s: float | None = None
+    #: report a key's discards still pending when its window (GCRA: episode) closes, by a
+    #: synthetic alert at that time (action ``reported``) instead of waiting for its next
+    #: forwarded alert, which may never come
+    report_at_close: bool = False
     overrides: dict[str, CodeOverride] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -171,6 +178,8 @@ def _resolve(p: ThrottlePolicy) -> _Resolved:
         )
     if not isinstance(p.dry_run, bool):
         raise ThrottleConfigError(key="dry_run", value=p.dry_run, expected="true or false")
+    if not isinstance(p.report_at_close, bool):
+        raise ThrottleConfigError(key="report_at_close", value=p.report_at_close, expected="true or false")
     age = p.max_report_age_s
     if age is not None and (isinstance(age, bool) or not isinstance(age, int | float) or not (0 < age < 1e9)):
         raise ThrottleConfigError(
@@ -387,6 +396,8 @@ class CompiledPolicy(NamedTuple):
     dry_run: bool
     #: ``max_report_age_s`` in ns; -1: no limit
     max_age_ns: int = -1
+    #: ``report_at_close``
+    report_at_close: bool = False
 
 
 def compile_policy(policy: ThrottlePolicy) -> CompiledPolicy:
@@ -401,7 +412,7 @@ def compile_policy(policy: ThrottlePolicy) -> CompiledPolicy:
         rows.append(_row(policy.policy, lim))
     kind = GCRA if policy.policy == "gcra" else FIXED_WINDOW
     age = -1 if policy.max_report_age_s is None else int(round(policy.max_report_age_s * 1e9))
-    return CompiledPolicy(kind, code_class, np.array(rows, np.int64), policy.dry_run, age)
+    return CompiledPolicy(kind, code_class, np.array(rows, np.int64), policy.dry_run, age, policy.report_at_close)
 
 
 def _row(policy: str, lim: CodeLimits) -> tuple[int, int, int, int]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .engine import EXCLUDED, FORWARDED, THROTTLED, ThrottleOutput
+from .engine import EXCLUDED, FORWARDED, THROTTLED, ThrottleOutput, ThrottleReports
 from .errors import ThrottleInputError
 from .policy import CodeLimits, ThrottlePolicy
 from .stats import ThrottleStats
@@ -57,8 +57,11 @@ class ReferenceThrottle:
         self._keys: dict[tuple[int, int], _Key] = {}
         self._clock: int | None = None
         self._counts = dict.fromkeys(
-            ("forwarded", "throttled", "excluded", "would_throttle", "near_limit", "stale_discards"), 0
-        )
+            ("forwarded", "throttled", "excluded", "would_throttle", "near_limit", "stale_discards",
+             "reports_at_close", "reported_at_close"), 0
+        )  # fmt: skip
+        #: reports made at window close, not yet taken: (time, device, code, count, sequence)
+        self._reports: list[tuple[int, int, int, int, int]] = []
 
     def _limits_of(self, code: int) -> CodeLimits | None:
         if code not in self._limits:
@@ -92,8 +95,39 @@ class ReferenceThrottle:
             out.would_throttle[:] = would
         return out
 
+    def _close(self, key: _Key, lim: CodeLimits) -> int:
+        """When the key's current window (GCRA: episode) closes."""
+        return key.tat if self.policy.policy == "gcra" else key.window_start + lim.window_ns
+
+    def _report_due(self, now: int) -> None:
+        """Every key whose window closed at or before ``now`` holding discards reports them,
+        at the close, in (time, device, code) order."""
+        if not self.policy.report_at_close:
+            return
+        due = []
+        for (device, code), key in self._keys.items():
+            lim = self._limits_of(code)
+            if key.discarded_since_forward and lim is not None and self._close(key, lim) <= now:
+                due.append((self._close(key, lim), device, code, key.discarded_since_forward, key.sequence))
+                self._counts["reports_at_close"] += 1
+                self._counts["reported_at_close"] += key.discarded_since_forward
+                key.discarded_since_forward = 0
+        self._reports.extend(sorted(due))
+
+    def take_reports(self, now: int) -> ThrottleReports:
+        """The reports made so far and those due at or before ``now``, in time order."""
+        self._report_due(now)
+        self._clock = now
+        rows, self._reports = self._reports, []
+        out = ThrottleReports.empty(len(rows))
+        if rows:
+            for column, values in zip(out, zip(*rows, strict=True), strict=True):
+                column[:] = values
+        return out
+
     def alert(self, t: int, device: int, code: int) -> tuple[int, int, int, bool]:
         """One alert: ``(action, throttled_count, sequence_id, would_throttle)``."""
+        self._report_due(t)  # reports come before every alert at or after their time
         limits = self._limits_of(code)
         if limits is None:
             self._counts["excluded"] += 1

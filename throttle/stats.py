@@ -61,6 +61,13 @@ class ThrottleStats(msgspec.Struct, frozen=True, kw_only=True):
     stale_discards:
         Discards not attached to their key's next forwarded alert because it came more than
         ``max_report_age_s`` after the key's previous forward (never reported either).
+    reports_at_close:
+        Synthetic alerts (action ``reported``) made when a key's window closed while it held
+        discards (``report_at_close``; 0 without it).
+    reported_at_close:
+        The discards those reports carried. Every discard is reported by a forwarded alert's
+        ``throttled_count``, by a report, or counted in ``stale_discards`` or
+        ``unreported_discards``.
     """
 
     forwarded: int = 0
@@ -75,6 +82,8 @@ class ThrottleStats(msgspec.Struct, frozen=True, kw_only=True):
     shards: int = 1
     unreported_discards: int = 0
     stale_discards: int = 0
+    reports_at_close: int = 0
+    reported_at_close: int = 0
 
     @property
     def alerts(self) -> int:

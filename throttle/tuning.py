@@ -23,7 +23,10 @@ are forwarded too, but counted as excluded). ``storm_forwarded`` counts every st
 let through, excluded ones included. Given the
 ground truth of which alerts belong to a storm (a boolean ``storm`` column), it adds
 ``storm_forwarded``, ``storm_discarded``, ``collateral`` (non-storm alerts discarded),
-``storms``, ``storms_caught`` and ``median_catch_s``. A *storm* is the set of storm alerts
+``storms``, ``storms_caught`` and ``median_catch_s``. ``unreported_discards`` counts the
+discards no forwarded alert reported by the trace's last alert; with ``report_at_close`` in
+the base, those whose window had closed by then were reported and are not counted (the
+option changes no decision, so it is a base key, not an axis). A *storm* is the set of storm alerts
 of one (device, alert code) key (:func:`storm_ids`); it is *caught* when at least one of
 its alerts is discarded, and its time to catch runs from its first alert to its first
 discarded alert. ``median_catch_s`` is the median over caught storms (NaN if none).
@@ -339,6 +342,11 @@ def sweep(
     else:
         storm_id, start = np.full(n, -1, np.int64), np.empty(0, np.int64)
     excluded = int(np.count_nonzero(key < 0))
+    # report_at_close: a key's discards are reported if its window closed by the trace's end
+    rows = np.flatnonzero(key >= 0)
+    key_class = code_class[alert_code[rows[np.unique(key[rows], return_index=True)[1]]]]
+    at_close = grid.base.report_at_close and keys > 0
+    t_end = int(t_ns[-1]) if n else 0
     per_pass = max(1, min(total, pass_bytes // (32 * max(keys, 1))))
     passes = [range(a, min(a + per_pass, total)) for a in range(0, total, per_pass)]
     counts = np.zeros((total, k.SW_COUNTERS), np.int64)
@@ -363,7 +371,11 @@ def sweep(
             first[a:b],
         )
         # each setting's discards still held at the end (its keys' counts words, high halves)
-        unreported[a:b] = (state[:, 3::4] >> 32).sum(axis=0)
+        held = state[:, 3::4] >> 32
+        if at_close:  # held discards of windows (GCRA: episodes) closed by the end were reported
+            close = state[:, 1::4] + (params[a:b, key_class, 1].T if kind == k.FIXED_WINDOW else 0)
+            held = np.where(close > t_end, held, 0)
+        unreported[a:b] = held.sum(axis=0)
         with lock:
             done[0] += b - a
             if progress is not None:

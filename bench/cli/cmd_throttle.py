@@ -186,6 +186,13 @@ def _print_summary(result: ReplayResult, policy: ThrottlePolicy, trace: Path) ->
         table.add_row("would be throttled", f"{st.would_throttle:,}", pct(st.would_throttle))
     table.add_row("excluded", f"{st.excluded:,}", pct(st.excluded))
     table.add_row("near-limit events", f"{st.near_limit:,}", "")
+    if policy.report_at_close:
+        reported = f"carrying {st.reported_at_close:,} discards"
+        table.add_row("reports at window close", f"{st.reports_at_close:,}", reported)
+    table.add_row(
+        "discards never reported", f"{st.unreported_discards + st.stale_discards:,}",
+        f"{st.unreported_discards:,} held at the end, {st.stale_discards:,} stale",
+    )  # fmt: skip
     if result.storm_alerts is not None:
         storm_n, storm_discarded = result.storm_alerts, result.storm_discarded
         table.add_row(

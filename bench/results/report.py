@@ -776,6 +776,18 @@ def _storm_tiles(summary: RunSummary) -> str:
                 and (summary.throttle.unreported_discards or summary.throttle.stale_discards)
                 else []
             ),
+            *(
+                [
+                    tile(
+                        "reports at window close",
+                        fmt_int(summary.throttle.reports_at_close),
+                        f"synthetic alerts carrying {fmt_int(summary.throttle.reported_at_close)} discards "
+                        "(throttle.report_at_close)",
+                    )
+                ]
+                if summary.throttle is not None and summary.throttle.reports_at_close
+                else []
+            ),
         ]
     )
 

@@ -77,6 +77,7 @@ def series_intervals(days: int = 1) -> int:
     return (days * 24 + SERIES_HOURS - 24) * 3600 * NS // INTERVAL_NS
 _PCT = (50.0, 90.0, 95.0, 99.0, 99.9)
 _THROTTLED = ALERT_ACTIONS.index("throttled")
+_REPORTED = ALERT_ACTIONS.index("reported")
 _CACHE, _DEVICE, _FAILED = OUTCOMES.index("cache"), OUTCOMES.index("device"), OUTCOMES.index("failed")
 _I0, _I99 = RESPONSE_CODES.index("I0"), RESPONSE_CODES.index("I99")
 _FUTURE_DATED = REQUEST_CLASSES.index("future_dated")
@@ -216,9 +217,11 @@ class RunTally:
 
     def record_alerts(self, rows: Any) -> None:
         """Count a batch of alert rows (:class:`~dccsim.core.records.AlertRows`)."""
-        self.alerts += len(rows)
         action = rows.action
-        self.actions += np.bincount(action, minlength=len(ALERT_ACTIONS))
+        counts = np.bincount(action, minlength=len(ALERT_ACTIONS))
+        self.actions += counts
+        # reports at window close (throttle.report_at_close) are the DCC's alerts, not a device's
+        self.alerts += len(rows) - int(counts[_REPORTED])
         iv = self._interval(rows.t_ns)
         for a in range(len(ALERT_ACTIONS)):
             self.series_actions[a] += np.bincount(iv[action == a], minlength=self.n_intervals)
@@ -405,6 +408,10 @@ class ThrottleSection(_Doc):
     unreported_discards: int = 0
     #: discards too old to attach to their key's next forwarded alert (throttle.max_report_age_s)
     stale_discards: int = 0
+    #: synthetic alerts made when a key's window closed holding discards (throttle.report_at_close)
+    reports_at_close: int = 0
+    #: the discards those reports carried
+    reported_at_close: int = 0
     config: dict[str, Any] = {}
 
 

@@ -13,6 +13,9 @@ Groups (one reference each):
   ``MEM_DEVICES`` devices, so the state is well past the caches) against a plain Numba
   gather/scatter pass over the same arrays and a state table of the same size (the
   memory-bound limit); the ratio says how close to it the kernel runs.
+- ``throttle-floor``: the kernel, both policies, on the larger trace against the prefetched
+  gather/scatter floor (``gather_scatter`` with a prefetch 16 alerts ahead), the yardstick of
+  ``python -m dccsim.bench.perf.throttle``.
 - ``throttle-sweep``: :func:`~dccsim.throttle.sweep` of a 3 x 2 x 2 grid (several settings
   per pass over dense keys) against one throttle per setting, scored the same way.
 """
@@ -29,6 +32,7 @@ from dccsim.throttle import (
     ReferenceThrottle,
     Throttle,
     ThrottleOutput,
+    ThrottlePolicy,
     TuningGrid,
     sweep,
 )
@@ -114,6 +118,41 @@ def test_throttle_memory_limit(benchmark, big_trace) -> None:  # type: ignore[no
         gather_scatter, args=(*cols, table, *out), setup=lambda: table.fill(0), rounds=9
     )
     assert int(table[:, 4].astype(bool).sum()) > 0  # it did touch the state
+
+
+GCRA = ThrottlePolicy(**{**POLICY.to_dict(), "policy": "gcra", "overrides": {}})
+
+
+@pytest.mark.parametrize("policy", [POLICY, GCRA], ids=["fixed-window", "gcra"])
+def test_throttle_kernel_against_floor(benchmark, big_trace, policy) -> None:  # type: ignore[no-untyped-def]
+    cols, expected, keys = big_trace
+    benchmark.group = "throttle-floor"
+    benchmark.extra_info.update(role="ours", alerts=MEM_ALERTS, devices=MEM_DEVICES, policy=policy.policy)
+
+    def fresh() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        th = Throttle(policy, initial_keys=keys)
+        th._table.fill(0)  # touch the pages outside the timing
+        return (th, cols, ThrottleOutput.empty(len(cols[0]))), {}
+
+    out = benchmark.pedantic(_process, setup=fresh, rounds=9)
+    if policy is POLICY:
+        _check(out, expected)
+
+
+@pytest.mark.reference
+def test_throttle_prefetched_floor(benchmark, big_trace) -> None:  # type: ignore[no-untyped-def]
+    """The floor ``python -m dccsim.bench.perf.throttle`` prints: one prefetched random record
+    per alert, no logic (the kernel's target: >= 60% of its speed, both policies)."""
+    cols, _, keys = big_trace
+    table = Throttle(POLICY, initial_keys=keys)._table
+    out = ThrottleOutput.empty(len(cols[0]))
+    gather_scatter(*cols, table, *out, 16)  # compile outside the timing
+    benchmark.group = "throttle-floor"
+    benchmark.extra_info.update(role="reference", alerts=MEM_ALERTS, devices=MEM_DEVICES)
+    benchmark.pedantic(
+        gather_scatter, args=(*cols, table, *out, 16), setup=lambda: table.fill(0), rounds=9
+    )
+    assert int(table[:, 4].astype(bool).sum()) > 0
 
 
 GRID = TuningGrid(

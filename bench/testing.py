@@ -9,7 +9,8 @@ so no test re-assembles it or monkeypatches the assembly:
 - :func:`drive` runs a scenario's day through the virtual-time driver into a :class:`ListSink`
   (no files) and returns the sink and the driver, whose pipeline holds the stage state;
 - :func:`started_server` starts a wall-clock server on an ephemeral loopback port;
-- :class:`ManualClock` is an int64-nanosecond clock a test moves by hand.
+- :class:`ManualClock` is an int64-nanosecond clock a test moves by hand;
+- :class:`LazyPool` stands in for a thread pool and runs each job as late as it can.
 
 >>> from dccsim.bench.testing import drive, scenario
 >>> sink, driver = drive(scenario("smoke", scale=0.0002))               # doctest: +SKIP
@@ -32,7 +33,7 @@ from dccsim.loadgen.scenario import builtin_scenarios
 from .compose import RunConfig, build_driver, build_server, load_run
 from .settings import toml_text
 
-__all__ = ["ListSink", "ManualClock", "drive", "scenario", "started_server", "toml_text"]
+__all__ = ["LazyPool", "ListSink", "ManualClock", "drive", "scenario", "started_server", "toml_text"]
 
 
 # ---------------------------------------------------------------------------- scenarios
@@ -139,3 +140,36 @@ async def started_server(
         yield server, port
     finally:
         await server.close()
+
+
+class _LazyFuture:
+    """Runs its job only when its result is asked for: the latest a pool may run it."""
+
+    def __init__(self, fn, args, kwargs):  # type: ignore[no-untyped-def]
+        self._job, self._done, self._value = (fn, args, kwargs), False, None
+
+    def result(self):  # type: ignore[no-untyped-def]
+        if not self._done:
+            fn, args, kwargs = self._job
+            self._value, self._done = fn(*args, **kwargs), True
+        return self._value
+
+
+class LazyPool:
+    """A stand-in for ``ThreadPoolExecutor`` that runs each job as late as possible: when its
+    result is asked for, or when the pool closes (so a test shows a run does not depend on
+    when its threads run)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.jobs: list[_LazyFuture] = []
+
+    def submit(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.jobs.append(_LazyFuture(fn, args, kwargs))
+        return self.jobs[-1]
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *exc) -> None:  # type: ignore[no-untyped-def]
+        for job in self.jobs:
+            job.result()

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from dccsim.bench import simulate
 from dccsim.bench.results.logs import read_log, read_status
-from dccsim.bench.testing import drive, scenario
+from dccsim.bench.testing import LazyPool, drive, scenario
 from dccsim.core.catalogue import catalogue
 from dccsim.core.duisxml import encode_xml, future_dated_response
 from dccsim.core.errors import MessageError
@@ -200,41 +200,12 @@ def test_same_scenario_and_seed_give_the_same_audit_trail(run: Path, tmp_path: P
         assert (again / name).read_bytes() == (run / name).read_bytes(), name
 
 
-class _LazyFuture:
-    def __init__(self, fn, args, kwargs):  # type: ignore[no-untyped-def]
-        self._job, self._done, self._value = (fn, args, kwargs), False, None
-
-    def result(self):  # type: ignore[no-untyped-def]
-        if not self._done:
-            fn, args, kwargs = self._job
-            self._value, self._done = fn(*args, **kwargs), True
-        return self._value
-
-
-class _LazyPool:
-    """Runs each job as late as possible: when its result is needed, or when the pool closes."""
-
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self.jobs: list[_LazyFuture] = []
-
-    def submit(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-        self.jobs.append(_LazyFuture(fn, args, kwargs))
-        return self.jobs[-1]
-
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        return self
-
-    def __exit__(self, *exc) -> None:  # type: ignore[no-untyped-def]
-        for job in self.jobs:
-            job.result()
-
-
 def test_the_audit_trail_does_not_depend_on_thread_timing(
     run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import dccsim.loadgen.driver as driver
 
-    monkeypatch.setattr(driver, "ThreadPoolExecutor", _LazyPool)
+    monkeypatch.setattr(driver, "ThreadPoolExecutor", LazyPool)
     simulate("smoke", out=tmp_path / "lazy")
     assert (tmp_path / "lazy" / "audit.arrow").read_bytes() == (run / "audit.arrow").read_bytes()
 

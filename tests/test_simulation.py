@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from dccsim.bench import simulate
 from dccsim.bench.results.logs import read_log
+from dccsim.bench.testing import LazyPool
 from dccsim.loadgen.scenario import load_scenario
 
 RETENTION_NS = 48 * 3600 * 10**9
@@ -304,35 +305,6 @@ def test_a_criterion_with_a_wrong_path_is_refused_before_the_run(tmp_path: Path)
     assert result.summary.latency_s.p95 <= p98.actual <= result.summary.latency_s.p99
 
 
-class _LazyFuture:
-    """Runs its job only when its result is asked for: the latest a pool may run it."""
-
-    def __init__(self, fn, args, kwargs):  # type: ignore[no-untyped-def]
-        self._job, self._done, self._value = (fn, args, kwargs), False, None
-
-    def result(self):  # type: ignore[no-untyped-def]
-        if not self._done:
-            fn, args, kwargs = self._job
-            self._value, self._done = fn(*args, **kwargs), True
-        return self._value
-
-
-class _LazyPool:
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self.jobs: list[_LazyFuture] = []
-
-    def submit(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-        self.jobs.append(_LazyFuture(fn, args, kwargs))
-        return self.jobs[-1]
-
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        return self
-
-    def __exit__(self, *exc) -> None:  # type: ignore[no-untyped-def]
-        for job in self.jobs:
-            job.result()
-
-
 def test_retries_are_exact_however_late_the_worker_threads_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The driver's joins alone keep it exact: with every pool job run as late as possible
     (when its result is needed), the logs are those of a normal run. The day has MHHS reads
@@ -358,6 +330,6 @@ def test_retries_are_exact_however_late_the_worker_threads_run(tmp_path: Path, m
     (tmp_path / "retries.toml").write_text(text)
     normal = simulate(str(tmp_path / "retries.toml"), out=tmp_path / "normal").summary
     assert normal.retries > 100
-    monkeypatch.setattr(driver, "ThreadPoolExecutor", _LazyPool)
+    monkeypatch.setattr(driver, "ThreadPoolExecutor", LazyPool)
     simulate(str(tmp_path / "retries.toml"), out=tmp_path / "lazy")
     assert (tmp_path / "lazy" / "requests.arrow").read_bytes() == (tmp_path / "normal" / "requests.arrow").read_bytes()

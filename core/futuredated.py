@@ -6,8 +6,8 @@ device acknowledged (``I99``) later sends one Response per instruction: a DUIS
 (:class:`~dccsim.core.messages.FutureDatedAlert`; 0x8F66 done, 0x8F67 not done, with
 InstructionNumber and TotalCommandInstructions). :func:`future_dated_responses` draws them as
 columns from a seeded generator; the virtual-time driver
-(:mod:`dccsim.loadgen.driver`) logs them in ``audit.arrow``. It lives in ``core`` so that the
-wall-clock server can draw them too.
+(:mod:`dccsim.loadgen.driver`) logs them in ``audit.arrow``, the wall-clock server
+(:mod:`dccsim.core.server`) also sends them to the connection that sent the request.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ period), labelled in ``invalid`` so tests can check the codes.
 
 What a delivered future-dated command reports when it runs is no alert: the device answers
 with Responses carrying a ``FutureDatedDeviceAlertMessage``, one per instruction
-(:func:`dccsim.core.futuredated.future_dated_responses`, in ``core`` so that the server can
-draw them too). They depend on the command's outcome (only a command the
+(:func:`dccsim.core.futuredated.future_dated_responses`, in ``core`` because the server draws
+them too). They depend on the command's outcome (only a command the
 device acknowledged, ``I99``, runs), so the driver draws them once the outcome is known.
 """
 

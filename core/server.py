@@ -299,6 +299,25 @@ class _FdRun:
         "conn", "kind", "ids", "seq", "originator", "device", "counter", "srv", "execution_ns", "pos",
     )  # fmt: skip
 
+    due: npt.NDArray[np.int64]
+    t_ns: npt.NDArray[np.int64]
+    cmd: npt.NDArray[np.int64]
+    alert_code: npt.NDArray[np.uint16]
+    instruction: npt.NDArray[np.uint16]
+    total: npt.NDArray[np.uint16]
+    received: npt.NDArray[np.uint16]
+    out_of_sequence: npt.NDArray[np.bool_]
+    conn: npt.NDArray[np.int64]
+    kind: npt.NDArray[np.uint8]
+    ids: list[tuple[RequestId, str, str] | None]
+    seq: npt.NDArray[np.uint64]
+    originator: npt.NDArray[np.uint64]
+    device: npt.NDArray[np.uint64]
+    counter: npt.NDArray[np.uint64]
+    srv: npt.NDArray[np.uint8]
+    execution_ns: npt.NDArray[np.int64]
+    pos: int
+
     def __init__(self, **cols: Any):
         for k, v in cols.items():
             setattr(self, k, v)
@@ -380,7 +399,7 @@ class DccServer:
         self._alerts_in: list[tuple[int, int, int, DeviceAlert]] = []
         self._objects: dict[int, tuple[ServiceRequest, int]] = {}
         self._obj_ids = itertools.count(1)
-        self._heap: list[tuple[int, int, _Run]] = []
+        self._heap: list[tuple[int, int, _Run | _FdRun]] = []
         self._heap_seq = itertools.count()
         self._pending_rows = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -722,6 +741,10 @@ class DccServer:
             for i in range(a, b):
                 j = int(run.cmd[i])
                 c, kind = int(run.conn[j]), int(run.kind[j])
+                target = self._conns.get(c) if kind != K_HTTP else None
+                if kind != K_HTTP and (target is None or target.mode == "closed"):
+                    self.counters.future_dated_dropped += 1
+                    continue
                 rid, ref, srv = run.ids[j] or self._row_id(run, j)
                 resp = Response(
                     request_id=rid, response_id=rid.swapped(), response_code="I0",
@@ -731,15 +754,11 @@ class DccServer:
                         total_command_instructions=int(run.total[i]),
                     ),
                 )  # fmt: skip
-                if kind == K_HTTP:
+                if target is None:  # HTTP: kept for polling, whatever became of the connection
                     self._http_results[f"{rid}/{int(run.instruction[i])}"] = encode_response_xml(resp)
                     while len(self._http_results) > self.config.http_results:
                         self._http_results.popitem(last=False)
                     self.counters.future_dated_kept += 1
-                    continue
-                target = self._conns.get(c)
-                if target is None or target.mode == "closed":
-                    self.counters.future_dated_dropped += 1
                     continue
                 target.fd_owed -= 1
                 self.counters.future_dated_sent += 1

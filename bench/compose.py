@@ -258,7 +258,7 @@ def build_server(run: RunConfig, clock: Callable[[], int], config: Any, sink: An
     """A :class:`~dccsim.core.server.DccServer` for a run: population, pipeline, request
     classes and device leg, with its kernels loaded (:meth:`Pipeline.warm_up`)."""
     from dccsim.core.columns import RequestBatch
-    from dccsim.core.server import DccServer
+    from dccsim.core.server import DccServer, FutureDatedModel
     from dccsim.loadgen.wallclock import DeviceLegModel, classifier
 
     s = run.scenario
@@ -274,7 +274,10 @@ def build_server(run: RunConfig, clock: Callable[[], int], config: Any, sink: An
     # from a generator of its own, so the server's leg is untouched)
     rows = RequestBatch.from_columns(device=pop.ids[:4], srv=np.zeros(4), execution_ns=np.arange(4))
     DeviceLegModel(s, pop, seed=0)(rows, classify(rows))
-    return DccServer(build_pipeline(s, pop), classify, leg, clock, config, sink=sink)
+    f = s.future_dated
+    fd = FutureDatedModel(seed=s.seed, instructions=f.instructions, out_of_order_share=f.out_of_order_share,
+                          not_done_share=f.not_done_share)  # fmt: skip
+    return DccServer(build_pipeline(s, pop), classify, leg, clock, config, sink=sink, future_dated=fd)
 
 
 # ---------------------------------------------------------------------------- the run folder
@@ -309,8 +312,8 @@ def open_sink(
 
     ``alert_codes``: the alert codes the run can log (the alerts log's dictionary holds just
     these); None for any 16-bit code (a server's clients may send any).
-    ``audit``: keep ``audit.arrow``, the future-dated responses (virtual-time runs, whose driver
-    draws them).
+    ``audit``: keep ``audit.arrow``, the future-dated responses (virtual-time runs and the
+    server draw them).
 
     A folder that cannot be made or written (read-only, under a file, no space) is a
     :class:`~dccsim.core.errors.ConfigError` naming it, raised before any work is done.

@@ -314,8 +314,8 @@ class LogSink(Protocol):
     virtual-time driver calls all four methods (``requests`` and ``alerts`` possibly from
     worker threads, one call in flight each, in order; ``audit``, the future-dated responses
     of CR1233, from the thread that calls ``requests``); the wall-clock server calls
-    ``requests`` and ``alerts``, the network load client ``requests`` only: neither calls
-    ``progress`` or ``audit``. The run folder's sink
+    ``requests``, ``alerts`` and ``audit`` (the future-dated responses that came due), the
+    network load client ``requests`` only: neither calls ``progress``. The run folder's sink
     (:class:`dccsim.bench.results.runlog.RunSink`) implements all four.
     """
 
@@ -332,6 +332,5 @@ class LogSink(Protocol):
         ...
 
     def audit(self, rows: AuditRows) -> None:
-        """Take rows of ``audit.arrow`` (the virtual-time driver only, in time order, from the
-        thread that calls ``requests``)."""
+        """Take rows of ``audit.arrow`` (in time order, from the thread that calls ``requests``)."""
         ...

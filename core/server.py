@@ -23,6 +23,19 @@ Event-loop timers count whole milliseconds, so the timer is set a millisecond ea
 last stretch is polled, once per loop turn: an answer goes out within a loop turn of its due
 time, not up to a millisecond late (the loop stays busy while answers are that close).
 
+Future-dated responses (CR1233)
+-------------------------------
+A future-dated command a device holds (an SRV of pattern "Device", sent over the WAN: Command
+Variant 1, 3, 5 or 7) whose final answer is ``I99`` reports each instruction later: the
+micro-batch draws those responses (:func:`~dccsim.core.futuredated.future_dated_responses`,
+``future_dated``) and puts them in the same heap as a run of their own, sorted by due time; a
+drain sends the due final answers first, then the due responses, each as a ``Response``
+message frame in its connection's format (compact-row connections: MessagePack), or keeps it
+for polling (HTTP, under ``RequestID/InstructionNumber``). A connection that has gone loses
+them (``future_dated_dropped``); they are logged to the sink's ``audit`` as they come due.
+They do not keep a connection from its idle time-out (they can be hours of virtual time
+away), but one owed them is not evicted.
+
 Batching and writes
 -------------------
 Compact rows are decoded straight into one arena of columns as frames are read; a micro-batch
@@ -73,15 +86,19 @@ import numpy as np
 import numpy.typing as npt
 from dccsim.throttle import THROTTLED
 
+from .catalogue import catalogue
 from .columns import RequestBatch, RowArena
 from .duisxml import encode_response_xml
 from .errors import MessageError
-from .eui import eui_to_int
+from .eui import eui_to_int, int_to_eui
+from .futuredated import future_dated_responses
 from .http import HttpAdapter, starts_http
 from .messages import (
     BusyReply,
     DeviceAlert,
     ErrorReply,
+    FutureDatedAlert,
+    RequestId,
     Response,
     RowAck,
     ServiceRequest,
@@ -106,15 +123,21 @@ from .protocol import (
     frame,
     frame_head,
 )
-from .records import RESPONSE_CODES, AlertRows, LogSink, RequestRows
+from .records import REQUEST_CLASSES, RESPONSE_CODES, AlertRows, AuditRows, LogSink, RequestRows
 
-__all__ = ["MAX_FRAME_LIMIT", "DccServer", "ServerConfig"]
+__all__ = ["MAX_FRAME_LIMIT", "DccServer", "FutureDatedModel", "ServerConfig"]
 
 #: the largest ``max_frame_bytes`` allowed: 1 GiB, so no frame's length starts with a byte that
 #: is an ASCII letter (0x41 and up), which is how an HTTP connection is told from frames
 MAX_FRAME_LIMIT = 1 << 30
 
-_I99 = RESPONSE_CODES.index("I99")
+_I0, _I99 = RESPONSE_CODES.index("I0"), RESPONSE_CODES.index("I99")
+_FD_CLASS = REQUEST_CLASSES.index("future_dated")
+#: Command Variants the DCC sends to the device over the WAN (1, 3, 5, 7): only those commands
+#: report back through the DCC (CV 4 is transformed into a pre-command for the User to sign;
+#: CV 2 and 6 are delivered locally)
+_OVER_WAN = np.zeros(256, np.bool_)
+_OVER_WAN[[1, 3, 5, 7]] = True
 
 # kinds of a pending row: who gets the final answer and how
 K_ROW, K_MSGPACK, K_JSON, K_HTTP = 0, 1, 2, 3
@@ -190,9 +213,11 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     header_timeout_s: float = 10.0
     frame_timeout_s: float = 60.0
     evict_idle_s: float = 1.0
+    max_future_dated: int = 1_000_000
 
     def __post_init__(self) -> None:
         for name in (
+            "max_future_dated",
             "max_frame_bytes",
             "max_connections",
             "max_inbound",
@@ -219,6 +244,18 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and v > 0):
                 raise MessageError(f"server.{name}", v, "a finite number of seconds > 0", code="config")
+
+
+class FutureDatedModel(msgspec.Struct, frozen=True, kw_only=True):
+    """How the devices behind the server answer future-dated commands when they run (a
+    scenario's ``[future_dated]`` table and seed; see :func:`~dccsim.core.futuredated.future_dated_responses`).
+    The responses of one micro-batch come from a generator seeded by ``(seed, 11, batch)``,
+    ``batch`` the micro-batch's number (``counters.batches``, from 1)."""
+
+    seed: int = 0
+    instructions: tuple[int, int] = (1, 4)
+    out_of_order_share: float = 0.1
+    not_done_share: float = 0.05
 
 
 class DeviceLeg(Protocol):
@@ -251,6 +288,42 @@ class _Run:
         self.pos = 0
 
 
+class _FdRun:
+    """Future-dated responses of one micro-batch's delivered commands, sorted by due time
+    (wall clock); ``pos`` = next not yet due. Per response: ``t_ns`` (virtual, its
+    ResponseDateTime), ``cmd`` (index into the per-command columns), the alert columns. Per
+    command: connection, kind, RequestID/SRV for the Response, and the audit columns."""
+
+    __slots__ = (
+        "due", "t_ns", "cmd", "alert_code", "instruction", "total", "received", "out_of_sequence",
+        "conn", "kind", "ids", "seq", "originator", "device", "counter", "srv", "execution_ns", "pos",
+    )  # fmt: skip
+
+    due: npt.NDArray[np.int64]
+    t_ns: npt.NDArray[np.int64]
+    cmd: npt.NDArray[np.int64]
+    alert_code: npt.NDArray[np.uint16]
+    instruction: npt.NDArray[np.uint16]
+    total: npt.NDArray[np.uint16]
+    received: npt.NDArray[np.uint16]
+    out_of_sequence: npt.NDArray[np.bool_]
+    conn: npt.NDArray[np.int64]
+    kind: npt.NDArray[np.uint8]
+    ids: list[tuple[RequestId, str, str] | None]
+    seq: npt.NDArray[np.uint64]
+    originator: npt.NDArray[np.uint64]
+    device: npt.NDArray[np.uint64]
+    counter: npt.NDArray[np.uint64]
+    srv: npt.NDArray[np.uint8]
+    execution_ns: npt.NDArray[np.int64]
+    pos: int
+
+    def __init__(self, **cols: Any):
+        for k, v in cols.items():
+            setattr(self, k, v)
+        self.pos = 0
+
+
 @dataclass
 class _Counters:
     connections: int = 0
@@ -270,6 +343,11 @@ class _Counters:
     timed_out: int = 0
     evicted: int = 0
     internal_errors: int = 0
+    future_dated_sent: int = 0
+    future_dated_kept: int = 0
+    future_dated_dropped: int = 0
+    future_dated_shed: int = 0
+    future_dated_unsent: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -293,7 +371,10 @@ class DccServer:
     sink:
         Optional server-side log (request and alert rows, virtual time; ``progress`` is never
         called), requests handed over in batches of ``config.log_batch`` rows and flushed by
-        :meth:`close`.
+        :meth:`close`. Future-dated responses go to its ``audit`` when it has one (a
+        sink without ``audit``, e.g. one opened without ``audit.arrow``, gets none).
+    future_dated:
+        How devices answer future-dated commands when they run; ``None``: no responses.
     """
 
     pipeline: Pipeline
@@ -302,6 +383,7 @@ class DccServer:
     clock: Callable[[], int]
     config: ServerConfig = field(default_factory=ServerConfig)
     sink: LogSink | None = None
+    future_dated: FutureDatedModel | None = field(default_factory=FutureDatedModel)
 
     def __post_init__(self) -> None:
         self.counters = _Counters()
@@ -317,7 +399,7 @@ class DccServer:
         self._alerts_in: list[tuple[int, int, int, DeviceAlert]] = []
         self._objects: dict[int, tuple[ServiceRequest, int]] = {}
         self._obj_ids = itertools.count(1)
-        self._heap: list[tuple[int, int, _Run]] = []
+        self._heap: list[tuple[int, int, _Run | _FdRun]] = []
         self._heap_seq = itertools.count()
         self._pending_rows = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -330,6 +412,16 @@ class DccServer:
         self._subscribers: set[int] = set()
         self._log: list[RequestRows] = []
         self._log_rows = 0
+        self._audit: list[AuditRows] = []
+        # a run folder's sink opened without audit.arrow (RunSink.audit_log None) takes no audit rows
+        self._audited = self.sink is not None and getattr(self.sink, "audit_log", True) is not None
+        self._audit_rows = 0
+        self._fd_pending = 0  # future-dated responses scheduled, not yet due
+        cat = catalogue()
+        # SRVs a device holds when future-dated (pattern "Device"): only they report per instruction
+        self._held_on_device = np.array([i.future_dated in ("device", "dsp+device") for i in cat], np.bool_)
+        self._srv_refs = tuple(i.reference for i in cat)
+        self._srvs = cat.srvs
         self._seq = 0
         self._server: asyncio.base_events.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -379,14 +471,15 @@ class DccServer:
                 conn.time_out(why)
 
     async def close(self) -> None:
-        """Stop listening, answer what is due, close connections, flush the log."""
+        """Stop listening, answer what is due, close connections, flush the log (future-dated
+        responses not yet due are dropped unsent: ``future_dated_unsent``)."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
         if self._in:
             self._process()
-        self._flush_due(final=False)
+        self._flush_due()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -395,7 +488,13 @@ class DccServer:
             self._housekeeper = None
         for c in list(self._conns.values()):
             c.transport.close()
+        # future-dated responses not yet due: never sent nor logged (their devices run on after)
+        self.counters.future_dated_unsent += self._fd_pending
+        self._fd_pending = 0
+        self._heap = [e for e in self._heap if not isinstance(e[2], _FdRun)]
+        heapq.heapify(self._heap)
         self._flush_log()
+        self._flush_audit()
 
     # -------------------------------------------------------------- time
     def virtual_now(self) -> int:
@@ -570,9 +669,134 @@ class DccServer:
         heapq.heappush(self._heap, (int(run.due[0]), next(self._heap_seq), run))
         self._pending_rows += n
         self._batch_queued = True
+        seq0 = self._seq
         if self.sink is not None:
             self._log_requests(batch, cls, res)
+        if self.future_dated is not None:
+            self._draw_future_dated(batch, cls, res, parts, cid, seq0)
         self._flush_due()
+
+    # -------------------------------------------------------------- future-dated responses
+    def _draw_future_dated(
+        self,
+        batch: RequestBatch,
+        cls: npt.NDArray[np.uint8],
+        res: Any,
+        parts: list[tuple[int, int, int, int]],
+        cid: npt.NDArray[np.uint64],
+        seq0: int,
+    ) -> None:
+        """Draw the responses of the batch's future-dated commands the device acknowledged (I99),
+        that it holds (an SRV of pattern "Device") and that went to it over the WAN (Command
+        Variant 1, 3, 5 or 7), and schedule them like final answers."""
+        model = self.future_dated
+        assert model is not None
+        future = cls == _FD_CLASS
+        if not future.any():  # the usual micro-batch: one pass over the classes
+            return
+        fd = np.flatnonzero(
+            future & (res.response_code == _I99) & self._held_on_device[batch.srv] & _OVER_WAN[batch.command_variant]
+        )
+        if not len(fd):
+            return
+        r = future_dated_responses(
+            np.random.default_rng([model.seed, 11, self.counters.batches]), batch.execution_ns[fd],
+            res.t_done_ns[fd], model.instructions, model.out_of_order_share, model.not_done_share,
+        )  # fmt: skip
+        if self._fd_pending + len(r) > self.config.max_future_dated:
+            self.counters.future_dated_shed += len(r)
+            return
+        counts = np.array([p[0] for p in parts], np.int64)
+        conn = np.repeat(np.array([p[1] for p in parts], np.int64), counts)[fd]
+        kind = np.repeat(np.array([p[2] for p in parts], np.uint8), counts)[fd]
+        # a full message's RequestID as the client wrote it; a compact row's is made when sent
+        ids: list[tuple[RequestId, str, str] | None] = [None] * len(fd)
+        for j in np.flatnonzero(kind != K_ROW).tolist():
+            req = self._objects[int(cid[fd[j]])][0]
+            ids[j] = (req.request_id, req.service_reference, req.srv)
+        for c in np.unique(conn[kind != K_HTTP]).tolist():
+            owner = self._conns.get(c)
+            if owner is not None:
+                owner.fd_owed += int(((conn[r.command] == c) & (kind[r.command] != K_HTTP)).sum())
+        due = self._wall_of(r.t_ns)
+        order = np.argsort(due, kind="stable")
+        run = _FdRun(
+            due=due[order], t_ns=r.t_ns[order], cmd=r.command[order], alert_code=r.alert_code[order],
+            instruction=r.instruction[order], total=r.total_instructions[order], received=r.received[order],
+            out_of_sequence=r.out_of_sequence[order], conn=conn, kind=kind, ids=ids,
+            seq=(seq0 + fd).astype(np.uint64), originator=batch.originator[fd], device=batch.device[fd],
+            counter=batch.counter[fd], srv=batch.srv[fd], execution_ns=batch.execution_ns[fd],
+        )  # fmt: skip
+        self._fd_pending += len(r)
+        heapq.heappush(self._heap, (int(run.due[0]), next(self._heap_seq), run))
+
+    def _emit_future_dated(self, taken: list[tuple[_FdRun, int, int]]) -> None:
+        """Send the due stretches ``[a, b)`` of future-dated responses: each a Response frame
+        in its connection's format (one write per connection), kept for polling (HTTP), or
+        dropped when its connection has gone; and logged in the audit trail."""
+        out: dict[int, list[bytes]] = {}
+        audit: list[AuditRows] = []
+        for run, a, b in taken:
+            self._fd_pending -= b - a
+            for i in range(a, b):
+                j = int(run.cmd[i])
+                c, kind = int(run.conn[j]), int(run.kind[j])
+                target = self._conns.get(c) if kind != K_HTTP else None
+                if kind != K_HTTP and (target is None or target.mode == "closed"):
+                    self.counters.future_dated_dropped += 1
+                    continue
+                rid, ref, srv = run.ids[j] or self._row_id(run, j)
+                resp = Response(
+                    request_id=rid, response_id=rid.swapped(), response_code="I0",
+                    response_datetime=from_ns(int(run.t_ns[i])), service_reference=ref, srv=srv,
+                    future_dated=FutureDatedAlert(
+                        alert_code=int(run.alert_code[i]), instruction_number=int(run.instruction[i]),
+                        total_command_instructions=int(run.total[i]),
+                    ),
+                )  # fmt: skip
+                if target is None:  # HTTP: kept for polling, whatever became of the connection
+                    self._http_results[f"{rid}/{int(run.instruction[i])}"] = encode_response_xml(resp)
+                    while len(self._http_results) > self.config.http_results:
+                        self._http_results.popitem(last=False)
+                    self.counters.future_dated_kept += 1
+                    continue
+                target.fd_owed -= 1
+                self.counters.future_dated_sent += 1
+                enc = _js_enc if target.fmt == TAG_JSON else _mp_enc
+                out.setdefault(c, []).append(frame(target.fmt, enc.encode(resp)))
+            if self.sink is not None and self._audited:
+                cmd = run.cmd[a:b]
+                audit.append(AuditRows(
+                    seq=run.seq[cmd], t_ns=run.t_ns[a:b], device=run.device[cmd], originator=run.originator[cmd],
+                    counter=run.counter[cmd], srv=run.srv[cmd], execution_ns=run.execution_ns[cmd],
+                    response_code=np.full(b - a, _I0, np.uint8), alert_code=run.alert_code[a:b],
+                    instruction=run.instruction[a:b], total_instructions=run.total[a:b],
+                    received=run.received[a:b], out_of_sequence=run.out_of_sequence[a:b],
+                ))  # fmt: skip
+        for c, frames in out.items():
+            self._conns[c].send(frames[0] if len(frames) == 1 else b"".join(frames))
+        if audit:
+            rows = AuditRows.concat(audit)
+            order = np.lexsort((rows.instruction, rows.seq, rows.t_ns))
+            self._audit.append(AuditRows(**{name: col[order] for name, col in rows}))
+            self._audit_rows += len(order)
+            if self._audit_rows >= self.config.log_batch:
+                self._flush_audit()
+
+    def _row_id(self, run: _FdRun, j: int) -> tuple[RequestId, str, str]:
+        """RequestID, service reference and SRV of command ``j`` of ``run``, sent as a compact row."""
+        rid = RequestId(
+            originator=int_to_eui(int(run.originator[j])), target=int_to_eui(int(run.device[j])),
+            counter=int(run.counter[j]),
+        )  # fmt: skip
+        code = int(run.srv[j])
+        return rid, self._srv_refs[code], self._srvs[code]
+
+    def _flush_audit(self) -> None:
+        if self.sink is None or not self._audited or not self._audit:
+            return
+        parts, self._audit, self._audit_rows = self._audit, [], 0
+        self._to_sink(self.sink.audit, AuditRows.concat(parts))
 
     def _log_requests(self, batch: RequestBatch, cls: npt.NDArray[np.uint8], res: Any) -> None:
         n = len(batch)
@@ -634,18 +858,29 @@ class DccServer:
                 self.counters.alerts_forwarded += 1
 
     # -------------------------------------------------------------- finals
-    def _flush_due(self, final: bool = False) -> None:
+    def send_due(self) -> None:
+        """Send every answer and future-dated response due by now (the loop's timer does this
+        by itself; a test that moves a manual clock calls it)."""
+        self._flush_due()
+
+    def _flush_due(self) -> None:
         now = self.clock()
         taken: list[tuple[_Run, int, int]] = []
+        fd_taken: list[tuple[_FdRun, int, int]] = []
         while self._heap and self._heap[0][0] <= now:
             _, _, run = heapq.heappop(self._heap)
             j = int(np.searchsorted(run.due, now, side="right"))
-            taken.append((run, run.pos, j))
+            if isinstance(run, _FdRun):
+                fd_taken.append((run, run.pos, j))
+            else:
+                taken.append((run, run.pos, j))
             run.pos = j
             if j < len(run.due):
                 heapq.heappush(self._heap, (int(run.due[j]), next(self._heap_seq), run))
-        if taken:
+        if taken:  # a command's final answer (I99) goes before its future-dated responses
             self._emit(taken)
+        if fd_taken:
+            self._emit_future_dated(fd_taken)
         self._arm()
 
     def _arm(self) -> None:
@@ -755,7 +990,10 @@ class DccServer:
             self._conns.pop(closing.id, None)
             return True
         least = now - int(self.config.evict_idle_s * 1e9)
-        idle = [c for c in self._conns.values() if c.owed == 0 and not c.started_ns and c.last_rx_ns <= least]
+        idle = [
+            c for c in self._conns.values()
+            if c.owed == 0 and c.fd_owed == 0 and not c.started_ns and c.last_rx_ns <= least
+        ]  # fmt: skip
         if not idle:
             return False
         victim = min(idle, key=lambda c: c.last_rx_ns)
@@ -775,7 +1013,8 @@ class DccServer:
     def stats(self) -> StatsReply:
         cache = self.pipeline.cache_stats().to_dict()
         return StatsReply(
-            server=self.counters.to_dict() | {"pending": self._pending_rows, "inbound": self._in_rows},
+            server=self.counters.to_dict()
+            | {"pending": self._pending_rows, "inbound": self._in_rows, "future_dated_pending": self._fd_pending},
             cache=cache,
             throttle=self.pipeline.throttle_summary(),
         )
@@ -804,6 +1043,7 @@ class _Conn(asyncio.Protocol):
         self.holding = False
         self.http = HttpAdapter(self)
         self.owed = 0  # answers the server owes this connection (received, final not yet sent)
+        self.fd_owed = 0  # future-dated responses scheduled for this connection, not yet due
         self.last_rx_ns = server.clock()  # when bytes last arrived (the server's clock)
         self.started_ns = 0  # when the first byte of the frame or HTTP request now partly read arrived; 0: none
         self.head_done = False  # whether that frame's (request's) header has all arrived

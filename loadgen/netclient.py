@@ -19,6 +19,12 @@ and what the sender never got to send (the server closed the connection, or died
 frame, in the order the frames were sent, so each such reply settles the oldest batch still
 waiting for one, even a reply that cannot name its batch (``E frame.length`` for a frame over
 the server's limit that it skipped before reading its batch id).
+
+Future-dated commands in the traffic (1.1.1 with an ExecutionDateTime) that the device
+acknowledged later bring unsolicited Responses, one per instruction (CR1233: ``M`` frames, each
+a MessagePack ``Response`` with ``future_dated`` set). They answer no batch: they are counted
+(``future_dated_responses``) and never settle one; what comes after the client has closed is
+the server's to count (``future_dated_dropped``).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 from dccsim.core.catalogue import catalogue
-from dccsim.core.messages import BusyReply, ErrorReply, RequestRow, RowAck, StatsReply, StatsRequest
+from dccsim.core.messages import BusyReply, ErrorReply, RequestRow, Response, RowAck, StatsReply, StatsRequest
 from dccsim.core.protocol import (
     FINAL_RECORD,
     TAG_ACK,
@@ -60,7 +66,8 @@ _REPLAY = INVALID_KINDS.index("replay")
 _ack_dec = msgspec.msgpack.Decoder(RowAck)
 _busy_dec = msgspec.msgpack.Decoder(BusyReply)
 _err_dec = msgspec.msgpack.Decoder(ErrorReply)
-_stats_dec = msgspec.msgpack.Decoder(StatsReply | BusyReply | ErrorReply)
+_msg_dec = msgspec.msgpack.Decoder(StatsReply | BusyReply | ErrorReply | Response)
+_msg_json_dec = msgspec.json.Decoder(StatsReply | BusyReply | ErrorReply | Response)
 _enc = msgspec.msgpack.Encoder()
 
 
@@ -163,6 +170,7 @@ class LoadResult:
     stats: StatsReply | None = None
     end_ns: int = 0
     received: int = 0  # final answers received, duplicates included
+    future_dated: int = 0  # future-dated responses received (unsolicited Responses, CR1233)
 
     @property
     def sent(self) -> int:
@@ -393,10 +401,19 @@ class OpenLoopClient(asyncio.Protocol):
             res.error_rows[e.field] = res.error_rows.get(e.field, 0) + end - first
         elif tag == TAG_CLOSE:
             res.close_reason = payload.decode("utf-8", "replace")
-        elif tag in (TAG_MSGPACK, TAG_JSON) and self.stats_reply is not None:
-            msg = _stats_dec.decode(payload)
-            if isinstance(msg, StatsReply) and not self.stats_reply.done():
-                self.stats_reply.set_result(msg)
+        elif tag in (TAG_MSGPACK, TAG_JSON):
+            try:
+                msg = (_msg_json_dec if tag == TAG_JSON else _msg_dec).decode(payload)
+            except msgspec.MsgspecError as exc:
+                res.errors.append(f"a message the client could not read: {exc}")
+                return
+            if isinstance(msg, Response) and msg.future_dated is not None:
+                res.future_dated += 1  # a future-dated command's instruction ran: no batch's answer
+            elif isinstance(msg, StatsReply):
+                if self.stats_reply is not None and not self.stats_reply.done():
+                    self.stats_reply.set_result(msg)
+            else:
+                res.errors.append(f"an unexpected {type(msg).__name__} message (rows are answered by A/B/E/F frames)")
 
     def _settle(self, batch_id: int | None) -> tuple[int, int]:
         """The batch an ``A``/``B``/``E`` reply answers: the oldest still waiting for one (the
@@ -432,6 +449,7 @@ class OpenLoopClient(asyncio.Protocol):
             "refused_error": int((res.refused == 2).sum()),
             "refused_error_by_field": dict(sorted(res.error_rows.items())),
             "lost": res.lost,
+            "future_dated_responses": res.future_dated,
             "errors": res.errors[:10],
             "close_reason": res.close_reason,
             "send_rate_per_s": round(int(sent.sum()) / (span / 1e9), 1),

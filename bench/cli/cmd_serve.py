@@ -74,6 +74,9 @@ def _server_config(speed: float, **limits: Any) -> Any:
 @click.option("--max-pending", type=int, default=None, help="Requests processed, final answer not yet due.")
 @click.option("--max-pending-per-connection", type=int, default=None,
               help="Of those, the most one connection may have (default 1,000,000).")
+@click.option("--max-future-dated", type=int, default=None,
+              help="Future-dated responses scheduled, not yet due (default 1,000,000); beyond it a micro-batch's "
+                   "are not scheduled (counted future_dated_shed).")
 @click.option("--idle-timeout", type=float, default=None,
               help="Close a connection that sent nothing for this many seconds and is owed no answer (default 120).")
 @click.option("--header-timeout", type=float, default=None,
@@ -89,7 +92,8 @@ def _server_config(speed: float, **limits: Any) -> Any:
 @_SET_OPTION
 def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: int | None, speed: float,
           max_connections: int | None, max_frame_bytes: int | None, max_inbound: int | None, max_pending: int | None,
-          max_pending_per_connection: int | None, idle_timeout: float | None, header_timeout: float | None,
+          max_pending_per_connection: int | None, max_future_dated: int | None, idle_timeout: float | None,
+          header_timeout: float | None,
           frame_timeout: float | None, out: Path | None, no_log: bool, force: bool, set_: tuple[str, ...]) -> None:
     """Serve the DCC core over TCP (frames) and HTTP (DUIS XML) until SIGINT/SIGTERM."""
     from .. import compose
@@ -100,10 +104,13 @@ def serve(host: str, port: int, scenario_ref: str, scale: float | None, seed: in
         raise CliError(f"--speed: got {speed}, expected a finite number > 0")
     cfg = _server_config(speed, origin_ns=s.day_start_ns, max_connections=max_connections,
                          max_frame_bytes=max_frame_bytes, max_inbound=max_inbound, max_pending=max_pending,
-                         max_pending_per_connection=max_pending_per_connection, idle_timeout_s=idle_timeout,
+                         max_pending_per_connection=max_pending_per_connection, max_future_dated=max_future_dated,
+                         idle_timeout_s=idle_timeout,
                          header_timeout_s=header_timeout, frame_timeout_s=frame_timeout)
     out = fresh_out(out, Path("runs") / f"serve-{s.name}", force) if not no_log else Path("runs")
-    sink = None if no_log else compose.open_sink(run, out, mode="serve", **{"dccsim.speed": repr(speed)})
+    # audit.arrow: the future-dated responses that came due (CR1233)
+    sink = None if no_log else compose.open_sink(run, out, mode="serve", audit=True,
+                                                 **{"dccsim.speed": repr(speed)})  # fmt: skip
 
     def listening(bound: int) -> None:
         click.echo(f"dccsim serve: {s.name} x{s.scale:g}, speed {speed:g}: frames and DUIS XML (HTTP) on "
@@ -229,10 +236,16 @@ def load(scenario_ref: str, target: str, rate: float, duration: float, scale: fl
     _load_verdict(wc, verdict)
 
 
+def _future_dated(wc: dict[str, Any]) -> str:
+    n = wc.get("future_dated_responses") or 0
+    return f", {n:,} future-dated responses" if n else ""
+
+
 def _print_load(wc: dict[str, Any], lat: dict[str, float], out: Path) -> None:
     click.echo(f"dccsim load: {wc['offered']:,} offered, {wc['sent']:,} sent at {wc['send_rate_per_s']:,.0f}/s, "
                f"{wc['answered']:,} answered, {wc['refused_busy']:,} refused busy, {wc['refused_error']:,} refused "
-               f"as errors{_by_field(wc)}, {wc['lost']:,} lost, {wc['never_sent']:,} never sent; final latency "
+               f"as errors{_by_field(wc)}, {wc['lost']:,} lost, {wc['never_sent']:,} never sent"
+               f"{_future_dated(wc)}; final latency "
                f"p50 {lat.get('p50', float('nan')) * 1e3:.2f} ms, p99 {lat.get('p99', float('nan')) * 1e3:.2f} ms "
                f"(from the intended send time); send lag p99 "
                f"{wc['send_lag_s'].get('p99', float('nan')) * 1e3:.2f} ms")

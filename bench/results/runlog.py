@@ -2,8 +2,8 @@
 
 :class:`RunSink` is the :class:`~dccsim.core.records.LogSink` that ``dccsim run``, ``dccsim
 serve`` and ``dccsim load`` hand their producers. It writes ``requests.arrow`` and
-``alerts.arrow`` as rows arrive (a killed run leaves readable prefixes), and for a virtual-time
-run (``audit=True``) ``audit.arrow``, the service audit trail of future-dated responses
+``alerts.arrow`` as rows arrive (a killed run leaves readable prefixes), and for a run or a
+server (``audit=True``) ``audit.arrow``, the service audit trail of future-dated responses
 (CR1233, :class:`~dccsim.core.records.AuditRows`, schema :data:`AUDIT_SCHEMA`), and keeps only a
 :class:`~dccsim.bench.results.summary.RunTally` of fixed-size, mergeable accumulators, from
 which :meth:`RunSink.parts` gives what the run's :class:`~dccsim.bench.results.summary.RunSummary`
@@ -107,7 +107,7 @@ class RunSink:
         except BaseException:
             self.req_log.close()
             raise
-        #: ``audit.arrow`` (virtual-time runs: the driver draws the future-dated responses), or None
+        #: ``audit.arrow`` (``dccsim run`` and ``serve``: the future-dated responses they draw), or None
         self.audit_log: ArrowLogWriter | None = None
         if audit:
             try:

@@ -5,6 +5,7 @@
 - :func:`device_leg`: WAN + device latency and fault of each row from its draws
   (:class:`dccsim.loadgen.wallclock.DeviceLegModel`); :func:`device_draws`, the same before
   the exponential (the virtual-time driver);
+- :func:`slot_times`: a day's send times from per-slot counts (:func:`dccsim.loadgen.workload.profile_times`);
 - :func:`fill_rows`: a frame of compact MessagePack request rows with fresh counters (the
   open-loop client, :mod:`dccsim.loadgen.netclient`).
 
@@ -20,7 +21,7 @@ from dccsim.core.pipeline import FAULT_E20, FAULT_E21
 #: a device's persistent contact states (:mod:`dccsim.loadgen.population` draws them)
 CONTACT_OK, CONTACT_NONE, CONTACT_FLAKY = 0, 1, 2
 
-__all__ = ["COUNTER_OFFSET", "HEAD", "NS", "classify", "device_draws", "device_leg", "fill_rows"]
+__all__ = ["COUNTER_OFFSET", "HEAD", "NS", "classify", "device_draws", "device_leg", "fill_rows", "slot_times"]
 
 NS = 1_000_000_000
 #: where a request row's counter starts: fixarray byte + 0xcf/8 originator + 0xcf/8 target + the counter's 0xcf marker
@@ -90,6 +91,21 @@ def device_draws(device, base, smets1, contact, z, u, mu2, mu1, sg2, sg1, e20_2,
         else:
             log_latency[i] = mu2 + sg2 * z[i]
             fault[i] = _fault(c, u[i], e20_2, e21_2, fp2)
+
+
+@jit
+def slot_times(counts, u, start, slot_ns, out):  # type: ignore[no-untyped-def]
+    """Times spread through slots: slot ``k`` holds ``counts[k]`` messages, the ``r``-th at
+    ``start + (k + (r + u) / counts[k]) x slot_ns`` (truncated to whole ns; ``start`` a float),
+    sorted by construction. One pass; the reference is
+    :func:`dccsim.loadgen.workload.profile_times_reference` (the same float operations, so the
+    same times to the nanosecond)."""
+    i = 0
+    for k in range(len(counts)):
+        c = counts[k]
+        for r in range(c):
+            out[i] = np.int64(start + (k + (r + u[i]) / c) * slot_ns)
+            i += 1
 
 
 @jit

@@ -45,6 +45,7 @@ from dccsim.core.catalogue import DEVICE_KINDS, catalogue
 from dccsim.core.eui import eui_to_int
 from dccsim.core.records import INVALID_KINDS, REQUEST_CLASSES, ROLES
 
+from . import _kernels as K
 from .population import ESME, GSME, UNKNOWN_DEVICE_PREFIX, Population
 from .scenario import Scenario
 
@@ -60,6 +61,7 @@ __all__ = [
     "AlertChunk",
     "flat_times",
     "profile_times",
+    "profile_times_reference",
 ]
 
 NS = 1_000_000_000
@@ -90,6 +92,32 @@ def profile_times(
     rng: np.random.Generator, n: int, start_ns: int, weights: npt.ArrayLike, bin_ns: int
 ) -> npt.NDArray[np.int64]:
     """``n`` sorted times whose rate follows piecewise-constant ``weights`` (one per bin).
+
+    The profile is cut into one-second slots; a multinomial draw gives each slot its count
+    (in proportion to the rate there), and a slot's messages are spread evenly through it
+    with jitter. Sorted by construction: O(n), no sort; one kernel pass
+    (:func:`~dccsim.loadgen._kernels.slot_times`; :func:`profile_times_reference` is the
+    whole-array definition).
+    """
+    if n <= 0:
+        return np.zeros(0, np.int64)
+    w = np.asarray(weights, dtype=np.float64)
+    per_bin = max(1, bin_ns // 1_000_000_000)
+    slot_ns = bin_ns / per_bin
+    p = np.repeat(w / w.sum() / per_bin, per_bin)
+    counts = rng.multinomial(n, p / p.sum())
+    out = np.empty(n, np.int64)
+    K.slot_times(counts, rng.random(n), float(start_ns), float(slot_ns), out)
+    return out
+
+
+def profile_times_reference(
+    rng: np.random.Generator, n: int, start_ns: int, weights: npt.ArrayLike, bin_ns: int
+) -> npt.NDArray[np.int64]:
+    """The whole-array definition of :func:`profile_times` (the same draws and float
+    operations), which a differential test compares the kernel with.
+
+    ``n`` sorted times whose rate follows piecewise-constant ``weights`` (one per bin).
 
     The profile is cut into one-second slots; a multinomial draw gives each slot its count
     (in proportion to the rate there), and a slot's messages are spread evenly through it
@@ -425,18 +453,26 @@ class DayWorkload:
     ) -> _Stream:
         n = len(t)
         role_codes = np.full(n, ROLES.index(role), np.uint8) if isinstance(role, str) else np.asarray(role, np.uint8)
-        start = self.day0 - np.asarray(day_back, np.int64) * DAY
+        srv_codes = np.asarray(srv, np.uint8)
+        back = np.asarray(day_back, np.int64)
         cols: dict[str, npt.NDArray[np.generic]] = {
-            "dev": dev.astype(np.int64),
-            "srv": np.broadcast_to(np.asarray(srv, np.uint8), n).copy(),
+            "dev": dev.astype(np.int64, copy=False),
+            "srv": np.full(n, srv_codes, np.uint8) if srv_codes.ndim == 0 else srv_codes.copy(),
             "role": role_codes,
             "cls": np.full(n, cls, np.uint8),
-            "period_start_ns": np.broadcast_to(start, n).astype(np.int64),
             "execution_ns": np.zeros(n, np.int64) if execution is None else np.asarray(execution, np.int64),
         }
-        cacheable = self._cat.cacheable[cols["srv"]]
-        cols["period_start_ns"] = np.where(cacheable, cols["period_start_ns"], 0)
-        cols["period_end_ns"] = np.where(cacheable, cols["period_start_ns"] + DAY, 0)
+        # the period of a cacheable read: the day ``day_back`` days before this one; none otherwise
+        if srv_codes.ndim == 0 and back.ndim == 0:  # one SRV and one day: constant columns
+            read = bool(self._cat.cacheable[srv_codes])
+            start = self.day0 - int(back) * DAY
+            cols["period_start_ns"] = np.full(n, start if read else 0, np.int64)
+            cols["period_end_ns"] = np.full(n, start + DAY if read else 0, np.int64)
+        else:
+            cacheable = self._cat.cacheable[cols["srv"]]
+            start = np.broadcast_to(self.day0 - back * DAY, n)
+            cols["period_start_ns"] = np.where(cacheable, start, 0)
+            cols["period_end_ns"] = np.where(cacheable, cols["period_start_ns"] + DAY, 0)
         return _Stream(t=t, cols=cols)
 
     def _hours(self, window: tuple[float, float]) -> tuple[int, int]:

@@ -244,6 +244,15 @@ def _interval_of(t, day0, interval_ns, n_int):  # type: ignore[no-untyped-def]
 
 
 @jit
+def _bounds(k, day0, interval_ns, n_int):  # type: ignore[no-untyped-def]
+    """The times that fall in clipped interval ``k``: ``[lo, hi)`` (the first and last
+    intervals reach out to the extremes of int64)."""
+    lo = day0 + k * interval_ns if k > 0 else np.iinfo(np.int64).min
+    hi = day0 + (k + 1) * interval_ns if k < n_int - 1 else np.iinfo(np.int64).max
+    return np.int64(lo), np.int64(hi)
+
+
+@jit
 def tally_requests_kernel(  # type: ignore[no-untyped-def]
     t_scheduled, t_done, cls, srv, code, outcome, invalid, attempt, within, backlog, wait,
     day0, interval_ns, codes_ok, failed_outcome, cache_outcome, device_outcome, refused_outcome, shed_outcome,
@@ -264,8 +273,20 @@ def tally_requests_kernel(  # type: ignore[no-untyped-def]
     unanswered = 0
     wait_sum = 0
     fd = 0
+    # the interval of the last time looked up and its bounds: rows come in scheduled order and
+    # answers mostly in the same interval as the row before, so a 64-bit division is rare
+    lo_s, hi_s, iv_s = np.int64(1), np.int64(0), 0
+    lo_d, hi_d, iv_d = np.int64(1), np.int64(0), 0
     for i in range(len(t_scheduled)):
-        iv = _interval_of(t_scheduled[i], day0, interval_ns, n_int)
+        t = t_scheduled[i]
+        if t < lo_s or t >= hi_s:
+            iv_s = _interval_of(t, day0, interval_ns, n_int)
+            lo_s, hi_s = _bounds(iv_s, day0, interval_ns, n_int)
+        iv = iv_s
+        t = t_done[i]
+        if t < lo_d or t >= hi_d:
+            iv_d = _interval_of(t, day0, interval_ns, n_int)
+            lo_d, hi_d = _bounds(iv_d, day0, interval_ns, n_int)
         c = cls[i]
         s = srv[i]
         rc = code[i]
@@ -292,7 +313,7 @@ def tally_requests_kernel(  # type: ignore[no-untyped-def]
         wait_sum += wait[i]
         if c == fd_class and rc == fd_code:
             fd += 1
-        series_done[_interval_of(t_done[i], day0, interval_ns, n_int)] += 1
+        series_done[iv_d] += 1
         if not codes_ok[rc]:
             series_failed[iv] += 1
         if out == cache_outcome:
@@ -318,10 +339,15 @@ def tally_alerts_kernel(t_ns, action, storm, day0, interval_ns, throttled_action
     storm_forwarded = 0
     nonstorm_throttled = 0
     throttled = 0
+    lo, hi, iv = np.int64(1), np.int64(0), 0  # the last interval looked up (the rows are in time order)
     for i in range(len(t_ns)):
+        t = t_ns[i]
+        if t < lo or t >= hi:
+            iv = _interval_of(t, day0, interval_ns, n_int)
+            lo, hi = _bounds(iv, day0, interval_ns, n_int)
         a = action[i]
         actions[a] += 1
-        series_actions[a, _interval_of(t_ns[i], day0, interval_ns, n_int)] += 1
+        series_actions[a, iv] += 1
         t = a == throttled_action
         if t:
             throttled += 1

@@ -433,6 +433,8 @@ class DayWorkload:
             alerts = pool.submit(self._build_alerts, rng(3))
             self.request_streams: list[_Stream] = [*mhhs.result(), background.result(), fd_stream]
             self.alert_streams: list[_Stream] = alerts.result()
+        #: the request streams and their columns as :meth:`requests` merges them (made on first use)
+        self._merge_cols: tuple[list[_Stream], tuple[tuple[npt.NDArray[np.generic], ...], ...]] | None = None
         #: the DCC schedule of the MDR's reads (``mhhs.mode = "dcc_scheduled"``), else None
         self.schedule: Schedule | None = None
         if s.mhhs.mode == "dcc_scheduled":
@@ -680,7 +682,72 @@ class DayWorkload:
 
     # ------------------------------------------------------------------ chunks
     def requests(self, chunk: int, t0: int, t1: int) -> RequestChunk:
-        """The scheduled requests in ``[t0, t1)``, sorted by time (ties in stream order)."""
+        """The scheduled requests in ``[t0, t1)``, sorted by time (ties in stream order).
+
+        One kernel pass merges the streams' slices and fills the columns
+        (:func:`~dccsim.loadgen._kernels.merge_requests`; :meth:`requests_reference` is the
+        whole-array definition)."""
+        streams = self.request_streams
+        if self._merge_cols is None or self._merge_cols[0] is not streams:
+            self._prepare_merge()
+        assert self._merge_cols is not None
+        _, cols = self._merge_cols
+        lo = np.array([np.searchsorted(st.t, t0, side="left") for st in streams], np.int64)
+        hi = np.array([np.searchsorted(st.t, t1, side="left") for st in streams], np.int64)
+        n = int((hi - lo).sum())
+        out = RequestChunk(
+            t_scheduled_ns=np.empty(n, np.int64),
+            device=np.empty(n, np.uint64),
+            originator=np.empty(n, np.uint64),
+            srv=np.empty(n, np.uint8),
+            role=np.empty(n, np.uint8),
+            command_variant=np.empty(n, np.uint8),
+            period_start_ns=np.empty(n, np.int64),
+            period_end_ns=np.empty(n, np.int64),
+            execution_ns=np.empty(n, np.int64),
+            cls=np.empty(n, np.uint8),
+            attempt=np.zeros(n, np.uint8),
+            invalid=np.zeros(n, np.uint8),
+            latency_ns=np.zeros(n, np.int64),
+            fault=np.zeros(n, np.uint8),
+        )
+        if n:
+            missing = K.merge_requests(
+                *cols, lo, hi, self.pop.ids, self._cv_of_srv, self._user_of_role_code, self._has_user,
+                out.t_scheduled_ns, out.device, out.originator, out.srv, out.role, out.command_variant,
+                out.period_start_ns, out.period_end_ns, out.execution_ns, out.cls,
+            )  # fmt: skip
+            if missing:  # a role without a user: the lookup by name says which
+                self._set_originators(out)
+        self._inject_invalid(chunk, out)
+        return out
+
+    def _prepare_merge(self) -> None:
+        """The request streams' columns as tuples for :func:`~dccsim.loadgen._kernels.merge_requests`,
+        and its tables: Command Variant by SRV, originator by role."""
+        streams = self.request_streams
+        names = ("dev", "srv", "role", "cls", "period_start_ns", "period_end_ns", "execution_ns")
+        cols = (tuple(np.ascontiguousarray(st.t) for st in streams),) + tuple(
+            tuple(np.ascontiguousarray(st.cols[name]) for st in streams) for name in names
+        )
+        self._merge_cols = (streams, cols)
+        codes = np.arange(256)
+        known = codes < len(self._cat.non_device)
+        non_device = np.zeros(256, np.bool_)
+        non_device[known] = self._cat.non_device[codes[known]]
+        self._cv_of_srv = np.where(non_device, 8, np.where(codes == self._code[FD_SRV], FD_COMMAND_VARIANT, 1)).astype(
+            np.uint8
+        )
+        self._user_of_role_code = np.zeros(256, np.uint64)
+        self._has_user = np.zeros(256, np.bool_)
+        for i, role in enumerate(ROLES):
+            if role in self.user_of_role:
+                self._user_of_role_code[i] = self.user_of_role[role]
+                self._has_user[i] = True
+
+    def requests_reference(self, chunk: int, t0: int, t1: int) -> RequestChunk:
+        """The whole-array definition of :meth:`requests` (the streams' slices concatenated,
+        stably sorted by time, then gathered), which a differential test compares it with."""
         c = _merge(self.request_streams, t0, t1)
         n = len(c["t"])
         out = RequestChunk(

@@ -5,7 +5,6 @@
 - :func:`device_leg`: WAN + device latency and fault of each row from its draws
   (:class:`dccsim.loadgen.wallclock.DeviceLegModel`); :func:`device_draws`, the same before
   the exponential (the virtual-time driver);
-- :func:`merge_requests`: a chunk's requests merged from the day's streams, columns filled;
 - :func:`slot_times`: a day's send times from per-slot counts (:func:`dccsim.loadgen.workload.profile_times`);
 - :func:`fill_rows`: a frame of compact MessagePack request rows with fresh counters (the
   open-loop client, :mod:`dccsim.loadgen.netclient`).
@@ -30,7 +29,6 @@ __all__ = [
     "device_draws",
     "device_leg",
     "fill_rows",
-    "merge_requests",
     "slot_times",
 ]
 
@@ -117,46 +115,6 @@ def slot_times(counts, u, start, slot_ns, out):  # type: ignore[no-untyped-def]
         for r in range(c):
             out[i] = np.int64(start + (k + (r + u[i]) / c) * slot_ns)
             i += 1
-
-
-@jit
-def merge_requests(ts, devs, srvs, roles, clss, starts, ends, execs, lo, hi, ids, cv_of_srv, user_of_role, has_user,
-                   t_out, dev_out, orig_out, srv_out, role_out, cv_out, start_out, end_out, exec_out, cls_out):  # type: ignore[no-untyped-def]  # noqa: E501
-    """Merge the request streams' rows ``lo[s] .. hi[s]-1`` (each stream sorted by time) into
-    one chunk in time order, ties in stream order (the order of a stable sort of the streams'
-    rows one after another), writing the chunk's columns in the same pass: the device's EUI-64
-    (``ids[dev]``), the Command Variant by SRV and the originator by role. Returns the rows
-    whose role has no user (their originator is 0). The reference is
-    :meth:`dccsim.loadgen.workload.DayWorkload.requests_reference`."""
-    k = len(ts)
-    pos = lo.copy()
-    missing = 0
-    for j in range(len(t_out)):
-        best = -1
-        bt = np.int64(0)
-        for s in range(k):
-            if pos[s] < hi[s]:
-                t = ts[s][pos[s]]
-                if best < 0 or t < bt:
-                    best = s
-                    bt = t
-        p = pos[best]
-        pos[best] = p + 1
-        t_out[j] = bt
-        dev_out[j] = ids[devs[best][p]]
-        v = srvs[best][p]
-        srv_out[j] = v
-        cv_out[j] = cv_of_srv[v]
-        r = roles[best][p]
-        role_out[j] = r
-        orig_out[j] = user_of_role[r]
-        if not has_user[r]:
-            missing += 1
-        cls_out[j] = clss[best][p]
-        start_out[j] = starts[best][p]
-        end_out[j] = ends[best][p]
-        exec_out[j] = execs[best][p]
-    return missing
 
 
 @jit

@@ -433,8 +433,8 @@ class DayWorkload:
             alerts = pool.submit(self._build_alerts, rng(3))
             self.request_streams: list[_Stream] = [*mhhs.result(), background.result(), fd_stream]
             self.alert_streams: list[_Stream] = alerts.result()
-        #: the request streams and their columns as :meth:`requests` merges them (made on first use)
-        self._merge_cols: tuple[list[_Stream], tuple[tuple[npt.NDArray[np.generic], ...], ...]] | None = None
+        #: the tables :meth:`requests` looks columns up in (made on first use)
+        self._tables: tuple[list[_Stream], bool, np.uint64 | None] | None = None
         #: the DCC schedule of the MDR's reads (``mhhs.mode = "dcc_scheduled"``), else None
         self.schedule: Schedule | None = None
         if s.mhhs.mode == "dcc_scheduled":
@@ -684,66 +684,60 @@ class DayWorkload:
     def requests(self, chunk: int, t0: int, t1: int) -> RequestChunk:
         """The scheduled requests in ``[t0, t1)``, sorted by time (ties in stream order).
 
-        One kernel pass merges the streams' slices and fills the columns
-        (:func:`~dccsim.loadgen._kernels.merge_requests`; :meth:`requests_reference` is the
-        whole-array definition)."""
+        The streams' slices merged by a stable sort; the device's EUI-64, the Command Variant
+        and the originator from tables (the population's ids are a run of consecutive EUI-64s:
+        an addition, not a gather). :meth:`requests_reference` is the definition."""
         streams = self.request_streams
-        if self._merge_cols is None or self._merge_cols[0] is not streams:
-            self._prepare_merge()
-        assert self._merge_cols is not None
-        _, cols = self._merge_cols
-        lo = np.array([np.searchsorted(st.t, t0, side="left") for st in streams], np.int64)
-        hi = np.array([np.searchsorted(st.t, t1, side="left") for st in streams], np.int64)
-        n = int((hi - lo).sum())
+        if self._tables is None or self._tables[0] is not streams:
+            self._prepare_tables()
+        assert self._tables is not None
+        _, all_users, base = self._tables
+        c = _merge(streams, t0, t1)
+        n = len(c["t"])
+        dev = c["dev"]
         out = RequestChunk(
-            t_scheduled_ns=np.empty(n, np.int64),
-            device=np.empty(n, np.uint64),
-            originator=np.empty(n, np.uint64),
-            srv=np.empty(n, np.uint8),
-            role=np.empty(n, np.uint8),
-            command_variant=np.empty(n, np.uint8),
-            period_start_ns=np.empty(n, np.int64),
-            period_end_ns=np.empty(n, np.int64),
-            execution_ns=np.empty(n, np.int64),
-            cls=np.empty(n, np.uint8),
+            t_scheduled_ns=c["t"],
+            device=dev.view(np.uint64) + base if base is not None else self.pop.ids[dev],
+            originator=self._user_of_role_code[c["role"]],
+            srv=c["srv"],
+            role=c["role"],
+            command_variant=self._cv_of_srv[c["srv"]],
+            period_start_ns=c["period_start_ns"],
+            period_end_ns=c["period_end_ns"],
+            execution_ns=c["execution_ns"],
+            cls=c["cls"],
             attempt=np.zeros(n, np.uint8),
             invalid=np.zeros(n, np.uint8),
             latency_ns=np.zeros(n, np.int64),
             fault=np.zeros(n, np.uint8),
         )
-        if n:
-            missing = K.merge_requests(
-                *cols, lo, hi, self.pop.ids, self._cv_of_srv, self._user_of_role_code, self._has_user,
-                out.t_scheduled_ns, out.device, out.originator, out.srv, out.role, out.command_variant,
-                out.period_start_ns, out.period_end_ns, out.execution_ns, out.cls,
-            )  # fmt: skip
-            if missing:  # a role without a user: the lookup by name says which
-                self._set_originators(out)
+        if not all_users:  # a role without a user: the lookup by name says which
+            self._set_originators(out)
         self._inject_invalid(chunk, out)
         return out
 
-    def _prepare_merge(self) -> None:
-        """The request streams' columns as tuples for :func:`~dccsim.loadgen._kernels.merge_requests`,
-        and its tables: Command Variant by SRV, originator by role."""
+    def _prepare_tables(self) -> None:
+        """The tables of :meth:`requests`: Command Variant by SRV, originator by role, whether
+        every stream's roles have a user, and the population's first id when its ids run on."""
         streams = self.request_streams
-        names = ("dev", "srv", "role", "cls", "period_start_ns", "period_end_ns", "execution_ns")
-        cols = (tuple(np.ascontiguousarray(st.t) for st in streams),) + tuple(
-            tuple(np.ascontiguousarray(st.cols[name]) for st in streams) for name in names
-        )
-        self._merge_cols = (streams, cols)
         codes = np.arange(256)
         known = codes < len(self._cat.non_device)
         non_device = np.zeros(256, np.bool_)
         non_device[known] = self._cat.non_device[codes[known]]
-        self._cv_of_srv = np.where(non_device, 8, np.where(codes == self._code[FD_SRV], FD_COMMAND_VARIANT, 1)).astype(
-            np.uint8
-        )
+        cv = np.where(non_device, 8, np.where(codes == self._code[FD_SRV], FD_COMMAND_VARIANT, 1))
+        self._cv_of_srv = cv.astype(np.uint8)
         self._user_of_role_code = np.zeros(256, np.uint64)
-        self._has_user = np.zeros(256, np.bool_)
+        has_user = np.zeros(256, np.bool_)
         for i, role in enumerate(ROLES):
             if role in self.user_of_role:
                 self._user_of_role_code[i] = self.user_of_role[role]
-                self._has_user[i] = True
+                has_user[i] = True
+        used = np.zeros(256, np.bool_)
+        for st in streams:
+            used |= np.bincount(st.cols["role"], minlength=256) > 0
+        ids = self.pop.ids
+        run_on = len(ids) > 0 and np.array_equal(ids, ids[0] + np.arange(len(ids), dtype=np.uint64))
+        self._tables = (streams, bool(has_user[used].all()), ids[0] if run_on else None)
 
     def requests_reference(self, chunk: int, t0: int, t1: int) -> RequestChunk:
         """The whole-array definition of :meth:`requests` (the streams' slices concatenated,

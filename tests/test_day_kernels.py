@@ -71,9 +71,9 @@ def _workload(name: str, mode: str):  # type: ignore[no-untyped-def]
     length_s=st.integers(0, 3 * 3600),
     chunk=st.integers(0, 500),
 )
-def test_request_merge_kernel_equals_the_sorted_streams(which, start_s, length_s, chunk) -> None:  # type: ignore[no-untyped-def]  # noqa: E501
-    """A chunk merged by the kernel is the stably sorted concatenation of the streams' slices,
-    every column (ties in stream order), for any window of the day."""
+def test_chunk_requests_equal_the_sorted_gathered_streams(which, start_s, length_s, chunk) -> None:  # type: ignore[no-untyped-def]  # noqa: E501
+    """A chunk's requests (columns from tables, the device EUI-64 by addition) are the
+    definition's: the stably sorted streams' slices, gathered, every column, any window."""
     w = _workload(*which)
     t0 = w.day0 + start_s * 1_000_000_000
     t1 = t0 + length_s * 1_000_000_000
@@ -81,30 +81,3 @@ def test_request_merge_kernel_equals_the_sorted_streams(which, start_s, length_s
     for name in RequestChunk.__dataclass_fields__:
         a, b = getattr(got, name), getattr(want, name)
         assert a.dtype == b.dtype and np.array_equal(a, b), name
-
-
-@settings(max_examples=100, deadline=None)
-@given(streams=st.lists(st.lists(st.integers(0, 6), max_size=12), min_size=1, max_size=5), data=st.data())
-def test_merge_kernel_breaks_ties_in_stream_order(streams, data) -> None:  # type: ignore[no-untyped-def]
-    """Streams with many equal times: the kernel's order is a stable sort's, ties in stream order."""
-    from dccsim.loadgen._kernels import merge_requests
-
-    ts = tuple(np.sort(np.array(s, np.int64)) for s in streams)
-    sizes = [len(t) for t in ts]
-    lo = np.array([data.draw(st.integers(0, n)) for n in sizes], np.int64)
-    hi = np.array([data.draw(st.integers(int(a), n)) for a, n in zip(lo, sizes)], np.int64)
-    # each row's identity: its stream and position, in the dev column
-    devs = tuple(np.arange(n, dtype=np.int64) + 100 * k for k, n in enumerate(sizes))
-    u8 = tuple(np.full(n, k, np.uint8) for k, n in enumerate(sizes))
-    i64 = tuple(np.zeros(n, np.int64) for n in sizes)
-    m = int((hi - lo).sum())
-    ids = np.arange(1000, dtype=np.uint64)
-    out = [np.empty(m, d) for d in (np.int64, np.uint64, np.uint64, np.uint8, np.uint8, np.uint8, np.int64, np.int64,
-                                    np.int64, np.uint8)]  # fmt: skip
-    table = np.zeros(256, np.uint8)
-    merge_requests(ts, devs, u8, u8, u8, i64, i64, i64, lo, hi, ids, table, np.zeros(256, np.uint64),
-                   np.ones(256, np.bool_), *out)  # fmt: skip
-    parts_t = np.concatenate([t[a:b] for t, a, b in zip(ts, lo, hi)])
-    parts_d = np.concatenate([d[a:b] for d, a, b in zip(devs, lo, hi)])
-    order = np.argsort(parts_t, kind="stable")
-    assert np.array_equal(out[0], parts_t[order]) and np.array_equal(out[1], parts_d[order].astype(np.uint64))

@@ -380,6 +380,12 @@ class AlertChunk:
         return cls(**{k: v[order] for k, v in merged.items()})
 
 
+def _const(value: npt.ArrayLike, dtype: npt.DTypeLike, n: int) -> npt.NDArray[np.generic]:
+    """A column of ``n`` equal values that takes no memory: a read-only broadcast view (its
+    slices, concatenations and gathers are ordinary arrays)."""
+    return np.broadcast_to(np.asarray(value, dtype), n)
+
+
 @dataclass
 class _Stream:
     """A sorted schedule: times plus per-message columns (device as population index)."""
@@ -454,22 +460,22 @@ class DayWorkload:
         execution: npt.ArrayLike | None = None,
     ) -> _Stream:
         n = len(t)
-        role_codes = np.full(n, ROLES.index(role), np.uint8) if isinstance(role, str) else np.asarray(role, np.uint8)
+        role_codes = _const(ROLES.index(role), np.uint8, n) if isinstance(role, str) else np.asarray(role, np.uint8)
         srv_codes = np.asarray(srv, np.uint8)
         back = np.asarray(day_back, np.int64)
         cols: dict[str, npt.NDArray[np.generic]] = {
             "dev": dev.astype(np.int64, copy=False),
-            "srv": np.full(n, srv_codes, np.uint8) if srv_codes.ndim == 0 else srv_codes.copy(),
+            "srv": _const(srv_codes, np.uint8, n) if srv_codes.ndim == 0 else srv_codes.copy(),
             "role": role_codes,
-            "cls": np.full(n, cls, np.uint8),
-            "execution_ns": np.zeros(n, np.int64) if execution is None else np.asarray(execution, np.int64),
+            "cls": _const(cls, np.uint8, n),
+            "execution_ns": _const(0, np.int64, n) if execution is None else np.asarray(execution, np.int64),
         }
         # the period of a cacheable read: the day ``day_back`` days before this one; none otherwise
         if srv_codes.ndim == 0 and back.ndim == 0:  # one SRV and one day: constant columns
             read = bool(self._cat.cacheable[srv_codes])
             start = self.day0 - int(back) * DAY
-            cols["period_start_ns"] = np.full(n, start if read else 0, np.int64)
-            cols["period_end_ns"] = np.full(n, start + DAY if read else 0, np.int64)
+            cols["period_start_ns"] = _const(start if read else 0, np.int64, n)
+            cols["period_end_ns"] = _const(start + DAY if read else 0, np.int64, n)
         else:
             cacheable = self._cat.cacheable[cols["srv"]]
             start = np.broadcast_to(self.day0 - back * DAY, n)
@@ -647,8 +653,8 @@ class DayWorkload:
             t=t,
             cols={
                 "dev": dev.astype(np.int64),
-                "alert_code": np.broadcast_to(np.asarray(code, np.uint16), n).copy(),
-                "storm": np.full(n, storm, np.bool_),
+                "alert_code": _const(code, np.uint16, n) if np.ndim(code) == 0 else np.asarray(code, np.uint16),
+                "storm": _const(storm, np.bool_, n),
             },
         )
 
@@ -734,7 +740,9 @@ class DayWorkload:
                 has_user[i] = True
         used = np.zeros(256, np.bool_)
         for st in streams:
-            used |= np.bincount(st.cols["role"], minlength=256) > 0
+            role = st.cols["role"]
+            if len(role):  # a constant column (a broadcast view) has one value to look at
+                used |= np.bincount(role[:1] if role.strides == (0,) else role, minlength=256) > 0
         ids = self.pop.ids
         run_on = len(ids) > 0 and np.array_equal(ids, ids[0] + np.arange(len(ids), dtype=np.uint64))
         self._tables = (streams, bool(has_user[used].all()), ids[0] if run_on else None)

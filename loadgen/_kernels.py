@@ -5,6 +5,7 @@
 - :func:`device_leg`: WAN + device latency and fault of each row from its draws
   (:class:`dccsim.loadgen.wallclock.DeviceLegModel`); :func:`device_draws`, the same before
   the exponential (the virtual-time driver);
+- :func:`contact_states`: each device's persistent contact state (:func:`dccsim.loadgen.population.build_population`);
 - :func:`slot_times`: a day's send times from per-slot counts (:func:`dccsim.loadgen.workload.profile_times`);
 - :func:`fill_rows`: a frame of compact MessagePack request rows with fresh counters (the
   open-loop client, :mod:`dccsim.loadgen.netclient`).
@@ -26,6 +27,7 @@ __all__ = [
     "HEAD",
     "NS",
     "classify",
+    "contact_states",
     "device_draws",
     "device_leg",
     "fill_rows",
@@ -100,6 +102,19 @@ def device_draws(device, base, smets1, contact, z, u, mu2, mu1, sg2, sg1, e20_2,
         else:
             log_latency[i] = mu2 + sg2 * z[i]
             fault[i] = _fault(c, u[i], e20_2, e21_2, fp2)
+
+
+@jit
+def contact_states(u, smets1, dead2, dead1, flaky2, flaky1, out):  # type: ignore[no-untyped-def]
+    """Each device's contact state from its uniform draw ``u`` and generation: out of contact
+    below the generation's dead share, flaky below dead + flaky, else in contact. One pass; the
+    reference is :func:`dccsim.loadgen.population.contact_states_reference`."""
+    for i in range(len(u)):
+        if smets1[i]:
+            dead, flaky = dead1, dead1 + flaky1
+        else:
+            dead, flaky = dead2, dead2 + flaky2
+        out[i] = CONTACT_NONE if u[i] < dead else (CONTACT_FLAKY if u[i] < flaky else CONTACT_OK)
 
 
 @jit

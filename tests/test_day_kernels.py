@@ -81,3 +81,22 @@ def test_chunk_requests_equal_the_sorted_gathered_streams(which, start_s, length
     for name in RequestChunk.__dataclass_fields__:
         a, b = getattr(got, name), getattr(want, name)
         assert a.dtype == b.dtype and np.array_equal(a, b), name
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 2000),
+    dead=st.tuples(st.floats(0, 0.5), st.floats(0, 0.5)),
+    flaky=st.tuples(st.floats(0, 0.5), st.floats(0, 0.5)),
+)
+def test_contact_states_kernel_equals_the_numpy_definition(seed, n, dead, flaky) -> None:  # type: ignore[no-untyped-def]
+    from dccsim.loadgen._kernels import contact_states
+    from dccsim.loadgen.population import contact_states_reference
+
+    rng = np.random.default_rng(seed)
+    u, s1 = rng.random(n), rng.random(n) < 0.4
+    u[: n // 10] = np.where(s1[: n // 10], dead[1], dead[0])  # on the edges
+    got = np.empty(n, np.uint8)
+    contact_states(u, s1, dead[0], dead[1], flaky[0], flaky[1], got)
+    assert np.array_equal(got, contact_states_reference(u, s1, dead, flaky))

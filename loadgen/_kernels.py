@@ -32,6 +32,7 @@ __all__ = [
     "device_leg",
     "fill_rows",
     "slot_times",
+    "warm_up",
 ]
 
 NS = 1_000_000_000
@@ -161,3 +162,12 @@ def fill_rows(blob, off, a, b, counter_base, out):  # type: ignore[no-untyped-de
         p += e - s
         k += m
     return p
+
+
+def warm_up() -> None:
+    """Load (or compile) the virtual-time driver's and workload's kernels, with the dtypes a
+    run gives them, outside any timed region."""
+    f, u8, b = np.zeros(1), np.zeros(1, np.uint8), np.zeros(1, np.bool_)
+    device_draws(np.zeros(1, np.uint64), np.uint64(0), b, u8, f, f, *([0.0] * 10), f.copy(), u8.copy())
+    contact_states(f, b, 0.0, 0.0, 0.0, 0.0, u8.copy())
+    slot_times(np.ones(1, np.int64), f, 0.0, 1.0, np.zeros(1, np.int64))

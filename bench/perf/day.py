@@ -1,13 +1,14 @@
 """A day on one worker, two builds against each other: the speed ratio, logs included.
 
-Run with ``python -m dccsim.bench.perf.day OLD NEW`` where ``OLD`` and ``NEW`` are two
-``dccsim`` executables (two installs of the project, e.g. two virtual environments). For each
-``--scale`` (0.5 and 1.0 by default) it runs ``dccsim run SCENARIO --scale S --quiet`` with
-each, back to back and alternating (old, new, old, new, ...), ``--repeats`` times each (3 by
-default), into a temporary folder, and times each whole process (start-up, build, the day,
-the logs and the summary). It prints each time, the medians and the ratio old / new, and the
-run's own ``wall_seconds`` (summary.json) beside them; with ``--same-logs`` it also checks that
-the two builds wrote the same ``.arrow`` files, byte for byte.
+Run with ``python -m dccsim.bench.perf.day OLD [OLD2 ...] NEW`` where each argument is a
+``dccsim`` executable (an install of the project, e.g. a virtual environment's), the last one
+the new build. For each ``--scale`` (0.5 and 1.0 by default) it runs ``dccsim run SCENARIO
+--scale S --quiet`` with each, back to back and alternating (old, ..., new, old, ..., new),
+``--repeats`` times each (3 by default), into a temporary folder, and times each whole process
+(start-up, build, the day, the logs and the summary). It prints each time, the medians and the
+ratio of each old build's median to the new one's, and the run's own ``wall_seconds``
+(summary.json) beside them; with ``--same-logs`` it also checks that the first old build and
+the new one wrote the same ``.arrow`` files, byte for byte.
 
 Both builds load (or compile) their kernels once before the timed runs (one run at a tiny
 scale each), so neither pays for compilation. The machine should be the same and as quiet as
@@ -46,34 +47,39 @@ def same_logs(a: Path, b: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("old", help="the old build's dccsim executable")
-    ap.add_argument("new", help="the new build's dccsim executable")
+    ap.add_argument("builds", nargs="+", metavar="DCCSIM", help="old builds' dccsim, then the new one's")
     ap.add_argument("--scenario", default="mhhs-day")
     ap.add_argument("--scale", type=float, action="append", help="repeatable (default: 0.5 and 1.0)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--same-logs", action="store_true", help="check the two builds' logs are the same bytes")
+    ap.add_argument("--same-logs", action="store_true", help="check the first old build's logs against the new one's")
     args = ap.parse_args(argv)
+    if len(args.builds) < 2:
+        ap.error("expected at least two builds: OLD ... NEW")
     scales = args.scale or [0.5, 1.0]
+    sides = [(f"old{i + 1}" if len(args.builds) > 2 else "old", exe) for i, exe in enumerate(args.builds[:-1])]
+    sides.append(("new", args.builds[-1]))
     with tempfile.TemporaryDirectory(prefix="dccsim-day-") as tmp:
         root = Path(tmp)
-        for exe in (args.old, args.new):  # kernels loaded or compiled before any timed run
+        for _, exe in sides:  # kernels loaded or compiled before any timed run
             run_day(exe, args.scenario, 0.001, root / "warm")
         for scale in scales:
-            times: dict[str, list[float]] = {"old": [], "new": []}
-            walls: dict[str, list[float]] = {"old": [], "new": []}
+            times: dict[str, list[float]] = {side: [] for side, _ in sides}
+            walls: dict[str, list[float]] = {side: [] for side, _ in sides}
             for i in range(args.repeats):
-                for side, exe in (("old", args.old), ("new", args.new)):
+                for side, exe in sides:
                     seconds, wall = run_day(exe, args.scenario, scale, root / side)
                     times[side].append(seconds)
                     walls[side].append(wall)
                     print(f"scale {scale} {side} #{i + 1}: {seconds:.2f} s (run wall {wall:.2f} s)", flush=True)
-            old, new = statistics.median(times["old"]), statistics.median(times["new"])
-            print(
-                f"scale {scale}: median old {old:.2f} s, new {new:.2f} s, ratio {old / new:.2f}x "
-                f"(run wall: {statistics.median(walls['old']):.2f} s / {statistics.median(walls['new']):.2f} s)"
-            )
+            new = statistics.median(times["new"])
+            for side, exe in sides[:-1]:
+                old = statistics.median(times[side])
+                print(
+                    f"scale {scale}: median {side} {old:.2f} s ({exe}), new {new:.2f} s, ratio {old / new:.2f}x "
+                    f"(run wall: {statistics.median(walls[side]):.2f} s / {statistics.median(walls['new']):.2f} s)"
+                )
             if args.same_logs:
-                diff = same_logs(root / "old", root / "new")
+                diff = same_logs(root / sides[0][0], root / "new")
                 print(f"scale {scale}: logs " + ("the same, byte for byte" if not diff else f"DIFFER: {diff}"))
     return 0
 

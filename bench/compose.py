@@ -239,10 +239,13 @@ def warm_kernels() -> float:
     """Compile, or load from the on-disk cache, every kernel a virtual-time run uses (the
     pipeline's stages and the log's histograms); the seconds it took. A first run on a
     machine compiles (tens of seconds); later runs load (well under a second)."""
+    from dccsim.loadgen import _kernels as loadgen_kernels
+
     from .results import _kernels as results_kernels
 
     t0 = time.perf_counter()
     Pipeline.warm_up()
+    loadgen_kernels.warm_up()
     results_kernels.warm_up()
     return time.perf_counter() - t0
 

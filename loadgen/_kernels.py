@@ -3,7 +3,10 @@
 - :func:`classify`: the capacity class of each request of a batch (the wall-clock server's
   classifier, :func:`dccsim.loadgen.wallclock.classifier`);
 - :func:`device_leg`: WAN + device latency and fault of each row from its draws
-  (:class:`dccsim.loadgen.wallclock.DeviceLegModel`);
+  (:class:`dccsim.loadgen.wallclock.DeviceLegModel`); :func:`device_draws`, the same before
+  the exponential (the virtual-time driver);
+- :func:`contact_states`: each device's persistent contact state (:func:`dccsim.loadgen.population.build_population`);
+- :func:`slot_times`: a day's send times from per-slot counts (:func:`dccsim.loadgen.workload.profile_times`);
 - :func:`fill_rows`: a frame of compact MessagePack request rows with fresh counters (the
   open-loop client, :mod:`dccsim.loadgen.netclient`).
 
@@ -19,7 +22,18 @@ from dccsim.core.pipeline import FAULT_E20, FAULT_E21
 #: a device's persistent contact states (:mod:`dccsim.loadgen.population` draws them)
 CONTACT_OK, CONTACT_NONE, CONTACT_FLAKY = 0, 1, 2
 
-__all__ = ["COUNTER_OFFSET", "HEAD", "NS", "classify", "device_leg", "fill_rows"]
+__all__ = [
+    "COUNTER_OFFSET",
+    "HEAD",
+    "NS",
+    "classify",
+    "contact_states",
+    "device_draws",
+    "device_leg",
+    "fill_rows",
+    "slot_times",
+    "warm_up",
+]
 
 NS = 1_000_000_000
 #: where a request row's counter starts: fixarray byte + 0xcf/8 originator + 0xcf/8 target + the counter's 0xcf marker
@@ -33,6 +47,19 @@ def classify(srv, execution_ns, table, non_device, future, out):  # type: ignore
     for i in range(len(srv)):
         c = table[srv[i]]
         out[i] = future if execution_ns[i] != 0 and c != non_device else c
+
+
+@jit
+def _fault(c, u, a, b, fp):  # type: ignore[no-untyped-def]
+    """A request's fault from its device's contact state ``c``, its uniform draw ``u`` and its
+    generation's E20 and E21 shares ``a``, ``b`` and flaky failure probability ``fp``."""
+    if c == CONTACT_NONE:
+        return FAULT_E21
+    if c == CONTACT_FLAKY:
+        both = a + b
+        cut = fp * (a / both) if both > 0 else 0.0
+        return FAULT_E20 if u < cut else (FAULT_E21 if u < fp else 0)
+    return FAULT_E20 if u < a else (FAULT_E21 if u < a + b else 0)
 
 
 @jit
@@ -52,18 +79,58 @@ def device_leg(device, base, smets1, contact, z, u, mu2, mu1, sg2, sg1, e20_2, e
         c = contact[d - base] if inside else CONTACT_OK
         if s1:
             latency[i] = np.int64(np.exp(mu1 + sg1 * z[i]) * NS)
-            a, b, fp = e20_1, e21_1, fp1
+            fault[i] = _fault(c, u[i], e20_1, e21_1, fp1)
         else:
             latency[i] = np.int64(np.exp(mu2 + sg2 * z[i]) * NS)
-            a, b, fp = e20_2, e21_2, fp2
-        if c == CONTACT_NONE:
-            fault[i] = FAULT_E21
-        elif c == CONTACT_FLAKY:
-            both = a + b
-            cut = fp * (a / both) if both > 0 else 0.0
-            fault[i] = FAULT_E20 if u[i] < cut else (FAULT_E21 if u[i] < fp else 0)
+            fault[i] = _fault(c, u[i], e20_2, e21_2, fp2)
+
+
+@jit
+def device_draws(device, base, smets1, contact, z, u, mu2, mu1, sg2, sg1, e20_2, e20_1, e21_2, e21_1, fp2, fp1, log_latency, fault):  # type: ignore[no-untyped-def]  # noqa: E501
+    """:func:`device_leg` without the exponential: ``log_latency`` gets ``mu + sigma x z`` of
+    each row's generation, for the caller's whole-array ``exp`` (the virtual-time driver's
+    latencies stay those of NumPy's ``exp``, byte for byte; its reference is
+    :func:`dccsim.loadgen.driver.draw_device_reference`)."""
+    npop = np.uint64(len(smets1))
+    for i in range(len(device)):
+        d = device[i]
+        inside = d >= base and d - base < npop
+        s1 = inside and smets1[d - base]
+        c = contact[d - base] if inside else CONTACT_OK
+        if s1:
+            log_latency[i] = mu1 + sg1 * z[i]
+            fault[i] = _fault(c, u[i], e20_1, e21_1, fp1)
         else:
-            fault[i] = FAULT_E20 if u[i] < a else (FAULT_E21 if u[i] < a + b else 0)
+            log_latency[i] = mu2 + sg2 * z[i]
+            fault[i] = _fault(c, u[i], e20_2, e21_2, fp2)
+
+
+@jit
+def contact_states(u, smets1, dead2, dead1, flaky2, flaky1, out):  # type: ignore[no-untyped-def]
+    """Each device's contact state from its uniform draw ``u`` and generation: out of contact
+    below the generation's dead share, flaky below dead + flaky, else in contact. One pass; the
+    reference is :func:`dccsim.loadgen.population.contact_states_reference`."""
+    for i in range(len(u)):
+        if smets1[i]:
+            dead, flaky = dead1, dead1 + flaky1
+        else:
+            dead, flaky = dead2, dead2 + flaky2
+        out[i] = CONTACT_NONE if u[i] < dead else (CONTACT_FLAKY if u[i] < flaky else CONTACT_OK)
+
+
+@jit
+def slot_times(counts, u, start, slot_ns, out):  # type: ignore[no-untyped-def]
+    """Times spread through slots: slot ``k`` holds ``counts[k]`` messages, the ``r``-th at
+    ``start + (k + (r + u) / counts[k]) x slot_ns`` (truncated to whole ns; ``start`` a float),
+    sorted by construction. One pass; the reference is
+    :func:`dccsim.loadgen.workload.profile_times_reference` (the same float operations, so the
+    same times to the nanosecond)."""
+    i = 0
+    for k in range(len(counts)):
+        c = counts[k]
+        for r in range(c):
+            out[i] = np.int64(start + (k + (r + u[i]) / c) * slot_ns)
+            i += 1
 
 
 @jit
@@ -95,3 +162,12 @@ def fill_rows(blob, off, a, b, counter_base, out):  # type: ignore[no-untyped-de
         p += e - s
         k += m
     return p
+
+
+def warm_up() -> None:
+    """Load (or compile) the virtual-time driver's and workload's kernels, with the dtypes a
+    run gives them, outside any timed region."""
+    f, u8, b = np.zeros(1), np.zeros(1, np.uint8), np.zeros(1, np.bool_)
+    device_draws(np.zeros(1, np.uint64), np.uint64(0), b, u8, f, f, *([0.0] * 10), f.copy(), u8.copy())
+    contact_states(f, b, 0.0, 0.0, 0.0, 0.0, u8.copy())
+    slot_times(np.ones(1, np.int64), f, 0.0, 1.0, np.zeros(1, np.int64))

@@ -40,16 +40,41 @@ from dccsim.core.pipeline import O_FAILED, O_REFUSED, O_SHED, Pipeline
 from dccsim.core.records import INVALID_KINDS, RESPONSE_CODES, AlertRows, AuditRows, LogSink
 from dccsim.core.validation import assign_counters
 
+from . import _kernels as K
 from .population import CONTACT_OK, Population, draw_faults
 from .scenario import Scenario
 from .workload import CLS, DAY, NS, AlertChunk, DayWorkload, RequestChunk, future_dated_responses
 
-__all__ = ["VirtualTimeDriver", "RunTotals", "StageTimes", "STAGES"]
+__all__ = ["VirtualTimeDriver", "RunTotals", "StageTimes", "STAGES", "draw_device_reference"]
 
 _REPLAY = INVALID_KINDS.index("replay")
 _I0 = np.uint8(RESPONSE_CODES.index("I0"))
 _I99 = np.uint8(RESPONSE_CODES.index("I99"))
 _HOUR = 3600 * NS
+
+
+def draw_device_reference(
+    scenario: Scenario, pop: Population, rng: np.random.Generator, device: npt.NDArray[np.uint64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+    """The definition of the driver's device draws, whole-array NumPy: WAN + device latency
+    (lognormal by SMETS generation: a normal draw per request) and fault (a uniform draw per
+    request, :func:`~dccsim.loadgen.population.draw_faults`); an unknown device is SMETS2 in
+    contact."""
+    n = len(device)
+    idx = (device - pop.ids[0]).astype(np.int64)
+    known = (idx >= 0) & (idx < len(pop))
+    at = np.where(known, idx, 0)
+    gen = (pop.smets1[at] & known).view(np.uint8)  # 0 SMETS2, 1 SMETS1
+    p2, p1 = scenario.population.smets2, scenario.population.smets1
+    mu = np.array([math.log(p2.median_s), math.log(p1.median_s)])[gen]
+    sigma = np.array([p2.sigma, p1.sigma])[gen]
+    latency = (np.exp(mu + sigma * rng.standard_normal(n)) * NS).astype(np.int64)
+    u = rng.random(n)
+    e20 = np.array([p2.e20_share, p1.e20_share])[gen]
+    e21 = np.array([p2.e21_share, p1.e21_share])[gen]
+    flaky_p = np.array([p2.flaky_failure_prob, p1.flaky_failure_prob])[gen]
+    contact = np.where(known, pop.contact[at], CONTACT_OK)  # an unknown device: in contact (rejected anyway)
+    return latency, draw_faults(contact, u, e20, e21, flaky_p)
 
 
 def _take_audit(rows: AuditRows, index: npt.ArrayLike) -> AuditRows:
@@ -152,6 +177,12 @@ class VirtualTimeDriver:
         self._fd_new: list[AuditRows] = []
         self._fd_pending = _no_audit()
         self._fd_flushed_ns = s.day_start_ns  # every response before it is logged
+        p2, p1 = s.population.smets2, s.population.smets1
+        #: the device leg's parameters by generation (SMETS2, SMETS1), in :func:`K.device_draws`' order
+        self._leg = (
+            math.log(p2.median_s), math.log(p1.median_s), p2.sigma, p1.sigma, p2.e20_share, p1.e20_share,
+            p2.e21_share, p1.e21_share, p2.flaky_failure_prob, p1.flaky_failure_prob,
+        )  # fmt: skip
 
     def _more_retries(self) -> bool:
         """After the day: are retries still pending (once the last chunk is finished)?"""
@@ -309,25 +340,23 @@ class VirtualTimeDriver:
     def _draw_device(
         self, rng: np.random.Generator, req: RequestChunk
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
-        """WAN + device latency (lognormal by SMETS generation) and fault of each request."""
+        """WAN + device latency (lognormal by SMETS generation) and fault of each request.
+
+        The draws (normal, then uniform) as :func:`draw_device_reference`; the per-row work in
+        one pass of a kernel, the exponential in NumPy (so the latencies are its, to the bit).
+        """
         assert self.population is not None
-        s = self.scenario
-        n = len(req)
         pop = self.population
-        idx = (req.device - pop.ids[0]).astype(np.int64)
-        known = (idx >= 0) & (idx < len(pop))
-        at = np.where(known, idx, 0)
-        gen = (pop.smets1[at] & known).view(np.uint8)  # 0 SMETS2, 1 SMETS1
-        p2, p1 = s.population.smets2, s.population.smets1
-        mu = np.array([math.log(p2.median_s), math.log(p1.median_s)])[gen]
-        sigma = np.array([p2.sigma, p1.sigma])[gen]
-        latency = (np.exp(mu + sigma * rng.standard_normal(n)) * NS).astype(np.int64)
+        n = len(req)
+        z = rng.standard_normal(n)
         u = rng.random(n)
-        e20 = np.array([p2.e20_share, p1.e20_share])[gen]
-        e21 = np.array([p2.e21_share, p1.e21_share])[gen]
-        flaky_p = np.array([p2.flaky_failure_prob, p1.flaky_failure_prob])[gen]
-        contact = np.where(known, pop.contact[at], CONTACT_OK)  # an unknown device: in contact (rejected anyway)
-        return latency, draw_faults(contact, u, e20, e21, flaky_p)
+        x = np.empty(n, np.float64)
+        fault = np.empty(n, np.uint8)
+        base = pop.ids[0] if len(pop) else np.uint64(0)
+        K.device_draws(req.device, base, pop.smets1, pop.contact, z, u, *self._leg, x, fault)
+        np.exp(x, out=x)
+        x *= NS
+        return x.astype(np.int64), fault
 
     def _requests(self, k: int, req: RequestChunk, t1: int, sink: LogSink) -> None:
         assert self.pipeline is not None

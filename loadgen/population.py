@@ -24,12 +24,14 @@ from dccsim.core.catalogue import DEVICE_KINDS
 from dccsim.core.pipeline import FAULT_E20, FAULT_E21, FAULT_NONE
 from dccsim.core.validation import DeviceRegistry
 
+from . import _kernels as K
 from ._kernels import CONTACT_FLAKY, CONTACT_NONE, CONTACT_OK  # the persistent contact states of a device
 from .scenario import Scenario
 
 __all__ = [
     "Population",
     "build_population",
+    "contact_states_reference",
     "draw_faults",
     "DEVICE_PREFIX",
     "UNKNOWN_DEVICE_PREFIX",
@@ -89,9 +91,10 @@ def build_population(s: Scenario) -> Population:
 
     def contact(s1: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint8]:
         u = np.random.default_rng([s.seed, 1, 5]).random(n)
-        dead = np.where(s1, p.smets1.dead_share, p.smets2.dead_share)
-        flaky = dead + np.where(s1, p.smets1.flaky_share, p.smets2.flaky_share)
-        return np.where(u < dead, CONTACT_NONE, np.where(u < flaky, CONTACT_FLAKY, CONTACT_OK)).astype(np.uint8)
+        out = np.empty(n, np.uint8)
+        K.contact_states(u, s1, p.smets2.dead_share, p.smets1.dead_share, p.smets2.flaky_share, p.smets1.flaky_share,
+                         out)  # fmt: skip
+        return out
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="population") as pool:
         esme = pool.submit(share, 1, p.esme_share)
@@ -103,6 +106,16 @@ def build_population(s: Scenario) -> Population:
         s1 = smets1.result()
         return Population(ids=DEVICE_PREFIX + np.arange(n, dtype=np.uint64), kind=kind, smets1=s1,
                           export=is_esme & export.result(), region=region.result(), contact=contact(s1))
+
+
+def contact_states_reference(
+    u: npt.NDArray[np.float64], smets1: npt.NDArray[np.bool_], dead: tuple[float, float], flaky: tuple[float, float]
+) -> npt.NDArray[np.uint8]:
+    """The whole-array definition of the devices' contact states (``dead`` and ``flaky``: the
+    shares of SMETS2 and SMETS1), which a differential test compares the kernel with."""
+    d = np.where(smets1, dead[1], dead[0])
+    f = d + np.where(smets1, flaky[1], flaky[0])
+    return np.where(u < d, CONTACT_NONE, np.where(u < f, CONTACT_FLAKY, CONTACT_OK)).astype(np.uint8)
 
 
 def draw_faults(

@@ -47,6 +47,7 @@ from dccsim.core.eui import eui_to_int
 from dccsim.core.futuredated import FutureDatedResponses, future_dated_responses
 from dccsim.core.records import INVALID_KINDS, REQUEST_CLASSES, ROLES
 
+from . import _kernels as K
 from .population import ESME, GSME, UNKNOWN_DEVICE_PREFIX, Population
 from .scenario import Scenario
 
@@ -62,6 +63,7 @@ __all__ = [
     "AlertChunk",
     "flat_times",
     "profile_times",
+    "profile_times_reference",
 ]
 
 NS = 1_000_000_000
@@ -89,6 +91,32 @@ def profile_times(
     rng: np.random.Generator, n: int, start_ns: int, weights: npt.ArrayLike, bin_ns: int
 ) -> npt.NDArray[np.int64]:
     """``n`` sorted times whose rate follows piecewise-constant ``weights`` (one per bin).
+
+    The profile is cut into one-second slots; a multinomial draw gives each slot its count
+    (in proportion to the rate there), and a slot's messages are spread evenly through it
+    with jitter. Sorted by construction: O(n), no sort; one kernel pass
+    (:func:`~dccsim.loadgen._kernels.slot_times`; :func:`profile_times_reference` is the
+    whole-array definition).
+    """
+    if n <= 0:
+        return np.zeros(0, np.int64)
+    w = np.asarray(weights, dtype=np.float64)
+    per_bin = max(1, bin_ns // 1_000_000_000)
+    slot_ns = bin_ns / per_bin
+    p = np.repeat(w / w.sum() / per_bin, per_bin)
+    counts = rng.multinomial(n, p / p.sum())
+    out = np.empty(n, np.int64)
+    K.slot_times(counts, rng.random(n), float(start_ns), float(slot_ns), out)
+    return out
+
+
+def profile_times_reference(
+    rng: np.random.Generator, n: int, start_ns: int, weights: npt.ArrayLike, bin_ns: int
+) -> npt.NDArray[np.int64]:
+    """The whole-array definition of :func:`profile_times` (the same draws and float
+    operations), which a differential test compares the kernel with.
+
+    ``n`` sorted times whose rate follows piecewise-constant ``weights`` (one per bin).
 
     The profile is cut into one-second slots; a multinomial draw gives each slot its count
     (in proportion to the rate there), and a slot's messages are spread evenly through it
@@ -266,6 +294,12 @@ class AlertChunk:
         return cls(**{k: v[order] for k, v in merged.items()})
 
 
+def _const(value: npt.ArrayLike, dtype: npt.DTypeLike, n: int) -> npt.NDArray[np.generic]:
+    """A column of ``n`` equal values that takes no memory: a read-only broadcast view (its
+    slices, concatenations and gathers are ordinary arrays)."""
+    return np.broadcast_to(np.asarray(value, dtype), n)
+
+
 @dataclass
 class _Stream:
     """A sorted schedule: times plus per-message columns (device as population index)."""
@@ -319,6 +353,8 @@ class DayWorkload:
             alerts = pool.submit(self._build_alerts, rng(3))
             self.request_streams: list[_Stream] = [*mhhs.result(), background.result(), fd_stream]
             self.alert_streams: list[_Stream] = alerts.result()
+        #: the tables :meth:`requests` looks columns up in (made on first use)
+        self._tables: tuple[list[_Stream], bool, np.uint64 | None] | None = None
         #: the DCC schedule of the MDR's reads (``mhhs.mode = "dcc_scheduled"``), else None
         self.schedule: Schedule | None = None
         if s.mhhs.mode == "dcc_scheduled":
@@ -338,19 +374,27 @@ class DayWorkload:
         execution: npt.ArrayLike | None = None,
     ) -> _Stream:
         n = len(t)
-        role_codes = np.full(n, ROLES.index(role), np.uint8) if isinstance(role, str) else np.asarray(role, np.uint8)
-        start = self.day0 - np.asarray(day_back, np.int64) * DAY
+        role_codes = _const(ROLES.index(role), np.uint8, n) if isinstance(role, str) else np.asarray(role, np.uint8)
+        srv_codes = np.asarray(srv, np.uint8)
+        back = np.asarray(day_back, np.int64)
         cols: dict[str, npt.NDArray[np.generic]] = {
-            "dev": dev.astype(np.int64),
-            "srv": np.broadcast_to(np.asarray(srv, np.uint8), n).copy(),
+            "dev": dev.astype(np.int64, copy=False),
+            "srv": _const(srv_codes, np.uint8, n) if srv_codes.ndim == 0 else srv_codes.copy(),
             "role": role_codes,
-            "cls": np.full(n, cls, np.uint8),
-            "period_start_ns": np.broadcast_to(start, n).astype(np.int64),
-            "execution_ns": np.zeros(n, np.int64) if execution is None else np.asarray(execution, np.int64),
+            "cls": _const(cls, np.uint8, n),
+            "execution_ns": _const(0, np.int64, n) if execution is None else np.asarray(execution, np.int64),
         }
-        cacheable = self._cat.cacheable[cols["srv"]]
-        cols["period_start_ns"] = np.where(cacheable, cols["period_start_ns"], 0)
-        cols["period_end_ns"] = np.where(cacheable, cols["period_start_ns"] + DAY, 0)
+        # the period of a cacheable read: the day ``day_back`` days before this one; none otherwise
+        if srv_codes.ndim == 0 and back.ndim == 0:  # one SRV and one day: constant columns
+            read = bool(self._cat.cacheable[srv_codes])
+            start = self.day0 - int(back) * DAY
+            cols["period_start_ns"] = _const(start if read else 0, np.int64, n)
+            cols["period_end_ns"] = _const(start + DAY if read else 0, np.int64, n)
+        else:
+            cacheable = self._cat.cacheable[cols["srv"]]
+            start = np.broadcast_to(self.day0 - back * DAY, n)
+            cols["period_start_ns"] = np.where(cacheable, start, 0)
+            cols["period_end_ns"] = np.where(cacheable, cols["period_start_ns"] + DAY, 0)
         return _Stream(t=t, cols=cols)
 
     def _hours(self, window: tuple[float, float]) -> tuple[int, int]:
@@ -523,8 +567,8 @@ class DayWorkload:
             t=t,
             cols={
                 "dev": dev.astype(np.int64),
-                "alert_code": np.broadcast_to(np.asarray(code, np.uint16), n).copy(),
-                "storm": np.full(n, storm, np.bool_),
+                "alert_code": _const(code, np.uint16, n) if np.ndim(code) == 0 else np.asarray(code, np.uint16),
+                "storm": _const(storm, np.bool_, n),
             },
         )
 
@@ -558,7 +602,68 @@ class DayWorkload:
 
     # ------------------------------------------------------------------ chunks
     def requests(self, chunk: int, t0: int, t1: int) -> RequestChunk:
-        """The scheduled requests in ``[t0, t1)``, sorted by time (ties in stream order)."""
+        """The scheduled requests in ``[t0, t1)``, sorted by time (ties in stream order).
+
+        The streams' slices merged by a stable sort; the device's EUI-64, the Command Variant
+        and the originator from tables (the population's ids are a run of consecutive EUI-64s:
+        an addition, not a gather). :meth:`requests_reference` is the definition."""
+        streams = self.request_streams
+        if self._tables is None or self._tables[0] is not streams:
+            self._prepare_tables()
+        assert self._tables is not None
+        _, all_users, base = self._tables
+        c = _merge(streams, t0, t1)
+        n = len(c["t"])
+        dev = c["dev"]
+        out = RequestChunk(
+            t_scheduled_ns=c["t"],
+            device=dev.view(np.uint64) + base if base is not None else self.pop.ids[dev],
+            originator=self._user_of_role_code[c["role"]],
+            srv=c["srv"],
+            role=c["role"],
+            command_variant=self._cv_of_srv[c["srv"]],
+            period_start_ns=c["period_start_ns"],
+            period_end_ns=c["period_end_ns"],
+            execution_ns=c["execution_ns"],
+            cls=c["cls"],
+            attempt=np.zeros(n, np.uint8),
+            invalid=np.zeros(n, np.uint8),
+            latency_ns=np.zeros(n, np.int64),
+            fault=np.zeros(n, np.uint8),
+        )
+        if not all_users:  # a role without a user: the lookup by name says which
+            self._set_originators(out)
+        self._inject_invalid(chunk, out)
+        return out
+
+    def _prepare_tables(self) -> None:
+        """The tables of :meth:`requests`: Command Variant by SRV, originator by role, whether
+        every stream's roles have a user, and the population's first id when its ids run on."""
+        streams = self.request_streams
+        codes = np.arange(256)
+        known = codes < len(self._cat.non_device)
+        non_device = np.zeros(256, np.bool_)
+        non_device[known] = self._cat.non_device[codes[known]]
+        cv = np.where(non_device, 8, np.where(codes == self._code[FD_SRV], FD_COMMAND_VARIANT, 1))
+        self._cv_of_srv = cv.astype(np.uint8)
+        self._user_of_role_code = np.zeros(256, np.uint64)
+        has_user = np.zeros(256, np.bool_)
+        for i, role in enumerate(ROLES):
+            if role in self.user_of_role:
+                self._user_of_role_code[i] = self.user_of_role[role]
+                has_user[i] = True
+        used = np.zeros(256, np.bool_)
+        for st in streams:
+            role = st.cols["role"]
+            if len(role):  # a constant column (a broadcast view) has one value to look at
+                used |= np.bincount(role[:1] if role.strides == (0,) else role, minlength=256) > 0
+        ids = self.pop.ids
+        run_on = len(ids) > 0 and np.array_equal(ids, ids[0] + np.arange(len(ids), dtype=np.uint64))
+        self._tables = (streams, bool(has_user[used].all()), ids[0] if run_on else None)
+
+    def requests_reference(self, chunk: int, t0: int, t1: int) -> RequestChunk:
+        """The whole-array definition of :meth:`requests` (the streams' slices concatenated,
+        stably sorted by time, then gathered), which a differential test compares it with."""
         c = _merge(self.request_streams, t0, t1)
         n = len(c["t"])
         out = RequestChunk(

@@ -43,6 +43,8 @@ __all__ = [
     "eui_text_kernel",
     "record_intervals_kernel",
     "record_kernel",
+    "tally_alerts_kernel",
+    "tally_requests_kernel",
     "warm_up",
 ]
 
@@ -235,6 +237,129 @@ def eui_parse(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, int]:
     return out, int(eui_parse_kernel(data, offsets, _HEX_VALUE, out))
 
 
+@jit
+def _interval_of(t, day0, interval_ns, n_int):  # type: ignore[no-untyped-def]
+    k = (t - day0) // interval_ns
+    return 0 if k < 0 else (n_int - 1 if k > n_int - 1 else k)
+
+
+@jit
+def _bounds(k, day0, interval_ns, n_int):  # type: ignore[no-untyped-def]
+    """The times that fall in clipped interval ``k``: ``[lo, hi)`` (the first and last
+    intervals reach out to the extremes of int64)."""
+    lo = day0 + k * interval_ns if k > 0 else np.iinfo(np.int64).min
+    hi = day0 + (k + 1) * interval_ns if k < n_int - 1 else np.iinfo(np.int64).max
+    return np.int64(lo), np.int64(hi)
+
+
+@jit
+def tally_requests_kernel(  # type: ignore[no-untyped-def]
+    t_scheduled, t_done, cls, srv, code, outcome, invalid, attempt, within, backlog, wait,
+    day0, interval_ns, codes_ok, failed_outcome, cache_outcome, device_outcome, refused_outcome, shed_outcome,
+    fd_class, fd_code, peak, by_class, by_srv, within_by_srv, codes, outcomes, invalid_codes, series_requests,
+    series_within, series_done, series_backlog, series_failed, series_cache, series_device, series_refused,
+    refused_by_class, shed_by_class,
+):  # fmt: skip
+    """One pass over a chunk's request rows for the run tally's counts (the reference is
+    :meth:`dccsim.bench.results.summary.RunTally.record_requests_reference`, whole-array NumPy).
+
+    Adds into the count arrays; ``codes_ok`` flags the response codes that are no failure (I0,
+    I99). Returns ``(within, retries, retries unanswered, peak backlog, wait sum, future-dated
+    commands acknowledged)``, the peak starting from ``peak``.
+    """
+    n_int = len(series_requests)
+    n_within = 0
+    retries = 0
+    unanswered = 0
+    wait_sum = 0
+    fd = 0
+    # the interval of the last time looked up and its bounds: rows come in scheduled order and
+    # answers mostly in the same interval as the row before, so a 64-bit division is rare
+    lo_s, hi_s, iv_s = np.int64(1), np.int64(0), 0
+    lo_d, hi_d, iv_d = np.int64(1), np.int64(0), 0
+    for i in range(len(t_scheduled)):
+        t = t_scheduled[i]
+        if t < lo_s or t >= hi_s:
+            iv_s = _interval_of(t, day0, interval_ns, n_int)
+            lo_s, hi_s = _bounds(iv_s, day0, interval_ns, n_int)
+        iv = iv_s
+        t = t_done[i]
+        if t < lo_d or t >= hi_d:
+            iv_d = _interval_of(t, day0, interval_ns, n_int)
+            lo_d, hi_d = _bounds(iv_d, day0, interval_ns, n_int)
+        c = cls[i]
+        s = srv[i]
+        rc = code[i]
+        out = outcome[i]
+        by_class[c] += 1
+        by_srv[s] += 1
+        codes[rc] += 1
+        outcomes[out] += 1
+        invalid_codes[invalid[i], rc] += 1
+        series_requests[iv] += 1
+        if within[i]:
+            n_within += 1
+            within_by_srv[s] += 1
+            series_within[iv] += 1
+        if attempt[i] > 0:
+            retries += 1
+            if out == failed_outcome:
+                unanswered += 1
+        b = backlog[i]
+        if b > peak:
+            peak = b
+        if b > series_backlog[iv]:
+            series_backlog[iv] = b
+        wait_sum += wait[i]
+        if c == fd_class and rc == fd_code:
+            fd += 1
+        series_done[iv_d] += 1
+        if not codes_ok[rc]:
+            series_failed[iv] += 1
+        if out == cache_outcome:
+            series_cache[iv] += 1
+        elif out == device_outcome:
+            series_device[iv] += 1
+        elif out == refused_outcome:
+            refused_by_class[c] += 1
+            series_refused[iv] += 1
+        elif out == shed_outcome:
+            shed_by_class[c] += 1
+    return n_within, retries, unanswered, peak, wait_sum, fd
+
+
+@jit
+def tally_alerts_kernel(t_ns, action, storm, day0, interval_ns, throttled_action, actions, series_actions):  # type: ignore[no-untyped-def]  # noqa: E501
+    """One pass over a chunk's alert rows for the run tally's counts (the reference is
+    :meth:`dccsim.bench.results.summary.RunTally.record_alerts_reference`). Adds into
+    ``actions`` and ``series_actions``; returns ``(storm alerts, storm alerts not throttled,
+    other alerts throttled, alerts throttled)``."""
+    n_int = series_actions.shape[1]
+    n_storm = 0
+    storm_forwarded = 0
+    nonstorm_throttled = 0
+    throttled = 0
+    lo, hi, iv = np.int64(1), np.int64(0), 0  # the last interval looked up (the rows are in time order)
+    for i in range(len(t_ns)):
+        t = t_ns[i]
+        if t < lo or t >= hi:
+            iv = _interval_of(t, day0, interval_ns, n_int)
+            lo, hi = _bounds(iv, day0, interval_ns, n_int)
+        a = action[i]
+        actions[a] += 1
+        series_actions[a, iv] += 1
+        t = a == throttled_action
+        if t:
+            throttled += 1
+        if storm[i]:
+            n_storm += 1
+            if not t:
+                storm_forwarded += 1
+        elif t:
+            nonstorm_throttled += 1
+    return n_storm, storm_forwarded, nonstorm_throttled, throttled
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel, outside any timed region."""
     bucket_index(1000)
@@ -255,3 +380,9 @@ def warm_up() -> None:
     z = np.zeros(2, np.int64)
     record_groups_kernel(values, np.zeros(5, np.uint8), np.zeros((2, N_BUCKETS), np.int64), z, z.copy(), z.copy(),
                          z.copy())  # fmt: skip
+    # the run tally's kernels, with the dtypes of the logs' rows
+    t, u8, b = np.zeros(1, np.int64), np.zeros(1, np.uint8), np.zeros(1, np.bool_)
+    c = np.zeros(4, np.int64)
+    tally_requests_kernel(t, t, u8, u8, u8, u8, u8, u8, b, t, t, 0, 1, np.ones(4, np.bool_), 0, 0, 0, 0, 0, 0, 0, 0,
+                          c, c, c, c, c, np.zeros((4, 4), np.int64), c, c, c, c, c, c, c, c, c, c)  # fmt: skip
+    tally_alerts_kernel(t, u8, b, 0, 1, 0, c, np.zeros((4, 4), np.int64))

@@ -83,6 +83,8 @@ _I0, _I99 = RESPONSE_CODES.index("I0"), RESPONSE_CODES.index("I99")
 _FUTURE_DATED = REQUEST_CLASSES.index("future_dated")
 _FD_NOT_DONE = 0x8F67
 _REFUSED, _SHED = OUTCOMES.index("refused"), OUTCOMES.index("shed")
+#: the response codes that are no failure (a request answered or acknowledged)
+_CODES_OK = np.isin(np.arange(len(RESPONSE_CODES)), [_I0, _I99])
 
 
 class SummaryError(ValueError):
@@ -165,7 +167,59 @@ class RunTally:
 
     def record_requests(self, rows: Any) -> None:
         """Count a batch of request rows (:class:`~dccsim.core.records.RequestRows`), in
-        scheduled order."""
+        scheduled order: one pass of a kernel for the counts and series, then the latency
+        histograms (:meth:`record_requests_reference` is the whole-array definition)."""
+        from ._kernels import tally_requests_kernel  # Numba: compiled by the first tally, not at import
+
+        n = len(rows)
+        self.requests += n
+        lat = rows.latency_ns
+        cls = rows.request_class
+        by_class = np.zeros(len(REQUEST_CLASSES), np.int64)
+        within, retries, unanswered, peak, wait_sum, fd = tally_requests_kernel(
+            rows.t_scheduled_ns, rows.t_done_ns, cls, rows.srv, rows.response_code, rows.outcome, rows.invalid,
+            rows.attempt, rows.within_target, rows.backlog, rows.wait_ns, self.day0, INTERVAL_NS, _CODES_OK,
+            _FAILED, _CACHE, _DEVICE, _REFUSED, _SHED, _FUTURE_DATED, _I99, self.peak_backlog, by_class, self.by_srv,
+            self.within_by_srv, self.codes, self.outcomes, self.invalid, self.series_requests, self.series_within,
+            self.series_done, self.series_backlog, self.series_failed, self.series_cache, self.series_device,
+            self.series_refused, self.refused_by_class, self.shed_by_class,
+        )  # fmt: skip
+        self.within += int(within)
+        self.retries += int(retries)
+        self.retries_unanswered += int(unanswered)
+        self.peak_backlog = int(peak)
+        self.wait_sum_ns += int(wait_sum)
+        self.fd_commands += int(fd)
+        present = np.flatnonzero(by_class)
+        if len(present) == 1:
+            self.latency_by_class[int(present[0])].record(lat)
+        else:
+            for k in present.tolist():
+                self.latency_by_class[k].record(lat[cls == k])
+        self.latency_series.record(rows.t_scheduled_ns, lat)
+        self.latency_by_srv.record(lat, rows.srv)
+
+    def record_alerts(self, rows: Any) -> None:
+        """Count a batch of alert rows (:class:`~dccsim.core.records.AlertRows`): one pass of a
+        kernel (:meth:`record_alerts_reference` is the whole-array definition)."""
+        from ._kernels import tally_alerts_kernel
+
+        before = int(self.actions[_REPORTED])
+        storm, storm_forwarded, nonstorm_throttled, throttled = tally_alerts_kernel(
+            rows.t_ns, rows.action, rows.storm, self.day0, INTERVAL_NS, _THROTTLED, self.actions, self.series_actions
+        )
+        # reports at window close (throttle.report_at_close) are the DCC's alerts, not a device's
+        self.alerts += len(rows) - (int(self.actions[_REPORTED]) - before)
+        self.storm_alerts += int(storm)
+        self.storm_forwarded += int(storm_forwarded)
+        self.nonstorm_throttled += int(nonstorm_throttled)
+        if throttled:
+            devs, counts = np.unique(rows.device[rows.action == _THROTTLED], return_counts=True)
+            self.throttled_by_device.update(dict(zip(devs.tolist(), counts.tolist(), strict=True)))
+
+    def record_requests_reference(self, rows: Any) -> None:
+        """The plain NumPy definition of :meth:`record_requests` (whole-array passes), which a
+        differential test compares the one-pass kernel with."""
         n = len(rows)
         self.requests += n
         lat = rows.latency_ns
@@ -215,8 +269,8 @@ class RunTally:
             self.shed_by_class += np.bincount(cls[shed], minlength=len(REQUEST_CLASSES))
             self.series_refused += np.bincount(iv[refused], minlength=self.n_intervals)
 
-    def record_alerts(self, rows: Any) -> None:
-        """Count a batch of alert rows (:class:`~dccsim.core.records.AlertRows`)."""
+    def record_alerts_reference(self, rows: Any) -> None:
+        """The plain NumPy definition of :meth:`record_alerts`."""
         action = rows.action
         counts = np.bincount(action, minlength=len(ALERT_ACTIONS))
         self.actions += counts

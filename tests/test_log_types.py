@@ -19,7 +19,7 @@ from dccsim.bench.results._kernels import eui_parse, eui_text
 from dccsim.bench.results.logs import ALERTS_SCHEMA, ArrowLogWriter, LogError, raw_table, read_log, run_metadata
 from dccsim.core.errors import MessageError
 from dccsim.core.eui import EUI_RE, eui_to_int, int_to_eui
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_records import V1_ALERTS, V1_REQUESTS
 
@@ -27,6 +27,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 # ------------------------------------------------------------------ the kernels vs the reference
+@settings(deadline=None)  # the first example loads (or compiles) the kernels
 @given(st.lists(st.integers(0, 2**64 - 1), max_size=50))
 def test_eui_text_is_int_to_eui(values: list[int]) -> None:
     offsets, data = eui_text(np.array(values, np.uint64))
@@ -39,6 +40,7 @@ def test_eui_text_is_int_to_eui(values: list[int]) -> None:
 _EUI_CHARS = st.sampled_from("0123456789abcdefABCDEF-gG: ")
 
 
+@settings(deadline=None)
 @given(st.lists(st.one_of(st.integers(0, 2**64 - 1).map(int_to_eui), st.text(_EUI_CHARS, max_size=25)), max_size=20))
 def test_eui_parse_is_eui_to_int(texts: list[str]) -> None:
     """The first string the kernel refuses is the first the reference refuses; the others parse
@@ -109,10 +111,14 @@ def test_a_log_told_no_codes_takes_any_code_and_one_told_some_refuses_others(tmp
         assert log.rows == 0
 
 
-def test_a_log_of_eui_text_that_is_not_an_eui_is_a_clear_error(tmp_path: Path) -> None:
+def test_a_log_of_eui_text_or_codes_that_are_not_is_a_clear_error(tmp_path: Path) -> None:
     table = pa.table({"device": pa.array(["00-DB-12-34-56-78-90-A0", "not an EUI"])})
     with pytest.raises(LogError, match=r"column 'device': row 1 holds 'not an EUI', expected an EUI-64"):
         raw_table(table)
+    codes = pa.DictionaryArray.from_arrays(pa.array(np.array([0, 1], np.uint16)), ["8F84", "8G84"])
+    want = r"column 'alert_code': expected 16-bit alert codes as 4 hex digits \(8F84\), got '8G84'"
+    with pytest.raises(LogError, match=want):
+        raw_table(pa.table({"alert_code": codes}))
 
 
 # ------------------------------------------------------------------ runs of schema version 1

@@ -903,7 +903,7 @@ def _raw_array(kind: str, column: pa.ChunkedArray | pa.Array, name: str) -> pa.A
     """One typed column back as the NumPy values the producers gave (int64, uint64, uint16)."""
     col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if kind in ("time", "time_or_none", "duration"):
-        ints = col.view(pa.int64()) if not isinstance(col, pa.ChunkedArray) else col
+        ints = col.view(pa.int64())
         return pc.fill_null(ints, 0) if ints.null_count else ints
     if kind == "eui":
         from ._kernels import eui_parse
@@ -922,8 +922,16 @@ def _raw_array(kind: str, column: pa.ChunkedArray | pa.Array, name: str) -> pa.A
         return pa.array(values)
     assert kind == "alert_code", kind
     words = col.dictionary.to_pylist()
+    bad_word = next((w for w in words if not (isinstance(w, str) and len(w) == 4 and _is_hex(w))), None)
+    if bad_word is not None or col.null_count:
+        got = f"{bad_word!r} in its dictionary" if bad_word is not None else f"{col.null_count} nulls"
+        raise LogError(f"column {name!r}: expected 16-bit alert codes as 4 hex digits (8F84), got {got}")
     codes = np.array([int(w, 16) for w in words], np.uint16)
     return pa.array(codes[col.indices.to_numpy(zero_copy_only=False)])
+
+
+def _is_hex(word: str) -> bool:
+    return all(ch in "0123456789abcdefABCDEF" for ch in word)
 
 
 def raw_table(table: pa.Table) -> pa.Table:

@@ -63,6 +63,17 @@ def _fault(c, u, a, b, fp):  # type: ignore[no-untyped-def]
 
 
 @jit
+def _row_draw(d, base, npop, smets1, contact, z, u, mu2, mu1, sg2, sg1, e20_2, e20_1, e21_2, e21_1, fp2, fp1):  # type: ignore[no-untyped-def]  # noqa: E501
+    """One row's log latency (``mu + sigma x z`` of its device's generation) and fault."""
+    inside = d >= base and d - base < npop
+    s1 = inside and smets1[d - base]
+    c = contact[d - base] if inside else CONTACT_OK
+    if s1:
+        return mu1 + sg1 * z, _fault(c, u, e20_1, e21_1, fp1)
+    return mu2 + sg2 * z, _fault(c, u, e20_2, e21_2, fp2)
+
+
+@jit
 def device_leg(device, base, smets1, contact, z, u, mu2, mu1, sg2, sg1, e20_2, e20_1, e21_2, e21_1, fp2, fp1, latency, fault):  # type: ignore[no-untyped-def]  # noqa: E501
     """Latency (virtual ns) and fault of each row from its draws ``z`` (normal) and ``u`` (uniform).
 
@@ -73,16 +84,10 @@ def device_leg(device, base, smets1, contact, z, u, mu2, mu1, sg2, sg1, e20_2, e
     """
     npop = np.uint64(len(smets1))
     for i in range(len(device)):
-        d = device[i]
-        inside = d >= base and d - base < npop
-        s1 = inside and smets1[d - base]
-        c = contact[d - base] if inside else CONTACT_OK
-        if s1:
-            latency[i] = np.int64(np.exp(mu1 + sg1 * z[i]) * NS)
-            fault[i] = _fault(c, u[i], e20_1, e21_1, fp1)
-        else:
-            latency[i] = np.int64(np.exp(mu2 + sg2 * z[i]) * NS)
-            fault[i] = _fault(c, u[i], e20_2, e21_2, fp2)
+        x, f = _row_draw(device[i], base, npop, smets1, contact, z[i], u[i], mu2, mu1, sg2, sg1,
+                         e20_2, e20_1, e21_2, e21_1, fp2, fp1)  # fmt: skip
+        latency[i] = np.int64(np.exp(x) * NS)
+        fault[i] = f
 
 
 @jit
@@ -93,16 +98,8 @@ def device_draws(device, base, smets1, contact, z, u, mu2, mu1, sg2, sg1, e20_2,
     :func:`dccsim.loadgen.driver.draw_device_reference`)."""
     npop = np.uint64(len(smets1))
     for i in range(len(device)):
-        d = device[i]
-        inside = d >= base and d - base < npop
-        s1 = inside and smets1[d - base]
-        c = contact[d - base] if inside else CONTACT_OK
-        if s1:
-            log_latency[i] = mu1 + sg1 * z[i]
-            fault[i] = _fault(c, u[i], e20_1, e21_1, fp1)
-        else:
-            log_latency[i] = mu2 + sg2 * z[i]
-            fault[i] = _fault(c, u[i], e20_2, e21_2, fp2)
+        log_latency[i], fault[i] = _row_draw(device[i], base, npop, smets1, contact, z[i], u[i], mu2, mu1, sg2, sg1,
+                                             e20_2, e20_1, e21_2, e21_1, fp2, fp1)  # fmt: skip
 
 
 @jit

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import test_report
 from cli_helper import cli
 from dccsim.bench.compose import simulate
-from test_report import _CHART_BOXES, Chromium, require_chromium
+from test_report import _CHART_BOXES, Chromium
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Chromium]:
-    b = Chromium(require_chromium())
-    try:
-        yield b
-    finally:
-        b.close()
+browser = test_report.browser  # the report tests' Chromium fixture, one per module here too
 
 
 @pytest.fixture(scope="module")

@@ -568,8 +568,11 @@ class ArrowLogWriter:
                     )
             if self._code_index is not None:
                 for name, kind in self._kinds.items():
-                    if kind == "alert_code" and (self._code_index[columns[name]] < 0).any():
-                        i = np.flatnonzero(self._code_index[columns[name]] < 0)[0]
+                    if kind != "alert_code":
+                        continue
+                    missing = np.flatnonzero(self._code_index[columns[name]] < 0)
+                    if len(missing):
+                        i = missing[0]
                         known = ", ".join(self._code_names.to_pylist())
                         raise LogError(
                             f"column {name!r}: alert code {int(columns[name][i]):04X} is not in this log's "

@@ -103,41 +103,63 @@ STAGES = {
     "validate_dsp": "RequestID counters, validation and access control, the DSP queue, the device leg",
     "cache_outcomes": "the readings cache, the comms leg, final outcomes, log rows, retries",
     "throttle": "the day's alerts sliced and run through Alert Storm Protection",
-    "log": "the log sink: Arrow batches written, histograms and counts",
+    "log": "the log sink: Arrow batches written (encoded and compressed on the logs' own threads), histograms, counts",
 }
 
 
 class StageTimes:
-    """Wall time and rows of each stage of a run (:data:`STAGES`), summed over its chunks.
+    """Wall time, CPU time and rows of each stage of a run (:data:`STAGES`), summed over its chunks.
 
     The stages run on threads of their own, side by side, so their times add up to more than
-    the run's wall time; the longest is the one the others wait for. Measured with the
-    process's performance counter (this is a measurement of the simulator, not simulated
-    time); a few additions a chunk, under a lock (the log is added to from two threads).
+    the run's wall time; the longest is the one the others wait for. A stage's wall time also
+    holds the time its thread waited for a core the other stages held; its CPU time (the
+    thread's own, ``time.thread_time_ns``) does not, so CPU per row is the stage's cost per
+    event however busy the machine was. Measured with the process's performance counter and
+    thread CPU clock (a measurement of the simulator, not simulated time); a few additions a
+    chunk, under a lock (the log is added to from two threads).
     """
 
-    def __init__(self, clock: Callable[[], int] = time.perf_counter_ns) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], int] = time.perf_counter_ns,
+        cpu_clock: Callable[[], int] = time.thread_time_ns,
+    ) -> None:
         self._clock = clock
+        self._cpu_clock = cpu_clock
         self._lock = threading.Lock()
         self.ns = dict.fromkeys(STAGES, 0)
+        self.cpu_ns = dict.fromkeys(STAGES, 0)
         self.rows = dict.fromkeys(STAGES, 0)
+
+    def mark(self) -> tuple[int, int]:
+        """Now, on both clocks: give it to :meth:`since` on the same thread."""
+        return self._clock(), self._cpu_clock()
+
+    def since(self, start: tuple[int, int]) -> tuple[int, int]:
+        """Wall and CPU nanoseconds since a :meth:`mark` of this thread."""
+        return self._clock() - start[0], self._cpu_clock() - start[1]
 
     @contextmanager
     def timed(self, stage: str, rows: int = 0) -> Iterator[None]:
-        t0 = self._clock()
+        start = self.mark()
         try:
             yield
         finally:
-            self.add(stage, self._clock() - t0, rows)
+            self.add(stage, *self.since(start), rows=rows)
 
-    def add(self, stage: str, ns: int, rows: int = 0) -> None:
+    def add(self, stage: str, ns: int, cpu_ns: int = 0, *, rows: int = 0) -> None:
         with self._lock:
             self.ns[stage] += ns
+            self.cpu_ns[stage] += cpu_ns
             self.rows[stage] += rows
 
     def to_dict(self) -> dict[str, dict[str, float | int]]:
-        """``{stage: {"seconds", "rows"}}`` for the stages that ran."""
-        return {k: {"seconds": self.ns[k] / 1e9, "rows": self.rows[k]} for k in STAGES if self.ns[k]}
+        """``{stage: {"seconds", "cpu_seconds", "rows"}}`` for the stages that ran."""
+        return {
+            k: {"seconds": self.ns[k] / 1e9, "cpu_seconds": self.cpu_ns[k] / 1e9, "rows": self.rows[k]}
+            for k in STAGES
+            if self.ns[k]
+        }
 
 
 @dataclass
@@ -247,9 +269,9 @@ class VirtualTimeDriver:
     # ------------------------------------------------------------------ one chunk
     def _scheduled(self, k: int, t0: int, t1: int) -> RequestChunk:
         """The workload's requests of chunk ``k`` (none after the day), with device draws."""
-        t_start = time.perf_counter_ns()
+        start = self.stages.mark()
         req = self._scheduled_requests(k, t0, t1)
-        self.stages.add("generate", time.perf_counter_ns() - t_start, len(req))
+        self.stages.add("generate", *self.stages.since(start), rows=len(req))
         return req
 
     def _scheduled_requests(self, k: int, t0: int, t1: int) -> RequestChunk:
@@ -307,7 +329,7 @@ class VirtualTimeDriver:
 
     def _alert_chunk(self, t0: int, t1: int, sink: LogSink) -> None:
         assert self.workload is not None
-        t_start = time.perf_counter_ns()
+        start = self.stages.mark()
         days = self._alert_days(t0, t1) if self.scenario.days > 1 else [self.workload]
         if len(days) == 1:
             alerts = days[0].alerts(t0, t1)
@@ -317,7 +339,7 @@ class VirtualTimeDriver:
             self._alerts(alerts, sink, t1)
         else:
             self._reports(sink, t1)
-        self.stages.add("throttle", time.perf_counter_ns() - t_start, len(alerts))
+        self.stages.add("throttle", *self.stages.since(start), rows=len(alerts))
 
     def _reports(self, sink: LogSink, t1: int) -> None:
         """Alert Storm Protection's reports at window close due by ``t1`` (throttle.report_at_close)."""
@@ -360,7 +382,7 @@ class VirtualTimeDriver:
 
     def _requests(self, k: int, req: RequestChunk, t1: int, sink: LogSink) -> None:
         assert self.pipeline is not None
-        t_start = time.perf_counter_ns()
+        start = self.stages.mark()
         counter = self._counters(req)
         batch = RequestBatch(
             device=req.device,
@@ -375,7 +397,7 @@ class VirtualTimeDriver:
             execution_ns=req.execution_ns,
         )
         front = self.pipeline.front(batch, req.cls, req.latency_ns, req.fault)
-        self.stages.add("validate_dsp", time.perf_counter_ns() - t_start, len(req))
+        self.stages.add("validate_dsp", *self.stages.since(start), rows=len(req))
         # the cache, outcomes, sink and retries of this chunk run one chunk behind, beside the
         # next chunk's validation and DSP queue (each half keeps its own state, in order)
         self._join_back()
@@ -389,7 +411,7 @@ class VirtualTimeDriver:
         self, k: int, req: RequestChunk, counter: npt.NDArray[np.uint64], front: Any, t1: int, sink: LogSink
     ) -> None:
         assert self.pipeline is not None
-        t_start = time.perf_counter_ns()
+        start = self.stages.mark()
         res = self.pipeline.finish(front)
         n = len(req)
         seq = np.arange(self._seq, self._seq + n, dtype=np.uint64)
@@ -402,9 +424,9 @@ class VirtualTimeDriver:
         audit = self._fd_due(t1)
         # the sink (log batches, histograms, counts) takes the chunk on its own thread while
         # the next chunk is simulated; one chunk in flight keeps the order and bounds memory
-        t_mid = time.perf_counter_ns()
+        mid = self.stages.since(start)
         self._drain()
-        t_drained = time.perf_counter_ns()
+        drained = self.stages.mark()
         if self._out is not None:
             self._sink_job = self._out.submit(self._log_requests, sink, rows, audit)
         else:
@@ -428,7 +450,8 @@ class VirtualTimeDriver:
                 merged = RequestChunk.concat([self._pending, r])
                 self._pending = merged.take(np.argsort(merged.t_scheduled_ns, kind="stable"))
         # the wait for the sink's previous chunk is the log's time, not this stage's
-        self.stages.add("cache_outcomes", t_mid - t_start + time.perf_counter_ns() - t_drained, n)
+        rest = self.stages.since(drained)
+        self.stages.add("cache_outcomes", mid[0] + rest[0], mid[1] + rest[1], rows=n)
 
     def _log_requests(self, sink: LogSink, rows: Any, audit: AuditRows) -> None:
         with self.stages.timed("log", len(rows.seq)):
@@ -501,7 +524,7 @@ class VirtualTimeDriver:
     def _log_alerts(
         self, sink: LogSink, a: AlertChunk, action: Any, count: Any, seq_id: Any, reports: AlertRows | None = None
     ) -> None:
-        t_start = time.perf_counter_ns()
+        start = self.stages.mark()
         rows = AlertRows(
             t_ns=a.t_ns,
             device=a.device,
@@ -517,6 +540,6 @@ class VirtualTimeDriver:
             rows = AlertRows(**{name: col[order] for name, col in both})
         sink.alerts(rows)
         # logged on the alerts' thread: the log's time, taken back out of the throttle's
-        ns = time.perf_counter_ns() - t_start
-        self.stages.add("log", ns, len(a))
-        self.stages.add("throttle", -ns)
+        ns, cpu_ns = self.stages.since(start)
+        self.stages.add("log", ns, cpu_ns, rows=len(a))
+        self.stages.add("throttle", -ns, -cpu_ns)

@@ -548,10 +548,12 @@ def test_background_writer_gives_the_same_bytes(tmp_path: Path, rng: np.random.G
     chunks = [request_columns(rng, 500, seq0=500 * k) for k in range(6)]
     fore = tmp_path / "fore.arrow"
     back = tmp_path / "back.arrow"
-    write_requests(fore, chunks, compression=compression)
+    inline = write_requests(fore, chunks, compression=compression)
     with ArrowLogWriter(back, REQUESTS_SCHEMA, META, dictionaries=NAMES, compression=compression) as log:
         log.start_background(depth=2)
         for cols in chunks:
             log.write_columns(**cols)
     assert back.read_bytes() == fore.read_bytes()
     assert log.rows == 3000
+    # the worker thread's CPU is counted (a run adds it to its log stage); inline writes are the caller's
+    assert log.background_cpu_ns > 0 and inline.background_cpu_ns == 0

@@ -23,7 +23,7 @@ from dccsim.throttle import load_grid
 
 ray = pytest.importorskip("ray")
 
-TIMINGS = ("wall_seconds", "events_per_second", "peak_rss_bytes", "compile_seconds", "stages")
+TIMINGS = ("wall_seconds", "events_per_second", "peak_rss_bytes", "compile_seconds", "cpu_seconds", "stages")
 
 
 @pytest.fixture(scope="module", autouse=True)

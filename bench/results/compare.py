@@ -147,6 +147,7 @@ KPIS: tuple[KPI, ...] = (
     KPI("retries", "retries", None, "info", "requests"),
     KPI("events per second", "events_per_second", "higher", "machine", "events/s", floor=1),
     KPI("wall time", "wall_seconds", None, "machine", "s"),
+    KPI("CPU time", "cpu_seconds", None, "machine", "s"),
     KPI("compile time", "compile_seconds", None, "machine", "s"),
     KPI("peak memory", "peak_rss_bytes", None, "machine", "B"),
 )

@@ -94,6 +94,7 @@ import importlib.metadata
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, Self
@@ -458,6 +459,8 @@ class ArrowLogWriter:
         self.rows = 0
         self.batches = 0
         self.rows_written = 0
+        #: CPU time of the worker thread's writes (encoding, compression, the file) after :meth:`start_background`
+        self.background_cpu_ns = 0
         self.bytes = 0
         #: the failure that ended the file early (:class:`LogWriteError`), or None
         self.failure: LogWriteError | None = None
@@ -689,10 +692,13 @@ class ArrowLogWriter:
             batch = self._queue.get()
             if batch is None:
                 return
+            cpu0 = time.thread_time_ns()
             try:
                 self._write_now(batch)
             except BaseException:  # kept in self.failure, raised to the caller at its next call
                 pass
+            finally:
+                self.background_cpu_ns += time.thread_time_ns() - cpu0
 
     def _raise_failure(self) -> None:
         if self.failure is not None:

@@ -890,12 +890,30 @@ def _stages_table(summary: RunSummary) -> str:
         st = summary.stages[k]
         share = "n/a" if st.share_of_wall is None else f"{st.share_of_wall:.0%}"
         per = "" if st.ns_per_row is None else f"{st.ns_per_row:,.0f}"
-        rows.append([esc(k), esc(STAGES.get(k, "")), f"{st.seconds:.2f}", fmt_int(st.rows), per, share])
+        cpu = "n/a" if st.cpu_seconds is None else f"{st.cpu_seconds:.2f}"
+        cpu_per = "" if st.cpu_ns_per_row is None else f"{st.cpu_ns_per_row:,.0f}"
+        rows.append([esc(k), esc(STAGES.get(k, "")), f"{st.seconds:.2f}", fmt_int(st.rows), per, share, cpu, cpu_per])
+    counted = [st.cpu_seconds for st in summary.stages.values()]
+    if isinstance(summary.cpu_seconds, float | int) and None not in counted:
+        other = max(0.0, float(summary.cpu_seconds) - sum(c for c in counted if c is not None))
+        what = (
+            "the process's CPU no stage counts: Arrow's compression threads, the garbage collector, "
+            "the main thread between stages"
+        )
+        rows.append(["other", esc(what), "", "", "", "", f"{other:.2f}", ""])
+        rows.append(["whole run", "the process's CPU time (user and system) over the run", "", "", "", "",
+                     f"{float(summary.cpu_seconds):.2f}", ""])  # fmt: skip
     return (
         "<h3>Where the time went</h3><p>Wall time of each stage, summed over the chunks. The stages run "
         "side by side on threads of their own, so the shares of the run's wall time add up to more than "
-        "100%; the largest is the one the others wait for.</p>"
-        + table(["stage", "what", "seconds", "rows", "ns per row", "of wall time"], rows, numeric=[2, 3, 4, 5])
+        "100%; the largest is the one the others wait for. A stage's wall time includes its waits for a "
+        "core the others held; its CPU time (its thread's; the build's, the whole process's) does not, so "
+        "CPU ns per row is its cost per event on any machine, busy or not.</p>"
+        + table(
+            ["stage", "what", "seconds", "rows", "ns per row", "of wall time", "CPU seconds", "CPU ns per row"],
+            rows,
+            numeric=[2, 3, 4, 5, 6, 7],
+        )
     )
 
 

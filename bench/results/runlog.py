@@ -168,6 +168,12 @@ class RunSink:
             raise self.failure
 
     @property
+    def writer_cpu_ns(self) -> int:
+        """CPU time the logs' worker threads spent writing (encoding, compressing, the files);
+        complete once the logs are closed."""
+        return sum(log.background_cpu_ns for log in self.logs)
+
+    @property
     def failure(self) -> LogWriteError | None:
         """The first log write that failed (requests, then alerts, then audit), or None."""
         for log in self.logs:

@@ -489,26 +489,37 @@ class FutureDatedSection(_Doc):
 
 class Stage(_Doc):
     """Where a run spent its time: one stage's wall time summed over its chunks (stages run side
-    by side on threads of their own, so the shares add up to more than 1)."""
+    by side on threads of their own, so the shares add up to more than 1), and its CPU time
+    (its thread's; the build's, the whole process's), which leaves out the waits for a core
+    that a busy machine adds to the wall time (absent in summaries written before it was kept)."""
 
     seconds: float
     rows: int
     ns_per_row: float | None
     share_of_wall: float | None
+    cpu_seconds: float | None = None
+    cpu_ns_per_row: float | None = None
 
     @classmethod
-    def of(cls, seconds: float, rows: int, wall: float | None) -> Stage:
+    def of(cls, seconds: float, rows: int, wall: float | None, cpu_seconds: float | None = None) -> Stage:
         return cls(
             seconds=round(seconds, 4),
             rows=rows,
             ns_per_row=round(seconds * 1e9 / rows, 1) if rows else None,
             share_of_wall=round(seconds / wall, 4) if wall else None,
+            cpu_seconds=None if cpu_seconds is None else round(cpu_seconds, 4),
+            cpu_ns_per_row=round(cpu_seconds * 1e9 / rows, 1) if rows and cpu_seconds is not None else None,
         )
 
 
-def stages_section(times: Mapping[str, Mapping[str, float]], wall: float | None) -> dict[str, Stage]:
-    """The ``stages`` section from ``{stage: {"seconds", "rows"}}`` and the run's wall time."""
-    return {k: Stage.of(float(v["seconds"]), int(v["rows"]), wall) for k, v in times.items()}
+def stages_section(times: Mapping[str, Mapping[str, float | None]], wall: float | None) -> dict[str, Stage]:
+    """The ``stages`` section from ``{stage: {"seconds", "rows"[, "cpu_seconds"]}}`` and the
+    run's wall time."""
+    out = {}
+    for k, v in times.items():
+        cpu = v.get("cpu_seconds")
+        out[k] = Stage.of(float(v["seconds"] or 0), int(v["rows"] or 0), wall, None if cpu is None else float(cpu))
+    return out
 
 
 class RunInfo(_Doc, omit_defaults=True):
@@ -632,6 +643,9 @@ class RunSummary(Struct, kw_only=True):
     compile_seconds: float | None = None
     #: time per stage of a virtual-time run (:data:`dccsim.loadgen.driver.STAGES`), in data-flow order
     stages: dict[str, Stage] | UnsetType = UNSET
+    #: CPU time (user and system) of the whole process over ``wall_seconds``: the stages' and
+    #: what no stage counts (Arrow's compression threads, the garbage collector); ``dccsim run``
+    cpu_seconds: float | UnsetType = UNSET
     peak_rss_bytes: int | UnsetType = UNSET
     run: RunInfo | UnsetType = UNSET
     exit_criteria: CriteriaSection | UnsetType = UNSET
@@ -777,13 +791,18 @@ class RunSummary(Struct, kw_only=True):
         )  # fmt: skip
         wall = [s.wall_seconds for s in all_ if s.wall_seconds is not None]
         total = round(sum(wall), 3) if wall else None
-        stages: dict[str, dict[str, float]] = {}
+        stages: dict[str, dict[str, float | None]] = {}
         for s in all_:
             for k, st in (s.stages or {}).items():
-                acc = stages.setdefault(k, {"seconds": 0.0, "rows": 0})
-                acc["seconds"] += st.seconds
-                acc["rows"] += st.rows
-        extra = {"stages": stages_section(stages, total)} if stages else {}
+                acc = stages.setdefault(k, {"seconds": 0.0, "rows": 0, "cpu_seconds": 0.0})
+                acc["seconds"] = (acc["seconds"] or 0) + st.seconds
+                acc["rows"] = (acc["rows"] or 0) + st.rows
+                # CPU time is known for the merge only if every part knew it
+                cpu = acc["cpu_seconds"]
+                acc["cpu_seconds"] = None if cpu is None or st.cpu_seconds is None else cpu + st.cpu_seconds
+        extra: dict[str, Any] = {"stages": stages_section(stages, total)} if stages else {}
+        if all(isinstance(s.cpu_seconds, float | int) for s in all_):
+            extra["cpu_seconds"] = round(sum(float(s.cpu_seconds) for s in all_), 3)  # type: ignore[arg-type]
         return RunSummary.from_parts(parts, wall_seconds=total, run=self.run, **extra)
 
     # ------------------------------------------------------------------ reading and writing

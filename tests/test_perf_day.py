@@ -15,6 +15,7 @@ def test_one_build_against_itself_gives_a_ratio_and_the_same_logs(capsys: pytest
     out = capsys.readouterr().out
     assert "scale 0.0005 old #1:" in out and "scale 0.0005 new #1:" in out
     assert "ratio" in out and "logs the same, byte for byte" in out
+    assert "CPU:" in out and "x)" in out
 
 
 def test_logs_that_differ_are_named(tmp_path: Path) -> None:

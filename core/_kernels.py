@@ -16,6 +16,9 @@ data they serve:
   :func:`dccsim.core.validation.validate_batch_reference`;
 - pipeline outcomes (:func:`device_leg`, :func:`finish_outcomes`):
   :class:`dccsim.core.pipeline.Pipeline`; reference: the rules, in the kernel tests;
+- a chunk's accepted rows and their DSP times (:func:`accepted_rows`, :func:`front_columns`):
+  :meth:`dccsim.core.pipeline.Pipeline.front`; reference
+  :func:`dccsim.core.pipeline.front_columns_reference`;
 - comms leg (:func:`comms_fluid`): :class:`dccsim.core.comms.CommsLeg`; reference
   :func:`dccsim.core.comms.reference_fluid`.
 
@@ -154,8 +157,10 @@ __all__ = [
     "O_REFUSED",
     "O_REJECTED",
     "O_SHED",
+    "accepted_rows",
     "device_leg",
     "finish_outcomes",
+    "front_columns",
 ]
 
 # scal: mutable scalar state carried across chunks
@@ -933,6 +938,44 @@ O_DEVICE, O_CACHE, O_REJECTED, O_FAILED, O_DCC, O_REFUSED, O_SHED = (
 )
 #: fault of the device leg, drawn per request by the caller
 FAULT_NONE, FAULT_E20, FAULT_E21 = 0, 1, 2
+
+
+@jit
+def accepted_rows(  # type: ignore[no-untyped-def]
+    idx, cls, t, srv, device, rows, fault, latency, pstart, pend,
+    o_cls, o_t, o_srv, o_dev, o_row, o_fault, o_lat, o_ps, o_pe,
+):  # fmt: skip
+    """The columns :meth:`Pipeline.front` needs at rows ``idx`` (the accepted ones), in one pass."""
+    for j in range(idx.shape[0]):
+        i = idx[j]
+        o_cls[j] = cls[i]
+        o_t[j] = t[i]
+        o_srv[j] = srv[i]
+        o_dev[j] = device[i]
+        o_row[j] = rows[i]
+        o_fault[j] = fault[i]
+        o_lat[j] = latency[i]
+        o_ps[j] = pstart[i]
+        o_pe[j] = pend[i]
+
+
+@jit
+def front_columns(  # type: ignore[no-untyped-def]
+    cls, t, srv, row, start, status, service_ns, timeout_ns, srv_cacheable, dev_kind, cache_rows,
+    use_cache_rows, cache_enabled, esme, served, dsp_done, deadline, cacheable,
+):  # fmt: skip
+    """Each accepted request's DSP finish and deadline (by class), and whether it goes to the
+    readings cache: cache on, a cacheable SRV, a registered ESME (in ``cache_rows`` when
+    ``use_cache_rows``; a row beyond it is not), served by the DSP."""
+    for j in range(cls.shape[0]):
+        c = cls[j]
+        dsp_done[j] = start[j] + service_ns[c]
+        deadline[j] = t[j] + timeout_ns[c]
+        r = row[j]
+        ok = cache_enabled and srv_cacheable[srv[j]] and r >= 0 and status[j] == served
+        if ok:
+            ok = dev_kind[r] == esme and (not use_cache_rows or (r < cache_rows.shape[0] and cache_rows[r]))
+        cacheable[j] = ok
 
 
 @jit

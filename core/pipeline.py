@@ -99,6 +99,7 @@ __all__ = [
     "O_SHED",
     "RequestResult",
     "Pipeline",
+    "front_columns_reference",
     "shard_of",
 ]
 
@@ -140,6 +141,33 @@ def _by_shard(
     if outs is None:  # no rows at all
         return run(0, slice(None))
     return tuple(outs)
+
+
+def front_columns_reference(
+    cls: npt.NDArray[np.uint8],
+    t: npt.NDArray[np.int64],
+    srv: npt.NDArray[np.uint8],
+    row: npt.NDArray[np.int64],
+    start: npt.NDArray[np.int64],
+    status: npt.NDArray[np.uint8],
+    service_ns: npt.NDArray[np.int64],
+    timeout_ns: npt.NDArray[np.int64],
+    srv_cacheable: npt.NDArray[np.bool_],
+    dev_kind: npt.NDArray[np.uint8],
+    cache_rows: npt.NDArray[np.bool_] | None,
+    cache_enabled: bool,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Whole-array statement of :func:`~dccsim.core._kernels.front_columns` (what
+    :meth:`Pipeline.front` computed before the kernel): each accepted request's DSP finish,
+    deadline, and whether it goes to the readings cache."""
+    dsp_done = start + service_ns[cls]
+    deadline = t + timeout_ns[cls]
+    kind = dev_kind[np.maximum(row, 0)] if len(dev_kind) else np.zeros(len(row), np.uint8)
+    cacheable = srv_cacheable[srv] & (row >= 0) & (kind == _ESME) & cache_enabled
+    if cache_rows is not None and len(cache_rows):
+        cacheable &= cache_rows[np.maximum(row, 0)]
+    cacheable &= status == DSP_SERVED
+    return dsp_done, deadline, cacheable
 
 
 @dataclass
@@ -280,6 +308,10 @@ class Pipeline:
         self._refuse_code = np.uint8(_C[self.refuse_code])
         self._cat = catalogue()
         self.throttles = [Throttle(self.throttle_policy) for _ in range(self.shards)]
+        # what front_columns reads per registry row (an empty registry: no row is ever found)
+        self._dev_kind = self.devices.kind if len(self.devices.ids) else np.zeros(1, np.uint8)
+        self._use_cache_rows = self.cache_rows is not None and len(self.cache_rows) > 0
+        self._cache_rows = self.cache_rows if self._use_cache_rows else np.zeros(1, np.bool_)
 
     @classmethod
     def warm_up(cls) -> None:
@@ -365,11 +397,13 @@ class Pipeline:
         cls: npt.NDArray[np.uint8],
         device_latency_ns: npt.NDArray[np.int64],
         fault: npt.NDArray[np.uint8],
+        originators: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] | None = None,
     ) -> _Front:
         """Validation, the DSP queue and the device leg of a chunk (state: replay, DSP).
 
         :meth:`finish` does the rest (state: the caches). The two may run on different
-        threads, one chunk apart, as long as each sees its chunks in order.
+        threads, one chunk apart, as long as each sees its chunks in order. ``originators``,
+        if given, must be :func:`~dccsim.core.validation.dense_originators` of the batch's.
         """
         chunk = self._fronted
         self._fronted += 1
@@ -378,47 +412,50 @@ class Pipeline:
         n = len(batch)
         t = batch.t_scheduled_ns
         rows = self.devices.index(batch.device)
-        code = validate_batch(batch, self.devices, self.users, self.replay, self._cat, device_rows=rows)
-        accepted = code == 0
+        code = validate_batch(
+            batch, self.devices, self.users, self.replay, self._cat, device_rows=rows, originators=originators
+        )
         outcome = np.full(n, O_REJECTED, np.uint8)
         t_done = t.copy()
-
-        idx = np.flatnonzero(accepted)
-        every = len(idx) == n  # the usual case: the accepted rows are the batch itself, no gathers
-
-        def take(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
-            return a if every else a[idx]
-
-        a_cls = take(cls).astype(np.uint8, copy=False)
-        a_t = take(t)
-        res = self.dsp.process(a_t, a_cls, np.zeros(len(idx), np.int64))
+        idx = np.flatnonzero(code == 0)
+        m = len(idx)
+        if m == n:  # the usual case: the accepted rows are the batch itself, no gathers
+            a_cls = cls.astype(np.uint8, copy=False)
+            a_t, srv, dev, row = t, batch.srv, batch.device, rows
+            a_fault, a_lat, a_ps, a_pe = fault, device_latency_ns, batch.period_start_ns, batch.period_end_ns
+        else:  # the accepted rows' columns, in one pass
+            a_cls, srv, a_fault = (np.empty(m, np.uint8) for _ in range(3))
+            a_t, row, a_lat, a_ps, a_pe = (np.empty(m, np.int64) for _ in range(5))
+            dev = np.empty(m, np.uint64)
+            K.accepted_rows(
+                idx, cls, t, batch.srv, batch.device, rows, fault, device_latency_ns,
+                batch.period_start_ns, batch.period_end_ns, a_cls, a_t, srv, dev, row, a_fault, a_lat, a_ps, a_pe,
+            )  # fmt: skip
+        res = self.dsp.process(a_t, a_cls, np.zeros(m, np.int64))
         start = res.start_ns
-        dsp_done = start + self._service_ns[a_cls]
-        if every:  # the model's fresh outputs are the chunk's columns
+        if m == n:  # the model's fresh outputs are the chunk's columns
             wait, backlog = res.wait_ns, res.backlog.astype(np.int64)
         else:
             wait = np.zeros(n, np.int64)
             backlog = np.zeros(n, np.int64)
             wait[idx] = res.wait_ns
             backlog[idx] = res.backlog
-        deadline = a_t + self._timeout[a_cls]
-
-        srv = take(batch.srv)
-        dev = take(batch.device)
-        row = take(rows)
-        kind = self.devices.kind[np.maximum(row, 0)] if len(self.devices.ids) else np.zeros(len(idx), np.uint8)
-        cacheable = self._cat.cacheable[srv] & (row >= 0) & (kind == _ESME) & self.cache_enabled
-        if self.cache_rows is not None and len(self.cache_rows):
-            cacheable &= self.cache_rows[np.maximum(row, 0)]
         assert res.status is not None
-        cacheable &= res.status == DSP_SERVED  # refused and shed requests go no further
+        dsp_done = np.empty(m, np.int64)
+        deadline = np.empty(m, np.int64)
+        cacheable = np.empty(m, np.bool_)
+        K.front_columns(
+            a_cls, a_t, srv, row, start, res.status, self._service_ns, self._timeout, self._cat.cacheable,
+            self._dev_kind, self._cache_rows, self._use_cache_rows, self.cache_enabled, _ESME, DSP_SERVED,
+            dsp_done, deadline, cacheable,
+        )  # fmt: skip
         dev_done = np.empty(len(idx), np.int64)
         dev_code = np.empty(len(idx), np.uint8)
         K.device_leg(
             a_cls,
-            take(fault),
+            a_fault,
             dsp_done,
-            take(device_latency_ns),
+            a_lat,
             deadline,
             self.future_dated_class,
             _CODES,
@@ -437,11 +474,11 @@ class Pipeline:
             cacheable=cacheable,
             dev_done=dev_done,
             dev_code=dev_code,
-            period_start=take(batch.period_start_ns),
-            period_end=take(batch.period_end_ns),
+            period_start=a_ps,
+            period_end=a_pe,
             row=row,
-            fault=take(fault),
-            device_latency=take(device_latency_ns),
+            fault=a_fault,
+            device_latency=a_lat,
             code=code,
             outcome=outcome,
             t_done=t_done,

@@ -363,16 +363,20 @@ def dense_originators(originator: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[n
 
 
 def assign_counters(
-    originator: npt.NDArray[np.uint64], replay: npt.NDArray[np.bool_], last: dict[int, int]
+    originator: npt.NDArray[np.uint64],
+    replay: npt.NDArray[np.bool_],
+    last: dict[int, int],
+    originators: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] | None = None,
 ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
     """RequestID counters for a time-ordered batch, continuing each originator's ``last``.
 
     A fresh request takes its originator's next counter; a replay (``replay`` true) repeats
     the counter of the request before it, so validation rejects it (E17). A replay with no
     earlier request of its originator is made fresh. Returns the counters and the replay
-    mask actually used; ``last`` is updated in place.
+    mask actually used; ``last`` is updated in place. ``originators``, if given, must be
+    ``dense_originators(originator)`` (a caller that validates the batch too finds them once).
     """
-    uniq, idx = dense_originators(originator)
+    uniq, idx = originators if originators is not None else dense_originators(originator)
     counters = np.array([last.get(int(o), 0) for o in uniq.tolist()], np.uint64)
     out = np.empty(len(idx), np.uint64)
     used = np.empty(len(idx), np.bool_)
@@ -459,15 +463,16 @@ def validate_batch(
     cat: Catalogue | None = None,
     *,
     device_rows: npt.NDArray[np.int64] | None = None,
+    originators: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] | None = None,
 ) -> npt.NDArray[np.uint8]:
     """Response-code indices (into :data:`~dccsim.core.records.RESPONSE_CODES`) for every row; 0 = accepted.
 
     Rows are checked in order; ``replay`` carries the per-originator counters across calls.
-    ``device_rows``, if given, must be ``devices.index(batch.device)`` (a caller that needs
-    the rows too looks them up once).
+    ``device_rows``, if given, must be ``devices.index(batch.device)``, and ``originators``
+    ``dense_originators(batch.originator)`` (a caller that needs them too finds them once).
     """
     cat = cat or catalogue()
-    uniq, user_idx = dense_originators(batch.originator)
+    uniq, user_idx = originators if originators is not None else dense_originators(batch.originator)
     code = _static_codes(batch, cat, devices, users, (uniq, user_idx), device_rows)
     replay = replay if replay is not None else ReplayState()
     last = np.zeros(len(uniq), np.uint64)

@@ -38,7 +38,7 @@ import numpy.typing as npt
 from dccsim.core.columns import RequestBatch
 from dccsim.core.pipeline import O_FAILED, O_REFUSED, O_SHED, Pipeline
 from dccsim.core.records import INVALID_KINDS, RESPONSE_CODES, AlertRows, AuditRows, LogSink
-from dccsim.core.validation import assign_counters
+from dccsim.core.validation import assign_counters, dense_originators
 
 from . import _kernels as K
 from .population import CONTACT_OK, Population, draw_faults
@@ -348,14 +348,16 @@ class VirtualTimeDriver:
         if reports is not None:
             sink.alerts(reports)
 
-    def _counters(self, req: RequestChunk) -> npt.NDArray[np.uint64]:
+    def _counters(
+        self, req: RequestChunk, originators: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] | None = None
+    ) -> npt.NDArray[np.uint64]:
         """RequestID counters: strictly increasing per originator; a replay repeats the last.
 
         Injected replays (``invalid == replay``) take the counter of the request before them;
         one with nothing before it becomes an ordinary request (its label is cleared).
         """
         replay = req.invalid == _REPLAY
-        counter, used = assign_counters(req.originator, replay, self._last_counter)
+        counter, used = assign_counters(req.originator, replay, self._last_counter, originators)
         req.invalid[replay & ~used] = 0
         return counter
 
@@ -383,7 +385,8 @@ class VirtualTimeDriver:
     def _requests(self, k: int, req: RequestChunk, t1: int, sink: LogSink) -> None:
         assert self.pipeline is not None
         start = self.stages.mark()
-        counter = self._counters(req)
+        originators = dense_originators(req.originator)  # for the counters and validation: found once
+        counter = self._counters(req, originators)
         batch = RequestBatch(
             device=req.device,
             originator=req.originator,
@@ -396,7 +399,7 @@ class VirtualTimeDriver:
             t_scheduled_ns=req.t_scheduled_ns,
             execution_ns=req.execution_ns,
         )
-        front = self.pipeline.front(batch, req.cls, req.latency_ns, req.fault)
+        front = self.pipeline.front(batch, req.cls, req.latency_ns, req.fault, originators)
         self.stages.add("validate_dsp", *self.stages.since(start), rows=len(req))
         # the cache, outcomes, sink and retries of this chunk run one chunk behind, beside the
         # next chunk's validation and DSP queue (each half keeps its own state, in order)

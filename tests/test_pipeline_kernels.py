@@ -135,3 +135,60 @@ def test_warm_up_reaches_the_cache_and_throttle_kernels() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[True, True, True, True, True]"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 3),  # class
+            st.integers(0, 10**9),  # scheduled time
+            st.integers(0, 5),  # SRV
+            st.integers(-1, 7),  # registry row (-1: unknown)
+            st.integers(0, 10**9),  # DSP start
+            st.integers(0, 2),  # DSP status
+        ),
+        max_size=40,
+    ),
+    kinds=st.lists(st.integers(0, 3), min_size=0, max_size=8),
+    scope=st.one_of(st.none(), st.lists(st.booleans(), min_size=0, max_size=8)),
+    enabled=st.booleans(),
+    accepted=st.lists(st.booleans(), max_size=40),
+)
+def test_front_kernels_match_the_whole_array_statement(rows, kinds, scope, enabled, accepted) -> None:
+    """front_columns against front_columns_reference (DSP finish, deadline, which rows go to
+    the cache), and accepted_rows against fancy indexing; a registry row past the kinds or
+    the cache scope is what an empty registry gives (never found)."""
+    from dccsim.core._kernels import DSP_SERVED, accepted_rows, front_columns
+    from dccsim.core.pipeline import _ESME, front_columns_reference
+
+    n = len(rows)
+    cls, t, srv, row, start, status = (np.array(c, d) for c, d in zip(
+        zip(*rows, strict=True) if rows else [()] * 6,
+        (np.uint8, np.int64, np.uint8, np.int64, np.int64, np.uint8), strict=True,
+    ))  # fmt: skip
+    dev_kind = np.array(kinds, np.uint8)
+    row = np.where(row < len(dev_kind), row, -1)  # the registry's rows, or unknown
+    service = np.array([5, 7, 11, 13], np.int64)
+    timeout = np.array([100, 200, 300, 400], np.int64)
+    srv_cacheable = np.array([True, False, True, True, False, True])
+    cache_rows = None if scope is None else np.array((scope + [False] * 8)[: len(dev_kind)] if scope else [], np.bool_)
+    want = front_columns_reference(
+        cls, t, srv, row, start, status, service, timeout, srv_cacheable, dev_kind, cache_rows, enabled
+    )
+    use = cache_rows is not None and len(cache_rows) > 0
+    got = (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.bool_))
+    front_columns(
+        cls, t, srv, row, start, status, service, timeout, srv_cacheable,
+        dev_kind if len(dev_kind) else np.zeros(1, np.uint8), cache_rows if use else np.zeros(1, np.bool_),
+        use, enabled, _ESME, DSP_SERVED, *got,
+    )  # fmt: skip
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+
+    idx = np.flatnonzero(np.array((accepted + [True] * n)[:n], np.bool_))
+    cols = (cls, t, srv, row.astype(np.uint64), row, status, start, t + 1, t + 2)
+    outs = [np.empty(len(idx), c.dtype) for c in cols]
+    accepted_rows(idx, *cols, *outs)
+    for o, c in zip(outs, cols, strict=True):
+        np.testing.assert_array_equal(o, c[idx])

@@ -7,6 +7,7 @@
   the exponential (the virtual-time driver);
 - :func:`contact_states`: each device's persistent contact state (:func:`dccsim.loadgen.population.build_population`);
 - :func:`slot_times`: a day's send times from per-slot counts (:func:`dccsim.loadgen.workload.profile_times`);
+- :func:`flat_slot_times`: times one per slot, jittered (:func:`dccsim.loadgen.workload.flat_times`);
 - :func:`fill_rows`: a frame of compact MessagePack request rows with fresh counters (the
   open-loop client, :mod:`dccsim.loadgen.netclient`).
 
@@ -31,6 +32,7 @@ __all__ = [
     "device_draws",
     "device_leg",
     "fill_rows",
+    "flat_slot_times",
     "slot_times",
     "warm_up",
 ]
@@ -116,6 +118,15 @@ def contact_states(u, smets1, dead2, dead1, flaky2, flaky1, out):  # type: ignor
 
 
 @jit
+def flat_slot_times(u, start, slot, out):  # type: ignore[no-untyped-def]
+    """Time ``i`` at ``start + (i + u[i]) x slot`` (floats, truncated to whole ns), in one pass;
+    the reference is :func:`dccsim.loadgen.workload.flat_times_reference` (the same float
+    operations in the same order, so the same times to the nanosecond)."""
+    for i in range(len(u)):
+        out[i] = np.int64(start + (i + u[i]) * slot)
+
+
+@jit
 def slot_times(counts, u, start, slot_ns, out):  # type: ignore[no-untyped-def]
     """Times spread through slots: slot ``k`` holds ``counts[k]`` messages, the ``r``-th at
     ``start + (k + (r + u) / counts[k]) x slot_ns`` (truncated to whole ns; ``start`` a float),
@@ -168,3 +179,4 @@ def warm_up() -> None:
     device_draws(np.zeros(1, np.uint64), np.uint64(0), b, u8, f, f, *([0.0] * 10), f.copy(), u8.copy())
     contact_states(f, b, 0.0, 0.0, 0.0, 0.0, u8.copy())
     slot_times(np.ones(1, np.int64), f, 0.0, 1.0, np.zeros(1, np.int64))
+    flat_slot_times(f, 0.0, 1.0, np.zeros(1, np.int64))

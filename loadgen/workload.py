@@ -62,6 +62,7 @@ __all__ = [
     "RequestChunk",
     "AlertChunk",
     "flat_times",
+    "flat_times_reference",
     "profile_times",
     "profile_times_reference",
 ]
@@ -80,7 +81,20 @@ FD_COMMAND_VARIANT = 5
 
 
 def flat_times(rng: np.random.Generator, n: int, start_ns: int, end_ns: int) -> npt.NDArray[np.int64]:
-    """``n`` sorted times spread evenly over ``[start, end)`` (one per slot, jittered in it)."""
+    """``n`` sorted times spread evenly over ``[start, end)`` (one per slot, jittered in it).
+
+    One kernel pass over the uniform draws (no index, sum and product arrays: less memory to
+    touch), the same float operations as :func:`flat_times_reference`, so the same times."""
+    if n <= 0:
+        return np.zeros(0, np.int64)
+    u = rng.random(n)
+    out = np.empty(n, np.int64)
+    K.flat_slot_times(u, float(start_ns), (end_ns - start_ns) / n, out)
+    return out
+
+
+def flat_times_reference(rng: np.random.Generator, n: int, start_ns: int, end_ns: int) -> npt.NDArray[np.int64]:
+    """The whole-array definition of :func:`flat_times`, which a differential test compares it with."""
     if n <= 0:
         return np.zeros(0, np.int64)
     slot = (end_ns - start_ns) / n
@@ -410,17 +424,15 @@ class DayWorkload:
         # MDR 4.8.1 for every ESME, extra past days when demand > 1
         n481 = int(round(len(esme) * demand))
         order = rng.permutation(esme)
-        reads = np.arange(n481)
-        dev = order[reads % max(len(esme), 1)] if len(esme) else np.zeros(0, np.int64)
+        back: int | npt.NDArray[np.int64] = 1
+        if n481 <= len(esme):  # a read a meter at most: yesterday's, the permutation's head (no gathers)
+            dev = order[:n481]
+        else:  # the k-th pass over the meters reads the day k days back
+            reads = np.arange(n481)
+            dev = order[reads % len(esme)]
+            back = 1 + reads // len(esme)
         streams.append(
-            self._req_stream(
-                flat_times(rng, n481, ws, we),
-                dev,
-                self._code["4.8.1"],
-                "MDR",
-                CLS["mhhs_read"],
-                day_back=1 + reads // max(len(esme), 1),
-            )
+            self._req_stream(flat_times(rng, n481, ws, we), dev, self._code["4.8.1"], "MDR", CLS["mhhs_read"], back)
         )
         # 4.6.1 for a share of ESMEs
         pick = esme[rng.random(len(esme)) < min(1.0, m.daily_read_share * demand)]

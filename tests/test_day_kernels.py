@@ -8,7 +8,13 @@ import numpy as np
 from dccsim.bench.testing import scenario
 from dccsim.loadgen.driver import VirtualTimeDriver, draw_device_reference
 from dccsim.loadgen.population import build_population
-from dccsim.loadgen.workload import RequestChunk, profile_times, profile_times_reference
+from dccsim.loadgen.workload import (
+    RequestChunk,
+    flat_times,
+    flat_times_reference,
+    profile_times,
+    profile_times_reference,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -54,6 +60,21 @@ def test_profile_times_kernel_equals_the_numpy_definition(seed, n, weights, bin_
     assert got.dtype == want.dtype == np.int64
     assert np.array_equal(got, want)
     assert (np.diff(got) >= 0).all()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(-1, 5000),
+    start_ns=st.integers(0, 4 * 10**18),
+    span_ns=st.integers(1, 2 * 86_400 * 10**9),
+)
+def test_flat_times_kernel_equals_the_numpy_definition(seed, n, start_ns, span_ns) -> None:  # type: ignore[no-untyped-def]
+    """The same draws and the same float operations: the same times to the nanosecond."""
+    got = flat_times(np.random.default_rng(seed), n, start_ns, start_ns + span_ns)
+    want = flat_times_reference(np.random.default_rng(seed), n, start_ns, start_ns + span_ns)
+    assert got.dtype == want.dtype == np.int64
+    assert np.array_equal(got, want)
 
 
 @functools.lru_cache(maxsize=4)

@@ -8,6 +8,8 @@
 - :func:`contact_states`: each device's persistent contact state (:func:`dccsim.loadgen.population.build_population`);
 - :func:`slot_times`: a day's send times from per-slot counts (:func:`dccsim.loadgen.workload.profile_times`);
 - :func:`flat_slot_times`: times one per slot, jittered (:func:`dccsim.loadgen.workload.flat_times`);
+- :func:`background_columns`: the background stream's columns from its draws (its reference:
+  :func:`dccsim.loadgen.workload.background_columns_reference`);
 - :func:`fill_rows`: a frame of compact MessagePack request rows with fresh counters (the
   open-loop client, :mod:`dccsim.loadgen.netclient`).
 
@@ -32,6 +34,7 @@ __all__ = [
     "device_draws",
     "device_leg",
     "fill_rows",
+    "background_columns",
     "flat_slot_times",
     "slot_times",
     "warm_up",
@@ -118,12 +121,36 @@ def contact_states(u, smets1, dead2, dead1, flaky2, flaky1, out):  # type: ignor
 
 
 @jit
-def flat_slot_times(u, start, slot, out):  # type: ignore[no-untyped-def]
-    """Time ``i`` at ``start + (i + u[i]) x slot`` (floats, truncated to whole ns), in one pass;
-    the reference is :func:`dccsim.loadgen.workload.flat_times_reference` (the same float
-    operations in the same order, so the same times to the nanosecond)."""
-    for i in range(len(u)):
-        out[i] = np.int64(start + (i + u[i]) * slot)
+def flat_slot_times(u, i0, start, slot, out):  # type: ignore[no-untyped-def]
+    """Time ``i = i0 + j`` at ``start + (i + u[j]) x slot`` (floats, truncated to whole ns) into
+    ``out[i]``, for the block of draws ``u``; the reference is
+    :func:`dccsim.loadgen.workload.flat_times_reference` (the same float operations in the same
+    order, so the same times to the nanosecond)."""
+    for j in range(len(u)):
+        i = i0 + j
+        out[i] = np.int64(start + (i + u[j]) * slot)
+
+
+@jit
+def background_columns(  # type: ignore[no-untyped-def]
+    which, kind, u, srv_of, count, table, non_device, cacheable, nd_class, od_class, period_start, period_end,
+    srv, role, cls, start, end,
+):  # fmt: skip
+    """The background stream's SRV, role, class and read period from its draws, in one pass;
+    the reference is :func:`dccsim.loadgen.workload.background_columns_reference`."""
+    for i in range(len(which)):
+        w = which[i]
+        k = kind[i]
+        s = srv_of[w]
+        srv[i] = s
+        role[i] = table[w, k, np.int64(u[i] * count[w, k])]
+        cls[i] = nd_class if non_device[s] else od_class
+        if cacheable[s]:
+            start[i] = period_start
+            end[i] = period_end
+        else:
+            start[i] = 0
+            end[i] = 0
 
 
 @jit
@@ -179,4 +206,4 @@ def warm_up() -> None:
     device_draws(np.zeros(1, np.uint64), np.uint64(0), b, u8, f, f, *([0.0] * 10), f.copy(), u8.copy())
     contact_states(f, b, 0.0, 0.0, 0.0, 0.0, u8.copy())
     slot_times(np.ones(1, np.int64), f, 0.0, 1.0, np.zeros(1, np.int64))
-    flat_slot_times(f, 0.0, 1.0, np.zeros(1, np.int64))
+    flat_slot_times(f, 0, 0.0, 1.0, np.zeros(1, np.int64))

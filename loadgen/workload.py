@@ -37,6 +37,7 @@ device acknowledged, ``I99``, runs), so the driver draws them once the outcome i
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -63,6 +64,8 @@ __all__ = [
     "AlertChunk",
     "flat_times",
     "flat_times_reference",
+    "uniform_blocks",
+    "background_columns_reference",
     "profile_times",
     "profile_times_reference",
 ]
@@ -87,10 +90,26 @@ def flat_times(rng: np.random.Generator, n: int, start_ns: int, end_ns: int) -> 
     touch), the same float operations as :func:`flat_times_reference`, so the same times."""
     if n <= 0:
         return np.zeros(0, np.int64)
-    u = rng.random(n)
     out = np.empty(n, np.int64)
-    K.flat_slot_times(u, float(start_ns), (end_ns - start_ns) / n, out)
+    slot = (end_ns - start_ns) / n
+    for i0, u in uniform_blocks(rng, n):
+        K.flat_slot_times(u, i0, float(start_ns), slot, out)
     return out
+
+
+#: rows of uniform draws held at once by :func:`uniform_blocks`
+UNIFORM_BLOCK = 1 << 20
+
+
+def uniform_blocks(rng: np.random.Generator, n: int) -> Iterator[tuple[int, npt.NDArray[np.float64]]]:
+    """The ``n`` draws ``rng.random(n)`` would give, block by block: ``(first row, draws)``
+    in one buffer of :data:`UNIFORM_BLOCK` rows, reused (a kernel consumes each block before
+    the next is drawn). The same numbers, without ``n`` fresh rows of memory to touch."""
+    buf = np.empty(min(n, UNIFORM_BLOCK), np.float64)
+    for i0 in range(0, n, UNIFORM_BLOCK):
+        u = buf[: min(UNIFORM_BLOCK, n - i0)]
+        rng.random(out=u)
+        yield i0, u
 
 
 def flat_times_reference(rng: np.random.Generator, n: int, start_ns: int, end_ns: int) -> npt.NDArray[np.int64]:
@@ -335,6 +354,34 @@ def _merge(streams: list[_Stream], t0: int, t1: int) -> dict[str, npt.NDArray[np
     return {k: np.concatenate([p[k] for p in parts])[order] for k in parts[0]}
 
 
+def background_columns_reference(
+    which: npt.NDArray[np.int64],
+    kind: npt.NDArray[np.uint8],
+    u: npt.NDArray[np.float64],
+    srv_of: npt.NDArray[np.uint8],
+    count: npt.NDArray[np.int64],
+    table: npt.NDArray[np.uint8],
+    non_device: npt.NDArray[np.bool_],
+    cacheable: npt.NDArray[np.bool_],
+    nd_class: int,
+    od_class: int,
+    period_start: int,
+    period_end: int,
+) -> tuple[npt.NDArray[np.generic], ...]:
+    """The whole-array definition of the background stream's columns (SRV, role, class, read
+    period) from its draws: the ``which``-th SRV of ``srv_of``; the role picked by ``u`` among
+    the ``count[which, kind]`` in ``table[which, kind]``; the non-device class for a non-device
+    SRV, else on-demand; a cacheable read's period, else none (0). The kernel
+    :func:`~dccsim.loadgen._kernels.background_columns` is compared with it."""
+    srv = srv_of[which]
+    pick = (u * count[which, kind]).astype(np.int64)
+    role = table[which, kind, pick]
+    cls = np.where(non_device[srv], nd_class, od_class).astype(np.uint8)
+    read = cacheable[srv]
+    start = np.where(read, np.int64(period_start), 0)
+    return srv, role, cls, start, np.where(read, np.int64(period_end), 0)
+
+
 class DayWorkload:
     """All streams of one scenario day, drawn once; :meth:`requests` and :meth:`alerts` slice.
 
@@ -513,7 +560,7 @@ class DayWorkload:
         which = rng.choice(len(srvs), size=n, p=w / w.sum())
         dev = rng.integers(0, len(pop), n)
         kind = pop.kind[dev]
-        srv_code = np.array([cat.code(x) for x in srvs], np.uint8)[which]
+        srv_of = np.array([cat.code(x) for x in srvs], np.uint8)
         # a role that may send the SRV and address the device's kind (from the scenario's users):
         # a table of eligible roles per (SRV, kind), then one vectorised pick
         users = [r for r in ROLES if r in self.user_of_role]
@@ -548,12 +595,26 @@ class DayWorkload:
                 ok = ok or [r for r in users if r in info.roles] or [info.roles[0]]
                 table[j, k, : len(ok)] = [ROLES.index(r) for r in ok]
                 count[j, k] = len(ok)
-        pick = (rng.random(n) * count[which, kind]).astype(np.int64)
-        role = table[which, kind, pick]
-        cls = np.where(cat.non_device[srv_code], CLS["non_device"], CLS["on_demand"]).astype(np.uint8)
-        stream = self._req_stream(t, dev, srv_code, role, 0)
-        stream.cols["cls"] = cls
-        return stream
+        # the columns in one kernel pass (:func:`background_columns_reference` is the definition):
+        # a whole-array version makes about ten temporaries of n rows, fresh memory to touch
+        srv_col, role, cls = (np.empty(n, np.uint8) for _ in range(3))
+        start, end = np.empty(n, np.int64), np.empty(n, np.int64)
+        for i0, u in uniform_blocks(rng, n):  # the role's draws
+            b = slice(i0, i0 + len(u))
+            K.background_columns(
+                which[b], kind[b], u, srv_of, count, table, cat.non_device, cat.cacheable, CLS["non_device"],
+                CLS["on_demand"], self.day0 - DAY, self.day0, srv_col[b], role[b], cls[b], start[b], end[b],
+            )  # fmt: skip
+        cols: dict[str, npt.NDArray[np.generic]] = {
+            "dev": dev,
+            "srv": srv_col,
+            "role": role,
+            "cls": cls,
+            "execution_ns": _const(0, np.int64, n),
+            "period_start_ns": start,
+            "period_end_ns": end,
+        }
+        return _Stream(t=t, cols=cols)
 
     def _build_future_dated(self, rng: np.random.Generator) -> _Stream:
         s, pop = self.s, self.pop

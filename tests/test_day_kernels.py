@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+from unittest import mock
 
 import numpy as np
 from dccsim.bench.testing import scenario
+from dccsim.loadgen import workload
 from dccsim.loadgen.driver import VirtualTimeDriver, draw_device_reference
 from dccsim.loadgen.population import build_population
 from dccsim.loadgen.workload import (
@@ -70,11 +72,55 @@ def test_profile_times_kernel_equals_the_numpy_definition(seed, n, weights, bin_
     span_ns=st.integers(1, 2 * 86_400 * 10**9),
 )
 def test_flat_times_kernel_equals_the_numpy_definition(seed, n, start_ns, span_ns) -> None:  # type: ignore[no-untyped-def]
-    """The same draws and the same float operations: the same times to the nanosecond."""
-    got = flat_times(np.random.default_rng(seed), n, start_ns, start_ns + span_ns)
+    """The same draws and the same float operations: the same times to the nanosecond, with the
+    draws taken in blocks (small ones here, so that a few thousand rows cross many)."""
+    with mock.patch.object(workload, "UNIFORM_BLOCK", 1 + seed % 97):
+        got = flat_times(np.random.default_rng(seed), n, start_ns, start_ns + span_ns)
     want = flat_times_reference(np.random.default_rng(seed), n, start_ns, start_ns + span_ns)
     assert got.dtype == want.dtype == np.int64
     assert np.array_equal(got, want)
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 3000), block=st.integers(1, 500))
+def test_uniform_blocks_are_the_draws_of_one_call(seed, n, block) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    with mock.patch.object(workload, "UNIFORM_BLOCK", block):
+        parts = [(i0, u.copy()) for i0, u in workload.uniform_blocks(rng, n)]
+    assert [i0 for i0, _ in parts] == list(range(0, n, block))
+    whole = np.concatenate([u for _, u in parts]) if parts else np.zeros(0)
+    assert np.array_equal(whole, np.random.default_rng(seed).random(n))
+    assert rng.random() == np.random.default_rng(seed).random(n + 1)[-1]  # the generator left where one call leaves it
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 300),
+    n_srvs=st.integers(1, 6),
+    n_kinds=st.integers(1, 3),
+    n_roles=st.integers(1, 5),
+)
+def test_background_columns_kernel_equals_the_numpy_definition(seed, n, n_srvs, n_kinds, n_roles) -> None:  # type: ignore[no-untyped-def]  # noqa: E501
+    """SRV, role (picked among the eligible by the uniform draw), class and read period of each
+    background request: the kernel and the whole-array definition agree on every row."""
+    from dccsim.loadgen._kernels import background_columns
+    from dccsim.loadgen.workload import background_columns_reference
+
+    rng = np.random.default_rng(seed)
+    which = rng.integers(0, n_srvs, n)
+    kind = rng.integers(0, n_kinds, n).astype(np.uint8)
+    u = rng.random(n)
+    srv_of = rng.choice(12, n_srvs, replace=False).astype(np.uint8)
+    count = rng.integers(0, n_roles + 1, (n_srvs, n_kinds))
+    table = rng.integers(0, 8, (n_srvs, n_kinds, n_roles)).astype(np.uint8)
+    non_device, cacheable = rng.random(12) < 0.3, rng.random(12) < 0.5
+    args = (which, kind, u, srv_of, count, table, non_device, cacheable, 7, 3, 10**18, 10**18 + 86_400 * 10**9)
+    want = background_columns_reference(*args)
+    got = tuple(np.empty(n, d) for d in (np.uint8, np.uint8, np.uint8, np.int64, np.int64))
+    background_columns(*args, *got)
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g, w)
 
 
 @functools.lru_cache(maxsize=4)

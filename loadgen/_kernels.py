@@ -207,3 +207,8 @@ def warm_up() -> None:
     contact_states(f, b, 0.0, 0.0, 0.0, 0.0, u8.copy())
     slot_times(np.ones(1, np.int64), f, 0.0, 1.0, np.zeros(1, np.int64))
     flat_slot_times(f, 0, 0.0, 1.0, np.zeros(1, np.int64))
+    i64 = np.zeros(1, np.int64)
+    background_columns(
+        i64, u8, f, u8, np.ones((1, 1), np.int64), np.zeros((1, 1, 1), np.uint8), b, b, 0, 0, 0, 0,
+        u8.copy(), u8.copy(), u8.copy(), i64.copy(), i64.copy(),
+    )  # fmt: skip

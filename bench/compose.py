@@ -530,7 +530,7 @@ def simulate(
         totals = driver.run(sink)
     wall = time.perf_counter() - t_start
     cpu = time.process_time() - cpu_start
-    # the logs' worker threads encode and compress beside the sink's thread: their CPU is the log's
+    # the logs' worker threads write beside the sink's thread: their CPU is the log's (Arrow's pool compresses)
     driver.stages.add("log", 0, sink.writer_cpu_ns)
     pipeline = driver.pipeline
     summary = run_summary(

@@ -103,7 +103,7 @@ STAGES = {
     "validate_dsp": "RequestID counters, validation and access control, the DSP queue, the device leg",
     "cache_outcomes": "the readings cache, the comms leg, final outcomes, log rows, retries",
     "throttle": "the day's alerts sliced and run through Alert Storm Protection",
-    "log": "the log sink: Arrow batches written (encoded and compressed on the logs' own threads), histograms, counts",
+    "log": "the log sink: histograms, counts, Arrow batches written on the logs' threads (compressed in Arrow's pool)",
 }
 
 

@@ -897,8 +897,8 @@ def _stages_table(summary: RunSummary) -> str:
     if isinstance(summary.cpu_seconds, float | int) and None not in counted:
         other = max(0.0, float(summary.cpu_seconds) - sum(c for c in counted if c is not None))
         what = (
-            "the process's CPU no stage counts: Arrow's compression threads, the garbage collector, "
-            "the main thread between stages"
+            "the process's CPU no stage counts: Arrow's compression threads (its CPU pool), the main "
+            "thread's work between stages (retries merged into the next chunk), the garbage collector"
         )
         rows.append(["other", esc(what), "", "", "", "", f"{other:.2f}", ""])
         rows.append(["whole run", "the process's CPU time (user and system) over the run", "", "", "", "",

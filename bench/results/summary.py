@@ -644,7 +644,8 @@ class RunSummary(Struct, kw_only=True):
     #: time per stage of a virtual-time run (:data:`dccsim.loadgen.driver.STAGES`), in data-flow order
     stages: dict[str, Stage] | UnsetType = UNSET
     #: CPU time (user and system) of the whole process over ``wall_seconds``: the stages' and
-    #: what no stage counts (Arrow's compression threads, the garbage collector); ``dccsim run``
+    #: what no stage counts (Arrow's compression threads, the main thread between stages, the garbage
+    #: collector); ``dccsim run``
     cpu_seconds: float | UnsetType = UNSET
     peak_rss_bytes: int | UnsetType = UNSET
     run: RunInfo | UnsetType = UNSET

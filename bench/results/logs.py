@@ -459,7 +459,7 @@ class ArrowLogWriter:
         self.rows = 0
         self.batches = 0
         self.rows_written = 0
-        #: CPU time of the worker thread's writes (encoding, compression, the file) after :meth:`start_background`
+        #: CPU time of the worker thread's writes after :meth:`start_background` (Arrow's pool compresses)
         self.background_cpu_ns = 0
         self.bytes = 0
         #: the failure that ended the file early (:class:`LogWriteError`), or None

@@ -169,8 +169,8 @@ class RunSink:
 
     @property
     def writer_cpu_ns(self) -> int:
-        """CPU time the logs' worker threads spent writing (encoding, compressing, the files);
-        complete once the logs are closed."""
+        """CPU time the logs' worker threads spent writing (Arrow compresses in its own pool,
+        not counted here); complete once the logs are closed."""
         return sum(log.background_cpu_ns for log in self.logs)
 
     @property

@@ -327,6 +327,12 @@ class AlertChunk:
         return cls(**{k: v[order] for k, v in merged.items()})
 
 
+def _driver_columns(n: int) -> dict[str, npt.NDArray[np.generic]]:
+    """A fresh chunk's columns that the driver fills later (attempt, invalid label, device
+    draws), zero."""
+    return {k: np.zeros(n, _REQ_DTYPES[k]) for k in ("attempt", "invalid", "latency_ns", "fault")}
+
+
 def _const(value: npt.ArrayLike, dtype: npt.DTypeLike, n: int) -> npt.NDArray[np.generic]:
     """A column of ``n`` equal values that takes no memory: a read-only broadcast view (its
     slices, concatenations and gathers are ordinary arrays)."""
@@ -430,23 +436,29 @@ class DayWorkload:
         dev: npt.NDArray[np.int64],
         srv: npt.ArrayLike,
         role: str | npt.ArrayLike,
-        cls: int,
+        cls: int | npt.NDArray[np.uint8],
         day_back: npt.ArrayLike = 1,
         execution: npt.ArrayLike | None = None,
+        period: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
     ) -> _Stream:
+        """A request stream's columns; a scalar SRV, role, class or execution time is a constant
+        column, an array is taken as it is (not copied). ``period``: the read period's start and
+        end columns when the caller has made them (else from the SRV and ``day_back``)."""
         n = len(t)
         role_codes = _const(ROLES.index(role), np.uint8, n) if isinstance(role, str) else np.asarray(role, np.uint8)
         srv_codes = np.asarray(srv, np.uint8)
         back = np.asarray(day_back, np.int64)
         cols: dict[str, npt.NDArray[np.generic]] = {
             "dev": dev.astype(np.int64, copy=False),
-            "srv": _const(srv_codes, np.uint8, n) if srv_codes.ndim == 0 else srv_codes.copy(),
+            "srv": _const(srv_codes, np.uint8, n) if srv_codes.ndim == 0 else srv_codes,
             "role": role_codes,
-            "cls": _const(cls, np.uint8, n),
+            "cls": _const(cls, np.uint8, n) if np.ndim(cls) == 0 else np.asarray(cls, np.uint8),
             "execution_ns": _const(0, np.int64, n) if execution is None else np.asarray(execution, np.int64),
         }
         # the period of a cacheable read: the day ``day_back`` days before this one; none otherwise
-        if srv_codes.ndim == 0 and back.ndim == 0:  # one SRV and one day: constant columns
+        if period is not None:
+            cols["period_start_ns"], cols["period_end_ns"] = period
+        elif srv_codes.ndim == 0 and back.ndim == 0:  # one SRV and one day: constant columns
             read = bool(self._cat.cacheable[srv_codes])
             start = self.day0 - int(back) * DAY
             cols["period_start_ns"] = _const(start if read else 0, np.int64, n)
@@ -605,16 +617,7 @@ class DayWorkload:
                 which[b], kind[b], u, srv_of, count, table, cat.non_device, cat.cacheable, CLS["non_device"],
                 CLS["on_demand"], self.day0 - DAY, self.day0, srv_col[b], role[b], cls[b], start[b], end[b],
             )  # fmt: skip
-        cols: dict[str, npt.NDArray[np.generic]] = {
-            "dev": dev,
-            "srv": srv_col,
-            "role": role,
-            "cls": cls,
-            "execution_ns": _const(0, np.int64, n),
-            "period_start_ns": start,
-            "period_end_ns": end,
-        }
-        return _Stream(t=t, cols=cols)
+        return self._req_stream(t, dev, srv_col, role, cls, period=(start, end))
 
     def _build_future_dated(self, rng: np.random.Generator) -> _Stream:
         s, pop = self.s, self.pop
@@ -699,10 +702,7 @@ class DayWorkload:
             period_end_ns=c["period_end_ns"],
             execution_ns=c["execution_ns"],
             cls=c["cls"],
-            attempt=np.zeros(n, np.uint8),
-            invalid=np.zeros(n, np.uint8),
-            latency_ns=np.zeros(n, np.int64),
-            fault=np.zeros(n, np.uint8),
+            **_driver_columns(n),
         )
         if not all_users:  # a role without a user: the lookup by name says which
             self._set_originators(out)
@@ -752,10 +752,7 @@ class DayWorkload:
             period_end_ns=c["period_end_ns"],
             execution_ns=c["execution_ns"],
             cls=c["cls"],
-            attempt=np.zeros(n, np.uint8),
-            invalid=np.zeros(n, np.uint8),
-            latency_ns=np.zeros(n, np.int64),
-            fault=np.zeros(n, np.uint8),
+            **_driver_columns(n),
         )
         self._set_originators(out)
         self._inject_invalid(chunk, out)

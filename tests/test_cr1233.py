@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 import pytest
 from dccsim.bench import simulate
@@ -287,17 +286,12 @@ def test_audit_rows_as_duis_xml_are_valid_against_the_xsd(run: Path, schema: etr
 def test_decode_to_xml_writes_a_valid_future_dated_response(
     run: Path, schema: etree.XMLSchema, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from cli_helper import cli
+    from cli_helper import decode_to_xml
 
-    responses = _responses(run, limit=3)
-    src = tmp_path / "fd.jsonl"
-    src.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in responses))
-    code, stdout, err = cli("decode", str(src), "--to", "xml", "--schema", str(XSD), capsys=capsys)
-    assert code == 0, err
-    docs = [d for d in stdout.split("<?xml") if d.strip()]
+    docs = decode_to_xml(_responses(run, limit=3), tmp_path, XSD, capsys)
     assert len(docs) == 3
     for d in docs:
-        schema.assertValid(etree.fromstring(("<?xml" + d).encode()))
+        schema.assertValid(etree.fromstring(d.encode()))
         assert "<sr:FutureDatedDeviceAlertMessage>" in d
 
 

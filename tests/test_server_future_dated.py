@@ -317,7 +317,7 @@ def test_responses_beyond_the_limit_are_shed_and_counted() -> None:
 def test_a_response_the_server_sent_encodes_to_schema_valid_duis_xml(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from cli_helper import cli
+    from cli_helper import decode_to_xml
 
     schema = load_schema(XSD)
     clock = ManualClock()
@@ -343,14 +343,10 @@ def test_a_response_the_server_sent_encodes_to_schema_valid_duis_xml(
         fd = doc.find(".//sr:FutureDatedDeviceAlertMessage", ns)
         assert fd is not None and fd.findtext("sr:TotalCommandInstructions", namespaces=ns) == "3"
     # and through dccsim decode --to xml, as JSON lines
-    src = tmp_path / "fd.jsonl"
-    src.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in responses))
-    code, stdout, err = cli("decode", str(src), "--to", "xml", "--schema", str(XSD), capsys=capsys)
-    assert code == 0, err
-    docs = [d for d in stdout.split("<?xml") if d.strip()]
+    docs = decode_to_xml(responses, tmp_path, XSD, capsys)
     assert len(docs) == 3
     for d in docs:
-        schema.assertValid(etree.fromstring(("<?xml" + d).encode()))
+        schema.assertValid(etree.fromstring(d.encode()))
 
 
 def test_over_http_the_responses_are_kept_for_polling_by_instruction() -> None:

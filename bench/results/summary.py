@@ -502,6 +502,7 @@ class Stage(_Doc):
 
     @classmethod
     def of(cls, seconds: float, rows: int, wall: float | None, cpu_seconds: float | None = None) -> Stage:
+        seconds, rows = float(seconds), int(rows)
         return cls(
             seconds=round(seconds, 4),
             rows=rows,
@@ -512,14 +513,15 @@ class Stage(_Doc):
         )
 
 
-def stages_section(times: Mapping[str, Mapping[str, float | None]], wall: float | None) -> dict[str, Stage]:
+def _sum_if_known(values: list[float | None]) -> float | None:
+    """The sum, or None when any part is unknown (a merge never counts only part of a figure)."""
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+
+def stages_section(times: Mapping[str, Mapping[str, Any]], wall: float | None) -> dict[str, Stage]:
     """The ``stages`` section from ``{stage: {"seconds", "rows"[, "cpu_seconds"]}}`` and the
     run's wall time."""
-    out = {}
-    for k, v in times.items():
-        cpu = v.get("cpu_seconds")
-        out[k] = Stage.of(float(v["seconds"] or 0), int(v["rows"] or 0), wall, None if cpu is None else float(cpu))
-    return out
+    return {k: Stage.of(v["seconds"], v["rows"], wall, v.get("cpu_seconds")) for k, v in times.items()}
 
 
 class RunInfo(_Doc, omit_defaults=True):
@@ -792,15 +794,18 @@ class RunSummary(Struct, kw_only=True):
         )  # fmt: skip
         wall = [s.wall_seconds for s in all_ if s.wall_seconds is not None]
         total = round(sum(wall), 3) if wall else None
-        stages: dict[str, dict[str, float | None]] = {}
+        by_stage: dict[str, list[Stage]] = {}
         for s in all_:
             for k, st in (s.stages or {}).items():
-                acc = stages.setdefault(k, {"seconds": 0.0, "rows": 0, "cpu_seconds": 0.0})
-                acc["seconds"] = (acc["seconds"] or 0) + st.seconds
-                acc["rows"] = (acc["rows"] or 0) + st.rows
-                # CPU time is known for the merge only if every part knew it
-                cpu = acc["cpu_seconds"]
-                acc["cpu_seconds"] = None if cpu is None or st.cpu_seconds is None else cpu + st.cpu_seconds
+                by_stage.setdefault(k, []).append(st)
+        stages = {
+            k: {
+                "seconds": sum(st.seconds for st in sts),
+                "rows": sum(st.rows for st in sts),
+                "cpu_seconds": _sum_if_known([st.cpu_seconds for st in sts]),
+            }
+            for k, sts in by_stage.items()
+        }
         extra: dict[str, Any] = {"stages": stages_section(stages, total)} if stages else {}
         if all(isinstance(s.cpu_seconds, float | int) for s in all_):
             extra["cpu_seconds"] = round(sum(float(s.cpu_seconds) for s in all_), 3)  # type: ignore[arg-type]

@@ -103,6 +103,7 @@ NEED_RING = 2
 # how far ahead (in operations) the kernel hints index and arena loads
 AHEAD_INDEX = 16
 AHEAD_ARENA = 8
+_AHEAD_ARENA_U = U64(AHEAD_ARENA)
 HINT_PROBES = 4
 AHEAD_EXPIRY = 8
 AHEAD_RING = 32
@@ -827,12 +828,15 @@ def read_through(
     ahead = start  # lookups up to here have had their index line hinted
     while i < n or (meta[0] > 0 and ht[0] <= until):
         # hint later lookups' loads, as run_ops does: the index line, then the record
+        # unsigned indices: Numba adds a negative-index fix-up to every array access with a
+        # signed one, which LLVM cannot drop here (i starts at an argument)
+        u = U64(i)
         while ahead < n and ahead < i + AHEAD_INDEX:
-            hint_index(index, hs[ahead])
+            hint_index(index, hs[U64(ahead)])
             ahead += 1
         if i + AHEAD_ARENA < n:
-            hint_record(index, arena, hs[i + AHEAD_ARENA])
-        store = meta[0] > 0 and ht[0] <= (t[i] if i < n else until)
+            hint_record(index, arena, hs[u + _AHEAD_ARENA_U])
+        store = meta[0] > 0 and ht[0] <= (t[u] if i < n else until)
         if store:
             ti = ht[0]
             slot = hslot[0]
@@ -842,12 +846,12 @@ def read_through(
             small = psm[slot]
             sv = small >> np.uint64(40)
         else:
-            ti = t[i]
-            dv = dev[i]
-            kw = kws[i]
-            h = hs[i]
-            sv = np.uint64(srv[i])
-            if store_at[i] >= 0 and meta[0] >= hcap:
+            ti = t[u]
+            dv = dev[u]
+            kw = kws[u]
+            h = hs[u]
+            sv = np.uint64(srv[u])
+            if store_at[u] >= 0 and meta[0] >= hcap:
                 status = 2
                 break
         if nrec > 0 and head_s <= ti - retention:
@@ -860,19 +864,19 @@ def read_through(
             if j >= 0:
                 p = np.int64(index[j] & MASK32)
                 hits += 1
-                out_hit[i] = True
-                out_code[i] = rec_code(arena, p)
-                out_ref[i] = rec_ref(arena, p)
-                out_stored[i] = rec_stored(arena, p, now)
+                out_hit[u] = True
+                out_code[u] = rec_code(arena, p)
+                out_ref[u] = rec_ref(arena, p)
+                out_stored[u] = rec_stored(arena, p, now)
             else:
                 misses += 1
-                out_hit[i] = False
-                out_code[i] = 0
-                out_ref[i] = 0
-                out_stored[i] = 0
-                if store_at[i] >= 0:
-                    packed = (sv << np.uint64(40)) | (np.uint64(code[i]) << np.uint64(32)) | np.uint64(ref[i])
-                    slot = heap_push(ht, hq, hslot, meta, store_at[i])
+                out_hit[u] = False
+                out_code[u] = 0
+                out_ref[u] = 0
+                out_stored[u] = 0
+                if store_at[u] >= 0:
+                    packed = (sv << np.uint64(40)) | (np.uint64(code[u]) << np.uint64(32)) | np.uint64(ref[u])
+                    slot = heap_push(ht, hq, hslot, meta, store_at[u])
                     pd[slot] = dv
                     pk[slot] = kw
                     ph[slot] = h

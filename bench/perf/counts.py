@@ -6,8 +6,8 @@ to see what bounds a kernel: how many instructions and branches an operation cos
 the floors the timing benchmarks print (:mod:`dccsim.bench.perf.throttle`,
 :mod:`dccsim.bench.perf.cache`), on the same kind of workload.
 
-Each item runs in a child process under valgrind's cachegrind four times (after a first run
-that compiles the kernels for valgrind's CPU): its work done once
+Each item runs in a child process under valgrind's cachegrind four times (after a first run,
+not counted, that compiles the kernels for valgrind's CPU): its work done once
 and twice, and its set-up alone once and twice (a fresh state before each run of the work).
 ``(work twice - work once) - (set-up twice - set-up once)`` is one run of the work alone,
 free of start-up, imports, compilation and workload generation; divided by its operations.
@@ -24,6 +24,9 @@ it as a relative figure). Items:
 - throttle floor: the benchmark's prefetched gather/scatter over the same alerts;
 - cache kernel: :meth:`dccsim.cache.ReadingsCache.apply` over ``--ops`` operations of the
   cache benchmark's stream (``--keys`` keys), batches of 65,536, input checks included;
+- cache read-through: :meth:`dccsim.cache.readthrough.ReadThroughCache.read_through` (the
+  kernel a day's cache stage runs) over that stream's lookups, each miss stored a second
+  later, batches of 65,536;
 - cache floor and walk: the cache benchmark's bare prefetched open-addressing table and the
   kernel's lookup walk without its logic, ``--ops`` operations over ``--keys`` keys.
 
@@ -51,6 +54,7 @@ ITEMS = {
     "throttle-gcra": ("throttle kernel (gcra)", "alert"),
     "throttle-floor": ("throttle floor (prefetched gather/scatter)", "alert"),
     "cache-kernel": ("cache kernel (ReadingsCache.apply)", "op"),
+    "cache-readthrough": ("cache read-through (a day's lookups)", "lookup"),
     "cache-floor": ("cache floor (bare prefetched table)", "op"),
     "cache-walk": ("cache lookup walk (index line, record)", "op"),
 }
@@ -103,15 +107,32 @@ def _cache_item(name: str, ops: int, keys: int) -> tuple[int, Callable[[], None]
         run_kernel,
         workload,
     )
-    from dccsim.cache import LookupResult, ReadingsCache
+    from dccsim.cache import OP_LOOKUP, LookupResult, ReadingsCache
+    from dccsim.cache.readthrough import ReadThroughCache
 
-    if name == "cache-kernel":
+    if name in ("cache-kernel", "cache-readthrough"):
         cols, _ = workload(ops, keys, 48, 1.7, 1024, 20240601)
-        n = len(cols[0])
-        out = LookupResult.empty(n)
         ReadingsCache.warm_up()
         caches = [ReadingsCache(retention_hours=48, capacity=keys) for _ in range(2)]
         box: list = []
+        if name == "cache-readthrough":
+            # the stream's lookups; a miss is stored when its answer comes, a second later
+            look = cols[0] == OP_LOOKUP
+            t, dev, srv, start, end = (c[look] for c in cols[1:6])
+            later = t + 10**9
+            readers = [ReadThroughCache(cache) for cache in caches]
+
+            def setup() -> None:
+                box[:] = [readers.pop()]
+
+            def work() -> None:
+                for lo in range(0, len(t), 65_536):
+                    s = slice(lo, lo + 65_536)
+                    box[0].read_through(t[s], dev[s], srv[s], start[s], end[s], later[s])
+
+            return len(t), setup, work
+        n = len(cols[0])
+        out = LookupResult.empty(n)
 
         def setup() -> None:
             box[:] = [caches.pop()]
@@ -180,9 +201,10 @@ def count_all(
                            [name, str(reps), setup_only, str(a), str(b)])
 
     with ThreadPoolExecutor(workers) as pool:
-        # first under cachegrind with no work: Numba keys its cache by the CPU, and valgrind's
-        # is not the machine's, so this compiles the kernels that the counted runs then load
-        list(pool.map(lambda name: run(name, 0, "1"), names))
+        # first a run under cachegrind that is not counted: Numba keys its cache by the CPU,
+        # and valgrind's is not the machine's, so this compiles the kernels (every
+        # specialization the work uses) that the counted runs then load
+        list(pool.map(lambda name: run(name, 1, "0"), names))
         jobs = {
             (name, reps, so): pool.submit(run, name, reps, so)
             for name in names for reps in (1, 2) for so in ("0", "1")

@@ -827,10 +827,10 @@ def read_through(
     i = start
     ahead = start  # lookups up to here have had their index line hinted
     while i < n or (meta[0] > 0 and ht[0] <= until):
-        # hint later lookups' loads, as run_ops does: the index line, then the record
         # unsigned indices: Numba adds a negative-index fix-up to every array access with a
         # signed one, which LLVM cannot drop here (i starts at an argument)
         u = U64(i)
+        # hint later lookups' loads, as run_ops does: the index line, then the record
         while ahead < n and ahead < i + AHEAD_INDEX:
             hint_index(index, hs[U64(ahead)])
             ahead += 1
